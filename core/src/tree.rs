@@ -1,0 +1,917 @@
+//! The znode tree: nodes with data, ACL and ZooKeeper's full Stat, and the
+//! deterministic application of write operations to it, including atomic
+//! multi-op transactions (all or nothing, through an undo journal) and the
+//! bookkeeping of ephemeral, container and TTL nodes. Every write reports the
+//! watch triggers it causes; it never delivers them itself.
+
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+
+use crate::acl::{Acl, AclCache, AclPolicy, AclRef, Identity, perms};
+use crate::error::Error;
+use crate::path;
+use crate::txn::{CreateMode, MultiOutcome, OpOutcome, WriteOp};
+use crate::watch::{EventType, Trigger};
+use crate::{Millis, SessionId, Zxid};
+
+/// ZooKeeper's `Stat`, field for field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Stat {
+    pub czxid: Zxid,
+    pub mzxid: Zxid,
+    pub ctime: Millis,
+    pub mtime: Millis,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub data_length: i32,
+    pub num_children: i32,
+    pub pzxid: Zxid,
+}
+
+/// `ephemeralOwner` of a container node, as ZooKeeper encodes it.
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+const TTL_MARK: u64 = 0xff00_0000_0000_0000;
+const TTL_MARK_MASK: u64 = 0xffff_0000_0000_0000;
+/// Largest TTL ZooKeeper's `ephemeralOwner` encoding can hold.
+pub const MAX_TTL_MS: Millis = (1 << 40) - 1;
+
+/// `ephemeralOwner` of a TTL node: ZooKeeper's extended-type encoding.
+pub fn ttl_owner(ttl_ms: Millis) -> i64 {
+    (TTL_MARK | (ttl_ms as u64 & MAX_TTL_MS as u64)) as i64
+}
+
+/// The TTL of a node whose `ephemeralOwner` encodes one.
+pub fn ttl_of(owner: i64) -> Option<Millis> {
+    (owner as u64 & TTL_MARK_MASK == TTL_MARK).then_some((owner as u64 & MAX_TTL_MS as u64) as i64)
+}
+
+/// The session owning an ephemeral node, if `owner` names one.
+fn session_of(owner: i64) -> Option<SessionId> {
+    (owner > 0).then_some(owner)
+}
+
+/// Limits on what a write may put into the tree; each is enforced before
+/// anything changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeLimits {
+    pub max_data_bytes: usize,
+    pub max_path_bytes: usize,
+    pub max_children: usize,
+    pub max_multi_ops: usize,
+}
+
+impl Default for TreeLimits {
+    fn default() -> Self {
+        TreeLimits {
+            max_data_bytes: 1024 * 1024,
+            max_path_bytes: 4096,
+            max_children: 1_000_000,
+            max_multi_ops: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeConfig {
+    pub limits: TreeLimits,
+    pub acl: AclPolicy,
+}
+
+#[derive(Debug, Clone)]
+struct Znode {
+    czxid: Zxid,
+    mzxid: Zxid,
+    pzxid: Zxid,
+    ctime: Millis,
+    mtime: Millis,
+    version: i32,
+    cversion: i32,
+    aversion: i32,
+    ephemeral_owner: i64,
+    acl: AclRef,
+    data: Box<[u8]>,
+    children: BTreeSet<Box<str>>,
+}
+
+impl Znode {
+    fn stat(&self) -> Stat {
+        Stat {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            cversion: self.cversion,
+            aversion: self.aversion,
+            ephemeral_owner: self.ephemeral_owner,
+            data_length: i32::try_from(self.data.len()).unwrap_or(i32::MAX),
+            num_children: i32::try_from(self.children.len()).unwrap_or(i32::MAX),
+            pzxid: self.pzxid,
+        }
+    }
+
+    fn fresh(acl: AclRef, data: Box<[u8]>, owner: i64, zxid: Zxid, time: Millis) -> Self {
+        Znode {
+            czxid: zxid,
+            mzxid: zxid,
+            pzxid: zxid,
+            ctime: time,
+            mtime: time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            acl,
+            data,
+            children: BTreeSet::new(),
+        }
+    }
+}
+
+/// Who applies a write, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteCtx<'a> {
+    pub zxid: Zxid,
+    pub time: Millis,
+    pub session: SessionId,
+    pub identity: &'a Identity,
+}
+
+/// What a multi must undo if a later op fails.
+#[derive(Debug)]
+enum Undo {
+    Created {
+        path: String,
+        parent_cversion: i32,
+        parent_pzxid: Zxid,
+    },
+    Deleted {
+        path: String,
+        node: Box<Znode>,
+        parent_pzxid: Zxid,
+    },
+    DataSet {
+        path: String,
+        data: Box<[u8]>,
+        mzxid: Zxid,
+        mtime: Millis,
+        version: i32,
+    },
+    AclSet {
+        path: String,
+        acl: AclRef,
+        aversion: i32,
+    },
+}
+
+/// Collects undo entries while a multi runs; outside a multi it is off and
+/// costs nothing.
+#[derive(Debug, Default)]
+struct Journal {
+    recording: bool,
+    entries: Vec<Undo>,
+}
+
+/// One node as a whole, for comparisons, snapshots and the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub path: String,
+    pub data: Vec<u8>,
+    pub acl: Vec<Acl>,
+    pub stat: Stat,
+}
+
+/// The tree of znodes.
+#[derive(Debug)]
+pub struct DataTree {
+    nodes: FxHashMap<Box<str>, Box<Znode>>,
+    acls: AclCache,
+    ephemerals: FxHashMap<SessionId, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    config: TreeConfig,
+    journal: Journal,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        DataTree::new(TreeConfig::default())
+    }
+}
+
+impl DataTree {
+    /// A tree holding `/` and ZooKeeper's reserved `/zookeeper`,
+    /// `/zookeeper/quota` and `/zookeeper/config`, all with zxid 0.
+    pub fn new(config: TreeConfig) -> Self {
+        let mut tree = DataTree {
+            nodes: FxHashMap::default(),
+            acls: AclCache::default(),
+            ephemerals: FxHashMap::default(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            config,
+            journal: Journal::default(),
+        };
+        let open = tree.acls.acquire(&Acl::open());
+        tree.nodes.insert(
+            "/".into(),
+            Box::new(Znode::fresh(open, Box::default(), 0, 0, 0)),
+        );
+        for reserved in ["/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
+            let acl = tree.acls.acquire(&Acl::open());
+            tree.nodes.insert(
+                reserved.into(),
+                Box::new(Znode::fresh(acl, Box::default(), 0, 0, 0)),
+            );
+            tree.attach_child(reserved);
+        }
+        tree
+    }
+
+    pub fn config(&self) -> &TreeConfig {
+        &self.config
+    }
+
+    /// Number of znodes, including `/` and the reserved ones.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Number of distinct ACL lists in use.
+    pub fn acl_lists(&self) -> usize {
+        self.acls.len()
+    }
+
+    fn attach_child(&mut self, child_path: &str) {
+        if let Some(parent) = self.nodes.get_mut(path::parent(child_path)) {
+            parent.children.insert(path::name(child_path).into());
+        }
+    }
+
+    fn node(&self, path: &str) -> Result<&Znode, Error> {
+        self.nodes
+            .get(path)
+            .map(|n| &**n)
+            .ok_or_else(|| Error::NoNode(path.to_owned()))
+    }
+
+    fn check_version(path: &str, expected: i32, actual: i32) -> Result<(), Error> {
+        if expected == -1 || expected == actual {
+            Ok(())
+        } else {
+            Err(Error::BadVersion {
+                path: path.to_owned(),
+                expected,
+                actual,
+            })
+        }
+    }
+
+    fn check_data(&self, data: &[u8]) -> Result<(), Error> {
+        let limit = self.config.limits.max_data_bytes;
+        if data.len() > limit {
+            return Err(Error::TooLarge {
+                what: "data",
+                limit: limit as u64,
+                actual: data.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_writable_path(&self, p: &str) -> Result<(), Error> {
+        path::validate(p)?;
+        self.check_path_len(p)?;
+        if path::is_reserved(p) {
+            return Err(Error::InvalidPath {
+                path: p.to_owned(),
+                reason: "the /zookeeper subtree is reserved",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_path_len(&self, p: &str) -> Result<(), Error> {
+        let limit = self.config.limits.max_path_bytes;
+        if p.len() > limit {
+            return Err(Error::TooLarge {
+                what: "path length",
+                limit: limit as u64,
+                actual: p.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies one client write. Either it succeeds and every change is
+    /// made, or it fails and the tree is as it was. Triggers are appended to
+    /// `triggers` only on success.
+    pub fn apply(
+        &mut self,
+        op: &WriteOp,
+        ctx: &WriteCtx<'_>,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<OpOutcome, Error> {
+        match op {
+            WriteOp::Multi(ops) => Ok(OpOutcome::Multi(self.apply_multi(ops, ctx, triggers)?)),
+            single => self.apply_single(single, ctx, triggers),
+        }
+    }
+
+    fn apply_single(
+        &mut self,
+        op: &WriteOp,
+        ctx: &WriteCtx<'_>,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<OpOutcome, Error> {
+        match op {
+            WriteOp::Create {
+                path,
+                data,
+                acl,
+                mode,
+                ttl_ms,
+            } => self.create(path, data, acl, *mode, *ttl_ms, ctx, triggers),
+            WriteOp::Delete { path, version } => self.delete(path, *version, ctx, triggers),
+            WriteOp::SetData {
+                path,
+                data,
+                version,
+            } => self.set_data(path, data, *version, ctx, triggers),
+            WriteOp::SetAcl { path, acl, version } => self.set_acl(path, acl, *version, ctx),
+            WriteOp::Check { path, version } => self.check(path, *version, ctx.identity),
+            WriteOp::Multi(_) => Err(Error::BadArguments("a multi cannot contain a multi".into())),
+        }
+    }
+
+    fn apply_multi(
+        &mut self,
+        ops: &[WriteOp],
+        ctx: &WriteCtx<'_>,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<MultiOutcome, Error> {
+        let limit = self.config.limits.max_multi_ops;
+        if ops.len() > limit {
+            return Err(Error::TooLarge {
+                what: "operations in a multi",
+                limit: limit as u64,
+                actual: ops.len() as u64,
+            });
+        }
+        debug_assert!(!self.journal.recording, "multis do not nest");
+        self.journal.recording = true;
+        let mut pending = Vec::new();
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut failure = None;
+        for (index, op) in ops.iter().enumerate() {
+            match self.apply_single(op, ctx, &mut pending) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(error) => {
+                    failure = Some((index, error));
+                    break;
+                }
+            }
+        }
+        self.journal.recording = false;
+        let entries = std::mem::take(&mut self.journal.entries);
+        match failure {
+            None => {
+                for entry in entries {
+                    self.forget(entry);
+                }
+                triggers.append(&mut pending);
+                Ok(MultiOutcome::Committed(outcomes))
+            }
+            Some((failed_index, error)) => {
+                for entry in entries.into_iter().rev() {
+                    self.undo(entry);
+                }
+                Ok(MultiOutcome::Aborted {
+                    failed_index,
+                    error,
+                    len: ops.len(),
+                })
+            }
+        }
+    }
+
+    /// Commits a journal entry: releases what the undo would have needed.
+    fn forget(&mut self, entry: Undo) {
+        match entry {
+            Undo::Deleted { node, .. } => self.acls.release(node.acl),
+            Undo::AclSet { acl, .. } => self.acls.release(acl),
+            Undo::Created { .. } | Undo::DataSet { .. } => {}
+        }
+    }
+
+    fn undo(&mut self, entry: Undo) {
+        match entry {
+            Undo::Created {
+                path,
+                parent_cversion,
+                parent_pzxid,
+            } => {
+                if let Some(node) = self.nodes.remove(path.as_str()) {
+                    self.unindex(&path, node.ephemeral_owner);
+                    self.acls.release(node.acl);
+                }
+                if let Some(parent) = self.nodes.get_mut(path::parent(&path)) {
+                    parent.children.remove(path::name(&path));
+                    parent.cversion = parent_cversion;
+                    parent.pzxid = parent_pzxid;
+                }
+            }
+            Undo::Deleted {
+                path,
+                node,
+                parent_pzxid,
+            } => {
+                self.index(&path, node.ephemeral_owner);
+                self.nodes.insert(path.as_str().into(), node);
+                if let Some(parent) = self.nodes.get_mut(path::parent(&path)) {
+                    parent.children.insert(path::name(&path).into());
+                    parent.pzxid = parent_pzxid;
+                }
+            }
+            Undo::DataSet {
+                path,
+                data,
+                mzxid,
+                mtime,
+                version,
+            } => {
+                if let Some(node) = self.nodes.get_mut(path.as_str()) {
+                    node.data = data;
+                    node.mzxid = mzxid;
+                    node.mtime = mtime;
+                    node.version = version;
+                }
+            }
+            Undo::AclSet {
+                path,
+                acl,
+                aversion,
+            } => {
+                if let Some(node) = self.nodes.get_mut(path.as_str()) {
+                    let applied = std::mem::replace(&mut node.acl, acl);
+                    node.aversion = aversion;
+                    self.acls.release(applied);
+                }
+            }
+        }
+    }
+
+    fn index(&mut self, path: &str, owner: i64) {
+        if owner == CONTAINER_OWNER {
+            self.containers.insert(path.to_owned());
+        } else if ttl_of(owner).is_some() {
+            self.ttls.insert(path.to_owned());
+        } else if let Some(session) = session_of(owner) {
+            self.ephemerals
+                .entry(session)
+                .or_default()
+                .insert(path.to_owned());
+        }
+    }
+
+    fn unindex(&mut self, path: &str, owner: i64) {
+        if owner == CONTAINER_OWNER {
+            self.containers.remove(path);
+        } else if ttl_of(owner).is_some() {
+            self.ttls.remove(path);
+        } else if let Some(session) = session_of(owner)
+            && let Some(set) = self.ephemerals.get_mut(&session)
+        {
+            set.remove(path);
+            if set.is_empty() {
+                self.ephemerals.remove(&session);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        requested: &str,
+        data: &[u8],
+        acl: &[Acl],
+        mode: CreateMode,
+        ttl_ms: Millis,
+        ctx: &WriteCtx<'_>,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<OpOutcome, Error> {
+        if mode.is_sequential() {
+            path::validate_sequential_prefix(requested)?;
+        } else {
+            path::validate(requested)?;
+        }
+        if requested == "/" {
+            return Err(Error::NodeExists("/".into()));
+        }
+        if path::is_reserved(requested) {
+            return Err(Error::InvalidPath {
+                path: requested.to_owned(),
+                reason: "the /zookeeper subtree is reserved",
+            });
+        }
+        // Sequence suffixes add ten digits.
+        let final_len = requested.len() + if mode.is_sequential() { 10 } else { 0 };
+        let limit = self.config.limits.max_path_bytes;
+        if final_len > limit {
+            return Err(Error::TooLarge {
+                what: "path length",
+                limit: limit as u64,
+                actual: final_len as u64,
+            });
+        }
+        self.check_data(data)?;
+        let owner = if mode.is_ttl() {
+            if !(1..=MAX_TTL_MS).contains(&ttl_ms) {
+                return Err(Error::BadArguments(format!(
+                    "TTL must be within 1..={MAX_TTL_MS} ms, got {ttl_ms}"
+                )));
+            }
+            ttl_owner(ttl_ms)
+        } else if mode == CreateMode::Container {
+            CONTAINER_OWNER
+        } else if mode.is_ephemeral() {
+            if ctx.session <= 0 {
+                return Err(Error::BadArguments("ephemeral nodes need a session".into()));
+            }
+            ctx.session
+        } else {
+            0
+        };
+        let parent_path = path::parent(requested);
+        let parent = self.node(parent_path)?;
+        self.config.acl.check(
+            self.acls.get(parent.acl),
+            perms::CREATE,
+            ctx.identity,
+            parent_path,
+        )?;
+        if session_of(parent.ephemeral_owner).is_some() {
+            return Err(Error::NoChildrenForEphemerals(parent_path.to_owned()));
+        }
+        let max_children = self.config.limits.max_children;
+        if parent.children.len() >= max_children {
+            return Err(Error::TooLarge {
+                what: "children of a node",
+                limit: max_children as u64,
+                actual: parent.children.len() as u64 + 1,
+            });
+        }
+        let acl = self.config.acl.fixup(acl, ctx.identity)?;
+        let created = if mode.is_sequential() {
+            format!("{requested}{:010}", parent.cversion)
+        } else {
+            requested.to_owned()
+        };
+        if self.nodes.contains_key(created.as_str()) {
+            return Err(Error::NodeExists(created));
+        }
+
+        let acl_ref = self.acls.acquire(&acl);
+        let node = Znode::fresh(acl_ref, data.into(), owner, ctx.zxid, ctx.time);
+        let stat = node.stat();
+        let parent = self
+            .nodes
+            .get_mut(parent_path)
+            .expect("parent was found above");
+        if self.journal.recording {
+            self.journal.entries.push(Undo::Created {
+                path: created.clone(),
+                parent_cversion: parent.cversion,
+                parent_pzxid: parent.pzxid,
+            });
+        }
+        parent.cversion = parent.cversion.wrapping_add(1);
+        parent.pzxid = ctx.zxid;
+        parent.children.insert(path::name(&created).into());
+        self.nodes.insert(created.as_str().into(), Box::new(node));
+        self.index(&created, owner);
+        triggers.push(Trigger {
+            path: created.clone(),
+            event: EventType::NodeCreated,
+            zxid: ctx.zxid,
+        });
+        triggers.push(Trigger {
+            path: parent_path.to_owned(),
+            event: EventType::NodeChildrenChanged,
+            zxid: ctx.zxid,
+        });
+        Ok(OpOutcome::Created {
+            path: created,
+            stat,
+        })
+    }
+
+    fn delete(
+        &mut self,
+        p: &str,
+        version: i32,
+        ctx: &WriteCtx<'_>,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<OpOutcome, Error> {
+        path::validate(p)?;
+        if p == "/" {
+            return Err(Error::BadArguments("the root cannot be deleted".into()));
+        }
+        self.check_writable_path(p)?;
+        let parent_path = path::parent(p);
+        let parent = self.node(parent_path)?;
+        self.config.acl.check(
+            self.acls.get(parent.acl),
+            perms::DELETE,
+            ctx.identity,
+            parent_path,
+        )?;
+        let node = self.node(p)?;
+        Self::check_version(p, version, node.version)?;
+        if !node.children.is_empty() {
+            return Err(Error::NotEmpty(p.to_owned()));
+        }
+        self.remove_node(p, ctx.zxid, triggers);
+        Ok(OpOutcome::Deleted)
+    }
+
+    /// Removes a childless node that exists; the caller checked everything.
+    fn remove_node(&mut self, p: &str, zxid: Zxid, triggers: &mut Vec<Trigger>) {
+        let parent_path = path::parent(p);
+        let Some(node) = self.nodes.remove(p) else {
+            return;
+        };
+        let parent = self
+            .nodes
+            .get_mut(parent_path)
+            .expect("a node's parent exists");
+        parent.children.remove(path::name(p));
+        let parent_pzxid = parent.pzxid;
+        parent.pzxid = zxid;
+        self.unindex(p, node.ephemeral_owner);
+        if self.journal.recording {
+            self.journal.entries.push(Undo::Deleted {
+                path: p.to_owned(),
+                node,
+                parent_pzxid,
+            });
+        } else {
+            self.acls.release(node.acl);
+        }
+        triggers.push(Trigger {
+            path: p.to_owned(),
+            event: EventType::NodeDeleted,
+            zxid,
+        });
+        triggers.push(Trigger {
+            path: parent_path.to_owned(),
+            event: EventType::NodeChildrenChanged,
+            zxid,
+        });
+    }
+
+    fn set_data(
+        &mut self,
+        p: &str,
+        data: &[u8],
+        version: i32,
+        ctx: &WriteCtx<'_>,
+        triggers: &mut Vec<Trigger>,
+    ) -> Result<OpOutcome, Error> {
+        self.check_writable_path(p)?;
+        self.check_data(data)?;
+        let node = self
+            .nodes
+            .get_mut(p)
+            .ok_or_else(|| Error::NoNode(p.to_owned()))?;
+        self.config
+            .acl
+            .check(self.acls.get(node.acl), perms::WRITE, ctx.identity, p)?;
+        Self::check_version(p, version, node.version)?;
+        let old = std::mem::replace(&mut node.data, data.into());
+        if self.journal.recording {
+            self.journal.entries.push(Undo::DataSet {
+                path: p.to_owned(),
+                data: old,
+                mzxid: node.mzxid,
+                mtime: node.mtime,
+                version: node.version,
+            });
+        }
+        node.mzxid = ctx.zxid;
+        node.mtime = ctx.time;
+        node.version = node.version.wrapping_add(1);
+        let stat = node.stat();
+        triggers.push(Trigger {
+            path: p.to_owned(),
+            event: EventType::NodeDataChanged,
+            zxid: ctx.zxid,
+        });
+        Ok(OpOutcome::DataSet { stat })
+    }
+
+    fn set_acl(
+        &mut self,
+        p: &str,
+        acl: &[Acl],
+        version: i32,
+        ctx: &WriteCtx<'_>,
+    ) -> Result<OpOutcome, Error> {
+        self.check_writable_path(p)?;
+        let node = self.node(p)?;
+        self.config
+            .acl
+            .check(self.acls.get(node.acl), perms::ADMIN, ctx.identity, p)?;
+        Self::check_version(p, version, node.aversion)?;
+        let acl = self.config.acl.fixup(acl, ctx.identity)?;
+        let new_ref = self.acls.acquire(&acl);
+        let node = self.nodes.get_mut(p).expect("node was found above");
+        let old_ref = std::mem::replace(&mut node.acl, new_ref);
+        let old_aversion = node.aversion;
+        node.aversion = node.aversion.wrapping_add(1);
+        let stat = node.stat();
+        if self.journal.recording {
+            self.journal.entries.push(Undo::AclSet {
+                path: p.to_owned(),
+                acl: old_ref,
+                aversion: old_aversion,
+            });
+        } else {
+            self.acls.release(old_ref);
+        }
+        Ok(OpOutcome::AclSet { stat })
+    }
+
+    fn check(&self, p: &str, version: i32, identity: &Identity) -> Result<OpOutcome, Error> {
+        path::validate(p)?;
+        let node = self.node(p)?;
+        self.config
+            .acl
+            .check(self.acls.get(node.acl), perms::READ, identity, p)?;
+        Self::check_version(p, version, node.version)?;
+        Ok(OpOutcome::Checked)
+    }
+
+    /// Data and Stat of a node; needs READ.
+    pub fn get_data(&self, p: &str, identity: &Identity) -> Result<(&[u8], Stat), Error> {
+        path::validate(p)?;
+        let node = self.node(p)?;
+        self.config
+            .acl
+            .check(self.acls.get(node.acl), perms::READ, identity, p)?;
+        Ok((&node.data, node.stat()))
+    }
+
+    /// Stat of a node if it exists; like ZooKeeper, needs no permission.
+    pub fn exists(&self, p: &str) -> Result<Option<Stat>, Error> {
+        path::validate(p)?;
+        Ok(self.nodes.get(p).map(|n| n.stat()))
+    }
+
+    /// Children names in sorted order, and the Stat; needs READ.
+    pub fn get_children(&self, p: &str, identity: &Identity) -> Result<(Vec<String>, Stat), Error> {
+        path::validate(p)?;
+        let node = self.node(p)?;
+        self.config
+            .acl
+            .check(self.acls.get(node.acl), perms::READ, identity, p)?;
+        Ok((
+            node.children.iter().map(|c| c.to_string()).collect(),
+            node.stat(),
+        ))
+    }
+
+    /// Number of nodes below `p`, at any depth; needs READ on `p`.
+    pub fn get_all_children_number(&self, p: &str, identity: &Identity) -> Result<u64, Error> {
+        path::validate(p)?;
+        let node = self.node(p)?;
+        self.config
+            .acl
+            .check(self.acls.get(node.acl), perms::READ, identity, p)?;
+        let mut count = 0u64;
+        let mut stack = vec![p.to_owned()];
+        while let Some(current) = stack.pop() {
+            if let Some(node) = self.nodes.get(current.as_str()) {
+                for child in &node.children {
+                    count += 1;
+                    stack.push(path::join(&current, child));
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// The session's ephemeral nodes whose path starts with `prefix`, sorted.
+    pub fn get_ephemerals(&self, session: SessionId, prefix: &str) -> Vec<String> {
+        self.ephemerals
+            .get(&session)
+            .map(|set| {
+                set.iter()
+                    .filter(|p| p.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// ACL and Stat of a node; needs READ or ADMIN, as in ZooKeeper 3.5+.
+    pub fn get_acl(&self, p: &str, identity: &Identity) -> Result<(Vec<Acl>, Stat), Error> {
+        path::validate(p)?;
+        let node = self.node(p)?;
+        let acl = self.acls.get(node.acl);
+        self.config
+            .acl
+            .check(acl, perms::READ | perms::ADMIN, identity, p)?;
+        Ok((acl.to_vec(), node.stat()))
+    }
+
+    /// Deletes every ephemeral node of `session`, in path order, so that
+    /// every replica produces the same triggers. Returns the deleted paths.
+    pub fn delete_ephemerals(
+        &mut self,
+        session: SessionId,
+        zxid: Zxid,
+        triggers: &mut Vec<Trigger>,
+    ) -> Vec<String> {
+        let Some(paths) = self.ephemerals.remove(&session) else {
+            return Vec::new();
+        };
+        // Deepest first cannot be needed (ephemerals have no children), but
+        // reverse order keeps parents' child sets shrinking from the end.
+        for p in paths.iter().rev() {
+            self.remove_node(p, zxid, triggers);
+        }
+        paths.into_iter().collect()
+    }
+
+    /// Containers that have had children and have none now, and TTL nodes
+    /// that are childless and unmodified for longer than their TTL, at `now`.
+    /// The leader proposes a `Reap` for each.
+    pub fn reap_candidates(&self, now: Millis) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|p| {
+                self.nodes
+                    .get(p.as_str())
+                    .is_some_and(|n| n.children.is_empty() && n.cversion > 0)
+            })
+            .cloned()
+            .collect();
+        out.extend(
+            self.ttls
+                .iter()
+                .filter(|p| self.ttl_expired(p, now))
+                .cloned(),
+        );
+        out
+    }
+
+    fn ttl_expired(&self, p: &str, now: Millis) -> bool {
+        self.nodes.get(p).is_some_and(|n| {
+            n.children.is_empty()
+                && ttl_of(n.ephemeral_owner).is_some_and(|ttl| now.saturating_sub(n.mtime) > ttl)
+        })
+    }
+
+    /// Deletes a container or TTL node if it still qualifies at `now`.
+    pub fn reap(&mut self, p: &str, zxid: Zxid, now: Millis, triggers: &mut Vec<Trigger>) -> bool {
+        let qualifies = match self.nodes.get(p) {
+            Some(n) if n.ephemeral_owner == CONTAINER_OWNER => {
+                n.children.is_empty() && n.cversion > 0
+            }
+            Some(_) => self.ttl_expired(p, now),
+            None => false,
+        };
+        if qualifies {
+            self.remove_node(p, zxid, triggers);
+        }
+        qualifies
+    }
+
+    /// Every node, sorted by path: for comparisons and snapshots.
+    pub fn dump(&self) -> Vec<NodeView> {
+        let mut out: Vec<NodeView> = self
+            .nodes
+            .iter()
+            .map(|(p, n)| NodeView {
+                path: p.to_string(),
+                data: n.data.to_vec(),
+                acl: self.acls.get(n.acl).to_vec(),
+                stat: n.stat(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
