@@ -110,6 +110,9 @@ pub enum Error {
     RuntimeInconsistency,
     #[error("unimplemented: {0}")]
     Unimplemented(&'static str),
+    /// A broken invariant inside the server, reported instead of crashing.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -130,6 +133,7 @@ impl Error {
             Error::NoWatcher(_) => ErrorCode::NoWatcher,
             Error::RuntimeInconsistency => ErrorCode::RuntimeInconsistency,
             Error::Unimplemented(_) => ErrorCode::Unimplemented,
+            Error::Internal(_) => ErrorCode::SystemError,
         }
     }
 

@@ -1,1 +1,67 @@
-fn main() {}
+//! The `synod` binary: `synod serve` runs one node, `synod dev` runs a
+//! local development node.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use synod_node::NodeConfig;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "synod",
+    version,
+    about = "Synod: a coordination service with ZooKeeper's data model"
+)]
+struct Cli {
+    /// Log filter, as RUST_LOG (e.g. `info`, `synod_node=debug`).
+    #[arg(long, env = "SYNOD_LOG", default_value = "info", global = true)]
+    log: String,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "SYNOD_LOG_JSON", global = true)]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one node.
+    Serve(NodeConfig),
+    /// Run a local development node on 127.0.0.1:7001, the first of the
+    /// ports `synodctl` tries. (A three-node ensemble arrives with
+    /// replication; until then this is one in-memory node.)
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        client_addr: std::net::SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_new(&cli.log).with_context(|| format!("bad --log filter {:?}", cli.log))?;
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    let config = match cli.command {
+        Command::Serve(config) => config,
+        Command::Dev { client_addr } => {
+            let mut config = NodeConfig::parse_defaults();
+            config.client_addr = client_addr;
+            tracing::info!(
+                "synod dev: one in-memory node; connect with `synodctl` (no flags needed)"
+            );
+            config
+        }
+    };
+    synod_node::run(config, synod_node::server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Node configuration: every listen address and limit, settable by flag or
+//! `SYNOD_*` environment variable, validated before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use synod_core::acl::AclPolicy;
+use synod_core::session::SessionLimits;
+use synod_core::state::StateConfig;
+use synod_core::tree::{TreeConfig, TreeLimits};
+
+/// Settings of one node.
+#[derive(Debug, Clone, Args)]
+pub struct NodeConfig {
+    /// Address of the client gRPC API.
+    #[arg(long, env = "SYNOD_CLIENT_ADDR", default_value = "127.0.0.1:7000")]
+    pub client_addr: SocketAddr,
+
+    /// Largest znode data in bytes.
+    #[arg(long, env = "SYNOD_MAX_DATA_BYTES", default_value_t = 1024 * 1024)]
+    pub max_data_bytes: usize,
+
+    /// Longest path in bytes.
+    #[arg(long, env = "SYNOD_MAX_PATH_BYTES", default_value_t = 4096)]
+    pub max_path_bytes: usize,
+
+    /// Most children a single znode may have.
+    #[arg(long, env = "SYNOD_MAX_CHILDREN", default_value_t = 1_000_000)]
+    pub max_children: usize,
+
+    /// Most operations in one multi.
+    #[arg(long, env = "SYNOD_MAX_MULTI_OPS", default_value_t = 1024)]
+    pub max_multi_ops: usize,
+
+    /// Largest gRPC request message in bytes; larger ones are refused
+    /// before they are decoded.
+    #[arg(long, env = "SYNOD_MAX_REQUEST_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Lower bound of negotiated session timeouts, in milliseconds.
+    #[arg(long, env = "SYNOD_MIN_SESSION_TIMEOUT_MS", default_value_t = 4_000)]
+    pub min_session_timeout_ms: i64,
+
+    /// Upper bound of negotiated session timeouts, in milliseconds.
+    #[arg(long, env = "SYNOD_MAX_SESSION_TIMEOUT_MS", default_value_t = 40_000)]
+    pub max_session_timeout_ms: i64,
+
+    /// Most sessions open at once.
+    #[arg(long, env = "SYNOD_MAX_SESSIONS", default_value_t = 100_000)]
+    pub max_sessions: usize,
+
+    /// Most watches one session may hold on this node.
+    #[arg(long, env = "SYNOD_MAX_WATCHES_PER_SESSION", default_value_t = 100_000)]
+    pub max_watches_per_session: usize,
+
+    /// Watch events kept per session for a client that reconnects its
+    /// event stream.
+    #[arg(long, env = "SYNOD_WATCH_EVENT_BUFFER", default_value_t = 10_000)]
+    pub watch_event_buffer: usize,
+
+    /// The super user's digest id, `super:base64(sha1("super:password"))`;
+    /// a session authenticated as it bypasses every ACL.
+    #[arg(long, env = "SYNOD_SUPER_DIGEST")]
+    pub super_digest: Option<String>,
+
+    /// How often the node checks for expired sessions and for container
+    /// and TTL nodes to remove, in milliseconds.
+    #[arg(long, env = "SYNOD_TICK_MS", default_value_t = 200)]
+    pub tick_ms: u64,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl NodeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max-data-bytes", self.max_data_bytes),
+            ("max-path-bytes", self.max_path_bytes),
+            ("max-children", self.max_children),
+            ("max-multi-ops", self.max_multi_ops),
+            ("max-request-bytes", self.max_request_bytes),
+            ("max-sessions", self.max_sessions),
+            ("max-watches-per-session", self.max_watches_per_session),
+            ("watch-event-buffer", self.watch_event_buffer),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError(format!("--{name} must be at least 1")));
+            }
+        }
+        if self.min_session_timeout_ms <= 0
+            || self.min_session_timeout_ms > self.max_session_timeout_ms
+        {
+            return Err(ConfigError(format!(
+                "session timeouts need 0 < min ({}) <= max ({})",
+                self.min_session_timeout_ms, self.max_session_timeout_ms
+            )));
+        }
+        if self.max_request_bytes <= self.max_data_bytes {
+            return Err(ConfigError(format!(
+                "--max-request-bytes ({}) must exceed --max-data-bytes ({}) to leave room for the request around the data",
+                self.max_request_bytes, self.max_data_bytes
+            )));
+        }
+        if self.tick_ms == 0 {
+            return Err(ConfigError("--tick-ms must be at least 1".into()));
+        }
+        if let Some(digest) = &self.super_digest
+            && !digest.contains(':')
+        {
+            return Err(ConfigError(
+                "--super-digest must look like super:base64hash".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn state_config(&self) -> StateConfig {
+        StateConfig {
+            tree: TreeConfig {
+                limits: TreeLimits {
+                    max_data_bytes: self.max_data_bytes,
+                    max_path_bytes: self.max_path_bytes,
+                    max_children: self.max_children,
+                    max_multi_ops: self.max_multi_ops,
+                },
+                acl: AclPolicy {
+                    super_digest: self.super_digest.clone(),
+                },
+            },
+            sessions: SessionLimits {
+                min_timeout_ms: self.min_session_timeout_ms,
+                max_timeout_ms: self.max_session_timeout_ms,
+                max_sessions: self.max_sessions,
+            },
+        }
+    }
+
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
+/// Parses a `NodeConfig` from nothing but its defaults and the environment.
+#[derive(Debug, clap::Parser)]
+struct DefaultsOnly {
+    #[command(flatten)]
+    config: NodeConfig,
+}
+
+impl NodeConfig {
+    /// The configuration with every default (and `SYNOD_*` overrides).
+    pub fn parse_defaults() -> Self {
+        use clap::Parser as _;
+        DefaultsOnly::parse_from(["synod"]).config
+    }
+}
