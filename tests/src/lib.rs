@@ -1,1 +1,116 @@
-//! placeholder
+//! Test harness for multi-process tests: starts real `synod` binaries on
+//! free loopback ports, waits until they accept clients, and kills them when
+//! the test ends (even when it fails).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+/// Path of a workspace binary built in the same profile as the tests.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the test executable")?;
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test executable is not inside a cargo target directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        let profile = dir.file_name().and_then(|p| p.to_str()).unwrap_or("debug");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--bin", name]);
+        if profile == "release" {
+            build.arg("--release");
+        }
+        let status = build.status().context("cannot run cargo to build the binary")?;
+        if !status.success() || !path.exists() {
+            bail!("{} is missing and `cargo build --bin {name}` failed", path.display());
+        }
+    }
+    Ok(path)
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a probe port")?;
+    Ok(listener.local_addr()?)
+}
+
+/// A running `synod serve` process.
+#[derive(Debug)]
+pub struct TestNode {
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl TestNode {
+    /// Starts `synod serve` on a free port with `extra` flags and waits
+    /// until it accepts connections.
+    pub fn start(extra: &[&str]) -> anyhow::Result<TestNode> {
+        let bin = binary("synod")?;
+        let mut last_error = None;
+        for _attempt in 0..5 {
+            let addr = free_addr()?;
+            let child = Command::new(&bin)
+                .args(["serve", "--client-addr", &addr.to_string()])
+                .args(extra)
+                .env("SYNOD_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .with_context(|| format!("cannot start {}", bin.display()))?;
+            let mut node = TestNode { addr, child };
+            match node.wait_ready(Duration::from_secs(20)) {
+                Ok(()) => return Ok(node),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("synod did not start")))
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("synod exited early with {status}");
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("synod did not accept connections on {} within {limit:?}", self.addr)
+    }
+
+    /// The endpoint string clients use.
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Stops the node the way Kubernetes does, with SIGTERM, and returns
+    /// whether it exited by itself within `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> anyhow::Result<bool> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().context("cannot run kill")?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(false)
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
