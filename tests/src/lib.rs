@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 /// Path of a workspace binary built in the same profile as the tests.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -26,9 +26,14 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         if profile == "release" {
             build.arg("--release");
         }
-        let status = build.status().context("cannot run cargo to build the binary")?;
+        let status = build
+            .status()
+            .context("cannot run cargo to build the binary")?;
         if !status.success() || !path.exists() {
-            bail!("{} is missing and `cargo build --bin {name}` failed", path.display());
+            bail!(
+                "{} is missing and `cargo build --bin {name}` failed",
+                path.display()
+            );
         }
     }
     Ok(path)
@@ -84,7 +89,10 @@ impl TestNode {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("synod did not accept connections on {} within {limit:?}", self.addr)
+        bail!(
+            "synod did not accept connections on {} within {limit:?}",
+            self.addr
+        )
     }
 
     /// The endpoint string clients use.
@@ -96,7 +104,10 @@ impl TestNode {
     /// whether it exited by itself within `limit`.
     pub fn terminate(&mut self, limit: Duration) -> anyhow::Result<bool> {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().context("cannot run kill")?;
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .context("cannot run kill")?;
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
