@@ -8,6 +8,7 @@
 //! tests replay any history exactly.
 
 pub mod acl;
+pub mod codec;
 pub mod error;
 pub mod path;
 pub mod session;

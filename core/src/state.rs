@@ -2,12 +2,16 @@
 //! advanced by committed txns in log order. Given the same log, every replica
 //! reaches the same state and reports the same outcomes and triggers.
 
+use crate::codec::{CodecError, Decoder, Encoder};
 use crate::error::Error;
 use crate::session::{SessionLimits, SessionTable};
 use crate::tree::{DataTree, TreeConfig, WriteCtx};
 use crate::txn::{Txn, TxnOutcome};
 use crate::watch::Trigger;
 use crate::{Millis, Zxid};
+
+/// Version of the snapshot encoding; bumped on any incompatible change.
+const SNAPSHOT_FORMAT: u32 = 1;
 
 /// Settings every replica must share.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +62,46 @@ impl StateMachine {
     /// Zxid of the last applied txn.
     pub fn applied(&self) -> Zxid {
         self.applied
+    }
+
+    /// The whole state as bytes: sessions, tree and the applied zxid.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut e = Encoder::default();
+        e.u32(SNAPSHOT_FORMAT);
+        e.i64(self.applied);
+        e.len(self.sessions.len());
+        for (id, info) in self.sessions.iter() {
+            e.i64(id);
+            e.i64(info.timeout_ms);
+        }
+        self.tree.encode_snapshot(&mut e);
+        e.buf
+    }
+
+    /// Restores a state from [`StateMachine::encode_snapshot`] output.
+    pub fn decode_snapshot(config: StateConfig, bytes: &[u8]) -> Result<StateMachine, CodecError> {
+        let mut d = Decoder::new(bytes);
+        let format = d.u32("snapshot format")?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(CodecError::Corrupt(format!(
+                "snapshot format {format} is not the supported format {SNAPSHOT_FORMAT}"
+            )));
+        }
+        let applied = d.i64("applied zxid")?;
+        let mut sessions = SessionTable::default();
+        for _ in 0..d.len("sessions", 16)? {
+            let id = d.i64("session id")?;
+            let timeout_ms = d.i64("session timeout")?;
+            sessions.open(id, timeout_ms);
+        }
+        let tree = DataTree::decode_snapshot(config.tree, &mut d)?;
+        d.finish("snapshot")?;
+        Ok(StateMachine {
+            tree,
+            sessions,
+            applied,
+            session_limits: config.sessions,
+        })
     }
 
     /// Applies the committed txn at `zxid`, stamped with `time` by the

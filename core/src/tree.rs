@@ -512,7 +512,9 @@ impl DataTree {
         } else {
             path::validate(requested)?;
         }
-        if requested == "/" {
+        // A sequential create of "/" names a new child of the root, as in
+        // ZooKeeper; any other create of "/" names the root itself.
+        if requested == "/" && !mode.is_sequential() {
             return Err(Error::NodeExists("/".into()));
         }
         if path::is_reserved(requested) {
@@ -912,6 +914,8 @@ impl DataTree {
         out
     }
 }
+
+mod snapshot;
 
 #[cfg(test)]
 mod tests;
