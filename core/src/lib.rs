@@ -11,6 +11,7 @@ pub mod acl;
 pub mod codec;
 pub mod error;
 pub mod path;
+pub mod paxos;
 pub mod session;
 pub mod state;
 pub mod tree;

@@ -1,0 +1,270 @@
+//! Multi-Paxos replication, written as a deterministic state machine with no
+//! IO (sans-IO, in the style of raft-rs `RawNode` and openraft's `Engine`).
+//!
+//! A [`Replica`] takes four kinds of input: [`Replica::step`] (a message from
+//! a peer), [`Replica::tick`] (logical time), [`Replica::propose`] (a batch of
+//! values, at the leader) and [`Replica::persisted`] (the shell reports that a
+//! write is durable). It answers with an ordered list of [`Command`]s that the
+//! shell executes: persist a write, send a message, apply committed entries,
+//! answer a read. Time comes only from `tick`, randomness only from the seed
+//! in [`Config`]; given the same inputs, a replica emits the same commands.
+//! That is what lets `crate::sim` run whole clusters under faults and replay
+//! any failure from its seed.
+//!
+//! # The durability contract
+//!
+//! Every [`Command::Persist`] carries a token; tokens grow by one per write.
+//! The shell must make writes durable in token order (group commit is fine:
+//! one fsync may cover many writes) and then call [`Replica::persisted`] with
+//! the highest token that is durable. **The replica itself holds back every
+//! message that relies on durable state** (a `Promise`, an `Accepted`) until
+//! the write it relies on has been reported durable, so the shell may send
+//! every [`Command::Send`] as soon as it sees it, in any order relative to
+//! persists still in flight. Messages that rely on nothing durable (prepares,
+//! accepts from the leader, heartbeats, catch-up, nacks) go out at once; the
+//! leader counts its own vote for a slot only once its own write of that slot
+//! is durable. A crash loses every write not yet reported durable; the shell
+//! rebuilds the replica with [`Replica::restore`] from what is on disk.
+//!
+//! [`Command::Apply`] carries committed entries in log order. They are chosen
+//! (durable on a majority), so the shell may apply them before its own copy
+//! is durable. After a restart the replica starts from the snapshot index
+//! (or 0) and emits `Apply` again from there as it learns the commit index.
+//!
+//! See `docs/consensus.md` for the protocol and the safety argument.
+
+mod replica;
+pub mod rng;
+#[cfg(test)]
+mod tests;
+
+pub use replica::{Replica, Role};
+
+/// A replica's identity, unique in the ensemble. Must not be 0: ballot
+/// `(0, 0)` means "nothing promised yet".
+pub type NodeId = u64;
+
+/// A log position, starting at 1. Slot 0 means "nothing".
+pub type Slot = u64;
+
+/// A proposal number. Ordered by round, then node id, so two proposers never
+/// share a ballot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ballot {
+    pub round: u64,
+    pub node: NodeId,
+}
+
+impl Ballot {
+    /// Below every real ballot.
+    pub const ZERO: Ballot = Ballot { round: 0, node: 0 };
+
+    pub fn new(round: u64, node: NodeId) -> Self {
+        Ballot { round, node }
+    }
+}
+
+/// What a log slot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value<T> {
+    /// Fills a gap a new leader found; applies as nothing.
+    Noop,
+    /// A value proposed by the application.
+    Data(T),
+}
+
+/// A value as accepted by an acceptor, with the ballot it was accepted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<T> {
+    pub ballot: Ballot,
+    pub value: Value<T>,
+}
+
+/// The peer protocol. Every message names the ballot it belongs to; the
+/// sender is given to [`Replica::step`] separately (the transport knows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<T> {
+    /// Phase 1a for every slot from `from` on.
+    Prepare { ballot: Ballot, from: Slot },
+    /// Phase 1b: the acceptor promised `ballot` and reports every value it
+    /// accepted at `from` or above. `commit` is its commit index (a hint).
+    Promise {
+        ballot: Ballot,
+        from: Slot,
+        accepted: Vec<(Slot, Entry<T>)>,
+        commit: Slot,
+    },
+    /// Phase 2a for the contiguous slots `first..first+values.len()`, plus
+    /// the leader's commit index.
+    Accept {
+        ballot: Ballot,
+        first: Slot,
+        values: Vec<Value<T>>,
+        commit: Slot,
+    },
+    /// Phase 2b: the acceptor durably accepted `first..=last` in `ballot`.
+    /// `commit` is the acceptor's commit index, for catch-up.
+    Accepted {
+        ballot: Ballot,
+        first: Slot,
+        last: Slot,
+        commit: Slot,
+    },
+    /// Leader liveness and commit index. `seq` numbers heartbeat rounds, for
+    /// leases and read-index.
+    Heartbeat {
+        ballot: Ballot,
+        commit: Slot,
+        seq: u64,
+    },
+    /// Answer to a heartbeat (`seq` > 0) or to a `Learn` (`seq` = 0).
+    HeartbeatAck {
+        ballot: Ballot,
+        seq: u64,
+        commit: Slot,
+    },
+    /// Catch-up: the values chosen at `first..first+values.len()`.
+    Learn {
+        ballot: Ballot,
+        first: Slot,
+        values: Vec<Value<T>>,
+        commit: Slot,
+    },
+    /// `ballot` was refused because the acceptor promised `promised`.
+    Nack { ballot: Ballot, promised: Ballot },
+}
+
+impl<T> Message<T> {
+    /// The ballot the message belongs to.
+    pub fn ballot(&self) -> Ballot {
+        match self {
+            Message::Prepare { ballot, .. }
+            | Message::Promise { ballot, .. }
+            | Message::Accept { ballot, .. }
+            | Message::Accepted { ballot, .. }
+            | Message::Heartbeat { ballot, .. }
+            | Message::HeartbeatAck { ballot, .. }
+            | Message::Learn { ballot, .. }
+            | Message::Nack { ballot, .. } => *ballot,
+        }
+    }
+}
+
+/// One durable write. Applied in token order: set the promised ballot if
+/// given, then store each entry at its slot (overwriting what was there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write<T> {
+    pub token: u64,
+    pub promised: Option<Ballot>,
+    pub entries: Vec<(Slot, Entry<T>)>,
+}
+
+/// What the replica asks the shell to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<T> {
+    /// Make this write durable, then call [`Replica::persisted`] with its
+    /// token (or a later one).
+    Persist(Write<T>),
+    /// Send a message. May be sent at once: the replica has already waited
+    /// for whatever durable state the message relies on.
+    Send { to: NodeId, msg: Message<T> },
+    /// Apply the committed values at `first..first+values.len()`, in order.
+    Apply { first: Slot, values: Vec<Value<T>> },
+    /// The linearizable read `id` may be served once the state machine has
+    /// applied `index`.
+    ReadReady { id: u64, index: Slot },
+    /// The read `id` cannot be served here (leadership was lost).
+    ReadFailed { id: u64 },
+}
+
+/// What survives a crash: everything reported durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durable<T> {
+    pub promised: Ballot,
+    pub entries: Vec<(Slot, Entry<T>)>,
+}
+
+impl<T> Default for Durable<T> {
+    fn default() -> Self {
+        Durable {
+            promised: Ballot::ZERO,
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T: Clone> Durable<T> {
+    /// Applies a write, as a disk would. Used by the simulator and tests.
+    pub fn apply(&mut self, write: &Write<T>) {
+        if let Some(p) = write.promised {
+            self.promised = p;
+        }
+        for (slot, entry) in &write.entries {
+            match self.entries.binary_search_by_key(slot, |(s, _)| *s) {
+                Ok(i) => self.entries[i].1 = entry.clone(),
+                Err(i) => self.entries.insert(i, (*slot, entry.clone())),
+            }
+        }
+    }
+}
+
+/// Read consistency mechanism at the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Serve from the leader's lease: no round trip while the lease holds.
+    /// `drift_ticks` is the bound on how far two replicas' tick counts may
+    /// drift apart during one election timeout; the lease is shortened by it.
+    Lease { drift_ticks: u32 },
+    /// Confirm leadership with a heartbeat round per read batch.
+    ReadIndex,
+}
+
+/// Replica settings. Every voter must use the same voter set and timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub id: NodeId,
+    /// The voting members, including `id` unless this replica is an observer.
+    pub voters: Vec<NodeId>,
+    /// Ticks between heartbeats from the leader.
+    pub heartbeat_ticks: u32,
+    /// Minimum election timeout; each timeout is drawn from
+    /// `[election_ticks, 2 * election_ticks)`. Also the lease period during
+    /// which an acceptor that heard from a live leader ignores other
+    /// proposers' prepares.
+    pub election_ticks: u32,
+    /// Most entries in one catch-up message or retransmission.
+    pub max_batch: usize,
+    /// Most proposed but uncommitted slots at the leader; `propose` refuses
+    /// beyond it (back pressure).
+    pub max_inflight: usize,
+    pub read_mode: ReadMode,
+    /// Seed of the replica's RNG (election timeouts).
+    pub seed: u64,
+}
+
+impl Config {
+    /// Sensible defaults for a voter in `voters`.
+    pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
+        Config {
+            id,
+            voters,
+            heartbeat_ticks: 2,
+            election_ticks: 10,
+            max_batch: 1024,
+            max_inflight: 1 << 16,
+            read_mode: ReadMode::Lease { drift_ticks: 1 },
+            seed: id,
+        }
+    }
+}
+
+/// Why an input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaxosError {
+    #[error("not the leader (leader hint: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("too many uncommitted slots in flight (limit {limit})")]
+    Backpressure { limit: usize },
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+}

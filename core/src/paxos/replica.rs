@@ -1,0 +1,1143 @@
+//! The replica: acceptor, proposer and learner in one state machine.
+//!
+//! Roles: a *follower* accepts what the leader sends and times out when the
+//! leader goes quiet; a *candidate* runs phase 1 for every slot above its
+//! commit index; a *leader* re-proposes what phase 1 found, fills gaps with
+//! no-ops and then runs phase 2 for new batches, pipelined. See the module
+//! docs of [`crate::paxos`] for the IO contract.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::rng::Rng;
+use super::{
+    Ballot, Command, Config, Durable, Entry, Message, NodeId, PaxosError, ReadMode, Slot, Value,
+    Write,
+};
+
+/// What a replica currently is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+/// The accepted values, indexed by slot from `base`. Slots above the commit
+/// index may have holes (accepts can arrive out of order).
+#[derive(Debug)]
+struct Log<T> {
+    base: Slot,
+    slots: VecDeque<Option<Entry<T>>>,
+}
+
+impl<T> Log<T> {
+    fn new() -> Self {
+        Log {
+            base: 1,
+            slots: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, slot: Slot) -> Option<&Entry<T>> {
+        if slot < self.base {
+            return None;
+        }
+        self.slots
+            .get((slot - self.base) as usize)
+            .and_then(Option::as_ref)
+    }
+
+    fn set(&mut self, slot: Slot, entry: Entry<T>) {
+        if slot < self.base {
+            return;
+        }
+        let i = (slot - self.base) as usize;
+        while self.slots.len() <= i {
+            self.slots.push_back(None);
+        }
+        self.slots[i] = Some(entry);
+    }
+
+    /// Highest slot that holds anything (or `base - 1`).
+    fn last(&self) -> Slot {
+        self.base + self.slots.len() as Slot - 1
+    }
+}
+
+/// Something that must wait until a write is durable.
+#[derive(Debug)]
+enum Deferred<T> {
+    Send {
+        to: NodeId,
+        msg: Message<T>,
+    },
+    /// The leader's own vote for `first..=last` in `ballot`.
+    SelfAccepted {
+        ballot: Ballot,
+        first: Slot,
+        last: Slot,
+    },
+    /// The candidate's own promise for `ballot`.
+    SelfPromise {
+        ballot: Ballot,
+    },
+}
+
+#[derive(Debug)]
+enum SelfVote {
+    No,
+    Pending,
+    Done,
+}
+
+#[derive(Debug)]
+struct Candidate<T> {
+    ballot: Ballot,
+    from: Slot,
+    granted: Vec<NodeId>,
+    /// Highest-ballot entry per slot among the promises so far.
+    merged: BTreeMap<Slot, Entry<T>>,
+    self_vote: SelfVote,
+}
+
+#[derive(Debug)]
+struct Peer {
+    id: NodeId,
+    /// Bit of this peer in the ack masks (its index in the voter list), or
+    /// `None` for a non-voter.
+    bit: Option<u32>,
+    /// The peer's commit index as last reported.
+    commit: Slot,
+    /// Heard from in the current check-quorum window.
+    active: bool,
+    /// Highest heartbeat round it acknowledged.
+    acked_seq: u64,
+}
+
+#[derive(Debug)]
+struct Leader {
+    ballot: Ballot,
+    next_slot: Slot,
+    /// The last slot of the first batch of this ballot (re-proposals or a
+    /// no-op): once it commits, everything chosen before is committed here.
+    ready_slot: Slot,
+    /// Vote masks for slots `commit+1 .. next_slot`.
+    acks: VecDeque<u64>,
+    peers: Vec<Peer>,
+    heartbeat_elapsed: u32,
+    quorum_elapsed: u32,
+    hb_seq: u64,
+    /// `(seq, tick sent)` of recent heartbeat rounds.
+    hb_sent: VecDeque<(u64, u64)>,
+    /// Highest round acknowledged by a quorum.
+    quorum_seq: u64,
+    /// The leader may serve lease reads while `now < lease_until`.
+    lease_until: u64,
+    /// Read-index reads: `(id, index, seq needed)`.
+    reads: Vec<(u64, Slot, u64)>,
+    commit_sent: Slot,
+}
+
+#[derive(Debug)]
+enum State<T> {
+    Follower,
+    Candidate(Candidate<T>),
+    Leader(Leader),
+}
+
+/// A Multi-Paxos replica. `T` is the application's value type; the replica
+/// only clones and stores it.
+#[derive(Debug)]
+pub struct Replica<T> {
+    cfg: Config,
+    self_bit: Option<u32>,
+    voter_mask: u64,
+    quorum: usize,
+    rng: Rng,
+    promised: Ballot,
+    log: Log<T>,
+    commit: Slot,
+    state: State<T>,
+    now: u64,
+    election_elapsed: u32,
+    election_timeout: u32,
+    /// Ticks since a leader (at a ballot we had not refused) was heard from.
+    leader_heard_elapsed: u32,
+    leader_hint: Option<NodeId>,
+    max_round: u64,
+    last_token: u64,
+    durable_token: u64,
+    pending: VecDeque<(u64, Deferred<T>)>,
+    out: Vec<Command<T>>,
+}
+
+impl<T: Clone> Replica<T> {
+    /// A fresh replica with an empty log.
+    pub fn new(cfg: Config) -> Result<Self, PaxosError> {
+        let mut r = Self::restore(cfg, Durable::default())?;
+        // A fresh cluster has no leader whose lease could be live.
+        r.leader_heard_elapsed = r.cfg.election_ticks;
+        Ok(r)
+    }
+
+    /// A replica rebuilt from what its disk holds after a crash. It
+    /// presumes that a leader's lease may still be running (it cannot know
+    /// whom it acknowledged before the crash), so it ignores other
+    /// proposers' prepares for one election timeout.
+    pub fn restore(cfg: Config, durable: Durable<T>) -> Result<Self, PaxosError> {
+        if cfg.id == 0 {
+            return Err(PaxosError::InvalidConfig("node id 0 is reserved"));
+        }
+        if cfg.voters.is_empty() || cfg.voters.len() > 64 {
+            return Err(PaxosError::InvalidConfig("between 1 and 64 voters"));
+        }
+        if cfg.heartbeat_ticks == 0 || cfg.election_ticks <= cfg.heartbeat_ticks {
+            return Err(PaxosError::InvalidConfig(
+                "heartbeat_ticks must be positive and below election_ticks",
+            ));
+        }
+        if cfg.max_batch == 0 {
+            return Err(PaxosError::InvalidConfig("max_batch must be positive"));
+        }
+        let mut voters = cfg.voters.clone();
+        voters.sort_unstable();
+        voters.dedup();
+        if voters.len() != cfg.voters.len() {
+            return Err(PaxosError::InvalidConfig("duplicate voter"));
+        }
+        let self_bit = cfg
+            .voters
+            .iter()
+            .position(|&v| v == cfg.id)
+            .map(|i| i as u32);
+        let voter_mask = if cfg.voters.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << cfg.voters.len()) - 1
+        };
+        let quorum = cfg.voters.len() / 2 + 1;
+        let mut log = Log::new();
+        for (slot, entry) in durable.entries {
+            log.set(slot, entry);
+        }
+        let mut rng = Rng::new(cfg.seed);
+        let election_timeout = draw_timeout(&mut rng, cfg.election_ticks);
+        Ok(Replica {
+            self_bit,
+            voter_mask,
+            quorum,
+            rng,
+            promised: durable.promised,
+            max_round: durable.promised.round,
+            log,
+            commit: 0,
+            state: State::Follower,
+            now: 0,
+            election_elapsed: 0,
+            election_timeout,
+            leader_heard_elapsed: 0,
+            leader_hint: None,
+            last_token: 0,
+            durable_token: 0,
+            pending: VecDeque::new(),
+            out: Vec::new(),
+            cfg,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+
+    pub fn role(&self) -> Role {
+        match self.state {
+            State::Follower => Role::Follower,
+            State::Candidate(_) => Role::Candidate,
+            State::Leader(_) => Role::Leader,
+        }
+    }
+
+    /// The leader this replica follows (itself when leading), if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        match self.state {
+            State::Leader(_) => Some(self.cfg.id),
+            _ => self.leader_hint,
+        }
+    }
+
+    pub fn commit_index(&self) -> Slot {
+        self.commit
+    }
+
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// The leader's ballot, when leading.
+    pub fn ballot(&self) -> Option<Ballot> {
+        match &self.state {
+            State::Leader(l) => Some(l.ballot),
+            _ => None,
+        }
+    }
+
+    /// The commands produced since the last call, in the order they must
+    /// be executed.
+    pub fn take_commands(&mut self) -> Vec<Command<T>> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Starts an election now instead of waiting for the timeout.
+    pub fn campaign(&mut self) {
+        if self.self_bit.is_none() {
+            return;
+        }
+        let round = self.max_round.max(self.promised.round) + 1;
+        self.max_round = round;
+        let ballot = Ballot::new(round, self.cfg.id);
+        let from = self.commit + 1;
+        self.fail_reads();
+        self.state = State::Candidate(Candidate {
+            ballot,
+            from,
+            granted: Vec::new(),
+            merged: BTreeMap::new(),
+            self_vote: SelfVote::No,
+        });
+        self.reset_election_timer();
+        for to in self.others() {
+            self.send(to, Message::Prepare { ballot, from });
+        }
+        self.maybe_self_promise();
+    }
+
+    /// One unit of logical time.
+    pub fn tick(&mut self) {
+        self.now += 1;
+        self.leader_heard_elapsed = self.leader_heard_elapsed.saturating_add(1);
+        if let State::Leader(l) = &mut self.state {
+            l.heartbeat_elapsed += 1;
+            l.quorum_elapsed += 1;
+            if l.quorum_elapsed >= self.cfg.election_ticks {
+                l.quorum_elapsed = 0;
+                // Check quorum: a leader that has not heard from a majority
+                // in an election timeout steps down, so that a node that can
+                // reach a majority gets elected (the OmniPaxos quorum-loss
+                // scenario) instead of everyone deferring to a dead leader.
+                let active = 1 + l
+                    .peers
+                    .iter()
+                    .filter(|p| p.active && p.bit.is_some())
+                    .count();
+                for p in &mut l.peers {
+                    p.active = false;
+                }
+                if active < self.quorum {
+                    self.step_down();
+                    return;
+                }
+            }
+            let commit_moved = self.commit > l.commit_sent;
+            if l.heartbeat_elapsed >= self.cfg.heartbeat_ticks || commit_moved {
+                self.broadcast_heartbeat();
+            }
+            return;
+        }
+        self.election_elapsed += 1;
+        if self.self_bit.is_some() && self.election_elapsed >= self.election_timeout {
+            self.campaign();
+        }
+    }
+
+    /// Proposes `values` for the next slots. Returns the first slot used.
+    pub fn propose(&mut self, values: Vec<T>) -> Result<Slot, PaxosError> {
+        let limit = self.cfg.max_inflight;
+        let commit = self.commit;
+        let State::Leader(l) = &mut self.state else {
+            return Err(PaxosError::NotLeader {
+                leader: self.leader_hint,
+            });
+        };
+        let first = l.next_slot;
+        if values.is_empty() {
+            return Ok(first);
+        }
+        if (first - commit - 1) as usize + values.len() > limit {
+            return Err(PaxosError::Backpressure { limit });
+        }
+        let values: Vec<Value<T>> = values.into_iter().map(Value::Data).collect();
+        self.start_phase2(first, values);
+        Ok(first)
+    }
+
+    /// The shell reports that every write up to `token` is durable.
+    pub fn persisted(&mut self, token: u64) {
+        let token = token.min(self.last_token);
+        if token <= self.durable_token {
+            return;
+        }
+        self.durable_token = token;
+        while self.pending.front().is_some_and(|(t, _)| *t <= token) {
+            if let Some((_, d)) = self.pending.pop_front() {
+                self.run_deferred(d);
+            }
+        }
+    }
+
+    fn run_deferred(&mut self, d: Deferred<T>) {
+        match d {
+            Deferred::Send { to, msg } => self.send(to, msg),
+            Deferred::SelfAccepted {
+                ballot,
+                first,
+                last,
+            } => {
+                if let Some(bit) = self.self_bit {
+                    self.record_votes(ballot, bit, first, last);
+                }
+            }
+            Deferred::SelfPromise { ballot } => {
+                if let State::Candidate(c) = &mut self.state
+                    && c.ballot == ballot
+                {
+                    c.self_vote = SelfVote::Done;
+                    self.maybe_become_leader();
+                }
+            }
+        }
+    }
+
+    /// Asks for a linearizable read. Answered by [`Command::ReadReady`] (or
+    /// [`Command::ReadFailed`]) now or later.
+    pub fn read(&mut self, id: u64) -> Result<(), PaxosError> {
+        let commit = self.commit;
+        let now = self.now;
+        let lease_mode = matches!(self.cfg.read_mode, ReadMode::Lease { .. });
+        let State::Leader(l) = &mut self.state else {
+            return Err(PaxosError::NotLeader {
+                leader: self.leader_hint,
+            });
+        };
+        let index = commit.max(l.ready_slot);
+        if lease_mode && commit >= l.ready_slot && now < l.lease_until {
+            self.out.push(Command::ReadReady { id, index });
+            return Ok(());
+        }
+        // Read index: confirm with a fresh heartbeat round that no other
+        // leader has been elected, then serve at the commit index as of now.
+        l.reads.push((id, index, l.hb_seq + 1));
+        self.broadcast_heartbeat();
+        self.serve_reads();
+        Ok(())
+    }
+
+    /// Handles a message from `from`.
+    pub fn step(&mut self, from: NodeId, msg: Message<T>) {
+        let mut round = msg.ballot().round;
+        if let Message::Nack { promised, .. } = &msg {
+            round = round.max(promised.round);
+        }
+        self.max_round = self.max_round.max(round);
+        match msg {
+            Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Message::Promise {
+                ballot, accepted, ..
+            } => self.on_promise(from, ballot, accepted),
+            Message::Accept {
+                ballot,
+                first,
+                values,
+                commit,
+            } => self.on_accept(from, ballot, first, values, commit),
+            Message::Accepted {
+                ballot,
+                first,
+                last,
+                commit,
+            } => self.on_accepted(from, ballot, first, last, commit),
+            Message::Heartbeat {
+                ballot,
+                commit,
+                seq,
+            } => self.on_heartbeat(from, ballot, commit, seq),
+            Message::HeartbeatAck {
+                ballot,
+                seq,
+                commit,
+            } => self.on_heartbeat_ack(from, ballot, seq, commit),
+            Message::Learn {
+                ballot,
+                first,
+                values,
+                commit,
+            } => self.on_learn(from, ballot, first, values, commit),
+            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
+        }
+    }
+
+    // ----- acceptor -----
+
+    fn on_prepare(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
+        if self.self_bit.is_none() {
+            return;
+        }
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if ballot > self.promised {
+            // Stickiness: while a live leader is in charge, other proposers
+            // are ignored, so a node rejoining after a partition cannot
+            // depose it. The leader itself may always raise its ballot.
+            if matches!(self.state, State::Leader(_)) {
+                return;
+            }
+            if self.leader_heard_elapsed < self.cfg.election_ticks && self.leader_hint != Some(from)
+            {
+                return;
+            }
+            if let State::Candidate(c) = &self.state
+                && c.ballot < ballot
+            {
+                self.state = State::Follower;
+            }
+            self.promised = ballot;
+            self.persist(Some(ballot), Vec::new());
+        }
+        // A duplicate prepare of the promised ballot gets the promise again.
+        let accepted = self.accepted_from(slot);
+        self.send_durable(
+            from,
+            Message::Promise {
+                ballot,
+                from: slot,
+                accepted,
+                commit: self.commit,
+            },
+        );
+    }
+
+    fn accepted_from(&self, from: Slot) -> Vec<(Slot, Entry<T>)> {
+        (from.max(self.log.base)..=self.log.last())
+            .filter_map(|s| self.log.get(s).map(|e| (s, e.clone())))
+            .collect()
+    }
+
+    fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        first: Slot,
+        values: Vec<Value<T>>,
+        commit: Slot,
+    ) {
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if first == 0 || values.is_empty() {
+            return;
+        }
+        let raise = ballot > self.promised;
+        if raise {
+            self.promised = ballot;
+        }
+        self.follow(from, ballot);
+        let last = first + values.len() as Slot - 1;
+        let mut entries = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            let slot = first + i as Slot;
+            // At or below the commit index the value is chosen and ours is
+            // the same; nothing to write.
+            if slot <= self.commit {
+                continue;
+            }
+            let entry = Entry { ballot, value };
+            entries.push((slot, entry.clone()));
+            self.log.set(slot, entry);
+        }
+        if raise || !entries.is_empty() {
+            self.persist(raise.then_some(ballot), entries);
+        }
+        self.learn_commit(ballot, commit);
+        self.send_durable(
+            from,
+            Message::Accepted {
+                ballot,
+                first,
+                last,
+                commit: self.commit,
+            },
+        );
+    }
+
+    fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64) {
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        self.follow(from, ballot);
+        self.learn_commit(ballot, commit);
+        self.send(
+            from,
+            Message::HeartbeatAck {
+                ballot,
+                seq,
+                commit: self.commit,
+            },
+        );
+    }
+
+    fn on_learn(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        first: Slot,
+        values: Vec<Value<T>>,
+        commit: Slot,
+    ) {
+        if ballot < self.promised {
+            return;
+        }
+        self.follow(from, ballot);
+        let old = self.commit;
+        let mut entries = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            let slot = first + i as Slot;
+            if slot <= self.commit {
+                continue;
+            }
+            if slot != self.commit + 1 {
+                break;
+            }
+            // The value is chosen, so storing it under the leader's ballot
+            // is safe: any later phase 1 that sees it must propose it anyway.
+            let entry = Entry { ballot, value };
+            entries.push((slot, entry.clone()));
+            self.log.set(slot, entry);
+            self.commit = slot;
+        }
+        if !entries.is_empty() {
+            self.persist(None, entries);
+        }
+        if self.commit > old {
+            self.emit_apply(old + 1, self.commit);
+        }
+        self.learn_commit(ballot, commit);
+        self.send(
+            from,
+            Message::HeartbeatAck {
+                ballot,
+                seq: 0,
+                commit: self.commit,
+            },
+        );
+    }
+
+    /// Accepts `leader` at `ballot` as the live leader.
+    fn follow(&mut self, leader: NodeId, ballot: Ballot) {
+        match &self.state {
+            State::Leader(l) if l.ballot < ballot => self.step_down(),
+            State::Candidate(_) => self.state = State::Follower,
+            _ => {}
+        }
+        self.leader_hint = Some(leader);
+        self.leader_heard_elapsed = 0;
+        self.reset_election_timer();
+    }
+
+    /// Advances the commit index to `commit` as far as this replica holds
+    /// the leader's values: an entry accepted in the leader's own ballot is
+    /// the value the leader got chosen; an older one may not be.
+    fn learn_commit(&mut self, ballot: Ballot, commit: Slot) {
+        let old = self.commit;
+        while self.commit < commit {
+            match self.log.get(self.commit + 1) {
+                Some(e) if e.ballot == ballot => self.commit += 1,
+                _ => break,
+            }
+        }
+        if self.commit > old {
+            self.emit_apply(old + 1, self.commit);
+        }
+    }
+
+    fn emit_apply(&mut self, first: Slot, last: Slot) {
+        let values = (first..=last)
+            .map(|s| match self.log.get(s) {
+                Some(e) => e.value.clone(),
+                // Unreachable: the commit index only covers held slots.
+                None => Value::Noop,
+            })
+            .collect();
+        self.out.push(Command::Apply { first, values });
+    }
+
+    // ----- candidate -----
+
+    fn on_promise(&mut self, from: NodeId, ballot: Ballot, accepted: Vec<(Slot, Entry<T>)>) {
+        let State::Candidate(c) = &mut self.state else {
+            return;
+        };
+        if c.ballot != ballot || c.granted.contains(&from) || !self.cfg.voters.contains(&from) {
+            return;
+        }
+        c.granted.push(from);
+        merge(&mut c.merged, accepted);
+        self.maybe_self_promise();
+        self.maybe_become_leader();
+    }
+
+    /// The candidate promises its own ballot only once the others' promises
+    /// make a majority with it. Until then it keeps accepting the current
+    /// leader's values, so a candidate that cannot win (a node rejoining
+    /// after a partition) never refuses the live leader.
+    fn maybe_self_promise(&mut self) {
+        let promised = self.promised;
+        let State::Candidate(c) = &mut self.state else {
+            return;
+        };
+        if !matches!(c.self_vote, SelfVote::No) || c.granted.len() + 1 < self.quorum {
+            return;
+        }
+        if promised > c.ballot {
+            self.state = State::Follower;
+            return;
+        }
+        let ballot = c.ballot;
+        let from = c.from;
+        c.self_vote = SelfVote::Pending;
+        let own = self.accepted_from(from);
+        if let State::Candidate(c) = &mut self.state {
+            merge(&mut c.merged, own);
+        }
+        self.promised = ballot;
+        self.persist(Some(ballot), Vec::new());
+        self.defer(Deferred::SelfPromise { ballot });
+    }
+
+    fn maybe_become_leader(&mut self) {
+        let State::Candidate(c) = &self.state else {
+            return;
+        };
+        if !matches!(c.self_vote, SelfVote::Done) || c.granted.len() + 1 < self.quorum {
+            return;
+        }
+        let State::Candidate(c) = std::mem::replace(&mut self.state, State::Follower) else {
+            return;
+        };
+        let from = c.from.max(self.commit + 1);
+        let top = c.merged.keys().next_back().copied().unwrap_or(0).max(from);
+        // Re-propose the highest-ballot value of every slot; no-ops fill
+        // the gaps. At least one entry, so that the leader commits in its
+        // own ballot and then knows everything chosen before it.
+        let values: Vec<Value<T>> = (from..=top)
+            .map(|s| match c.merged.get(&s) {
+                Some(e) => e.value.clone(),
+                None => Value::Noop,
+            })
+            .collect();
+        let peers = self
+            .cfg
+            .voters
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != self.cfg.id)
+            .map(|(i, v)| Peer {
+                id: *v,
+                bit: Some(i as u32),
+                commit: 0,
+                active: true,
+                acked_seq: 0,
+            })
+            .collect();
+        self.leader_hint = Some(self.cfg.id);
+        self.state = State::Leader(Leader {
+            ballot: c.ballot,
+            next_slot: from,
+            ready_slot: top,
+            acks: VecDeque::new(),
+            peers,
+            heartbeat_elapsed: 0,
+            quorum_elapsed: 0,
+            hb_seq: 0,
+            hb_sent: VecDeque::new(),
+            quorum_seq: 0,
+            lease_until: 0,
+            reads: Vec::new(),
+            commit_sent: self.commit,
+        });
+        self.start_phase2(from, values);
+    }
+
+    fn on_nack(&mut self, ballot: Ballot, promised: Ballot) {
+        if promised <= ballot {
+            return;
+        }
+        match &self.state {
+            State::Leader(l) if l.ballot == ballot => {
+                // Some acceptor promised a higher ballot (a candidate that
+                // could not win, or a new leader). Step down and at once try
+                // a higher ballot: acceptors that still follow us let their
+                // own leader raise its ballot, and if another leader is live
+                // its followers ignore us and we follow it on its heartbeat.
+                self.step_down();
+                self.campaign();
+            }
+            State::Candidate(c) if c.ballot == ballot => self.state = State::Follower,
+            _ => {}
+        }
+    }
+
+    // ----- leader -----
+
+    fn start_phase2(&mut self, first: Slot, values: Vec<Value<T>>) {
+        let commit = self.commit;
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        let ballot = l.ballot;
+        let last = first + values.len() as Slot - 1;
+        let mut entries = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            let slot = first + i as Slot;
+            let entry = Entry {
+                ballot,
+                value: v.clone(),
+            };
+            entries.push((slot, entry.clone()));
+            self.log.set(slot, entry);
+            if slot > commit {
+                l.acks.push_back(0);
+            }
+        }
+        l.next_slot = last + 1;
+        let peers: Vec<NodeId> = l.peers.iter().map(|p| p.id).collect();
+        let n = peers.len();
+        let mut values = Some(values);
+        for (i, to) in peers.into_iter().enumerate() {
+            let vs = if i + 1 == n {
+                values.take().unwrap_or_default()
+            } else {
+                values.clone().unwrap_or_default()
+            };
+            self.send(
+                to,
+                Message::Accept {
+                    ballot,
+                    first,
+                    values: vs,
+                    commit,
+                },
+            );
+        }
+        if let State::Leader(l) = &mut self.state {
+            l.commit_sent = commit;
+        }
+        self.persist(None, entries);
+        self.defer(Deferred::SelfAccepted {
+            ballot,
+            first,
+            last,
+        });
+    }
+
+    fn on_accepted(&mut self, from: NodeId, ballot: Ballot, first: Slot, last: Slot, commit: Slot) {
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        if l.ballot != ballot {
+            return;
+        }
+        let Some(p) = l.peers.iter_mut().find(|p| p.id == from) else {
+            return;
+        };
+        p.active = true;
+        p.commit = p.commit.max(commit);
+        if let Some(bit) = p.bit {
+            self.record_votes(ballot, bit, first, last);
+        }
+    }
+
+    fn record_votes(&mut self, ballot: Ballot, bit: u32, first: Slot, last: Slot) {
+        let commit = self.commit;
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        if l.ballot != ballot {
+            return;
+        }
+        let lo = first.max(commit + 1);
+        let hi = last.min(l.next_slot - 1);
+        for s in lo..=hi {
+            if let Some(m) = l.acks.get_mut((s - commit - 1) as usize) {
+                *m |= 1 << bit;
+            }
+        }
+        let mut new_commit = commit;
+        while let Some(m) = l.acks.front() {
+            if ((m & self.voter_mask).count_ones() as usize) < self.quorum {
+                break;
+            }
+            l.acks.pop_front();
+            new_commit += 1;
+        }
+        if new_commit > commit {
+            self.commit = new_commit;
+            self.emit_apply(commit + 1, new_commit);
+            self.serve_reads();
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let commit = self.commit;
+        let now = self.now;
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        l.heartbeat_elapsed = 0;
+        l.hb_seq += 1;
+        l.hb_sent.push_back((l.hb_seq, now));
+        while l.hb_sent.len() > 64 {
+            l.hb_sent.pop_front();
+        }
+        l.commit_sent = commit;
+        let ballot = l.ballot;
+        let seq = l.hb_seq;
+        let peers: Vec<NodeId> = l.peers.iter().map(|p| p.id).collect();
+        for to in peers {
+            self.send(
+                to,
+                Message::Heartbeat {
+                    ballot,
+                    commit,
+                    seq,
+                },
+            );
+        }
+        self.update_quorum_seq();
+    }
+
+    fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, seq: u64, commit: Slot) {
+        let my_commit = self.commit;
+        let max_batch = self.cfg.max_batch;
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        if l.ballot != ballot {
+            return;
+        }
+        let Some(p) = l.peers.iter_mut().find(|p| p.id == from) else {
+            return;
+        };
+        p.active = true;
+        p.commit = p.commit.max(commit);
+        p.acked_seq = p.acked_seq.max(seq);
+        let bit = p.bit;
+        // Catch-up from the log: the peer lacks chosen values.
+        if commit < my_commit {
+            let first = commit + 1;
+            let last = my_commit.min(commit + max_batch as Slot);
+            let values: Vec<Value<T>> = (first..=last)
+                .map_while(|s| self.log.get(s).map(|e| e.value.clone()))
+                .collect();
+            if !values.is_empty() {
+                self.send(
+                    from,
+                    Message::Learn {
+                        ballot,
+                        first,
+                        values,
+                        commit: my_commit,
+                    },
+                );
+            }
+        }
+        // Retransmit uncommitted slots the peer has not acknowledged, from
+        // the first missing one (accepts may have been lost).
+        if seq > 0
+            && let Some(bit) = bit
+            && let State::Leader(l) = &self.state
+        {
+            let missing = l.acks.iter().position(|m| m & (1 << bit) == 0);
+            if let Some(i) = missing {
+                let first = my_commit + 1 + i as Slot;
+                let last = (l.next_slot - 1).min(first + max_batch as Slot - 1);
+                let values: Vec<Value<T>> = (first..=last)
+                    .map_while(|s| self.log.get(s).map(|e| e.value.clone()))
+                    .collect();
+                if !values.is_empty() {
+                    self.send(
+                        from,
+                        Message::Accept {
+                            ballot,
+                            first,
+                            values,
+                            commit: my_commit,
+                        },
+                    );
+                }
+            }
+        }
+        if seq > 0 {
+            self.update_quorum_seq();
+        }
+    }
+
+    /// Recomputes the highest heartbeat round a quorum acknowledged, the
+    /// lease that follows from it, and serves reads that waited on it.
+    fn update_quorum_seq(&mut self) {
+        let quorum = self.quorum;
+        let lease = match self.cfg.read_mode {
+            ReadMode::Lease { drift_ticks } => Some(u64::from(
+                self.cfg.election_ticks.saturating_sub(drift_ticks),
+            )),
+            ReadMode::ReadIndex => None,
+        };
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        let mut seqs: Vec<u64> = l
+            .peers
+            .iter()
+            .filter(|p| p.bit.is_some())
+            .map(|p| p.acked_seq)
+            .collect();
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        // We acknowledge our own rounds; quorum-1 peers must too.
+        let q = if quorum <= 1 {
+            l.hb_seq
+        } else {
+            seqs.get(quorum - 2).copied().unwrap_or(0)
+        };
+        if q > l.quorum_seq {
+            l.quorum_seq = q;
+            if let Some(lease) = lease
+                && let Some(&(_, sent)) = l.hb_sent.iter().find(|(s, _)| *s == q)
+            {
+                // Every acceptor in that quorum heard us after `sent`, and
+                // ignores other proposers for `election_ticks` of its own
+                // clock from then on; shorten by the drift bound.
+                l.lease_until = l.lease_until.max(sent + lease);
+            }
+        }
+        self.serve_reads();
+    }
+
+    fn serve_reads(&mut self) {
+        let commit = self.commit;
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        if l.reads.is_empty() || commit < l.ready_slot {
+            return;
+        }
+        let q = l.quorum_seq;
+        let mut i = 0;
+        while i < l.reads.len() {
+            let (id, index, seq) = l.reads[i];
+            if seq <= q && index <= commit {
+                l.reads.swap_remove(i);
+                self.out.push(Command::ReadReady { id, index });
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn fail_reads(&mut self) {
+        if let State::Leader(l) = &mut self.state {
+            let reads = std::mem::take(&mut l.reads);
+            for (id, _, _) in reads {
+                self.out.push(Command::ReadFailed { id });
+            }
+        }
+    }
+
+    fn step_down(&mut self) {
+        self.fail_reads();
+        self.state = State::Follower;
+        self.leader_hint = None;
+        // Our own lease over the others says nothing about us as an
+        // acceptor: be ready to promise a successor at once.
+        self.leader_heard_elapsed = self.cfg.election_ticks;
+        self.reset_election_timer();
+    }
+
+    // ----- plumbing -----
+
+    fn others(&self) -> Vec<NodeId> {
+        self.cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| *v != self.cfg.id)
+            .collect()
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.election_timeout = draw_timeout(&mut self.rng, self.cfg.election_ticks);
+    }
+
+    fn persist(&mut self, promised: Option<Ballot>, entries: Vec<(Slot, Entry<T>)>) {
+        self.last_token += 1;
+        self.out.push(Command::Persist(Write {
+            token: self.last_token,
+            promised,
+            entries,
+        }));
+    }
+
+    /// Runs `d` once everything written so far is durable.
+    fn defer(&mut self, d: Deferred<T>) {
+        if self.last_token <= self.durable_token {
+            self.run_deferred(d);
+        } else {
+            self.pending.push_back((self.last_token, d));
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message<T>) {
+        self.out.push(Command::Send { to, msg });
+    }
+
+    /// Sends `msg` once everything written so far is durable.
+    fn send_durable(&mut self, to: NodeId, msg: Message<T>) {
+        self.defer(Deferred::Send { to, msg });
+    }
+}
+
+fn merge<T>(merged: &mut BTreeMap<Slot, Entry<T>>, accepted: Vec<(Slot, Entry<T>)>) {
+    for (slot, entry) in accepted {
+        match merged.get(&slot) {
+            Some(e) if e.ballot >= entry.ballot => {}
+            _ => {
+                merged.insert(slot, entry);
+            }
+        }
+    }
+}
+
+fn draw_timeout(rng: &mut Rng, election_ticks: u32) -> u32 {
+    let e = u64::from(election_ticks);
+    rng.range(e, 2 * e) as u32
+}
