@@ -66,6 +66,13 @@ impl SeqBarrier {
         });
     }
 
+    /// Adopts another count: a server that did not number the events
+    /// received so far (another node, or one that restarted) counts this
+    /// session's events from its own `seq`.
+    pub(crate) fn rebase(&self, seq: u64) {
+        self.received.send_replace(seq);
+    }
+
     /// Waits until at least `target` events were received; false when
     /// `timeout` passed first.
     pub(crate) async fn wait_for(&self, target: u64, timeout: Duration) -> bool {
@@ -98,6 +105,9 @@ mod tests {
         assert_eq!(b.received(), 5);
         b.advance(3);
         assert_eq!(b.received(), 5, "the count never goes back");
+        b.rebase(2);
+        assert_eq!(b.received(), 2, "except when another server counts");
+        assert_eq!(b.classify(3), Observed::Next);
     }
 
     #[tokio::test(start_paused = true)]

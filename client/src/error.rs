@@ -66,7 +66,7 @@ pub enum Error {
     #[error("connection lost: {message}")]
     ConnectionLoss { message: String },
     /// A transport-level failure (connecting, TLS, HTTP/2).
-    #[error("transport error: {message}")]
+    #[error("{message}")]
     Transport { message: String },
     /// None of the configured endpoints accepted a connection and a session.
     #[error("could not connect to any of {endpoints}: {reason}")]

@@ -66,7 +66,18 @@ pub(crate) enum Shutdown {
 struct Streams {
     pings: mpsc::Sender<pb::KeepAliveRequest>,
     keepalive: Streaming<pb::KeepAliveResponse>,
-    events: Streaming<pb::WatchEvent>,
+    events: EventStream,
+}
+
+/// The session's watch event stream on one connection.
+struct EventStream {
+    stream: Streaming<pb::WatchEvent>,
+    /// Events up to this number were queued before the stream was opened.
+    replay_until: u64,
+    /// Replayed events older than the newest one received are stale.
+    stale_below_zxid: i64,
+    /// Events were lost because the server no longer held them.
+    lost: bool,
 }
 
 enum Drive {
@@ -122,8 +133,12 @@ pub(crate) struct Inner {
     pub(crate) dispatcher: Arc<Dispatcher>,
     /// The generation whose replacement was asked for.
     reconnect: watch::Sender<u64>,
+    /// Bumped to ask for the event stream to be reopened.
+    reopen: watch::Sender<u64>,
     shutdown: watch::Sender<Shutdown>,
     last_zxid: AtomicI64,
+    /// The newest transaction an event was received for.
+    last_event_zxid: AtomicI64,
     /// Persistent watches added with `add_watch`, set again after a move.
     persistent: Mutex<BTreeSet<(String, i32)>>,
     /// Identities added with `add_auth`, added again after a move.
@@ -261,8 +276,10 @@ impl Inner {
             barrier: SeqBarrier::new(),
             dispatcher: Arc::new(Dispatcher::default()),
             reconnect: watch::Sender::new(0),
+            reopen: watch::Sender::new(0),
             shutdown: watch::Sender::new(Shutdown::Running),
             last_zxid: AtomicI64::new(session.header.map_or(0, |h| h.zxid)),
+            last_event_zxid: AtomicI64::new(0),
             persistent: Mutex::new(BTreeSet::new()),
             auths: Mutex::new(Vec::new()),
         }
@@ -279,6 +296,13 @@ impl Inner {
 
     fn note_zxid(&self, zxid: i64) {
         self.last_zxid.fetch_max(zxid, Ordering::Relaxed);
+    }
+
+    fn endpoint_generation(&self) -> Option<u64> {
+        match &*self.link.borrow() {
+            Link::Connected(conn) => Some(conn.generation),
+            _ => None,
+        }
     }
 
     pub(crate) fn endpoint(&self) -> Option<String> {
@@ -371,10 +395,10 @@ impl Inner {
         self.set_state(SessionState::Connected);
     }
 
-    /// Brings a connection to the point where calls may use it: the session
-    /// is confirmed by a KeepAlive answer, the event stream resumes after the
-    /// last event received, identities are added again, and (after a move)
-    /// the server has caught up with everything this client has seen.
+    /// Brings a connection to the point where calls may use it: the server
+    /// has caught up with what this client saw (after a move), the session
+    /// is confirmed by a KeepAlive answer, the event stream is open, and
+    /// identities are added again.
     async fn establish(
         &self,
         endpoint: &str,
@@ -387,6 +411,19 @@ impl Inner {
             Some(rpc) => rpc,
             None => open(&self.config, endpoint).await?,
         };
+        if moved {
+            // Without a session, so that a server that has not applied the
+            // session's creation yet is not mistaken for one that expired it.
+            let request = pb::SyncRequest {
+                session_id: 0,
+                path: "/".to_owned(),
+            };
+            match within(limit, "Sync", rpc.sync(request)).await {
+                Ok(_) => {}
+                Err(err) if err.is_connection_loss() => return Err(err),
+                Err(err) => debug!(endpoint, "catching up after moving failed: {err}"),
+            }
+        }
         let ping = pb::KeepAliveRequest {
             session_id: self.session_id,
         };
@@ -412,24 +449,7 @@ impl Inner {
                 });
             }
         }
-        let request = pb::WatchEventsRequest {
-            session_id: self.session_id,
-            after_seq: self.barrier.received(),
-        };
-        let events = within(limit, "WatchEvents", rpc.watch_events(request))
-            .await?
-            .into_inner();
-        if moved {
-            let request = pb::SyncRequest {
-                session_id: self.session_id,
-                path: "/".to_owned(),
-            };
-            match within(limit, "Sync", rpc.sync(request)).await {
-                Ok(_) => {}
-                Err(err) if err.is_connection_loss() => return Err(err),
-                Err(err) => debug!(endpoint, "sync after moving failed: {err}"),
-            }
-        }
+        let events = self.open_events(&mut rpc, moved).await?;
         let auths = self
             .auths
             .lock()
@@ -460,6 +480,91 @@ impl Inner {
                 events,
             },
         ))
+    }
+
+    /// How many events the server has queued for the session, from a Sync
+    /// answer's header; None when it would not say.
+    async fn server_seq(&self, rpc: &mut Rpc) -> Result<Option<u64>> {
+        let request = pb::SyncRequest {
+            session_id: self.session_id,
+            path: "/".to_owned(),
+        };
+        match within(self.config.connect_timeout, "Sync", rpc.sync(request)).await {
+            Ok(response) => Ok(response.into_inner().header.map(|h| h.watch_seq)),
+            Err(err) if err.is_connection_loss() || err.is_session_gone() => Err(err),
+            Err(err) => {
+                debug!("sync for the event count failed: {err}");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Opens the session's event stream on `rpc`, resuming after the last
+    /// event received.
+    ///
+    /// A node numbers the events of the sessions connected to it, so after
+    /// a move (`moved`) the new node may count from elsewhere: one that
+    /// never served the session, or restarted, counts from zero, and the
+    /// client adopts that count, or it would take the new events for
+    /// duplicates. A node the session left earlier may still hold events of
+    /// the watches set there, which other nodes delivered meanwhile; those
+    /// are recognised by their older zxid and dropped.
+    async fn open_events(&self, rpc: &mut Rpc, moved: bool) -> Result<EventStream> {
+        let received = self.barrier.received();
+        let mut after = received;
+        let mut replay_until = 0;
+        if moved && let Some(server) = self.server_seq(rpc).await? {
+            if server < received {
+                debug!(
+                    received,
+                    server, "the server counts this session's events anew"
+                );
+                self.barrier.rebase(server);
+                after = server;
+            }
+            replay_until = server;
+        }
+        let stale_below_zxid = self.last_event_zxid.load(Ordering::Relaxed);
+        let limit = self.config.connect_timeout;
+        let request = pb::WatchEventsRequest {
+            session_id: self.session_id,
+            after_seq: after,
+        };
+        let err = match within(limit, "WatchEvents", rpc.watch_events(request)).await {
+            Ok(response) => {
+                return Ok(EventStream {
+                    stream: response.into_inner(),
+                    replay_until,
+                    stale_below_zxid,
+                    lost: false,
+                });
+            }
+            Err(err) if err.is_connection_loss() || err.is_session_gone() => return Err(err),
+            Err(err) => err,
+        };
+        // The server no longer holds the events after `after`: they are
+        // lost, and the stream can only go on from the server's count.
+        let Some(server) = self.server_seq(rpc).await? else {
+            return Err(err);
+        };
+        warn!(
+            after,
+            server, "watch events were lost ({err}); checking one-shot watches again"
+        );
+        self.barrier.rebase(server);
+        let request = pb::WatchEventsRequest {
+            session_id: self.session_id,
+            after_seq: server,
+        };
+        let stream = within(limit, "WatchEvents", rpc.watch_events(request))
+            .await?
+            .into_inner();
+        Ok(EventStream {
+            stream,
+            replay_until: 0,
+            stale_below_zxid,
+            lost: true,
+        })
     }
 
     /// Tries the endpoints round-robin from `start` until one takes the
@@ -509,9 +614,10 @@ impl Inner {
         }
     }
 
-    /// Serves one connection: pings, reads answers and events, and notices
-    /// when the connection must be replaced.
-    async fn drive(&self, conn: &Conn, streams: Streams) -> Drive {
+    /// Serves one connection: pings, reads answers and events, reopens the
+    /// event stream when only that failed, and notices when the connection
+    /// must be replaced.
+    async fn drive(self: &Arc<Self>, conn: &Conn, streams: Streams) -> Drive {
         let Streams {
             pings,
             mut keepalive,
@@ -523,22 +629,27 @@ impl Inner {
         let mut timeout = self.session_timeout();
         let mut ticker = ping_ticker(timeout);
         let mut last_heard = Instant::now();
+        let mut last_reopen: Option<Instant> = None;
         let mut shutdown = self.shutdown.subscribe();
         let mut reconnect = self.reconnect.subscribe();
+        let mut reopen = self.reopen.subscribe();
         loop {
             // Like ZooKeeper's client: silence for two thirds of the session
             // timeout means the server is gone, and the last third is left
             // to find another one before the session expires.
             let silence = tokio::time::sleep_until(last_heard + timeout * 2 / 3);
-            tokio::select! {
+            let reopen_why = tokio::select! {
                 biased;
                 () = until(&mut shutdown, |s| *s != Shutdown::Running) => return Drive::Ended,
-                message = events.message() => match message {
+                message = events.stream.message() => match message {
                     Ok(Some(event)) => {
                         last_heard = Instant::now();
-                        self.on_event(event);
+                        self.on_event(event, &events);
+                        continue;
                     }
-                    Ok(None) => return Drive::Lost("the server ended the watch event stream".to_owned()),
+                    // The server drops the stream of a client that falls
+                    // behind; the connection itself is fine.
+                    Ok(None) => "the server ended the watch event stream",
                     Err(status) => return self.stream_failed(&status, "watch event stream"),
                 },
                 message = keepalive.message() => match message {
@@ -551,6 +662,7 @@ impl Inner {
                             ticker = ping_ticker(timeout);
                             debug!(timeout_ms = answer.timeout_ms, "session timeout renegotiated");
                         }
+                        continue;
                     }
                     Ok(None) => return Drive::Lost("the server ended the keepalive stream".to_owned()),
                     Err(status) => return self.stream_failed(&status, "keepalive stream"),
@@ -558,7 +670,7 @@ impl Inner {
                 _ = ticker.tick() => match pings.try_send(ping) {
                     // A full queue means the transport is stuck; the silence
                     // deadline decides about that.
-                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => continue,
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         return Drive::Lost("the keepalive stream was dropped".to_owned());
                     }
@@ -568,6 +680,32 @@ impl Inner {
                 }
                 () = until(&mut reconnect, |asked| *asked >= conn.generation) => {
                     return Drive::Lost("a call failed on this connection".to_owned());
+                }
+                changed = reopen.changed() => match changed {
+                    Ok(()) => "watch events are late",
+                    Err(_) => return Drive::Ended,
+                },
+            };
+            // Reopening in a loop would hide a server that keeps failing.
+            if last_reopen.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+                return Drive::Lost(format!("{reopen_why}, again"));
+            }
+            last_reopen = Some(Instant::now());
+            debug!(endpoint = conn.endpoint, "{reopen_why}; reopening it");
+            let mut rpc = conn.rpc.clone();
+            match self.open_events(&mut rpc, false).await {
+                Ok(stream) => {
+                    if stream.lost {
+                        tokio::spawn(rewatch(Arc::clone(self)));
+                    }
+                    events = stream;
+                }
+                Err(err) if err.is_session_gone() => {
+                    self.shutdown_with(Shutdown::Expired);
+                    return Drive::Ended;
+                }
+                Err(err) => {
+                    return Drive::Lost(format!("{reopen_why}; reopening it failed: {err}"));
                 }
             }
         }
@@ -586,11 +724,19 @@ impl Inner {
         Drive::Lost(format!("{what}: {err}"))
     }
 
+    /// Asks the supervisor to reopen the event stream on the current
+    /// connection.
+    fn request_reopen(&self) {
+        self.reopen.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Hands an event to its subscribers, then counts it: in that order, so
     /// that a response released by the barrier finds the event delivered.
-    fn on_event(&self, event: pb::WatchEvent) {
+    fn on_event(&self, event: pb::WatchEvent, stream: &EventStream) {
         let seq = event.seq;
-        if seq != 0 {
+        if seq == 0 {
+            warn!("the server sent a watch event without a sequence number");
+        } else {
             match self.barrier.classify(seq) {
                 Observed::Next => {}
                 Observed::Duplicate => {
@@ -605,12 +751,21 @@ impl Inner {
                     );
                 }
             }
-        } else {
-            warn!("the server sent a watch event without a sequence number");
+            if seq <= stream.replay_until && event.zxid < stream.stale_below_zxid {
+                debug!(
+                    seq,
+                    zxid = event.zxid,
+                    "dropping an event another server delivered"
+                );
+                self.barrier.advance(seq);
+                return;
+            }
         }
         let event = WatchEvent::from(event);
         trace!(seq, path = %event.path, kind = ?event.event_type, "watch event");
         self.note_zxid(event.zxid);
+        self.last_event_zxid
+            .fetch_max(event.zxid, Ordering::Relaxed);
         self.dispatcher.dispatch(&event);
         self.barrier.advance(seq);
     }
@@ -693,7 +848,9 @@ impl Inner {
             received = self.barrier.received(),
             "watch events are late; reopening the event stream"
         );
-        self.request_reconnect(generation);
+        if self.endpoint_generation() == Some(generation) {
+            self.request_reopen();
+        }
         if self.barrier.wait_for(target, wait * 2).await {
             return;
         }
