@@ -7,6 +7,7 @@ pub mod convert;
 pub mod driver;
 pub mod server;
 pub mod service;
+pub mod storage;
 
 pub use config::NodeConfig;
 pub use server::{ServeError, run};
