@@ -117,11 +117,16 @@ impl WatchRegistry {
             return Ok(());
         }
         if mine.len() >= self.limit_per_session {
-            return Err(Error::TooLarge {
+            let error = Error::TooLarge {
                 what: "watches of a session",
                 limit: self.limit_per_session as u64,
                 actual: mine.len() as u64 + 1,
-            });
+            };
+            // Leave no empty entry behind for a session that holds nothing.
+            if mine.is_empty() {
+                self.by_session.remove(&session);
+            }
+            return Err(error);
         }
         mine.insert((p.to_owned(), kind));
         self.by_path
@@ -368,6 +373,17 @@ mod tests {
         );
         let events = reg.remove(1, "/a", WatcherType::Any, 1).unwrap();
         assert_eq!(events[0].event, EventType::DataWatchRemoved);
+        assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn a_refused_watch_leaves_no_trace() {
+        let mut reg = WatchRegistry::new(0);
+        assert!(matches!(
+            reg.add(1, "/a", WatchKind::Data),
+            Err(Error::TooLarge { limit: 0, .. })
+        ));
+        assert_eq!(reg.len(), 0);
         assert!(reg.is_empty());
     }
 
