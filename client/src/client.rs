@@ -14,8 +14,8 @@ use crate::types::{
     WatcherType, op_result, read_result, stat_of, version_or_any,
 };
 use crate::watch::{
-    CHILD_EVENTS, DATA_EVENTS, EXISTS_EVENTS, Filter, OneShotWatch, Pending, Registration,
-    WatchStream,
+    CHILD_EVENTS, DATA_EVENTS, EXISTS_EVENTS, Filter, OneShotWatch, PERSISTENT_EVENTS, Pending,
+    Registration, WatchStream,
 };
 
 /// How to reach the ensemble and what session to ask for.
@@ -496,7 +496,7 @@ impl Client {
         let filter = match mode {
             AddWatchMode::Persistent => Filter::Path {
                 path: path.to_owned(),
-                types: &[],
+                types: PERSISTENT_EVENTS,
             },
             AddWatchMode::PersistentRecursive => Filter::Subtree {
                 path: path.to_owned(),
@@ -543,4 +543,34 @@ impl Client {
 
 fn watch_seq(header: Option<pb::ResponseHeader>) -> u64 {
     header.map_or(0, |h| h.watch_seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+
+    /// Callers spawn client calls onto tokio tasks; every future must be
+    /// `Send` for that, which only the compiler can check.
+    #[allow(dead_code)]
+    fn futures_are_spawnable(client: Client) {
+        send_sync::<Client>();
+        send_sync::<WatchStream>();
+        send_sync::<OneShotWatch>();
+        tokio::spawn(async move {
+            let _ = client.get_data_watch("/a").await;
+            let _ = client.watch("/a", AddWatchMode::Persistent).await;
+            let _ = client.multi(&[Op::check("/a", None)]).await;
+            let _ = client.close().await;
+        });
+    }
+
+    #[test]
+    fn config_defaults_are_usable() {
+        let config = ClientConfig::new(["a:1", "b:2"]);
+        assert_eq!(config.endpoints, vec!["a:1".to_owned(), "b:2".to_owned()]);
+        assert!(config.session_timeout > config.connect_timeout);
+        assert!(config.event_barrier_timeout < config.request_timeout);
+    }
 }

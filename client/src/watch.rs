@@ -25,12 +25,13 @@ use crate::types::{AddWatchMode, EventType, SessionState, WatchEvent};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Filter {
     All,
-    /// Events on exactly `path` of the given types (all types when empty).
+    /// Events on exactly `path` of the given types.
     Path {
         path: String,
         types: &'static [EventType],
     },
-    /// Events on `path` and every node below it.
+    /// Events on `path` and every node below it, of the types a
+    /// persistent-recursive watch reports.
     Subtree {
         path: String,
     },
@@ -56,14 +57,35 @@ pub(crate) const CHILD_EVENTS: &[EventType] = &[
     EventType::ChildWatchRemoved,
 ];
 
+/// The event types a persistent watch reports. The server sends one event
+/// per session and change, shared by all the session's watches on the path,
+/// so each subscriber picks the types its own kind of watch would get.
+pub(crate) const PERSISTENT_EVENTS: &[EventType] = &[
+    EventType::NodeCreated,
+    EventType::NodeDataChanged,
+    EventType::NodeDeleted,
+    EventType::NodeChildrenChanged,
+    EventType::PersistentWatchRemoved,
+];
+/// A persistent-recursive watch reports no child list changes (ZooKeeper
+/// 3.6 semantics): creations and deletions below stand for them.
+const RECURSIVE_EVENTS: &[EventType] = &[
+    EventType::NodeCreated,
+    EventType::NodeDataChanged,
+    EventType::NodeDeleted,
+    EventType::PersistentWatchRemoved,
+];
+
 impl Filter {
     pub(crate) fn matches(&self, event: &WatchEvent) -> bool {
         match self {
             Filter::All => true,
             Filter::Path { path, types } => {
-                event.path == *path && (types.is_empty() || types.contains(&event.event_type))
+                event.path == *path && types.contains(&event.event_type)
             }
-            Filter::Subtree { path } => is_in_subtree(&event.path, path),
+            Filter::Subtree { path } => {
+                RECURSIVE_EVENTS.contains(&event.event_type) && is_in_subtree(&event.path, path)
+            }
         }
     }
 }
@@ -438,11 +460,15 @@ mod tests {
         assert!(f.matches(&ev(EventType::NodeDataChanged, "/a", 1)));
         assert!(!f.matches(&ev(EventType::NodeChildrenChanged, "/a", 1)));
         assert!(!f.matches(&ev(EventType::NodeDataChanged, "/b", 1)));
-        let any = Filter::Path {
+        let persistent = Filter::Path {
             path: "/a".into(),
-            types: &[],
+            types: PERSISTENT_EVENTS,
         };
-        assert!(any.matches(&ev(EventType::NodeChildrenChanged, "/a", 1)));
+        assert!(persistent.matches(&ev(EventType::NodeChildrenChanged, "/a", 1)));
+        assert!(!persistent.matches(&ev(EventType::DataWatchRemoved, "/a", 1)));
+        let subtree = Filter::Subtree { path: "/a".into() };
+        assert!(subtree.matches(&ev(EventType::NodeCreated, "/a/b", 1)));
+        assert!(!subtree.matches(&ev(EventType::NodeChildrenChanged, "/a", 1)));
     }
 
     #[test]
