@@ -2,6 +2,7 @@
 //! `SYNOD_*` environment variable, validated before anything starts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -16,6 +17,36 @@ pub struct NodeConfig {
     /// Address of the client gRPC API.
     #[arg(long, env = "SYNOD_CLIENT_ADDR", default_value = "127.0.0.1:7000")]
     pub client_addr: SocketAddr,
+
+    /// Directory for the write-ahead log and snapshots. Without one the
+    /// node keeps its state in memory only and loses it on restart.
+    #[arg(long, env = "SYNOD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Directory of the write-ahead log (default: <data-dir>/log); put it
+    /// on its own volume to keep fsync latency free of snapshot writes.
+    #[arg(long, env = "SYNOD_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+
+    /// Directory of snapshots (default: <data-dir>/snapshot).
+    #[arg(long, env = "SYNOD_SNAPSHOT_DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+
+    /// Take a snapshot after this many txns.
+    #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_TXNS", default_value_t = 100_000)]
+    pub snapshot_every_txns: u64,
+
+    /// Snapshots to keep; older ones and the log they cover are purged.
+    #[arg(long, env = "SYNOD_KEEP_SNAPSHOTS", default_value_t = 3)]
+    pub keep_snapshots: usize,
+
+    /// Size of a write-ahead log segment in bytes (preallocated).
+    #[arg(long, env = "SYNOD_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub wal_segment_bytes: u64,
+
+    /// Most txns made durable by one fsync.
+    #[arg(long, env = "SYNOD_MAX_BATCH_TXNS", default_value_t = 4096)]
+    pub max_batch_txns: usize,
 
     /// Largest znode data in bytes.
     #[arg(long, env = "SYNOD_MAX_DATA_BYTES", default_value_t = 1024 * 1024)]
@@ -64,6 +95,11 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_SUPER_DIGEST")]
     pub super_digest: Option<String>,
 
+    /// How long a stopping node waits for clients to close their
+    /// connections, in milliseconds.
+    #[arg(long, env = "SYNOD_SHUTDOWN_GRACE_MS", default_value_t = 2_000)]
+    pub shutdown_grace_ms: u64,
+
     /// How often the node checks for expired sessions and for container
     /// and TTL nodes to remove, in milliseconds.
     #[arg(long, env = "SYNOD_TICK_MS", default_value_t = 200)]
@@ -86,6 +122,8 @@ impl NodeConfig {
             ("max-sessions", self.max_sessions),
             ("max-watches-per-session", self.max_watches_per_session),
             ("watch-event-buffer", self.watch_event_buffer),
+            ("keep-snapshots", self.keep_snapshots),
+            ("max-batch-txns", self.max_batch_txns),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -105,6 +143,15 @@ impl NodeConfig {
                 "--max-request-bytes ({}) must exceed --max-data-bytes ({}) to leave room for the request around the data",
                 self.max_request_bytes, self.max_data_bytes
             )));
+        }
+        if self.snapshot_every_txns == 0 {
+            return Err(ConfigError("--snapshot-every-txns must be at least 1".into()));
+        }
+        if self.wal_segment_bytes < 1024 * 1024 {
+            return Err(ConfigError("--wal-segment-bytes must be at least 1 MiB".into()));
+        }
+        if self.data_dir.is_none() && (self.log_dir.is_some() || self.snapshot_dir.is_some()) {
+            return Err(ConfigError("--log-dir and --snapshot-dir need --data-dir".into()));
         }
         if self.tick_ms == 0 {
             return Err(ConfigError("--tick-ms must be at least 1".into()));
@@ -138,6 +185,22 @@ impl NodeConfig {
                 max_sessions: self.max_sessions,
             },
         }
+    }
+
+    /// Where the log and snapshots live, if the node is durable.
+    pub fn storage_config(&self) -> Option<crate::storage::StorageConfig> {
+        let data = self.data_dir.as_ref()?;
+        Some(crate::storage::StorageConfig {
+            log_dir: self.log_dir.clone().unwrap_or_else(|| data.join("log")),
+            snapshot_dir: self.snapshot_dir.clone().unwrap_or_else(|| data.join("snapshot")),
+            segment_bytes: self.wal_segment_bytes,
+            preallocate: true,
+            keep_snapshots: self.keep_snapshots,
+        })
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     pub fn tick(&self) -> Duration {

@@ -3,14 +3,19 @@
 //! arrival order. Front ends hand it closures and await their results, so no
 //! lock guards the state and a request never observes half a change.
 //!
-//! Until replication lands the driver is its own log: it stamps each txn
-//! with the next zxid and the wall-clock time and applies it at once.
+//! Until replication lands the driver is its own log. Writes are submitted
+//! as txns; the driver gathers them into a batch, numbers them (zxids) and
+//! stamps their time, hands the batch to storage, and applies it and answers
+//! only once storage reports it durable. While one batch is being synced the
+//! next one gathers: that is the group commit. Without a data directory the
+//! batch is applied at once.
 
 use std::collections::VecDeque;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
 use synod_core::acl::{Id, Identity, digest_id};
+use synod_core::codec::LogEntry;
 use synod_core::session::SessionTracker;
 use synod_core::state::{Applied, StateMachine};
 use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
@@ -19,6 +24,7 @@ use synod_core::{Error, Millis, SessionId, Zxid};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::NodeConfig;
+use crate::durable::{DurableLog, LogWriter, Persisted};
 
 /// A unit of work for the driver task.
 pub type Job = Box<dyn FnOnce(&mut NodeState) + Send>;
@@ -51,10 +57,13 @@ impl DriverHandle {
     }
 }
 
-/// Starts the driver task; it ends when every handle is dropped.
-pub fn spawn(config: &NodeConfig) -> DriverHandle {
+/// Starts the driver task over a recovered state; it ends when every
+/// handle is dropped. `log` makes txns durable before they are applied;
+/// without one the node keeps its state in memory only.
+pub fn spawn(config: &NodeConfig, machine: StateMachine, log: Option<DurableLog>) -> DriverHandle {
     let (jobs, mut inbox) = mpsc::channel::<Job>(4096);
-    let mut state = NodeState::new(config);
+    let (persisted_tx, mut persisted) = mpsc::unbounded_channel();
+    let mut state = NodeState::new(config, machine, log.map(|log| log.start(persisted_tx)));
     let tick = config.tick();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(tick);
@@ -65,8 +74,10 @@ pub fn spawn(config: &NodeConfig) -> DriverHandle {
                     Some(job) => job(&mut state),
                     None => break,
                 },
+                Some(done) = persisted.recv() => state.persisted(done),
                 _ = ticker.tick() => state.tick(),
             }
+            state.flush();
         }
         tracing::debug!("driver stopped");
     });
@@ -90,6 +101,29 @@ pub struct Header {
     pub watch_seq: u64,
 }
 
+/// Called on the driver once a submitted txn was applied, or failed to
+/// become durable.
+pub type Done = Box<dyn FnOnce(&mut NodeState, Result<&Applied, Error>) + Send>;
+
+/// A txn waiting for its turn in the log.
+struct Pending {
+    txn: Txn,
+    done: Done,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("txn", &self.txn).finish_non_exhaustive()
+    }
+}
+
+/// A batch handed to storage, applied once it is durable.
+#[derive(Debug)]
+struct InFlight {
+    batch: u64,
+    entries: Vec<(LogEntry, Pending)>,
+}
+
 /// Everything the driver owns.
 #[derive(Debug)]
 pub struct NodeState {
@@ -101,6 +135,17 @@ pub struct NodeState {
     event_buffer: usize,
     started: Instant,
     scratch: Vec<WatchEvent>,
+    /// Txns submitted since the last batch went to storage.
+    pending: Vec<Pending>,
+    /// At most one batch is being made durable; the next one gathers
+    /// meanwhile, which is what makes group commit effective.
+    in_flight: Option<InFlight>,
+    log: Option<LogWriter>,
+    next_batch: u64,
+    snapshot_every: u64,
+    last_snapshot: Zxid,
+    snapshot_in_progress: bool,
+    max_batch: usize,
 }
 
 fn wall_clock_ms() -> Millis {
@@ -111,16 +156,30 @@ fn wall_clock_ms() -> Millis {
 }
 
 impl NodeState {
-    pub fn new(config: &NodeConfig) -> Self {
+    pub fn new(config: &NodeConfig, machine: StateMachine, log: Option<LogWriter>) -> Self {
+        let started = Instant::now();
+        let mut tracker = SessionTracker::default();
+        // Whoever decides expiry now gives every recovered session a full
+        // timeout, as a new ZooKeeper leader does.
+        tracker.restart_all(machine.sessions(), 0);
+        let last_snapshot = machine.applied();
         NodeState {
-            machine: StateMachine::new(config.state_config()),
+            machine,
             watches: WatchRegistry::new(config.max_watches_per_session),
-            tracker: SessionTracker::default(),
+            tracker,
             outboxes: FxHashMap::default(),
             auth: FxHashMap::default(),
             event_buffer: config.watch_event_buffer,
-            started: Instant::now(),
+            started,
             scratch: Vec::new(),
+            pending: Vec::new(),
+            in_flight: None,
+            log,
+            next_batch: 0,
+            snapshot_every: config.snapshot_every_txns,
+            last_snapshot,
+            snapshot_in_progress: false,
+            max_batch: config.max_batch_txns,
         }
     }
 
@@ -133,10 +192,101 @@ impl NodeState {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Appends `txn` to the log and applies it, delivering its watch events.
-    fn commit(&mut self, txn: Txn) -> Applied {
-        let zxid = self.machine.applied() + 1;
-        let applied = self.machine.apply(zxid, wall_clock_ms(), &txn);
+    /// Queues `txn` for the log; `done` runs once it is applied.
+    pub fn submit(&mut self, txn: Txn, done: Done) {
+        self.pending.push(Pending { txn, done });
+    }
+
+    /// Sends the pending txns to storage as one batch when none is in
+    /// flight; without storage, applies them at once. Zxids are assigned
+    /// here, so a batch that fails leaves no gap.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() || self.in_flight.is_some() {
+            return;
+        }
+        let take = self.pending.len().min(self.max_batch);
+        let batch: Vec<Pending> = self.pending.drain(..take).collect();
+        let time = wall_clock_ms();
+        let first = self.machine.applied() + 1;
+        let entries: Vec<(LogEntry, Pending)> = batch
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (LogEntry { zxid: first + i as i64, time, txn: p.txn.clone() }, p))
+            .collect();
+        let Some(log) = &self.log else {
+            for (entry, pending) in entries {
+                self.apply_entry(entry, pending);
+            }
+            return;
+        };
+        let records = entries.iter().map(|(e, _)| (e.zxid as u64, e.encode())).collect();
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        if log.append(batch, records) {
+            self.in_flight = Some(InFlight { batch, entries });
+        } else {
+            for (_, pending) in entries {
+                (pending.done)(self, Err(Error::Internal("the storage thread has stopped".into())));
+            }
+        }
+    }
+
+    /// Storage finished a job.
+    pub fn persisted(&mut self, done: Persisted) {
+        match done {
+            Persisted::Batch { batch, result, fsync_micros } => {
+                let Some(in_flight) = self.in_flight.take_if(|f| f.batch == batch) else {
+                    tracing::error!(batch, "storage reported a batch that is not in flight");
+                    return;
+                };
+                tracing::trace!(batch, txns = in_flight.entries.len(), fsync_micros, "batch durable");
+                match result {
+                    Ok(()) => {
+                        for (entry, pending) in in_flight.entries {
+                            self.apply_entry(entry, pending);
+                        }
+                        self.maybe_snapshot();
+                    }
+                    Err(message) => {
+                        tracing::error!(%message, txns = in_flight.entries.len(), "write to the log failed; the batch is refused");
+                        for (_, pending) in in_flight.entries {
+                            (pending.done)(self, Err(Error::Internal(format!("cannot write the log: {message}"))));
+                        }
+                    }
+                }
+            }
+            Persisted::Snapshot { index, result } => {
+                self.snapshot_in_progress = false;
+                match result {
+                    Ok(()) => tracing::info!(index, "snapshot written"),
+                    Err(message) => tracing::error!(index, %message, "snapshot failed; will retry"),
+                }
+            }
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let applied = self.machine.applied();
+        if self.snapshot_in_progress || (applied - self.last_snapshot) < self.snapshot_every as i64 {
+            return;
+        }
+        let Some(log) = &self.log else { return };
+        let started = Instant::now();
+        let bytes = self.machine.encode_snapshot();
+        tracing::info!(
+            index = applied,
+            bytes = bytes.len(),
+            encode_ms = started.elapsed().as_millis() as u64,
+            "taking a snapshot"
+        );
+        if log.snapshot(applied as u64, bytes) {
+            self.snapshot_in_progress = true;
+            self.last_snapshot = applied;
+        }
+    }
+
+    fn apply_entry(&mut self, entry: LogEntry, pending: Pending) {
+        let applied = self.machine.apply(entry.zxid, entry.time, &entry.txn);
         for trigger in &applied.triggers {
             self.watches.fire(trigger, &mut self.scratch);
         }
@@ -149,18 +299,15 @@ impl NodeState {
         if let TxnOutcome::SessionClosed { session, .. } = &applied.outcome {
             self.forget_session(*session);
         }
-        applied
+        (pending.done)(self, Ok(&applied));
     }
 
     fn enqueue(&mut self, event: &WatchEvent) {
-        let outbox = self
-            .outboxes
-            .entry(event.session)
-            .or_insert_with(|| Outbox {
-                seq: 0,
-                recent: VecDeque::new(),
-                subscriber: None,
-            });
+        let outbox = self.outboxes.entry(event.session).or_insert_with(|| Outbox {
+            seq: 0,
+            recent: VecDeque::new(),
+            subscriber: None,
+        });
         outbox.seq += 1;
         let message = crate::convert::watch_event(event, outbox.seq);
         if outbox.recent.len() == self.event_buffer {
@@ -216,28 +363,28 @@ impl NodeState {
         identity
     }
 
-    pub fn create_session(
-        &mut self,
-        timeout_ms: Millis,
-    ) -> Result<(SessionId, Millis, Header), Error> {
-        let applied = self.commit(Txn::CreateSession { timeout_ms });
-        match applied.outcome {
-            TxnOutcome::SessionCreated(Ok((session, timeout_ms))) => {
-                let now = self.monotonic_ms();
-                self.tracker.touch(session, timeout_ms, now);
-                self.outboxes.insert(
-                    session,
-                    Outbox {
-                        seq: 0,
-                        recent: VecDeque::new(),
-                        subscriber: None,
-                    },
-                );
-                Ok((session, timeout_ms, self.header(session)))
-            }
-            TxnOutcome::SessionCreated(Err(e)) => Err(e),
-            other => unreachable_outcome(&other),
-        }
+    pub fn create_session(&mut self, timeout_ms: Millis) -> Answer<(SessionId, Millis, Header)> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            Txn::CreateSession { timeout_ms },
+            Box::new(move |state, applied| {
+                let result = applied.and_then(|applied| match &applied.outcome {
+                    TxnOutcome::SessionCreated(Ok((session, timeout_ms))) => {
+                        let (session, timeout_ms) = (*session, *timeout_ms);
+                        let now = state.monotonic_ms();
+                        state.tracker.touch(session, timeout_ms, now);
+                        state
+                            .outboxes
+                            .insert(session, Outbox { seq: 0, recent: VecDeque::new(), subscriber: None });
+                        Ok((session, timeout_ms, state.header(session)))
+                    }
+                    TxnOutcome::SessionCreated(Err(e)) => Err(e.clone()),
+                    other => unreachable_outcome(other),
+                });
+                let _ = tx.send(result);
+            }),
+        );
+        rx
     }
 
     /// A keep-alive ping: the negotiated timeout, or SessionExpired.
@@ -246,30 +393,26 @@ impl NodeState {
             return Err(Error::BadArguments("keep-alive needs a session".into()));
         }
         self.live(session)?;
-        Ok(self
-            .machine
-            .sessions()
-            .get(session)
-            .map_or(0, |s| s.timeout_ms))
+        Ok(self.machine.sessions().get(session).map_or(0, |s| s.timeout_ms))
     }
 
-    pub fn close_session(&mut self, session: SessionId) -> Result<Header, Error> {
+    pub fn close_session(&mut self, session: SessionId) -> Result<Answer<Header>, Error> {
         self.live(session)?;
-        if session != 0 {
-            self.commit(Txn::CloseSession {
-                session,
-                reason: CloseReason::ClientClosed,
-            });
+        let (tx, rx) = oneshot::channel();
+        if session == 0 {
+            let _ = tx.send(Ok(self.header(session)));
+            return Ok(rx);
         }
-        Ok(self.header(session))
+        self.submit(
+            Txn::CloseSession { session, reason: CloseReason::ClientClosed },
+            Box::new(move |state, applied| {
+                let _ = tx.send(applied.map(|_| state.header(session)));
+            }),
+        );
+        Ok(rx)
     }
 
-    pub fn add_auth(
-        &mut self,
-        session: SessionId,
-        scheme: &str,
-        auth: &[u8],
-    ) -> Result<Header, Error> {
+    pub fn add_auth(&mut self, session: SessionId, scheme: &str, auth: &[u8]) -> Result<Header, Error> {
         if session == 0 {
             return Err(Error::BadArguments("authentication needs a session".into()));
         }
@@ -280,11 +423,7 @@ impl NodeState {
                     .map_err(|_| Error::AuthFailed("digest credentials must be UTF-8".into()))?;
                 Id::new("digest", digest_id(credential)?)
             }
-            other => {
-                return Err(Error::AuthFailed(format!(
-                    "unsupported auth scheme {other:?}"
-                )));
-            }
+            other => return Err(Error::AuthFailed(format!("unsupported auth scheme {other:?}"))),
         };
         let ids = self.auth.entry(session).or_default();
         if !ids.contains(&id) {
@@ -293,26 +432,24 @@ impl NodeState {
         Ok(self.header(session))
     }
 
-    pub fn write(
-        &mut self,
-        session: SessionId,
-        identity: Identity,
-        op: WriteOp,
-    ) -> Result<(OpOutcome, Header), Error> {
+    /// Submits a client write; the answer arrives once it is applied.
+    pub fn write(&mut self, session: SessionId, identity: Identity, op: WriteOp) -> Result<Answer<(OpOutcome, Header)>, Error> {
         self.live(session)?;
-        let applied = self.commit(Txn::Write {
-            session,
-            identity,
-            op,
-        });
-        match applied.outcome {
-            TxnOutcome::Write(result) => result.map(|outcome| (outcome, self.header(session))),
-            other => unreachable_outcome(&other),
-        }
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            Txn::Write { session, identity, op },
+            Box::new(move |state, applied| {
+                let result = applied.and_then(|applied| match &applied.outcome {
+                    TxnOutcome::Write(result) => result.clone().map(|outcome| (outcome, state.header(session))),
+                    other => unreachable_outcome(other),
+                });
+                let _ = tx.send(result);
+            }),
+        );
+        Ok(rx)
     }
 
-    /// Runs a read against the applied state, after checking the session;
-    /// `watch` names a watch to leave when the read succeeded.
+    /// Runs a read against the applied state, after checking the session.
     pub fn read<R>(
         &mut self,
         session: SessionId,
@@ -331,29 +468,17 @@ impl NodeState {
         self.watches.add(session, path, kind)
     }
 
-    pub fn add_watch(
-        &mut self,
-        session: SessionId,
-        path: &str,
-        kind: WatchKind,
-    ) -> Result<Header, Error> {
+    pub fn add_watch(&mut self, session: SessionId, path: &str, kind: WatchKind) -> Result<Header, Error> {
         self.live(session)?;
         synod_core::path::validate(path)?;
         self.watch(session, path, kind)?;
         Ok(self.header(session))
     }
 
-    pub fn remove_watches(
-        &mut self,
-        session: SessionId,
-        path: &str,
-        watcher_type: WatcherType,
-    ) -> Result<Header, Error> {
+    pub fn remove_watches(&mut self, session: SessionId, path: &str, watcher_type: WatcherType) -> Result<Header, Error> {
         self.live(session)?;
         synod_core::path::validate(path)?;
-        let events = self
-            .watches
-            .remove(session, path, watcher_type, self.machine.applied())?;
+        let events = self.watches.remove(session, path, watcher_type, self.machine.applied())?;
         for event in &events {
             self.enqueue(event);
         }
@@ -400,21 +525,34 @@ impl NodeState {
         let now = self.monotonic_ms();
         for session in self.tracker.expired(now) {
             tracing::info!(session = format_args!("{session:#x}"), "session expired");
-            self.commit(Txn::CloseSession {
-                session,
-                reason: CloseReason::Expired,
-            });
+            // Forget it now so that the next tick does not expire it twice
+            // while the close is on its way through the log.
+            self.tracker.forget(session);
+            self.submit(Txn::CloseSession { session, reason: CloseReason::Expired }, Box::new(|_, _| {}));
         }
-        for path in self.machine.tree().reap_candidates(wall_clock_ms()) {
-            self.commit(Txn::Reap { path });
+        if self.in_flight.is_none() && self.pending.is_empty() {
+            for path in self.machine.tree().reap_candidates(wall_clock_ms()) {
+                self.submit(Txn::Reap { path }, Box::new(|_, _| {}));
+            }
         }
     }
 
-    pub fn sync(&mut self, session: SessionId) -> Result<Header, Error> {
+    /// Answers once everything submitted before it has been applied.
+    pub fn sync(&mut self, session: SessionId) -> Result<Answer<Header>, Error> {
         self.live(session)?;
-        Ok(self.header(session))
+        let (tx, rx) = oneshot::channel();
+        self.submit(
+            Txn::Noop,
+            Box::new(move |state, applied| {
+                let _ = tx.send(applied.map(|_| state.header(session)));
+            }),
+        );
+        Ok(rx)
     }
 }
+
+/// A result that arrives once a txn has gone through the log.
+pub type Answer<T> = oneshot::Receiver<Result<T, Error>>;
 
 /// Each txn kind has exactly one outcome kind; anything else is a bug in the
 /// state machine, answered as a system error rather than a crash.

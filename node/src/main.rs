@@ -30,11 +30,16 @@ enum Command {
     /// Run one node.
     Serve(NodeConfig),
     /// Run a local development node on 127.0.0.1:7001, the first of the
-    /// ports `synodctl` tries. (A three-node ensemble arrives with
-    /// replication; until then this is one in-memory node.)
+    /// ports `synodctl` tries, with its data under ./synod-data. (A
+    /// three-node ensemble arrives with replication; until then this is one
+    /// node.)
     Dev {
         #[arg(long, default_value = "127.0.0.1:7001")]
         client_addr: std::net::SocketAddr,
+        /// Where the node keeps its log and snapshots; it restarts with
+        /// its data.
+        #[arg(long, default_value = "./synod-data")]
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -53,11 +58,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = match cli.command {
         Command::Serve(config) => config,
-        Command::Dev { client_addr } => {
+        Command::Dev { client_addr, data_dir } => {
             let mut config = NodeConfig::parse_defaults();
             config.client_addr = client_addr;
+            config.data_dir = Some(data_dir.join("1"));
             tracing::info!(
-                "synod dev: one in-memory node; connect with `synodctl` (no flags needed)"
+                client_api = %client_addr,
+                data_dir = %data_dir.join("1").display(),
+                "synod dev: one durable node; connect with `synodctl` (no flags needed)"
             );
             config
         }

@@ -16,6 +16,8 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot recover the node's state: {0}")]
+    Recovery(#[from] crate::durable::RecoveryError),
     #[error("client API failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -61,18 +63,44 @@ pub async fn run(
         addr: config.client_addr,
         source,
     })?;
-    let driver = driver::spawn(&config);
+    let (machine, log) = match config.storage_config() {
+        Some(storage) => {
+            let (log, machine) = crate::durable::DurableLog::recover(storage, config.state_config())?;
+            (machine, Some(log))
+        }
+        None => {
+            tracing::warn!("no --data-dir: state is kept in memory only and lost on restart");
+            (synod_core::state::StateMachine::new(config.state_config()), None)
+        }
+    };
+    let driver = driver::spawn(&config, machine, log);
     let service = CoordinationServer::new(CoordinationService::new(driver))
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes.saturating_mul(4));
     tracing::info!(client_api = %local, "synod node serving");
-    tonic::transport::Server::builder()
+    // Graceful shutdown waits for clients to close their connections; a
+    // client that keeps one open must not hold the node up for long.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("stopping: no new requests, draining connections");
+        let _ = stopping_tx.send(());
+    };
+    let serve = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
-        .await?;
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), signal);
+    let grace = config.shutdown_grace();
+    let drain_deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = drain_deadline => tracing::warn!(?grace, "connections still open after the grace period; closing them"),
+    }
     tracing::info!("synod node stopped");
     Ok(())
 }

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::{self, header, stat};
-use crate::driver::{DriverGone, DriverHandle, Header};
+use crate::driver::{Answer, DriverGone, DriverHandle, Header};
 
 type Reply<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -43,13 +43,28 @@ impl CoordinationService {
         }
     }
 
+    /// Runs `f` on the driver and then waits for the txn it submitted to
+    /// go through the log.
+    async fn submit<R, F>(&self, f: F) -> Result<R, Status>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut crate::driver::NodeState) -> Result<Answer<R>, Error> + Send + 'static,
+    {
+        let answer = self.run(f).await?;
+        match answer.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(convert::status(&error)),
+            Err(_) => Err(Status::unavailable("the node is shutting down")),
+        }
+    }
+
     async fn write(
         &self,
         session: SessionId,
         peer: Option<IpAddr>,
         op: WriteOp,
     ) -> Result<(OpOutcome, Header), Status> {
-        self.run(move |state| {
+        self.submit(move |state| {
             let identity = state.identity(session, peer);
             state.write(session, identity, op)
         })
@@ -74,7 +89,7 @@ impl Coordination for CoordinationService {
         request: Request<pb::CreateSessionRequest>,
     ) -> Reply<pb::CreateSessionResponse> {
         let timeout = request.into_inner().timeout_ms;
-        let (session_id, timeout_ms, h) = self.run(move |s| s.create_session(timeout)).await?;
+        let (session_id, timeout_ms, h) = self.submit(move |s| Ok(s.create_session(timeout))).await?;
         tracing::debug!(
             session = format_args!("{session_id:#x}"),
             timeout_ms,
@@ -122,7 +137,7 @@ impl Coordination for CoordinationService {
         request: Request<pb::CloseSessionRequest>,
     ) -> Reply<pb::CloseSessionResponse> {
         let session = request.into_inner().session_id;
-        let h = self.run(move |s| s.close_session(session)).await?;
+        let h = self.submit(move |s| s.close_session(session)).await?;
         Ok(Response::new(pb::CloseSessionResponse {
             header: header(h),
         }))
@@ -428,7 +443,7 @@ impl Coordination for CoordinationService {
         if !r.path.is_empty() {
             synod_core::path::validate(&r.path).map_err(|e| convert::status(&e))?;
         }
-        let h = self.run(move |s| s.sync(r.session_id)).await?;
+        let h = self.submit(move |s| s.sync(r.session_id)).await?;
         Ok(Response::new(pb::SyncResponse { header: header(h) }))
     }
 

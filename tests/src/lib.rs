@@ -95,6 +95,13 @@ impl TestNode {
         )
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and waits for it.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().context("cannot kill synod")?;
+        self.child.wait().context("cannot reap synod")?;
+        Ok(())
+    }
+
     /// The endpoint string clients use.
     pub fn endpoint(&self) -> String {
         self.addr.to_string()
