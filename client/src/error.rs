@@ -36,11 +36,11 @@ pub enum Error {
     NoWatcher { path: String },
     #[error("quota exceeded for {path}")]
     QuotaExceeded { path: String },
-    #[error("invalid path {path:?}: {message}")]
+    #[error("{}", lead("invalid path", &format!("invalid path {path:?}"), message))]
     InvalidPath { path: String, message: String },
-    #[error("too large: {message}")]
+    #[error("{}", lead("too large", "too large", message))]
     TooLarge { path: String, message: String },
-    #[error("bad arguments: {message}")]
+    #[error("{}", lead("bad arguments", "bad arguments", message))]
     BadArguments { path: String, message: String },
     #[error("session expired")]
     SessionExpired,
@@ -254,6 +254,22 @@ impl Error {
     }
 }
 
+/// Prefixes a server's message unless it already says what it is about:
+/// synod-node sends its whole error text ("invalid path \"a\": ..."), other
+/// servers may send just the reason.
+fn lead(marker: &str, prefix: &str, message: &str) -> String {
+    let already = message
+        .get(..marker.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(marker));
+    if already || prefix.is_empty() {
+        message.to_owned()
+    } else if message.is_empty() {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}: {message}")
+    }
+}
+
 fn decode_detail(status: &Status) -> Option<ErrorDetail> {
     let details = status.details();
     // An empty buffer decodes to a default message; that is "no detail".
@@ -438,6 +454,36 @@ mod tests {
         assert_eq!(err.to_string(), "no node /a");
         let err = Error::NoNode { path: "/b".into() }.with_default_path("/a");
         assert_eq!(err.to_string(), "no node /b");
+    }
+
+    #[test]
+    fn server_messages_are_not_prefixed_twice() {
+        let err = Error::InvalidPath {
+            path: "a".into(),
+            message: "invalid path \"a\": path must start with /".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "invalid path \"a\": path must start with /"
+        );
+        let err = Error::InvalidPath {
+            path: "a".into(),
+            message: "path must start with /".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "invalid path \"a\": path must start with /"
+        );
+        let err = Error::BadArguments {
+            path: String::new(),
+            message: "bad arguments: the root cannot be deleted".into(),
+        };
+        assert_eq!(err.to_string(), "bad arguments: the root cannot be deleted");
+        let err = Error::TooLarge {
+            path: "/big".into(),
+            message: String::new(),
+        };
+        assert_eq!(err.to_string(), "too large");
     }
 
     #[test]
