@@ -56,26 +56,31 @@ impl TestNode {
     /// Starts `synod serve` on a free port with `extra` flags and waits
     /// until it accepts connections.
     pub fn start(extra: &[&str]) -> anyhow::Result<TestNode> {
-        let bin = binary("synod")?;
         let mut last_error = None;
         for _attempt in 0..5 {
-            let addr = free_addr()?;
-            let child = Command::new(&bin)
-                .args(["serve", "--client-addr", &addr.to_string()])
-                .args(extra)
-                .env("SYNOD_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .with_context(|| format!("cannot start {}", bin.display()))?;
-            let mut node = TestNode { addr, child };
-            match node.wait_ready(Duration::from_secs(20)) {
-                Ok(()) => return Ok(node),
+            match TestNode::start_on(free_addr()?, extra) {
+                Ok(node) => return Ok(node),
                 Err(error) => last_error = Some(error),
             }
         }
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("synod did not start")))
+    }
+
+    /// Starts `synod serve` on `addr`, for a restart on the same address.
+    pub fn start_on(addr: SocketAddr, extra: &[&str]) -> anyhow::Result<TestNode> {
+        let bin = binary("synod")?;
+        let child = Command::new(&bin)
+            .args(["serve", "--client-addr", &addr.to_string()])
+            .args(extra)
+            .env("SYNOD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut node = TestNode { addr, child };
+        node.wait_ready(Duration::from_secs(20))?;
+        Ok(node)
     }
 
     fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
