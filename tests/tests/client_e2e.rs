@@ -151,12 +151,12 @@ async fn a_session_survives_a_restart_of_its_server() {
 }
 
 fn synodctl(node: &TestNode, args: &[&str]) -> std::process::Output {
-    Command::new(synod_tests::binary("synodctl").unwrap())
+    Command::new(synod_tests::binary("synodctl").expect("synodctl binary"))
         .arg("--endpoints")
         .arg(node.endpoint())
         .args(args)
         .output()
-        .unwrap()
+        .expect("synodctl runs")
 }
 
 #[tokio::test]
