@@ -145,13 +145,19 @@ impl NodeConfig {
             )));
         }
         if self.snapshot_every_txns == 0 {
-            return Err(ConfigError("--snapshot-every-txns must be at least 1".into()));
+            return Err(ConfigError(
+                "--snapshot-every-txns must be at least 1".into(),
+            ));
         }
         if self.wal_segment_bytes < 1024 * 1024 {
-            return Err(ConfigError("--wal-segment-bytes must be at least 1 MiB".into()));
+            return Err(ConfigError(
+                "--wal-segment-bytes must be at least 1 MiB".into(),
+            ));
         }
         if self.data_dir.is_none() && (self.log_dir.is_some() || self.snapshot_dir.is_some()) {
-            return Err(ConfigError("--log-dir and --snapshot-dir need --data-dir".into()));
+            return Err(ConfigError(
+                "--log-dir and --snapshot-dir need --data-dir".into(),
+            ));
         }
         if self.tick_ms == 0 {
             return Err(ConfigError("--tick-ms must be at least 1".into()));
@@ -192,7 +198,10 @@ impl NodeConfig {
         let data = self.data_dir.as_ref()?;
         Some(crate::storage::StorageConfig {
             log_dir: self.log_dir.clone().unwrap_or_else(|| data.join("log")),
-            snapshot_dir: self.snapshot_dir.clone().unwrap_or_else(|| data.join("snapshot")),
+            snapshot_dir: self
+                .snapshot_dir
+                .clone()
+                .unwrap_or_else(|| data.join("snapshot")),
             segment_bytes: self.wal_segment_bytes,
             preallocate: true,
             keep_snapshots: self.keep_snapshots,

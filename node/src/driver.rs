@@ -113,7 +113,9 @@ struct Pending {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("txn", &self.txn).finish_non_exhaustive()
+        f.debug_struct("Pending")
+            .field("txn", &self.txn)
+            .finish_non_exhaustive()
     }
 }
 
@@ -211,7 +213,16 @@ impl NodeState {
         let entries: Vec<(LogEntry, Pending)> = batch
             .into_iter()
             .enumerate()
-            .map(|(i, p)| (LogEntry { zxid: first + i as i64, time, txn: p.txn.clone() }, p))
+            .map(|(i, p)| {
+                (
+                    LogEntry {
+                        zxid: first + i as i64,
+                        time,
+                        txn: p.txn.clone(),
+                    },
+                    p,
+                )
+            })
             .collect();
         let Some(log) = &self.log else {
             for (entry, pending) in entries {
@@ -219,14 +230,20 @@ impl NodeState {
             }
             return;
         };
-        let records = entries.iter().map(|(e, _)| (e.zxid as u64, e.encode())).collect();
+        let records = entries
+            .iter()
+            .map(|(e, _)| (e.zxid as u64, e.encode()))
+            .collect();
         let batch = self.next_batch;
         self.next_batch += 1;
         if log.append(batch, records) {
             self.in_flight = Some(InFlight { batch, entries });
         } else {
             for (_, pending) in entries {
-                (pending.done)(self, Err(Error::Internal("the storage thread has stopped".into())));
+                (pending.done)(
+                    self,
+                    Err(Error::Internal("the storage thread has stopped".into())),
+                );
             }
         }
     }
@@ -234,12 +251,21 @@ impl NodeState {
     /// Storage finished a job.
     pub fn persisted(&mut self, done: Persisted) {
         match done {
-            Persisted::Batch { batch, result, fsync_micros } => {
+            Persisted::Batch {
+                batch,
+                result,
+                fsync_micros,
+            } => {
                 let Some(in_flight) = self.in_flight.take_if(|f| f.batch == batch) else {
                     tracing::error!(batch, "storage reported a batch that is not in flight");
                     return;
                 };
-                tracing::trace!(batch, txns = in_flight.entries.len(), fsync_micros, "batch durable");
+                tracing::trace!(
+                    batch,
+                    txns = in_flight.entries.len(),
+                    fsync_micros,
+                    "batch durable"
+                );
                 match result {
                     Ok(()) => {
                         for (entry, pending) in in_flight.entries {
@@ -250,7 +276,10 @@ impl NodeState {
                     Err(message) => {
                         tracing::error!(%message, txns = in_flight.entries.len(), "write to the log failed; the batch is refused");
                         for (_, pending) in in_flight.entries {
-                            (pending.done)(self, Err(Error::Internal(format!("cannot write the log: {message}"))));
+                            (pending.done)(
+                                self,
+                                Err(Error::Internal(format!("cannot write the log: {message}"))),
+                            );
                         }
                     }
                 }
@@ -267,7 +296,8 @@ impl NodeState {
 
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied();
-        if self.snapshot_in_progress || (applied - self.last_snapshot) < self.snapshot_every as i64 {
+        if self.snapshot_in_progress || (applied - self.last_snapshot) < self.snapshot_every as i64
+        {
             return;
         }
         let Some(log) = &self.log else { return };
@@ -303,11 +333,14 @@ impl NodeState {
     }
 
     fn enqueue(&mut self, event: &WatchEvent) {
-        let outbox = self.outboxes.entry(event.session).or_insert_with(|| Outbox {
-            seq: 0,
-            recent: VecDeque::new(),
-            subscriber: None,
-        });
+        let outbox = self
+            .outboxes
+            .entry(event.session)
+            .or_insert_with(|| Outbox {
+                seq: 0,
+                recent: VecDeque::new(),
+                subscriber: None,
+            });
         outbox.seq += 1;
         let message = crate::convert::watch_event(event, outbox.seq);
         if outbox.recent.len() == self.event_buffer {
@@ -373,9 +406,14 @@ impl NodeState {
                         let (session, timeout_ms) = (*session, *timeout_ms);
                         let now = state.monotonic_ms();
                         state.tracker.touch(session, timeout_ms, now);
-                        state
-                            .outboxes
-                            .insert(session, Outbox { seq: 0, recent: VecDeque::new(), subscriber: None });
+                        state.outboxes.insert(
+                            session,
+                            Outbox {
+                                seq: 0,
+                                recent: VecDeque::new(),
+                                subscriber: None,
+                            },
+                        );
                         Ok((session, timeout_ms, state.header(session)))
                     }
                     TxnOutcome::SessionCreated(Err(e)) => Err(e.clone()),
@@ -393,7 +431,11 @@ impl NodeState {
             return Err(Error::BadArguments("keep-alive needs a session".into()));
         }
         self.live(session)?;
-        Ok(self.machine.sessions().get(session).map_or(0, |s| s.timeout_ms))
+        Ok(self
+            .machine
+            .sessions()
+            .get(session)
+            .map_or(0, |s| s.timeout_ms))
     }
 
     pub fn close_session(&mut self, session: SessionId) -> Result<Answer<Header>, Error> {
@@ -404,7 +446,10 @@ impl NodeState {
             return Ok(rx);
         }
         self.submit(
-            Txn::CloseSession { session, reason: CloseReason::ClientClosed },
+            Txn::CloseSession {
+                session,
+                reason: CloseReason::ClientClosed,
+            },
             Box::new(move |state, applied| {
                 let _ = tx.send(applied.map(|_| state.header(session)));
             }),
@@ -412,7 +457,12 @@ impl NodeState {
         Ok(rx)
     }
 
-    pub fn add_auth(&mut self, session: SessionId, scheme: &str, auth: &[u8]) -> Result<Header, Error> {
+    pub fn add_auth(
+        &mut self,
+        session: SessionId,
+        scheme: &str,
+        auth: &[u8],
+    ) -> Result<Header, Error> {
         if session == 0 {
             return Err(Error::BadArguments("authentication needs a session".into()));
         }
@@ -423,7 +473,11 @@ impl NodeState {
                     .map_err(|_| Error::AuthFailed("digest credentials must be UTF-8".into()))?;
                 Id::new("digest", digest_id(credential)?)
             }
-            other => return Err(Error::AuthFailed(format!("unsupported auth scheme {other:?}"))),
+            other => {
+                return Err(Error::AuthFailed(format!(
+                    "unsupported auth scheme {other:?}"
+                )));
+            }
         };
         let ids = self.auth.entry(session).or_default();
         if !ids.contains(&id) {
@@ -433,14 +487,25 @@ impl NodeState {
     }
 
     /// Submits a client write; the answer arrives once it is applied.
-    pub fn write(&mut self, session: SessionId, identity: Identity, op: WriteOp) -> Result<Answer<(OpOutcome, Header)>, Error> {
+    pub fn write(
+        &mut self,
+        session: SessionId,
+        identity: Identity,
+        op: WriteOp,
+    ) -> Result<Answer<(OpOutcome, Header)>, Error> {
         self.live(session)?;
         let (tx, rx) = oneshot::channel();
         self.submit(
-            Txn::Write { session, identity, op },
+            Txn::Write {
+                session,
+                identity,
+                op,
+            },
             Box::new(move |state, applied| {
                 let result = applied.and_then(|applied| match &applied.outcome {
-                    TxnOutcome::Write(result) => result.clone().map(|outcome| (outcome, state.header(session))),
+                    TxnOutcome::Write(result) => result
+                        .clone()
+                        .map(|outcome| (outcome, state.header(session))),
                     other => unreachable_outcome(other),
                 });
                 let _ = tx.send(result);
@@ -468,17 +533,29 @@ impl NodeState {
         self.watches.add(session, path, kind)
     }
 
-    pub fn add_watch(&mut self, session: SessionId, path: &str, kind: WatchKind) -> Result<Header, Error> {
+    pub fn add_watch(
+        &mut self,
+        session: SessionId,
+        path: &str,
+        kind: WatchKind,
+    ) -> Result<Header, Error> {
         self.live(session)?;
         synod_core::path::validate(path)?;
         self.watch(session, path, kind)?;
         Ok(self.header(session))
     }
 
-    pub fn remove_watches(&mut self, session: SessionId, path: &str, watcher_type: WatcherType) -> Result<Header, Error> {
+    pub fn remove_watches(
+        &mut self,
+        session: SessionId,
+        path: &str,
+        watcher_type: WatcherType,
+    ) -> Result<Header, Error> {
         self.live(session)?;
         synod_core::path::validate(path)?;
-        let events = self.watches.remove(session, path, watcher_type, self.machine.applied())?;
+        let events = self
+            .watches
+            .remove(session, path, watcher_type, self.machine.applied())?;
         for event in &events {
             self.enqueue(event);
         }
@@ -528,7 +605,13 @@ impl NodeState {
             // Forget it now so that the next tick does not expire it twice
             // while the close is on its way through the log.
             self.tracker.forget(session);
-            self.submit(Txn::CloseSession { session, reason: CloseReason::Expired }, Box::new(|_, _| {}));
+            self.submit(
+                Txn::CloseSession {
+                    session,
+                    reason: CloseReason::Expired,
+                },
+                Box::new(|_, _| {}),
+            );
         }
         if self.in_flight.is_none() && self.pending.is_empty() {
             for path in self.machine.tree().reap_candidates(wall_clock_ms()) {

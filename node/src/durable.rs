@@ -15,17 +15,30 @@ use crate::storage::{FileSystem, RealFs, Storage, StorageConfig, StorageError};
 /// Work for the storage thread.
 #[derive(Debug)]
 enum StorageJob {
-    Append { batch: u64, records: Vec<(u64, Vec<u8>)> },
-    Snapshot { index: u64, bytes: Vec<u8> },
+    Append {
+        batch: u64,
+        records: Vec<(u64, Vec<u8>)>,
+    },
+    Snapshot {
+        index: u64,
+        bytes: Vec<u8>,
+    },
 }
 
 /// What the storage thread reports back.
 #[derive(Debug)]
 pub enum Persisted {
     /// Batch `batch` is durable, or failed and nothing of it counts.
-    Batch { batch: u64, result: Result<(), String>, fsync_micros: u64 },
+    Batch {
+        batch: u64,
+        result: Result<(), String>,
+        fsync_micros: u64,
+    },
     /// A snapshot at `index` was written (or not) and old files purged.
-    Snapshot { index: u64, result: Result<(), String> },
+    Snapshot {
+        index: u64,
+        result: Result<(), String>,
+    },
 }
 
 /// Storage opened and recovered, not yet running on its thread.
@@ -39,10 +52,18 @@ pub struct DurableLog {
 pub enum RecoveryError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("snapshot at index {index} cannot be decoded: {source}; move it aside to recover from an older snapshot and the log")]
-    Snapshot { index: u64, source: synod_core::codec::CodecError },
+    #[error(
+        "snapshot at index {index} cannot be decoded: {source}; move it aside to recover from an older snapshot and the log"
+    )]
+    Snapshot {
+        index: u64,
+        source: synod_core::codec::CodecError,
+    },
     #[error("log record {index} cannot be decoded: {source}")]
-    Entry { index: u64, source: synod_core::codec::CodecError },
+    Entry {
+        index: u64,
+        source: synod_core::codec::CodecError,
+    },
     #[error("log record {index} holds zxid {zxid}; the log is inconsistent")]
     Mismatch { index: u64, zxid: i64 },
 }
@@ -50,7 +71,10 @@ pub enum RecoveryError {
 impl DurableLog {
     /// Opens the data directories, loads the newest snapshot and replays the
     /// log after it.
-    pub fn recover(config: StorageConfig, state_config: StateConfig) -> Result<(DurableLog, StateMachine), RecoveryError> {
+    pub fn recover(
+        config: StorageConfig,
+        state_config: StateConfig,
+    ) -> Result<(DurableLog, StateMachine), RecoveryError> {
         Self::recover_with(config, state_config, Arc::new(RealFs))
     }
 
@@ -64,16 +88,26 @@ impl DurableLog {
         if let Some((file, offset)) = &recovered.truncated_tail {
             tracing::warn!(file = %file.display(), offset, "truncated a torn write at the end of the log");
         }
-        let mut machine = match &recovered.snapshot {
-            Some((index, bytes)) => StateMachine::decode_snapshot(state_config, bytes)
-                .map_err(|source| RecoveryError::Snapshot { index: *index, source })?,
-            None => StateMachine::new(state_config),
-        };
+        let mut machine =
+            match &recovered.snapshot {
+                Some((index, bytes)) => StateMachine::decode_snapshot(state_config, bytes)
+                    .map_err(|source| RecoveryError::Snapshot {
+                        index: *index,
+                        source,
+                    })?,
+                None => StateMachine::new(state_config),
+            };
         let replayed = recovered.entries.len();
         for (index, bytes) in &recovered.entries {
-            let entry = LogEntry::decode(bytes).map_err(|source| RecoveryError::Entry { index: *index, source })?;
+            let entry = LogEntry::decode(bytes).map_err(|source| RecoveryError::Entry {
+                index: *index,
+                source,
+            })?;
             if u64::try_from(entry.zxid).ok() != Some(*index) {
-                return Err(RecoveryError::Mismatch { index: *index, zxid: entry.zxid });
+                return Err(RecoveryError::Mismatch {
+                    index: *index,
+                    zxid: entry.zxid,
+                });
             }
             machine.apply(entry.zxid, entry.time, &entry.txn);
         }
@@ -93,25 +127,35 @@ impl DurableLog {
     pub fn start(self, report: UnboundedSender<Persisted>) -> LogWriter {
         let (jobs, inbox) = std::sync::mpsc::channel::<StorageJob>();
         let mut storage = self.storage;
-        let spawned = std::thread::Builder::new().name("synod-storage".into()).spawn(move || {
-            while let Ok(job) = inbox.recv() {
-                let message = match job {
-                    StorageJob::Append { batch, records } => {
-                        let started = Instant::now();
-                        let refs: Vec<(u64, &[u8])> = records.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-                        let result = storage.append(&refs).map_err(|e| e.to_string());
-                        let fsync_micros = started.elapsed().as_micros() as u64;
-                        Persisted::Batch { batch, result, fsync_micros }
+        let spawned = std::thread::Builder::new()
+            .name("synod-storage".into())
+            .spawn(move || {
+                while let Ok(job) = inbox.recv() {
+                    let message = match job {
+                        StorageJob::Append { batch, records } => {
+                            let started = Instant::now();
+                            let refs: Vec<(u64, &[u8])> =
+                                records.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+                            let result = storage.append(&refs).map_err(|e| e.to_string());
+                            let fsync_micros = started.elapsed().as_micros() as u64;
+                            Persisted::Batch {
+                                batch,
+                                result,
+                                fsync_micros,
+                            }
+                        }
+                        StorageJob::Snapshot { index, bytes } => Persisted::Snapshot {
+                            index,
+                            result: storage
+                                .write_snapshot(index, &bytes)
+                                .map_err(|e| e.to_string()),
+                        },
+                    };
+                    if report.send(message).is_err() {
+                        break;
                     }
-                    StorageJob::Snapshot { index, bytes } => {
-                        Persisted::Snapshot { index, result: storage.write_snapshot(index, &bytes).map_err(|e| e.to_string()) }
-                    }
-                };
-                if report.send(message).is_err() {
-                    break;
                 }
-            }
-        });
+            });
         if let Err(error) = &spawned {
             tracing::error!(%error, "cannot start the storage thread; writes will fail");
         }
@@ -128,10 +172,14 @@ pub struct LogWriter {
 impl LogWriter {
     /// Queues a batch; false when the storage thread is gone.
     pub fn append(&self, batch: u64, records: Vec<(u64, Vec<u8>)>) -> bool {
-        self.jobs.send(StorageJob::Append { batch, records }).is_ok()
+        self.jobs
+            .send(StorageJob::Append { batch, records })
+            .is_ok()
     }
 
     pub fn snapshot(&self, index: u64, bytes: Vec<u8>) -> bool {
-        self.jobs.send(StorageJob::Snapshot { index, bytes }).is_ok()
+        self.jobs
+            .send(StorageJob::Snapshot { index, bytes })
+            .is_ok()
     }
 }

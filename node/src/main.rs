@@ -58,7 +58,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = match cli.command {
         Command::Serve(config) => config,
-        Command::Dev { client_addr, data_dir } => {
+        Command::Dev {
+            client_addr,
+            data_dir,
+        } => {
             let mut config = NodeConfig::parse_defaults();
             config.client_addr = client_addr;
             config.data_dir = Some(data_dir.join("1"));

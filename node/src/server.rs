@@ -65,12 +65,16 @@ pub async fn run(
     })?;
     let (machine, log) = match config.storage_config() {
         Some(storage) => {
-            let (log, machine) = crate::durable::DurableLog::recover(storage, config.state_config())?;
+            let (log, machine) =
+                crate::durable::DurableLog::recover(storage, config.state_config())?;
             (machine, Some(log))
         }
         None => {
             tracing::warn!("no --data-dir: state is kept in memory only and lost on restart");
-            (synod_core::state::StateMachine::new(config.state_config()), None)
+            (
+                synod_core::state::StateMachine::new(config.state_config()),
+                None,
+            )
         }
     };
     let driver = driver::spawn(&config, machine, log);
@@ -88,7 +92,10 @@ pub async fn run(
     };
     let serve = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            signal,
+        );
     let grace = config.shutdown_grace();
     let drain_deadline = async move {
         if stopping_rx.await.is_ok() {

@@ -89,7 +89,8 @@ impl Coordination for CoordinationService {
         request: Request<pb::CreateSessionRequest>,
     ) -> Reply<pb::CreateSessionResponse> {
         let timeout = request.into_inner().timeout_ms;
-        let (session_id, timeout_ms, h) = self.submit(move |s| Ok(s.create_session(timeout))).await?;
+        let (session_id, timeout_ms, h) =
+            self.submit(move |s| Ok(s.create_session(timeout))).await?;
         tracing::debug!(
             session = format_args!("{session_id:#x}"),
             timeout_ms,
