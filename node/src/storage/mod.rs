@@ -290,8 +290,7 @@ impl Storage {
         let started = Instant::now();
         let mut locks = Vec::new();
         for dir in [&config.log_dir, &config.snapshot_dir] {
-            fs.create_dir_all(dir)
-                .map_err(io_err("create directory", dir))?;
+            create_dir_durably(fs.as_ref(), dir)?;
             let path = dir.join(LOCK_FILE);
             if locks.len() == 1 && config.log_dir == config.snapshot_dir {
                 break;
@@ -807,6 +806,26 @@ impl Storage {
             corrupt_snapshots,
         })
     }
+}
+
+/// Creates `dir` and its missing parents, and syncs the parent of each one
+/// it created: a directory created just now could otherwise vanish in a
+/// crash, and the acknowledged records in it with it.
+fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<(), StorageError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| fs.list(a).is_err())
+        .collect();
+    fs.create_dir_all(dir)
+        .map_err(io_err("create directory", dir))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)
+                .map_err(io_err("fsync directory", parent))?;
+        }
+    }
+    Ok(())
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
