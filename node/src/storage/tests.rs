@@ -249,6 +249,35 @@ fn corrupt_snapshot_falls_back_when_the_log_covers_it() {
 }
 
 #[test]
+fn recovery_reads_only_segments_above_the_snapshot() {
+    let fs = FaultFs::new();
+    let cfg = config(300, true, 3);
+    let (mut s, _) = open(&fs, &cfg).unwrap();
+    append_each(&mut s, 1, 40, 40);
+    for index in [10, 30, 31] {
+        s.write_snapshot(index, &snap_bytes(index)).unwrap();
+    }
+    drop(s);
+    // Segment 13..=16 is kept for a fall back to snapshot 10, but a recovery
+    // from snapshot 31 never reads it, so damage there does not matter.
+    fs.flip_bit(&segment_path(13), 100, 4).unwrap();
+    let (s, r) = open(&fs, &cfg).unwrap();
+    assert_eq!(r.snapshot, Some((31, snap_bytes(31))));
+    expect_entries(&r, 32, 40, 40);
+    drop(s);
+    // With both newer snapshots damaged the fall back to 10 must read it:
+    // the log damage is reported, not skipped.
+    let snapshots = Path::new("/data/snapshot");
+    fs.flip_bit(&snapshots.join(snapshot::snapshot_name(31)), 50, 0).unwrap();
+    fs.flip_bit(&snapshots.join(snapshot::snapshot_name(30)), 50, 0).unwrap();
+    let err = open(&fs, &cfg).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::CorruptLog { path, .. } if path == &segment_path(13)),
+        "{err}"
+    );
+}
+
+#[test]
 fn full_disk_is_an_error_and_appends_resume_when_space_returns() {
     for preallocate in [false, true] {
         let fs = FaultFs::new();
