@@ -13,6 +13,7 @@ pub mod error;
 pub mod path;
 pub mod paxos;
 pub mod session;
+pub mod sim;
 pub mod state;
 pub mod tree;
 pub mod txn;

@@ -84,6 +84,13 @@ pub struct Entry<T> {
 /// sender is given to [`Replica::step`] separately (the transport knows it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<T> {
+    /// Pre-vote: "would you promise `ballot` if I asked?" Nothing is
+    /// changed or persisted. A node only runs phase 1 after a majority said
+    /// yes, so a node that cannot win (cut off from the leader but not from
+    /// its followers) never raises anyone's promise.
+    PreVote { ballot: Ballot },
+    /// Yes to a pre-vote.
+    PreVoteGranted { ballot: Ballot },
     /// Phase 1a for every slot from `from` on.
     Prepare { ballot: Ballot, from: Slot },
     /// Phase 1b: the acceptor promised `ballot` and reports every value it
@@ -138,7 +145,9 @@ impl<T> Message<T> {
     /// The ballot the message belongs to.
     pub fn ballot(&self) -> Ballot {
         match self {
-            Message::Prepare { ballot, .. }
+            Message::PreVote { ballot }
+            | Message::PreVoteGranted { ballot }
+            | Message::Prepare { ballot, .. }
             | Message::Promise { ballot, .. }
             | Message::Accept { ballot, .. }
             | Message::Accepted { ballot, .. }

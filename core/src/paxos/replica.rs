@@ -18,6 +18,8 @@ use super::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Follower,
+    /// Asking whether a majority would follow it (pre-vote).
+    PreCandidate,
     Candidate,
     Leader,
 }
@@ -108,10 +110,14 @@ struct Peer {
     bit: Option<u32>,
     /// The peer's commit index as last reported.
     commit: Slot,
-    /// Heard from in the current check-quorum window.
-    active: bool,
+    /// Tick at which we last heard from it in this ballot.
+    last_heard: u64,
     /// Highest heartbeat round it acknowledged.
     acked_seq: u64,
+    /// Catch-up sent up to this slot, at this tick: one window at a time,
+    /// so duplicated acknowledgements cannot multiply catch-up traffic.
+    learn_sent_to: Slot,
+    learn_sent_at: u64,
 }
 
 #[derive(Debug)]
@@ -125,7 +131,6 @@ struct Leader {
     acks: VecDeque<u64>,
     peers: Vec<Peer>,
     heartbeat_elapsed: u32,
-    quorum_elapsed: u32,
     hb_seq: u64,
     /// `(seq, tick sent)` of recent heartbeat rounds.
     hb_sent: VecDeque<(u64, u64)>,
@@ -141,6 +146,10 @@ struct Leader {
 #[derive(Debug)]
 enum State<T> {
     Follower,
+    PreCandidate {
+        ballot: Ballot,
+        granted: Vec<NodeId>,
+    },
     Candidate(Candidate<T>),
     Leader(Leader),
 }
@@ -252,6 +261,7 @@ impl<T: Clone> Replica<T> {
     pub fn role(&self) -> Role {
         match self.state {
             State::Follower => Role::Follower,
+            State::PreCandidate { .. } => Role::PreCandidate,
             State::Candidate(_) => Role::Candidate,
             State::Leader(_) => Role::Leader,
         }
@@ -293,8 +303,12 @@ impl<T: Clone> Replica<T> {
             return;
         }
         let round = self.max_round.max(self.promised.round) + 1;
-        self.max_round = round;
-        let ballot = Ballot::new(round, self.cfg.id);
+        self.campaign_at(Ballot::new(round, self.cfg.id));
+    }
+
+    /// Runs phase 1 for `ballot`, which must be above every round seen.
+    fn campaign_at(&mut self, ballot: Ballot) {
+        self.max_round = self.max_round.max(ballot.round);
         let from = self.commit + 1;
         self.fail_reads();
         self.state = State::Candidate(Candidate {
@@ -317,25 +331,20 @@ impl<T: Clone> Replica<T> {
         self.leader_heard_elapsed = self.leader_heard_elapsed.saturating_add(1);
         if let State::Leader(l) = &mut self.state {
             l.heartbeat_elapsed += 1;
-            l.quorum_elapsed += 1;
-            if l.quorum_elapsed >= self.cfg.election_ticks {
-                l.quorum_elapsed = 0;
-                // Check quorum: a leader that has not heard from a majority
-                // in an election timeout steps down, so that a node that can
-                // reach a majority gets elected (the OmniPaxos quorum-loss
-                // scenario) instead of everyone deferring to a dead leader.
-                let active = 1 + l
-                    .peers
-                    .iter()
-                    .filter(|p| p.active && p.bit.is_some())
-                    .count();
-                for p in &mut l.peers {
-                    p.active = false;
-                }
-                if active < self.quorum {
-                    self.step_down();
-                    return;
-                }
+            // Check quorum: a leader that has not heard from a majority for
+            // an election timeout steps down, so that a node that can reach
+            // a majority gets elected (the OmniPaxos quorum-loss scenario)
+            // instead of everyone deferring to a leader that cannot commit.
+            let window = u64::from(self.cfg.election_ticks);
+            let now = self.now;
+            let heard = 1 + l
+                .peers
+                .iter()
+                .filter(|p| p.bit.is_some() && now - p.last_heard < window)
+                .count();
+            if heard < self.quorum {
+                self.step_down();
+                return;
             }
             let commit_moved = self.commit > l.commit_sent;
             if l.heartbeat_elapsed >= self.cfg.heartbeat_ticks || commit_moved {
@@ -345,8 +354,76 @@ impl<T: Clone> Replica<T> {
         }
         self.election_elapsed += 1;
         if self.self_bit.is_some() && self.election_elapsed >= self.election_timeout {
-            self.campaign();
+            self.pre_campaign();
         }
+    }
+
+    /// Election timeout: ask the voters whether they would promise a new
+    /// ballot before raising anyone's promise.
+    fn pre_campaign(&mut self) {
+        let round = self.max_round.max(self.promised.round) + 1;
+        let ballot = Ballot::new(round, self.cfg.id);
+        self.state = State::PreCandidate {
+            ballot,
+            granted: Vec::new(),
+        };
+        self.reset_election_timer();
+        if self.quorum <= 1 {
+            self.campaign();
+            return;
+        }
+        for to in self.others() {
+            self.send(to, Message::PreVote { ballot });
+        }
+    }
+
+    fn on_pre_vote(&mut self, from: NodeId, ballot: Ballot) {
+        if self.self_bit.is_none() {
+            return;
+        }
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if ballot == self.promised || !self.would_promise(from) {
+            return;
+        }
+        self.send(from, Message::PreVoteGranted { ballot });
+    }
+
+    fn on_pre_vote_granted(&mut self, from: NodeId, ballot: Ballot) {
+        let quorum = self.quorum;
+        let State::PreCandidate { ballot: b, granted } = &mut self.state else {
+            return;
+        };
+        if *b != ballot || granted.contains(&from) || !self.cfg.voters.contains(&from) {
+            return;
+        }
+        granted.push(from);
+        if granted.len() + 1 >= quorum {
+            // Keep the pre-voted ballot unless a higher round showed up since.
+            if ballot.round >= self.max_round && ballot > self.promised {
+                self.campaign_at(ballot);
+            } else {
+                self.campaign();
+            }
+        }
+    }
+
+    /// Lease stickiness: while a live leader is in charge, other proposers
+    /// are not heard, so a node rejoining after a partition cannot depose
+    /// it. The leader itself may always raise its ballot.
+    fn would_promise(&self, from: NodeId) -> bool {
+        if matches!(self.state, State::Leader(_)) {
+            return false;
+        }
+        self.leader_heard_elapsed >= self.cfg.election_ticks || self.leader_hint == Some(from)
     }
 
     /// Proposes `values` for the next slots. Returns the first slot used.
@@ -439,6 +516,8 @@ impl<T: Clone> Replica<T> {
         }
         self.max_round = self.max_round.max(round);
         match msg {
+            Message::PreVote { ballot } => self.on_pre_vote(from, ballot),
+            Message::PreVoteGranted { ballot } => self.on_pre_vote_granted(from, ballot),
             Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
             Message::Promise {
                 ballot, accepted, ..
@@ -656,7 +735,7 @@ impl<T: Clone> Replica<T> {
     fn follow(&mut self, leader: NodeId, ballot: Ballot) {
         match &self.state {
             State::Leader(l) if l.ballot < ballot => self.step_down(),
-            State::Candidate(_) => self.state = State::Follower,
+            State::Candidate(_) | State::PreCandidate { .. } => self.state = State::Follower,
             _ => {}
         }
         self.leader_hint = Some(leader);
@@ -765,8 +844,10 @@ impl<T: Clone> Replica<T> {
                 id: *v,
                 bit: Some(i as u32),
                 commit: 0,
-                active: true,
+                last_heard: self.now,
                 acked_seq: 0,
+                learn_sent_to: 0,
+                learn_sent_at: 0,
             })
             .collect();
         self.leader_hint = Some(self.cfg.id);
@@ -777,7 +858,6 @@ impl<T: Clone> Replica<T> {
             acks: VecDeque::new(),
             peers,
             heartbeat_elapsed: 0,
-            quorum_elapsed: 0,
             hb_seq: 0,
             hb_sent: VecDeque::new(),
             quorum_seq: 0,
@@ -870,7 +950,7 @@ impl<T: Clone> Replica<T> {
         let Some(p) = l.peers.iter_mut().find(|p| p.id == from) else {
             return;
         };
-        p.active = true;
+        p.last_heard = self.now;
         p.commit = p.commit.max(commit);
         if let Some(bit) = p.bit {
             self.record_votes(ballot, bit, first, last);
@@ -948,18 +1028,24 @@ impl<T: Clone> Replica<T> {
         let Some(p) = l.peers.iter_mut().find(|p| p.id == from) else {
             return;
         };
-        p.active = true;
+        p.last_heard = self.now;
         p.commit = p.commit.max(commit);
         p.acked_seq = p.acked_seq.max(seq);
         let bit = p.bit;
-        // Catch-up from the log: the peer lacks chosen values.
-        if commit < my_commit {
+        // Catch-up from the log: the peer lacks chosen values. The next
+        // window goes out when the peer has the previous one, or when the
+        // previous one looks lost.
+        let resend = u64::from(self.cfg.heartbeat_ticks) * 2;
+        if commit < my_commit && (commit >= p.learn_sent_to || self.now >= p.learn_sent_at + resend)
+        {
             let first = commit + 1;
             let last = my_commit.min(commit + max_batch as Slot);
             let values: Vec<Value<T>> = (first..=last)
                 .map_while(|s| self.log.get(s).map(|e| e.value.clone()))
                 .collect();
             if !values.is_empty() {
+                p.learn_sent_to = first + values.len() as Slot - 1;
+                p.learn_sent_at = self.now;
                 self.send(
                     from,
                     Message::Learn {

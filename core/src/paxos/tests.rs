@@ -436,6 +436,7 @@ fn acceptor_that_hears_a_live_leader_ignores_other_prepares() {
         },
     );
     assert_eq!(r.take_commands(), vec![]);
+    assert_eq!(r.promised(), Ballot::ZERO);
     // The leader itself may raise its ballot.
     r.step(
         1,
@@ -495,15 +496,77 @@ fn nack_makes_the_leader_retry_with_a_higher_ballot() {
 #[test]
 fn leader_without_a_quorum_steps_down() {
     let mut r = leader3();
-    for _ in 0..10 {
+    for _ in 0..9 {
         r.tick();
     }
-    // The first window still counts the election's votes.
     assert_eq!(r.role(), Role::Leader);
-    for _ in 0..10 {
-        r.tick();
-    }
+    // Node 3 was heard at tick 5; node 2 last at tick 0: one of two is not
+    // a majority once an election timeout has passed since tick 0.
+    r.tick();
     assert_eq!(r.role(), Role::Follower);
+}
+
+#[test]
+fn election_timeout_starts_a_pre_vote_and_phase_1_needs_a_majority_of_grants() {
+    let mut r = replica(1, 3);
+    for _ in 0..19 {
+        r.tick();
+        if r.role() == Role::PreCandidate {
+            break;
+        }
+    }
+    assert_eq!(r.role(), Role::PreCandidate);
+    assert_eq!(
+        r.take_commands(),
+        vec![
+            send(2, Message::PreVote { ballot: b(1, 1) }),
+            send(3, Message::PreVote { ballot: b(1, 1) }),
+        ]
+    );
+    // Nothing is promised by a pre-vote.
+    assert_eq!(r.promised(), Ballot::ZERO);
+    r.step(2, Message::PreVoteGranted { ballot: b(1, 1) });
+    assert_eq!(r.role(), Role::Candidate);
+    assert_eq!(
+        r.take_commands(),
+        vec![
+            send(
+                2,
+                Message::Prepare {
+                    ballot: b(1, 1),
+                    from: 1
+                }
+            ),
+            send(
+                3,
+                Message::Prepare {
+                    ballot: b(1, 1),
+                    from: 1
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn pre_vote_is_refused_while_a_leader_is_live() {
+    let mut r = replica(2, 3);
+    r.step(3, Message::PreVote { ballot: b(1, 3) });
+    assert_eq!(
+        r.take_commands(),
+        vec![send(3, Message::PreVoteGranted { ballot: b(1, 3) })]
+    );
+    r.step(
+        1,
+        Message::Heartbeat {
+            ballot: b(1, 1),
+            commit: 0,
+            seq: 1,
+        },
+    );
+    r.take_commands();
+    r.step(3, Message::PreVote { ballot: b(2, 3) });
+    assert_eq!(r.take_commands(), vec![]);
 }
 
 #[test]

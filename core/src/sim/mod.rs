@@ -1,0 +1,710 @@
+//! A seeded, single-threaded whole-cluster simulator for [`crate::paxos`].
+//!
+//! One [`Cluster`] holds N replicas, a network and a disk per replica, all
+//! driven by one [`Rng`] seeded by the caller, so a run is a pure function of
+//! its seed and configuration and any failure replays exactly. The network
+//! loses, duplicates, delays and (through random delays) reorders messages,
+//! and obeys a directed link matrix, which expresses symmetric, one-way and
+//! partial partitions. Disks complete writes in order after a random delay;
+//! a crash discards every write not yet reported durable and every message
+//! in flight to the node, and a restart rebuilds the replica from its disk.
+//! Replicas tick at slightly different rates (clock drift within the bound
+//! the lease is configured for).
+//!
+//! Checked on every step: no two values are committed in one slot; every
+//! replica applies a contiguous prefix of the one log; a lease or read-index
+//! read sees every write acknowledged before it started. [`run`] adds a
+//! random fault schedule and, after healing everything, requires that the
+//! cluster commits again, on every replica, within a bounded number of ticks.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+
+use crate::paxos::rng::Rng;
+use crate::paxos::{
+    Command, Config, Durable, Message, NodeId, ReadMode, Replica, Role, Slot, Value, Write,
+};
+
+/// How a simulated cluster behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub nodes: usize,
+    /// Ticks of the fault phase.
+    pub ticks: u64,
+    /// After healing, the cluster must commit a new value on every replica
+    /// within this many ticks.
+    pub heal_bound: u64,
+    pub loss: f64,
+    pub duplicate: f64,
+    /// Message delays are uniform in `1..=max_delay` ticks.
+    pub max_delay: u64,
+    /// Probability per tick of a fault event (crash, restart, partition,
+    /// heal, slow disk).
+    pub fault_rate: f64,
+    /// Probability per tick that a client proposes a batch at a leader.
+    pub propose_rate: f64,
+    /// Probability per tick of a linearizable read at a leader.
+    pub read_rate: f64,
+    /// Slowest disk: writes complete after `0..=max_disk_delay` ticks.
+    pub max_disk_delay: u64,
+    pub heartbeat_ticks: u32,
+    pub election_ticks: u32,
+    pub read_mode: ReadMode,
+    /// Skew replicas' clocks: one extra or one missing tick every
+    /// `drift_period` ticks (0: no drift).
+    pub drift_period: u64,
+}
+
+impl SimConfig {
+    pub fn new(nodes: usize) -> Self {
+        SimConfig {
+            nodes,
+            ticks: 400,
+            heal_bound: 200,
+            loss: 0.05,
+            duplicate: 0.02,
+            max_delay: 3,
+            fault_rate: 0.03,
+            propose_rate: 0.5,
+            read_rate: 0.1,
+            max_disk_delay: 2,
+            heartbeat_ticks: 2,
+            election_ticks: 10,
+            // With drift_period 25 two replicas' tick counts differ by at
+            // most 2 over one election timeout: the lease's drift bound.
+            read_mode: ReadMode::Lease { drift_ticks: 2 },
+            drift_period: 25,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The configuration a seed runs with: the fault profile (loss, fault
+    /// rate, disk latency) varies with the seed so that the seeds cover calm
+    /// runs, lossy ones, crash storms and slow disks.
+    pub fn for_seed(seed: u64, nodes: usize) -> Self {
+        let mut rng = Rng::new(seed ^ 0x5eed_cafe_f00d_d00d);
+        let mut cfg = SimConfig::new(nodes);
+        cfg.loss = [0.0, 0.02, 0.05, 0.2][rng.range(0, 4) as usize];
+        cfg.duplicate = [0.0, 0.02, 0.1][rng.range(0, 3) as usize];
+        cfg.max_delay = rng.range(1, 5);
+        cfg.fault_rate = [0.01, 0.03, 0.08, 0.15][rng.range(0, 4) as usize];
+        cfg.max_disk_delay = [0, 1, 2, 6][rng.range(0, 4) as usize];
+        cfg.propose_rate = [0.2, 0.5, 0.9][rng.range(0, 3) as usize];
+        if rng.chance(0.3) {
+            cfg.read_mode = ReadMode::ReadIndex;
+        }
+        cfg
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub seed: u64,
+    pub nodes: usize,
+    pub steps: u64,
+    /// Slots committed (the longest applied log at the end).
+    pub commits: u64,
+    pub violations: Vec<String>,
+    /// Ticks from healing to a new value applied on every replica.
+    pub recovery_ticks: Option<u64>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    due: u64,
+    order: u64,
+    from: usize,
+    to: usize,
+    msg: Message<u64>,
+}
+
+#[derive(Debug)]
+struct Node {
+    id: NodeId,
+    replica: Option<Replica<u64>>,
+    disk: Durable<u64>,
+    /// Writes handed to the disk, not yet durable: `(due tick, write)`.
+    unsynced: VecDeque<(u64, Write<u64>)>,
+    applied: Slot,
+    incarnation: u64,
+    disk_delay: u64,
+    /// Clock skew: +1 (fast), -1 (slow) or 0, applied every drift period.
+    skew: i8,
+    skew_phase: u64,
+}
+
+/// A simulated cluster. Nodes are indexed `0..n`; node `i` has id `i + 1`.
+#[derive(Debug)]
+pub struct Cluster {
+    pub cfg: SimConfig,
+    seed: u64,
+    rng: Rng,
+    now: u64,
+    nodes: Vec<Node>,
+    /// `links[from][to]`: messages from `from` reach `to`.
+    links: Vec<Vec<bool>>,
+    net: Vec<InFlight>,
+    /// The value applied at each slot (index `slot - 1`), by whoever applied
+    /// it first; every later apply must agree.
+    chosen: Vec<Value<u64>>,
+    next_value: u64,
+    next_read: u64,
+    /// Read id -> (node index, lowest index the answer may name).
+    reads: BTreeMap<u64, (usize, Slot)>,
+    pub violations: Vec<String>,
+    pub steps: u64,
+}
+
+impl Cluster {
+    pub fn new(seed: u64, cfg: SimConfig) -> Self {
+        let mut rng = Rng::new(seed);
+        let n = cfg.nodes.max(1);
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let skew = if cfg.drift_period == 0 {
+                0
+            } else {
+                rng.range(0, 3) as i8 - 1
+            };
+            let skew_phase = rng.range(0, cfg.drift_period.max(1));
+            nodes.push(Node {
+                id: i as NodeId + 1,
+                replica: None,
+                disk: Durable::default(),
+                unsynced: VecDeque::new(),
+                applied: 0,
+                incarnation: 0,
+                disk_delay: cfg.max_disk_delay.min(1),
+                skew,
+                skew_phase,
+            });
+        }
+        let mut c = Cluster {
+            links: vec![vec![true; n]; n],
+            cfg,
+            seed,
+            rng,
+            now: 0,
+            nodes,
+            net: Vec::new(),
+            chosen: Vec::new(),
+            next_value: 1,
+            next_read: 1,
+            reads: BTreeMap::new(),
+            violations: Vec::new(),
+            steps: 0,
+        };
+        for i in 0..n {
+            c.start(i);
+        }
+        c
+    }
+
+    fn replica_config(&self, i: usize) -> Config {
+        let n = self.nodes.len() as NodeId;
+        let node = &self.nodes[i];
+        let mut cfg = Config::new(node.id, (1..=n).collect());
+        cfg.heartbeat_ticks = self.cfg.heartbeat_ticks;
+        cfg.election_ticks = self.cfg.election_ticks;
+        cfg.read_mode = self.cfg.read_mode;
+        cfg.max_batch = 256;
+        cfg.seed = self
+            .seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(node.id << 32)
+            .wrapping_add(node.incarnation);
+        cfg
+    }
+
+    fn start(&mut self, i: usize) {
+        let cfg = self.replica_config(i);
+        let durable = self.nodes[i].disk.clone();
+        let replica = if self.nodes[i].incarnation == 0 {
+            Replica::new(cfg)
+        } else {
+            Replica::restore(cfg, durable)
+        };
+        match replica {
+            Ok(r) => self.nodes[i].replica = Some(r),
+            Err(e) => self.violation(format!("node {} failed to start: {e}", i + 1)),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].replica.is_some()
+    }
+
+    pub fn role(&self, i: usize) -> Option<Role> {
+        self.nodes[i].replica.as_ref().map(Replica::role)
+    }
+
+    /// Indexes of nodes that currently believe they lead.
+    pub fn leaders(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.role(i) == Some(Role::Leader))
+            .collect()
+    }
+
+    /// Slots applied by node `i` since it last started.
+    pub fn applied(&self, i: usize) -> Slot {
+        self.nodes[i].applied
+    }
+
+    /// The highest slot anyone has applied.
+    pub fn max_applied(&self) -> Slot {
+        self.chosen.len() as Slot
+    }
+
+    pub fn set_link(&mut self, from: usize, to: usize, up: bool) {
+        self.links[from][to] = up;
+    }
+
+    /// Cuts or restores both directions between `a` and `b`.
+    pub fn set_pair(&mut self, a: usize, b: usize, up: bool) {
+        self.links[a][b] = up;
+        self.links[b][a] = up;
+    }
+
+    pub fn heal(&mut self) {
+        for row in &mut self.links {
+            row.iter_mut().for_each(|l| *l = true);
+        }
+    }
+
+    /// Cuts every link, then restores the listed pairs (both directions).
+    pub fn only_links(&mut self, pairs: &[(usize, usize)]) {
+        for row in &mut self.links {
+            row.iter_mut().for_each(|l| *l = false);
+        }
+        for &(a, b) in pairs {
+            self.set_pair(a, b, true);
+        }
+    }
+
+    /// Crash: the replica, its unsynced writes and messages to it are lost.
+    pub fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.replica = None;
+        node.unsynced.clear();
+        self.net.retain(|m| m.to != i);
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        if self.nodes[i].replica.is_some() {
+            return;
+        }
+        self.nodes[i].incarnation += 1;
+        // The state machine is rebuilt from scratch (no snapshots here):
+        // it applies the log again from slot 1.
+        self.nodes[i].applied = 0;
+        self.start(i);
+    }
+
+    pub fn set_disk_delay(&mut self, i: usize, delay: u64) {
+        self.nodes[i].disk_delay = delay;
+    }
+
+    /// Proposes `count` fresh values at node `i`. Returns their ids.
+    pub fn propose(&mut self, i: usize, count: usize) -> Vec<u64> {
+        let ids: Vec<u64> = (0..count as u64).map(|k| self.next_value + k).collect();
+        let Some(r) = self.nodes[i].replica.as_mut() else {
+            return Vec::new();
+        };
+        match r.propose(ids.clone()) {
+            Ok(_) => {
+                self.next_value += count as u64;
+                self.drain(i);
+                ids
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Asks node `i` for a linearizable read.
+    pub fn read(&mut self, i: usize) {
+        let id = self.next_read;
+        let floor = self.max_applied();
+        let Some(r) = self.nodes[i].replica.as_mut() else {
+            return;
+        };
+        if r.read(id).is_ok() {
+            self.next_read += 1;
+            self.reads.insert(id, (i, floor));
+            self.drain(i);
+        }
+    }
+
+    /// The slot value `id` was applied at, if it was.
+    pub fn slot_of(&self, id: u64) -> Option<Slot> {
+        self.chosen
+            .iter()
+            .position(|v| *v == Value::Data(id))
+            .map(|p| p as Slot + 1)
+    }
+
+    fn violation(&mut self, what: String) {
+        let mut s = String::new();
+        let _ = write!(s, "tick {}: {what}", self.now);
+        self.violations.push(s);
+    }
+
+    /// Executes node `i`'s commands until it has none left, completing
+    /// disk writes that are due now.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let Some(r) = self.nodes[i].replica.as_mut() else {
+                return;
+            };
+            let cmds = r.take_commands();
+            if cmds.is_empty() {
+                if !self.complete_disk(i) {
+                    return;
+                }
+                continue;
+            }
+            for cmd in cmds {
+                self.execute(i, cmd);
+            }
+        }
+    }
+
+    /// Makes due writes of node `i` durable and reports them. Returns
+    /// whether it reported anything.
+    fn complete_disk(&mut self, i: usize) -> bool {
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        let mut last = None;
+        while node.unsynced.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, w)) = node.unsynced.pop_front() {
+                node.disk.apply(&w);
+                last = Some(w.token);
+            }
+        }
+        match (last, node.replica.as_mut()) {
+            (Some(t), Some(r)) => {
+                r.persisted(t);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn execute(&mut self, i: usize, cmd: Command<u64>) {
+        match cmd {
+            Command::Persist(w) => {
+                let delay = self.rng.range(0, self.nodes[i].disk_delay + 1);
+                let node = &mut self.nodes[i];
+                // In order: a write is never durable before an earlier one.
+                let due = node
+                    .unsynced
+                    .back()
+                    .map_or(self.now + delay, |(d, _)| (*d).max(self.now + delay));
+                node.unsynced.push_back((due, w));
+            }
+            Command::Send { to, msg } => {
+                let Some(to) = (to as usize).checked_sub(1) else {
+                    return;
+                };
+                if to >= self.nodes.len() || !self.links[i][to] || self.rng.chance(self.cfg.loss) {
+                    return;
+                }
+                if self.rng.chance(self.cfg.duplicate) {
+                    self.enqueue(i, to, msg.clone());
+                }
+                self.enqueue(i, to, msg);
+            }
+            Command::Apply { first, values } => self.check_apply(i, first, values),
+            Command::ReadReady { id, index } => {
+                if let Some((node, floor)) = self.reads.remove(&id) {
+                    if node != i {
+                        self.violation(format!("read {id} answered by the wrong node"));
+                    } else if index < floor {
+                        self.violation(format!(
+                            "stale read {id} at node {}: index {index} but slot {floor} was \
+                             already applied when the read started",
+                            i + 1
+                        ));
+                    }
+                }
+            }
+            Command::ReadFailed { id } => {
+                self.reads.remove(&id);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, from: usize, to: usize, msg: Message<u64>) {
+        let due = self.now + self.rng.range(1, self.cfg.max_delay.max(1) + 1);
+        let order = self.rng.next_u64();
+        self.net.push(InFlight {
+            due,
+            order,
+            from,
+            to,
+            msg,
+        });
+    }
+
+    fn check_apply(&mut self, i: usize, first: Slot, values: Vec<Value<u64>>) {
+        let node = self.nodes[i].id;
+        if first != self.nodes[i].applied + 1 {
+            self.violation(format!(
+                "node {node} applied slot {first} after slot {}: not a prefix",
+                self.nodes[i].applied
+            ));
+        }
+        let last = first + values.len() as Slot - 1;
+        for (k, v) in values.into_iter().enumerate() {
+            let slot = first + k as Slot;
+            let idx = (slot - 1) as usize;
+            if idx < self.chosen.len() {
+                if self.chosen[idx] != v {
+                    let was = self.chosen[idx].clone();
+                    self.violation(format!(
+                        "slot {slot}: node {node} applied {v:?} but {was:?} was committed"
+                    ));
+                }
+            } else if idx == self.chosen.len() {
+                self.chosen.push(v);
+            } else {
+                self.violation(format!("slot {slot} applied before slot {}", idx));
+            }
+        }
+        self.nodes[i].applied = self.nodes[i].applied.max(last);
+    }
+
+    /// One tick of the whole cluster: deliver due messages, complete due
+    /// writes, tick every replica.
+    pub fn step(&mut self) {
+        self.now += 1;
+        self.steps += 1;
+        let now = self.now;
+        let mut due: Vec<InFlight> = Vec::new();
+        let mut k = 0;
+        while k < self.net.len() {
+            if self.net[k].due <= now {
+                due.push(self.net.swap_remove(k));
+            } else {
+                k += 1;
+            }
+        }
+        due.sort_by_key(|m| (m.due, m.order));
+        for m in due {
+            if !self.links[m.from][m.to] {
+                continue;
+            }
+            let from = self.nodes[m.from].id;
+            if let Some(r) = self.nodes[m.to].replica.as_mut() {
+                r.step(from, m.msg);
+                self.drain(m.to);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.complete_disk(i);
+            self.drain(i);
+        }
+        for i in 0..self.nodes.len() {
+            let node = &self.nodes[i];
+            let mut ticks = 1;
+            if self.cfg.drift_period > 0 && now % self.cfg.drift_period == node.skew_phase {
+                ticks += i32::from(node.skew);
+            }
+            for _ in 0..ticks {
+                if let Some(r) = self.nodes[i].replica.as_mut() {
+                    r.tick();
+                }
+                self.drain(i);
+            }
+        }
+    }
+
+    /// Steps until `done` holds or `max` ticks pass; returns the ticks used.
+    pub fn run_until(
+        &mut self,
+        max: u64,
+        mut done: impl FnMut(&mut Cluster) -> bool,
+    ) -> Option<u64> {
+        for t in 0..=max {
+            if done(self) {
+                return Some(t);
+            }
+            self.step();
+        }
+        None
+    }
+
+    /// Proposes fresh values at whatever leader exists each tick until one
+    /// of them is applied by every node in `on`; returns the ticks it took.
+    pub fn commit_within(&mut self, on: &[usize], max: u64) -> Option<u64> {
+        let mut proposed: Vec<u64> = Vec::new();
+        let start = self.now;
+        for _ in 0..=max {
+            for i in self.leaders() {
+                proposed.extend(self.propose(i, 1));
+            }
+            for &id in &proposed {
+                if let Some(slot) = self.slot_of(id)
+                    && on.iter().all(|&i| self.nodes[i].applied >= slot)
+                {
+                    return Some(self.now - start);
+                }
+            }
+            self.step();
+        }
+        None
+    }
+
+    /// Random faults for one tick.
+    fn random_fault(&mut self) {
+        let n = self.nodes.len();
+        match self.rng.range(0, 10) {
+            0 | 1 => {
+                let i = self.rng.range(0, n as u64) as usize;
+                self.crash(i);
+            }
+            2 | 3 => {
+                for i in 0..n {
+                    self.restart(i);
+                }
+            }
+            4 => {
+                // Symmetric partition into two random sides.
+                let side: Vec<bool> = (0..n).map(|_| self.rng.chance(0.5)).collect();
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            self.links[a][b] = false;
+                        }
+                    }
+                }
+            }
+            5 => {
+                // One-way: a random directed link goes down.
+                let a = self.rng.range(0, n as u64) as usize;
+                let b = self.rng.range(0, n as u64) as usize;
+                self.links[a][b] = false;
+            }
+            6 => {
+                // Partial connectivity: each pair fails with probability 1/3.
+                for a in 0..n {
+                    for b in a + 1..n {
+                        if self.rng.chance(0.33) {
+                            self.set_pair(a, b, false);
+                        }
+                    }
+                }
+            }
+            7 => self.omnipaxos_pattern(),
+            8 => {
+                let i = self.rng.range(0, n as u64) as usize;
+                let d = self.rng.range(0, self.cfg.max_disk_delay * 4 + 1);
+                self.set_disk_delay(i, d);
+            }
+            _ => self.heal(),
+        }
+    }
+
+    /// One of the OmniPaxos partial-connectivity patterns around the
+    /// current leader (or node 0).
+    fn omnipaxos_pattern(&mut self) {
+        let n = self.nodes.len();
+        if n < 3 {
+            return;
+        }
+        let leader = self.leaders().first().copied().unwrap_or(0);
+        let hub = (leader + 1 + self.rng.range(0, n as u64 - 1) as usize) % n;
+        match self.rng.range(0, 3) {
+            0 => {
+                // Quorum loss: only the hub still reaches everyone.
+                let pairs: Vec<(usize, usize)> =
+                    (0..n).filter(|&j| j != hub).map(|j| (hub, j)).collect();
+                self.only_links(&pairs);
+            }
+            1 => {
+                // Constrained election: the leader is cut off entirely; the
+                // hub reaches everyone, the others only the hub.
+                let pairs: Vec<(usize, usize)> = (0..n)
+                    .filter(|&j| j != hub && j != leader)
+                    .map(|j| (hub, j))
+                    .collect();
+                self.only_links(&pairs);
+            }
+            _ => {
+                // Chained: the leader and one node cannot talk directly.
+                self.set_pair(leader, hub, false);
+            }
+        }
+    }
+}
+
+/// One simulated run: random faults and load for `cfg.ticks`, then heal,
+/// restart everyone and require a new commit on every node in time.
+pub fn run(seed: u64, cfg: SimConfig) -> Outcome {
+    let mut c = Cluster::new(seed, cfg);
+    let n = c.len();
+    for _ in 0..c.cfg.ticks {
+        if c.rng.chance(c.cfg.fault_rate) {
+            c.random_fault();
+        }
+        if c.rng.chance(c.cfg.propose_rate) {
+            let leaders = c.leaders();
+            if !leaders.is_empty() {
+                let i = leaders[c.rng.range(0, leaders.len() as u64) as usize];
+                let k = c.rng.range(1, 4) as usize;
+                c.propose(i, k);
+            }
+        }
+        // Reads go to every node that believes it leads, stale ones too:
+        // a deposed leader that still serves reads is what the check is for.
+        for i in c.leaders() {
+            if c.rng.chance(c.cfg.read_rate) {
+                c.read(i);
+            }
+        }
+        c.step();
+    }
+    c.heal();
+    for i in 0..n {
+        c.restart(i);
+        c.set_disk_delay(i, c.cfg.max_disk_delay.min(1));
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let bound = c.cfg.heal_bound;
+    let recovery = c.commit_within(&all, bound);
+    if recovery.is_none() {
+        c.violation(format!(
+            "no progress within {bound} ticks after healing (leaders: {:?}, applied: {:?})",
+            c.leaders(),
+            (0..n).map(|i| c.applied(i)).collect::<Vec<_>>()
+        ));
+    }
+    Outcome {
+        seed,
+        nodes: n,
+        steps: c.steps,
+        commits: c.max_applied(),
+        violations: c.violations,
+        recovery_ticks: recovery,
+    }
+}
+
+/// Cluster size for a seed when none is given: 1, 3, 5 or 7.
+pub fn nodes_for_seed(seed: u64) -> usize {
+    [3, 5, 3, 7, 5, 1, 3, 5][(seed % 8) as usize]
+}
+#[cfg(test)]
+mod tests;
