@@ -448,6 +448,20 @@ impl Storage {
         {
             return Ok(());
         }
+        // An empty active segment that is being replaced holds nothing, and
+        // must go first: left behind, its name would sort after the new
+        // segment and make recovery take it for the end of the log. The
+        // directory sync below makes the removal durable with the creation.
+        if let Some(a) = &self.active
+            && !a.has_records
+            && let Some(old) = self.segments.last()
+        {
+            self.fs
+                .remove(&old.path)
+                .map_err(io_err("remove", &old.path))?;
+            self.segments.pop();
+            self.active = None;
+        }
         let tmp = tmp_path(&path);
         let header = wal::encode_header(first_index);
         let mut allocated = header.len() as u64;
@@ -481,15 +495,6 @@ impl Storage {
                 return Err(e);
             }
         };
-        // An empty active segment that is being replaced holds nothing.
-        if let Some(a) = &self.active
-            && !a.has_records
-            && let Some(old) = self.segments.pop()
-            && let Err(e) = self.fs.remove(&old.path)
-        {
-            tracing::warn!(path = %old.path.display(), error = %e, "cannot remove an empty segment");
-            self.segments.push(old);
-        }
         self.segments.push(Segment {
             first_index,
             path,
