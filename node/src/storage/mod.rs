@@ -66,7 +66,28 @@
 //!   [`StorageError::CorruptSnapshot`] naming the file. This is why purging
 //!   keeps the log back to the oldest kept snapshot, not the newest.
 //! * Leftover `.tmp` files of interrupted segment or snapshot writes are
-//!   deleted.
+//!   deleted. Recovery logs what it found and how long it took.
+//!
+//! # Using it for Multi-Paxos state
+//!
+//! The log is append-only with contiguous indexes. Paxos writes that set a
+//! promised ballot or overwrite an accepted slot fit as records whose index
+//! is the write's sequence number (the persist token) and whose payload is
+//! the encoded write; recovery hands them back in order to be replayed.
+//!
+//! # Limits
+//!
+//! * Unix only (`pwrite` through `FileExt`; `fallocate` on Linux, plain
+//!   `set_len` elsewhere).
+//! * Recovery reads each needed segment whole into memory (64 MiB by
+//!   default), and the snapshot too.
+//! * Rolling to a new segment costs a file create, fallocate, fsync, rename
+//!   and directory fsync inside the append that rolls (once per
+//!   `segment_bytes`); segments are not created ahead of time.
+//! * A write torn at sector level (a later sector of an unsynced batch on
+//!   disk, an earlier one not) leaves valid records after a damaged one and
+//!   is reported as corruption, not cut off. [`FaultFs`] tears writes as
+//!   prefixes only.
 
 mod fault;
 mod fs;
