@@ -268,8 +268,10 @@ fn recovery_reads_only_segments_above_the_snapshot() {
     // With both newer snapshots damaged the fall back to 10 must read it:
     // the log damage is reported, not skipped.
     let snapshots = Path::new("/data/snapshot");
-    fs.flip_bit(&snapshots.join(snapshot::snapshot_name(31)), 50, 0).unwrap();
-    fs.flip_bit(&snapshots.join(snapshot::snapshot_name(30)), 50, 0).unwrap();
+    fs.flip_bit(&snapshots.join(snapshot::snapshot_name(31)), 50, 0)
+        .unwrap();
+    fs.flip_bit(&snapshots.join(snapshot::snapshot_name(30)), 50, 0)
+        .unwrap();
     let err = open(&fs, &cfg).unwrap_err();
     assert!(
         matches!(&err, StorageError::CorruptLog { path, .. } if path == &segment_path(13)),
@@ -361,6 +363,36 @@ fn real_fs_lock_round_trip_and_recovery() {
     same.snapshot_dir = same.log_dir.clone();
     let (_s, r) = Storage::open(same, Arc::new(RealFs)).unwrap();
     expect_entries(&r, 1, 100, 100);
+}
+
+#[test]
+fn real_fs_torn_tail_is_cut_and_preallocation_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StorageConfig::new(dir.path());
+    cfg.segment_bytes = 64 << 10;
+    let (mut s, _) = Storage::open(cfg.clone(), Arc::new(RealFs)).unwrap();
+    append_each(&mut s, 1, 10, 100);
+    drop(s);
+    // Half of a record, as if the machine died mid-write.
+    let seg = cfg.log_dir.join(wal::segment_name(1));
+    let end = (wal::HEADER_LEN + 10 * (wal::FRAME_HEADER_LEN + 100)) as u64;
+    let mut half = Vec::new();
+    wal::encode_record(&mut half, 11, &[3u8; 100]);
+    half.truncate(60);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&half, end).unwrap();
+    }
+    let (mut s, r) = Storage::open(cfg.clone(), Arc::new(RealFs)).unwrap();
+    assert_eq!(r.truncated_tail, Some((seg.clone(), end)));
+    expect_entries(&r, 1, 10, 100);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), 64 << 10);
+    append_each(&mut s, 11, 12, 100);
+    drop(s);
+    let (_, r) = Storage::open(cfg, Arc::new(RealFs)).unwrap();
+    assert_eq!(r.truncated_tail, None);
+    expect_entries(&r, 1, 12, 100);
 }
 
 #[test]
