@@ -137,6 +137,10 @@ pub enum Message<T> {
         values: Vec<Value<T>>,
         commit: Slot,
     },
+    /// The leader of `ballot` stepped down (it lost its quorum): its lease
+    /// is over, so the receiver may campaign soon instead of waiting out a
+    /// whole election timeout.
+    Resign { ballot: Ballot },
     /// `ballot` was refused because the acceptor promised `promised`.
     Nack { ballot: Ballot, promised: Ballot },
 }
@@ -154,6 +158,7 @@ impl<T> Message<T> {
             | Message::Heartbeat { ballot, .. }
             | Message::HeartbeatAck { ballot, .. }
             | Message::Learn { ballot, .. }
+            | Message::Resign { ballot }
             | Message::Nack { ballot, .. } => *ballot,
         }
     }

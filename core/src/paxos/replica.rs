@@ -343,7 +343,11 @@ impl<T: Clone> Replica<T> {
                 .filter(|p| p.bit.is_some() && now - p.last_heard < window)
                 .count();
             if heard < self.quorum {
+                let ballot = l.ballot;
                 self.step_down();
+                for to in self.others() {
+                    self.send(to, Message::Resign { ballot });
+                }
                 return;
             }
             let commit_moved = self.commit > l.commit_sent;
@@ -550,6 +554,7 @@ impl<T: Clone> Replica<T> {
                 values,
                 commit,
             } => self.on_learn(from, ballot, first, values, commit),
+            Message::Resign { ballot } => self.on_resign(from, ballot),
             Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
         }
     }
@@ -866,6 +871,21 @@ impl<T: Clone> Replica<T> {
             commit_sent: self.commit,
         });
         self.start_phase2(from, values);
+    }
+
+    fn on_resign(&mut self, from: NodeId, ballot: Ballot) {
+        if ballot < self.promised || self.leader_hint != Some(from) {
+            return;
+        }
+        // The leader no longer serves lease reads, so its lease may end
+        // here. Campaign after a short random delay (not at once: several
+        // followers may have heard the resignation).
+        self.leader_hint = None;
+        self.leader_heard_elapsed = self.cfg.election_ticks;
+        self.election_elapsed = 0;
+        let hb = u64::from(self.cfg.heartbeat_ticks);
+        let half = u64::from(self.cfg.election_ticks / 2);
+        self.election_timeout = self.rng.range(hb, hb + half.max(1)) as u32;
     }
 
     fn on_nack(&mut self, ballot: Ballot, promised: Ballot) {

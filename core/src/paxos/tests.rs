@@ -504,6 +504,12 @@ fn leader_without_a_quorum_steps_down() {
     // a majority once an election timeout has passed since tick 0.
     r.tick();
     assert_eq!(r.role(), Role::Follower);
+    let resign = Message::Resign { ballot: b(1, 1) };
+    let cmds = r.take_commands();
+    assert_eq!(
+        cmds[cmds.len() - 2..],
+        [send(2, resign.clone()), send(3, resign)]
+    );
 }
 
 #[test]

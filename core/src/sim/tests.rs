@@ -70,3 +70,160 @@ fn a_seed_replays_exactly() {
         (b.steps, b.commits, b.recovery_ticks)
     );
 }
+
+// ----- OmniPaxos (EuroSys 2023) partial-connectivity scenarios -----
+
+/// A calm cluster (no loss, no faults) with a leader that has committed.
+fn settled(seed: u64, nodes: usize) -> (Cluster, usize) {
+    let mut cfg = SimConfig::new(nodes);
+    cfg.loss = 0.0;
+    cfg.duplicate = 0.0;
+    cfg.max_delay = 2;
+    cfg.max_disk_delay = 1;
+    let mut c = Cluster::new(seed, cfg);
+    let all: Vec<usize> = (0..nodes).collect();
+    c.commit_within(&all, 200).expect("initial leader commits");
+    // Let the leader's lease and the followers' timers settle.
+    for _ in 0..20 {
+        c.step();
+    }
+    let leader = c.leaders()[0];
+    (c, leader)
+}
+
+/// Ticks from the partition until a value proposed after it is committed.
+fn recovery(c: &mut Cluster) -> Option<u64> {
+    c.commit_within(&[], 400)
+}
+
+struct Measured {
+    name: &'static str,
+    ticks: Vec<u64>,
+}
+
+impl Measured {
+    fn report(&self, election_ticks: u64) -> u64 {
+        let max = *self.ticks.iter().max().unwrap();
+        let mean = self.ticks.iter().sum::<u64>() as f64 / self.ticks.len() as f64;
+        eprintln!(
+            "{}: {} seeds, ticks to commit again: mean {mean:.1}, max {max} \
+             (election timeout {election_ticks}, four timeouts {})",
+            self.name,
+            self.ticks.len(),
+            4 * election_ticks
+        );
+        max
+    }
+}
+
+const SCENARIO_SEEDS: u64 = 30;
+
+#[test]
+fn omnipaxos_quorum_loss_recovers_within_four_election_timeouts() {
+    let mut m = Measured {
+        name: "quorum-loss",
+        ticks: vec![],
+    };
+    for seed in 0..SCENARIO_SEEDS {
+        let (mut c, leader) = settled(seed, 5);
+        // Only the hub still reaches everyone; the leader reaches only the
+        // hub, so it cannot commit and must give way to the hub.
+        let hub = (leader + 1) % 5;
+        let pairs: Vec<(usize, usize)> = (0..5).filter(|&j| j != hub).map(|j| (hub, j)).collect();
+        c.only_links(&pairs);
+        let t = recovery(&mut c).unwrap_or_else(|| panic!("seed {seed}: no recovery"));
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert_eq!(c.leaders(), vec![hub], "seed {seed}");
+        m.ticks.push(t);
+    }
+    let max = m.report(10);
+    assert!(max <= 40, "quorum-loss took {max} ticks");
+}
+
+#[test]
+fn omnipaxos_constrained_election_elects_the_lagging_hub() {
+    let mut m = Measured {
+        name: "constrained election",
+        ticks: vec![],
+    };
+    for seed in 0..SCENARIO_SEEDS {
+        let (mut c, leader) = settled(seed, 5);
+        let hub = (leader + 1) % 5;
+        // The hub falls behind first...
+        for j in 0..5 {
+            if j != hub {
+                c.set_pair(hub, j, false);
+            }
+        }
+        let others: Vec<usize> = (0..5).filter(|&j| j != hub).collect();
+        for _ in 0..5 {
+            c.commit_within(&others, 100)
+                .expect("majority commits without the hub");
+        }
+        assert!(c.applied(hub) < c.max_applied());
+        // ...then the leader is cut off entirely and only the hub, with
+        // its outdated log, reaches a majority. Raft could not elect it.
+        let pairs: Vec<(usize, usize)> = (0..5)
+            .filter(|&j| j != hub && j != leader)
+            .map(|j| (hub, j))
+            .collect();
+        c.only_links(&pairs);
+        let t = recovery(&mut c).unwrap_or_else(|| panic!("seed {seed}: no recovery"));
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        assert!(c.leaders().contains(&hub), "seed {seed}: {:?}", c.leaders());
+        m.ticks.push(t);
+    }
+    let max = m.report(10);
+    assert!(max <= 40, "constrained election took {max} ticks");
+}
+
+#[test]
+fn omnipaxos_chained_partition_keeps_the_leader() {
+    let mut m = Measured {
+        name: "chained",
+        ticks: vec![],
+    };
+    for seed in 0..SCENARIO_SEEDS {
+        let (mut c, leader) = settled(seed, 3);
+        let middle = (leader + 1) % 3;
+        let end = (leader + 2) % 3;
+        // leader - middle - end: the end cannot hear the leader, times out
+        // again and again, but must not disrupt it.
+        c.set_pair(leader, end, false);
+        let t = recovery(&mut c).unwrap_or_else(|| panic!("seed {seed}: no recovery"));
+        m.ticks.push(t);
+        for _ in 0..300 {
+            c.step();
+        }
+        let before = c.max_applied();
+        let t2 = c.commit_within(&[leader, middle], 100);
+        assert!(t2.is_some() && c.max_applied() > before, "seed {seed}");
+        assert_eq!(c.leaders(), vec![leader], "seed {seed}: leader changed");
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+    }
+    let max = m.report(10);
+    assert!(max <= 40, "chained took {max} ticks");
+}
+
+#[test]
+fn rejoining_node_does_not_depose_a_healthy_leader() {
+    for seed in 0..SCENARIO_SEEDS {
+        let (mut c, leader) = settled(seed, 5);
+        let loner = (leader + 2) % 5;
+        for j in 0..5 {
+            c.set_pair(loner, j, false);
+        }
+        // Long enough for many timeouts on the isolated node.
+        for _ in 0..200 {
+            c.step();
+        }
+        c.heal();
+        for _ in 0..100 {
+            c.step();
+        }
+        assert_eq!(c.leaders(), vec![leader], "seed {seed}");
+        let all: Vec<usize> = (0..5).collect();
+        assert!(c.commit_within(&all, 100).is_some(), "seed {seed}");
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+    }
+}
