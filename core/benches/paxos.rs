@@ -69,7 +69,9 @@ impl<T: Clone> Cluster<T> {
                                 }
                                 black_box(values);
                             }
-                            Command::ReadReady { .. } | Command::ReadFailed { .. } => {}
+                            Command::ReadReady { .. }
+                            | Command::ReadFailed { .. }
+                            | Command::InstallSnapshot { .. } => {}
                         }
                     }
                 }

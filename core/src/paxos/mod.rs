@@ -33,6 +33,8 @@
 //!
 //! See `docs/consensus.md` for the protocol and the safety argument.
 
+use std::sync::Arc;
+
 mod replica;
 pub mod rng;
 #[cfg(test)]
@@ -137,6 +139,23 @@ pub enum Message<T> {
         values: Vec<Value<T>>,
         commit: Slot,
     },
+    /// Catch-up by snapshot, for a peer that needs slots the leader has
+    /// compacted away: bytes `offset..offset+data.len()` of the snapshot at
+    /// `index`, `total` bytes long.
+    Snapshot {
+        ballot: Ballot,
+        index: Slot,
+        total: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    /// The receiver holds the first `offset` bytes of the snapshot at
+    /// `index`; the transfer resumes from there.
+    SnapshotAck {
+        ballot: Ballot,
+        index: Slot,
+        offset: u64,
+    },
     /// The leader of `ballot` stepped down (it lost its quorum): its lease
     /// is over, so the receiver may campaign soon instead of waiting out a
     /// whole election timeout.
@@ -158,6 +177,8 @@ impl<T> Message<T> {
             | Message::Heartbeat { ballot, .. }
             | Message::HeartbeatAck { ballot, .. }
             | Message::Learn { ballot, .. }
+            | Message::Snapshot { ballot, .. }
+            | Message::SnapshotAck { ballot, .. }
             | Message::Resign { ballot }
             | Message::Nack { ballot, .. } => *ballot,
         }
@@ -189,13 +210,19 @@ pub enum Command<T> {
     ReadReady { id: u64, index: Slot },
     /// The read `id` cannot be served here (leadership was lost).
     ReadFailed { id: u64 },
+    /// Replace the state machine by this snapshot of everything up to and
+    /// including `index`, make it durable, and drop the log up to `index`.
+    /// `Apply` continues at `index + 1`.
+    InstallSnapshot { index: Slot, data: Arc<[u8]> },
 }
 
-/// What survives a crash: everything reported durable.
+/// What survives a crash: everything reported durable, and the latest
+/// durable snapshot with the slot it covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Durable<T> {
     pub promised: Ballot,
     pub entries: Vec<(Slot, Entry<T>)>,
+    pub snapshot: Option<(Slot, Arc<[u8]>)>,
 }
 
 impl<T> Default for Durable<T> {
@@ -203,11 +230,21 @@ impl<T> Default for Durable<T> {
         Durable {
             promised: Ballot::ZERO,
             entries: Vec::new(),
+            snapshot: None,
         }
     }
 }
 
 impl<T: Clone> Durable<T> {
+    /// Records a durable snapshot and drops the entries it covers.
+    pub fn set_snapshot(&mut self, index: Slot, data: Arc<[u8]>) {
+        if self.snapshot.as_ref().is_some_and(|(i, _)| *i >= index) {
+            return;
+        }
+        self.entries.retain(|(s, _)| *s > index);
+        self.snapshot = Some((index, data));
+    }
+
     /// Applies a write, as a disk would. Used by the simulator and tests.
     pub fn apply(&mut self, write: &Write<T>) {
         if let Some(p) = write.promised {
@@ -252,6 +289,8 @@ pub struct Config {
     /// beyond it (back pressure).
     pub max_inflight: usize,
     pub read_mode: ReadMode,
+    /// Bytes per snapshot chunk.
+    pub snapshot_chunk: usize,
     /// Seed of the replica's RNG (election timeouts).
     pub seed: u64,
 }
@@ -267,6 +306,7 @@ impl Config {
             max_batch: 1024,
             max_inflight: 1 << 16,
             read_mode: ReadMode::Lease { drift_ticks: 1 },
+            snapshot_chunk: 64 * 1024,
             seed: id,
         }
     }
@@ -279,6 +319,8 @@ pub enum PaxosError {
     NotLeader { leader: Option<NodeId> },
     #[error("too many uncommitted slots in flight (limit {limit})")]
     Backpressure { limit: usize },
+    #[error("cannot compact to slot {slot}: only committed slots (up to {commit}) can be")]
+    NotCommitted { slot: Slot, commit: Slot },
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
 }

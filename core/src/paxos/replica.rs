@@ -7,12 +7,16 @@
 //! docs of [`crate::paxos`] for the IO contract.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use super::rng::Rng;
 use super::{
     Ballot, Command, Config, Durable, Entry, Message, NodeId, PaxosError, ReadMode, Slot, Value,
     Write,
 };
+
+/// Snapshot chunks in flight per peer.
+const SNAPSHOT_WINDOW: u64 = 4;
 
 /// What a replica currently is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,17 @@ impl<T> Log<T> {
             self.slots.push_back(None);
         }
         self.slots[i] = Some(entry);
+    }
+
+    /// Drops every slot up to `upto`.
+    fn compact(&mut self, upto: Slot) {
+        while self.base <= upto {
+            if self.slots.pop_front().is_none() {
+                self.base = upto + 1;
+                break;
+            }
+            self.base += 1;
+        }
     }
 
     /// Highest slot that holds anything (or `base - 1`).
@@ -118,6 +133,14 @@ struct Peer {
     /// so duplicated acknowledgements cannot multiply catch-up traffic.
     learn_sent_to: Slot,
     learn_sent_at: u64,
+    /// Snapshot transfer: the snapshot being sent (pinned, so that a newer
+    /// compaction does not restart a transfer in progress), its index, and
+    /// how far the peer has it.
+    snap: Option<Arc<[u8]>>,
+    snap_index: Slot,
+    snap_offset: u64,
+    /// Bytes sent so far (up to a window ahead of `snap_offset`).
+    snap_sent: u64,
 }
 
 #[derive(Debug)]
@@ -178,6 +201,10 @@ pub struct Replica<T> {
     durable_token: u64,
     pending: VecDeque<(u64, Deferred<T>)>,
     out: Vec<Command<T>>,
+    /// The latest snapshot, kept to serve lagging peers.
+    snapshot: Option<(Slot, Arc<[u8]>)>,
+    /// A snapshot being received: index, total length, bytes so far.
+    snap_recv: Option<(Slot, u64, Vec<u8>)>,
 }
 
 impl<T: Clone> Replica<T> {
@@ -226,6 +253,11 @@ impl<T: Clone> Replica<T> {
         };
         let quorum = cfg.voters.len() / 2 + 1;
         let mut log = Log::new();
+        let mut commit = 0;
+        if let Some((index, _)) = &durable.snapshot {
+            log.compact(*index);
+            commit = *index;
+        }
         for (slot, entry) in durable.entries {
             log.set(slot, entry);
         }
@@ -239,7 +271,7 @@ impl<T: Clone> Replica<T> {
             promised: durable.promised,
             max_round: durable.promised.round,
             log,
-            commit: 0,
+            commit,
             state: State::Follower,
             now: 0,
             election_elapsed: 0,
@@ -250,6 +282,8 @@ impl<T: Clone> Replica<T> {
             durable_token: 0,
             pending: VecDeque::new(),
             out: Vec::new(),
+            snapshot: durable.snapshot,
+            snap_recv: None,
             cfg,
         })
     }
@@ -295,6 +329,64 @@ impl<T: Clone> Replica<T> {
     /// be executed.
     pub fn take_commands(&mut self) -> Vec<Command<T>> {
         std::mem::take(&mut self.out)
+    }
+
+    /// The shell has made a snapshot of the state machine at `upto`
+    /// durable: drop the log up to there. The replica keeps `data` to send
+    /// to peers that lag behind the log's new start.
+    pub fn compact(&mut self, upto: Slot, data: Arc<[u8]>) -> Result<(), PaxosError> {
+        if upto > self.commit {
+            return Err(PaxosError::NotCommitted {
+                slot: upto,
+                commit: self.commit,
+            });
+        }
+        if self.snapshot.as_ref().is_some_and(|(i, _)| *i >= upto) {
+            return Ok(());
+        }
+        self.log.compact(upto);
+        self.snapshot = Some((upto, data));
+        Ok(())
+    }
+
+    /// A one-line description of the replica's state, for logs and tests.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "id={} role={:?} promised=({},{}) commit={} log={}..={} leader={:?} heard={}",
+            self.cfg.id,
+            self.role(),
+            self.promised.round,
+            self.promised.node,
+            self.commit,
+            self.log.base,
+            self.log.last(),
+            self.leader_hint,
+            self.leader_heard_elapsed,
+        );
+        if let State::Leader(l) = &self.state {
+            s.push_str(&format!(" next={} acks={}", l.next_slot, l.acks.len()));
+            for p in &l.peers {
+                s.push_str(&format!(
+                    " [peer {} commit={} heard={} learn_to={} snap={}@{}/{}]",
+                    p.id,
+                    p.commit,
+                    self.now - p.last_heard,
+                    p.learn_sent_to,
+                    p.snap_index,
+                    p.snap_offset,
+                    p.snap_sent
+                ));
+            }
+        }
+        if let Some((i, t, b)) = &self.snap_recv {
+            s.push_str(&format!(" recv={i}:{}/{t}", b.len()));
+        }
+        s
+    }
+
+    /// First slot still in the log (everything before is in the snapshot).
+    pub fn log_start(&self) -> Slot {
+        self.log.base
     }
 
     /// Starts an election now instead of waiting for the timeout.
@@ -554,6 +646,18 @@ impl<T: Clone> Replica<T> {
                 values,
                 commit,
             } => self.on_learn(from, ballot, first, values, commit),
+            Message::Snapshot {
+                ballot,
+                index,
+                total,
+                offset,
+                data,
+            } => self.on_snapshot(from, ballot, index, total, offset, data),
+            Message::SnapshotAck {
+                ballot,
+                index,
+                offset,
+            } => self.on_snapshot_ack(from, ballot, index, offset),
             Message::Resign { ballot } => self.on_resign(from, ballot),
             Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
         }
@@ -576,22 +680,24 @@ impl<T: Clone> Replica<T> {
             return;
         }
         if ballot > self.promised {
-            // Stickiness: while a live leader is in charge, other proposers
-            // are ignored, so a node rejoining after a partition cannot
-            // depose it. The leader itself may always raise its ballot.
-            if matches!(self.state, State::Leader(_)) {
+            if !self.would_promise(from) {
                 return;
             }
-            if self.leader_heard_elapsed < self.cfg.election_ticks && self.leader_hint != Some(from)
-            {
+            // We compacted slots the candidate has not committed: we could
+            // not report what we accepted there, so we must not promise. A
+            // replica that is further along will be elected instead.
+            if slot < self.log.base {
                 return;
             }
-            if let State::Candidate(c) = &self.state
-                && c.ballot < ballot
-            {
-                self.state = State::Follower;
+            match &self.state {
+                State::Candidate(c) if c.ballot < ballot => self.state = State::Follower,
+                State::PreCandidate { .. } => self.state = State::Follower,
+                _ => {}
             }
             self.promised = ballot;
+            // Granting a promise restarts the timer, so that we do not
+            // compete with a candidate a majority is willing to elect.
+            self.reset_election_timer();
             self.persist(Some(ballot), Vec::new());
         }
         // A duplicate prepare of the promised ballot gets the promise again.
@@ -736,6 +842,66 @@ impl<T: Clone> Replica<T> {
         );
     }
 
+    fn on_snapshot(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        index: Slot,
+        total: u64,
+        offset: u64,
+        data: Vec<u8>,
+    ) {
+        if ballot < self.promised {
+            return;
+        }
+        self.follow(from, ballot);
+        if index <= self.commit {
+            // Already have it (or more): tell the leader we are done.
+            self.snap_recv = None;
+            self.send(
+                from,
+                Message::SnapshotAck {
+                    ballot,
+                    index,
+                    offset: total,
+                },
+            );
+            return;
+        }
+        match &self.snap_recv {
+            // A late chunk of an older transfer must not discard progress.
+            Some((i, _, _)) if *i > index => return,
+            Some((i, t, _)) if *i == index && *t == total => {}
+            _ => self.snap_recv = Some((index, total, Vec::new())),
+        }
+        let have = match &mut self.snap_recv {
+            Some((_, _, buf)) => {
+                if offset == buf.len() as u64 {
+                    buf.extend_from_slice(&data);
+                }
+                buf.len() as u64
+            }
+            None => 0,
+        };
+        if have >= total
+            && let Some((_, _, buf)) = self.snap_recv.take()
+        {
+            let data: Arc<[u8]> = buf.into();
+            self.log.compact(index);
+            self.commit = index;
+            self.snapshot = Some((index, data.clone()));
+            self.out.push(Command::InstallSnapshot { index, data });
+        }
+        self.send(
+            from,
+            Message::SnapshotAck {
+                ballot,
+                index,
+                offset: have,
+            },
+        );
+    }
+
     /// Accepts `leader` at `ballot` as the live leader.
     fn follow(&mut self, leader: NodeId, ballot: Ballot) {
         match &self.state {
@@ -853,6 +1019,10 @@ impl<T: Clone> Replica<T> {
                 acked_seq: 0,
                 learn_sent_to: 0,
                 learn_sent_at: 0,
+                snap: None,
+                snap_index: 0,
+                snap_offset: 0,
+                snap_sent: 0,
             })
             .collect();
         self.leader_hint = Some(self.cfg.id);
@@ -1056,7 +1226,24 @@ impl<T: Clone> Replica<T> {
         // window goes out when the peer has the previous one, or when the
         // previous one looks lost.
         let resend = u64::from(self.cfg.heartbeat_ticks) * 2;
-        if commit < my_commit && (commit >= p.learn_sent_to || self.now >= p.learn_sent_at + resend)
+        let base = self.log.base;
+        if commit + 1 < base
+            && (p.snap.is_none() || self.now >= p.learn_sent_at + resend)
+            && let Some((index, data)) = &self.snapshot
+        {
+            // The peer needs slots we compacted: send the snapshot, resuming
+            // where the peer's last acknowledgement left it.
+            if p.snap.is_none() || p.snap_index <= commit {
+                p.snap = Some(data.clone());
+                p.snap_index = *index;
+                p.snap_offset = 0;
+            }
+            p.learn_sent_at = self.now;
+            p.snap_sent = p.snap_offset;
+            self.send_snapshot_window(from, ballot);
+        } else if commit < my_commit
+            && commit + 1 >= base
+            && (commit >= p.learn_sent_to || self.now >= p.learn_sent_at + resend)
         {
             let first = commit + 1;
             let last = my_commit.min(commit + max_batch as Slot);
@@ -1105,6 +1292,80 @@ impl<T: Clone> Replica<T> {
         }
         if seq > 0 {
             self.update_quorum_seq();
+        }
+    }
+
+    /// Sends the chunks from what peer `to` was last sent up to a window
+    /// of [`SNAPSHOT_WINDOW`] chunks past what it acknowledged.
+    fn send_snapshot_window(&mut self, to: NodeId, ballot: Ballot) {
+        let chunk = self.cfg.snapshot_chunk.max(1) as u64;
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        let Some(p) = l.peers.iter_mut().find(|p| p.id == to) else {
+            return;
+        };
+        let Some(data) = p.snap.clone() else {
+            return;
+        };
+        let index = p.snap_index;
+        let total = data.len() as u64;
+        let limit = total.min(p.snap_offset + SNAPSHOT_WINDOW * chunk);
+        let mut msgs = Vec::new();
+        // An empty snapshot still needs one (empty) chunk.
+        while p.snap_sent < limit || (total == 0 && msgs.is_empty()) {
+            let start = p.snap_sent.min(total) as usize;
+            let end = (start + chunk as usize).min(data.len());
+            msgs.push(Message::Snapshot {
+                ballot,
+                index,
+                total,
+                offset: start as u64,
+                data: data[start..end].to_vec(),
+            });
+            p.snap_sent = end as u64;
+            if total == 0 {
+                break;
+            }
+        }
+        for msg in msgs {
+            self.send(to, msg);
+        }
+    }
+
+    fn on_snapshot_ack(&mut self, from: NodeId, ballot: Ballot, index: Slot, offset: u64) {
+        let now = self.now;
+        let State::Leader(l) = &mut self.state else {
+            return;
+        };
+        if l.ballot != ballot {
+            return;
+        }
+        let Some(p) = l.peers.iter_mut().find(|p| p.id == from) else {
+            return;
+        };
+        p.last_heard = now;
+        let Some(data) = &p.snap else {
+            return;
+        };
+        // Only acknowledgements of the transfer in progress move it on;
+        // a duplicate of an old one must not fork a second stream.
+        if p.snap_index != index || offset == p.snap_offset {
+            return;
+        }
+        if offset < p.snap_offset {
+            // The peer has less than we thought (it restarted, or this
+            // acknowledgement is late): resume from what it reports.
+            p.snap_sent = offset;
+        }
+        p.snap_offset = offset;
+        p.snap_sent = p.snap_sent.max(offset);
+        p.learn_sent_at = now;
+        if offset < data.len() as u64 {
+            self.send_snapshot_window(from, ballot);
+        } else {
+            p.commit = p.commit.max(index);
+            p.snap = None;
         }
     }
 

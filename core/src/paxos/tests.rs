@@ -733,3 +733,185 @@ fn restarted_replica_recovers_its_promise_and_log() {
         )
     );
 }
+
+#[test]
+fn compaction_needs_a_committed_slot_and_moves_the_log_start() {
+    let mut r = leader3();
+    let snap: std::sync::Arc<[u8]> = vec![1u8, 2, 3].into();
+    assert_eq!(
+        r.compact(2, snap.clone()),
+        Err(PaxosError::NotCommitted { slot: 2, commit: 1 })
+    );
+    r.compact(1, snap).unwrap();
+    assert_eq!(r.log_start(), 2);
+}
+
+#[test]
+fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
+    let mut r = replica(2, 3);
+    r.step(
+        1,
+        Message::Learn {
+            ballot: b(1, 1),
+            first: 1,
+            values: vec![data("a"), data("b")],
+            commit: 2,
+        },
+    );
+    r.compact(2, vec![9u8].into()).unwrap();
+    for _ in 0..10 {
+        r.tick();
+    }
+    r.take_commands();
+    // Node 3 has committed nothing: we could not report slots 1..=2.
+    r.step(
+        3,
+        Message::Prepare {
+            ballot: b(2, 3),
+            from: 1,
+        },
+    );
+    assert_eq!(r.take_commands(), vec![]);
+    r.step(
+        3,
+        Message::Prepare {
+            ballot: b(2, 3),
+            from: 3,
+        },
+    );
+    assert_eq!(r.take_commands(), vec![persist(2, Some(b(2, 3)), vec![])]);
+}
+
+#[test]
+fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
+    let mut c = cfg(1, 3);
+    c.snapshot_chunk = 2;
+    let mut r: Replica<&'static str> = Replica::new(c).unwrap();
+    r.campaign();
+    r.step(
+        2,
+        Message::Promise {
+            ballot: b(1, 1),
+            from: 1,
+            accepted: vec![],
+            commit: 0,
+        },
+    );
+    r.persisted(1);
+    r.persisted(2);
+    r.step(
+        2,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 1,
+            last: 1,
+            commit: 0,
+        },
+    );
+    r.compact(1, vec![10u8, 11, 12, 13, 14].into()).unwrap();
+    r.take_commands();
+    r.step(
+        3,
+        Message::HeartbeatAck {
+            ballot: b(1, 1),
+            seq: 1,
+            commit: 0,
+        },
+    );
+    let chunk = |offset: u64, data: Vec<u8>| {
+        send(
+            3,
+            Message::Snapshot {
+                ballot: b(1, 1),
+                index: 1,
+                total: 5,
+                offset,
+                data,
+            },
+        )
+    };
+    // A window of chunks goes out at once.
+    assert_eq!(
+        r.take_commands(),
+        vec![
+            chunk(0, vec![10, 11]),
+            chunk(2, vec![12, 13]),
+            chunk(4, vec![14]),
+        ]
+    );
+    let mut f = replica(3, 3);
+    // The second chunk arrives first and is dropped; the first is kept.
+    f.step(
+        1,
+        Message::Snapshot {
+            ballot: b(1, 1),
+            index: 1,
+            total: 5,
+            offset: 2,
+            data: vec![12, 13],
+        },
+    );
+    f.step(
+        1,
+        Message::Snapshot {
+            ballot: b(1, 1),
+            index: 1,
+            total: 5,
+            offset: 0,
+            data: vec![10, 11],
+        },
+    );
+    let ack = |offset| {
+        send(
+            1,
+            Message::SnapshotAck {
+                ballot: b(1, 1),
+                index: 1,
+                offset,
+            },
+        )
+    };
+    assert_eq!(f.take_commands(), vec![ack(0), ack(2)]);
+    // The leader resumes from what the follower has.
+    r.step(
+        3,
+        Message::SnapshotAck {
+            ballot: b(1, 1),
+            index: 1,
+            offset: 2,
+        },
+    );
+    assert_eq!(r.take_commands(), vec![]);
+    f.step(
+        1,
+        Message::Snapshot {
+            ballot: b(1, 1),
+            index: 1,
+            total: 5,
+            offset: 2,
+            data: vec![12, 13],
+        },
+    );
+    f.step(
+        1,
+        Message::Snapshot {
+            ballot: b(1, 1),
+            index: 1,
+            total: 5,
+            offset: 4,
+            data: vec![14],
+        },
+    );
+    assert_eq!(
+        f.take_commands(),
+        vec![
+            ack(4),
+            Command::InstallSnapshot {
+                index: 1,
+                data: vec![10u8, 11, 12, 13, 14].into()
+            },
+            ack(5),
+        ]
+    );
+    assert_eq!(f.commit_index(), 1);
+}

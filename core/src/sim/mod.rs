@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::paxos::rng::Rng;
 use crate::paxos::{
@@ -53,6 +54,9 @@ pub struct SimConfig {
     /// Skew replicas' clocks: one extra or one missing tick every
     /// `drift_period` ticks (0: no drift).
     pub drift_period: u64,
+    /// A replica snapshots and compacts its log once it has applied twice
+    /// this many slots past its log start, keeping this many (0: never).
+    pub compact_every: u64,
 }
 
 impl SimConfig {
@@ -74,6 +78,7 @@ impl SimConfig {
             // most 2 over one election timeout: the lease's drift bound.
             read_mode: ReadMode::Lease { drift_ticks: 2 },
             drift_period: 25,
+            compact_every: 0,
         }
     }
 }
@@ -94,6 +99,7 @@ impl SimConfig {
         if rng.chance(0.3) {
             cfg.read_mode = ReadMode::ReadIndex;
         }
+        cfg.compact_every = [0, 16, 64][rng.range(0, 3) as usize];
         cfg
     }
 }
@@ -128,6 +134,8 @@ struct Node {
     /// Writes handed to the disk, not yet durable: `(due tick, write)`.
     unsynced: VecDeque<(u64, Write<u64>)>,
     applied: Slot,
+    /// The state machine: every value applied, from slot 1.
+    values: Vec<Value<u64>>,
     incarnation: u64,
     disk_delay: u64,
     /// Clock skew: +1 (fast), -1 (slow) or 0, applied every drift period.
@@ -175,6 +183,7 @@ impl Cluster {
                 disk: Durable::default(),
                 unsynced: VecDeque::new(),
                 applied: 0,
+                values: Vec::new(),
                 incarnation: 0,
                 disk_delay: cfg.max_disk_delay.min(1),
                 skew,
@@ -210,6 +219,8 @@ impl Cluster {
         cfg.election_ticks = self.cfg.election_ticks;
         cfg.read_mode = self.cfg.read_mode;
         cfg.max_batch = 256;
+        // Small chunks, so that transfers take many messages and resume.
+        cfg.snapshot_chunk = 1024;
         cfg.seed = self
             .seed
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -246,6 +257,11 @@ impl Cluster {
 
     pub fn is_up(&self, i: usize) -> bool {
         self.nodes[i].replica.is_some()
+    }
+
+    /// Node `i`'s replica, unless it is down.
+    pub fn replica(&self, i: usize) -> Option<&Replica<u64>> {
+        self.nodes[i].replica.as_ref()
     }
 
     pub fn role(&self, i: usize) -> Option<Role> {
@@ -308,9 +324,19 @@ impl Cluster {
             return;
         }
         self.nodes[i].incarnation += 1;
-        // The state machine is rebuilt from scratch (no snapshots here):
-        // it applies the log again from slot 1.
-        self.nodes[i].applied = 0;
+        // The state machine restarts from the durable snapshot, if any, and
+        // applies the log again from there.
+        let node = &mut self.nodes[i];
+        match &node.disk.snapshot {
+            Some((index, data)) => {
+                node.values = decode(data);
+                node.applied = *index;
+            }
+            None => {
+                node.values.clear();
+                node.applied = 0;
+            }
+        }
         self.start(i);
     }
 
@@ -444,6 +470,27 @@ impl Cluster {
             Command::ReadFailed { id } => {
                 self.reads.remove(&id);
             }
+            Command::InstallSnapshot { index, data } => {
+                let values = decode(&data);
+                if values.len() as Slot != index {
+                    self.violation(format!("snapshot at {index} holds {} slots", values.len()));
+                }
+                for (k, v) in values.iter().enumerate() {
+                    if self.chosen.get(k).is_some_and(|c| c != v) {
+                        self.violation(format!(
+                            "node {} installed a snapshot with {v:?} at slot {}",
+                            i + 1,
+                            k + 1
+                        ));
+                    }
+                }
+                let node = &mut self.nodes[i];
+                if index > node.applied {
+                    node.values = values;
+                    node.applied = index;
+                }
+                node.disk.set_snapshot(index, data);
+            }
         }
     }
 
@@ -484,6 +531,12 @@ impl Cluster {
                 self.violation(format!("slot {slot} applied before slot {}", idx));
             }
         }
+        if first == self.nodes[i].applied + 1 {
+            let vs: Vec<Value<u64>> = (first..=last)
+                .map(|s| self.chosen[(s - 1) as usize].clone())
+                .collect();
+            self.nodes[i].values.extend(vs);
+        }
         self.nodes[i].applied = self.nodes[i].applied.max(last);
     }
 
@@ -517,6 +570,11 @@ impl Cluster {
             self.complete_disk(i);
             self.drain(i);
         }
+        if self.cfg.compact_every > 0 {
+            for i in 0..self.nodes.len() {
+                self.maybe_compact(i);
+            }
+        }
         for i in 0..self.nodes.len() {
             let node = &self.nodes[i];
             let mut ticks = 1;
@@ -529,6 +587,26 @@ impl Cluster {
                 }
                 self.drain(i);
             }
+        }
+    }
+
+    /// Snapshots node `i` at its applied index and compacts its log (the
+    /// snapshot is durable before the log is cut, as the shell must do).
+    fn maybe_compact(&mut self, i: usize) {
+        let every = self.cfg.compact_every;
+        let node = &mut self.nodes[i];
+        let Some(r) = node.replica.as_mut() else {
+            return;
+        };
+        // Keep a tail of `every` slots, as a real shell would, so that a
+        // peer that just installed a snapshot can continue from the log.
+        let upto = node.applied.saturating_sub(every);
+        if upto < r.log_start() + every || node.values.len() as Slot != node.applied {
+            return;
+        }
+        let data = encode(&node.values[..upto as usize]);
+        if r.compact(upto, data.clone()).is_ok() {
+            node.disk.set_snapshot(upto, data);
         }
     }
 
@@ -654,7 +732,11 @@ impl Cluster {
 /// One simulated run: random faults and load for `cfg.ticks`, then heal,
 /// restart everyone and require a new commit on every node in time.
 pub fn run(seed: u64, cfg: SimConfig) -> Outcome {
-    let mut c = Cluster::new(seed, cfg);
+    run_cluster(Cluster::new(seed, cfg)).0
+}
+
+/// [`run`] on a given cluster, returning it too for inspection.
+pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
     let n = c.len();
     for _ in 0..c.cfg.ticks {
         if c.rng.chance(c.cfg.fault_rate) {
@@ -692,14 +774,41 @@ pub fn run(seed: u64, cfg: SimConfig) -> Outcome {
             (0..n).map(|i| c.applied(i)).collect::<Vec<_>>()
         ));
     }
-    Outcome {
-        seed,
+    let out = Outcome {
+        seed: c.seed,
         nodes: n,
         steps: c.steps,
         commits: c.max_applied(),
-        violations: c.violations,
+        violations: c.violations.clone(),
         recovery_ticks: recovery,
+    };
+    (out, c)
+}
+
+/// The simulated state machine's snapshot: 8 bytes per slot, 0 for a no-op.
+fn encode(values: &[Value<u64>]) -> Arc<[u8]> {
+    let mut out = Vec::with_capacity(values.len() * 8);
+    for v in values {
+        let x = match v {
+            Value::Noop => 0,
+            Value::Data(x) => *x,
+        };
+        out.extend_from_slice(&x.to_le_bytes());
     }
+    out.into()
+}
+
+fn decode(data: &[u8]) -> Vec<Value<u64>> {
+    data.chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            match u64::from_le_bytes(b) {
+                0 => Value::Noop,
+                x => Value::Data(x),
+            }
+        })
+        .collect()
 }
 
 /// Cluster size for a seed when none is given: 1, 3, 5 or 7.

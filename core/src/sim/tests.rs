@@ -227,3 +227,52 @@ fn rejoining_node_does_not_depose_a_healthy_leader() {
         assert!(c.violations.is_empty(), "{:?}", c.violations);
     }
 }
+
+/// Seeds that found bugs, pinned with the configuration that found them.
+/// 107: catch-up `Learn` chains multiplied under duplication (hang).
+/// 2994, 2998: snapshot transfer restarted by every new compaction.
+/// 1914: a stale chunk reset the receiver and the leader never rewound.
+/// 504, 2713: same family (transfer never completed).
+#[test]
+fn pinned_regressions() {
+    for (seed, nodes) in [
+        (107, 7),
+        (504, 3),
+        (1914, 3),
+        (2713, 5),
+        (2994, 3),
+        (2998, 3),
+    ] {
+        let out = run(seed, SimConfig::for_seed(seed, nodes));
+        assert!(
+            out.violations.is_empty(),
+            "seed {seed}: {:?}",
+            out.violations
+        );
+    }
+}
+
+/// Replays one seed with state dumps: `SEED=n NODES=k cargo test -p
+/// synod-core --lib debug_seed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn debug_seed() {
+    let seed: u64 = std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let nodes: usize = std::env::var("NODES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let (out, c) = run_cluster(Cluster::new(seed, SimConfig::for_seed(seed, nodes)));
+    eprintln!("{:?}", out.violations);
+    for i in 0..c.len() {
+        eprintln!(
+            "node {}: applied {} {:?}",
+            i + 1,
+            c.applied(i),
+            c.replica(i).map(|r| r.summary())
+        );
+    }
+}
