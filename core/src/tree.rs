@@ -262,6 +262,20 @@ impl DataTree {
             .ok_or_else(|| Error::NoNode(path.to_owned()))
     }
 
+    /// The node at `p` for a read, with the errors `path::validate` then
+    /// `node` would give. A path that is in the map passed `path::validate`
+    /// when its node was created, so only a miss needs validating: that
+    /// keeps the validation off the hot path of every successful read.
+    fn lookup(&self, p: &str) -> Result<&Znode, Error> {
+        match self.nodes.get(p) {
+            Some(node) => Ok(node),
+            None => {
+                path::validate(p)?;
+                Err(Error::NoNode(p.to_owned()))
+            }
+        }
+    }
+
     fn check_version(path: &str, expected: i32, actual: i32) -> Result<(), Error> {
         if expected == -1 || expected == actual {
             Ok(())
@@ -752,8 +766,7 @@ impl DataTree {
     }
 
     fn check(&self, p: &str, version: i32, identity: &Identity) -> Result<OpOutcome, Error> {
-        path::validate(p)?;
-        let node = self.node(p)?;
+        let node = self.lookup(p)?;
         self.config
             .acl
             .check(self.acls.get(node.acl), perms::READ, identity, p)?;
@@ -763,8 +776,7 @@ impl DataTree {
 
     /// Data and Stat of a node; needs READ.
     pub fn get_data(&self, p: &str, identity: &Identity) -> Result<(&[u8], Stat), Error> {
-        path::validate(p)?;
-        let node = self.node(p)?;
+        let node = self.lookup(p)?;
         self.config
             .acl
             .check(self.acls.get(node.acl), perms::READ, identity, p)?;
@@ -773,14 +785,15 @@ impl DataTree {
 
     /// Stat of a node if it exists; like ZooKeeper, needs no permission.
     pub fn exists(&self, p: &str) -> Result<Option<Stat>, Error> {
-        path::validate(p)?;
-        Ok(self.nodes.get(p).map(|n| n.stat()))
+        match self.nodes.get(p) {
+            Some(node) => Ok(Some(node.stat())),
+            None => path::validate(p).map(|()| None),
+        }
     }
 
     /// Children names in sorted order, and the Stat; needs READ.
     pub fn get_children(&self, p: &str, identity: &Identity) -> Result<(Vec<String>, Stat), Error> {
-        path::validate(p)?;
-        let node = self.node(p)?;
+        let node = self.lookup(p)?;
         self.config
             .acl
             .check(self.acls.get(node.acl), perms::READ, identity, p)?;
@@ -792,8 +805,7 @@ impl DataTree {
 
     /// Number of nodes below `p`, at any depth; needs READ on `p`.
     pub fn get_all_children_number(&self, p: &str, identity: &Identity) -> Result<u64, Error> {
-        path::validate(p)?;
-        let node = self.node(p)?;
+        let node = self.lookup(p)?;
         self.config
             .acl
             .check(self.acls.get(node.acl), perms::READ, identity, p)?;
@@ -825,8 +837,7 @@ impl DataTree {
 
     /// ACL and Stat of a node; needs READ or ADMIN, as in ZooKeeper 3.5+.
     pub fn get_acl(&self, p: &str, identity: &Identity) -> Result<(Vec<Acl>, Stat), Error> {
-        path::validate(p)?;
-        let node = self.node(p)?;
+        let node = self.lookup(p)?;
         let acl = self.acls.get(node.acl);
         self.config
             .acl
