@@ -18,6 +18,10 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_CLIENT_ADDR", default_value = "127.0.0.1:7000")]
     pub client_addr: SocketAddr,
 
+    /// Address of the HTTP endpoint: /metrics, /healthz, /readyz.
+    #[arg(long, env = "SYNOD_HTTP_ADDR", default_value = "127.0.0.1:7200")]
+    pub http_addr: SocketAddr,
+
     /// Directory for the write-ahead log and snapshots. Without one the
     /// node keeps its state in memory only and loses it on restart.
     #[arg(long, env = "SYNOD_DATA_DIR")]

@@ -11,6 +11,7 @@
 //! batch is applied at once.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
@@ -25,6 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::NodeConfig;
 use crate::durable::{DurableLog, LogWriter, Persisted};
+use crate::metrics::{Gauges, Metrics};
+use crate::storage::StorageStats;
 
 /// A unit of work for the driver task.
 pub type Job = Box<dyn FnOnce(&mut NodeState) + Send>;
@@ -60,10 +63,22 @@ impl DriverHandle {
 /// Starts the driver task over a recovered state; it ends when every
 /// handle is dropped. `log` makes txns durable before they are applied;
 /// without one the node keeps its state in memory only.
-pub fn spawn(config: &NodeConfig, machine: StateMachine, log: Option<DurableLog>) -> DriverHandle {
+pub fn spawn(
+    config: &NodeConfig,
+    machine: StateMachine,
+    log: Option<DurableLog>,
+    metrics: Arc<Metrics>,
+) -> DriverHandle {
     let (jobs, mut inbox) = mpsc::channel::<Job>(4096);
     let (persisted_tx, mut persisted) = mpsc::unbounded_channel();
-    let mut state = NodeState::new(config, machine, log.map(|log| log.start(persisted_tx)));
+    let storage_stats = log.as_ref().map(DurableLog::stats).unwrap_or_default();
+    let mut state = NodeState::new(
+        config,
+        machine,
+        log.map(|log| log.start(persisted_tx)),
+        metrics,
+    );
+    state.storage_stats = storage_stats;
     let tick = config.tick();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(tick);
@@ -109,6 +124,7 @@ pub type Done = Box<dyn FnOnce(&mut NodeState, Result<&Applied, Error>) + Send>;
 struct Pending {
     txn: Txn,
     done: Done,
+    submitted: Instant,
 }
 
 impl std::fmt::Debug for Pending {
@@ -148,6 +164,8 @@ pub struct NodeState {
     last_snapshot: Zxid,
     snapshot_in_progress: bool,
     max_batch: usize,
+    metrics: Arc<Metrics>,
+    storage_stats: StorageStats,
 }
 
 fn wall_clock_ms() -> Millis {
@@ -158,7 +176,12 @@ fn wall_clock_ms() -> Millis {
 }
 
 impl NodeState {
-    pub fn new(config: &NodeConfig, machine: StateMachine, log: Option<LogWriter>) -> Self {
+    pub fn new(
+        config: &NodeConfig,
+        machine: StateMachine,
+        log: Option<LogWriter>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let started = Instant::now();
         let mut tracker = SessionTracker::default();
         // Whoever decides expiry now gives every recovered session a full
@@ -182,6 +205,27 @@ impl NodeState {
             last_snapshot,
             snapshot_in_progress: false,
             max_batch: config.max_batch_txns,
+            metrics,
+            storage_stats: StorageStats::default(),
+        }
+    }
+
+    /// Sizes and counts for the metrics endpoint.
+    pub fn gauges(&self) -> Gauges {
+        let stats = &self.storage_stats;
+        Gauges {
+            znodes: self.machine.tree().len() as u64,
+            sessions: self.machine.sessions().len() as u64,
+            watches: self.watches.len() as u64,
+            applied_zxid: self.machine.applied(),
+            pending_txns: (self.pending.len()
+                + self.in_flight.as_ref().map_or(0, |f| f.entries.len()))
+                as u64,
+            log_bytes: stats.log_bytes,
+            log_segments: stats.log_segments as u64,
+            snapshot_bytes: stats.snapshot_bytes,
+            snapshots: stats.snapshots as u64,
+            snapshot_index: stats.snapshot_index,
         }
     }
 
@@ -196,7 +240,11 @@ impl NodeState {
 
     /// Queues `txn` for the log; `done` runs once it is applied.
     pub fn submit(&mut self, txn: Txn, done: Done) {
-        self.pending.push(Pending { txn, done });
+        self.pending.push(Pending {
+            txn,
+            done,
+            submitted: Instant::now(),
+        });
     }
 
     /// Sends the pending txns to storage as one batch when none is in
@@ -255,7 +303,9 @@ impl NodeState {
                 batch,
                 result,
                 fsync_micros,
+                stats,
             } => {
+                self.storage_stats = stats;
                 let Some(in_flight) = self.in_flight.take_if(|f| f.batch == batch) else {
                     tracing::error!(batch, "storage reported a batch that is not in flight");
                     return;
@@ -268,6 +318,12 @@ impl NodeState {
                 );
                 match result {
                     Ok(()) => {
+                        self.metrics
+                            .fsync_seconds
+                            .observe(fsync_micros as f64 / 1e6);
+                        self.metrics
+                            .batch_txns
+                            .observe(in_flight.entries.len() as f64);
                         for (entry, pending) in in_flight.entries {
                             self.apply_entry(entry, pending);
                         }
@@ -284,7 +340,12 @@ impl NodeState {
                     }
                 }
             }
-            Persisted::Snapshot { index, result } => {
+            Persisted::Snapshot {
+                index,
+                result,
+                stats,
+            } => {
+                self.storage_stats = stats;
                 self.snapshot_in_progress = false;
                 match result {
                     Ok(()) => tracing::info!(index, "snapshot written"),
@@ -317,6 +378,9 @@ impl NodeState {
 
     fn apply_entry(&mut self, entry: LogEntry, pending: Pending) {
         let applied = self.machine.apply(entry.zxid, entry.time, &entry.txn);
+        self.metrics
+            .commit_seconds
+            .observe(pending.submitted.elapsed().as_secs_f64());
         for trigger in &applied.triggers {
             self.watches.fire(trigger, &mut self.scratch);
         }
@@ -602,6 +666,9 @@ impl NodeState {
         let now = self.monotonic_ms();
         for session in self.tracker.expired(now) {
             tracing::info!(session = format_args!("{session:#x}"), "session expired");
+            self.metrics
+                .sessions_expired
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // Forget it now so that the next tick does not expire it twice
             // while the close is on its way through the log.
             self.tracker.forget(session);

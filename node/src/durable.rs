@@ -10,7 +10,7 @@ use synod_core::codec::LogEntry;
 use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::storage::{FileSystem, RealFs, Storage, StorageConfig, StorageError};
+use crate::storage::{FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats};
 
 /// Work for the storage thread.
 #[derive(Debug)]
@@ -33,11 +33,13 @@ pub enum Persisted {
         batch: u64,
         result: Result<(), String>,
         fsync_micros: u64,
+        stats: StorageStats,
     },
     /// A snapshot at `index` was written (or not) and old files purged.
     Snapshot {
         index: u64,
         result: Result<(), String>,
+        stats: StorageStats,
     },
 }
 
@@ -45,6 +47,12 @@ pub enum Persisted {
 #[derive(Debug)]
 pub struct DurableLog {
     storage: Storage,
+}
+
+impl DurableLog {
+    pub fn stats(&self) -> StorageStats {
+        self.storage.stats()
+    }
 }
 
 /// Why a node could not recover its state.
@@ -142,14 +150,19 @@ impl DurableLog {
                                 batch,
                                 result,
                                 fsync_micros,
+                                stats: storage.stats(),
                             }
                         }
-                        StorageJob::Snapshot { index, bytes } => Persisted::Snapshot {
-                            index,
-                            result: storage
+                        StorageJob::Snapshot { index, bytes } => {
+                            let result = storage
                                 .write_snapshot(index, &bytes)
-                                .map_err(|e| e.to_string()),
-                        },
+                                .map_err(|e| e.to_string());
+                            Persisted::Snapshot {
+                                index,
+                                result,
+                                stats: storage.stats(),
+                            }
+                        }
                     };
                     if report.send(message).is_err() {
                         break;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod convert;
 pub mod driver;
 pub mod durable;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod storage;

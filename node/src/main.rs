@@ -1,6 +1,8 @@
 //! The `synod` binary: `synod serve` runs one node, `synod dev` runs a
 //! local development node.
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use synod_node::NodeConfig;
@@ -28,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one node.
-    Serve(NodeConfig),
+    Serve(Box<NodeConfig>),
     /// Run a local development node on 127.0.0.1:7001, the first of the
     /// ports `synodctl` tries, with its data under ./synod-data. (A
     /// three-node ensemble arrives with replication; until then this is one
@@ -36,6 +38,9 @@ enum Command {
     Dev {
         #[arg(long, default_value = "127.0.0.1:7001")]
         client_addr: std::net::SocketAddr,
+        /// Metrics and health endpoint.
+        #[arg(long, default_value = "127.0.0.1:7201")]
+        http_addr: std::net::SocketAddr,
         /// Where the node keeps its log and snapshots; it restarts with
         /// its data.
         #[arg(long, default_value = "./synod-data")]
@@ -44,8 +49,24 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One readable line for the operator; the log has the context.
+            #[allow(
+                clippy::print_stderr,
+                reason = "the binary's last word on a fatal error"
+            )]
+            {
+                eprintln!("error: {error:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_new(&cli.log).with_context(|| format!("bad --log filter {:?}", cli.log))?;
     let subscriber = tracing_subscriber::fmt()
@@ -57,16 +78,19 @@ async fn main() -> anyhow::Result<()> {
         subscriber.init();
     }
     let config = match cli.command {
-        Command::Serve(config) => config,
+        Command::Serve(config) => *config,
         Command::Dev {
             client_addr,
+            http_addr,
             data_dir,
         } => {
             let mut config = NodeConfig::parse_defaults();
             config.client_addr = client_addr;
+            config.http_addr = http_addr;
             config.data_dir = Some(data_dir.join("1"));
             tracing::info!(
                 client_api = %client_addr,
+                http = %http_addr,
                 data_dir = %data_dir.join("1").display(),
                 "synod dev: one durable node; connect with `synodctl` (no flags needed)"
             );

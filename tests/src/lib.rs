@@ -49,6 +49,7 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 #[derive(Debug)]
 pub struct TestNode {
     pub addr: SocketAddr,
+    pub http_addr: SocketAddr,
     child: Child,
 }
 
@@ -69,8 +70,10 @@ impl TestNode {
     /// Starts `synod serve` on `addr`, for a restart on the same address.
     pub fn start_on(addr: SocketAddr, extra: &[&str]) -> anyhow::Result<TestNode> {
         let bin = binary("synod")?;
+        let http_addr = free_addr()?;
         let child = Command::new(&bin)
             .args(["serve", "--client-addr", &addr.to_string()])
+            .args(["--http-addr", &http_addr.to_string()])
             .args(extra)
             .env("SYNOD_LOG", "warn")
             .stdin(Stdio::null())
@@ -78,7 +81,11 @@ impl TestNode {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut node = TestNode { addr, child };
+        let mut node = TestNode {
+            addr,
+            http_addr,
+            child,
+        };
         node.wait_ready(Duration::from_secs(20))?;
         Ok(node)
     }
@@ -105,6 +112,29 @@ impl TestNode {
         self.child.kill().context("cannot kill synod")?;
         self.child.wait().context("cannot reap synod")?;
         Ok(())
+    }
+
+    /// GETs `path` from the node's HTTP endpoint: (status code, body).
+    pub fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = TcpStream::connect_timeout(&self.http_addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .context("no HTTP status line")?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
     }
 
     /// The endpoint string clients use.

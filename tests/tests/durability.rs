@@ -200,16 +200,30 @@ async fn a_second_process_cannot_share_the_data_directory() {
     let _first = TestNode::start(&["--data-dir", dir.to_str().unwrap()]).expect("node");
     let bin = synod_tests::binary("synod").unwrap();
     let addr = synod_tests::free_addr().unwrap().to_string();
-    let output = std::process::Command::new(bin)
+    let http = synod_tests::free_addr().unwrap().to_string();
+    let mut second = std::process::Command::new(bin)
         .args([
             "serve",
             "--client-addr",
             &addr,
+            "--http-addr",
+            &http,
             "--data-dir",
             dir.to_str().unwrap(),
         ])
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // It must give up by itself; if it started serving, stop it and fail.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while second.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second process on the same data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = second.wait_with_output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

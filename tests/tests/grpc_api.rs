@@ -748,3 +748,34 @@ impl tonic::codec::Decoder for RawCodec {
         Ok(Some(RawBytes(bytes.to_vec())))
     }
 }
+
+#[tokio::test]
+async fn health_and_prometheus_metrics() {
+    let node = TestNode::start(&[]).expect("node");
+    let mut api = connect(&node).await;
+    api.create(create(0, "/m", b"", pb::CreateMode::Persistent))
+        .await
+        .unwrap();
+    let _ = api
+        .get_data(pb::GetDataRequest {
+            session_id: 0,
+            path: "/none".into(),
+            watch: false,
+        })
+        .await;
+    let (status, body) = node.http_get("/healthz").unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, _) = node.http_get("/readyz").unwrap();
+    assert_eq!(status, 200);
+    let (status, text) = node.http_get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    for expected in [
+        "synod_requests_seconds_count{method=\"Create\"} 1",
+        "synod_request_errors_total{method=\"GetData\"} 1",
+        "synod_znodes 5",
+        "# TYPE synod_fsync_seconds histogram",
+        "synod_sessions 0",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Restart time of a durable node: a snapshot of N znodes (default 1M) plus
+//! M log records after it (default 100k), recovered the way `synod serve`
+//! does it (open and check the files, decode the snapshot, replay the log).
+//! Also prints how long encoding that snapshot holds the driver.
+//!
+//! `cargo bench -p synod-node --bench recovery [-- ZNODES RECORDS]`;
+//! `SYNOD_BENCH_DIR` picks the directory (default: cargo's target tmp dir).
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark program reports by printing"
+)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use synod_core::acl::{Acl, Identity};
+use synod_core::codec::LogEntry;
+use synod_core::state::{StateConfig, StateMachine};
+use synod_core::txn::{CreateMode, Txn, WriteOp};
+use synod_node::durable::DurableLog;
+use synod_node::storage::{RealFs, Storage, StorageConfig};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let znodes: usize = args
+        .first()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let records: usize = args
+        .get(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let root = std::env::var_os("SYNOD_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    let dir = root.join("synod-recovery-bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).context("bench dir")?;
+
+    let identity = Identity::anonymous();
+    let mut machine = StateMachine::new(StateConfig::default());
+    let mut zxid = 0;
+    let mut apply = |machine: &mut StateMachine, op: WriteOp| {
+        zxid += 1;
+        let txn = Txn::Write {
+            session: 0,
+            identity: identity.clone(),
+            op,
+        };
+        machine.apply(zxid, zxid, &txn);
+        LogEntry {
+            zxid,
+            time: zxid,
+            txn,
+        }
+    };
+    // 1000 parents of up to 1000 children each, 100-byte values.
+    for p in 0..znodes.div_ceil(1000) {
+        apply(&mut machine, create(format!("/p{p:04}")));
+    }
+    for i in 0..znodes {
+        apply(&mut machine, create(format!("/p{:04}/n{i:07}", i / 1000)));
+    }
+    let encode_started = Instant::now();
+    let snapshot = machine.encode_snapshot();
+    let encode = encode_started.elapsed();
+    let snapshot_index = machine.applied() as u64;
+
+    let config = StorageConfig::new(&dir);
+    let (mut storage, _) =
+        Storage::open(config.clone(), Arc::new(RealFs)).context("open storage")?;
+    // The log before the snapshot is not needed for recovery; start it at
+    // the snapshot index as a node that purged would.
+    let write_started = Instant::now();
+    storage.write_snapshot(snapshot_index, &snapshot)?;
+    let write = write_started.elapsed();
+    let mut batch = Vec::new();
+    for r in 0..records {
+        let entry = apply(
+            &mut machine,
+            WriteOp::SetData {
+                path: format!("/p{:04}/n{:07}", (r % znodes) / 1000, r % znodes),
+                data: vec![1; 100],
+                version: -1,
+            },
+        );
+        batch.push((entry.zxid as u64, entry.encode()));
+        if batch.len() == 1000 || r + 1 == records {
+            let refs: Vec<(u64, &[u8])> = batch.iter().map(|(i, b)| (*i, b.as_slice())).collect();
+            storage.append(&refs)?;
+            batch.clear();
+        }
+    }
+    drop(storage);
+    let expected = machine.tree().len();
+    drop(machine);
+
+    let started = Instant::now();
+    let (_log, recovered) =
+        DurableLog::recover(config, StateConfig::default()).context("recover")?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        recovered.tree().len() == expected,
+        "recovered {} znodes, expected {expected}",
+        recovered.tree().len()
+    );
+    println!(
+        "recovery: znodes={} snapshot_bytes={} log_records={records} restart={:.2}s snapshot_encode={:.0}ms snapshot_write={:.0}ms",
+        recovered.tree().len(),
+        snapshot.len(),
+        elapsed.as_secs_f64(),
+        encode.as_secs_f64() * 1000.0,
+        write.as_secs_f64() * 1000.0,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn create(path: String) -> WriteOp {
+    WriteOp::Create {
+        path,
+        data: vec![0; 100],
+        acl: Acl::open(),
+        mode: CreateMode::Persistent,
+        ttl_ms: 0,
+    }
+}
