@@ -2,7 +2,10 @@
 //! so that building Synod never needs a system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/synod/v1/coordination.proto"];
+    let files = [
+        "proto/synod/v1/coordination.proto",
+        "proto/synod/v1/peer.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

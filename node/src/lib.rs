@@ -7,6 +7,7 @@ pub mod convert;
 pub mod driver;
 pub mod durable;
 pub mod metrics;
+pub mod peer;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -1,5 +1,6 @@
 //! Synod's wire contracts: the generated protobuf messages and tonic
-//! services of the client API. This crate holds no logic.
+//! services of the client API and the peer protocol. This crate holds no
+//! logic.
 
 #[allow(clippy::all, clippy::pedantic, missing_debug_implementations)]
 pub mod v1 {

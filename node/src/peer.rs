@@ -1,0 +1,282 @@
+//! Peer transport: carries opaque consensus frames between the nodes of an
+//! ensemble over gRPC client streams. One task per peer dials it, resolving
+//! its name again on every attempt (a StatefulSet pod that is not scheduled
+//! yet has no DNS record; that is retried with backoff, never fatal), and
+//! forwards queued frames until the stream breaks. Inbound streams are
+//! checked before a single frame is accepted: the sender must be a member,
+//! the frame addressed to this node, in this ensemble, and within the size
+//! limit. Delivery is best effort: consensus tolerates loss and retransmits.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use synod_proto::v1::peer_client::PeerClient;
+use synod_proto::v1::peer_server::{Peer, PeerServer};
+use synod_proto::v1::{PeerExchangeEnd, PeerFrame};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// A node id as the consensus core numbers members.
+pub type NodeId = u64;
+
+/// How this node talks to its peers.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub cluster: String,
+    pub node_id: NodeId,
+    /// Every other member: id and `host:port` of its peer listener.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Largest payload accepted or sent, in bytes.
+    pub max_frame_bytes: usize,
+    /// Frames queued per peer while it is unreachable; more are dropped.
+    pub queue: usize,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+/// A frame that arrived from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub from: NodeId,
+    pub payload: Vec<u8>,
+}
+
+/// Sends frames to peers; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PeerSender {
+    queues: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    max_frame_bytes: usize,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("node {0} is not a peer of this node")]
+    UnknownPeer(NodeId),
+    #[error("frame of {len} bytes is over the peer frame limit of {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error("the queue to node {0} is full; frame dropped")]
+    QueueFull(NodeId),
+}
+
+impl PeerSender {
+    /// Queues `payload` for `to`. Never waits: a full queue drops the frame.
+    pub fn send(&self, to: NodeId, payload: Vec<u8>) -> Result<(), SendError> {
+        if payload.len() > self.max_frame_bytes {
+            return Err(SendError::TooLarge {
+                len: payload.len(),
+                limit: self.max_frame_bytes,
+            });
+        }
+        let queue = self.queues.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        queue
+            .try_send(payload)
+            .map_err(|_| SendError::QueueFull(to))
+    }
+}
+
+/// Starts one dialing task per peer. Returns the sender for outbound frames
+/// and the gRPC service that receives inbound ones into `inbound`.
+pub fn start(
+    config: PeerConfig,
+    inbound: mpsc::Sender<Inbound>,
+) -> (PeerSender, PeerServer<PeerService>) {
+    let mut queues = BTreeMap::new();
+    for (&id, address) in &config.peers {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        queues.insert(id, tx);
+        tokio::spawn(dial(config.clone(), id, address.clone(), rx));
+    }
+    let service = PeerService {
+        cluster: config.cluster.clone(),
+        node_id: config.node_id,
+        members: config.peers.keys().copied().collect(),
+        max_frame_bytes: config.max_frame_bytes,
+        inbound,
+    };
+    // Leave room for the frame's other fields around the payload.
+    let limit = config.max_frame_bytes.saturating_add(1024);
+    let server = PeerServer::new(service).max_decoding_message_size(limit);
+    (
+        PeerSender {
+            queues,
+            max_frame_bytes: config.max_frame_bytes,
+        },
+        server,
+    )
+}
+
+/// Keeps a stream open to one peer, reconnecting with backoff, and forwards
+/// its queue into it. Ends when every sender is dropped.
+async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = config.backoff_min;
+    let uri = format!("http://{address}");
+    // The frame that triggered a connection attempt, kept across retries.
+    let mut held = None;
+    loop {
+        // A connection is made only when there is something to send, so an
+        // idle or absent peer costs nothing.
+        let first = match held.take() {
+            Some(first) => first,
+            None => match queue.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let channel = match tonic::transport::Endpoint::from_shared(uri.clone()) {
+            Ok(endpoint) => {
+                endpoint
+                    .connect_timeout(Duration::from_secs(2))
+                    .connect()
+                    .await
+            }
+            Err(error) => {
+                tracing::error!(peer = to, %address, %error, "peer address is not a valid URI; frames to it are dropped");
+                while queue.recv().await.is_some() {}
+                return;
+            }
+        };
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(error) => {
+                tracing::debug!(peer = to, %address, %error, ?backoff, "peer unreachable; retrying");
+                held = Some(first);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.backoff_max);
+                continue;
+            }
+        };
+        backoff = config.backoff_min;
+        tracing::debug!(peer = to, %address, "connected to peer");
+        let (tx, rx) = mpsc::channel::<PeerFrame>(config.queue.max(1));
+        let frame = |payload| PeerFrame {
+            cluster: config.cluster.clone(),
+            from: config.node_id,
+            to,
+            payload,
+        };
+        if tx.send(frame(first)).await.is_err() {
+            continue;
+        }
+        let mut client = PeerClient::new(channel)
+            .max_encoding_message_size(config.max_frame_bytes.saturating_add(1024));
+        let mut call = Box::pin(client.exchange(ReceiverStream::new(rx)));
+        loop {
+            tokio::select! {
+                ended = &mut call => {
+                    match ended {
+                        Ok(_) => tracing::debug!(peer = to, "peer closed the stream"),
+                        Err(status) => tracing::warn!(peer = to, %address, %status, "peer stream ended"),
+                    }
+                    break;
+                }
+                next = queue.recv() => match next {
+                    Some(payload) => {
+                        if tx.send(frame(payload)).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+/// Receives streams from peers.
+#[derive(Debug)]
+pub struct PeerService {
+    cluster: String,
+    node_id: NodeId,
+    members: Vec<NodeId>,
+    max_frame_bytes: usize,
+    inbound: mpsc::Sender<Inbound>,
+}
+
+impl PeerService {
+    fn check(&self, frame: &PeerFrame) -> Result<(), Status> {
+        if frame.cluster != self.cluster {
+            return Err(Status::permission_denied(format!(
+                "frame of ensemble {:?}, this is {:?}",
+                frame.cluster, self.cluster
+            )));
+        }
+        if frame.to != self.node_id {
+            return Err(Status::invalid_argument(format!(
+                "frame for node {}, this is node {}",
+                frame.to, self.node_id
+            )));
+        }
+        if !self.members.contains(&frame.from) {
+            return Err(Status::permission_denied(format!(
+                "node {} is not a member",
+                frame.from
+            )));
+        }
+        if frame.payload.len() > self.max_frame_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "frame of {} bytes is over the limit of {}",
+                frame.payload.len(),
+                self.max_frame_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn exchange(
+        &self,
+        request: Request<Streaming<PeerFrame>>,
+    ) -> Result<Response<PeerExchangeEnd>, Status> {
+        let remote = request.remote_addr();
+        let mut frames = request.into_inner();
+        let mut sender = None;
+        while let Some(frame) = frames.next().await {
+            let frame = frame?;
+            if let Err(status) = self.check(&frame) {
+                tracing::warn!(?remote, from = frame.from, %status, "refused a peer stream");
+                return Err(status);
+            }
+            // One stream speaks for one sender.
+            if *sender.get_or_insert(frame.from) != frame.from {
+                return Err(Status::invalid_argument(
+                    "a peer stream carries frames of one sender",
+                ));
+            }
+            let inbound = Inbound {
+                from: frame.from,
+                payload: frame.payload,
+            };
+            if self.inbound.send(inbound).await.is_err() {
+                return Err(Status::unavailable("the node is shutting down"));
+            }
+        }
+        Ok(Response::new(PeerExchangeEnd {}))
+    }
+}
+
+/// The node id of a StatefulSet pod from its hostname: the ordinal after the
+/// last `-`, plus one, because consensus reserves id 0 (`synod-0` is node 1,
+/// `synod-2` is node 3).
+pub fn node_id_from_hostname(hostname: &str) -> Option<NodeId> {
+    let (_, ordinal) = hostname.rsplit_once('-')?;
+    let ordinal: u64 = ordinal.parse().ok()?;
+    ordinal.checked_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_ordinals_map_to_ids() {
+        assert_eq!(node_id_from_hostname("synod-0"), Some(1));
+        assert_eq!(node_id_from_hostname("my-ensemble-12"), Some(13));
+        assert_eq!(node_id_from_hostname("synod"), None);
+        assert_eq!(node_id_from_hostname("synod-x"), None);
+    }
+}
