@@ -4,7 +4,10 @@
 //! bytes that are actually there, so hostile or corrupt input gives an error,
 //! never a panic or a huge allocation.
 
-use crate::acl::{Acl, Id, Identity};
+use crate::acl::{Acl, AclPolicy, Id, Identity};
+use crate::session::SessionLimits;
+use crate::state::StateConfig;
+use crate::tree::{TreeConfig, TreeLimits};
 use crate::txn::{CloseReason, CreateMode, Txn, WriteOp};
 use crate::{Millis, Zxid};
 
@@ -339,7 +342,77 @@ pub fn encode_txn(e: &mut Encoder, txn: &Txn) {
             e.u8(4);
             e.str(path);
         }
+        Txn::SetConfig(config) => {
+            e.u8(5);
+            encode_config(e, config);
+        }
     }
+}
+
+/// Encodes the settings every replica checks txns against.
+pub fn encode_config(e: &mut Encoder, config: &StateConfig) {
+    let limits = &config.tree.limits;
+    for v in [
+        limits.max_data_bytes,
+        limits.max_path_bytes,
+        limits.max_children,
+        limits.max_multi_ops,
+    ] {
+        e.u64(v as u64);
+    }
+    match &config.tree.acl.super_digest {
+        Some(digest) => {
+            e.u8(1);
+            e.str(digest);
+        }
+        None => e.u8(0),
+    }
+    e.i64(config.sessions.min_timeout_ms);
+    e.i64(config.sessions.max_timeout_ms);
+    e.u64(config.sessions.max_sessions as u64);
+}
+
+/// Decodes [`encode_config`] output.
+pub fn decode_config(d: &mut Decoder<'_>) -> Result<StateConfig, CodecError> {
+    let mut limit = |what| -> Result<usize, CodecError> {
+        let at = d.position();
+        usize::try_from(d.u64(what)?)
+            .map_err(|_| CodecError::Corrupt(format!("{what} at byte {at} does not fit")))
+    };
+    let limits = TreeLimits {
+        max_data_bytes: limit("max data bytes")?,
+        max_path_bytes: limit("max path bytes")?,
+        max_children: limit("max children")?,
+        max_multi_ops: limit("max multi ops")?,
+    };
+    let at = d.position();
+    let super_digest = match d.u8("super digest flag")? {
+        0 => None,
+        1 => Some(d.string("super digest")?),
+        tag => {
+            return Err(CodecError::BadTag {
+                what: "super digest flag",
+                tag,
+                at,
+            });
+        }
+    };
+    let min_timeout_ms = d.i64("min session timeout")?;
+    let max_timeout_ms = d.i64("max session timeout")?;
+    let at = d.position();
+    let max_sessions = usize::try_from(d.u64("max sessions")?)
+        .map_err(|_| CodecError::Corrupt(format!("max sessions at byte {at} does not fit")))?;
+    Ok(StateConfig {
+        tree: TreeConfig {
+            limits,
+            acl: AclPolicy { super_digest },
+        },
+        sessions: SessionLimits {
+            min_timeout_ms,
+            max_timeout_ms,
+            max_sessions,
+        },
+    })
 }
 
 /// Decodes one txn from the decoder's position.
@@ -387,6 +460,7 @@ pub fn decode_txn(d: &mut Decoder<'_>) -> Result<Txn, CodecError> {
         4 => Txn::Reap {
             path: d.string("reap path")?,
         },
+        5 => Txn::SetConfig(decode_config(d)?),
         tag => {
             return Err(CodecError::BadTag {
                 what: "txn",
@@ -449,6 +523,23 @@ mod tests {
                 reason: CloseReason::Expired,
             },
             Txn::Reap { path: "/c".into() },
+            Txn::SetConfig(StateConfig::default()),
+            Txn::SetConfig(StateConfig {
+                tree: TreeConfig {
+                    limits: TreeLimits {
+                        max_data_bytes: 7,
+                        ..TreeLimits::default()
+                    },
+                    acl: AclPolicy {
+                        super_digest: Some("super:abc=".into()),
+                    },
+                },
+                sessions: SessionLimits {
+                    min_timeout_ms: 1,
+                    max_timeout_ms: 2,
+                    max_sessions: 3,
+                },
+            }),
             Txn::Write {
                 session: 9,
                 identity: Identity {
@@ -542,7 +633,7 @@ mod tests {
 
         /// Fuzz: flipping any byte of a valid entry gives an error or another valid entry, never a panic.
         #[test]
-        fn decoding_mutated_entries_never_panics(index in 0usize..5, at in any::<prop::sample::Index>(), value in any::<u8>()) {
+        fn decoding_mutated_entries_never_panics(index in 0usize..7, at in any::<prop::sample::Index>(), value in any::<u8>()) {
             let txn = sample_txns().swap_remove(index);
             let mut bytes = LogEntry { zxid: 1, time: 2, txn }.encode();
             let i = at.index(bytes.len());

@@ -110,6 +110,9 @@ pub enum Error {
     RuntimeInconsistency,
     #[error("unimplemented: {0}")]
     Unimplemented(&'static str),
+    /// The server is overloaded; the request may be retried later.
+    #[error("throttled: {0}")]
+    Throttled(String),
     /// A broken invariant inside the server, reported instead of crashing.
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,6 +137,7 @@ impl Error {
             Error::RuntimeInconsistency => ErrorCode::RuntimeInconsistency,
             Error::Unimplemented(_) => ErrorCode::Unimplemented,
             Error::Internal(_) => ErrorCode::SystemError,
+            Error::Throttled(_) => ErrorCode::Throttled,
         }
     }
 

@@ -2,7 +2,7 @@
 //! advanced by committed txns in log order. Given the same log, every replica
 //! reaches the same state and reports the same outcomes and triggers.
 
-use crate::codec::{CodecError, Decoder, Encoder};
+use crate::codec::{CodecError, Decoder, Encoder, decode_config, encode_config};
 use crate::error::Error;
 use crate::session::{SessionLimits, SessionTable};
 use crate::tree::{DataTree, TreeConfig, WriteCtx};
@@ -11,7 +11,9 @@ use crate::watch::Trigger;
 use crate::{Millis, Zxid};
 
 /// Version of the snapshot encoding; bumped on any incompatible change.
-const SNAPSHOT_FORMAT: u32 = 1;
+/// Format 2 added the config; format 1 snapshots still load, with the
+/// config given to the decoder.
+const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Settings every replica must share.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,6 +61,14 @@ impl StateMachine {
         &self.session_limits
     }
 
+    /// The settings txns are checked against now.
+    pub fn config(&self) -> StateConfig {
+        StateConfig {
+            tree: self.tree.config().clone(),
+            sessions: self.session_limits.clone(),
+        }
+    }
+
     /// Zxid of the last applied txn.
     pub fn applied(&self) -> Zxid {
         self.applied
@@ -69,6 +79,7 @@ impl StateMachine {
         let mut e = Encoder::default();
         e.u32(SNAPSHOT_FORMAT);
         e.i64(self.applied);
+        encode_config(&mut e, &self.config());
         e.len(self.sessions.len());
         for (id, info) in self.sessions.iter() {
             e.i64(id);
@@ -82,12 +93,17 @@ impl StateMachine {
     pub fn decode_snapshot(config: StateConfig, bytes: &[u8]) -> Result<StateMachine, CodecError> {
         let mut d = Decoder::new(bytes);
         let format = d.u32("snapshot format")?;
-        if format != SNAPSHOT_FORMAT {
+        if !(1..=SNAPSHOT_FORMAT).contains(&format) {
             return Err(CodecError::Corrupt(format!(
                 "snapshot format {format} is not the supported format {SNAPSHOT_FORMAT}"
             )));
         }
         let applied = d.i64("applied zxid")?;
+        let config = if format >= 2 {
+            decode_config(&mut d)?
+        } else {
+            config
+        };
         let mut sessions = SessionTable::default();
         for _ in 0..d.len("sessions", 16)? {
             let id = d.i64("session id")?;
@@ -159,6 +175,11 @@ impl StateMachine {
                     };
                     TxnOutcome::Write(self.tree.apply(op, &ctx, &mut triggers))
                 }
+            }
+            Txn::SetConfig(config) => {
+                self.tree.set_config(config.tree.clone());
+                self.session_limits = config.sessions.clone();
+                TxnOutcome::Noop
             }
             Txn::Reap { path } => {
                 let deleted = self.tree.reap(path, zxid, time, &mut triggers);

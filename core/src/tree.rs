@@ -235,6 +235,48 @@ impl DataTree {
         &self.config
     }
 
+    /// Checks an operation against the size limits alone: data, path
+    /// length and multi size. Cheap enough for the edge, where a request
+    /// should be refused before it is logged.
+    pub fn check_limits(&self, op: &WriteOp) -> Result<(), Error> {
+        let limits = &self.config.limits;
+        let path_len = |p: &str| {
+            if p.len() > limits.max_path_bytes {
+                Err(Error::TooLarge {
+                    what: "path length",
+                    limit: limits.max_path_bytes as u64,
+                    actual: p.len() as u64,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match op {
+            WriteOp::Create { path, data, .. } | WriteOp::SetData { path, data, .. } => {
+                path_len(path)?;
+                self.check_data(data)
+            }
+            WriteOp::Delete { path, .. }
+            | WriteOp::SetAcl { path, .. }
+            | WriteOp::Check { path, .. } => path_len(path),
+            WriteOp::Multi(ops) => {
+                if ops.len() > limits.max_multi_ops {
+                    return Err(Error::TooLarge {
+                        what: "operations in a multi",
+                        limit: limits.max_multi_ops as u64,
+                        actual: ops.len() as u64,
+                    });
+                }
+                ops.iter().try_for_each(|op| self.check_limits(op))
+            }
+        }
+    }
+
+    /// Replaces the limits and ACL policy; existing nodes are untouched.
+    pub fn set_config(&mut self, config: TreeConfig) {
+        self.config = config;
+    }
+
     /// Number of znodes, including `/` and the reserved ones.
     pub fn len(&self) -> usize {
         self.nodes.len()

@@ -103,8 +103,8 @@ pub enum CloseReason {
 pub enum Txn {
     /// Does nothing; fills gaps and marks leadership.
     Noop,
-    /// Opens a session; its id is the zxid of this txn. The timeout was
-    /// already negotiated by the server that received the request.
+    /// Opens a session; its id is the zxid of this txn. The requested
+    /// timeout is negotiated into the configured bounds when applied.
     CreateSession { timeout_ms: Millis },
     /// Ends a session and deletes its ephemerals in the same step.
     CloseSession {
@@ -120,6 +120,11 @@ pub enum Txn {
     /// Server-initiated cleanup of an empty container or an expired TTL
     /// node; applied only if the node still qualifies at this txn's time.
     Reap { path: String },
+    /// Changes the limits and ACL policy that every later txn is checked
+    /// against. Limits live in the log, not in each node's flags, so a
+    /// replay (or another replica) checks every txn exactly as it was first
+    /// checked.
+    SetConfig(crate::state::StateConfig),
 }
 
 /// The outcome of one write operation.

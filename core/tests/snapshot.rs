@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use synod_core::acl::{Acl, Id, Identity};
 use synod_core::codec::LogEntry;
 use synod_core::state::{StateConfig, StateMachine};
+use synod_core::tree::{TreeConfig, TreeLimits};
 use synod_core::txn::{CloseReason, CreateMode, Txn, WriteOp};
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -71,6 +72,12 @@ fn txn_strategy() -> impl Strategy<Value = Txn> {
         1 => Just(Txn::CreateSession { timeout_ms: 10_000 }),
         1 => (1i64..4).prop_map(|session| Txn::CloseSession { session, reason: CloseReason::Expired }),
         1 => path_strategy().prop_map(|path| Txn::Reap { path }),
+        // Limits change through the log; replay must check each txn with the
+        // limits in force when it was first applied.
+        1 => (0usize..6).prop_map(|max_data_bytes| Txn::SetConfig(StateConfig {
+            tree: TreeConfig { limits: TreeLimits { max_data_bytes, ..TreeLimits::default() }, ..TreeConfig::default() },
+            ..StateConfig::default()
+        })),
     ]
 }
 
@@ -108,6 +115,7 @@ proptest! {
             restored.apply(entry.zxid, entry.time, &entry.txn);
         }
         prop_assert_eq!(restored.applied(), full.applied());
+        prop_assert_eq!(restored.config(), full.config());
         prop_assert_eq!(restored.sessions(), full.sessions());
         prop_assert_eq!(restored.tree().dump(), full.tree().dump());
         prop_assert_eq!(restored.tree().get_ephemerals(1, "/"), full.tree().get_ephemerals(1, "/"));

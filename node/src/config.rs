@@ -48,6 +48,11 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,
 
+    /// Most txns waiting for the log; more writes are refused with
+    /// THROTTLED until the log catches up.
+    #[arg(long, env = "SYNOD_MAX_PENDING_TXNS", default_value_t = 100_000)]
+    pub max_pending_txns: usize,
+
     /// Most txns made durable by one fsync.
     #[arg(long, env = "SYNOD_MAX_BATCH_TXNS", default_value_t = 4096)]
     pub max_batch_txns: usize,
@@ -128,6 +133,7 @@ impl NodeConfig {
             ("watch-event-buffer", self.watch_event_buffer),
             ("keep-snapshots", self.keep_snapshots),
             ("max-batch-txns", self.max_batch_txns),
+            ("max-pending-txns", self.max_pending_txns),
         ];
         for (name, value) in positive {
             if value == 0 {

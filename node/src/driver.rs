@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::codec::LogEntry;
 use synod_core::session::SessionTracker;
@@ -68,8 +68,9 @@ pub fn spawn(
     machine: StateMachine,
     log: Option<DurableLog>,
     metrics: Arc<Metrics>,
-) -> DriverHandle {
+) -> (DriverHandle, tokio::task::JoinHandle<()>) {
     let (jobs, mut inbox) = mpsc::channel::<Job>(4096);
+    let durable = log.is_some();
     let (persisted_tx, mut persisted) = mpsc::unbounded_channel();
     let storage_stats = log.as_ref().map(DurableLog::stats).unwrap_or_default();
     let mut state = NodeState::new(
@@ -79,8 +80,24 @@ pub fn spawn(
         metrics,
     );
     state.storage_stats = storage_stats;
+    // The limits in force belong to the log: record the flags' settings
+    // as a txn when they differ from the recovered ones (or on a fresh
+    // start), so a replay checks every earlier txn as it was first checked.
+    let wanted = config.state_config();
+    if state.machine.applied() == 0 || state.machine.config() != wanted {
+        tracing::info!(?wanted, "recording the configured limits in the log");
+        state.submit(
+            Txn::SetConfig(wanted),
+            Box::new(|_, applied| {
+                if let Err(error) = applied {
+                    tracing::error!(%error, "cannot record the configured limits");
+                }
+            }),
+        );
+        state.flush();
+    }
     let tick = config.tick();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -89,14 +106,23 @@ pub fn spawn(
                     Some(job) => job(&mut state),
                     None => break,
                 },
-                Some(done) = persisted.recv() => state.persisted(done),
+                done = persisted.recv(), if durable => match done {
+                    Some(done) => state.persisted(done),
+                    None => {
+                        // Without its storage thread the node can neither
+                        // make writes durable nor answer the ones in flight.
+                        tracing::error!("the storage thread has stopped; stopping the node");
+                        state.fail_all("the storage thread has stopped");
+                        break;
+                    }
+                },
                 _ = ticker.tick() => state.tick(),
             }
             state.flush();
         }
         tracing::debug!("driver stopped");
     });
-    DriverHandle { jobs }
+    (DriverHandle { jobs }, task)
 }
 
 /// Where a session's watch events wait for its client.
@@ -135,11 +161,26 @@ impl std::fmt::Debug for Pending {
     }
 }
 
+/// A numbered txn on its way through the log, with whom to tell.
+struct Logged {
+    entry: LogEntry,
+    done: Done,
+    submitted: Instant,
+}
+
+impl std::fmt::Debug for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logged")
+            .field("entry", &self.entry)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A batch handed to storage, applied once it is durable.
 #[derive(Debug)]
 struct InFlight {
     batch: u64,
-    entries: Vec<(LogEntry, Pending)>,
+    entries: Vec<Logged>,
 }
 
 /// Everything the driver owns.
@@ -166,7 +207,16 @@ pub struct NodeState {
     max_batch: usize,
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
+    max_pending: usize,
+    /// Sessions whose expiry is on its way through the log.
+    closing: FxHashSet<SessionId>,
+    /// Containers and TTL nodes whose reap is on its way through the log.
+    reaping: FxHashSet<String>,
 }
+
+/// Bounds the reaps one tick submits, so a mass expiry of TTL nodes is
+/// spread over ticks instead of flooding one batch.
+const MAX_REAPS_PER_TICK: usize = 1024;
 
 fn wall_clock_ms() -> Millis {
     SystemTime::now()
@@ -207,6 +257,9 @@ impl NodeState {
             max_batch: config.max_batch_txns,
             metrics,
             storage_stats: StorageStats::default(),
+            max_pending: config.max_pending_txns,
+            closing: FxHashSet::default(),
+            reaping: FxHashSet::default(),
         }
     }
 
@@ -238,6 +291,19 @@ impl NodeState {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// Refuses new work while too much waits for the log, so that a
+    /// stalled disk turns into errors for clients instead of unbounded
+    /// memory.
+    fn admit(&self) -> Result<(), Error> {
+        let waiting = self.pending.len();
+        if waiting >= self.max_pending {
+            return Err(Error::Throttled(format!(
+                "{waiting} txns are waiting for the log; retry later"
+            )));
+        }
+        Ok(())
+    }
+
     /// Queues `txn` for the log; `done` runs once it is applied.
     pub fn submit(&mut self, txn: Txn, done: Done) {
         self.pending.push(Pending {
@@ -258,37 +324,36 @@ impl NodeState {
         let batch: Vec<Pending> = self.pending.drain(..take).collect();
         let time = wall_clock_ms();
         let first = self.machine.applied() + 1;
-        let entries: Vec<(LogEntry, Pending)> = batch
+        let entries: Vec<Logged> = batch
             .into_iter()
             .enumerate()
-            .map(|(i, p)| {
-                (
-                    LogEntry {
-                        zxid: first + i as i64,
-                        time,
-                        txn: p.txn.clone(),
-                    },
-                    p,
-                )
+            .map(|(i, p)| Logged {
+                entry: LogEntry {
+                    zxid: first + i as i64,
+                    time,
+                    txn: p.txn,
+                },
+                done: p.done,
+                submitted: p.submitted,
             })
             .collect();
         let Some(log) = &self.log else {
-            for (entry, pending) in entries {
-                self.apply_entry(entry, pending);
+            for logged in entries {
+                self.apply_entry(logged);
             }
             return;
         };
         let records = entries
             .iter()
-            .map(|(e, _)| (e.zxid as u64, e.encode()))
+            .map(|l| (l.entry.zxid as u64, l.entry.encode()))
             .collect();
         let batch = self.next_batch;
         self.next_batch += 1;
         if log.append(batch, records) {
             self.in_flight = Some(InFlight { batch, entries });
         } else {
-            for (_, pending) in entries {
-                (pending.done)(
+            for logged in entries {
+                (logged.done)(
                     self,
                     Err(Error::Internal("the storage thread has stopped".into())),
                 );
@@ -324,15 +389,15 @@ impl NodeState {
                         self.metrics
                             .batch_txns
                             .observe(in_flight.entries.len() as f64);
-                        for (entry, pending) in in_flight.entries {
-                            self.apply_entry(entry, pending);
+                        for logged in in_flight.entries {
+                            self.apply_entry(logged);
                         }
                         self.maybe_snapshot();
                     }
                     Err(message) => {
                         tracing::error!(%message, txns = in_flight.entries.len(), "write to the log failed; the batch is refused");
-                        for (_, pending) in in_flight.entries {
-                            (pending.done)(
+                        for logged in in_flight.entries {
+                            (logged.done)(
                                 self,
                                 Err(Error::Internal(format!("cannot write the log: {message}"))),
                             );
@@ -348,7 +413,11 @@ impl NodeState {
                 self.storage_stats = stats;
                 self.snapshot_in_progress = false;
                 match result {
-                    Ok(()) => tracing::info!(index, "snapshot written"),
+                    Ok(()) => {
+                        tracing::info!(index, "snapshot written");
+                        self.last_snapshot = self.last_snapshot.max(index as Zxid);
+                    }
+                    // `last_snapshot` stays, so the next batch tries again.
                     Err(message) => tracing::error!(index, %message, "snapshot failed; will retry"),
                 }
             }
@@ -357,8 +426,8 @@ impl NodeState {
 
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied();
-        if self.snapshot_in_progress || (applied - self.last_snapshot) < self.snapshot_every as i64
-        {
+        let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0) >= self.snapshot_every;
+        if self.snapshot_in_progress || !due {
             return;
         }
         let Some(log) = &self.log else { return };
@@ -372,15 +441,19 @@ impl NodeState {
         );
         if log.snapshot(applied as u64, bytes) {
             self.snapshot_in_progress = true;
-            self.last_snapshot = applied;
         }
     }
 
-    fn apply_entry(&mut self, entry: LogEntry, pending: Pending) {
+    fn apply_entry(&mut self, logged: Logged) {
+        let Logged {
+            entry,
+            done,
+            submitted,
+        } = logged;
         let applied = self.machine.apply(entry.zxid, entry.time, &entry.txn);
         self.metrics
             .commit_seconds
-            .observe(pending.submitted.elapsed().as_secs_f64());
+            .observe(submitted.elapsed().as_secs_f64());
         for trigger in &applied.triggers {
             self.watches.fire(trigger, &mut self.scratch);
         }
@@ -393,7 +466,19 @@ impl NodeState {
         if let TxnOutcome::SessionClosed { session, .. } = &applied.outcome {
             self.forget_session(*session);
         }
-        (pending.done)(self, Ok(&applied));
+        done(self, Ok(&applied));
+    }
+
+    /// Answers every txn in flight or pending with an error: the log can
+    /// take no more.
+    fn fail_all(&mut self, why: &str) {
+        let in_flight = self.in_flight.take().map(|f| f.entries).unwrap_or_default();
+        for logged in in_flight {
+            (logged.done)(self, Err(Error::Internal(why.to_owned())));
+        }
+        for pending in std::mem::take(&mut self.pending) {
+            (pending.done)(self, Err(Error::Internal(why.to_owned())));
+        }
     }
 
     fn enqueue(&mut self, event: &WatchEvent) {
@@ -558,6 +643,10 @@ impl NodeState {
         op: WriteOp,
     ) -> Result<Answer<(OpOutcome, Header)>, Error> {
         self.live(session)?;
+        // Refuse what the tree would refuse for size before it costs a log
+        // write; apply checks again, with the limits in force then.
+        self.machine.tree().check_limits(&op)?;
+        self.admit()?;
         let (tx, rx) = oneshot::channel();
         self.submit(
             Txn::Write {
@@ -593,6 +682,14 @@ impl NodeState {
     pub fn watch(&mut self, session: SessionId, path: &str, kind: WatchKind) -> Result<(), Error> {
         if session == 0 {
             return Err(Error::BadArguments("watches need a session".into()));
+        }
+        let limit = self.machine.tree().config().limits.max_path_bytes;
+        if path.len() > limit {
+            return Err(Error::TooLarge {
+                what: "path length",
+                limit: limit as u64,
+                actual: path.len() as u64,
+            });
         }
         self.watches.add(session, path, kind)
     }
@@ -664,26 +761,47 @@ impl NodeState {
     /// empty containers and expired TTL nodes.
     pub fn tick(&mut self) {
         let now = self.monotonic_ms();
-        for session in self.tracker.expired(now) {
+        let expired: Vec<SessionId> = self
+            .tracker
+            .expired(now)
+            .into_iter()
+            .filter(|s| !self.closing.contains(s))
+            .collect();
+        for session in expired {
             tracing::info!(session = format_args!("{session:#x}"), "session expired");
             self.metrics
                 .sessions_expired
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // Forget it now so that the next tick does not expire it twice
-            // while the close is on its way through the log.
-            self.tracker.forget(session);
+            // The session stays tracked until its close is applied (which
+            // forgets it); if the close fails, the next tick tries again.
+            self.closing.insert(session);
             self.submit(
                 Txn::CloseSession {
                     session,
                     reason: CloseReason::Expired,
                 },
-                Box::new(|_, _| {}),
+                Box::new(move |state, _| {
+                    state.closing.remove(&session);
+                }),
             );
         }
-        if self.in_flight.is_none() && self.pending.is_empty() {
-            for path in self.machine.tree().reap_candidates(wall_clock_ms()) {
-                self.submit(Txn::Reap { path }, Box::new(|_, _| {}));
-            }
+        let candidates: Vec<String> = self
+            .machine
+            .tree()
+            .reap_candidates(wall_clock_ms())
+            .into_iter()
+            .filter(|p| !self.reaping.contains(p))
+            .take(MAX_REAPS_PER_TICK)
+            .collect();
+        for path in candidates {
+            self.reaping.insert(path.clone());
+            let done_path = path.clone();
+            self.submit(
+                Txn::Reap { path },
+                Box::new(move |state, _| {
+                    state.reaping.remove(&done_path);
+                }),
+            );
         }
     }
 
@@ -691,6 +809,11 @@ impl NodeState {
     pub fn sync(&mut self, session: SessionId) -> Result<Answer<Header>, Error> {
         self.live(session)?;
         let (tx, rx) = oneshot::channel();
+        if self.pending.is_empty() && self.in_flight.is_none() {
+            // Everything submitted is applied already.
+            let _ = tx.send(Ok(self.header(session)));
+            return Ok(rx);
+        }
         self.submit(
             Txn::Noop,
             Box::new(move |state, applied| {

@@ -23,6 +23,8 @@ pub enum ServeError {
     },
     #[error("cannot recover the node's state: {0}")]
     Recovery(#[from] crate::durable::RecoveryError),
+    #[error("the node's driver stopped: {0}")]
+    DriverStopped(String),
     #[error("client API failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -87,7 +89,7 @@ pub async fn run(
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
-    let driver = driver::spawn(&config, machine, log, metrics.clone());
+    let (driver, mut driver_task) = driver::spawn(&config, machine, log, metrics.clone());
     let service = CoordinationServer::new(CoordinationService::new(driver.clone()))
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes.saturating_mul(4));
@@ -136,6 +138,16 @@ pub async fn run(
     tokio::select! {
         served = serve => served?,
         () = drain_deadline => tracing::warn!(?grace, "connections still open after the grace period; closing them"),
+        // The driver only ends on its own when it cannot go on (its storage
+        // is gone, or a bug panicked it): a node without it must not linger
+        // half alive behind a green health check.
+        ended = &mut driver_task => {
+            http.abort();
+            return Err(ServeError::DriverStopped(match ended {
+                Ok(()) => "its storage stopped".into(),
+                Err(error) => error.to_string(),
+            }));
+        }
     }
     http.abort();
     tracing::info!("synod node stopped");

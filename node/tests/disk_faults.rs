@@ -28,7 +28,7 @@ fn start(fs: &Arc<FaultFs>) -> DriverHandle {
     let (log, machine) =
         DurableLog::recover_with(storage_config(), config.state_config(), fs.clone())
             .expect("recover");
-    driver::spawn(&config, machine, Some(log), Default::default())
+    driver::spawn(&config, machine, Some(log), Default::default()).0
 }
 
 async fn create(driver: &DriverHandle, path: &str) -> Result<OpOutcome, Error> {

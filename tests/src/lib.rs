@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-/// Path of a workspace binary built in the same profile as the tests.
+/// Path of a workspace binary built in the same profile as the tests. The
+/// first call in a test process runs `cargo build` for it, so a test never
+/// runs against a binary older than the sources (cargo returns at once when
+/// it is up to date), unless `SYNOD_BINARIES_BUILT` says the caller (the
+/// test script) has just built every binary.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().context("cannot locate the test executable")?;
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe
@@ -18,11 +23,15 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         .and_then(|deps| deps.parent())
         .context("test executable is not inside a cargo target directory")?;
     let path = dir.join(name);
-    if !path.exists() {
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let prebuilt = std::env::var_os("SYNOD_BINARIES_BUILT").is_some() && path.exists();
+    if !prebuilt && !built.iter().any(|b| b == name) {
         let profile = dir.file_name().and_then(|p| p.to_str()).unwrap_or("debug");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--bin", name]);
+        build.args(["build", "--quiet", "--workspace", "--bin", name]);
         if profile == "release" {
             build.arg("--release");
         }
@@ -31,10 +40,11 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
             .context("cannot run cargo to build the binary")?;
         if !status.success() || !path.exists() {
             bail!(
-                "{} is missing and `cargo build --bin {name}` failed",
+                "`cargo build --bin {name}` failed; {} is not there",
                 path.display()
             );
         }
+        built.push(name.to_owned());
     }
     Ok(path)
 }

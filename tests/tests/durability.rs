@@ -185,13 +185,54 @@ async fn state_survives_a_clean_restart_with_separate_log_and_snapshot_dirs() {
     })
     .await
     .unwrap();
-    // Sequence numbers continue from the recovered parent, not from zero.
+    // Sequence numbers continue from the recovered parent's cversion.
     let mut seq = create("/seq-".into(), vec![]);
     seq.mode = pb::CreateMode::PersistentSequential as i32;
-    assert_ne!(
+    assert_eq!(
         api.create(seq).await.unwrap().into_inner().path,
-        "/seq-0000000025"
+        "/seq-0000000027",
+        "26 children were created under / before the restart, /e after it"
     );
+}
+
+#[tokio::test]
+async fn lowering_a_limit_keeps_what_was_accepted_under_the_old_one() {
+    let dir = tempdir("limits");
+    let data_dir = dir.to_str().unwrap();
+    let mut node = TestNode::start(&["--data-dir", data_dir]).expect("node");
+    let mut api = connect(&node).await;
+    api.create(create("/big".into(), vec![7; 2000]))
+        .await
+        .unwrap();
+    assert!(node.terminate(Duration::from_secs(10)).unwrap());
+
+    let node =
+        TestNode::start(&["--data-dir", data_dir, "--max-data-bytes", "1000"]).expect("restart");
+    let mut api = connect(&node).await;
+    assert_eq!(
+        get(&mut api, "/big").await,
+        Some(vec![7; 2000]),
+        "replayed under the old limit"
+    );
+    let refused = api
+        .create(create("/big2".into(), vec![7; 2000]))
+        .await
+        .unwrap_err();
+    let detail = pb::ErrorDetail::decode(refused.details()).unwrap();
+    assert_eq!(
+        detail.code,
+        pb::ErrorCode::TooLarge as i32,
+        "the new limit applies to new writes"
+    );
+    drop(api);
+    drop(node);
+
+    // And once more: the lowered limit is now in the log, so a third start
+    // with the default flags neither loses /big nor accepts /big2 after the fact.
+    let node = TestNode::start(&["--data-dir", data_dir]).expect("third start");
+    let mut api = connect(&node).await;
+    assert_eq!(get(&mut api, "/big").await, Some(vec![7; 2000]));
+    assert_eq!(get(&mut api, "/big2").await, None);
 }
 
 #[tokio::test]
