@@ -71,7 +71,7 @@ impl<T: Clone> Cluster<T> {
                             }
                             Command::ReadReady { .. }
                             | Command::ReadFailed { .. }
-                            | Command::InstallSnapshot { .. } => {}
+                            | Command::InstallSnapshot(_) => {}
                         }
                     }
                 }

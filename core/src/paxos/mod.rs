@@ -58,11 +58,63 @@ pub struct Ballot {
 }
 
 impl Ballot {
-    /// Below every real ballot.
+    /// Below every real ballot. Catch-up served by a peer that is not the
+    /// leader carries it.
     pub const ZERO: Ballot = Ballot { round: 0, node: 0 };
+    /// Above every real ballot: marks a value known to be chosen, learned
+    /// from a peer. Phase 1 prefers it to anything else reported for its
+    /// slot, which is right because nothing else can be chosen there.
+    pub const CHOSEN: Ballot = Ballot {
+        round: u64::MAX,
+        node: u64::MAX,
+    };
 
     pub fn new(round: u64, node: NodeId) -> Self {
         Ballot { round, node }
+    }
+}
+
+/// Who votes and who only follows the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Membership {
+    pub voters: Vec<NodeId>,
+    /// Non-voting members: they receive and apply the log but never vote or
+    /// campaign. A new voter joins as an observer first.
+    pub observers: Vec<NodeId>,
+}
+
+impl Membership {
+    pub fn new(voters: Vec<NodeId>, observers: Vec<NodeId>) -> Self {
+        Membership { voters, observers }
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.observers.contains(&id)
+    }
+
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn validate(&self) -> Result<(), PaxosError> {
+        if self.voters.is_empty() {
+            return Err(PaxosError::InvalidConfig("at least one voter"));
+        }
+        let mut all: Vec<NodeId> = self.voters.iter().chain(&self.observers).copied().collect();
+        all.sort_unstable();
+        let n = all.len();
+        all.dedup();
+        if all.len() != n {
+            return Err(PaxosError::InvalidConfig("a member is listed twice"));
+        }
+        if all.contains(&0) {
+            return Err(PaxosError::InvalidConfig("node id 0 is reserved"));
+        }
+        Ok(())
     }
 }
 
@@ -73,6 +125,18 @@ pub enum Value<T> {
     Noop,
     /// A value proposed by the application.
     Data(T),
+    /// A membership change; governs every slot after its own once
+    /// committed. Applies as nothing to the application's state.
+    Config(Membership),
+}
+
+/// A snapshot of the application's state after `index`, with the
+/// membership in force there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub index: Slot,
+    pub membership: Membership,
+    pub data: Arc<[u8]>,
 }
 
 /// A value as accepted by an acceptor, with the ballot it was accepted in.
@@ -145,6 +209,7 @@ pub enum Message<T> {
     Snapshot {
         ballot: Ballot,
         index: Slot,
+        membership: Membership,
         total: u64,
         offset: u64,
         data: Vec<u8>,
@@ -156,6 +221,14 @@ pub enum Message<T> {
         index: Slot,
         offset: u64,
     },
+    /// "I have committed up to `commit`": any peer further along answers
+    /// with the chosen values after it (`Learn`) or its snapshot, under
+    /// `Ballot::ZERO`. Lets a lagging node catch up without a leader (for
+    /// example the only voter of a membership it has not learned yet).
+    CatchUp { commit: Slot },
+    /// Leadership transfer: the leader of `ballot` asks the receiver to
+    /// campaign at once (it resigned to everyone else).
+    TimeoutNow { ballot: Ballot },
     /// The leader of `ballot` stepped down (it lost its quorum): its lease
     /// is over, so the receiver may campaign soon instead of waiting out a
     /// whole election timeout.
@@ -180,7 +253,9 @@ impl<T> Message<T> {
             | Message::Snapshot { ballot, .. }
             | Message::SnapshotAck { ballot, .. }
             | Message::Resign { ballot }
+            | Message::TimeoutNow { ballot }
             | Message::Nack { ballot, .. } => *ballot,
+            Message::CatchUp { .. } => Ballot::ZERO,
         }
     }
 }
@@ -211,9 +286,9 @@ pub enum Command<T> {
     /// The read `id` cannot be served here (leadership was lost).
     ReadFailed { id: u64 },
     /// Replace the state machine by this snapshot of everything up to and
-    /// including `index`, make it durable, and drop the log up to `index`.
-    /// `Apply` continues at `index + 1`.
-    InstallSnapshot { index: Slot, data: Arc<[u8]> },
+    /// including its index, make it durable, and drop the log up to there.
+    /// `Apply` continues after the index.
+    InstallSnapshot(Snapshot),
 }
 
 /// What survives a crash: everything reported durable, and the latest
@@ -222,7 +297,7 @@ pub enum Command<T> {
 pub struct Durable<T> {
     pub promised: Ballot,
     pub entries: Vec<(Slot, Entry<T>)>,
-    pub snapshot: Option<(Slot, Arc<[u8]>)>,
+    pub snapshot: Option<Snapshot>,
 }
 
 impl<T> Default for Durable<T> {
@@ -237,12 +312,17 @@ impl<T> Default for Durable<T> {
 
 impl<T: Clone> Durable<T> {
     /// Records a durable snapshot and drops the entries it covers.
-    pub fn set_snapshot(&mut self, index: Slot, data: Arc<[u8]>) {
-        if self.snapshot.as_ref().is_some_and(|(i, _)| *i >= index) {
+    pub fn set_snapshot(&mut self, snapshot: Snapshot) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.index >= snapshot.index)
+        {
             return;
         }
+        let index = snapshot.index;
         self.entries.retain(|(s, _)| *s > index);
-        self.snapshot = Some((index, data));
+        self.snapshot = Some(snapshot);
     }
 
     /// Applies a write, as a disk would. Used by the simulator and tests.
@@ -274,8 +354,11 @@ pub enum ReadMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub id: NodeId,
-    /// The voting members, including `id` unless this replica is an observer.
+    /// The initial voting members (until a snapshot or a committed
+    /// membership change says otherwise).
     pub voters: Vec<NodeId>,
+    /// The initial observers.
+    pub observers: Vec<NodeId>,
     /// Ticks between heartbeats from the leader.
     pub heartbeat_ticks: u32,
     /// Minimum election timeout; each timeout is drawn from
@@ -301,6 +384,7 @@ impl Config {
         Config {
             id,
             voters,
+            observers: Vec::new(),
             heartbeat_ticks: 2,
             election_ticks: 10,
             max_batch: 1024,
@@ -321,6 +405,14 @@ pub enum PaxosError {
     Backpressure { limit: usize },
     #[error("cannot compact to slot {slot}: only committed slots (up to {commit}) can be")]
     NotCommitted { slot: Slot, commit: Slot },
+    #[error("a membership change is still being committed")]
+    ConfigChangePending,
+    #[error("membership changes add or remove one voter at a time")]
+    OneVoterAtATime,
+    #[error("node {0} must be a caught-up observer before it can become a voter")]
+    NotCaughtUp(NodeId),
+    #[error("node {0} is not a voter")]
+    NotAVoter(NodeId),
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::rng::Rng;
 use super::{
-    Ballot, Command, Config, Durable, Entry, Message, NodeId, PaxosError, ReadMode, Slot, Value,
-    Write,
+    Ballot, Command, Config, Durable, Entry, Membership, Message, NodeId, PaxosError, ReadMode,
+    Slot, Snapshot, Value, Write,
 };
 
 /// Snapshot chunks in flight per peer.
@@ -115,14 +115,16 @@ struct Candidate<T> {
     /// Highest-ballot entry per slot among the promises so far.
     merged: BTreeMap<Slot, Entry<T>>,
     self_vote: SelfVote,
+    /// Nodes sent the prepare: the voters of the committed membership and
+    /// of every membership change phase 1 found.
+    asked: Vec<NodeId>,
 }
 
 #[derive(Debug)]
 struct Peer {
     id: NodeId,
-    /// Bit of this peer in the ack masks (its index in the voter list), or
-    /// `None` for a non-voter.
-    bit: Option<u32>,
+    /// Bit of this peer in the vote masks (its index in the universe).
+    bit: u32,
     /// The peer's commit index as last reported.
     commit: Slot,
     /// Tick at which we last heard from it in this ballot.
@@ -136,7 +138,7 @@ struct Peer {
     /// Snapshot transfer: the snapshot being sent (pinned, so that a newer
     /// compaction does not restart a transfer in progress), its index, and
     /// how far the peer has it.
-    snap: Option<Arc<[u8]>>,
+    snap: Option<Snapshot>,
     snap_index: Slot,
     snap_offset: u64,
     /// Bytes sent so far (up to a window ahead of `snap_offset`).
@@ -164,6 +166,27 @@ struct Leader {
     /// Read-index reads: `(id, index, seq needed)`.
     reads: Vec<(u64, Slot, u64)>,
     commit_sent: Slot,
+    /// Slot of the last membership change proposed (0: none). Nothing is
+    /// proposed after it until it commits.
+    pending_config: Slot,
+}
+
+impl Peer {
+    fn new(id: NodeId, bit: u32, now: u64) -> Self {
+        Peer {
+            id,
+            bit,
+            commit: 0,
+            last_heard: now,
+            acked_seq: 0,
+            learn_sent_to: 0,
+            learn_sent_at: 0,
+            snap: None,
+            snap_index: 0,
+            snap_offset: 0,
+            snap_sent: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -182,7 +205,15 @@ enum State<T> {
 #[derive(Debug)]
 pub struct Replica<T> {
     cfg: Config,
-    self_bit: Option<u32>,
+    /// The committed membership: who votes, who follows.
+    membership: Membership,
+    /// Committed memberships by the slot of their entry (the initial one
+    /// or a snapshot's at its index), oldest first, to know the membership
+    /// at a compaction point.
+    history: Vec<(Slot, Membership)>,
+    /// Every node seen in a membership; a node's index is its bit in the
+    /// vote masks. This replica is always bit 0.
+    universe: Vec<NodeId>,
     voter_mask: u64,
     quorum: usize,
     rng: Rng,
@@ -202,9 +233,12 @@ pub struct Replica<T> {
     pending: VecDeque<(u64, Deferred<T>)>,
     out: Vec<Command<T>>,
     /// The latest snapshot, kept to serve lagging peers.
-    snapshot: Option<(Slot, Arc<[u8]>)>,
+    snapshot: Option<Snapshot>,
     /// A snapshot being received: index, total length, bytes so far.
     snap_recv: Option<(Slot, u64, Vec<u8>)>,
+    /// For a transfer served by a peer that is not the leader: the peer
+    /// and when we last asked it (it keeps no state, so we retry).
+    snap_src: Option<(NodeId, u64)>,
 }
 
 impl<T: Clone> Replica<T> {
@@ -224,9 +258,6 @@ impl<T: Clone> Replica<T> {
         if cfg.id == 0 {
             return Err(PaxosError::InvalidConfig("node id 0 is reserved"));
         }
-        if cfg.voters.is_empty() || cfg.voters.len() > 64 {
-            return Err(PaxosError::InvalidConfig("between 1 and 64 voters"));
-        }
         if cfg.heartbeat_ticks == 0 || cfg.election_ticks <= cfg.heartbeat_ticks {
             return Err(PaxosError::InvalidConfig(
                 "heartbeat_ticks must be positive and below election_ticks",
@@ -235,38 +266,30 @@ impl<T: Clone> Replica<T> {
         if cfg.max_batch == 0 {
             return Err(PaxosError::InvalidConfig("max_batch must be positive"));
         }
-        let mut voters = cfg.voters.clone();
-        voters.sort_unstable();
-        voters.dedup();
-        if voters.len() != cfg.voters.len() {
-            return Err(PaxosError::InvalidConfig("duplicate voter"));
+        let initial = Membership::new(cfg.voters.clone(), cfg.observers.clone());
+        initial.validate()?;
+        if initial.voters.len() + initial.observers.len() > 64 {
+            return Err(PaxosError::InvalidConfig("at most 64 members"));
         }
-        let self_bit = cfg
-            .voters
-            .iter()
-            .position(|&v| v == cfg.id)
-            .map(|i| i as u32);
-        let voter_mask = if cfg.voters.len() == 64 {
-            u64::MAX
-        } else {
-            (1u64 << cfg.voters.len()) - 1
-        };
-        let quorum = cfg.voters.len() / 2 + 1;
         let mut log = Log::new();
         let mut commit = 0;
-        if let Some((index, _)) = &durable.snapshot {
-            log.compact(*index);
-            commit = *index;
+        let mut membership = (0, initial);
+        if let Some(snap) = &durable.snapshot {
+            log.compact(snap.index);
+            commit = snap.index;
+            membership = (snap.index, snap.membership.clone());
         }
         for (slot, entry) in durable.entries {
             log.set(slot, entry);
         }
         let mut rng = Rng::new(cfg.seed);
         let election_timeout = draw_timeout(&mut rng, cfg.election_ticks);
-        Ok(Replica {
-            self_bit,
-            voter_mask,
-            quorum,
+        let mut r = Replica {
+            membership: Membership::default(),
+            history: Vec::new(),
+            universe: vec![cfg.id],
+            voter_mask: 0,
+            quorum: 1,
             rng,
             promised: durable.promised,
             max_round: durable.promised.round,
@@ -284,8 +307,11 @@ impl<T: Clone> Replica<T> {
             out: Vec::new(),
             snapshot: durable.snapshot,
             snap_recv: None,
+            snap_src: None,
             cfg,
-        })
+        };
+        r.install_membership(membership.0, membership.1);
+        Ok(r)
     }
 
     pub fn id(&self) -> NodeId {
@@ -341,12 +367,293 @@ impl<T: Clone> Replica<T> {
                 commit: self.commit,
             });
         }
-        if self.snapshot.as_ref().is_some_and(|(i, _)| *i >= upto) {
+        if self.snapshot.as_ref().is_some_and(|s| s.index >= upto) {
             return Ok(());
         }
+        let membership = self.membership_at(upto);
         self.log.compact(upto);
-        self.snapshot = Some((upto, data));
+        self.snapshot = Some(Snapshot {
+            index: upto,
+            membership,
+            data,
+        });
+        self.prune_history();
         Ok(())
+    }
+
+    /// The committed membership.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Proposes a membership change (at the leader). One voter is added
+    /// or removed at a time; an added voter must be an observer that has
+    /// caught up. Nothing else is proposed until the change commits; it
+    /// governs every slot after its own.
+    pub fn propose_membership(&mut self, m: Membership) -> Result<Slot, PaxosError> {
+        m.validate()?;
+        let commit = self.commit;
+        let max_batch = self.cfg.max_batch as Slot;
+        let State::Leader(l) = &self.state else {
+            return Err(PaxosError::NotLeader {
+                leader: self.leader_hint,
+            });
+        };
+        if l.pending_config > commit {
+            return Err(PaxosError::ConfigChangePending);
+        }
+        let old = &self.membership;
+        let added: Vec<NodeId> = m
+            .voters
+            .iter()
+            .copied()
+            .filter(|v| !old.voters.contains(v))
+            .collect();
+        let removed = old.voters.iter().filter(|v| !m.voters.contains(v)).count();
+        if added.len() + removed > 1 {
+            return Err(PaxosError::OneVoterAtATime);
+        }
+        for a in &added {
+            let caught_up = l
+                .peers
+                .iter()
+                .any(|p| p.id == *a && p.commit + max_batch >= commit);
+            if !old.observers.contains(a) || !caught_up {
+                return Err(PaxosError::NotCaughtUp(*a));
+            }
+        }
+        let fresh = m
+            .voters
+            .iter()
+            .chain(&m.observers)
+            .filter(|id| !self.universe.contains(id))
+            .count();
+        if self.universe.len() + fresh > 64 {
+            return Err(PaxosError::InvalidConfig("at most 64 members"));
+        }
+        let first = l.next_slot;
+        self.start_phase2(first, vec![Value::Config(m)]);
+        if let State::Leader(l) = &mut self.state {
+            l.pending_config = first;
+        }
+        self.sync_peers(&[]);
+        Ok(first)
+    }
+
+    /// Serves a lagging peer without being its leader: chosen values from
+    /// the log, or the snapshot when the log no longer has them.
+    fn on_catch_up(&mut self, from: NodeId, commit: Slot) {
+        if commit >= self.commit {
+            return;
+        }
+        if commit + 1 >= self.log.base {
+            let first = commit + 1;
+            let last = self.commit.min(commit + self.cfg.max_batch as Slot);
+            let values: Vec<Value<T>> = (first..=last)
+                .map_while(|s| self.log.get(s).map(|e| e.value.clone()))
+                .collect();
+            if !values.is_empty() {
+                let msg = Message::Learn {
+                    ballot: Ballot::ZERO,
+                    first,
+                    values,
+                    commit: self.commit,
+                };
+                self.send(from, msg);
+            }
+        } else if let Some(snap) = self.snapshot.clone() {
+            self.serve_snapshot_chunk(from, &snap, 0);
+        }
+    }
+
+    fn serve_snapshot_chunk(&mut self, to: NodeId, snap: &Snapshot, offset: u64) {
+        let total = snap.data.len() as u64;
+        let start = offset.min(total) as usize;
+        let end = (start + self.cfg.snapshot_chunk.max(1)).min(snap.data.len());
+        self.send(
+            to,
+            Message::Snapshot {
+                ballot: Ballot::ZERO,
+                index: snap.index,
+                membership: snap.membership.clone(),
+                total,
+                offset: start as u64,
+                data: snap.data[start..end].to_vec(),
+            },
+        );
+    }
+
+    /// A peer caught us up past `old`: a campaign started from the old
+    /// commit index is stale, start again from the new one.
+    fn caught_up_from_peer(&mut self, old: Slot) {
+        if self.commit > old && matches!(self.state, State::Candidate(_)) {
+            self.state = State::Follower;
+            self.campaign();
+        }
+    }
+
+    /// Hands leadership to voter `to`: resigns, and asks `to` to campaign
+    /// at once. Followers drop the lease on the resignation, so they
+    /// promise `to` without waiting for their election timeout.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), PaxosError> {
+        let State::Leader(l) = &self.state else {
+            return Err(PaxosError::NotLeader {
+                leader: self.leader_hint,
+            });
+        };
+        if to == self.cfg.id {
+            return Ok(());
+        }
+        if !self.membership.is_voter(to) {
+            return Err(PaxosError::NotAVoter(to));
+        }
+        let ballot = l.ballot;
+        self.resign(ballot, Some(to));
+        Ok(())
+    }
+
+    fn is_voter(&self) -> bool {
+        self.membership.is_voter(self.cfg.id)
+    }
+
+    fn bit_for(&mut self, id: NodeId) -> u32 {
+        if let Some(i) = self.universe.iter().position(|&u| u == id) {
+            return i as u32;
+        }
+        if self.universe.len() >= 64 {
+            // Validated on proposal; a membership from elsewhere that
+            // overflows simply does not count the extra nodes.
+            return 63;
+        }
+        self.universe.push(id);
+        (self.universe.len() - 1) as u32
+    }
+
+    /// Makes `m`, committed at `slot`, the membership in force.
+    fn install_membership(&mut self, slot: Slot, m: Membership) {
+        for id in m.voters.iter().chain(&m.observers) {
+            self.bit_for(*id);
+        }
+        self.voter_mask = mask_of(&self.universe, &m.voters);
+        self.quorum = m.quorum();
+        self.history.push((slot, m.clone()));
+        self.membership = m;
+        self.prune_history();
+        if let State::Leader(l) = &self.state {
+            let ballot = l.ballot;
+            self.sync_peers(&[]);
+            if !self.is_voter() {
+                // Removed: hand over to the most caught-up voter.
+                let target = match &self.state {
+                    State::Leader(l) => l
+                        .peers
+                        .iter()
+                        .filter(|p| self.membership.is_voter(p.id))
+                        .max_by_key(|p| (p.commit, std::cmp::Reverse(p.id)))
+                        .map(|p| p.id),
+                    _ => None,
+                };
+                self.resign(ballot, target);
+            }
+        }
+    }
+
+    fn membership_at(&self, slot: Slot) -> Membership {
+        self.history
+            .iter()
+            .rev()
+            .find(|(s, _)| *s <= slot)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| self.membership.clone())
+    }
+
+    /// Keeps the memberships still needed: the one in force at the
+    /// snapshot index and every later one.
+    fn prune_history(&mut self) {
+        let base = self.snapshot.as_ref().map_or(0, |s| s.index);
+        let keep_from = self
+            .history
+            .iter()
+            .rposition(|(s, _)| *s <= base)
+            .unwrap_or(0);
+        self.history.drain(..keep_from);
+    }
+
+    /// Installs the last membership change among the newly committed slots.
+    fn committed(&mut self, old: Slot, new: Slot) {
+        let mut found = None;
+        for s in old + 1..=new {
+            if let Some(Entry {
+                value: Value::Config(m),
+                ..
+            }) = self.log.get(s)
+            {
+                found = Some((s, m.clone()));
+            }
+        }
+        if let Some((s, m)) = found {
+            self.install_membership(s, m);
+        }
+    }
+
+    /// The leader sends to every member of the committed membership and of
+    /// any membership change in flight, plus `extra`.
+    fn sync_peers(&mut self, extra: &[NodeId]) {
+        let mut ids: Vec<NodeId> = self
+            .membership
+            .voters
+            .iter()
+            .chain(&self.membership.observers)
+            .chain(extra)
+            .copied()
+            .collect();
+        for s in self.commit + 1..=self.log.last() {
+            if let Some(Entry {
+                value: Value::Config(m),
+                ..
+            }) = self.log.get(s)
+            {
+                ids.extend(m.voters.iter().chain(&m.observers));
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids.retain(|&id| id != self.cfg.id);
+        let bits: Vec<u32> = ids.iter().map(|&id| self.bit_for(id)).collect();
+        let now = self.now;
+        if let State::Leader(l) = &mut self.state {
+            l.peers.retain(|p| ids.contains(&p.id));
+            for (id, bit) in ids.into_iter().zip(bits) {
+                if !l.peers.iter().any(|p| p.id == id) {
+                    l.peers.push(Peer::new(id, bit, now));
+                }
+            }
+        }
+    }
+
+    /// Steps down and tells everyone; `successor` is asked to campaign.
+    fn resign(&mut self, ballot: Ballot, successor: Option<NodeId>) {
+        let members: Vec<NodeId> = match &self.state {
+            State::Leader(l) => l.peers.iter().map(|p| p.id).collect(),
+            _ => self.others(),
+        };
+        self.step_down();
+        for to in members {
+            if Some(to) == successor {
+                self.send(to, Message::TimeoutNow { ballot });
+            } else {
+                self.send(to, Message::Resign { ballot });
+            }
+        }
+    }
+
+    fn on_timeout_now(&mut self, from: NodeId, ballot: Ballot) {
+        if ballot < self.promised || !self.is_voter() || self.leader_hint != Some(from) {
+            return;
+        }
+        self.leader_hint = None;
+        self.leader_heard_elapsed = self.cfg.election_ticks;
+        self.campaign();
     }
 
     /// A one-line description of the replica's state, for logs and tests.
@@ -363,6 +670,16 @@ impl<T: Clone> Replica<T> {
             self.leader_hint,
             self.leader_heard_elapsed,
         );
+        s.push_str(&format!(
+            " voters={:?} observers={:?}",
+            self.membership.voters, self.membership.observers
+        ));
+        if let State::Candidate(c) = &self.state {
+            s.push_str(&format!(
+                " cand=({},{}) granted={:?} asked={:?} self_vote={:?}",
+                c.ballot.round, c.ballot.node, c.granted, c.asked, c.self_vote
+            ));
+        }
         if let State::Leader(l) = &self.state {
             s.push_str(&format!(" next={} acks={}", l.next_slot, l.acks.len()));
             for p in &l.peers {
@@ -384,6 +701,11 @@ impl<T: Clone> Replica<T> {
         s
     }
 
+    /// The latest snapshot (taken here or installed from the leader).
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
     /// First slot still in the log (everything before is in the snapshot).
     pub fn log_start(&self) -> Slot {
         self.log.base
@@ -391,7 +713,7 @@ impl<T: Clone> Replica<T> {
 
     /// Starts an election now instead of waiting for the timeout.
     pub fn campaign(&mut self) {
-        if self.self_bit.is_none() {
+        if !self.is_voter() {
             return;
         }
         let round = self.max_round.max(self.promised.round) + 1;
@@ -409,6 +731,7 @@ impl<T: Clone> Replica<T> {
             granted: Vec::new(),
             merged: BTreeMap::new(),
             self_vote: SelfVote::No,
+            asked: self.others(),
         });
         self.reset_election_timer();
         for to in self.others() {
@@ -429,17 +752,15 @@ impl<T: Clone> Replica<T> {
             // instead of everyone deferring to a leader that cannot commit.
             let window = u64::from(self.cfg.election_ticks);
             let now = self.now;
+            let mask = self.voter_mask;
             let heard = 1 + l
                 .peers
                 .iter()
-                .filter(|p| p.bit.is_some() && now - p.last_heard < window)
+                .filter(|p| mask & (1 << p.bit) != 0 && now - p.last_heard < window)
                 .count();
             if heard < self.quorum {
                 let ballot = l.ballot;
-                self.step_down();
-                for to in self.others() {
-                    self.send(to, Message::Resign { ballot });
-                }
+                self.resign(ballot, None);
                 return;
             }
             let commit_moved = self.commit > l.commit_sent;
@@ -449,8 +770,37 @@ impl<T: Clone> Replica<T> {
             return;
         }
         self.election_elapsed += 1;
-        if self.self_bit.is_some() && self.election_elapsed >= self.election_timeout {
-            self.pre_campaign();
+        if let (Some((src, at)), Some((index, _, buf))) = (self.snap_src, &self.snap_recv)
+            && self.now >= at + 2 * u64::from(self.cfg.heartbeat_ticks)
+        {
+            let msg = Message::SnapshotAck {
+                ballot: Ballot::ZERO,
+                index: *index,
+                offset: buf.len() as u64,
+            };
+            self.snap_src = Some((src, self.now));
+            self.send(src, msg);
+        }
+        if self.election_elapsed >= self.election_timeout {
+            if self.is_voter() {
+                self.pre_campaign();
+            } else {
+                // A non-voter that hears no leader may be the one that has
+                // not learned it became a voter: ask around.
+                self.reset_election_timer();
+                let commit = self.commit;
+                let members: Vec<NodeId> = self
+                    .membership
+                    .voters
+                    .iter()
+                    .chain(&self.membership.observers)
+                    .copied()
+                    .filter(|&m| m != self.cfg.id)
+                    .collect();
+                for to in members {
+                    self.send(to, Message::CatchUp { commit });
+                }
+            }
         }
     }
 
@@ -474,10 +824,11 @@ impl<T: Clone> Replica<T> {
     }
 
     fn on_pre_vote(&mut self, from: NodeId, ballot: Ballot) {
-        if self.self_bit.is_none() {
-            return;
-        }
-        if ballot < self.promised {
+        // At or below our promise: say so, so that the asker picks a higher
+        // round. (Equal happens when it crashed mid-campaign and restarted
+        // with an older promise: it would otherwise retry the same ballot
+        // forever.)
+        if ballot <= self.promised {
             self.send(
                 from,
                 Message::Nack {
@@ -487,7 +838,7 @@ impl<T: Clone> Replica<T> {
             );
             return;
         }
-        if ballot == self.promised || !self.would_promise(from) {
+        if !self.would_promise(from) {
             return;
         }
         self.send(from, Message::PreVoteGranted { ballot });
@@ -498,7 +849,7 @@ impl<T: Clone> Replica<T> {
         let State::PreCandidate { ballot: b, granted } = &mut self.state else {
             return;
         };
-        if *b != ballot || granted.contains(&from) || !self.cfg.voters.contains(&from) {
+        if *b != ballot || granted.contains(&from) || !self.membership.is_voter(from) {
             return;
         }
         granted.push(from);
@@ -535,6 +886,9 @@ impl<T: Clone> Replica<T> {
         if values.is_empty() {
             return Ok(first);
         }
+        if l.pending_config > commit {
+            return Err(PaxosError::ConfigChangePending);
+        }
         if (first - commit - 1) as usize + values.len() > limit {
             return Err(PaxosError::Backpressure { limit });
         }
@@ -564,11 +918,7 @@ impl<T: Clone> Replica<T> {
                 ballot,
                 first,
                 last,
-            } => {
-                if let Some(bit) = self.self_bit {
-                    self.record_votes(ballot, bit, first, last);
-                }
-            }
+            } => self.record_votes(ballot, 0, first, last),
             Deferred::SelfPromise { ballot } => {
                 if let State::Candidate(c) = &mut self.state
                     && c.ballot == ballot
@@ -607,6 +957,9 @@ impl<T: Clone> Replica<T> {
     /// Handles a message from `from`.
     pub fn step(&mut self, from: NodeId, msg: Message<T>) {
         let mut round = msg.ballot().round;
+        if msg.ballot() == Ballot::CHOSEN {
+            round = 0;
+        }
         if let Message::Nack { promised, .. } = &msg {
             round = round.max(promised.round);
         }
@@ -649,10 +1002,13 @@ impl<T: Clone> Replica<T> {
             Message::Snapshot {
                 ballot,
                 index,
+                membership,
                 total,
                 offset,
                 data,
-            } => self.on_snapshot(from, ballot, index, total, offset, data),
+            } => self.on_snapshot(from, ballot, (index, membership), total, offset, data),
+            Message::TimeoutNow { ballot } => self.on_timeout_now(from, ballot),
+            Message::CatchUp { commit } => self.on_catch_up(from, commit),
             Message::SnapshotAck {
                 ballot,
                 index,
@@ -666,9 +1022,6 @@ impl<T: Clone> Replica<T> {
     // ----- acceptor -----
 
     fn on_prepare(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
-        if self.self_bit.is_none() {
-            return;
-        }
         if ballot < self.promised {
             self.send(
                 from,
@@ -687,6 +1040,7 @@ impl<T: Clone> Replica<T> {
             // not report what we accepted there, so we must not promise. A
             // replica that is further along will be elected instead.
             if slot < self.log.base {
+                self.on_catch_up(from, slot - 1);
                 return;
             }
             match &self.state {
@@ -804,10 +1158,16 @@ impl<T: Clone> Replica<T> {
         values: Vec<Value<T>>,
         commit: Slot,
     ) {
-        if ballot < self.promised {
+        let peer_served = ballot == Ballot::ZERO;
+        if ballot < self.promised && !peer_served {
             return;
         }
-        self.follow(from, ballot);
+        if !peer_served {
+            self.follow(from, ballot);
+        }
+        // Chosen values from a peer that is not the leader are marked
+        // chosen rather than stored under some leader's ballot.
+        let ballot = if peer_served { Ballot::CHOSEN } else { ballot };
         let old = self.commit;
         let mut entries = Vec::new();
         for (i, value) in values.into_iter().enumerate() {
@@ -830,6 +1190,20 @@ impl<T: Clone> Replica<T> {
         }
         if self.commit > old {
             self.emit_apply(old + 1, self.commit);
+            self.committed(old, self.commit);
+        }
+        if peer_served {
+            if self.commit < commit && self.commit > old {
+                self.send(
+                    from,
+                    Message::CatchUp {
+                        commit: self.commit,
+                    },
+                );
+            } else {
+                self.caught_up_from_peer(old);
+            }
+            return;
         }
         self.learn_commit(ballot, commit);
         self.send(
@@ -846,15 +1220,18 @@ impl<T: Clone> Replica<T> {
         &mut self,
         from: NodeId,
         ballot: Ballot,
-        index: Slot,
+        (index, membership): (Slot, Membership),
         total: u64,
         offset: u64,
         data: Vec<u8>,
     ) {
-        if ballot < self.promised {
+        let peer_served = ballot == Ballot::ZERO;
+        if ballot < self.promised && !peer_served {
             return;
         }
-        self.follow(from, ballot);
+        if !peer_served {
+            self.follow(from, ballot);
+        }
         if index <= self.commit {
             // Already have it (or more): tell the leader we are done.
             self.snap_recv = None;
@@ -869,10 +1246,23 @@ impl<T: Clone> Replica<T> {
             return;
         }
         match &self.snap_recv {
-            // A late chunk of an older transfer must not discard progress.
-            Some((i, _, _)) if *i > index => return,
             Some((i, t, _)) if *i == index && *t == total => {}
-            _ => self.snap_recv = Some((index, total, Vec::new())),
+            // The start of another transfer: switch to it (the one we were
+            // assembling may have no sender any more).
+            _ if offset == 0 => self.snap_recv = Some((index, total, Vec::new())),
+            // The middle of another transfer: tell the sender we have none
+            // of it, so that it starts over from the beginning.
+            _ => {
+                self.send(
+                    from,
+                    Message::SnapshotAck {
+                        ballot,
+                        index,
+                        offset: 0,
+                    },
+                );
+                return;
+            }
         }
         let have = match &mut self.snap_recv {
             Some((_, _, buf)) => {
@@ -883,14 +1273,38 @@ impl<T: Clone> Replica<T> {
             }
             None => 0,
         };
+        let old = self.commit;
         if have >= total
             && let Some((_, _, buf)) = self.snap_recv.take()
         {
             let data: Arc<[u8]> = buf.into();
             self.log.compact(index);
             self.commit = index;
-            self.snapshot = Some((index, data.clone()));
-            self.out.push(Command::InstallSnapshot { index, data });
+            let snap = Snapshot {
+                index,
+                membership: membership.clone(),
+                data,
+            };
+            self.snapshot = Some(snap.clone());
+            self.out.push(Command::InstallSnapshot(snap));
+            self.install_membership(index, membership);
+        }
+        self.snap_src = (peer_served && self.snap_recv.is_some()).then_some((from, self.now));
+        if peer_served {
+            if self.commit == old {
+                // Ask the peer for the next chunk (it keeps no state).
+                self.send(
+                    from,
+                    Message::SnapshotAck {
+                        ballot,
+                        index,
+                        offset: have,
+                    },
+                );
+            } else {
+                self.caught_up_from_peer(old);
+            }
+            return;
         }
         self.send(
             from,
@@ -927,6 +1341,7 @@ impl<T: Clone> Replica<T> {
         }
         if self.commit > old {
             self.emit_apply(old + 1, self.commit);
+            self.committed(old, self.commit);
         }
     }
 
@@ -947,13 +1362,59 @@ impl<T: Clone> Replica<T> {
         let State::Candidate(c) = &mut self.state else {
             return;
         };
-        if c.ballot != ballot || c.granted.contains(&from) || !self.cfg.voters.contains(&from) {
+        if c.ballot != ballot || c.granted.contains(&from) {
             return;
         }
         c.granted.push(from);
         merge(&mut c.merged, accepted);
+        self.ask_discovered();
         self.maybe_self_promise();
         self.maybe_become_leader();
+    }
+
+    /// Phase 1 needs a majority of the committed membership and of every
+    /// membership change found in the open range (it may have been chosen,
+    /// and slots after it may have been chosen by its voters).
+    fn phase1_quorums(&self, with_self: bool) -> bool {
+        let State::Candidate(c) = &self.state else {
+            return false;
+        };
+        let counts = |m: &Membership| {
+            let n = m
+                .voters
+                .iter()
+                .filter(|v| c.granted.contains(v) || (with_self && **v == self.cfg.id))
+                .count();
+            n >= m.quorum()
+        };
+        counts(&self.membership)
+            && c.merged.values().all(|e| match &e.value {
+                Value::Config(m) => counts(m),
+                _ => true,
+            })
+    }
+
+    /// Sends the prepare to voters of membership changes phase 1 found.
+    fn ask_discovered(&mut self) {
+        let id = self.cfg.id;
+        let State::Candidate(c) = &mut self.state else {
+            return;
+        };
+        let mut new = Vec::new();
+        for e in c.merged.values() {
+            if let Value::Config(m) = &e.value {
+                for v in &m.voters {
+                    if *v != id && !c.asked.contains(v) && !new.contains(v) {
+                        new.push(*v);
+                    }
+                }
+            }
+        }
+        c.asked.extend(&new);
+        let (ballot, from) = (c.ballot, c.from);
+        for to in new {
+            self.send(to, Message::Prepare { ballot, from });
+        }
     }
 
     /// The candidate promises its own ballot only once the others' promises
@@ -962,10 +1423,13 @@ impl<T: Clone> Replica<T> {
     /// after a partition) never refuses the live leader.
     fn maybe_self_promise(&mut self) {
         let promised = self.promised;
+        if !self.phase1_quorums(true) {
+            return;
+        }
         let State::Candidate(c) = &mut self.state else {
             return;
         };
-        if !matches!(c.self_vote, SelfVote::No) || c.granted.len() + 1 < self.quorum {
+        if !matches!(c.self_vote, SelfVote::No) {
             return;
         }
         if promised > c.ballot {
@@ -979,6 +1443,7 @@ impl<T: Clone> Replica<T> {
         if let State::Candidate(c) = &mut self.state {
             merge(&mut c.merged, own);
         }
+        self.ask_discovered();
         self.promised = ballot;
         self.persist(Some(ballot), Vec::new());
         self.defer(Deferred::SelfPromise { ballot });
@@ -988,7 +1453,7 @@ impl<T: Clone> Replica<T> {
         let State::Candidate(c) = &self.state else {
             return;
         };
-        if !matches!(c.self_vote, SelfVote::Done) || c.granted.len() + 1 < self.quorum {
+        if !matches!(c.self_vote, SelfVote::Done) || !self.phase1_quorums(true) {
             return;
         }
         let State::Candidate(c) = std::mem::replace(&mut self.state, State::Follower) else {
@@ -1005,33 +1470,23 @@ impl<T: Clone> Replica<T> {
                 None => Value::Noop,
             })
             .collect();
-        let peers = self
-            .cfg
-            .voters
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| **v != self.cfg.id)
-            .map(|(i, v)| Peer {
-                id: *v,
-                bit: Some(i as u32),
-                commit: 0,
-                last_heard: self.now,
-                acked_seq: 0,
-                learn_sent_to: 0,
-                learn_sent_at: 0,
-                snap: None,
-                snap_index: 0,
-                snap_offset: 0,
-                snap_sent: 0,
-            })
-            .collect();
+        // Members of re-proposed membership changes get the accepts too,
+        // and nothing new is proposed until the last of them commits.
+        let mut extra = Vec::new();
+        let mut pending_config = 0;
+        for (i, v) in values.iter().enumerate() {
+            if let Value::Config(m) = v {
+                extra.extend(m.voters.iter().chain(&m.observers));
+                pending_config = from + i as Slot;
+            }
+        }
         self.leader_hint = Some(self.cfg.id);
         self.state = State::Leader(Leader {
             ballot: c.ballot,
             next_slot: from,
             ready_slot: top,
             acks: VecDeque::new(),
-            peers,
+            peers: Vec::new(),
             heartbeat_elapsed: 0,
             hb_seq: 0,
             hb_sent: VecDeque::new(),
@@ -1039,7 +1494,9 @@ impl<T: Clone> Replica<T> {
             lease_until: 0,
             reads: Vec::new(),
             commit_sent: self.commit,
+            pending_config,
         });
+        self.sync_peers(&extra);
         self.start_phase2(from, values);
     }
 
@@ -1142,9 +1599,8 @@ impl<T: Clone> Replica<T> {
         };
         p.last_heard = self.now;
         p.commit = p.commit.max(commit);
-        if let Some(bit) = p.bit {
-            self.record_votes(ballot, bit, first, last);
-        }
+        let bit = p.bit;
+        self.record_votes(ballot, bit, first, last);
     }
 
     fn record_votes(&mut self, ballot: Ballot, bit: u32, first: Slot, last: Slot) {
@@ -1162,17 +1618,29 @@ impl<T: Clone> Replica<T> {
                 *m |= 1 << bit;
             }
         }
+        // Each slot needs a majority of the membership in force for it: a
+        // membership change governs the slots after its own.
+        let (mut mask, mut quorum) = (self.voter_mask, self.quorum);
         let mut new_commit = commit;
         while let Some(m) = l.acks.front() {
-            if ((m & self.voter_mask).count_ones() as usize) < self.quorum {
+            if ((m & mask).count_ones() as usize) < quorum {
                 break;
             }
             l.acks.pop_front();
             new_commit += 1;
+            if let Some(Entry {
+                value: Value::Config(c),
+                ..
+            }) = self.log.get(new_commit)
+            {
+                mask = mask_of(&self.universe, &c.voters);
+                quorum = c.quorum();
+            }
         }
         if new_commit > commit {
             self.commit = new_commit;
             self.emit_apply(commit + 1, new_commit);
+            self.committed(commit, new_commit);
             self.serve_reads();
         }
     }
@@ -1229,13 +1697,13 @@ impl<T: Clone> Replica<T> {
         let base = self.log.base;
         if commit + 1 < base
             && (p.snap.is_none() || self.now >= p.learn_sent_at + resend)
-            && let Some((index, data)) = &self.snapshot
+            && let Some(snap) = &self.snapshot
         {
             // The peer needs slots we compacted: send the snapshot, resuming
             // where the peer's last acknowledgement left it.
             if p.snap.is_none() || p.snap_index <= commit {
-                p.snap = Some(data.clone());
-                p.snap_index = *index;
+                p.snap = Some(snap.clone());
+                p.snap_index = snap.index;
                 p.snap_offset = 0;
             }
             p.learn_sent_at = self.now;
@@ -1267,7 +1735,6 @@ impl<T: Clone> Replica<T> {
         // Retransmit uncommitted slots the peer has not acknowledged, from
         // the first missing one (accepts may have been lost).
         if seq > 0
-            && let Some(bit) = bit
             && let State::Leader(l) = &self.state
         {
             let missing = l.acks.iter().position(|m| m & (1 << bit) == 0);
@@ -1305,10 +1772,14 @@ impl<T: Clone> Replica<T> {
         let Some(p) = l.peers.iter_mut().find(|p| p.id == to) else {
             return;
         };
-        let Some(data) = p.snap.clone() else {
+        let Some(Snapshot {
+            index,
+            membership,
+            data,
+        }) = p.snap.clone()
+        else {
             return;
         };
-        let index = p.snap_index;
         let total = data.len() as u64;
         let limit = total.min(p.snap_offset + SNAPSHOT_WINDOW * chunk);
         let mut msgs = Vec::new();
@@ -1319,6 +1790,7 @@ impl<T: Clone> Replica<T> {
             msgs.push(Message::Snapshot {
                 ballot,
                 index,
+                membership: membership.clone(),
                 total,
                 offset: start as u64,
                 data: data[start..end].to_vec(),
@@ -1334,6 +1806,15 @@ impl<T: Clone> Replica<T> {
     }
 
     fn on_snapshot_ack(&mut self, from: NodeId, ballot: Ballot, index: Slot, offset: u64) {
+        if ballot == Ballot::ZERO {
+            if let Some(snap) = &self.snapshot
+                && snap.index == index
+            {
+                let snap = snap.clone();
+                self.serve_snapshot_chunk(from, &snap, offset);
+            }
+            return;
+        }
         let now = self.now;
         let State::Leader(l) = &mut self.state else {
             return;
@@ -1361,7 +1842,7 @@ impl<T: Clone> Replica<T> {
         p.snap_offset = offset;
         p.snap_sent = p.snap_sent.max(offset);
         p.learn_sent_at = now;
-        if offset < data.len() as u64 {
+        if offset < data.data.len() as u64 {
             self.send_snapshot_window(from, ballot);
         } else {
             p.commit = p.commit.max(index);
@@ -1373,6 +1854,7 @@ impl<T: Clone> Replica<T> {
     /// lease that follows from it, and serves reads that waited on it.
     fn update_quorum_seq(&mut self) {
         let quorum = self.quorum;
+        let mask = self.voter_mask;
         let lease = match self.cfg.read_mode {
             ReadMode::Lease { drift_ticks } => Some(u64::from(
                 self.cfg.election_ticks.saturating_sub(drift_ticks),
@@ -1385,7 +1867,7 @@ impl<T: Clone> Replica<T> {
         let mut seqs: Vec<u64> = l
             .peers
             .iter()
-            .filter(|p| p.bit.is_some())
+            .filter(|p| mask & (1 << p.bit) != 0)
             .map(|p| p.acked_seq)
             .collect();
         seqs.sort_unstable_by(|a, b| b.cmp(a));
@@ -1451,8 +1933,9 @@ impl<T: Clone> Replica<T> {
 
     // ----- plumbing -----
 
+    /// The other voters of the committed membership.
     fn others(&self) -> Vec<NodeId> {
-        self.cfg
+        self.membership
             .voters
             .iter()
             .copied()
@@ -1502,6 +1985,13 @@ fn merge<T>(merged: &mut BTreeMap<Slot, Entry<T>>, accepted: Vec<(Slot, Entry<T>
             }
         }
     }
+}
+
+/// The vote mask of `ids`, by their index in `universe`.
+fn mask_of(universe: &[NodeId], ids: &[NodeId]) -> u64 {
+    ids.iter()
+        .filter_map(|id| universe.iter().position(|u| u == id))
+        .fold(0, |m, i| m | (1 << i))
 }
 
 fn draw_timeout(rng: &mut Rng, election_ticks: u32) -> u32 {

@@ -14,6 +14,10 @@ fn cfg(id: NodeId, n: u64) -> Config {
     Config::new(id, (1..=n).collect())
 }
 
+fn m3() -> Membership {
+    Membership::new(vec![1, 2, 3], vec![])
+}
+
 fn replica(id: NodeId, n: u64) -> Replica<&'static str> {
     Replica::new(cfg(id, n)).unwrap()
 }
@@ -763,7 +767,8 @@ fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
         r.tick();
     }
     r.take_commands();
-    // Node 3 has committed nothing: we could not report slots 1..=2.
+    // Node 3 has committed nothing: we could not report slots 1..=2. We
+    // do not promise; we send it our snapshot so that it catches up.
     r.step(
         3,
         Message::Prepare {
@@ -771,7 +776,21 @@ fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
             from: 1,
         },
     );
-    assert_eq!(r.take_commands(), vec![]);
+    assert_eq!(
+        r.take_commands(),
+        vec![send(
+            3,
+            Message::Snapshot {
+                ballot: Ballot::ZERO,
+                index: 2,
+                membership: m3(),
+                total: 1,
+                offset: 0,
+                data: vec![9],
+            }
+        )]
+    );
+    assert_eq!(r.promised(), Ballot::ZERO);
     r.step(
         3,
         Message::Prepare {
@@ -824,6 +843,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             Message::Snapshot {
                 ballot: b(1, 1),
                 index: 1,
+                membership: m3(),
                 total: 5,
                 offset,
                 data,
@@ -846,6 +866,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
         Message::Snapshot {
             ballot: b(1, 1),
             index: 1,
+            membership: m3(),
             total: 5,
             offset: 2,
             data: vec![12, 13],
@@ -856,6 +877,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
         Message::Snapshot {
             ballot: b(1, 1),
             index: 1,
+            membership: m3(),
             total: 5,
             offset: 0,
             data: vec![10, 11],
@@ -887,6 +909,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
         Message::Snapshot {
             ballot: b(1, 1),
             index: 1,
+            membership: m3(),
             total: 5,
             offset: 2,
             data: vec![12, 13],
@@ -897,6 +920,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
         Message::Snapshot {
             ballot: b(1, 1),
             index: 1,
+            membership: m3(),
             total: 5,
             offset: 4,
             data: vec![14],
@@ -906,12 +930,309 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
         f.take_commands(),
         vec![
             ack(4),
-            Command::InstallSnapshot {
+            Command::InstallSnapshot(Snapshot {
                 index: 1,
+                membership: m3(),
                 data: vec![10u8, 11, 12, 13, 14].into()
-            },
+            }),
             ack(5),
         ]
     );
     assert_eq!(f.commit_index(), 1);
+}
+
+/// Node 1 leads voters [1, 2, 3] with observer 4, at commit 1.
+fn leader_with_observer() -> Replica<&'static str> {
+    let mut c = cfg(1, 3);
+    c.observers = vec![4];
+    let mut r: Replica<&'static str> = Replica::new(c).unwrap();
+    r.campaign();
+    r.step(
+        2,
+        Message::Promise {
+            ballot: b(1, 1),
+            from: 1,
+            accepted: vec![],
+            commit: 0,
+        },
+    );
+    r.persisted(1);
+    r.persisted(2);
+    r.step(
+        2,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 1,
+            last: 1,
+            commit: 0,
+        },
+    );
+    assert_eq!(r.commit_index(), 1);
+    r.take_commands();
+    r
+}
+
+#[test]
+fn membership_changes_one_caught_up_voter_at_a_time() {
+    let mut r = leader_with_observer();
+    assert_eq!(
+        r.propose_membership(Membership::new(vec![1, 2], vec![3, 4])),
+        Ok(2)
+    );
+    // Nothing else until it commits.
+    assert_eq!(r.propose(vec!["x"]), Err(PaxosError::ConfigChangePending));
+    assert_eq!(
+        r.propose_membership(Membership::new(vec![1, 2, 4], vec![3])),
+        Err(PaxosError::ConfigChangePending)
+    );
+    r.persisted(3);
+    r.step(
+        2,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 2,
+            last: 2,
+            commit: 1,
+        },
+    );
+    assert_eq!(r.membership(), &Membership::new(vec![1, 2], vec![3, 4]));
+    assert_eq!(r.propose(vec!["x"]), Ok(3));
+    // Two voters at once is refused.
+    assert_eq!(
+        r.propose_membership(Membership::new(vec![1, 2, 3, 4], vec![])),
+        Err(PaxosError::OneVoterAtATime)
+    );
+}
+
+#[test]
+fn a_new_voter_must_be_a_caught_up_observer() {
+    let mut r = leader_with_observer();
+    r.propose(vec!["x"; 2000]).unwrap();
+    r.persisted(3);
+    r.step(
+        2,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 2,
+            last: 2001,
+            commit: 1,
+        },
+    );
+    assert_eq!(r.commit_index(), 2001);
+    r.take_commands();
+    assert_eq!(
+        r.propose_membership(Membership::new(vec![1, 2, 3, 4], vec![])),
+        Err(PaxosError::NotCaughtUp(4))
+    );
+    r.step(
+        4,
+        Message::HeartbeatAck {
+            ballot: b(1, 1),
+            seq: 0,
+            commit: 2001,
+        },
+    );
+    assert_eq!(
+        r.propose_membership(Membership::new(vec![1, 2, 3, 4], vec![])),
+        Ok(2002)
+    );
+}
+
+#[test]
+fn after_a_change_commits_its_majority_is_required() {
+    let mut r = leader_with_observer();
+    r.step(
+        4,
+        Message::HeartbeatAck {
+            ballot: b(1, 1),
+            seq: 0,
+            commit: 1,
+        },
+    );
+    r.propose_membership(Membership::new(vec![1, 2, 3, 4], vec![]))
+        .unwrap();
+    r.persisted(3);
+    r.step(
+        3,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 2,
+            last: 2,
+            commit: 1,
+        },
+    );
+    // The change itself needed 2 of [1, 2, 3]: committed.
+    assert_eq!(r.commit_index(), 2);
+    r.propose(vec!["x"]).unwrap();
+    r.persisted(4);
+    r.step(
+        2,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 3,
+            last: 3,
+            commit: 2,
+        },
+    );
+    // 2 of [1, 2, 3, 4] is not a majority any more.
+    assert_eq!(r.commit_index(), 2);
+    r.step(
+        4,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 3,
+            last: 3,
+            commit: 2,
+        },
+    );
+    assert_eq!(r.commit_index(), 3);
+}
+
+#[test]
+fn a_removed_leader_hands_over_to_the_most_caught_up_voter() {
+    let mut r = leader3();
+    r.step(
+        3,
+        Message::HeartbeatAck {
+            ballot: b(1, 1),
+            seq: 0,
+            commit: 1,
+        },
+    );
+    r.propose_membership(Membership::new(vec![2, 3], vec![1]))
+        .unwrap();
+    r.persisted(3);
+    r.step(
+        3,
+        Message::Accepted {
+            ballot: b(1, 1),
+            first: 2,
+            last: 2,
+            commit: 1,
+        },
+    );
+    assert_eq!(r.role(), Role::Follower);
+    let cmds = r.take_commands();
+    assert!(cmds.contains(&send(3, Message::TimeoutNow { ballot: b(1, 1) })));
+    assert!(cmds.contains(&send(2, Message::Resign { ballot: b(1, 1) })));
+}
+
+#[test]
+fn leadership_transfer_makes_the_target_campaign_at_once() {
+    let mut r = leader3();
+    assert_eq!(r.transfer_leadership(9), Err(PaxosError::NotAVoter(9)));
+    r.transfer_leadership(2).unwrap();
+    assert_eq!(r.role(), Role::Follower);
+    assert_eq!(
+        r.take_commands(),
+        vec![
+            send(2, Message::TimeoutNow { ballot: b(1, 1) }),
+            send(3, Message::Resign { ballot: b(1, 1) }),
+        ]
+    );
+    let mut t = replica(2, 3);
+    t.step(
+        1,
+        Message::Heartbeat {
+            ballot: b(1, 1),
+            commit: 0,
+            seq: 1,
+        },
+    );
+    t.take_commands();
+    t.step(1, Message::TimeoutNow { ballot: b(1, 1) });
+    assert_eq!(t.role(), Role::Candidate);
+    let prepare = Message::Prepare {
+        ballot: b(2, 2),
+        from: 1,
+    };
+    assert_eq!(
+        t.take_commands(),
+        vec![send(1, prepare.clone()), send(3, prepare)]
+    );
+}
+
+#[test]
+fn candidate_needs_a_majority_of_every_membership_phase_1_finds() {
+    let mut r = replica(1, 3);
+    r.campaign();
+    r.take_commands();
+    // Node 2 accepted a change to [1, 2, 3, 4] at slot 1.
+    let change = Entry {
+        ballot: b(0, 2),
+        value: Value::Config(Membership::new(vec![1, 2, 3, 4], vec![])),
+    };
+    r.step(
+        2,
+        Message::Promise {
+            ballot: b(1, 1),
+            from: 1,
+            accepted: vec![(1, change)],
+            commit: 0,
+        },
+    );
+    // 2 of [1, 2, 3] but not 3 of [1, 2, 3, 4]: ask node 4 too, and wait.
+    assert_eq!(
+        r.take_commands(),
+        vec![send(
+            4,
+            Message::Prepare {
+                ballot: b(1, 1),
+                from: 1
+            }
+        )]
+    );
+    r.step(
+        4,
+        Message::Promise {
+            ballot: b(1, 1),
+            from: 1,
+            accepted: vec![],
+            commit: 0,
+        },
+    );
+    assert_eq!(r.take_commands(), vec![persist(1, Some(b(1, 1)), vec![])]);
+    r.persisted(1);
+    assert_eq!(r.role(), Role::Leader);
+}
+
+#[test]
+fn a_peer_serves_catch_up_marked_as_chosen() {
+    let mut a = replica(2, 3);
+    a.step(
+        1,
+        Message::Learn {
+            ballot: b(1, 1),
+            first: 1,
+            values: vec![data("a"), data("b")],
+            commit: 2,
+        },
+    );
+    a.take_commands();
+    a.step(3, Message::CatchUp { commit: 0 });
+    let learn = Message::Learn {
+        ballot: Ballot::ZERO,
+        first: 1,
+        values: vec![data("a"), data("b")],
+        commit: 2,
+    };
+    assert_eq!(a.take_commands(), vec![send(3, learn.clone())]);
+    let mut c = replica(3, 3);
+    c.step(2, learn);
+    assert_eq!(
+        c.take_commands(),
+        vec![
+            persist(
+                1,
+                None,
+                vec![(1, e(Ballot::CHOSEN, "a")), (2, e(Ballot::CHOSEN, "b"))]
+            ),
+            Command::Apply {
+                first: 1,
+                values: vec![data("a"), data("b")]
+            },
+        ]
+    );
+    // Not the leader: nothing about who leads changed.
+    assert_eq!(c.leader(), None);
 }

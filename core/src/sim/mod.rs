@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 use crate::paxos::rng::Rng;
 use crate::paxos::{
-    Command, Config, Durable, Message, NodeId, ReadMode, Replica, Role, Slot, Value, Write,
+    Command, Config, Durable, Membership, Message, NodeId, ReadMode, Replica, Role, Slot, Value,
+    Write,
 };
 
 /// How a simulated cluster behaves.
@@ -57,6 +58,10 @@ pub struct SimConfig {
     /// A replica snapshots and compacts its log once it has applied twice
     /// this many slots past its log start, keeping this many (0: never).
     pub compact_every: u64,
+    /// The last `observers` nodes start as observers (non-voting).
+    pub observers: usize,
+    /// Whether faults include membership changes and leadership transfers.
+    pub reconfigure: bool,
 }
 
 impl SimConfig {
@@ -79,6 +84,8 @@ impl SimConfig {
             read_mode: ReadMode::Lease { drift_ticks: 2 },
             drift_period: 25,
             compact_every: 0,
+            observers: 0,
+            reconfigure: false,
         }
     }
 }
@@ -100,6 +107,10 @@ impl SimConfig {
             cfg.read_mode = ReadMode::ReadIndex;
         }
         cfg.compact_every = [0, 16, 64][rng.range(0, 3) as usize];
+        if nodes >= 3 {
+            cfg.observers = rng.range(0, 2) as usize;
+        }
+        cfg.reconfigure = rng.chance(0.7);
         cfg
     }
 }
@@ -163,6 +174,8 @@ pub struct Cluster {
     reads: BTreeMap<u64, (usize, Slot)>,
     pub violations: Vec<String>,
     pub steps: u64,
+    /// When set, every delivered message is recorded here (debugging).
+    pub trace: Option<Vec<String>>,
 }
 
 impl Cluster {
@@ -204,6 +217,7 @@ impl Cluster {
             reads: BTreeMap::new(),
             violations: Vec::new(),
             steps: 0,
+            trace: None,
         };
         for i in 0..n {
             c.start(i);
@@ -214,7 +228,9 @@ impl Cluster {
     fn replica_config(&self, i: usize) -> Config {
         let n = self.nodes.len() as NodeId;
         let node = &self.nodes[i];
-        let mut cfg = Config::new(node.id, (1..=n).collect());
+        let voters_n = (n - (self.cfg.observers as NodeId).min(n - 1)).max(1);
+        let mut cfg = Config::new(node.id, (1..=voters_n).collect());
+        cfg.observers = (voters_n + 1..=n).collect();
         cfg.heartbeat_ticks = self.cfg.heartbeat_ticks;
         cfg.election_ticks = self.cfg.election_ticks;
         cfg.read_mode = self.cfg.read_mode;
@@ -328,9 +344,9 @@ impl Cluster {
         // applies the log again from there.
         let node = &mut self.nodes[i];
         match &node.disk.snapshot {
-            Some((index, data)) => {
-                node.values = decode(data);
-                node.applied = *index;
+            Some(snap) => {
+                node.values = decode(&snap.data);
+                node.applied = snap.index;
             }
             None => {
                 node.values.clear();
@@ -470,8 +486,9 @@ impl Cluster {
             Command::ReadFailed { id } => {
                 self.reads.remove(&id);
             }
-            Command::InstallSnapshot { index, data } => {
-                let values = decode(&data);
+            Command::InstallSnapshot(snap) => {
+                let index = snap.index;
+                let values = decode(&snap.data);
                 if values.len() as Slot != index {
                     self.violation(format!("snapshot at {index} holds {} slots", values.len()));
                 }
@@ -489,7 +506,7 @@ impl Cluster {
                     node.values = values;
                     node.applied = index;
                 }
-                node.disk.set_snapshot(index, data);
+                node.disk.set_snapshot(snap);
             }
         }
     }
@@ -561,6 +578,9 @@ impl Cluster {
                 continue;
             }
             let from = self.nodes[m.from].id;
+            if let Some(t) = self.trace.as_mut() {
+                t.push(format!("{now}: {} -> {}: {:?}", from, m.to + 1, m.msg));
+            }
             if let Some(r) = self.nodes[m.to].replica.as_mut() {
                 r.step(from, m.msg);
                 self.drain(m.to);
@@ -605,8 +625,10 @@ impl Cluster {
             return;
         }
         let data = encode(&node.values[..upto as usize]);
-        if r.compact(upto, data.clone()).is_ok() {
-            node.disk.set_snapshot(upto, data);
+        if r.compact(upto, data).is_ok()
+            && let Some(snap) = r.snapshot()
+        {
+            node.disk.set_snapshot(snap.clone());
         }
     }
 
@@ -649,7 +671,8 @@ impl Cluster {
     /// Random faults for one tick.
     fn random_fault(&mut self) {
         let n = self.nodes.len();
-        match self.rng.range(0, 10) {
+        let kinds = if self.cfg.reconfigure { 12 } else { 10 };
+        match self.rng.range(0, kinds) {
             0 | 1 => {
                 let i = self.rng.range(0, n as u64) as usize;
                 self.crash(i);
@@ -687,12 +710,53 @@ impl Cluster {
                 }
             }
             7 => self.omnipaxos_pattern(),
+            10 => self.random_membership_change(),
+            11 => {
+                if let Some(&l) = self.leaders().first()
+                    && let Some(r) = self.nodes[l].replica.as_mut()
+                {
+                    let voters = r.membership().voters.clone();
+                    let to = voters[self.rng.range(0, voters.len() as u64) as usize];
+                    let _ = r.transfer_leadership(to);
+                    self.drain(l);
+                }
+            }
             8 => {
                 let i = self.rng.range(0, n as u64) as usize;
                 let d = self.rng.range(0, self.cfg.max_disk_delay * 4 + 1);
                 self.set_disk_delay(i, d);
             }
             _ => self.heal(),
+        }
+    }
+
+    /// At a leader: promote an observer or demote a voter to observer.
+    fn random_membership_change(&mut self) {
+        let Some(&l) = self.leaders().first() else {
+            return;
+        };
+        let promote = self.rng.chance(0.5);
+        let pick = self.rng.next_u64();
+        let Some(r) = self.nodes[l].replica.as_mut() else {
+            return;
+        };
+        let mut m = r.membership().clone();
+        if promote && !m.observers.is_empty() {
+            let o = m
+                .observers
+                .remove((pick % m.observers.len() as u64) as usize);
+            m.voters.push(o);
+        } else if m.voters.len() > 1 {
+            let v = m.voters.remove((pick % m.voters.len() as u64) as usize);
+            m.observers.push(v);
+        } else {
+            return;
+        }
+        // Sorted, as the simulated snapshot encoding stores members.
+        m.voters.sort_unstable();
+        m.observers.sort_unstable();
+        if r.propose_membership(m).is_ok() {
+            self.drain(l);
         }
     }
 
@@ -785,13 +849,25 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
     (out, c)
 }
 
-/// The simulated state machine's snapshot: 8 bytes per slot, 0 for a no-op.
+const CONFIG_TAG: u64 = 1 << 63;
+
+fn id_mask(ids: &[NodeId]) -> u64 {
+    ids.iter().fold(0, |m, id| m | (1 << (id % 32)))
+}
+
+fn mask_ids(mask: u64) -> Vec<NodeId> {
+    (0..32).filter(|i| mask & (1 << i) != 0).collect()
+}
+
+/// The simulated state machine's snapshot: 8 bytes per slot, 0 for a
+/// no-op, the top bit and two id masks for a membership change.
 fn encode(values: &[Value<u64>]) -> Arc<[u8]> {
     let mut out = Vec::with_capacity(values.len() * 8);
     for v in values {
         let x = match v {
             Value::Noop => 0,
             Value::Data(x) => *x,
+            Value::Config(m) => CONFIG_TAG | id_mask(&m.voters) | (id_mask(&m.observers) << 32),
         };
         out.extend_from_slice(&x.to_le_bytes());
     }
@@ -805,6 +881,10 @@ fn decode(data: &[u8]) -> Vec<Value<u64>> {
             b.copy_from_slice(c);
             match u64::from_le_bytes(b) {
                 0 => Value::Noop,
+                x if x & CONFIG_TAG != 0 => Value::Config(Membership::new(
+                    mask_ids(x & 0xffff_ffff),
+                    mask_ids((x & !CONFIG_TAG) >> 32),
+                )),
                 x => Value::Data(x),
             }
         })

@@ -25,27 +25,28 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
     (steps, commits)
 }
 
-// A thousand seeds in four parallel chunks (about 3 s per 200 in debug).
+// 600 seeds in four parallel chunks (150 seeds take about 3-5 s in debug
+// on an idle core). The long mode is the `sim` example.
 #[test]
-fn seeds_0_to_250() {
-    let (steps, commits) = run_seeds(0, 250);
-    assert!(steps >= 250 * 400);
+fn seeds_0_to_150() {
+    let (steps, commits) = run_seeds(0, 150);
+    assert!(steps >= 150 * 400);
     assert!(commits > 10_000, "only {commits} commits");
 }
 
 #[test]
-fn seeds_250_to_500() {
-    run_seeds(250, 250);
+fn seeds_150_to_300() {
+    run_seeds(150, 150);
 }
 
 #[test]
-fn seeds_500_to_750() {
-    run_seeds(500, 250);
+fn seeds_300_to_450() {
+    run_seeds(300, 150);
 }
 
 #[test]
-fn seeds_750_to_1000() {
-    run_seeds(750, 250);
+fn seeds_450_to_600() {
+    run_seeds(450, 150);
 }
 
 #[test]
@@ -228,11 +229,21 @@ fn rejoining_node_does_not_depose_a_healthy_leader() {
     }
 }
 
-/// Seeds that found bugs, pinned with the configuration that found them.
+/// Seeds that found bugs, pinned. Before membership changes joined the
+/// fault schedule (which changed what every seed does, so these first six
+/// no longer replay their original failure but stay as ordinary seeds):
 /// 107: catch-up `Learn` chains multiplied under duplication (hang).
 /// 2994, 2998: snapshot transfer restarted by every new compaction.
 /// 1914: a stale chunk reset the receiver and the leader never rewound.
 /// 504, 2713: same family (transfer never completed).
+/// With membership changes (these replay their failure on the old code):
+/// 466, 2752: a restarted candidate retried a ballot a peer had promised
+/// (pre-votes equal to the promise were dropped silently).
+/// 4632: pre-votes went to the bootstrap voters, not the committed ones.
+/// 4040: the only voter lagged behind every peer's compaction and nobody
+/// could lead (fixed by peer-served catch-up).
+/// 1791, 4875: a receiver assembling an abandoned snapshot ignored the
+/// leader's. 4042: a lost acknowledgement stalled a peer-served transfer.
 #[test]
 fn pinned_regressions() {
     for (seed, nodes) in [
@@ -242,6 +253,13 @@ fn pinned_regressions() {
         (2713, 5),
         (2994, 3),
         (2998, 3),
+        (466, 3),
+        (2752, 3),
+        (4632, 3),
+        (4040, 3),
+        (1791, 5),
+        (4875, 7),
+        (4042, 3),
     ] {
         let out = run(seed, SimConfig::for_seed(seed, nodes));
         assert!(
@@ -267,12 +285,26 @@ fn debug_seed() {
         .unwrap_or(3);
     let (out, c) = run_cluster(Cluster::new(seed, SimConfig::for_seed(seed, nodes)));
     eprintln!("{:?}", out.violations);
-    for i in 0..c.len() {
-        eprintln!(
-            "node {}: applied {} {:?}",
-            i + 1,
-            c.applied(i),
-            c.replica(i).map(|r| r.summary())
-        );
+    let mut c = c;
+    let extra: u64 = std::env::var("EXTRA")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    c.trace = Some(Vec::new());
+    for t in 0..=extra {
+        if t > 0 {
+            c.step();
+        }
+        for line in c.trace.as_mut().unwrap().drain(..) {
+            eprintln!("  {line}");
+        }
+        for i in 0..c.len() {
+            eprintln!(
+                "t+{t} node {}: applied {} {:?}",
+                i + 1,
+                c.applied(i),
+                c.replica(i).map(|r| r.summary())
+            );
+        }
     }
 }
