@@ -1,16 +1,26 @@
-//! `synod-bench`: a closed-loop load generator for the gRPC API. C sessions,
-//! each on its own connection, keep D requests outstanding; it reports
-//! throughput and latency percentiles as text or JSON. Bounded by a duration
-//! and a request count, it stops by itself.
+//! `synod-bench`: a closed-loop load generator for coordination services. C
+//! sessions, each on its own connection, keep D requests outstanding; it
+//! reports throughput and latency percentiles as text or JSON. Bounded by a
+//! duration and a request count, it stops by itself.
+//!
+//! `--protocol grpc` (the default) speaks Synod's gRPC API. `--protocol
+//! zookeeper` speaks the ZooKeeper wire protocol through the `zookeeper-client`
+//! crate: one ZooKeeper session per bench session, whose D tasks share (clone)
+//! one client and so pipeline their requests on that session's connection. Key
+//! layout, value size, ops and output are the same for both, so Apache
+//! ZooKeeper, Synod over gRPC and (once it speaks it) Synod over the ZooKeeper
+//! protocol are measured by the same loop; only `--endpoints` differs.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use synod_proto::v1 as pb;
 use synod_proto::v1::coordination_client::CoordinationClient;
+use tonic::transport::Channel;
+use zookeeper_client as zk;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Op {
@@ -20,11 +30,23 @@ enum Op {
     Mixed,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Protocol {
+    /// Synod's gRPC API (`proto/synod/v1/coordination.proto`).
+    Grpc,
+    /// The ZooKeeper wire protocol (Apache ZooKeeper, or any server speaking it).
+    Zookeeper,
+}
+
 #[derive(Debug, Parser)]
-#[command(about = "Closed-loop load generator for Synod's gRPC API")]
+#[command(about = "Closed-loop load generator for Synod's gRPC API and ZooKeeper-protocol servers")]
 struct Args {
-    /// Endpoints (host:port), used round-robin by sessions.
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    /// Wire protocol to load.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    protocol: Protocol,
+    /// Endpoints (host:port), used round-robin by sessions. Default:
+    /// 127.0.0.1:7001 for grpc, 127.0.0.1:2181 for zookeeper.
+    #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
     /// Concurrent sessions, one connection each.
     #[arg(long, default_value_t = 16)]
@@ -51,39 +73,191 @@ struct Args {
     json: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let prefix = format!("/bench-{}", std::process::id());
-    let mut setup = CoordinationClient::connect(format!("http://{}", args.endpoints[0]))
-        .await
-        .context("cannot connect")?;
-    let value = vec![b'x'; args.value_size];
-    setup
-        .create(create_req(&prefix, vec![]))
-        .await
-        .context("cannot create the bench root")?;
-    if args.op != Op::Create {
-        for k in 0..args.keys {
-            setup
-                .create(create_req(&format!("{prefix}/k{k}"), value.clone()))
+/// How long connecting a session may take before the run is abandoned.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// ZooKeeper session timeout requested by each session: generous, because
+/// the load generator and the servers share a few cores.
+const ZK_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after the end of the run outstanding requests may still take
+/// before the program gives up on them (so that it always stops).
+const DRAIN_GRACE: Duration = Duration::from_secs(60);
+/// How long to wait for ZooKeeper sessions to close at the end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Persistent znodes readable and writable by anyone, as the gRPC path creates
+/// them (empty ACL list = Synod's open default).
+const ZK_CREATE: zk::CreateOptions<'static> =
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+
+/// What one load task holds to issue requests: a gRPC stub over its
+/// session's channel, or a clone of its session's ZooKeeper client.
+#[derive(Debug, Clone)]
+enum Api {
+    Grpc(CoordinationClient<Channel>),
+    Zk(zk::Client),
+}
+
+impl Api {
+    async fn create(&mut self, path: String, data: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Api::Grpc(api) => {
+                api.create(create_req(&path, data.to_vec())).await?;
+            }
+            Api::Zk(client) => {
+                client.create(&path, data, &ZK_CREATE).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_data(&mut self, path: String, data: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Api::Grpc(api) => {
+                api.set_data(pb::SetDataRequest {
+                    session_id: 0,
+                    path,
+                    data: data.to_vec(),
+                    version: -1,
+                })
                 .await?;
+            }
+            Api::Zk(client) => {
+                client.set_data(&path, data, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_data(&mut self, path: String) -> anyhow::Result<()> {
+        match self {
+            Api::Grpc(api) => {
+                api.get_data(pb::GetDataRequest {
+                    session_id: 0,
+                    path,
+                    watch: false,
+                })
+                .await?;
+            }
+            Api::Zk(client) => {
+                client.get_data(&path).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens one ZooKeeper session on `endpoint` (a ZooKeeper connect string).
+async fn zk_connect(endpoint: &str) -> anyhow::Result<zk::Client> {
+    let connect = zk::Client::connector()
+        .with_session_timeout(ZK_SESSION_TIMEOUT)
+        .with_connection_timeout(CONNECT_TIMEOUT)
+        .connect(endpoint);
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .with_context(|| format!("timed out connecting to ZooKeeper at {endpoint}"))?
+        .with_context(|| format!("cannot connect to ZooKeeper at {endpoint}"))
+}
+
+/// Creates the bench root and, unless the op creates its own nodes, the
+/// `keys` nodes that set/get touch. Same layout for both protocols. Returns
+/// the ZooKeeper setup session's state watcher, to wait for its close.
+async fn setup(
+    args: &Args,
+    endpoint: &str,
+    prefix: &str,
+    value: &[u8],
+) -> anyhow::Result<Option<zk::StateWatcher>> {
+    match args.protocol {
+        Protocol::Grpc => {
+            let mut setup = CoordinationClient::connect(format!("http://{endpoint}"))
+                .await
+                .context("cannot connect")?;
+            setup
+                .create(create_req(prefix, vec![]))
+                .await
+                .context("cannot create the bench root")?;
+            if args.op != Op::Create {
+                for k in 0..args.keys {
+                    setup
+                        .create(create_req(&format!("{prefix}/k{k}"), value.to_vec()))
+                        .await?;
+                }
+            }
+            Ok(None)
+        }
+        Protocol::Zookeeper => {
+            let client = zk_connect(endpoint).await?;
+            client
+                .create(prefix, &[], &ZK_CREATE)
+                .await
+                .context("cannot create the bench root")?;
+            if args.op != Op::Create {
+                // Pipelined on the one session: requests are sent in the
+                // order the futures are created.
+                let paths: Vec<String> = (0..args.keys).map(|k| format!("{prefix}/k{k}")).collect();
+                let creates = paths.iter().map(|p| client.create(p, value, &ZK_CREATE));
+                for result in futures::future::join_all(creates).await {
+                    result.context("cannot create a bench key")?;
+                }
+            }
+            Ok(Some(client.state_watcher()))
         }
     }
+}
+
+/// Waits (bounded) until every ZooKeeper session whose clients have all been
+/// dropped has sent its CloseSession and seen the answer, so that the server
+/// does not keep them until they expire.
+async fn close_zk_sessions(watchers: Vec<zk::StateWatcher>) {
+    let all = futures::future::join_all(watchers.into_iter().map(|mut w| async move {
+        while !w.state().is_terminated() {
+            w.changed().await;
+        }
+    }));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, all).await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.endpoints.is_empty() {
+        args.endpoints = vec![
+            match args.protocol {
+                Protocol::Grpc => "127.0.0.1:7001",
+                Protocol::Zookeeper => "127.0.0.1:2181",
+            }
+            .to_owned(),
+        ];
+    }
+    anyhow::ensure!(args.keys > 0, "--keys must be at least 1");
+    let prefix = format!("/bench-{}", std::process::id());
+    let value = vec![b'x'; args.value_size];
+    let mut zk_sessions: Vec<zk::StateWatcher> = Vec::new();
+    zk_sessions.extend(setup(&args, &args.endpoints[0], &prefix, &value).await?);
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(OnceLock::<String>::new());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..args.sessions {
-        let endpoint = format!("http://{}", args.endpoints[s % args.endpoints.len()]);
-        let channel = tonic::transport::Channel::from_shared(endpoint)?
-            .connect()
-            .await?;
+        let endpoint = &args.endpoints[s % args.endpoints.len()];
+        let session = match args.protocol {
+            Protocol::Grpc => Api::Grpc(CoordinationClient::new(
+                Channel::from_shared(format!("http://{endpoint}"))?
+                    .connect()
+                    .await?,
+            )),
+            Protocol::Zookeeper => {
+                let client = zk_connect(endpoint).await?;
+                zk_sessions.push(client.state_watcher());
+                Api::Zk(client)
+            }
+        };
         for d in 0..args.depth {
-            let mut api = CoordinationClient::new(channel.clone());
+            let mut api = session.clone();
             let issued = issued.clone();
             let errors = errors.clone();
+            let first_error = first_error.clone();
             let prefix = prefix.clone();
             let value = value.clone();
             let (op, keys, max) = (args.op, args.keys, args.max_requests);
@@ -99,41 +273,36 @@ async fn main() -> anyhow::Result<()> {
                     };
                     let t = Instant::now();
                     let result = match this {
-                        Op::Set => api
-                            .set_data(pb::SetDataRequest {
-                                session_id: 0,
-                                path: key,
-                                data: value.clone(),
-                                version: -1,
-                            })
-                            .await
-                            .map(drop),
-                        Op::Get => api
-                            .get_data(pb::GetDataRequest {
-                                session_id: 0,
-                                path: key,
-                                watch: false,
-                            })
-                            .await
-                            .map(drop),
-                        Op::Create | Op::Mixed => api
-                            .create(create_req(&format!("{prefix}/c{s}-{d}-{i}"), value.clone()))
-                            .await
-                            .map(drop),
+                        Op::Set => api.set_data(key, &value).await,
+                        Op::Get => api.get_data(key).await,
+                        Op::Create | Op::Mixed => {
+                            api.create(format!("{prefix}/c{s}-{d}-{i}"), &value).await
+                        }
                     };
                     latencies.push(t.elapsed().as_micros() as u64);
-                    if result.is_err() {
+                    if let Err(e) = result {
                         errors.fetch_add(1, Ordering::Relaxed);
+                        first_error.get_or_init(|| format!("{e:#}"));
                     }
                     i += 1;
                 }
                 latencies
             }));
         }
+        drop(session);
     }
+    let give_up = tokio::time::Instant::from_std(deadline + DRAIN_GRACE);
     let mut all = Vec::new();
     for task in tasks {
-        all.extend(task.await?);
+        let latencies = tokio::time::timeout_at(give_up, task)
+            .await
+            .with_context(|| {
+                format!(
+                    "requests still outstanding {} s after the end of the run",
+                    DRAIN_GRACE.as_secs()
+                )
+            })?;
+        all.extend(latencies?);
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
@@ -146,8 +315,10 @@ async fn main() -> anyhow::Result<()> {
     let (p50, p99, p999) = (pct(0.50), pct(0.99), pct(0.999));
     let errors = errors.load(Ordering::Relaxed);
     let op = format!("{:?}", args.op).to_lowercase();
+    let protocol = format!("{:?}", args.protocol).to_lowercase();
     if args.json {
         let line = serde_json::json!({
+            "protocol": protocol,
             "op": op, "sessions": args.sessions, "depth": args.depth, "value_size": args.value_size,
             "requests": all.len(), "errors": errors, "seconds": elapsed, "ops_per_sec": ops,
             "p50_ms": p50 as f64 / 1000.0, "p99_ms": p99 as f64 / 1000.0, "p999_ms": p999 as f64 / 1000.0,
@@ -155,7 +326,7 @@ async fn main() -> anyhow::Result<()> {
         writeln_stdout(&line.to_string());
     } else {
         writeln_stdout(&format!(
-            "op={op} sessions={} depth={} value={}B requests={} errors={errors} seconds={elapsed:.2} ops/s={ops:.0} p50={:.2}ms p99={:.2}ms p999={:.2}ms",
+            "protocol={protocol} op={op} sessions={} depth={} value={}B requests={} errors={errors} seconds={elapsed:.2} ops/s={ops:.0} p50={:.2}ms p99={:.2}ms p999={:.2}ms",
             args.sessions,
             args.depth,
             args.value_size,
@@ -165,6 +336,12 @@ async fn main() -> anyhow::Result<()> {
             p999 as f64 / 1000.0
         ));
     }
+    if let Some(e) = first_error.get() {
+        writeln_stderr(&format!(
+            "synod-bench: {errors} requests failed; the first: {e}"
+        ));
+    }
+    close_zk_sessions(zk_sessions).await;
     Ok(())
 }
 
@@ -183,4 +360,10 @@ fn writeln_stdout(line: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
+}
+
+fn writeln_stderr(line: &str) {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
 }
