@@ -673,9 +673,20 @@ impl Cluster {
         let n = self.nodes.len();
         let kinds = if self.cfg.reconfigure { 12 } else { 10 };
         match self.rng.range(0, kinds) {
-            0 | 1 => {
+            0 => {
                 let i = self.rng.range(0, n as u64) as usize;
                 self.crash(i);
+            }
+            1 => {
+                // Crash a node while it has writes in flight: the window in
+                // which sending before persisting would be caught.
+                let busy: Vec<usize> = (0..n)
+                    .filter(|&i| !self.nodes[i].unsynced.is_empty())
+                    .collect();
+                if !busy.is_empty() {
+                    let i = busy[self.rng.range(0, busy.len() as u64) as usize];
+                    self.crash(i);
+                }
             }
             2 | 3 => {
                 for i in 0..n {
