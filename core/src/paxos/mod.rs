@@ -126,8 +126,9 @@ pub enum Value<T> {
     /// A value proposed by the application.
     Data(T),
     /// A membership change; governs every slot after its own once
-    /// committed. Applies as nothing to the application's state.
-    Config(Membership),
+    /// committed. Applies as nothing to the application's state. Boxed so
+    /// that it does not make every value (and log entry) larger.
+    Config(Box<Membership>),
 }
 
 /// A snapshot of the application's state after `index`, with the

@@ -432,7 +432,7 @@ impl<T: Clone> Replica<T> {
             return Err(PaxosError::InvalidConfig("at most 64 members"));
         }
         let first = l.next_slot;
-        self.start_phase2(first, vec![Value::Config(m)]);
+        self.start_phase2(first, vec![Value::Config(Box::new(m))]);
         if let State::Leader(l) = &mut self.state {
             l.pending_config = first;
         }
@@ -588,7 +588,7 @@ impl<T: Clone> Replica<T> {
                 ..
             }) = self.log.get(s)
             {
-                found = Some((s, m.clone()));
+                found = Some((s, m.as_ref().clone()));
             }
         }
         if let Some((s, m)) = found {

@@ -1160,7 +1160,7 @@ fn candidate_needs_a_majority_of_every_membership_phase_1_finds() {
     // Node 2 accepted a change to [1, 2, 3, 4] at slot 1.
     let change = Entry {
         ballot: b(0, 2),
-        value: Value::Config(Membership::new(vec![1, 2, 3, 4], vec![])),
+        value: Value::Config(Box::new(Membership::new(vec![1, 2, 3, 4], vec![]))),
     };
     r.step(
         2,

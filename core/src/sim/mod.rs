@@ -892,10 +892,10 @@ fn decode(data: &[u8]) -> Vec<Value<u64>> {
             b.copy_from_slice(c);
             match u64::from_le_bytes(b) {
                 0 => Value::Noop,
-                x if x & CONFIG_TAG != 0 => Value::Config(Membership::new(
+                x if x & CONFIG_TAG != 0 => Value::Config(Box::new(Membership::new(
                     mask_ids(x & 0xffff_ffff),
                     mask_ids((x & !CONFIG_TAG) >> 32),
-                )),
+                ))),
                 x => Value::Data(x),
             }
         })
