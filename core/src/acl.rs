@@ -270,6 +270,22 @@ impl AclCache {
         }
     }
 
+    /// Every list in use, with its reference.
+    pub fn iter(&self) -> impl Iterator<Item = (AclRef, &Arc<[Acl]>)> {
+        self.lists.iter().enumerate().filter_map(|(i, slot)| {
+            let (list, _) = slot.as_ref()?;
+            Some((AclRef::try_from(i).ok()?, list))
+        })
+    }
+
+    /// The shared list behind a reference.
+    pub fn get_shared(&self, r: AclRef) -> Option<Arc<[Acl]>> {
+        match self.lists.get(r as usize) {
+            Some(Some((list, _))) => Some(list.clone()),
+            _ => None,
+        }
+    }
+
     pub fn get(&self, r: AclRef) -> &[Acl] {
         match self.lists.get(r as usize) {
             Some(Some((list, _))) => list,

@@ -31,6 +31,16 @@ pub struct StateMachine {
     session_limits: SessionLimits,
 }
 
+/// A snapshot being encoded; see [`StateMachine::begin_snapshot`].
+#[derive(Debug)]
+pub struct PendingSnapshot {
+    pub index: Zxid,
+    encoder: Encoder,
+    cursor: crate::tree::SnapshotCursor,
+    /// The encoded snapshot, once complete.
+    pub bytes: Vec<u8>,
+}
+
 /// What applying one txn produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -74,8 +84,18 @@ impl StateMachine {
         self.applied
     }
 
-    /// The whole state as bytes: sessions, tree and the applied zxid.
-    pub fn encode_snapshot(&self) -> Vec<u8> {
+    /// The whole state as bytes: sessions, tree and the applied zxid, in
+    /// one go.
+    pub fn encode_snapshot(&mut self) -> Vec<u8> {
+        let mut snapshot = self.begin_snapshot();
+        while self.snapshot_step(&mut snapshot, usize::MAX).is_none() {}
+        snapshot.bytes
+    }
+
+    /// Starts a snapshot of the state at the applied zxid that is encoded
+    /// a slice at a time by [`StateMachine::snapshot_step`], while txns keep
+    /// applying in between: the node is not paused for the whole encoding.
+    pub fn begin_snapshot(&mut self) -> PendingSnapshot {
         let mut e = Encoder::default();
         e.u32(SNAPSHOT_FORMAT);
         e.i64(self.applied);
@@ -85,8 +105,26 @@ impl StateMachine {
             e.i64(id);
             e.i64(info.timeout_ms);
         }
-        self.tree.encode_snapshot(&mut e);
-        e.buf
+        let cursor = self.tree.begin_snapshot(self.applied, &mut e);
+        PendingSnapshot {
+            index: self.applied,
+            encoder: e,
+            cursor,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Encodes up to `budget` more znodes of `snapshot`; returns its index
+    /// once the snapshot is complete (its bytes are then in `bytes`).
+    pub fn snapshot_step(&mut self, snapshot: &mut PendingSnapshot, budget: usize) -> Option<Zxid> {
+        if !self
+            .tree
+            .snapshot_step(&mut snapshot.cursor, &mut snapshot.encoder, budget)
+        {
+            return None;
+        }
+        snapshot.bytes = std::mem::take(&mut snapshot.encoder.buf);
+        Some(snapshot.index)
     }
 
     /// Restores a state from [`StateMachine::encode_snapshot`] output.

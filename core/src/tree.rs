@@ -194,6 +194,8 @@ pub struct DataTree {
     ttls: BTreeSet<String>,
     config: TreeConfig,
     journal: Journal,
+    /// Preimages for the snapshot being encoded, if one is.
+    capture: Option<snapshot::Capture>,
 }
 
 impl Default for DataTree {
@@ -214,6 +216,7 @@ impl DataTree {
             ttls: BTreeSet::new(),
             config,
             journal: Journal::default(),
+            capture: None,
         };
         let open = tree.acls.acquire(&Acl::open());
         tree.nodes.insert(
@@ -639,6 +642,7 @@ impl DataTree {
         let acl_ref = self.acls.acquire(&acl);
         let node = Znode::fresh(acl_ref, data.into(), owner, ctx.zxid, ctx.time);
         let stat = node.stat();
+        self.before_change(parent_path);
         let parent = self
             .nodes
             .get_mut(parent_path)
@@ -703,6 +707,8 @@ impl DataTree {
     /// Removes a childless node that exists; the caller checked everything.
     fn remove_node(&mut self, p: &str, zxid: Zxid, triggers: &mut Vec<Trigger>) {
         let parent_path = path::parent(p);
+        self.before_change(p);
+        self.before_change(parent_path);
         let Some(node) = self.nodes.remove(p) else {
             return;
         };
@@ -745,6 +751,8 @@ impl DataTree {
     ) -> Result<OpOutcome, Error> {
         self.check_writable_path(p)?;
         self.check_data(data)?;
+        // Harmless if the write then fails: the preimage equals the node.
+        self.before_change(p);
         let node = self
             .nodes
             .get_mut(p)
@@ -783,6 +791,7 @@ impl DataTree {
         ctx: &WriteCtx<'_>,
     ) -> Result<OpOutcome, Error> {
         self.check_writable_path(p)?;
+        self.before_change(p);
         let node = self.node(p)?;
         self.config
             .acl
@@ -969,6 +978,7 @@ impl DataTree {
 }
 
 mod snapshot;
+pub use snapshot::SnapshotCursor;
 
 #[cfg(test)]
 mod tests;

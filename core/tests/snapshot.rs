@@ -93,7 +93,7 @@ fn entries(txns: Vec<Txn>) -> Vec<LogEntry> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn snapshot_plus_replay_equals_full_replay(txns in proptest::collection::vec(txn_strategy(), 1..60), cut in any::<prop::sample::Index>()) {
@@ -122,6 +122,46 @@ proptest! {
         prop_assert_eq!(restored.tree().reap_candidates(i64::MAX), full.tree().reap_candidates(i64::MAX));
     }
 
+    /// A snapshot encoded a few nodes at a time while later txns keep
+    /// applying is still exactly the state at its index: restoring it and
+    /// replaying the txns after it gives the state of the full history.
+    #[test]
+    fn incremental_snapshot_is_the_state_at_its_index(
+        before in proptest::collection::vec(txn_strategy(), 1..60),
+        during in proptest::collection::vec(txn_strategy(), 0..40),
+        budget in 1usize..3,
+        txns_per_step in 1usize..4,
+    ) {
+        let log = entries(before.into_iter().chain(during).collect());
+        let split = log.len() / 2;
+        let mut live = StateMachine::new(StateConfig::default());
+        for entry in &log[..split] {
+            live.apply(entry.zxid, entry.time, &entry.txn);
+        }
+        let expected_at_index = live.tree().dump();
+        let mut snapshot = live.begin_snapshot();
+        let mut rest = log[split..].iter();
+        let index = loop {
+            if let Some(index) = live.snapshot_step(&mut snapshot, budget) {
+                break index;
+            }
+            for entry in rest.by_ref().take(txns_per_step) {
+                live.apply(entry.zxid, entry.time, &entry.txn);
+            }
+        };
+        for entry in rest {
+            live.apply(entry.zxid, entry.time, &entry.txn);
+        }
+        prop_assert_eq!(index, split as i64);
+        let mut restored = StateMachine::decode_snapshot(StateConfig::default(), &snapshot.bytes).expect("decode");
+        prop_assert_eq!(restored.tree().dump(), expected_at_index);
+        for entry in &log[split..] {
+            restored.apply(entry.zxid, entry.time, &entry.txn);
+        }
+        prop_assert_eq!(restored.tree().dump(), live.tree().dump());
+        prop_assert_eq!(restored.sessions(), live.sessions());
+    }
+
     /// Fuzz: a snapshot with any byte changed or cut short is decoded to
     /// something or refused, never a panic.
     #[test]
@@ -140,4 +180,73 @@ proptest! {
             let _ = StateMachine::decode_snapshot(StateConfig::default(), &bytes);
         }
     }
+}
+
+/// The cases the property test finds only sometimes, pinned: a node changed
+/// ahead of the walk, a node deleted before the walk reaches it, a node
+/// created behind the walk, and a node changed after the walk passed it.
+#[test]
+fn incremental_snapshot_pins_changes_around_the_walk() {
+    let identity = Identity::anonymous();
+    let mut state = StateMachine::new(StateConfig::default());
+    let mut zxid = 0;
+    let mut apply = |state: &mut StateMachine, op: WriteOp| {
+        zxid += 1;
+        let applied = state.apply(
+            zxid,
+            zxid,
+            &Txn::Write {
+                session: 0,
+                identity: identity.clone(),
+                op,
+            },
+        );
+        assert!(
+            matches!(applied.outcome, synod_core::txn::TxnOutcome::Write(Ok(_))),
+            "{applied:?}"
+        );
+    };
+    let create = |path: &str, data: &[u8]| WriteOp::Create {
+        path: path.into(),
+        data: data.to_vec(),
+        acl: Acl::open(),
+        mode: CreateMode::Persistent,
+        ttl_ms: 0,
+    };
+    for p in ["/a", "/b", "/c", "/d"] {
+        apply(&mut state, create(p, b"old"));
+    }
+    let expected = state.tree().dump();
+    let mut snapshot = state.begin_snapshot();
+    // Visits /a only.
+    assert!(state.snapshot_step(&mut snapshot, 1).is_none());
+    apply(
+        &mut state,
+        WriteOp::SetData {
+            path: "/a".into(),
+            data: b"new".to_vec(),
+            version: -1,
+        },
+    );
+    apply(
+        &mut state,
+        WriteOp::SetData {
+            path: "/c".into(),
+            data: b"new".to_vec(),
+            version: -1,
+        },
+    );
+    apply(
+        &mut state,
+        WriteOp::Delete {
+            path: "/d".into(),
+            version: -1,
+        },
+    );
+    apply(&mut state, create("/b/child", b""));
+    apply(&mut state, create("/aa", b""));
+    while state.snapshot_step(&mut snapshot, 1).is_none() {}
+    let restored =
+        StateMachine::decode_snapshot(StateConfig::default(), &snapshot.bytes).expect("decode");
+    assert_eq!(restored.tree().dump(), expected);
 }

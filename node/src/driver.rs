@@ -18,7 +18,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::codec::LogEntry;
 use synod_core::session::SessionTracker;
-use synod_core::state::{Applied, StateMachine};
+use synod_core::state::{Applied, PendingSnapshot, StateMachine};
 use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
 use synod_core::watch::{WatchEvent, WatchKind, WatchRegistry, WatcherType};
 use synod_core::{Error, Millis, SessionId, Zxid};
@@ -117,6 +117,7 @@ pub fn spawn(
                     }
                 },
                 _ = ticker.tick() => state.tick(),
+                () = std::future::ready(()), if state.snapshotting() => state.snapshot_work(),
             }
             state.flush();
         }
@@ -208,11 +209,17 @@ pub struct NodeState {
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
     max_pending: usize,
+    /// The snapshot being encoded, a slice at a time.
+    snapshotting: Option<PendingSnapshot>,
     /// Sessions whose expiry is on its way through the log.
     closing: FxHashSet<SessionId>,
     /// Containers and TTL nodes whose reap is on its way through the log.
     reaping: FxHashSet<String>,
 }
+
+/// Znodes encoded per slice of a running snapshot: a few milliseconds of
+/// work between two jobs of the driver.
+const SNAPSHOT_SLICE: usize = 5_000;
 
 /// Bounds the reaps one tick submits, so a mass expiry of TTL nodes is
 /// spread over ticks instead of flooding one batch.
@@ -259,6 +266,7 @@ impl NodeState {
             storage_stats: StorageStats::default(),
             max_pending: config.max_pending_txns,
             closing: FxHashSet::default(),
+            snapshotting: None,
             reaping: FxHashSet::default(),
         }
     }
@@ -427,19 +435,40 @@ impl NodeState {
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied();
         let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0) >= self.snapshot_every;
-        if self.snapshot_in_progress || !due {
+        if !due || self.snapshot_in_progress || self.snapshotting.is_some() || self.log.is_none() {
             return;
         }
-        let Some(log) = &self.log else { return };
         let started = Instant::now();
-        let bytes = self.machine.encode_snapshot();
+        self.snapshotting = Some(self.machine.begin_snapshot());
         tracing::info!(
             index = applied,
-            bytes = bytes.len(),
-            encode_ms = started.elapsed().as_millis() as u64,
+            begin_ms = started.elapsed().as_millis() as u64,
             "taking a snapshot"
         );
-        if log.snapshot(applied as u64, bytes) {
+    }
+
+    /// Whether a snapshot is being encoded.
+    pub fn snapshotting(&self) -> bool {
+        self.snapshotting.is_some()
+    }
+
+    /// Encodes the next slice of the running snapshot; the driver calls it
+    /// between jobs, so requests are served while a large tree is encoded.
+    /// A finished snapshot goes to the storage thread.
+    pub fn snapshot_work(&mut self) {
+        let Some(snapshot) = &mut self.snapshotting else {
+            return;
+        };
+        let Some(index) = self.machine.snapshot_step(snapshot, SNAPSHOT_SLICE) else {
+            return;
+        };
+        let Some(finished) = self.snapshotting.take() else {
+            return;
+        };
+        tracing::debug!(index, bytes = finished.bytes.len(), "snapshot encoded");
+        if let Some(log) = &self.log
+            && log.snapshot(index as u64, finished.bytes)
+        {
             self.snapshot_in_progress = true;
         }
     }

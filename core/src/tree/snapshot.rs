@@ -3,45 +3,234 @@
 //! are derived on restore, so a snapshot cannot contradict itself about them.
 
 use std::collections::BTreeSet;
+use std::ops::Bound::{Excluded, Unbounded};
 
 use rustc_hash::FxHashMap;
 
+use std::sync::Arc;
+
 use super::{DataTree, Journal, TreeConfig, Znode};
-use crate::acl::AclCache;
+use crate::Zxid;
+use crate::acl::{Acl, AclCache, AclRef};
 use crate::codec::{CodecError, Decoder, Encoder, decode_acl, encode_acl};
 use crate::path;
 
+/// A node as it was when a snapshot began, saved just before its first
+/// change while the snapshot is being encoded.
+#[derive(Debug)]
+pub(super) struct Preimage {
+    stat: [i64; 6],
+    versions: [i32; 3],
+    acl: Arc<[Acl]>,
+    data: Box<[u8]>,
+}
+
+/// What the running snapshot knows of a path changed since it began.
+#[derive(Debug)]
+pub(super) enum Captured {
+    /// The walk had already passed it when it first changed: it was encoded
+    /// (or rightly skipped) before the change.
+    Passed,
+    /// It did not exist when the snapshot began.
+    Absent,
+    /// Its state when the snapshot began, not encoded yet.
+    Pending(Preimage),
+    /// Its preimage was encoded by the walk.
+    Used,
+}
+
+/// The paths changed since the running snapshot began, and where its walk is.
+#[derive(Debug, Default)]
+pub(super) struct Capture {
+    changed: FxHashMap<Box<str>, Captured>,
+    /// The last path the walk visited.
+    position: String,
+}
+
+/// Orders paths as the walk visits them: depth first, children by name.
+fn walk_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+/// A snapshot being encoded a slice at a time while txns keep applying.
+/// It walks the tree depth first from the root; the walk resumes by child
+/// name (child sets are ordered), so it survives any change in between.
+/// A node changed since the snapshot began is encoded from the preimage the
+/// tree saved before changing it, a node created since is skipped, and the
+/// preimages of nodes deleted since are encoded at the end: the result is
+/// exactly the tree at the snapshot's index.
+#[derive(Debug)]
+pub struct SnapshotCursor {
+    /// The zxid the snapshot is of.
+    index: Zxid,
+    /// Directories being walked, with the last child name visited in each.
+    stack: Vec<(String, Option<Box<str>>)>,
+    /// Dense ids of the ACL lists in use when the snapshot began, by the
+    /// reference (for unchanged nodes) and by content (for preimages).
+    by_ref: FxHashMap<AclRef, u32>,
+    by_content: FxHashMap<Arc<[Acl]>, u32>,
+    count_at: usize,
+    written: u64,
+}
+
 impl DataTree {
-    /// Appends the whole tree to `e`.
-    pub fn encode_snapshot(&self, e: &mut Encoder) {
-        // Renumber the ACL lists densely: references in the cache may have gaps.
-        let mut renumber: FxHashMap<u32, u32> = FxHashMap::default();
-        let mut lists = Vec::new();
-        for node in self.nodes.values() {
-            renumber.entry(node.acl).or_insert_with(|| {
-                lists.push(node.acl);
-                u32::try_from(lists.len() - 1).expect("fewer than 2^32 ACL lists")
-            });
-        }
+    /// Starts a snapshot of the tree as of `index` (the last applied zxid)
+    /// into `e`: writes the ACL table and begins capturing preimages. The
+    /// nodes are encoded by [`DataTree::snapshot_step`].
+    pub fn begin_snapshot(&mut self, index: Zxid, e: &mut Encoder) -> SnapshotCursor {
+        let mut by_ref = FxHashMap::default();
+        let mut by_content = FxHashMap::default();
+        let lists: Vec<(AclRef, Arc<[Acl]>)> =
+            self.acls.iter().map(|(r, l)| (r, l.clone())).collect();
         e.len(lists.len());
-        for r in &lists {
-            encode_acl(e, self.acls.get(*r));
+        for (id, (r, list)) in lists.into_iter().enumerate() {
+            let id = u32::try_from(id).expect("fewer than 2^32 ACL lists");
+            encode_acl(e, &list);
+            by_ref.insert(r, id);
+            by_content.insert(list, id);
         }
-        e.u64(self.nodes.len() as u64);
-        for (p, node) in &self.nodes {
-            e.str(p);
-            e.i64(node.czxid);
-            e.i64(node.mzxid);
-            e.i64(node.pzxid);
-            e.i64(node.ctime);
-            e.i64(node.mtime);
-            e.i32(node.version);
-            e.i32(node.cversion);
-            e.i32(node.aversion);
-            e.i64(node.ephemeral_owner);
-            e.u32(renumber[&node.acl]);
-            e.bytes(&node.data);
+        let count_at = e.buf.len();
+        e.u64(0);
+        self.capture = Some(Capture {
+            changed: FxHashMap::default(),
+            position: "/".to_owned(),
+        });
+        let mut cursor = SnapshotCursor {
+            index,
+            stack: vec![("/".to_owned(), None)],
+            by_ref,
+            by_content,
+            count_at,
+            written: 0,
+        };
+        self.visit("/", &mut cursor, e);
+        cursor
+    }
+
+    /// Encodes one node of the walk as it was at the snapshot's index.
+    fn visit(&mut self, key: &str, cursor: &mut SnapshotCursor, e: &mut Encoder) {
+        let Some(capture) = self.capture.as_mut() else {
+            return;
+        };
+        capture.position.clear();
+        capture.position.push_str(key);
+        match capture.changed.get_mut(key) {
+            Some(entry @ Captured::Pending(_)) => {
+                if let Captured::Pending(pre) = std::mem::replace(entry, Captured::Used) {
+                    let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
+                    encode_node(e, key, pre.stat, pre.versions, acl, &pre.data);
+                    cursor.written += 1;
+                }
+            }
+            Some(Captured::Absent | Captured::Passed | Captured::Used) => {}
+            None => {
+                if let Some(n) = self.nodes.get(key)
+                    && n.czxid <= cursor.index
+                {
+                    let acl = cursor.by_ref.get(&n.acl).copied().unwrap_or_default();
+                    encode_node(
+                        e,
+                        key,
+                        stat_of(n),
+                        [n.version, n.cversion, n.aversion],
+                        acl,
+                        &n.data,
+                    );
+                    cursor.written += 1;
+                }
+            }
         }
+    }
+
+    /// Encodes up to `budget` more nodes; true when the snapshot is complete
+    /// (capturing then stops).
+    pub fn snapshot_step(
+        &mut self,
+        cursor: &mut SnapshotCursor,
+        e: &mut Encoder,
+        budget: usize,
+    ) -> bool {
+        let mut done = 0;
+        while done < budget {
+            let Some((dir, last)) = cursor.stack.last_mut() else {
+                break;
+            };
+            let next = self.nodes.get(dir.as_str()).and_then(|node| {
+                let mut after = match last {
+                    Some(last) => node
+                        .children
+                        .range::<str, _>((Excluded(&**last), Unbounded)),
+                    None => node.children.range::<str, _>(..),
+                };
+                after.next().cloned()
+            });
+            let Some(name) = next else {
+                cursor.stack.pop();
+                continue;
+            };
+            let child = path::join(dir, &name);
+            *last = Some(name);
+            self.visit(&child, cursor, e);
+            cursor.stack.push((child, None));
+            done += 1;
+        }
+        if !cursor.stack.is_empty() {
+            return false;
+        }
+        // Nodes deleted since the snapshot began, before the walk reached
+        // them, are not in the walk: their preimages are still pending.
+        if let Some(capture) = self.capture.take() {
+            let mut deleted: Vec<(&Box<str>, &Preimage)> = capture
+                .changed
+                .iter()
+                .filter_map(|(key, c)| match c {
+                    Captured::Pending(pre) => Some((key, pre)),
+                    _ => None,
+                })
+                .collect();
+            deleted.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, pre) in deleted {
+                let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
+                encode_node(e, key, pre.stat, pre.versions, acl, &pre.data);
+                cursor.written += 1;
+            }
+        }
+        e.buf[cursor.count_at..cursor.count_at + 8].copy_from_slice(&cursor.written.to_le_bytes());
+        true
+    }
+
+    /// Saves the node at `path` as it is before its first change while a
+    /// snapshot is being encoded, unless the walk has passed it already.
+    pub(super) fn before_change(&mut self, path: &str) {
+        let Some(capture) = &mut self.capture else {
+            return;
+        };
+        if capture.changed.contains_key(path) {
+            return;
+        }
+        let captured = if walk_order(path, &capture.position).is_le() {
+            Captured::Passed
+        } else {
+            match self.nodes.get(path) {
+                Some(n) => Captured::Pending(Preimage {
+                    stat: stat_of(n),
+                    versions: [n.version, n.cversion, n.aversion],
+                    acl: self
+                        .acls
+                        .get_shared(n.acl)
+                        .unwrap_or_else(|| Arc::from(Vec::new())),
+                    data: n.data.clone(),
+                }),
+                None => Captured::Absent,
+            }
+        };
+        capture.changed.insert(path.into(), captured);
+    }
+
+    /// Appends the whole tree, as of `index`, to `e` at once.
+    pub fn encode_snapshot(&mut self, index: Zxid, e: &mut Encoder) {
+        let mut cursor = self.begin_snapshot(index, e);
+        while !self.snapshot_step(&mut cursor, e, usize::MAX) {}
     }
 
     /// Rebuilds a tree from [`DataTree::encode_snapshot`] output.
@@ -69,6 +258,7 @@ impl DataTree {
             ttls: BTreeSet::new(),
             config,
             journal: Journal::default(),
+            capture: None,
         };
         tree.nodes.reserve(count as usize);
         for _ in 0..count {
@@ -144,4 +334,39 @@ impl DataTree {
         }
         Ok(tree)
     }
+}
+
+/// czxid, mzxid, pzxid, ctime, mtime, ephemeral owner.
+fn stat_of(n: &Znode) -> [i64; 6] {
+    [
+        n.czxid,
+        n.mzxid,
+        n.pzxid,
+        n.ctime,
+        n.mtime,
+        n.ephemeral_owner,
+    ]
+}
+
+fn encode_node(
+    e: &mut Encoder,
+    path: &str,
+    stat: [i64; 6],
+    versions: [i32; 3],
+    acl: u32,
+    data: &[u8],
+) {
+    let [czxid, mzxid, pzxid, ctime, mtime, owner] = stat;
+    e.str(path);
+    e.i64(czxid);
+    e.i64(mzxid);
+    e.i64(pzxid);
+    e.i64(ctime);
+    e.i64(mtime);
+    e.i32(versions[0]);
+    e.i32(versions[1]);
+    e.i32(versions[2]);
+    e.i64(owner);
+    e.u32(acl);
+    e.bytes(data);
 }
