@@ -31,6 +31,13 @@
 //! is durable. After a restart the replica starts from the snapshot index
 //! (or 0) and emits `Apply` again from there as it learns the commit index.
 //!
+//! Other inputs: [`Replica::read`] (linearizable reads by lease or read
+//! index), [`Replica::compact`] (the shell made a snapshot durable; the log
+//! before it is dropped and lagging peers get the snapshot in chunks,
+//! answered by [`Command::InstallSnapshot`]),
+//! [`Replica::propose_membership`] (one voter at a time, observers first)
+//! and [`Replica::transfer_leadership`].
+//!
 //! See `docs/consensus.md` for the protocol and the safety argument.
 
 use std::sync::Arc;
