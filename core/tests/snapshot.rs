@@ -184,7 +184,8 @@ proptest! {
 
 /// The cases the property test finds only sometimes, pinned: a node changed
 /// ahead of the walk, a node deleted before the walk reaches it, a node
-/// created behind the walk, and a node changed after the walk passed it.
+/// created behind the walk, a node changed after the walk passed it, and a
+/// node created (and changed) ahead of the walk.
 #[test]
 fn incremental_snapshot_pins_changes_around_the_walk() {
     let identity = Identity::anonymous();
@@ -245,6 +246,10 @@ fn incremental_snapshot_pins_changes_around_the_walk() {
     );
     apply(&mut state, create("/b/child", b""));
     apply(&mut state, create("/aa", b""));
+    // A node created ahead of the walk, then changed (by a child of its
+    // own) before the walk reaches it: still not in the snapshot.
+    apply(&mut state, create("/z", b""));
+    apply(&mut state, create("/z/child", b""));
     while state.snapshot_step(&mut snapshot, 1).is_none() {}
     let restored =
         StateMachine::decode_snapshot(StateConfig::default(), &snapshot.bytes).expect("decode");

@@ -1,7 +1,9 @@
-//! The bridge between the driver and the blocking storage layer: a thread
-//! that owns the WAL and snapshot files, takes batches of encoded entries
-//! and snapshots in order, and reports each outcome back to the driver. One
-//! batch is one fdatasync, so the driver's batching is the group commit.
+//! The bridge between the driver and the blocking storage layer: a storage
+//! thread that owns the WAL, takes batches of encoded entries in order and
+//! reports each outcome back to the driver (one batch is one fdatasync, so
+//! the driver's batching is the group commit), and a snapshot thread that
+//! writes snapshot files beside it, so a large snapshot never delays an
+//! append; the storage thread registers each finished file and purges.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +12,9 @@ use synod_core::codec::LogEntry;
 use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::storage::{FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats};
+use crate::storage::{
+    FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats, WrittenSnapshot,
+};
 
 /// Work for the storage thread.
 #[derive(Debug)]
@@ -19,9 +23,10 @@ enum StorageJob {
         batch: u64,
         records: Vec<(u64, Vec<u8>)>,
     },
-    Snapshot {
+    /// A snapshot file the snapshot thread wrote (or failed to write).
+    SnapshotWritten {
         index: u64,
-        bytes: Vec<u8>,
+        written: Result<WrittenSnapshot, String>,
     },
 }
 
@@ -132,9 +137,31 @@ impl DurableLog {
     }
 
     /// Moves the storage onto its own thread.
+    /// Snapshot files are written on a second thread, so that writing a
+    /// large one never holds up the appends behind it; the storage thread
+    /// only registers the finished file and purges.
     pub fn start(self, report: UnboundedSender<Persisted>) -> LogWriter {
         let (jobs, inbox) = std::sync::mpsc::channel::<StorageJob>();
         let mut storage = self.storage;
+        let writer = storage.snapshot_writer();
+        let (snapshots, snapshot_inbox) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+        let registrar = jobs.clone();
+        let snapshot_thread = std::thread::Builder::new()
+            .name("synod-snapshot".into())
+            .spawn(move || {
+                while let Ok((index, bytes)) = snapshot_inbox.recv() {
+                    let written = writer.write(index, &bytes).map_err(|e| e.to_string());
+                    if registrar
+                        .send(StorageJob::SnapshotWritten { index, written })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        if let Err(error) = &snapshot_thread {
+            tracing::error!(%error, "cannot start the snapshot thread; snapshots will fail");
+        }
         let spawned = std::thread::Builder::new()
             .name("synod-storage".into())
             .spawn(move || {
@@ -153,10 +180,10 @@ impl DurableLog {
                                 stats: storage.stats(),
                             }
                         }
-                        StorageJob::Snapshot { index, bytes } => {
-                            let result = storage
-                                .write_snapshot(index, &bytes)
-                                .map_err(|e| e.to_string());
+                        StorageJob::SnapshotWritten { index, written } => {
+                            let result = written.and_then(|written| {
+                                storage.add_snapshot(written).map_err(|e| e.to_string())
+                            });
                             Persisted::Snapshot {
                                 index,
                                 result,
@@ -172,7 +199,7 @@ impl DurableLog {
         if let Err(error) = &spawned {
             tracing::error!(%error, "cannot start the storage thread; writes will fail");
         }
-        LogWriter { jobs }
+        LogWriter { jobs, snapshots }
     }
 }
 
@@ -180,6 +207,7 @@ impl DurableLog {
 #[derive(Debug)]
 pub struct LogWriter {
     jobs: std::sync::mpsc::Sender<StorageJob>,
+    snapshots: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
 }
 
 impl LogWriter {
@@ -191,8 +219,6 @@ impl LogWriter {
     }
 
     pub fn snapshot(&self, index: u64, bytes: Vec<u8>) -> bool {
-        self.jobs
-            .send(StorageJob::Snapshot { index, bytes })
-            .is_ok()
+        self.snapshots.send((index, bytes)).is_ok()
     }
 }

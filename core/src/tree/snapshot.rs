@@ -45,6 +45,8 @@ pub(super) struct Capture {
     changed: FxHashMap<Box<str>, Captured>,
     /// The last path the walk visited.
     position: String,
+    /// The zxid the snapshot is of: a node created after it is not in it.
+    index: Zxid,
 }
 
 /// Orders paths as the walk visits them: depth first, children by name.
@@ -94,6 +96,7 @@ impl DataTree {
         self.capture = Some(Capture {
             changed: FxHashMap::default(),
             position: "/".to_owned(),
+            index,
         });
         let mut cursor = SnapshotCursor {
             index,
@@ -212,7 +215,9 @@ impl DataTree {
             Captured::Passed
         } else {
             match self.nodes.get(path) {
-                Some(n) => Captured::Pending(Preimage {
+                // A node created since the snapshot began (say, the parent
+                // of a child created after it) was not there at its index.
+                Some(n) if n.czxid <= capture.index => Captured::Pending(Preimage {
                     stat: stat_of(n),
                     versions: [n.version, n.cversion, n.aversion],
                     acl: self
@@ -221,7 +226,7 @@ impl DataTree {
                         .unwrap_or_else(|| Arc::from(Vec::new())),
                     data: n.data.clone(),
                 }),
-                None => Captured::Absent,
+                _ => Captured::Absent,
             }
         };
         capture.changed.insert(path.into(), captured);

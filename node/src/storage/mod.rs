@@ -274,6 +274,54 @@ struct SnapshotFile {
     bytes: u64,
 }
 
+/// Writes snapshot files (temporary file, fsync, rename, directory fsync).
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+}
+
+/// A snapshot file on disk, durable and in place, not yet registered.
+#[derive(Debug)]
+pub struct WrittenSnapshot {
+    index: u64,
+    path: PathBuf,
+    bytes: u64,
+}
+
+impl SnapshotWriter {
+    pub fn write(&self, index: u64, bytes: &[u8]) -> Result<WrittenSnapshot, StorageError> {
+        let dir = &self.dir;
+        let path = dir.join(snapshot::snapshot_name(index));
+        let tmp = tmp_path(&path);
+        let written = (|| {
+            let mut file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
+            let header = snapshot::encode_header(index, bytes);
+            file.write_all_at(0, &header)
+                .map_err(io_err("write", &tmp))?;
+            file.write_all_at(header.len() as u64, bytes)
+                .map_err(io_err("write", &tmp))?;
+            file.sync_all().map_err(io_err("fsync", &tmp))?;
+            drop(file);
+            self.fs
+                .rename(&tmp, &path)
+                .map_err(io_err("rename", &tmp))?;
+            self.fs
+                .sync_dir(dir)
+                .map_err(io_err("fsync directory", dir))
+        })();
+        if let Err(e) = written {
+            let _ = self.fs.remove(&tmp);
+            return Err(e);
+        }
+        Ok(WrittenSnapshot {
+            index,
+            path,
+            bytes: (snapshot::HEADER_LEN + bytes.len()) as u64,
+        })
+    }
+}
+
 /// The write-ahead log and the snapshots. See the module documentation.
 #[derive(Debug)]
 pub struct Storage {
@@ -534,43 +582,41 @@ impl Storage {
 
     /// Writes a snapshot of the state at `index`, then purges.
     pub fn write_snapshot(&mut self, index: u64, bytes: &[u8]) -> Result<(), StorageError> {
-        if let Some(newest) = self.snapshots.last()
-            && index < newest.index
-        {
-            return Err(StorageError::SnapshotBehind {
+        self.check_snapshot_index(index)?;
+        let written = self.snapshot_writer().write(index, bytes)?;
+        self.add_snapshot(written)
+    }
+
+    fn check_snapshot_index(&self, index: u64) -> Result<(), StorageError> {
+        match self.snapshots.last() {
+            Some(newest) if index < newest.index => Err(StorageError::SnapshotBehind {
                 index,
                 newest: newest.index,
-            });
+            }),
+            _ => Ok(()),
         }
-        let dir = &self.config.snapshot_dir;
-        let path = dir.join(snapshot::snapshot_name(index));
-        let tmp = tmp_path(&path);
-        let written = (|| {
-            let mut file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
-            let header = snapshot::encode_header(index, bytes);
-            file.write_all_at(0, &header)
-                .map_err(io_err("write", &tmp))?;
-            file.write_all_at(header.len() as u64, bytes)
-                .map_err(io_err("write", &tmp))?;
-            file.sync_all().map_err(io_err("fsync", &tmp))?;
-            drop(file);
-            self.fs
-                .rename(&tmp, &path)
-                .map_err(io_err("rename", &tmp))?;
-            self.fs
-                .sync_dir(dir)
-                .map_err(io_err("fsync directory", dir))
-        })();
-        if let Err(e) = written {
-            let _ = self.fs.remove(&tmp);
-            return Err(e);
+    }
+
+    /// A writer of snapshot files that works apart from the log, so that
+    /// writing a large snapshot on another thread never delays an append.
+    /// Hand what it wrote back to [`Storage::add_snapshot`].
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter {
+            fs: self.fs.clone(),
+            dir: self.config.snapshot_dir.clone(),
         }
-        let file_bytes = (snapshot::HEADER_LEN + bytes.len()) as u64;
+    }
+
+    /// Takes a snapshot file written by a [`SnapshotWriter`] into account and
+    /// purges what it makes unnecessary.
+    pub fn add_snapshot(&mut self, written: WrittenSnapshot) -> Result<(), StorageError> {
+        self.check_snapshot_index(written.index)?;
+        let index = written.index;
         self.snapshots.retain(|s| s.index != index);
         self.snapshots.push(SnapshotFile {
             index,
-            path,
-            bytes: file_bytes,
+            path: written.path,
+            bytes: written.bytes,
         });
         self.last_index = self.last_index.max(index);
         if let Err(e) = self.purge() {
