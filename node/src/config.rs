@@ -40,6 +40,12 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_TXNS", default_value_t = 100_000)]
     pub snapshot_every_txns: u64,
 
+    /// Also take a snapshot once this many bytes were logged since the
+    /// last one, so large values do not grow the log unbounded between
+    /// snapshots.
+    #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_BYTES", default_value_t = 1 << 30)]
+    pub snapshot_every_bytes: u64,
+
     /// Snapshots to keep; older ones and the log they cover are purged.
     #[arg(long, env = "SYNOD_KEEP_SNAPSHOTS", default_value_t = 3)]
     pub keep_snapshots: usize,

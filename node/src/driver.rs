@@ -209,6 +209,9 @@ pub struct NodeState {
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
     max_pending: usize,
+    /// Bytes handed to the log since the last snapshot began.
+    logged_since_snapshot: u64,
+    snapshot_every_bytes: u64,
     /// The snapshot being encoded, a slice at a time.
     snapshotting: Option<PendingSnapshot>,
     /// Sessions whose expiry is on its way through the log.
@@ -267,6 +270,8 @@ impl NodeState {
             max_pending: config.max_pending_txns,
             closing: FxHashSet::default(),
             snapshotting: None,
+            logged_since_snapshot: 0,
+            snapshot_every_bytes: config.snapshot_every_bytes,
             reaping: FxHashSet::default(),
         }
     }
@@ -351,10 +356,11 @@ impl NodeState {
             }
             return;
         };
-        let records = entries
+        let records: Vec<(u64, Vec<u8>)> = entries
             .iter()
             .map(|l| (l.entry.zxid as u64, l.entry.encode()))
             .collect();
+        self.logged_since_snapshot += records.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
         let batch = self.next_batch;
         self.next_batch += 1;
         if log.append(batch, records) {
@@ -434,12 +440,14 @@ impl NodeState {
 
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied();
-        let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0) >= self.snapshot_every;
+        let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0) >= self.snapshot_every
+            || self.logged_since_snapshot >= self.snapshot_every_bytes;
         if !due || self.snapshot_in_progress || self.snapshotting.is_some() || self.log.is_none() {
             return;
         }
         let started = Instant::now();
         self.snapshotting = Some(self.machine.begin_snapshot());
+        self.logged_since_snapshot = 0;
         tracing::info!(
             index = applied,
             begin_ms = started.elapsed().as_millis() as u64,

@@ -236,6 +236,46 @@ async fn lowering_a_limit_keeps_what_was_accepted_under_the_old_one() {
 }
 
 #[tokio::test]
+async fn snapshots_are_also_taken_by_logged_bytes() {
+    let dir = tempdir("bytes");
+    let data_dir = dir.to_str().unwrap();
+    // Never by count here; 64 KiB of log is enough.
+    let args = [
+        "--data-dir",
+        data_dir,
+        "--snapshot-every-txns",
+        "1000000",
+        "--snapshot-every-bytes",
+        "65536",
+    ];
+    let node = TestNode::start(&args).expect("node");
+    let mut api = connect(&node).await;
+    for i in 0..40 {
+        api.create(create(format!("/v{i}"), vec![1; 4096]))
+            .await
+            .unwrap();
+    }
+    let mut snapshots = 0;
+    for _ in 0..100 {
+        snapshots = std::fs::read_dir(dir.join("snapshot"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".snap")
+            })
+            .count();
+        if snapshots > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(snapshots >= 1, "160 KiB logged gave no snapshot");
+}
+
+#[tokio::test]
 async fn a_second_process_cannot_share_the_data_directory() {
     let dir = tempdir("lock");
     let _first = TestNode::start(&["--data-dir", dir.to_str().unwrap()]).expect("node");
