@@ -14,6 +14,12 @@ use synod_core::tree::{TreeConfig, TreeLimits};
 /// Settings of one node.
 #[derive(Debug, Clone, Args)]
 pub struct NodeConfig {
+    /// A TOML file of settings, keyed by flag name (`max-data-bytes =
+    /// 2097152` or `max_data_bytes = ...`). Flags given on the command line
+    /// win over the file, the file over `SYNOD_*` variables.
+    #[arg(long, env = "SYNOD_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address of the client gRPC API.
     #[arg(long, env = "SYNOD_CLIENT_ADDR", default_value = "127.0.0.1:7000")]
     pub client_addr: SocketAddr,
@@ -235,6 +241,7 @@ impl NodeConfig {
 
 /// Parses a `NodeConfig` from nothing but its defaults and the environment.
 #[derive(Debug, clap::Parser)]
+#[command(args_override_self = true)]
 struct DefaultsOnly {
     #[command(flatten)]
     config: NodeConfig,
@@ -245,5 +252,146 @@ impl NodeConfig {
     pub fn parse_defaults() -> Self {
         use clap::Parser as _;
         DefaultsOnly::parse_from(["synod"]).config
+    }
+}
+
+/// Rewrites the arguments of `synod serve` so that the settings of its
+/// `--config` file (or `SYNOD_CONFIG`) come first as flags, and the flags
+/// given on the command line, which follow, override them. Unknown keys and
+/// values that are not strings, numbers or booleans are refused with the
+/// file's name.
+pub fn expand_config_file(
+    args: Vec<String>,
+    env_file: Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let Some(serve) = args.iter().position(|a| a == "serve") else {
+        return Ok(args);
+    };
+    let mut file = env_file;
+    for (i, arg) in args.iter().enumerate().skip(serve + 1) {
+        if let Some(path) = arg.strip_prefix("--config=") {
+            file = Some(path.to_owned());
+        } else if arg == "--config" {
+            file = args.get(i + 1).cloned();
+        }
+    }
+    let Some(file) = file else { return Ok(args) };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| ConfigError(format!("cannot read config file {file}: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError(format!("config file {file} is not valid TOML: {e}")))?;
+    let known: Vec<String> = <DefaultsOnly as clap::CommandFactory>::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .collect();
+    let mut injected = Vec::new();
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        if flag == "config" || !known.contains(&flag) {
+            return Err(ConfigError(format!(
+                "config file {file}: unknown setting {key:?}"
+            )));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            _ => {
+                return Err(ConfigError(format!(
+                    "config file {file}: {key} must be a string, number or boolean"
+                )));
+            }
+        };
+        injected.push(format!("--{flag}={value}"));
+    }
+    let mut out = args;
+    out.splice(serve + 1..serve + 1, injected);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn parse(args: Vec<String>) -> NodeConfig {
+        // As `synod serve`: the file's flags first, then the command line's.
+        let args: Vec<String> = args.into_iter().filter(|a| a != "serve").collect();
+        DefaultsOnly::try_parse_from(args).expect("parses").config
+    }
+
+    fn file(contents: &str) -> (tempfile::NamedTempFile, String) {
+        let f = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(f.path(), contents).expect("write");
+        let path = f.path().display().to_string();
+        (f, path)
+    }
+
+    #[test]
+    fn file_settings_apply_and_flags_override_them() {
+        let (_f, path) = file("max_data_bytes = 1000\nclient-addr = \"127.0.0.1:9999\"\n");
+        let args = vec![
+            "synod".into(),
+            "serve".into(),
+            "--config".into(),
+            path.clone(),
+            "--max-data-bytes".into(),
+            "2000".into(),
+        ];
+        let config = parse(expand_config_file(args, None).unwrap());
+        assert_eq!(config.max_data_bytes, 2000, "the command line wins");
+        assert_eq!(
+            config.client_addr.port(),
+            9999,
+            "the file sets what the command line does not"
+        );
+        let from_env =
+            parse(expand_config_file(vec!["synod".into(), "serve".into()], Some(path)).unwrap());
+        assert_eq!(from_env.max_data_bytes, 1000);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_their_name() {
+        let (_f, path) = file("max_dta_bytes = 1\n");
+        let err = expand_config_file(
+            vec!["synod".into(), "serve".into(), format!("--config={path}")],
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("max_dta_bytes") && err.0.contains(&path),
+            "{err}"
+        );
+        let (_g, path) = file("max_data_bytes = [1]\n");
+        assert!(
+            expand_config_file(
+                vec!["synod".into(), "serve".into(), "--config".into(), path],
+                None
+            )
+            .is_err()
+        );
+        let (_h, path) = file("not toml at all = = =");
+        assert!(
+            expand_config_file(
+                vec!["synod".into(), "serve".into(), "--config".into(), path],
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            expand_config_file(
+                vec![
+                    "synod".into(),
+                    "serve".into(),
+                    "--config".into(),
+                    "/nonexistent".into()
+                ],
+                None
+            )
+            .is_err()
+        );
     }
 }

@@ -12,6 +12,8 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "synod",
     version,
+    // Settings from a config file come first as flags; later flags win.
+    args_override_self = true,
     about = "Synod: a coordination service with ZooKeeper's data model"
 )]
 struct Cli {
@@ -30,6 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one node.
+    #[command(args_override_self = true)]
     Serve(Box<NodeConfig>),
     /// Run a local development node on 127.0.0.1:7001, the first of the
     /// ports `synodctl` tries, with its data under ./synod-data. (A
@@ -50,7 +53,23 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    let args = match synod_node::config::expand_config_file(
+        std::env::args().collect(),
+        std::env::var("SYNOD_CONFIG").ok(),
+    ) {
+        Ok(args) => args,
+        Err(error) => {
+            #[allow(
+                clippy::print_stderr,
+                reason = "the binary's last word on a fatal error"
+            )]
+            {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(Cli::parse_from(args)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One readable line for the operator; the log has the context.
