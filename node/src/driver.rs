@@ -184,6 +184,16 @@ struct InFlight {
     entries: Vec<Logged>,
 }
 
+/// Reads waiting for the txns of their session.
+#[derive(Default)]
+struct DeferredReads(Vec<Job>);
+
+impl std::fmt::Debug for DeferredReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} deferred reads", self.0.len())
+    }
+}
+
 /// Everything the driver owns.
 #[derive(Debug)]
 pub struct NodeState {
@@ -209,6 +219,10 @@ pub struct NodeState {
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
     max_pending: usize,
+    /// Txns of each session submitted and not yet answered.
+    outstanding: FxHashMap<SessionId, u32>,
+    /// Reads waiting for their session's outstanding txns.
+    deferred: FxHashMap<SessionId, DeferredReads>,
     /// Bytes handed to the log since the last snapshot began.
     logged_since_snapshot: u64,
     snapshot_every_bytes: u64,
@@ -271,6 +285,8 @@ impl NodeState {
             closing: FxHashSet::default(),
             snapshotting: None,
             logged_since_snapshot: 0,
+            outstanding: FxHashMap::default(),
+            deferred: FxHashMap::default(),
             snapshot_every_bytes: config.snapshot_every_bytes,
             reaping: FxHashSet::default(),
         }
@@ -319,11 +335,67 @@ impl NodeState {
 
     /// Queues `txn` for the log; `done` runs once it is applied.
     pub fn submit(&mut self, txn: Txn, done: Done) {
+        let session = match &txn {
+            Txn::Write { session, .. } | Txn::CloseSession { session, .. } => *session,
+            _ => 0,
+        };
+        // Count the session's txns on their way through the log, so that
+        // its later reads wait for them (FIFO per session, as ZooKeeper).
+        let done: Done = if session == 0 {
+            done
+        } else {
+            *self.outstanding.entry(session).or_default() += 1;
+            Box::new(move |state, applied| {
+                done(state, applied);
+                state.finished(session);
+            })
+        };
         self.pending.push(Pending {
             txn,
             done,
             submitted: Instant::now(),
         });
+    }
+
+    /// One txn of `session` has been answered; when it was the last one,
+    /// the reads that waited for it run, in order.
+    fn finished(&mut self, session: SessionId) {
+        let Some(count) = self.outstanding.get_mut(&session) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        self.outstanding.remove(&session);
+        for job in self
+            .deferred
+            .remove(&session)
+            .map(|d| d.0)
+            .unwrap_or_default()
+        {
+            job(self);
+        }
+    }
+
+    /// Runs a read of `session` after every txn the session submitted
+    /// before it has been answered: a client never reads around its own
+    /// write. Reads of a session with nothing in flight run at once.
+    pub fn in_order<R, F>(&mut self, session: SessionId, read: F) -> Answer<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut NodeState) -> Result<R, Error> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |state| {
+            let _ = tx.send(read(state));
+        });
+        if session != 0 && self.outstanding.contains_key(&session) {
+            self.deferred.entry(session).or_default().0.push(job);
+        } else {
+            job(self);
+        }
+        rx
     }
 
     /// Sends the pending txns to storage as one batch when none is in

@@ -58,6 +58,17 @@ impl CoordinationService {
         }
     }
 
+    /// Runs a read on the driver once the session's earlier txns are
+    /// answered, so a client always reads its own writes in order.
+    async fn read<R, F>(&self, session: SessionId, f: F) -> Result<R, Status>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut crate::driver::NodeState) -> Result<R, Error> + Send + 'static,
+    {
+        self.submit(move |state| Ok(state.in_order(session, f)))
+            .await
+    }
+
     async fn write(
         &self,
         session: SessionId,
@@ -261,7 +272,7 @@ impl Coordination for CoordinationService {
         let peer = peer(&request);
         let r = request.into_inner();
         let ((data, s), h) = self
-            .run(move |state| {
+            .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
                 let result = state.read(r.session_id, |m| {
                     m.tree()
@@ -284,7 +295,7 @@ impl Coordination for CoordinationService {
     async fn exists(&self, request: Request<pb::ExistsRequest>) -> Reply<pb::ExistsResponse> {
         let r = request.into_inner();
         let (found, h) = self
-            .run(move |state| {
+            .read(r.session_id, move |state| {
                 let result = state.read(r.session_id, |m| m.tree().exists(&r.path))?;
                 // Unlike getData, exists leaves its watch on a missing node
                 // too, so that it fires when the node is created.
@@ -307,7 +318,7 @@ impl Coordination for CoordinationService {
         let peer = peer(&request);
         let r = request.into_inner();
         let ((children, s), h) = self
-            .run(move |state| {
+            .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
                 let result =
                     state.read(r.session_id, |m| m.tree().get_children(&r.path, &identity))?;
@@ -331,7 +342,7 @@ impl Coordination for CoordinationService {
         let peer = peer(&request);
         let r = request.into_inner();
         let (number, h) = self
-            .run(move |state| {
+            .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
                 state.read(r.session_id, |m| {
                     m.tree().get_all_children_number(&r.path, &identity)
@@ -361,7 +372,7 @@ impl Coordination for CoordinationService {
             r.prefix
         };
         let (paths, h) = self
-            .run(move |state| {
+            .read(r.session_id, move |state| {
                 state.read(r.session_id, |m| {
                     Ok(m.tree().get_ephemerals(r.session_id, &prefix))
                 })
@@ -377,7 +388,7 @@ impl Coordination for CoordinationService {
         let peer = peer(&request);
         let r = request.into_inner();
         let ((acl, s), h) = self
-            .run(move |state| {
+            .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
                 state.read(r.session_id, |m| m.tree().get_acl(&r.path, &identity))
             })
@@ -396,7 +407,7 @@ impl Coordination for CoordinationService {
         let peer = peer(&request);
         let r = request.into_inner();
         let (results, h) = self
-            .run(move |state| {
+            .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
                 state.read(r.session_id, |m| {
                     let tree = m.tree();

@@ -140,3 +140,57 @@ async fn acknowledged_writes_survive_power_cuts_during_writes() {
         acknowledged.len()
     );
 }
+
+#[tokio::test]
+async fn a_read_waits_for_its_own_sessions_earlier_write() {
+    let fs = Arc::new(FaultFs::new());
+    let driver = start(&fs);
+    let session = driver
+        .call(|state| state.create_session(10_000))
+        .await
+        .expect("driver alive")
+        .await
+        .expect("answered")
+        .expect("session")
+        .0;
+    let op = WriteOp::Create {
+        path: "/fifo".into(),
+        data: vec![],
+        acl: synod_core::acl::Acl::open(),
+        mode: CreateMode::Ephemeral,
+        ttl_ms: 0,
+    };
+    // Both in one driver job: the write is not even in the log yet when
+    // the read arrives, as with a client that pipelines the two.
+    let (write, mine, other) = driver
+        .call(move |state| {
+            let write = state.write(session, Identity::anonymous(), op);
+            let read = |state: &mut synod_node::driver::NodeState| {
+                state
+                    .machine()
+                    .tree()
+                    .exists("/fifo")
+                    .map(|stat| stat.is_some())
+            };
+            let mine = state.in_order(session, read);
+            let other = state.in_order(0, read);
+            (write, mine, other)
+        })
+        .await
+        .expect("driver alive");
+    assert_eq!(
+        other.await.expect("answered"),
+        Ok(false),
+        "another session's read does not wait"
+    );
+    assert_eq!(
+        mine.await.expect("answered"),
+        Ok(true),
+        "the session reads its own write"
+    );
+    write
+        .expect("submitted")
+        .await
+        .expect("answered")
+        .expect("created");
+}
