@@ -682,7 +682,6 @@ impl DataTree {
         ctx: &WriteCtx<'_>,
         triggers: &mut Vec<Trigger>,
     ) -> Result<OpOutcome, Error> {
-        path::validate(p)?;
         if p == "/" {
             return Err(Error::BadArguments("the root cannot be deleted".into()));
         }

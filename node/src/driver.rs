@@ -127,7 +127,7 @@ pub fn spawn(
 }
 
 /// Where a session's watch events wait for its client.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Outbox {
     /// Number of events ever queued; the seq of the latest one.
     seq: u64,
@@ -591,14 +591,7 @@ impl NodeState {
     }
 
     fn enqueue(&mut self, event: &WatchEvent) {
-        let outbox = self
-            .outboxes
-            .entry(event.session)
-            .or_insert_with(|| Outbox {
-                seq: 0,
-                recent: VecDeque::new(),
-                subscriber: None,
-            });
+        let outbox = self.outboxes.entry(event.session).or_default();
         outbox.seq += 1;
         let message = crate::convert::watch_event(event, outbox.seq);
         if outbox.recent.len() == self.event_buffer {
@@ -664,14 +657,7 @@ impl NodeState {
                         let (session, timeout_ms) = (*session, *timeout_ms);
                         let now = state.monotonic_ms();
                         state.tracker.touch(session, timeout_ms, now);
-                        state.outboxes.insert(
-                            session,
-                            Outbox {
-                                seq: 0,
-                                recent: VecDeque::new(),
-                                subscriber: None,
-                            },
-                        );
+                        state.outboxes.insert(session, Outbox::default());
                         Ok((session, timeout_ms, state.header(session)))
                     }
                     TxnOutcome::SessionCreated(Err(e)) => Err(e.clone()),
@@ -844,11 +830,7 @@ impl NodeState {
             return Err(Error::BadArguments("watch events need a session".into()));
         }
         let capacity = self.event_buffer.max(16);
-        let outbox = self.outboxes.entry(session).or_insert_with(|| Outbox {
-            seq: 0,
-            recent: VecDeque::new(),
-            subscriber: None,
-        });
+        let outbox = self.outboxes.entry(session).or_default();
         let oldest_kept = outbox.seq - outbox.recent.len() as u64;
         if after_seq < oldest_kept {
             return Err(Error::BadArguments(format!(

@@ -80,7 +80,7 @@ struct MethodMetrics {
 }
 
 /// Every method of the client API, so their metrics exist from the start.
-const METHODS: [&str; 23] = [
+const METHODS: [&str; 22] = [
     "CreateSession",
     "KeepAlive",
     "CloseSession",
@@ -103,7 +103,6 @@ const METHODS: [&str; 23] = [
     "RemoveWatches",
     "WatchEvents",
     "Unknown",
-    "Admin",
 ];
 
 /// State read from the driver when scraped.
