@@ -42,6 +42,7 @@
 
 use std::sync::Arc;
 
+pub mod codec;
 mod replica;
 pub mod rng;
 #[cfg(test)]
