@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/synod/v1/coordination.proto",
         "proto/synod/v1/peer.proto",
+        "proto/synod/v1/admin.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -116,6 +116,11 @@ pub enum Error {
     /// A broken invariant inside the server, reported instead of crashing.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request could not be carried through the ensemble (no leader, or
+    /// the leader changed while it was in flight). Its outcome is unknown,
+    /// as after ZooKeeper's ConnectionLoss: the client checks and retries.
+    #[error("connection loss: {0}")]
+    ConnectionLoss(String),
 }
 
 impl Error {
@@ -138,6 +143,7 @@ impl Error {
             Error::Unimplemented(_) => ErrorCode::Unimplemented,
             Error::Internal(_) => ErrorCode::SystemError,
             Error::Throttled(_) => ErrorCode::Throttled,
+            Error::ConnectionLoss(_) => ErrorCode::ConnectionLoss,
         }
     }
 

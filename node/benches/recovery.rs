@@ -18,11 +18,13 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use synod_core::acl::{Acl, Identity};
-use synod_core::codec::LogEntry;
+use synod_core::codec::Proposal;
+use synod_core::paxos::{Ballot, Entry, Membership, Value, Write};
 use synod_core::state::{StateConfig, StateMachine};
 use synod_core::txn::{CreateMode, Txn, WriteOp};
 use synod_node::durable::DurableLog;
 use synod_node::storage::{RealFs, Storage, StorageConfig};
+use synod_node::wire::{LogRecord, SnapshotFile};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args()
@@ -57,10 +59,29 @@ fn main() -> anyhow::Result<()> {
             op,
         };
         machine.apply(zxid, zxid, &txn);
-        LogEntry {
-            zxid,
+        // What a follower's log holds: one accepted slot per record, with
+        // the commit index known then.
+        let slot = zxid as u64;
+        let value = Proposal {
+            origin: 1,
+            request: slot,
             time: zxid,
             txn,
+        }
+        .encode();
+        LogRecord {
+            commit: slot,
+            write: Write {
+                token: slot,
+                promised: None,
+                entries: vec![(
+                    slot,
+                    Entry {
+                        ballot: Ballot::new(1, 1),
+                        value: Value::Data(value),
+                    },
+                )],
+            },
         }
     };
     // 1000 parents of up to 1000 children each, 100-byte values.
@@ -95,7 +116,8 @@ fn main() -> anyhow::Result<()> {
     // The log before the snapshot is not needed for recovery; start it at
     // the snapshot index as a node that purged would.
     let write_started = Instant::now();
-    storage.write_snapshot(snapshot_index, &snapshot)?;
+    let file = SnapshotFile::encode(snapshot_index, &Membership::new(vec![1], vec![]), &snapshot);
+    storage.write_snapshot(snapshot_index, &file)?;
     let write = write_started.elapsed();
     let mut batch = Vec::new();
     for r in 0..records {
@@ -107,7 +129,7 @@ fn main() -> anyhow::Result<()> {
                 version: -1,
             },
         );
-        batch.push((entry.zxid as u64, entry.encode()));
+        batch.push((entry.commit, entry.encode()));
         if batch.len() == 1000 || r + 1 == records {
             let refs: Vec<(u64, &[u8])> = batch.iter().map(|(i, b)| (*i, b.as_slice())).collect();
             storage.append(&refs)?;
@@ -121,6 +143,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let (_log, recovered) =
         DurableLog::recover(config, StateConfig::default()).context("recover")?;
+    let recovered = recovered.machine;
     let elapsed = started.elapsed();
     anyhow::ensure!(
         recovered.tree().len() == expected,

@@ -125,6 +125,106 @@ pub struct NodeConfig {
     /// and TTL nodes to remove, in milliseconds.
     #[arg(long, env = "SYNOD_TICK_MS", default_value_t = 200)]
     pub tick_ms: u64,
+
+    /// This node's id in the ensemble (at least 1). Without it, a node
+    /// whose hostname ends in `-N` (a StatefulSet pod) takes id N+1, and
+    /// any other node id 1.
+    #[arg(long, env = "SYNOD_NODE_ID")]
+    pub node_id: Option<u64>,
+
+    /// The voting members: `1=host:port,2=host:port,...`, each the address
+    /// of that node's peer listener, this node included. Without it the
+    /// node is an ensemble of one.
+    #[arg(long, env = "SYNOD_PEERS")]
+    pub peers: Option<String>,
+
+    /// Non-voting members (observers) in the same form: they receive and
+    /// apply the log, serve reads and forward writes, but never vote.
+    #[arg(long, env = "SYNOD_OBSERVERS")]
+    pub observers: Option<String>,
+
+    /// Where to listen for peers (default: this node's entry in --peers or
+    /// --observers).
+    #[arg(long, env = "SYNOD_PEER_ADDR")]
+    pub peer_addr: Option<SocketAddr>,
+
+    /// Name of the ensemble; frames from another ensemble are refused.
+    #[arg(long, env = "SYNOD_CLUSTER", default_value = "synod")]
+    pub cluster: String,
+
+    /// Interval of the leader's heartbeats, in milliseconds.
+    #[arg(long, env = "SYNOD_HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+
+    /// A follower that hears no leader for this long (randomized up to
+    /// twice as long) starts an election, in milliseconds.
+    #[arg(long, env = "SYNOD_ELECTION_TIMEOUT_MS", default_value_t = 1_000)]
+    pub election_timeout_ms: u64,
+
+    /// How long a write may wait for the ensemble (no leader, a leader
+    /// change) before it is answered with CONNECTION_LOSS, in milliseconds.
+    #[arg(long, env = "SYNOD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Largest frame between peers in bytes; larger ones are refused.
+    #[arg(long, env = "SYNOD_MAX_PEER_FRAME_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_peer_frame_bytes: usize,
+}
+
+/// The ensemble as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensemble {
+    pub id: u64,
+    pub voters: std::collections::BTreeMap<u64, String>,
+    pub observers: std::collections::BTreeMap<u64, String>,
+    /// Where this node listens for peers; `None` for a single node.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Ensemble {
+    /// Every member but this node, with its address.
+    pub fn others(&self) -> std::collections::BTreeMap<u64, String> {
+        self.voters
+            .iter()
+            .chain(&self.observers)
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, a)| (*id, a.clone()))
+            .collect()
+    }
+}
+
+/// Parses `1=host:port,2=host:port`.
+fn parse_members(
+    flag: &str,
+    list: &str,
+) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+    let mut members = std::collections::BTreeMap::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, address) = item
+            .split_once('=')
+            .ok_or_else(|| ConfigError(format!("--{flag}: {item:?} is not id=host:port")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("--{flag}: {id:?} is not a node id")))?;
+        if id == 0 {
+            return Err(ConfigError(format!("--{flag}: node id 0 is reserved")));
+        }
+        let address = address.trim();
+        if address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(ConfigError(format!(
+                "--{flag}: {address:?} of node {id} is not host:port"
+            )));
+        }
+        if members.insert(id, address.to_owned()).is_some() {
+            return Err(ConfigError(format!("--{flag}: node {id} is listed twice")));
+        }
+    }
+    Ok(members)
 }
 
 /// A setting that cannot work.
@@ -181,6 +281,19 @@ impl NodeConfig {
                 "--log-dir and --snapshot-dir need --data-dir".into(),
             ));
         }
+        self.ensemble()?;
+        if self.heartbeat_ms == 0 || self.election_timeout_ms < 2 * self.heartbeat_ms {
+            return Err(ConfigError(format!(
+                "--election-timeout-ms ({}) must be at least twice --heartbeat-ms ({}), which must be positive",
+                self.election_timeout_ms, self.heartbeat_ms
+            )));
+        }
+        if self.max_peer_frame_bytes <= self.max_request_bytes {
+            return Err(ConfigError(format!(
+                "--max-peer-frame-bytes ({}) must exceed --max-request-bytes ({})",
+                self.max_peer_frame_bytes, self.max_request_bytes
+            )));
+        }
         if self.tick_ms == 0 {
             return Err(ConfigError("--tick-ms must be at least 1".into()));
         }
@@ -227,6 +340,77 @@ impl NodeConfig {
             segment_bytes: self.wal_segment_bytes,
             preallocate: true,
             keep_snapshots: self.keep_snapshots,
+        })
+    }
+
+    /// This node's id and the members, checked for consistency.
+    pub fn ensemble(&self) -> Result<Ensemble, ConfigError> {
+        let voters = match &self.peers {
+            Some(list) => parse_members("peers", list)?,
+            None => Default::default(),
+        };
+        let observers = match &self.observers {
+            Some(list) => parse_members("observers", list)?,
+            None => Default::default(),
+        };
+        if voters.is_empty() && !observers.is_empty() {
+            return Err(ConfigError("--observers needs --peers".into()));
+        }
+        if let Some(id) = voters.keys().find(|id| observers.contains_key(id)) {
+            return Err(ConfigError(format!(
+                "node {id} is listed as a voter and as an observer"
+            )));
+        }
+        let hostname = std::env::var("HOSTNAME").ok();
+        let id = self
+            .node_id
+            .or_else(|| {
+                hostname
+                    .as_deref()
+                    .and_then(crate::peer::node_id_from_hostname)
+            })
+            .unwrap_or(1);
+        if id == 0 {
+            return Err(ConfigError(
+                "--node-id 0 is reserved; ids start at 1".into(),
+            ));
+        }
+        if voters.is_empty() {
+            let mut voters = std::collections::BTreeMap::new();
+            voters.insert(id, String::new());
+            return Ok(Ensemble {
+                id,
+                voters,
+                observers,
+                listen: None,
+            });
+        }
+        let own = voters
+            .get(&id)
+            .or_else(|| observers.get(&id))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "this node (id {id}) is not in --peers or --observers; set --node-id"
+                ))
+            })?;
+        let listen = match self.peer_addr {
+            Some(addr) => addr,
+            None => {
+                let port = own
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .unwrap_or(7100);
+                // Listen on every interface at our own port: the name in
+                // --peers resolves to this pod, not to an interface.
+                own.parse::<SocketAddr>()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], port)))
+            }
+        };
+        Ok(Ensemble {
+            id,
+            voters,
+            observers,
+            listen: Some(listen),
         })
     }
 

@@ -1,33 +1,52 @@
-//! The driver: one task owns the state machine, the watch registry, the
-//! session tracker and the per-session event outboxes, and runs every job in
-//! arrival order. Front ends hand it closures and await their results, so no
-//! lock guards the state and a request never observes half a change.
+//! The driver: one task owns the Multi-Paxos replica, the state machine,
+//! the watch registry, the session tracker and the per-session event
+//! outboxes, and runs every job in arrival order. Front ends hand it
+//! closures and await their results, so no lock guards the state and a
+//! request never observes half a change.
 //!
-//! Until replication lands the driver is its own log. Writes are submitted
-//! as txns; the driver gathers them into a batch, numbers them (zxids) and
-//! stamps their time, hands the batch to storage, and applies it and answers
-//! only once storage reports it durable. While one batch is being synced the
-//! next one gathers: that is the group commit. Without a data directory the
-//! batch is applied at once.
+//! A client's write becomes a txn that waits here under a request number.
+//! On the leader the driver proposes it (stamped with the leader's time and
+//! tagged with this node and the request number); on a follower it forwards
+//! it to the leader, which proposes it the same way. Every node applies
+//! committed slots in order, and the node that took the request answers it
+//! when it applies the slot carrying its tag: a client always reads its own
+//! writes. The replica's commands are executed in order: durable writes go
+//! to the storage thread (one batch in flight, the next gathering: group
+//! commit), messages to the peer transport, committed slots to the state
+//! machine. Without a data directory writes are "durable" at once.
+//!
+//! Snapshots: the state machine is encoded a slice at a time between jobs.
+//! Then a checkpoint record (the promised ballot and every accepted entry
+//! after the snapshot's slot) is appended to the log, and once it is
+//! durable the snapshot file is written with that record as its log
+//! position, so recovery needs only the snapshot and the records from the
+//! checkpoint on; older segments are purged. Once the file is durable the
+//! replica drops its log up to the snapshot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
-use synod_core::codec::LogEntry;
+use synod_core::codec::Proposal;
+use synod_core::paxos::{
+    self, Ballot, Command, Membership, Message, NodeId, PaxosError, ReadMode, Replica, Role, Slot,
+    Snapshot, Value, Write,
+};
 use synod_core::session::SessionTracker;
-use synod_core::state::{Applied, PendingSnapshot, StateMachine};
+use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
 use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
 use synod_core::watch::{WatchEvent, WatchKind, WatchRegistry, WatcherType};
 use synod_core::{Error, Millis, SessionId, Zxid};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::NodeConfig;
-use crate::durable::{DurableLog, LogWriter, Persisted};
+use crate::config::{Ensemble, NodeConfig};
+use crate::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply_value};
 use crate::metrics::{Gauges, Metrics};
+use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
+use crate::wire::{LogRecord, PeerMessage, SnapshotFile};
 
 /// A unit of work for the driver task.
 pub type Job = Box<dyn FnOnce(&mut NodeState) + Send>;
@@ -60,51 +79,119 @@ impl DriverHandle {
     }
 }
 
+/// The peer transport, for a node with peers.
+#[derive(Debug)]
+pub struct Network {
+    pub sender: PeerSender,
+    pub inbound: mpsc::Receiver<Inbound>,
+}
+
+/// Why the driver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot build the consensus replica: {0}")]
+    Replica(#[from] PaxosError),
+}
+
+/// Jobs and frames handled before the driver proposes, sends and syncs:
+/// the more a turn gathers, the larger the batches.
+const MAX_EVENTS_PER_TURN: usize = 512;
+
 /// Starts the driver task over a recovered state; it ends when every
-/// handle is dropped. `log` makes txns durable before they are applied;
+/// handle is dropped. `log` makes writes durable before they count;
 /// without one the node keeps its state in memory only.
 pub fn spawn(
     config: &NodeConfig,
-    machine: StateMachine,
+    ensemble: &Ensemble,
+    recovered: Recovered,
     log: Option<DurableLog>,
     metrics: Arc<Metrics>,
-) -> (DriverHandle, tokio::task::JoinHandle<()>) {
+    network: Option<Network>,
+) -> Result<(DriverHandle, tokio::task::JoinHandle<()>), StartError> {
     let (jobs, mut inbox) = mpsc::channel::<Job>(4096);
     let durable = log.is_some();
     let (persisted_tx, mut persisted) = mpsc::unbounded_channel();
     let storage_stats = log.as_ref().map(DurableLog::stats).unwrap_or_default();
-    let mut state = NodeState::new(
-        config,
+    let next_record = log.as_ref().map_or(1, DurableLog::next_record);
+    let paxos_tick = Duration::from_millis((config.heartbeat_ms / 2).max(1));
+    let election_ticks =
+        u32::try_from(config.election_timeout_ms / paxos_tick.as_millis().max(1) as u64)
+            .unwrap_or(u32::MAX)
+            .max(3);
+    let replica_config = paxos::Config {
+        id: ensemble.id,
+        voters: ensemble.voters.keys().copied().collect(),
+        observers: ensemble.observers.keys().copied().collect(),
+        heartbeat_ticks: 2,
+        election_ticks,
+        max_batch: 1024,
+        max_inflight: config.max_pending_txns.saturating_mul(4).max(1024),
+        read_mode: ReadMode::Lease { drift_ticks: 1 },
+        snapshot_chunk: (config.max_peer_frame_bytes / 2).clamp(4096, 4 << 20),
+        // Election timeouts must differ between nodes and between runs.
+        seed: ensemble.id ^ (wall_clock_nanos() as u64),
+    };
+    let Recovered {
         machine,
-        log.map(|log| log.start(persisted_tx)),
-        metrics,
-    );
-    state.storage_stats = storage_stats;
-    // The limits in force belong to the log: record the flags' settings
-    // as a txn when they differ from the recovered ones (or on a fresh
-    // start), so a replay checks every earlier txn as it was first checked.
-    let wanted = config.state_config();
-    if state.machine.applied() == 0 || state.machine.config() != wanted {
-        tracing::info!(?wanted, "recording the configured limits in the log");
-        state.submit(
-            Txn::SetConfig(wanted),
-            Box::new(|_, applied| {
-                if let Err(error) = applied {
-                    tracing::error!(%error, "cannot record the configured limits");
-                }
-            }),
-        );
-        state.flush();
+        durable: durable_state,
+        commit: _,
+    } = recovered;
+    let single = replica_config.voters == [ensemble.id];
+    let mut replica = Replica::restore(replica_config, durable_state)?;
+    if single {
+        // No one else can hold a lease: take the lead at once.
+        replica.campaign();
     }
+    let (sender, mut peer_inbox, networked) = match network {
+        Some(n) => (Some(n.sender), n.inbound, true),
+        None => (None, mpsc::channel(1).1, false),
+    };
+    let wal = log.map(|log| Wal {
+        writer: log.start(persisted_tx),
+        next_record,
+        buffer: Vec::new(),
+        buffer_token: 0,
+        in_flight: None,
+        retry: None,
+        next_batch: 0,
+        error: None,
+    });
+    let mut state = NodeState::new(config, ensemble, machine, replica, wal, sender, metrics);
+    state.storage_stats = storage_stats;
+    state.record_limits(config.state_config());
+    state.turn();
     let tick = config.tick();
     let task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut paxos_ticker = tokio::time::interval(paxos_tick);
+        paxos_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 job = inbox.recv() => match job {
-                    Some(job) => job(&mut state),
+                    Some(job) => {
+                        job(&mut state);
+                        // Take what else is queued, so one turn proposes
+                        // and syncs many requests together.
+                        for _ in 0..MAX_EVENTS_PER_TURN {
+                            match inbox.try_recv() {
+                                Ok(job) => job(&mut state),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => break,
+                },
+                frame = peer_inbox.recv(), if networked => {
+                    if let Some(frame) = frame {
+                        state.peer_frame(frame);
+                        for _ in 0..MAX_EVENTS_PER_TURN {
+                            match peer_inbox.try_recv() {
+                                Ok(frame) => state.peer_frame(frame),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                 },
                 done = persisted.recv(), if durable => match done {
                     Some(done) => state.persisted(done),
@@ -116,14 +203,15 @@ pub fn spawn(
                         break;
                     }
                 },
+                _ = paxos_ticker.tick() => state.replica.tick(),
                 _ = ticker.tick() => state.tick(),
                 () = std::future::ready(()), if state.snapshotting() => state.snapshot_work(),
             }
-            state.flush();
+            state.turn();
         }
         tracing::debug!("driver stopped");
     });
-    (DriverHandle { jobs }, task)
+    Ok((DriverHandle { jobs }, task))
 }
 
 /// Where a session's watch events wait for its client.
@@ -143,45 +231,34 @@ pub struct Header {
     pub watch_seq: u64,
 }
 
-/// Called on the driver once a submitted txn was applied, or failed to
-/// become durable.
+/// Called on the driver once a submitted txn was applied, or could not be
+/// carried through the ensemble.
 pub type Done = Box<dyn FnOnce(&mut NodeState, Result<&Applied, Error>) + Send>;
 
-/// A txn waiting for its turn in the log.
-struct Pending {
-    txn: Txn,
+/// A request of this node's clients on its way through the ensemble.
+struct Waiting {
     done: Done,
     submitted: Instant,
+    /// Where the txn went: `None` while it waits here for a leader, then
+    /// the leader that took it (this node, when leading).
+    sent_to: Option<NodeId>,
 }
 
-impl std::fmt::Debug for Pending {
+impl std::fmt::Debug for Waiting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("txn", &self.txn)
+        f.debug_struct("Waiting")
+            .field("sent_to", &self.sent_to)
             .finish_non_exhaustive()
     }
 }
 
-/// A numbered txn on its way through the log, with whom to tell.
-struct Logged {
-    entry: LogEntry,
-    done: Done,
-    submitted: Instant,
-}
-
-impl std::fmt::Debug for Logged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Logged")
-            .field("entry", &self.entry)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A batch handed to storage, applied once it is durable.
+/// A proposal whose origin waits for it: a request of this node, or one
+/// forwarded by a follower.
 #[derive(Debug)]
-struct InFlight {
-    batch: u64,
-    entries: Vec<Logged>,
+struct Queued {
+    origin: NodeId,
+    request: u64,
+    txn: Txn,
 }
 
 /// Reads waiting for the txns of their session.
@@ -194,10 +271,61 @@ impl std::fmt::Debug for DeferredReads {
     }
 }
 
+/// The write-ahead log as the driver feeds it.
+#[derive(Debug)]
+struct Wal {
+    writer: LogWriter,
+    next_record: u64,
+    /// Records gathering for the next batch, and the highest replica
+    /// token among them (0: none, for a checkpoint only).
+    buffer: Vec<(u64, Vec<u8>)>,
+    buffer_token: u64,
+    in_flight: Option<WalBatch>,
+    /// A batch that failed, appended again when `retry` is due.
+    retry: Option<(WalBatch, Records, Instant)>,
+    next_batch: u64,
+    /// Why the last append failed, while it has not succeeded since.
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WalBatch {
+    batch: u64,
+    token: u64,
+    last_record: u64,
+    records: usize,
+}
+
+impl Wal {
+    /// Queues a record; returns its index.
+    fn push(&mut self, bytes: Vec<u8>, token: u64) -> u64 {
+        let index = self.next_record;
+        self.next_record += 1;
+        self.buffer.push((index, bytes));
+        self.buffer_token = self.buffer_token.max(token);
+        index
+    }
+}
+
+/// A snapshot encoded and waiting for its checkpoint record to be durable,
+/// or being written, or written and waiting for the replica to commit its
+/// slot before the log is dropped up to it.
+#[derive(Debug)]
+struct SnapshotInProgress {
+    slot: Slot,
+    membership: Membership,
+    state: Arc<[u8]>,
+    checkpoint: u64,
+}
+
 /// Everything the driver owns.
 #[derive(Debug)]
 pub struct NodeState {
+    id: NodeId,
+    replica: Replica<Vec<u8>>,
+    peers: Option<PeerSender>,
     machine: StateMachine,
+    state_config: StateConfig,
     watches: WatchRegistry,
     tracker: SessionTracker,
     outboxes: FxHashMap<SessionId, Outbox>,
@@ -205,20 +333,35 @@ pub struct NodeState {
     event_buffer: usize,
     started: Instant,
     scratch: Vec<WatchEvent>,
-    /// Txns submitted since the last batch went to storage.
-    pending: Vec<Pending>,
-    /// At most one batch is being made durable; the next one gathers
-    /// meanwhile, which is what makes group commit effective.
-    in_flight: Option<InFlight>,
-    log: Option<LogWriter>,
-    next_batch: u64,
+    /// Request numbers; starts from the boot time so that a proposal of
+    /// an earlier run of this node never answers a request of this one.
+    next_request: u64,
+    /// This node's requests not yet answered.
+    waiting: FxHashMap<u64, Waiting>,
+    /// This node's requests waiting for a leader to take them.
+    queued: Vec<Queued>,
+    /// At the leader: forwarded and own txns held back while a membership
+    /// change commits.
+    held: Vec<Queued>,
+    /// Txns forwarded by followers, to propose.
+    forwarded: Vec<Queued>,
+    /// The leader seen at the end of the last turn.
+    known_leader: Option<NodeId>,
+    /// Sessions heard from since the last report to the leader.
+    touched: FxHashSet<SessionId>,
+    /// Whether clients are served: since a leader is known and everything
+    /// known committed was applied, until no leader is known. A node that
+    /// restarted or lost its leader does not answer from a state it cannot
+    /// vouch for, as a ZooKeeper server outside a quorum does not.
+    serving: bool,
+    wal: Option<Wal>,
     snapshot_every: u64,
     last_snapshot: Zxid,
-    snapshot_in_progress: bool,
-    max_batch: usize,
+    max_pending: usize,
+    max_frame: usize,
+    request_timeout: Duration,
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
-    max_pending: usize,
     /// Txns of each session submitted and not yet answered.
     outstanding: FxHashMap<SessionId, u32>,
     /// Reads waiting for their session's outstanding txns.
@@ -228,6 +371,10 @@ pub struct NodeState {
     snapshot_every_bytes: u64,
     /// The snapshot being encoded, a slice at a time.
     snapshotting: Option<PendingSnapshot>,
+    /// The snapshot after encoding: waiting for its checkpoint, written,
+    /// or waiting to compact the replica's log.
+    snapshot: Option<SnapshotInProgress>,
+    snapshot_file_written: bool,
     /// Sessions whose expiry is on its way through the log.
     closing: FxHashSet<SessionId>,
     /// Containers and TTL nodes whose reap is on its way through the log.
@@ -242,28 +389,42 @@ const SNAPSHOT_SLICE: usize = 5_000;
 /// spread over ticks instead of flooding one batch.
 const MAX_REAPS_PER_TICK: usize = 1024;
 
-fn wall_clock_ms() -> Millis {
+/// Wait before appending a failed batch again.
+const WAL_RETRY: Duration = Duration::from_millis(500);
+
+fn wall_clock_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
 
+fn wall_clock_ms() -> Millis {
+    i64::try_from(wall_clock_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 impl NodeState {
-    pub fn new(
+    fn new(
         config: &NodeConfig,
+        ensemble: &Ensemble,
         machine: StateMachine,
-        log: Option<LogWriter>,
+        replica: Replica<Vec<u8>>,
+        wal: Option<Wal>,
+        peers: Option<PeerSender>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let started = Instant::now();
         let mut tracker = SessionTracker::default();
-        // Whoever decides expiry now gives every recovered session a full
+        // Whoever decides expiry gives every recovered session a full
         // timeout, as a new ZooKeeper leader does.
         tracker.restart_all(machine.sessions(), 0);
         let last_snapshot = machine.applied();
         NodeState {
+            id: ensemble.id,
+            replica,
+            peers,
             machine,
+            state_config: config.state_config(),
             watches: WatchRegistry::new(config.max_watches_per_session),
             tracker,
             outboxes: FxHashMap::default(),
@@ -271,43 +432,75 @@ impl NodeState {
             event_buffer: config.watch_event_buffer,
             started,
             scratch: Vec::new(),
-            pending: Vec::new(),
-            in_flight: None,
-            log,
-            next_batch: 0,
+            next_request: u64::try_from(wall_clock_nanos()).unwrap_or(u64::MAX / 2),
+            waiting: FxHashMap::default(),
+            queued: Vec::new(),
+            held: Vec::new(),
+            forwarded: Vec::new(),
+            known_leader: None,
+            touched: FxHashSet::default(),
+            serving: false,
+            wal,
             snapshot_every: config.snapshot_every_txns,
             last_snapshot,
-            snapshot_in_progress: false,
-            max_batch: config.max_batch_txns,
+            max_pending: config.max_pending_txns,
+            max_frame: config.max_peer_frame_bytes,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
             metrics,
             storage_stats: StorageStats::default(),
-            max_pending: config.max_pending_txns,
-            closing: FxHashSet::default(),
-            snapshotting: None,
-            logged_since_snapshot: 0,
             outstanding: FxHashMap::default(),
             deferred: FxHashMap::default(),
+            logged_since_snapshot: 0,
             snapshot_every_bytes: config.snapshot_every_bytes,
+            snapshotting: None,
+            snapshot: None,
+            snapshot_file_written: false,
+            closing: FxHashSet::default(),
             reaping: FxHashSet::default(),
         }
+    }
+
+    /// The limits in force belong to the log: record the flags' settings
+    /// as a txn when they differ from the recovered ones (or on a fresh
+    /// start), so a replay checks every earlier txn as it was first
+    /// checked. In an ensemble every node does this with its own flags;
+    /// they are meant to agree, and the last one applied wins.
+    fn record_limits(&mut self, wanted: StateConfig) {
+        if self.machine.applied() != 0 && self.machine.config() == wanted {
+            return;
+        }
+        tracing::info!(?wanted, "recording the configured limits in the log");
+        self.submit(
+            Txn::SetConfig(wanted),
+            Box::new(|_, applied| {
+                if let Err(error) = applied {
+                    tracing::warn!(%error, "cannot record the configured limits yet");
+                }
+            }),
+        );
     }
 
     /// Sizes and counts for the metrics endpoint.
     pub fn gauges(&self) -> Gauges {
         let stats = &self.storage_stats;
+        let membership = self.replica.membership();
         Gauges {
             znodes: self.machine.tree().len() as u64,
             sessions: self.machine.sessions().len() as u64,
             watches: self.watches.len() as u64,
             applied_zxid: self.machine.applied(),
-            pending_txns: (self.pending.len()
-                + self.in_flight.as_ref().map_or(0, |f| f.entries.len()))
-                as u64,
+            pending_txns: self.waiting.len() as u64,
             log_bytes: stats.log_bytes,
             log_segments: stats.log_segments as u64,
             snapshot_bytes: stats.snapshot_bytes,
             snapshots: stats.snapshots as u64,
-            snapshot_index: stats.snapshot_index,
+            snapshot_index: self.replica.snapshot().map_or(0, |s| s.index),
+            node_id: self.id,
+            is_leader: self.replica.role() == Role::Leader,
+            leader_id: self.replica.leader().unwrap_or(0),
+            commit_index: self.replica.commit_index(),
+            voters: membership.voters.len() as u64,
+            observers: membership.observers.len() as u64,
         }
     }
 
@@ -315,25 +508,67 @@ impl NodeState {
         &self.machine
     }
 
+    /// Whether this node should receive clients: it is a member, knows a
+    /// leader and has applied everything it knows to be committed.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.replica.membership().contains(self.id) {
+            return Err(format!("node {} is not in the configuration", self.id));
+        }
+        let Some(leader) = self.replica.leader() else {
+            return Err("no leader known".into());
+        };
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let commit = self.replica.commit_index();
+        if applied < commit {
+            return Err(format!(
+                "catching up: applied {applied} of {commit} (leader {leader})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The node's view of the ensemble, for the admin API.
+    pub fn status(&self) -> Status {
+        let membership = self.replica.membership().clone();
+        Status {
+            node_id: self.id,
+            role: self.replica.role(),
+            leader: self.replica.leader(),
+            promised: self.replica.promised(),
+            commit_index: self.replica.commit_index(),
+            applied_index: u64::try_from(self.machine.applied()).unwrap_or(0),
+            log_start: self.replica.log_start(),
+            log_last: self.replica.log_last(),
+            snapshot_index: self.replica.snapshot().map_or(0, |s| s.index),
+            membership,
+            peers: self.replica.peer_progress(),
+        }
+    }
+
     /// Milliseconds on the monotonic clock that session liveness uses.
     fn monotonic_ms(&self) -> Millis {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Refuses new work while too much waits for the log, so that a
-    /// stalled disk turns into errors for clients instead of unbounded
-    /// memory.
+    /// Refuses new work while too much waits for the ensemble or the disk,
+    /// so that a stalled disk or a lost quorum turns into errors for
+    /// clients instead of unbounded memory.
     fn admit(&self) -> Result<(), Error> {
-        let waiting = self.pending.len();
+        if let Some(error) = self.wal.as_ref().and_then(|w| w.error.as_ref()) {
+            return Err(Error::Throttled(format!(
+                "the write-ahead log cannot be written ({error}); retry later"
+            )));
+        }
+        let waiting = self.waiting.len();
         if waiting >= self.max_pending {
             return Err(Error::Throttled(format!(
-                "{waiting} txns are waiting for the log; retry later"
+                "{waiting} txns are waiting for the ensemble; retry later"
             )));
         }
         Ok(())
     }
 
-    /// Queues `txn` for the log; `done` runs once it is applied.
+    /// Queues `txn` for the log; `done` runs once it is applied here.
     pub fn submit(&mut self, txn: Txn, done: Done) {
         let session = match &txn {
             Txn::Write { session, .. } | Txn::CloseSession { session, .. } => *session,
@@ -350,11 +585,33 @@ impl NodeState {
                 state.finished(session);
             })
         };
-        self.pending.push(Pending {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.waiting.insert(
+            request,
+            Waiting {
+                done,
+                submitted: Instant::now(),
+                sent_to: None,
+            },
+        );
+        self.queued.push(Queued {
+            origin: self.id,
+            request,
             txn,
-            done,
-            submitted: Instant::now(),
         });
+    }
+
+    /// Answers a request of this node, if it still waits.
+    fn answer(&mut self, request: u64, result: Result<&Applied, Error>) {
+        if let Some(waiting) = self.waiting.remove(&request) {
+            if result.is_ok() {
+                self.metrics
+                    .commit_seconds
+                    .observe(waiting.submitted.elapsed().as_secs_f64());
+            }
+            (waiting.done)(self, result);
+        }
     }
 
     /// One txn of `session` has been answered; when it was the last one,
@@ -398,52 +655,266 @@ impl NodeState {
         rx
     }
 
-    /// Sends the pending txns to storage as one batch when none is in
-    /// flight; without storage, applies them at once. Zxids are assigned
-    /// here, so a batch that fails leaves no gap.
-    pub fn flush(&mut self) {
-        if self.pending.is_empty() || self.in_flight.is_some() {
+    /// The end of every turn of the driver loop: hand queued txns to the
+    /// leader (or propose them), execute what the replica asks for until it
+    /// has nothing more, notice leader changes, and start the next log
+    /// batch when none is in flight.
+    pub fn turn(&mut self) {
+        self.route_txns();
+        self.run_commands();
+        self.watch_leader();
+        self.route_txns();
+        self.run_commands();
+        self.try_compact();
+        self.flush_wal();
+        if self.replica.leader().is_none() {
+            self.serving = false;
+        } else if !self.serving && self.readiness().is_ok() {
+            tracing::info!(
+                applied = self.machine.applied(),
+                leader = ?self.replica.leader(),
+                "serving clients"
+            );
+            self.serving = true;
+        }
+    }
+
+    /// Refuses client requests while the node is not serving.
+    fn check_serving(&self) -> Result<(), Error> {
+        if self.serving {
+            return Ok(());
+        }
+        let why = self
+            .readiness()
+            .err()
+            .unwrap_or_else(|| "starting".to_owned());
+        Err(Error::ConnectionLoss(format!(
+            "node {} is not serving clients yet ({why}); try another server or retry",
+            self.id
+        )))
+    }
+
+    fn route_txns(&mut self) {
+        if self.queued.is_empty() && self.forwarded.is_empty() && self.held.is_empty() {
             return;
         }
-        let take = self.pending.len().min(self.max_batch);
-        let batch: Vec<Pending> = self.pending.drain(..take).collect();
-        let time = wall_clock_ms();
-        let first = self.machine.applied() + 1;
-        let entries: Vec<Logged> = batch
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| Logged {
-                entry: LogEntry {
-                    zxid: first + i as i64,
-                    time,
-                    txn: p.txn,
-                },
-                done: p.done,
-                submitted: p.submitted,
-            })
-            .collect();
-        let Some(log) = &self.log else {
-            for logged in entries {
-                self.apply_entry(logged);
+        let leading = self.replica.role() == Role::Leader;
+        match self.replica.leader() {
+            Some(_) if leading => self.propose_queued(),
+            Some(leader) if leader != self.id => {
+                let queued = std::mem::take(&mut self.queued);
+                let mut batch = Vec::with_capacity(queued.len());
+                for q in queued {
+                    if let Some(w) = self.waiting.get_mut(&q.request) {
+                        w.sent_to = Some(leader);
+                        batch.push((q.request, q.txn));
+                    }
+                }
+                self.forward(leader, batch);
+                self.refuse_forwarded();
+                for q in std::mem::take(&mut self.held) {
+                    self.requeue_or_refuse(q);
+                }
             }
+            _ => {
+                // Our own wait for a leader (or time out); others' go back.
+                self.refuse_forwarded();
+                for q in std::mem::take(&mut self.held) {
+                    self.requeue_or_refuse(q);
+                }
+            }
+        }
+    }
+
+    /// Sends `txns` to the leader, split so no frame is over the limit.
+    fn forward(&mut self, leader: NodeId, mut txns: Vec<(u64, Txn)>) {
+        while !txns.is_empty() {
+            let mut take = txns.len();
+            loop {
+                let frame = PeerMessage::Forward(txns[..take].to_vec()).encode();
+                if frame.len() <= self.max_frame || take == 1 {
+                    let rest = txns.split_off(take);
+                    let sent = txns;
+                    txns = rest;
+                    if let Err(error) = self.send_frame(leader, frame) {
+                        // The frame is lost: answer now rather than at the
+                        // timeout, since the leader never saw these.
+                        tracing::debug!(%error, "cannot forward writes to the leader");
+                        for (request, _) in sent {
+                            self.answer(
+                                request,
+                                Err(Error::ConnectionLoss(format!(
+                                    "cannot reach the leader (node {leader}): {error}"
+                                ))),
+                            );
+                        }
+                    }
+                    break;
+                }
+                take = take.div_ceil(2);
+            }
+        }
+    }
+
+    fn requeue_or_refuse(&mut self, q: Queued) {
+        if q.origin == self.id {
+            self.queued.push(q);
+        } else {
+            self.refuse(q.origin, vec![q.request]);
+        }
+    }
+
+    fn refuse_forwarded(&mut self) {
+        let mut by_origin: FxHashMap<NodeId, Vec<u64>> = FxHashMap::default();
+        for q in std::mem::take(&mut self.forwarded) {
+            by_origin.entry(q.origin).or_default().push(q.request);
+        }
+        for (origin, requests) in by_origin {
+            self.refuse(origin, requests);
+        }
+    }
+
+    fn refuse(&mut self, to: NodeId, requests: Vec<u64>) {
+        let frame = PeerMessage::Refused(requests).encode();
+        if let Err(error) = self.send_frame(to, frame) {
+            tracing::debug!(%error, to, "cannot refuse forwarded writes; they time out");
+        }
+    }
+
+    /// At the leader: proposes everything queued, forwarded and held, in
+    /// slots of the next batches, stamped with this leader's time.
+    fn propose_queued(&mut self) {
+        let time = wall_clock_ms();
+        let mut all = std::mem::take(&mut self.held);
+        all.append(&mut self.forwarded);
+        all.append(&mut self.queued);
+        let mut iter = all.into_iter().peekable();
+        let budget = self.max_frame / 2;
+        while iter.peek().is_some() {
+            let mut values = Vec::new();
+            let mut origins = Vec::new();
+            let mut bytes = 0;
+            while let Some(q) = iter.next_if(|_| values.len() < 1024 && bytes < budget) {
+                let value = Proposal {
+                    origin: q.origin,
+                    request: q.request,
+                    time,
+                    txn: q.txn,
+                }
+                .encode();
+                bytes += value.len();
+                values.push(value);
+                origins.push((q.origin, q.request));
+            }
+            match self.replica.propose(values.clone()) {
+                Ok(_) => {
+                    for (origin, request) in origins {
+                        if origin == self.id
+                            && let Some(w) = self.waiting.get_mut(&request)
+                        {
+                            w.sent_to = Some(self.id);
+                        }
+                    }
+                }
+                Err(PaxosError::ConfigChangePending) => {
+                    // Proposed again once the membership change commits.
+                    for (value, _) in values.into_iter().zip(origins) {
+                        if let Ok(p) = Proposal::decode(&value) {
+                            self.held.push(Queued {
+                                origin: p.origin,
+                                request: p.request,
+                                txn: p.txn,
+                            });
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, txns = origins.len(), "cannot propose");
+                    for (origin, request) in origins {
+                        if origin == self.id {
+                            self.answer(request, Err(Error::Throttled(error.to_string())));
+                        } else {
+                            self.refuse(origin, vec![request]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Executes the replica's commands, in order, until it has none.
+    fn run_commands(&mut self) {
+        loop {
+            let commands = self.replica.take_commands();
+            if commands.is_empty() {
+                return;
+            }
+            for command in commands {
+                match command {
+                    Command::Persist(write) => self.persist(write),
+                    Command::Send { to, msg } => self.send_paxos(to, msg),
+                    Command::Apply { first, values } => self.apply_committed(first, values),
+                    // Reads are served from the applied state; the
+                    // linearizable read path does not ask the replica yet.
+                    Command::ReadReady { .. } | Command::ReadFailed { .. } => {}
+                    Command::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
+                }
+            }
+        }
+    }
+
+    fn persist(&mut self, write: Write<Vec<u8>>) {
+        let token = write.token;
+        let Some(wal) = &mut self.wal else {
+            // In memory: written as soon as asked.
+            self.replica.persisted(token);
             return;
         };
-        let records: Vec<(u64, Vec<u8>)> = entries
-            .iter()
-            .map(|l| (l.entry.zxid as u64, l.entry.encode()))
-            .collect();
-        self.logged_since_snapshot += records.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
-        let batch = self.next_batch;
-        self.next_batch += 1;
-        if log.append(batch, records) {
-            self.in_flight = Some(InFlight { batch, entries });
-        } else {
-            for logged in entries {
-                (logged.done)(
-                    self,
-                    Err(Error::Internal("the storage thread has stopped".into())),
-                );
+        let record = LogRecord {
+            commit: self.replica.commit_index(),
+            write,
+        }
+        .encode();
+        self.logged_since_snapshot += record.len() as u64;
+        wal.push(record, token);
+    }
+
+    /// Starts the next log batch when none is in flight: everything
+    /// gathered since the last one goes with one fdatasync.
+    fn flush_wal(&mut self) {
+        let Some(wal) = &mut self.wal else {
+            return;
+        };
+        if wal.in_flight.is_some() {
+            return;
+        }
+        let (batch, records) = match wal.retry.take() {
+            Some((batch, records, due)) => {
+                if Instant::now() < due {
+                    wal.retry = Some((batch, records, due));
+                    return;
+                }
+                (batch, records)
             }
+            None => {
+                if wal.buffer.is_empty() {
+                    return;
+                }
+                let records = std::mem::take(&mut wal.buffer);
+                let batch = WalBatch {
+                    batch: wal.next_batch,
+                    token: std::mem::take(&mut wal.buffer_token),
+                    last_record: records.last().map_or(0, |(i, _)| *i),
+                    records: records.len(),
+                };
+                wal.next_batch += 1;
+                (batch, records)
+            }
+        };
+        if wal.writer.append(batch.batch, records) {
+            wal.in_flight = Some(batch);
+        } else {
+            self.fail_all("the storage thread has stopped");
         }
     }
 
@@ -457,37 +928,34 @@ impl NodeState {
                 stats,
             } => {
                 self.storage_stats = stats;
-                let Some(in_flight) = self.in_flight.take_if(|f| f.batch == batch) else {
+                let Some(wal) = &mut self.wal else {
+                    return;
+                };
+                let Some(in_flight) = wal.in_flight.take_if(|f| f.batch == batch) else {
                     tracing::error!(batch, "storage reported a batch that is not in flight");
                     return;
                 };
-                tracing::trace!(
-                    batch,
-                    txns = in_flight.entries.len(),
-                    fsync_micros,
-                    "batch durable"
-                );
                 match result {
                     Ok(()) => {
+                        if wal.error.take().is_some() {
+                            tracing::info!("the write-ahead log is writable again");
+                        }
                         self.metrics
                             .fsync_seconds
                             .observe(fsync_micros as f64 / 1e6);
-                        self.metrics
-                            .batch_txns
-                            .observe(in_flight.entries.len() as f64);
-                        for logged in in_flight.entries {
-                            self.apply_entry(logged);
+                        self.metrics.batch_txns.observe(in_flight.records as f64);
+                        if in_flight.token > 0 {
+                            self.replica.persisted(in_flight.token);
                         }
-                        self.maybe_snapshot();
+                        self.checkpoint_durable(in_flight.last_record);
                     }
-                    Err(message) => {
-                        tracing::error!(%message, txns = in_flight.entries.len(), "write to the log failed; the batch is refused");
-                        for logged in in_flight.entries {
-                            (logged.done)(
-                                self,
-                                Err(Error::Internal(format!("cannot write the log: {message}"))),
-                            );
-                        }
+                    Err((message, records)) => {
+                        // Nothing of the batch counts; the replica still
+                        // needs it, so it is appended again. Meanwhile new
+                        // writes are refused with the reason.
+                        tracing::error!(%message, records = records.len(), "write to the log failed; retrying");
+                        wal.error = Some(message);
+                        wal.retry = Some((in_flight, records, Instant::now() + WAL_RETRY));
                     }
                 }
             }
@@ -497,15 +965,335 @@ impl NodeState {
                 stats,
             } => {
                 self.storage_stats = stats;
-                self.snapshot_in_progress = false;
                 match result {
                     Ok(()) => {
-                        tracing::info!(index, "snapshot written");
-                        self.last_snapshot = self.last_snapshot.max(index as Zxid);
+                        tracing::info!(log_index = index, "snapshot written");
+                        self.snapshot_file_written = true;
+                        self.try_compact();
                     }
-                    // `last_snapshot` stays, so the next batch tries again.
-                    Err(message) => tracing::error!(index, %message, "snapshot failed; will retry"),
+                    Err(message) => {
+                        tracing::error!(log_index = index, %message, "snapshot failed; will retry");
+                        self.snapshot = None;
+                        self.snapshot_file_written = false;
+                    }
                 }
+            }
+        }
+    }
+
+    /// Records up to `last_record` are durable: if the running snapshot's
+    /// checkpoint is among them, its file can be written.
+    fn checkpoint_durable(&mut self, last_record: u64) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        if self.snapshot_file_written
+            || snapshot.checkpoint == 0
+            || snapshot.checkpoint > last_record
+        {
+            return;
+        }
+        let bytes = SnapshotFile::encode(snapshot.slot, &snapshot.membership, &snapshot.state);
+        let index = snapshot.checkpoint - 1;
+        // Mark as handed over, so a later batch does not write it twice.
+        let slot = snapshot.slot;
+        if let Some(s) = &mut self.snapshot {
+            s.checkpoint = 0;
+        }
+        tracing::debug!(slot, log_index = index, "writing snapshot file");
+        if let Some(wal) = &self.wal
+            && !wal.writer.snapshot(index, bytes)
+        {
+            tracing::error!("the snapshot thread has stopped");
+        }
+    }
+
+    /// Drops the replica's log up to the snapshot once the file is durable
+    /// (or at once in memory) and the replica has committed its slot.
+    fn try_compact(&mut self) {
+        let Some(snapshot) = &self.snapshot else {
+            return;
+        };
+        let ready = if self.wal.is_some() {
+            self.snapshot_file_written
+        } else {
+            true
+        };
+        if !ready || snapshot.slot > self.replica.commit_index() {
+            return;
+        }
+        let Some(snapshot) = self.snapshot.take() else {
+            return;
+        };
+        self.snapshot_file_written = false;
+        if let Err(error) = self.replica.compact(snapshot.slot, snapshot.state) {
+            tracing::warn!(%error, "cannot compact the log");
+        }
+    }
+
+    /// Sends a consensus message, split when its frame would be too large
+    /// (accepts and catch-up carry consecutive slots, which split cleanly).
+    fn send_paxos(&mut self, to: NodeId, msg: Message<Vec<u8>>) {
+        let message = PeerMessage::Paxos(msg);
+        let frame = message.encode();
+        if frame.len() <= self.max_frame {
+            if let Err(error) = self.send_frame(to, frame) {
+                tracing::trace!(%error, to, "consensus message dropped");
+            }
+            return;
+        }
+        let PeerMessage::Paxos(msg) = message else {
+            return;
+        };
+        match msg {
+            Message::Accept {
+                ballot,
+                first,
+                mut values,
+                commit,
+            } if values.len() > 1 => {
+                let rest = values.split_off(values.len() / 2);
+                let second = first + values.len() as Slot;
+                self.send_paxos(
+                    to,
+                    Message::Accept {
+                        ballot,
+                        first,
+                        values,
+                        commit,
+                    },
+                );
+                self.send_paxos(
+                    to,
+                    Message::Accept {
+                        ballot,
+                        first: second,
+                        values: rest,
+                        commit,
+                    },
+                );
+            }
+            Message::Learn {
+                ballot,
+                first,
+                mut values,
+                commit,
+            } if values.len() > 1 => {
+                let rest = values.split_off(values.len() / 2);
+                let second = first + values.len() as Slot;
+                self.send_paxos(
+                    to,
+                    Message::Learn {
+                        ballot,
+                        first,
+                        values,
+                        commit,
+                    },
+                );
+                self.send_paxos(
+                    to,
+                    Message::Learn {
+                        ballot,
+                        first: second,
+                        values: rest,
+                        commit,
+                    },
+                );
+            }
+            other => tracing::error!(
+                to,
+                ballot = ?other.ballot(),
+                limit = self.max_frame,
+                "consensus message over the peer frame limit dropped; raise --max-peer-frame-bytes"
+            ),
+        }
+    }
+
+    fn send_frame(&self, to: NodeId, frame: Vec<u8>) -> Result<(), crate::peer::SendError> {
+        match &self.peers {
+            Some(peers) => peers.send(to, frame),
+            None => Err(crate::peer::SendError::UnknownPeer(to)),
+        }
+    }
+
+    /// A frame from a peer (already checked for sender and size).
+    pub fn peer_frame(&mut self, inbound: Inbound) {
+        let from = inbound.from;
+        let message = match PeerMessage::decode(&inbound.payload) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(from, %error, "dropped a malformed peer frame");
+                return;
+            }
+        };
+        match message {
+            PeerMessage::Paxos(msg) => self.replica.step(from, msg),
+            PeerMessage::Forward(txns) => {
+                if self.replica.role() == Role::Leader {
+                    self.forwarded
+                        .extend(txns.into_iter().map(|(request, txn)| Queued {
+                            origin: from,
+                            request,
+                            txn,
+                        }));
+                } else {
+                    self.refuse(from, txns.into_iter().map(|(r, _)| r).collect());
+                }
+            }
+            PeerMessage::Touch(sessions) => {
+                let now = self.monotonic_ms();
+                for session in sessions {
+                    if let Some(info) = self.machine.sessions().get(session) {
+                        self.tracker.touch(session, info.timeout_ms, now);
+                    }
+                }
+            }
+            PeerMessage::Refused(requests) => {
+                // Not in the log: the client may safely retry.
+                for request in requests {
+                    self.answer(
+                        request,
+                        Err(Error::ConnectionLoss(format!(
+                            "node {from} is no longer the leader; retry"
+                        ))),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Applies committed slots. Slots this node already applied (replayed
+    /// from its own log at start) are skipped.
+    fn apply_committed(&mut self, first: Slot, values: Vec<Value<Vec<u8>>>) {
+        for (i, value) in values.iter().enumerate() {
+            let slot = first + i as Slot;
+            if i64::try_from(slot).unwrap_or(i64::MAX) <= self.machine.applied() {
+                continue;
+            }
+            if let Some((origin, request, applied)) = apply_value(&mut self.machine, slot, value) {
+                self.after_apply(origin, request, applied);
+            }
+        }
+        self.maybe_snapshot();
+    }
+
+    fn after_apply(&mut self, origin: NodeId, request: u64, applied: Applied) {
+        for trigger in &applied.triggers {
+            self.watches.fire(trigger, &mut self.scratch);
+        }
+        let events = std::mem::take(&mut self.scratch);
+        for event in &events {
+            self.enqueue(event);
+        }
+        self.scratch = events;
+        self.scratch.clear();
+        match &applied.outcome {
+            TxnOutcome::SessionClosed { session, .. } => self.forget_session(*session),
+            // Every node tracks every session, so a new leader starts from
+            // the full table.
+            TxnOutcome::SessionCreated(Ok((session, timeout_ms))) => {
+                let now = self.monotonic_ms();
+                self.tracker.touch(*session, *timeout_ms, now);
+            }
+            _ => {}
+        }
+        if origin == self.id {
+            self.answer(request, Ok(&applied));
+        }
+    }
+
+    /// The leader sent a snapshot: it replaces the state machine.
+    fn install_snapshot(&mut self, snapshot: Snapshot) {
+        let machine = match StateMachine::decode_snapshot(self.state_config.clone(), &snapshot.data)
+        {
+            Ok(machine) => machine,
+            Err(error) => {
+                tracing::error!(index = snapshot.index, %error, "snapshot from the leader does not decode; ignored");
+                return;
+            }
+        };
+        tracing::info!(
+            index = snapshot.index,
+            bytes = snapshot.data.len(),
+            "installed a snapshot from the leader"
+        );
+        self.machine = machine;
+        self.snapshotting = None;
+        self.snapshot = None;
+        self.snapshot_file_written = false;
+        self.last_snapshot = self.machine.applied();
+        let mut tracker = SessionTracker::default();
+        tracker.restart_all(self.machine.sessions(), self.monotonic_ms());
+        self.tracker = tracker;
+        if self.wal.is_some() {
+            // Compacted already inside the replica; only the file is owed.
+            self.begin_snapshot_file(snapshot.index, snapshot.membership, snapshot.data);
+        }
+    }
+
+    /// Appends the checkpoint for a snapshot at `slot`; its file is written
+    /// once the checkpoint is durable.
+    fn begin_snapshot_file(&mut self, slot: Slot, membership: Membership, state: Arc<[u8]>) {
+        let record = LogRecord {
+            commit: self.replica.commit_index(),
+            write: Write {
+                token: 0,
+                promised: Some(self.replica.promised()),
+                entries: self.replica.accepted_after(slot),
+            },
+        }
+        .encode();
+        let checkpoint = match &mut self.wal {
+            Some(wal) => wal.push(record, 0),
+            None => 0,
+        };
+        self.snapshot = Some(SnapshotInProgress {
+            slot,
+            membership,
+            state,
+            checkpoint,
+        });
+        self.snapshot_file_written = false;
+    }
+
+    /// Notices a change of leader: counts it, restarts session clocks on a
+    /// new leader, and answers requests that went to the old one (their
+    /// outcome is unknown: they may still commit).
+    fn watch_leader(&mut self) {
+        let leader = if self.replica.role() == Role::Leader {
+            Some(self.id)
+        } else {
+            self.replica.leader()
+        };
+        if leader == self.known_leader {
+            return;
+        }
+        let old = self.known_leader;
+        self.known_leader = leader;
+        tracing::info!(?old, new = ?leader, "leader changed");
+        if leader.is_some() {
+            self.metrics
+                .leader_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if leader == Some(self.id) {
+            let now = self.monotonic_ms();
+            self.tracker.restart_all(self.machine.sessions(), now);
+        }
+        if let Some(old) = old {
+            let lost: Vec<u64> = self
+                .waiting
+                .iter()
+                .filter(|(_, w)| w.sent_to == Some(old))
+                .map(|(r, _)| *r)
+                .collect();
+            for request in lost {
+                self.answer(
+                    request,
+                    Err(Error::ConnectionLoss(format!(
+                        "the leader (node {old}) changed while the request was in flight; its outcome is unknown"
+                    ))),
+                );
             }
         }
     }
@@ -514,12 +1302,13 @@ impl NodeState {
         let applied = self.machine.applied();
         let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0) >= self.snapshot_every
             || self.logged_since_snapshot >= self.snapshot_every_bytes;
-        if !due || self.snapshot_in_progress || self.snapshotting.is_some() || self.log.is_none() {
+        if !due || self.snapshot.is_some() || self.snapshotting.is_some() {
             return;
         }
         let started = Instant::now();
         self.snapshotting = Some(self.machine.begin_snapshot());
         self.logged_since_snapshot = 0;
+        self.last_snapshot = applied;
         tracing::info!(
             index = applied,
             begin_ms = started.elapsed().as_millis() as u64,
@@ -534,7 +1323,6 @@ impl NodeState {
 
     /// Encodes the next slice of the running snapshot; the driver calls it
     /// between jobs, so requests are served while a large tree is encoded.
-    /// A finished snapshot goes to the storage thread.
     pub fn snapshot_work(&mut self) {
         let Some(snapshot) = &mut self.snapshotting else {
             return;
@@ -545,49 +1333,20 @@ impl NodeState {
         let Some(finished) = self.snapshotting.take() else {
             return;
         };
-        tracing::debug!(index, bytes = finished.bytes.len(), "snapshot encoded");
-        if let Some(log) = &self.log
-            && log.snapshot(index as u64, finished.bytes)
-        {
-            self.snapshot_in_progress = true;
-        }
+        let slot = u64::try_from(index).unwrap_or(0);
+        tracing::debug!(slot, bytes = finished.bytes.len(), "snapshot encoded");
+        let membership = self.replica.membership_at(slot);
+        self.begin_snapshot_file(slot, membership, finished.bytes.into());
     }
 
-    fn apply_entry(&mut self, logged: Logged) {
-        let Logged {
-            entry,
-            done,
-            submitted,
-        } = logged;
-        let applied = self.machine.apply(entry.zxid, entry.time, &entry.txn);
-        self.metrics
-            .commit_seconds
-            .observe(submitted.elapsed().as_secs_f64());
-        for trigger in &applied.triggers {
-            self.watches.fire(trigger, &mut self.scratch);
-        }
-        let events = std::mem::take(&mut self.scratch);
-        for event in &events {
-            self.enqueue(event);
-        }
-        self.scratch = events;
-        self.scratch.clear();
-        if let TxnOutcome::SessionClosed { session, .. } = &applied.outcome {
-            self.forget_session(*session);
-        }
-        done(self, Ok(&applied));
-    }
-
-    /// Answers every txn in flight or pending with an error: the log can
-    /// take no more.
+    /// Answers every request waiting with an error: the log can take no
+    /// more.
     fn fail_all(&mut self, why: &str) {
-        let in_flight = self.in_flight.take().map(|f| f.entries).unwrap_or_default();
-        for logged in in_flight {
-            (logged.done)(self, Err(Error::Internal(why.to_owned())));
+        let requests: Vec<u64> = self.waiting.keys().copied().collect();
+        for request in requests {
+            self.answer(request, Err(Error::Internal(why.to_owned())));
         }
-        for pending in std::mem::take(&mut self.pending) {
-            (pending.done)(self, Err(Error::Internal(why.to_owned())));
-        }
+        self.queued.clear();
     }
 
     fn enqueue(&mut self, event: &WatchEvent) {
@@ -625,6 +1384,7 @@ impl NodeState {
     /// Checks that a request's session is open and counts it as a sign of
     /// life. Session 0 means none.
     fn live(&mut self, session: SessionId) -> Result<(), Error> {
+        self.check_serving()?;
         if session == 0 {
             return Ok(());
         }
@@ -632,6 +1392,11 @@ impl NodeState {
             Some(info) => {
                 let now = self.monotonic_ms();
                 self.tracker.touch(session, info.timeout_ms, now);
+                if self.replica.role() != Role::Leader {
+                    // The leader decides expiry; it hears of this with the
+                    // next tick's report.
+                    self.touched.insert(session);
+                }
                 Ok(())
             }
             None => Err(Error::SessionExpired(session)),
@@ -649,15 +1414,17 @@ impl NodeState {
 
     pub fn create_session(&mut self, timeout_ms: Millis) -> Answer<(SessionId, Millis, Header)> {
         let (tx, rx) = oneshot::channel();
+        if let Err(error) = self.check_serving() {
+            let _ = tx.send(Err(error));
+            return rx;
+        }
         self.submit(
             Txn::CreateSession { timeout_ms },
             Box::new(move |state, applied| {
                 let result = applied.and_then(|applied| match &applied.outcome {
                     TxnOutcome::SessionCreated(Ok((session, timeout_ms))) => {
                         let (session, timeout_ms) = (*session, *timeout_ms);
-                        let now = state.monotonic_ms();
-                        state.tracker.touch(session, timeout_ms, now);
-                        state.outboxes.insert(session, Outbox::default());
+                        state.outboxes.entry(session).or_default();
                         Ok((session, timeout_ms, state.header(session)))
                     }
                     TxnOutcome::SessionCreated(Err(e)) => Err(e.clone()),
@@ -848,9 +1615,27 @@ impl NodeState {
         Ok(rx)
     }
 
-    /// Periodic work: expire sessions whose clients went silent and remove
-    /// empty containers and expired TTL nodes.
+    /// Periodic work. On the leader: expire sessions whose clients went
+    /// silent and remove empty containers and expired TTL nodes. On a
+    /// follower: report the sessions heard from to the leader. Everywhere:
+    /// answer requests that waited too long for the ensemble, and append a
+    /// failed log batch again.
     pub fn tick(&mut self) {
+        self.expire_requests();
+        if self.replica.role() != Role::Leader {
+            let sessions: Vec<SessionId> = self.touched.drain().collect();
+            if let Some(leader) = self.replica.leader()
+                && leader != self.id
+                && !sessions.is_empty()
+            {
+                let frame = PeerMessage::Touch(sessions).encode();
+                if let Err(error) = self.send_frame(leader, frame) {
+                    tracing::debug!(%error, "cannot report session liveness to the leader");
+                }
+            }
+            return;
+        }
+        self.touched.clear();
         let now = self.monotonic_ms();
         let expired: Vec<SessionId> = self
             .tracker
@@ -896,12 +1681,46 @@ impl NodeState {
         }
     }
 
-    /// Answers once everything submitted before it has been applied.
+    /// Answers requests that waited longer than the request timeout. One
+    /// never sent anywhere is dropped from the queue (it is not in the
+    /// log); one sent to a leader may still commit, so its outcome is
+    /// reported unknown.
+    fn expire_requests(&mut self) {
+        let timeout = self.request_timeout;
+        let late: Vec<(u64, Option<NodeId>)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.submitted.elapsed() > timeout)
+            .map(|(r, w)| (*r, w.sent_to))
+            .collect();
+        if late.is_empty() {
+            return;
+        }
+        let unsent: FxHashSet<u64> = late
+            .iter()
+            .filter(|(_, to)| to.is_none())
+            .map(|(r, _)| *r)
+            .collect();
+        self.queued.retain(|q| !unsent.contains(&q.request));
+        for (request, sent_to) in late {
+            let why = match sent_to {
+                None => format!("no leader within {timeout:?}; the write was not made"),
+                Some(leader) => format!(
+                    "no answer from the ensemble (leader {leader}) within {timeout:?}; its outcome is unknown"
+                ),
+            };
+            self.answer(request, Err(Error::ConnectionLoss(why)));
+        }
+    }
+
+    /// Answers once everything submitted before it, and everything the
+    /// leader committed before it, has been applied here (a no-op goes
+    /// through the leader, as ZooKeeper's sync does).
     pub fn sync(&mut self, session: SessionId) -> Result<Answer<Header>, Error> {
         self.live(session)?;
         let (tx, rx) = oneshot::channel();
-        if self.pending.is_empty() && self.in_flight.is_none() {
-            // Everything submitted is applied already.
+        if self.replica.membership().voters == [self.id] && self.waiting.is_empty() {
+            // Alone, and everything submitted is applied already.
             let _ = tx.send(Ok(self.header(session)));
             return Ok(rx);
         }
@@ -923,4 +1742,103 @@ pub type Answer<T> = oneshot::Receiver<Result<T, Error>>;
 fn unreachable_outcome<T>(outcome: &TxnOutcome) -> Result<T, Error> {
     tracing::error!(?outcome, "state machine returned a mismatched outcome");
     Err(Error::Internal(format!("mismatched outcome {outcome:?}")))
+}
+
+/// A membership change asked for through the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    AddObserver,
+    PromoteVoter,
+    DemoteVoter,
+    Remove,
+}
+
+impl NodeState {
+    /// At the leader: hands leadership to `to`.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<(), PaxosError> {
+        self.replica.transfer_leadership(to)
+    }
+
+    /// At the leader: proposes the membership with one member changed.
+    /// Only nodes this node has an address for can take part.
+    pub fn change_membership(
+        &mut self,
+        change: MembershipChange,
+        node: NodeId,
+    ) -> Result<(Slot, Membership), PaxosError> {
+        let mut m = self.replica.membership().clone();
+        let known = node == self.id || self.peers.as_ref().is_some_and(|p| p.knows(node));
+        match change {
+            MembershipChange::AddObserver => {
+                if m.contains(node) {
+                    return Err(PaxosError::InvalidConfig("already a member"));
+                }
+                if !known {
+                    return Err(PaxosError::InvalidConfig(
+                        "no peer address for that node (list it in --peers or --observers)",
+                    ));
+                }
+                m.observers.push(node);
+            }
+            MembershipChange::PromoteVoter => {
+                if !m.observers.contains(&node) {
+                    return Err(PaxosError::InvalidConfig(
+                        "only an observer can be promoted",
+                    ));
+                }
+                m.observers.retain(|o| *o != node);
+                m.voters.push(node);
+            }
+            MembershipChange::DemoteVoter => {
+                if !m.voters.contains(&node) {
+                    return Err(PaxosError::NotAVoter(node));
+                }
+                m.voters.retain(|v| *v != node);
+                m.observers.push(node);
+            }
+            MembershipChange::Remove => {
+                if !m.contains(node) {
+                    return Err(PaxosError::InvalidConfig("not a member"));
+                }
+                m.voters.retain(|v| *v != node);
+                m.observers.retain(|o| *o != node);
+            }
+        }
+        let slot = self.replica.propose_membership(m.clone())?;
+        Ok((slot, m))
+    }
+
+    /// Starts a snapshot now, unless one is running; returns the applied
+    /// index it covers (or the running one's).
+    pub fn take_snapshot(&mut self) -> Zxid {
+        if let Some(running) = &self.snapshotting {
+            return running.index;
+        }
+        if let Some(running) = &self.snapshot {
+            return i64::try_from(running.slot).unwrap_or(i64::MAX);
+        }
+        let applied = self.machine.applied();
+        self.snapshotting = Some(self.machine.begin_snapshot());
+        self.logged_since_snapshot = 0;
+        self.last_snapshot = applied;
+        tracing::info!(index = applied, "taking a snapshot (asked for)");
+        applied
+    }
+}
+
+/// A node's view of the ensemble.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub leader: Option<NodeId>,
+    pub promised: Ballot,
+    pub commit_index: Slot,
+    pub applied_index: Slot,
+    pub log_start: Slot,
+    pub log_last: Slot,
+    pub snapshot_index: Slot,
+    pub membership: Membership,
+    /// At the leader: each peer's commit index and ticks since heard.
+    pub peers: Vec<(NodeId, Slot, u64)>,
 }

@@ -8,13 +8,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use synod_core::codec::LogEntry;
-use synod_core::state::{StateConfig, StateMachine};
+use synod_core::codec::Proposal;
+use synod_core::paxos::{Durable, Slot, Snapshot, Value};
+use synod_core::state::{Applied, StateConfig, StateMachine};
+use synod_core::txn::Txn;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::storage::{
     FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats, WrittenSnapshot,
 };
+use crate::wire::{LogRecord, SnapshotFile};
 
 /// Work for the storage thread.
 #[derive(Debug)]
@@ -30,13 +33,17 @@ enum StorageJob {
     },
 }
 
+/// Log records as the storage thread takes them: index and payload.
+pub type Records = Vec<(u64, Vec<u8>)>;
+
 /// What the storage thread reports back.
 #[derive(Debug)]
 pub enum Persisted {
-    /// Batch `batch` is durable, or failed and nothing of it counts.
+    /// Batch `batch` is durable, or failed and nothing of it counts; a
+    /// failed batch's records come back to be appended again.
     Batch {
         batch: u64,
-        result: Result<(), String>,
+        result: Result<(), (String, Records)>,
         fsync_micros: u64,
         stats: StorageStats,
     },
@@ -58,6 +65,24 @@ impl DurableLog {
     pub fn stats(&self) -> StorageStats {
         self.storage.stats()
     }
+
+    /// Index the next log record takes.
+    pub fn next_record(&self) -> u64 {
+        self.storage.last_index() + 1
+    }
+}
+
+/// What a node recovered from its disk.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The state machine: the snapshot plus every slot the log shows as
+    /// committed after it.
+    pub machine: StateMachine,
+    /// What the replica restarts from: the promised ballot, the accepted
+    /// entries after the snapshot, and the snapshot.
+    pub durable: Durable<Vec<u8>>,
+    /// The highest commit index the log recorded.
+    pub commit: Slot,
 }
 
 /// Why a node could not recover its state.
@@ -66,28 +91,55 @@ pub enum RecoveryError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(
-        "snapshot at index {index} cannot be decoded: {source}; move it aside to recover from an older snapshot and the log"
+        "snapshot at log index {index} cannot be decoded: {source}; move it aside to recover from an older snapshot and the log"
     )]
     Snapshot {
         index: u64,
         source: synod_core::codec::CodecError,
     },
     #[error("log record {index} cannot be decoded: {source}")]
-    Entry {
+    Record {
         index: u64,
         source: synod_core::codec::CodecError,
     },
-    #[error("log record {index} holds zxid {zxid}; the log is inconsistent")]
-    Mismatch { index: u64, zxid: i64 },
+}
+
+/// Applies the committed value at `slot` to `machine`. Returns the
+/// proposal's origin and request number with what applying it did, or
+/// `None` for a no-op or membership slot (which only advances the applied
+/// index). A data value that does not decode (a bug, since only the leader
+/// encodes them) is applied as a no-op and logged, so that every replica
+/// still agrees on the state.
+pub fn apply_value(
+    machine: &mut StateMachine,
+    slot: Slot,
+    value: &Value<Vec<u8>>,
+) -> Option<(u64, u64, Applied)> {
+    let zxid = i64::try_from(slot).unwrap_or(i64::MAX);
+    match value {
+        Value::Data(bytes) => match Proposal::decode(bytes) {
+            Ok(p) => Some((p.origin, p.request, machine.apply(zxid, p.time, &p.txn))),
+            Err(error) => {
+                tracing::error!(slot, %error, "committed value does not decode; applied as a no-op");
+                machine.apply(zxid, 0, &Txn::Noop);
+                None
+            }
+        },
+        Value::Noop | Value::Config(_) => {
+            machine.apply(zxid, 0, &Txn::Noop);
+            None
+        }
+    }
 }
 
 impl DurableLog {
-    /// Opens the data directories, loads the newest snapshot and replays the
-    /// log after it.
+    /// Opens the data directories, loads the newest snapshot, replays the
+    /// log after it into the replica's durable state and applies what the
+    /// log shows as committed.
     pub fn recover(
         config: StorageConfig,
         state_config: StateConfig,
-    ) -> Result<(DurableLog, StateMachine), RecoveryError> {
+    ) -> Result<(DurableLog, Recovered), RecoveryError> {
         Self::recover_with(config, state_config, Arc::new(RealFs))
     }
 
@@ -95,45 +147,71 @@ impl DurableLog {
         config: StorageConfig,
         state_config: StateConfig,
         fs: Arc<dyn FileSystem>,
-    ) -> Result<(DurableLog, StateMachine), RecoveryError> {
+    ) -> Result<(DurableLog, Recovered), RecoveryError> {
         let started = Instant::now();
-        let (storage, recovered) = Storage::open(config, fs)?;
-        if let Some((file, offset)) = &recovered.truncated_tail {
+        let (storage, found) = Storage::open(config, fs)?;
+        if let Some((file, offset)) = &found.truncated_tail {
             tracing::warn!(file = %file.display(), offset, "truncated a torn write at the end of the log");
         }
-        let mut machine =
-            match &recovered.snapshot {
-                Some((index, bytes)) => StateMachine::decode_snapshot(state_config, bytes)
-                    .map_err(|source| RecoveryError::Snapshot {
-                        index: *index,
-                        source,
-                    })?,
-                None => StateMachine::new(state_config),
-            };
-        let replayed = recovered.entries.len();
-        for (index, bytes) in &recovered.entries {
-            let entry = LogEntry::decode(bytes).map_err(|source| RecoveryError::Entry {
+        let mut durable = Durable::default();
+        let (mut machine, snapshot_slot) = match &found.snapshot {
+            Some((index, bytes)) => {
+                let bad = |source| RecoveryError::Snapshot {
+                    index: *index,
+                    source,
+                };
+                let file = SnapshotFile::decode(bytes).map_err(bad)?;
+                let machine =
+                    StateMachine::decode_snapshot(state_config, &file.state).map_err(bad)?;
+                let slot = file.slot;
+                durable.snapshot = Some(Snapshot {
+                    index: slot,
+                    membership: file.membership,
+                    data: file.state.into(),
+                });
+                (machine, slot)
+            }
+            None => (StateMachine::new(state_config), 0),
+        };
+        let mut commit = snapshot_slot;
+        for (index, bytes) in &found.entries {
+            let record = LogRecord::decode(bytes).map_err(|source| RecoveryError::Record {
                 index: *index,
                 source,
             })?;
-            if u64::try_from(entry.zxid).ok() != Some(*index) {
-                return Err(RecoveryError::Mismatch {
-                    index: *index,
-                    zxid: entry.zxid,
-                });
+            commit = commit.max(record.commit);
+            let mut write = record.write;
+            write.entries.retain(|(slot, _)| *slot > snapshot_slot);
+            durable.apply(&write);
+        }
+        // Apply the committed prefix the log holds, so the node serves its
+        // last known state at once instead of after hearing from a leader.
+        for (expected, (slot, entry)) in (snapshot_slot + 1..).zip(&durable.entries) {
+            if *slot != expected || *slot > commit {
+                break;
             }
-            machine.apply(entry.zxid, entry.time, &entry.txn);
+            apply_value(&mut machine, *slot, &entry.value);
         }
         tracing::info!(
-            snapshot_index = recovered.snapshot.as_ref().map_or(0, |(i, _)| *i),
-            replayed,
+            snapshot_slot,
+            records = found.entries.len(),
+            promised = ?durable.promised,
+            accepted = durable.entries.len(),
+            commit,
             applied = machine.applied(),
             znodes = machine.tree().len(),
             sessions = machine.sessions().len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered state"
         );
-        Ok((DurableLog { storage }, machine))
+        Ok((
+            DurableLog { storage },
+            Recovered {
+                machine,
+                durable,
+                commit,
+            },
+        ))
     }
 
     /// Moves the storage onto its own thread.
@@ -172,6 +250,8 @@ impl DurableLog {
                             let refs: Vec<(u64, &[u8])> =
                                 records.iter().map(|(i, b)| (*i, b.as_slice())).collect();
                             let result = storage.append(&refs).map_err(|e| e.to_string());
+                            drop(refs);
+                            let result = result.map_err(|message| (message, records));
                             let fsync_micros = started.elapsed().as_micros() as u64;
                             Persisted::Batch {
                                 batch,

@@ -1,11 +1,12 @@
 //! The `synod` binary: `synod serve` runs one node, `synod dev` runs a
-//! local development node.
+//! local three-node ensemble in one process.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use synod_node::NodeConfig;
+use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -34,20 +35,17 @@ enum Command {
     /// Run one node.
     #[command(args_override_self = true)]
     Serve(Box<NodeConfig>),
-    /// Run a local development node on 127.0.0.1:7001, the first of the
-    /// ports `synodctl` tries, with its data under ./synod-data. (A
-    /// three-node ensemble arrives with replication; until then this is one
-    /// node.)
+    /// Run a local three-node ensemble on loopback: node i (1..3) serves
+    /// clients on 127.0.0.1:700i (the ports `synodctl` tries), peers on
+    /// 710i and HTTP on 720i, with its data under <data-dir>/i. Stops on
+    /// ctrl-c and restarts with its data.
     Dev {
-        #[arg(long, default_value = "127.0.0.1:7001")]
-        client_addr: std::net::SocketAddr,
-        /// Metrics and health endpoint.
-        #[arg(long, default_value = "127.0.0.1:7201")]
-        http_addr: std::net::SocketAddr,
-        /// Where the node keeps its log and snapshots; it restarts with
-        /// its data.
+        /// Where the nodes keep their logs and snapshots.
         #[arg(long, default_value = "./synod-data")]
         data_dir: std::path::PathBuf,
+        /// Number of nodes (1 to 9).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+        nodes: u64,
     },
 }
 
@@ -96,26 +94,89 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         subscriber.init();
     }
-    let config = match cli.command {
-        Command::Serve(config) => *config,
-        Command::Dev {
-            client_addr,
-            http_addr,
-            data_dir,
-        } => {
-            let mut config = NodeConfig::parse_defaults();
-            config.client_addr = client_addr;
-            config.http_addr = http_addr;
-            config.data_dir = Some(data_dir.join("1"));
-            tracing::info!(
-                client_api = %client_addr,
-                http = %http_addr,
-                data_dir = %data_dir.join("1").display(),
-                "synod dev: one durable node; connect with `synodctl` (no flags needed)"
-            );
-            config
+    match cli.command {
+        Command::Serve(config) => {
+            synod_node::run(*config, synod_node::server::shutdown_signal()).await?;
         }
-    };
-    synod_node::run(config, synod_node::server::shutdown_signal()).await?;
+        Command::Dev { data_dir, nodes } => dev(&data_dir, nodes).await?,
+    }
     Ok(())
+}
+
+/// Runs `nodes` nodes in this process, each a full `synod serve` with its
+/// own ports and data directory, until ctrl-c stops them all.
+async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
+    let peers = (1..=nodes)
+        .map(|i| format!("{i}=127.0.0.1:{}", 7100 + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut running = tokio::task::JoinSet::new();
+    let mut endpoints = Vec::new();
+    for i in 1..=nodes {
+        let mut config = NodeConfig::parse_defaults();
+        config.node_id = Some(i);
+        config.peers = Some(peers.clone());
+        config.peer_addr = None;
+        config.client_addr = ([127, 0, 0, 1], 7000 + i as u16).into();
+        config.http_addr = ([127, 0, 0, 1], 7200 + i as u16).into();
+        config.data_dir = Some(data_dir.join(i.to_string()));
+        endpoints.push(config.client_addr.to_string());
+        #[allow(
+            clippy::print_stdout,
+            reason = "synod dev tells the user where to connect"
+        )]
+        {
+            println!(
+                "node {i}: clients {}  peers 127.0.0.1:{}  http http://{}/metrics  data {}",
+                config.client_addr,
+                7100 + i,
+                config.http_addr,
+                data_dir.join(i.to_string()).display()
+            );
+        }
+        let mut stop = stop_rx.clone();
+        // Each node's log lines carry its id: three nodes share stderr.
+        let span = tracing::info_span!("node", id = i);
+        running.spawn(
+            async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                (i, synod_node::run(config, stopped).await)
+            }
+            .instrument(span),
+        );
+    }
+    #[allow(
+        clippy::print_stdout,
+        reason = "synod dev tells the user where to connect"
+    )]
+    {
+        println!(
+            "synod dev: {nodes} nodes; connect with `synodctl` (no flags needed) or --endpoints {}; ctrl-c stops",
+            endpoints.join(",")
+        );
+    }
+    let mut failure = None;
+    tokio::select! {
+        () = synod_node::server::shutdown_signal() => {}
+        Some(ended) = running.join_next() => {
+            // A node that stops by itself takes the others down: a dev
+            // ensemble with a dead member would hide the reason.
+            failure = Some(ended);
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(ended) = running.join_next().await {
+        if let Ok((i, Err(error))) = ended {
+            tracing::error!(node = i, %error, "node stopped with an error");
+        }
+    }
+    match failure {
+        Some(Ok((i, Err(error)))) => Err(anyhow::anyhow!("node {i}: {error}")),
+        Some(Ok((i, Ok(())))) => Err(anyhow::anyhow!("node {i} stopped unexpectedly")),
+        Some(Err(error)) => Err(anyhow::anyhow!("a node panicked: {error}")),
+        None => Ok(()),
+    }
 }

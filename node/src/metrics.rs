@@ -118,6 +118,13 @@ pub struct Gauges {
     pub snapshot_bytes: u64,
     pub snapshots: u64,
     pub snapshot_index: u64,
+    pub node_id: u64,
+    pub is_leader: bool,
+    /// 0 while no leader is known.
+    pub leader_id: u64,
+    pub commit_index: u64,
+    pub voters: u64,
+    pub observers: u64,
 }
 
 /// The node's metrics.
@@ -272,6 +279,32 @@ impl Metrics {
                 "synod_snapshot_index",
                 "Index of the newest snapshot.",
                 gauges.snapshot_index as f64,
+            ),
+            ("synod_node_id", "This node's id.", gauges.node_id as f64),
+            (
+                "synod_is_leader",
+                "1 on the leader, 0 elsewhere.",
+                f64::from(u8::from(gauges.is_leader)),
+            ),
+            (
+                "synod_leader_id",
+                "The leader this node follows (0: none known).",
+                gauges.leader_id as f64,
+            ),
+            (
+                "synod_commit_index",
+                "Highest log slot this node knows to be committed.",
+                gauges.commit_index as f64,
+            ),
+            (
+                "synod_voters",
+                "Voting members in the committed configuration.",
+                gauges.voters as f64,
+            ),
+            (
+                "synod_observers",
+                "Observers in the committed configuration.",
+                gauges.observers as f64,
             ),
             (
                 "synod_uptime_seconds",

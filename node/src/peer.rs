@@ -62,6 +62,11 @@ pub enum SendError {
 }
 
 impl PeerSender {
+    /// Whether `id` has an address here.
+    pub fn knows(&self, id: NodeId) -> bool {
+        self.queues.contains_key(&id)
+    }
+
     /// Queues `payload` for `to`. Never waits: a full queue drops the frame.
     pub fn send(&self, to: NodeId, payload: Vec<u8>) -> Result<(), SendError> {
         if payload.len() > self.max_frame_bytes {

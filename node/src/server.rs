@@ -2,11 +2,13 @@
 //! listener and the HTTP endpoint (metrics and health), serve until SIGTERM
 //! or ctrl-c, then stop accepting and drain for a bounded time.
 
+use synod_proto::v1::admin_server::AdminServer;
 use synod_proto::v1::coordination_server::CoordinationServer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::AdminService;
 use crate::config::{ConfigError, NodeConfig};
 use crate::driver::{self, DriverHandle};
 use crate::metrics::{Metrics, MetricsLayer};
@@ -25,6 +27,8 @@ pub enum ServeError {
     Recovery(#[from] crate::durable::RecoveryError),
     #[error("the node's driver stopped: {0}")]
     DriverStopped(String),
+    #[error(transparent)]
+    Start(#[from] driver::StartError),
     #[error("client API failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -65,16 +69,21 @@ pub async fn run(
             .await
             .map_err(|source| ServeError::Bind { addr, source })
     };
-    let (machine, log) = match config.storage_config() {
+    let ensemble = config.ensemble()?;
+    let (recovered, log) = match config.storage_config() {
         Some(storage) => {
-            let (log, machine) =
+            let (log, recovered) =
                 crate::durable::DurableLog::recover(storage, config.state_config())?;
-            (machine, Some(log))
+            (recovered, Some(log))
         }
         None => {
             tracing::warn!("no --data-dir: state is kept in memory only and lost on restart");
             (
-                synod_core::state::StateMachine::new(config.state_config()),
+                crate::durable::Recovered {
+                    machine: synod_core::state::StateMachine::new(config.state_config()),
+                    durable: Default::default(),
+                    commit: 0,
+                },
                 None,
             )
         }
@@ -84,16 +93,46 @@ pub async fn run(
     // fails on the lock before it takes any port).
     let listener = bind(config.client_addr).await?;
     let http_listener = bind(config.http_addr).await?;
+    let peer_listener = match ensemble.listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let local = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: config.client_addr,
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
-    let (driver, mut driver_task) = driver::spawn(&config, machine, log, metrics.clone());
+    let (network, peer_service) = if peer_listener.is_some() {
+        let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
+        let (sender, service) = crate::peer::start(
+            crate::peer::PeerConfig {
+                cluster: config.cluster.clone(),
+                node_id: ensemble.id,
+                peers: ensemble.others(),
+                max_frame_bytes: config.max_peer_frame_bytes,
+                queue: 4096,
+                backoff_min: Duration::from_millis(50),
+                backoff_max: Duration::from_secs(2),
+            },
+            inbound_tx,
+        );
+        (Some(driver::Network { sender, inbound }), Some(service))
+    } else {
+        (None, None)
+    };
+    let (driver, mut driver_task) =
+        driver::spawn(&config, &ensemble, recovered, log, metrics.clone(), network)?;
     let service = CoordinationServer::new(CoordinationService::new(driver.clone()))
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes.saturating_mul(4));
-    tracing::info!(client_api = %local, http = %config.http_addr, "synod node serving");
+    tracing::info!(
+        node_id = ensemble.id,
+        client_api = %local,
+        http = %config.http_addr,
+        peers = ?ensemble.listen,
+        voters = ?ensemble.voters.keys().collect::<Vec<_>>(),
+        "synod node serving"
+    );
     // Both servers stop on the same signal.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -102,6 +141,21 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    let peers = match (peer_listener, peer_service) {
+        (Some(listener), Some(service)) => Some(tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    stopped(),
+                ),
+        )),
+        _ => None,
+    };
+    let admin = AdminServer::new(AdminService::new(
+        driver.clone(),
+        (config.heartbeat_ms / 2).max(1),
+    ));
     let http = tokio::spawn(
         axum::serve(http_listener, http_router(driver, metrics.clone()))
             .with_graceful_shutdown(stopped())
@@ -121,6 +175,7 @@ pub async fn run(
     let serve = tonic::transport::Server::builder()
         .layer(MetricsLayer::new(metrics))
         .add_service(service)
+        .add_service(admin)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             signal,
@@ -143,6 +198,9 @@ pub async fn run(
         // half alive behind a green health check.
         ended = &mut driver_task => {
             http.abort();
+            if let Some(peers) = &peers {
+                peers.abort();
+            }
             return Err(ServeError::DriverStopped(match ended {
                 Ok(()) => "its storage stopped".into(),
                 Err(error) => error.to_string(),
@@ -150,12 +208,16 @@ pub async fn run(
         }
     }
     http.abort();
+    if let Some(peers) = peers {
+        peers.abort();
+    }
     tracing::info!("synod node stopped");
     Ok(())
 }
 
 /// `/metrics` in Prometheus text format, `/healthz` while the process runs,
-/// `/readyz` while the driver answers (recovered and not wedged).
+/// `/readyz` while the node is a member, knows a leader and has applied
+/// what it knows to be committed (and its driver answers).
 fn http_router(driver: DriverHandle, metrics: Arc<Metrics>) -> axum::Router {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
@@ -167,11 +229,18 @@ fn http_router(driver: DriverHandle, metrics: Arc<Metrics>) -> axum::Router {
             get(move || {
                 let driver = driver.clone();
                 async move {
-                    let answered =
-                        tokio::time::timeout(Duration::from_secs(2), driver.call(|_| ())).await;
+                    let answered = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        driver.call(|state| state.readiness()),
+                    )
+                    .await;
                     match answered {
-                        Ok(Ok(())) => (StatusCode::OK, "ready\n"),
-                        _ => (StatusCode::SERVICE_UNAVAILABLE, "driver not answering\n"),
+                        Ok(Ok(Ok(()))) => (StatusCode::OK, "ready\n".to_owned()),
+                        Ok(Ok(Err(why))) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+                        _ => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "driver not answering\n".to_owned(),
+                        ),
                     }
                 }
             }),

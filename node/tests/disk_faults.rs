@@ -1,7 +1,8 @@
-//! The durable driver over a fault-injecting filesystem: a full disk is
-//! answered as an error to the writer while the node stays up and serves,
-//! writing works again once space returns, and after a crash the recovered
-//! state holds exactly the acknowledged writes.
+//! The durable driver over a fault-injecting filesystem: while the disk is
+//! full new writes are refused with a clear error and the node stays up and
+//! serves reads; the write caught by the full disk is appended again and
+//! completes once space returns; after a crash the recovered state holds
+//! every acknowledged write.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,12 +24,42 @@ fn storage_config() -> StorageConfig {
     config
 }
 
-fn start(fs: &Arc<FaultFs>) -> DriverHandle {
-    let config = NodeConfig::parse_defaults();
-    let (log, machine) =
+/// Starts a driver over `fs` and waits until it serves: a restarted node
+/// re-commits the tail of its log before it answers clients.
+async fn start(fs: &Arc<FaultFs>) -> DriverHandle {
+    let driver = spawn(fs);
+    for _ in 0..200 {
+        if driver
+            .call(|state| state.readiness())
+            .await
+            .expect("driver alive")
+            .is_ok()
+        {
+            return driver;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the node did not become ready");
+}
+
+fn spawn(fs: &Arc<FaultFs>) -> DriverHandle {
+    let mut config = NodeConfig::parse_defaults();
+    // A write stuck behind a dead disk is answered within a second.
+    config.request_timeout_ms = 1_000;
+    let (log, recovered) =
         DurableLog::recover_with(storage_config(), config.state_config(), fs.clone())
             .expect("recover");
-    driver::spawn(&config, machine, Some(log), Default::default()).0
+    let ensemble = config.ensemble().expect("ensemble");
+    driver::spawn(
+        &config,
+        &ensemble,
+        recovered,
+        Some(log),
+        Default::default(),
+        None,
+    )
+    .expect("driver")
+    .0
 }
 
 async fn create(driver: &DriverHandle, path: &str) -> Result<OpOutcome, Error> {
@@ -64,34 +95,63 @@ async fn exists(driver: &DriverHandle, path: &str) -> bool {
 #[tokio::test]
 async fn full_disk_is_an_error_not_a_crash_and_heals() {
     let fs = Arc::new(FaultFs::new());
-    let driver = start(&fs);
+    let driver = start(&fs).await;
     create(&driver, "/before").await.expect("write with space");
 
     fs.set_capacity(Some(fs.used()));
-    let refused = create(&driver, "/while-full")
+    let caught = {
+        let driver = driver.clone();
+        tokio::spawn(async move { create(&driver, "/while-full").await })
+    };
+    // Once the log has failed, new writes are refused at once and say why.
+    let mut probe = 0;
+    let refused = loop {
+        probe += 1;
+        assert!(
+            probe < 200,
+            "writes were never refused while the disk was full"
+        );
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            create(&driver, &format!("/probe{probe}")),
+        )
         .await
-        .expect_err("disk is full");
-    assert_eq!(refused.code(), ErrorCode::SystemError, "{refused}");
+        {
+            Ok(Err(error)) => break error,
+            Ok(Ok(_)) => panic!("a write succeeded on a full disk"),
+            Err(_) => continue,
+        }
+    };
+    assert_eq!(refused.code(), ErrorCode::Throttled, "{refused}");
+    assert!(refused.to_string().contains("write-ahead log"), "{refused}");
     assert!(
         exists(&driver, "/before").await,
         "the node still serves reads"
     );
     assert!(
         !exists(&driver, "/while-full").await,
-        "a refused write is not applied"
+        "a write is not applied before it is durable"
     );
 
     fs.set_capacity(None);
-    create(&driver, "/after")
-        .await
-        .expect("write once space returns");
+    // The caught write was appended again; it completes unless its wait
+    // outlasted the request timeout, which reports an unknown outcome.
+    match caught.await.expect("task") {
+        Ok(_) => assert!(exists(&driver, "/while-full").await),
+        Err(error) => assert_eq!(error.code(), ErrorCode::ConnectionLoss, "{error}"),
+    }
+    let mut attempts = 0;
+    while let Err(error) = create(&driver, "/after").await {
+        attempts += 1;
+        assert!(attempts < 50, "writes did not resume: {error}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     fs.crash();
     drop(driver);
-    let recovered = start(&fs);
+    let recovered = start(&fs).await;
     assert!(exists(&recovered, "/before").await);
     assert!(exists(&recovered, "/after").await);
-    assert!(!exists(&recovered, "/while-full").await);
 }
 
 #[tokio::test]
@@ -100,7 +160,7 @@ async fn acknowledged_writes_survive_power_cuts_during_writes() {
     let mut acknowledged: Vec<String> = Vec::new();
     let mut refused = 0;
     for round in 0..6u32 {
-        let driver = start(&fs);
+        let driver = start(&fs).await;
         for path in &acknowledged {
             assert!(
                 exists(&driver, path).await,
@@ -111,7 +171,7 @@ async fn acknowledged_writes_survive_power_cuts_during_writes() {
         // concurrent writes below; every later operation fails, as if the
         // process had died with the machine.
         fs.cut_power_after(round % 3 + 3);
-        for wave in 0..4 {
+        for wave in 0..8 {
             let writes: Vec<_> = (0..10)
                 .map(|i| {
                     let driver = driver.clone();
@@ -130,7 +190,7 @@ async fn acknowledged_writes_survive_power_cuts_during_writes() {
         drop(driver);
         fs.crash();
     }
-    let driver = start(&fs);
+    let driver = start(&fs).await;
     for path in &acknowledged {
         assert!(exists(&driver, path).await, "{path} lost");
     }
@@ -144,7 +204,7 @@ async fn acknowledged_writes_survive_power_cuts_during_writes() {
 #[tokio::test]
 async fn a_read_waits_for_its_own_sessions_earlier_write() {
     let fs = Arc::new(FaultFs::new());
-    let driver = start(&fs);
+    let driver = start(&fs).await;
     let session = driver
         .call(|state| state.create_session(10_000))
         .await

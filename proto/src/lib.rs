@@ -1,5 +1,5 @@
 //! Synod's wire contracts: the generated protobuf messages and tonic
-//! services of the client API and the peer protocol. This crate holds no
+//! services of the client API, the admin API and the peer protocol. This crate holds no
 //! logic.
 
 #[allow(clippy::all, clippy::pedantic, missing_debug_implementations)]

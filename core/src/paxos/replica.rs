@@ -558,7 +558,9 @@ impl<T: Clone> Replica<T> {
         }
     }
 
-    fn membership_at(&self, slot: Slot) -> Membership {
+    /// The committed membership in force at `slot` (at or after the last
+    /// compaction).
+    pub fn membership_at(&self, slot: Slot) -> Membership {
         self.history
             .iter()
             .rev()
@@ -709,6 +711,35 @@ impl<T: Clone> Replica<T> {
     /// First slot still in the log (everything before is in the snapshot).
     pub fn log_start(&self) -> Slot {
         self.log.base
+    }
+
+    /// Highest slot holding an accepted value (or the log start - 1).
+    pub fn log_last(&self) -> Slot {
+        self.log.last()
+    }
+
+    /// Every accepted entry above `slot`, as written so far (durable or
+    /// not). A shell that starts its write-ahead log afresh after a
+    /// snapshot at `slot` writes these first, so the new log holds all
+    /// that the old one held above the snapshot.
+    pub fn accepted_after(&self, slot: Slot) -> Vec<(Slot, Entry<T>)> {
+        let first = (slot + 1).max(self.log.base);
+        (first..=self.log.last())
+            .filter_map(|s| self.log.get(s).map(|e| (s, e.clone())))
+            .collect()
+    }
+
+    /// At the leader: each peer's last reported commit index and the ticks
+    /// since it was last heard from. Empty elsewhere.
+    pub fn peer_progress(&self) -> Vec<(NodeId, Slot, u64)> {
+        match &self.state {
+            State::Leader(l) => l
+                .peers
+                .iter()
+                .map(|p| (p.id, p.commit, self.now.saturating_sub(p.last_heard)))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Starts an election now instead of waiting for the timeout.
