@@ -1,13 +1,20 @@
 //! Test harness for multi-process tests: starts real `synod` binaries on
 //! free loopback ports, waits until they accept clients, and kills them when
-//! the test ends (even when it fails).
+//! the test ends (even when it fails). `ensemble` runs several nodes as one
+//! replicated ensemble, `proxy` puts controllable TCP links between them.
+
+mod ensemble;
+mod proxy;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+
+pub use ensemble::Ensemble;
+pub use proxy::Proxy;
 
 /// Path of a workspace binary built in the same profile as the tests. The
 /// first call in a test process runs `cargo build` for it, so a test never
@@ -55,6 +62,44 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// `count` distinct loopback addresses with ports that were free a moment
+/// ago. The probes are held until all are picked, so no two are the same.
+pub fn free_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let probes = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot bind a probe port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    probes.iter().map(|probe| Ok(probe.local_addr()?)).collect()
+}
+
+/// A fresh directory under the system temp dir, named after the test and
+/// this process, removed again when dropped (also when the test panics).
+/// Declare it before the nodes that use it, so they are stopped first.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(name: &str) -> anyhow::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("synod-test-{name}-{}", std::process::id()));
+        // Left over by an earlier run that was killed before cleaning up.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(TempDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A running `synod serve` process.
 #[derive(Debug)]
 pub struct TestNode {
@@ -79,28 +124,55 @@ impl TestNode {
 
     /// Starts `synod serve` on `addr`, for a restart on the same address.
     pub fn start_on(addr: SocketAddr, extra: &[&str]) -> anyhow::Result<TestNode> {
+        TestNode::start_with(addr, free_addr()?, extra)
+    }
+
+    /// Starts `synod serve` with its client port on `addr` and its HTTP
+    /// port on `http_addr`, for a restart that keeps both.
+    pub fn start_with(
+        addr: SocketAddr,
+        http_addr: SocketAddr,
+        extra: &[&str],
+    ) -> anyhow::Result<TestNode> {
+        let mut node = TestNode::spawn(addr, http_addr, extra)?;
+        node.wait_accepting(Duration::from_secs(20))?;
+        Ok(node)
+    }
+
+    /// Starts the process without waiting for it, so that the members of an
+    /// ensemble, which may need each other to finish starting, all run
+    /// before any is waited for.
+    pub fn spawn(
+        addr: SocketAddr,
+        http_addr: SocketAddr,
+        extra: &[&str],
+    ) -> anyhow::Result<TestNode> {
         let bin = binary("synod")?;
-        let http_addr = free_addr()?;
         let child = Command::new(&bin)
             .args(["serve", "--client-addr", &addr.to_string()])
             .args(["--http-addr", &http_addr.to_string()])
             .args(extra)
-            .env("SYNOD_LOG", "warn")
+            // SYNOD_TEST_LOG=debug (say) makes the nodes of a failing test
+            // tell more.
+            .env(
+                "SYNOD_LOG",
+                std::env::var("SYNOD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut node = TestNode {
+        Ok(TestNode {
             addr,
             http_addr,
             child,
-        };
-        node.wait_ready(Duration::from_secs(20))?;
-        Ok(node)
+        })
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+    /// Waits until the node accepts client connections, which it does once
+    /// it has recovered its state. Fails at once if the process exits.
+    pub fn wait_accepting(&mut self, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -117,6 +189,36 @@ impl TestNode {
         )
     }
 
+    /// Whether the process is still running (it has not exited or been
+    /// killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The operating system's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether `/readyz` answers 200 now. An unreachable or slow node is
+    /// not ready.
+    pub fn is_ready(&self) -> bool {
+        matches!(
+            self.http_get_within("/readyz", Duration::from_secs(2)),
+            Ok((200, _))
+        )
+    }
+
+    /// The value of the unlabelled metric `name` from `/metrics`, or `None`
+    /// when the node does not export it.
+    pub fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        let (status, body) = self.http_get_within("/metrics", Duration::from_secs(2))?;
+        if status != 200 {
+            bail!("/metrics answered {status}: {body}");
+        }
+        Ok(parse_metric(&body, name))
+    }
+
     /// Kills the process with SIGKILL, as a crash would, and waits for it.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         self.child.kill().context("cannot kill synod")?;
@@ -126,9 +228,17 @@ impl TestNode {
 
     /// GETs `path` from the node's HTTP endpoint: (status code, body).
     pub fn http_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        self.http_get_within(path, Duration::from_secs(10))
+    }
+
+    /// Like [`TestNode::http_get`], failing when the node does not answer
+    /// within `limit`, for polls that must not hang on a wedged node.
+    pub fn http_get_within(&self, path: &str, limit: Duration) -> anyhow::Result<(u16, String)> {
         use std::io::{Read as _, Write as _};
-        let mut stream = TcpStream::connect_timeout(&self.http_addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut stream =
+            TcpStream::connect_timeout(&self.http_addr, limit.min(Duration::from_secs(5)))?;
+        stream.set_read_timeout(Some(limit))?;
+        stream.set_write_timeout(Some(limit))?;
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -176,4 +286,18 @@ impl Drop for TestNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text scrape.
+pub fn parse_metric(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            if fields.next()? != name {
+                return None;
+            }
+            fields.next()?.parse().ok()
+        })
 }
