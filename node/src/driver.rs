@@ -40,6 +40,7 @@ use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
 use synod_core::watch::{WatchEvent, WatchKind, WatchRegistry, WatcherType};
 use synod_core::{Error, Millis, SessionId, Zxid};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use crate::config::{Ensemble, NodeConfig};
 use crate::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply_value};
@@ -161,7 +162,7 @@ pub fn spawn(
     state.record_limits(config.state_config());
     state.turn();
     let tick = config.tick();
-    let task = tokio::spawn(async move {
+    let task = async move {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut paxos_ticker = tokio::time::interval(paxos_tick);
@@ -210,7 +211,10 @@ pub fn spawn(
             state.turn();
         }
         tracing::debug!("driver stopped");
-    });
+    }
+    // Its log lines carry the caller's span (the node id under `synod dev`).
+    .in_current_span();
+    let task = tokio::spawn(task);
     Ok((DriverHandle { jobs }, task))
 }
 
@@ -664,6 +668,8 @@ impl NodeState {
         self.run_commands();
         self.watch_leader();
         self.route_txns();
+        self.run_commands();
+        self.replica.flush_commit();
         self.run_commands();
         self.try_compact();
         self.flush_wal();

@@ -22,6 +22,11 @@ use synod_proto::v1::coordination_client::CoordinationClient;
 use tonic::transport::Channel;
 use zookeeper_client as zk;
 
+/// A faster allocator than the system's for a process that allocates per
+/// request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Op {
     Set,
@@ -242,11 +247,22 @@ async fn main() -> anyhow::Result<()> {
     for s in 0..args.sessions {
         let endpoint = &args.endpoints[s % args.endpoints.len()];
         let session = match args.protocol {
-            Protocol::Grpc => Api::Grpc(CoordinationClient::new(
-                Channel::from_shared(format!("http://{endpoint}"))?
-                    .connect()
-                    .await?,
-            )),
+            Protocol::Grpc => {
+                let mut api = CoordinationClient::new(
+                    Channel::from_shared(format!("http://{endpoint}"))?
+                        .connect()
+                        .await?,
+                );
+                // Another server may not have applied the keys yet: a sync
+                // brings it up to date before the run reads them.
+                api.sync(pb::SyncRequest {
+                    session_id: 0,
+                    path: "/".into(),
+                })
+                .await
+                .with_context(|| format!("cannot sync {endpoint}"))?;
+                Api::Grpc(api)
+            }
             Protocol::Zookeeper => {
                 let client = zk_connect(endpoint).await?;
                 zk_sessions.push(client.state_watcher());
