@@ -1,9 +1,12 @@
-//! The bridge between the driver and the blocking storage layer: a storage
-//! thread that owns the WAL, takes batches of encoded entries in order and
-//! reports each outcome back to the driver (one batch is one fdatasync, so
-//! the driver's batching is the group commit), and a snapshot thread that
-//! writes snapshot files beside it, so a large snapshot never delays an
-//! append; the storage thread registers each finished file and purges.
+//! The bridge between the driver and the blocking storage layer: recovery
+//! (the newest snapshot, the replica's durable Paxos state from the log
+//! records after it, and the committed prefix applied to the state
+//! machine), a storage thread that owns the WAL, takes batches of encoded
+//! records in order and reports each outcome back to the driver (one batch
+//! is one fdatasync, so the driver's batching is the group commit), and a
+//! snapshot thread that writes snapshot files beside it, so a large
+//! snapshot never delays an append; the storage thread registers each
+//! finished file and purges.
 
 use std::sync::Arc;
 use std::time::Instant;

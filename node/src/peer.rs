@@ -134,6 +134,7 @@ async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::
             Ok(endpoint) => {
                 endpoint
                     .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
                     .connect()
                     .await
             }

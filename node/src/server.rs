@@ -33,6 +33,31 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Accepted connections, with Nagle's algorithm off (a response is a few
+/// small HTTP/2 frames that must not wait for the peer's delayed ACK). A
+/// failed accept (out of file descriptors) is logged and retried after a
+/// pause instead of ending the server.
+fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "cannot disable Nagle's algorithm");
+                    }
+                    return Some((Ok(stream), listener));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
 /// Resolves when the process is asked to stop.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -145,10 +170,7 @@ pub async fn run(
         (Some(listener), Some(service)) => Some(tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(listener),
-                    stopped(),
-                ),
+                .serve_with_incoming_shutdown(incoming(listener), stopped()),
         )),
         _ => None,
     };
@@ -176,10 +198,7 @@ pub async fn run(
         .layer(MetricsLayer::new(metrics))
         .add_service(service)
         .add_service(admin)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            signal,
-        );
+        .serve_with_incoming_shutdown(incoming(listener), signal);
     // Graceful shutdown waits for clients to close their connections; a
     // client that keeps one open must not hold the node up for long.
     let grace = config.shutdown_grace();

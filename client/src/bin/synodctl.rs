@@ -102,6 +102,16 @@ enum Command {
         #[arg(default_value = "/")]
         path: String,
     },
+    /// Print each endpoint's view of the ensemble: role, leader, log
+    /// positions, readiness (and, from the leader, every member's lag)
+    Status,
+    /// Make node ID the leader (asks every endpoint; the leader acts)
+    TransferLeader {
+        #[arg(value_name = "ID")]
+        node_id: u64,
+    },
+    /// Take a snapshot now on every endpoint
+    Snapshot,
 }
 
 fn main() -> ExitCode {
@@ -145,6 +155,12 @@ fn init_logging() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if matches!(
+        cli.command,
+        Command::Status | Command::TransferLeader { .. } | Command::Snapshot
+    ) {
+        return admin(&cli).await;
+    }
     let client = connect(&cli).await?;
     let mut out = Out::new(cli.json);
     let result = execute(&client, cli.command, &mut out).await;
@@ -288,6 +304,9 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
                 AddWatchMode::Persistent
             };
             watch(client, &path, mode, out).await?;
+        }
+        Command::Status | Command::TransferLeader { .. } | Command::Snapshot => {
+            bail!("admin commands run without a session")
         }
         Command::Tree { path } => {
             let tree = fetch_tree(client, &path).await?;
@@ -594,6 +613,147 @@ impl Out {
             self.line(&format!("{kind} {} (zxid {:#x})", event.path, event.zxid))
         }
     }
+}
+
+/// The admin commands talk to each endpoint's `Admin` service directly,
+/// without a session.
+async fn admin(cli: &Cli) -> Result<()> {
+    use synod_proto::v1::admin_client::AdminClient;
+    let list = cli.endpoints.as_deref().unwrap_or(DEFAULT_ENDPOINTS);
+    let endpoints = synod_client::parse_endpoints(list)?;
+    let mut out = Out::new(cli.json);
+    let mut reached = 0;
+    let mut last_error = None;
+    for endpoint in endpoints {
+        let channel = match tonic::transport::Endpoint::from_shared(endpoint.clone())?
+            .connect_timeout(cli.timeout.min(Duration::from_secs(2)))
+            .timeout(cli.timeout)
+            .connect()
+            .await
+        {
+            Ok(channel) => channel,
+            Err(err) => {
+                tracing::debug!(endpoint, "unreachable: {err}");
+                last_error = Some(anyhow::anyhow!("{endpoint}: {err}"));
+                continue;
+            }
+        };
+        reached += 1;
+        let mut api = AdminClient::new(channel);
+        match &cli.command {
+            Command::Status => {
+                let status = api
+                    .status(synod_proto::v1::StatusRequest {})
+                    .await
+                    .with_context(|| format!("status of {endpoint}"))?
+                    .into_inner();
+                print_status(&mut out, &endpoint, &status)?;
+            }
+            Command::TransferLeader { node_id } => {
+                match api
+                    .transfer_leadership(synod_proto::v1::TransferLeadershipRequest {
+                        node_id: *node_id,
+                    })
+                    .await
+                {
+                    Ok(_) => {
+                        out.line(&format!("{endpoint}: leadership handed to node {node_id}"))?;
+                        return Ok(());
+                    }
+                    Err(status) => {
+                        last_error = Some(anyhow::anyhow!("{endpoint}: {}", status.message()))
+                    }
+                }
+            }
+            Command::Snapshot => {
+                let taken = api
+                    .take_snapshot(synod_proto::v1::TakeSnapshotRequest {})
+                    .await
+                    .with_context(|| format!("snapshot on {endpoint}"))?
+                    .into_inner();
+                if out.json {
+                    out.json(&json!({ "endpoint": endpoint, "index": taken.index }))?;
+                } else {
+                    out.line(&format!("{endpoint}: snapshot at index {}", taken.index))?;
+                }
+            }
+            _ => unreachable!("only admin commands reach here"),
+        }
+    }
+    match (&cli.command, last_error) {
+        (Command::TransferLeader { .. }, Some(err)) => {
+            Err(err.context("no endpoint took the transfer"))
+        }
+        (_, Some(err)) if reached == 0 => Err(err.context("no endpoint reachable")),
+        _ => Ok(()),
+    }
+}
+
+fn print_status(
+    out: &mut Out,
+    endpoint: &str,
+    status: &synod_proto::v1::StatusResponse,
+) -> Result<()> {
+    let role = synod_proto::v1::Role::try_from(status.role)
+        .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
+        .unwrap_or_else(|_| "unknown".into());
+    if out.json {
+        let members: Vec<Value> = status
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "voter": m.voter,
+                    "commit_index": m.commit_index,
+                    "lag": m.lag,
+                    "last_heard_ms": m.last_heard_ms,
+                })
+            })
+            .collect();
+        return out.json(&json!({
+            "endpoint": endpoint,
+            "node_id": status.node_id,
+            "role": role,
+            "leader_id": status.leader_id,
+            "ballot": [status.ballot_round, status.ballot_node],
+            "commit_index": status.commit_index,
+            "applied_index": status.applied_index,
+            "log": [status.log_start, status.log_last],
+            "snapshot_index": status.snapshot_index,
+            "ready": status.not_ready.is_empty(),
+            "not_ready": status.not_ready,
+            "members": members,
+        }));
+    }
+    let ready = if status.not_ready.is_empty() {
+        "ready".to_owned()
+    } else {
+        format!("not ready: {}", status.not_ready)
+    };
+    out.line(&format!(
+        "{endpoint}  node {}  {role}  leader {}  commit {}  applied {}  log {}..{}  snapshot {}  {ready}",
+        status.node_id,
+        status.leader_id,
+        status.commit_index,
+        status.applied_index,
+        status.log_start,
+        status.log_last,
+        status.snapshot_index,
+    ))?;
+    if role == "leader" {
+        for m in &status.members {
+            out.line(&format!(
+                "    member {} {}  commit {}  lag {}  heard {} ms ago",
+                m.id,
+                if m.voter { "voter" } else { "observer" },
+                m.commit_index,
+                m.lag,
+                m.last_heard_ms
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -70,10 +70,14 @@
 //!
 //! # Using it for Multi-Paxos state
 //!
-//! The log is append-only with contiguous indexes. Paxos writes that set a
-//! promised ballot or overwrite an accepted slot fit as records whose index
-//! is the write's sequence number (the persist token) and whose payload is
-//! the encoded write; recovery hands them back in order to be replayed.
+//! The log is append-only with contiguous indexes of its own. The driver
+//! writes each Paxos durable write (promised ballot, accepted entries) as a
+//! record (see `crate::wire::LogRecord`); recovery hands them back in order
+//! to be replayed. A snapshot's index is a position in this log, not a
+//! slot: the driver first appends a checkpoint record holding everything
+//! the replica accepted after the snapshot's slot, and names the snapshot
+//! after the record before it, so recovery needs only the snapshot and the
+//! records from the checkpoint on and the purge stays correct.
 //!
 //! # Limits
 //!
