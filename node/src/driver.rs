@@ -685,6 +685,11 @@ impl NodeState {
         }
     }
 
+    /// Whether clients are being served (see `serving`).
+    pub fn is_serving(&self) -> bool {
+        self.serving
+    }
+
     /// Refuses client requests while the node is not serving.
     fn check_serving(&self) -> Result<(), Error> {
         if self.serving {

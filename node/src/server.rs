@@ -58,6 +58,22 @@ fn incoming(
     })
 }
 
+/// Waits, bounded, until the driver serves clients.
+async fn wait_serving(driver: &DriverHandle, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        match driver.call(|state| state.is_serving()).await {
+            Ok(true) => return,
+            Ok(false) => tokio::time::sleep(Duration::from_millis(2)).await,
+            Err(_) => return,
+        }
+    }
+    tracing::warn!(
+        ?limit,
+        "not serving clients yet; accepting connections anyway"
+    );
+}
+
 /// Resolves when the process is asked to stop.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -147,6 +163,13 @@ pub async fn run(
     };
     let (driver, mut driver_task) =
         driver::spawn(&config, &ensemble, recovered, log, metrics.clone(), network)?;
+    if ensemble.voters.len() == 1 && ensemble.observers.is_empty() {
+        // Alone, the node leads as soon as its own promise is on disk (a
+        // few milliseconds). Clients that connect meanwhile wait in the
+        // listen backlog instead of being told "not serving yet", so that
+        // accepting connections still means ready for a single node.
+        wait_serving(&driver, Duration::from_secs(30)).await;
+    }
     let service = CoordinationServer::new(CoordinationService::new(driver.clone()))
         .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_request_bytes.saturating_mul(4));
