@@ -521,6 +521,9 @@ impl NodeState {
         let Some(leader) = self.replica.leader() else {
             return Err("no leader known".into());
         };
+        if self.replica.role() == Role::Leader && !self.replica.leader_caught_up() {
+            return Err("newly elected: committing what earlier leaders left".into());
+        }
         let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
         let commit = self.replica.commit_index();
         if applied < commit {

@@ -80,7 +80,19 @@ impl Ensemble {
     /// does not mean the ensemble has a leader: see
     /// [`Ensemble::wait_ready`]).
     pub fn start(n: usize, extra: &[&str], data_root: Option<&Path>) -> anyhow::Result<Ensemble> {
-        Ensemble::start_inner(n, extra, data_root, false)
+        Ensemble::start_inner(n, 0, extra, data_root, false)
+    }
+
+    /// Like [`Ensemble::start`] with `voters` voting members (ids 1 to
+    /// `voters`) and `observers` non-voting ones after them, given to every
+    /// node with `--observers`.
+    pub fn start_with_observers(
+        voters: usize,
+        observers: usize,
+        extra: &[&str],
+        data_root: Option<&Path>,
+    ) -> anyhow::Result<Ensemble> {
+        Ensemble::start_inner(voters + observers, observers, extra, data_root, false)
     }
 
     /// Like [`Ensemble::start`], with every directed peer link i→j routed
@@ -91,17 +103,18 @@ impl Ensemble {
         extra: &[&str],
         data_root: Option<&Path>,
     ) -> anyhow::Result<Ensemble> {
-        Ensemble::start_inner(n, extra, data_root, true)
+        Ensemble::start_inner(n, 0, extra, data_root, true)
     }
 
     fn start_inner(
         n: usize,
+        observers: usize,
         extra: &[&str],
         data_root: Option<&Path>,
         proxied: bool,
     ) -> anyhow::Result<Ensemble> {
-        if n == 0 {
-            bail!("an ensemble has at least one node");
+        if n <= observers {
+            bail!("an ensemble has at least one voter");
         }
         let dirs: Vec<Option<PathBuf>> = (1..=n)
             .map(|id| data_root.map(|root| root.join(id.to_string())))
@@ -111,7 +124,7 @@ impl Ensemble {
         let fresh = dirs.iter().flatten().all(|dir| !dir.exists());
         let mut last_error = None;
         for _attempt in 0..3 {
-            match Ensemble::try_start(n, extra, &dirs, proxied) {
+            match Ensemble::try_start(n, observers, extra, &dirs, proxied) {
                 Ok(ensemble) => return Ok(ensemble),
                 Err(StartError::Exited(error)) if fresh => {
                     for dir in dirs.iter().flatten() {
@@ -127,6 +140,7 @@ impl Ensemble {
 
     fn try_start(
         n: usize,
+        observers: usize,
         extra: &[&str],
         dirs: &[Option<PathBuf>],
         proxied: bool,
@@ -148,21 +162,26 @@ impl Ensemble {
         for id in 1..=n {
             // Node `id` reaches every other member at the proxy of the link,
             // if there is one; its own entry is where it really listens.
-            let peer_list = (1..=n)
-                .map(|to| {
+            let list = |ids: std::ops::RangeInclusive<usize>| {
+                ids.map(|to| {
                     let addr = links.get(&(id, to)).map_or(peers[to - 1], Proxy::addr);
                     format!("{to}={addr}")
                 })
                 .collect::<Vec<_>>()
-                .join(",");
+                .join(",")
+            };
+            let voters = n - observers;
             let mut args = vec![
                 "--node-id".to_owned(),
                 id.to_string(),
                 "--peers".to_owned(),
-                peer_list,
+                list(1..=voters),
                 "--peer-addr".to_owned(),
                 peers[id - 1].to_string(),
             ];
+            if observers > 0 {
+                args.extend(["--observers".to_owned(), list(voters + 1..=n)]);
+            }
             if flag_value(extra, "--cluster").is_none() {
                 args.extend(["--cluster".to_owned(), cluster.clone()]);
             }

@@ -347,6 +347,47 @@ async fn three_nodes_replicate() {
     );
 }
 
+/// An observer applies the log, serves reads and forwards writes, but
+/// does not vote: with one of the three voters down, losing the observer
+/// too leaves a quorum, and it never becomes the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observer_serves_reads_and_forwards_writes() {
+    let mut ensemble =
+        blocking(|| Ensemble::start_with_observers(3, 1, &[], None)).expect("ensemble starts");
+    blocking(|| ensemble.wait_ready(READY)).expect("ensemble ready");
+    let mut apis = apis(&ensemble, &ensemble.ids());
+    let leader = leader(&ensemble, &[1, 2, 3]);
+    assert_ne!(leader, 4, "an observer never leads");
+
+    create_on_any(&mut apis[3..4], "/via-observer", b"o", WRITE).await;
+    create_on_any(&mut apis[leader - 1..leader], "/via-leader", b"l", WRITE).await;
+    for id in 1..=4 {
+        let node = format!("node {id}");
+        wait_for_data(&mut apis[id - 1], "/via-observer", b"o", CONVERGE, &node).await;
+        wait_for_data(&mut apis[id - 1], "/via-leader", b"l", CONVERGE, &node).await;
+    }
+
+    // Votes come from the voters only: one voter and the observer down
+    // still leave two of three voters, a quorum.
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    blocking(|| ensemble.kill(4)).expect("kill the observer");
+    blocking(|| ensemble.kill(follower)).expect("kill a voter");
+    let survivor = (1..=3)
+        .find(|id| *id != leader && *id != follower)
+        .expect("another voter");
+    create_on_any(
+        &mut apis[survivor - 1..survivor],
+        "/two-of-three",
+        b"q",
+        WRITE,
+    )
+    .await;
+
+    // The observer catches up when it comes back.
+    blocking(|| ensemble.restart(4)).expect("restart the observer");
+    wait_for_data(&mut apis[3], "/two-of-three", b"q", CONVERGE, "node 4").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_failover() {
     let mut ensemble = start(3, &[], None);

@@ -742,6 +742,14 @@ impl<T: Clone> Replica<T> {
         }
     }
 
+    /// At the leader: whether the first batch of its ballot (the values
+    /// phase 1 found, or a no-op) has committed, which commits everything
+    /// chosen before it. Until then the leader's commit index may be
+    /// behind what is chosen, and its state may lack acknowledged writes.
+    pub fn leader_caught_up(&self) -> bool {
+        matches!(&self.state, State::Leader(l) if self.commit >= l.ready_slot)
+    }
+
     /// At the leader: tells the followers a commit index that moved since
     /// it was last sent, now rather than at the next tick. A shell calls it
     /// once per batch of inputs, so a follower answers its clients one
