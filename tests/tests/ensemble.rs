@@ -795,7 +795,19 @@ fn junk(seed: u64, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_peer_input() {
-    let mut ensemble = start(3, &[], None);
+    // Small limits, so an oversized frame is cheap to send.
+    let mut ensemble = start(
+        3,
+        &[
+            "--max-data-bytes",
+            "1024",
+            "--max-request-bytes",
+            "8192",
+            "--max-peer-frame-bytes",
+            "65536",
+        ],
+        None,
+    );
     let target = 1u64;
     let cluster = ensemble.cluster().to_owned();
     let channel = Endpoint::from_shared(format!("http://{}", ensemble.peer_addr(1)))
@@ -819,6 +831,10 @@ async fn bad_peer_input() {
             peer_frame("another-ensemble", 2, target, vec![1, 2, 3]),
         ),
         ("another node", peer_frame(&cluster, 2, 3, vec![1, 2, 3])),
+        (
+            "a member, but over the frame limit",
+            peer_frame(&cluster, 2, target, vec![0; 200 * 1024]),
+        ),
     ];
     for (what, frame) in refused {
         let answer = peer.exchange(tokio_stream::iter(vec![frame])).await;
