@@ -29,6 +29,10 @@ pub struct StateMachine {
     sessions: SessionTable,
     applied: Zxid,
     session_limits: SessionLimits,
+    /// Size of the last snapshot encoded or decoded, to size the next one's
+    /// buffer up front: growing a buffer of hundreds of megabytes copies it,
+    /// inside one slice of the walk.
+    last_snapshot_bytes: usize,
 }
 
 /// A snapshot being encoded; see [`StateMachine::begin_snapshot`].
@@ -56,6 +60,7 @@ impl StateMachine {
             sessions: SessionTable::default(),
             applied: 0,
             session_limits: config.sessions,
+            last_snapshot_bytes: 0,
         }
     }
 
@@ -97,6 +102,11 @@ impl StateMachine {
     /// applying in between: the node is not paused for the whole encoding.
     pub fn begin_snapshot(&mut self) -> PendingSnapshot {
         let mut e = Encoder::default();
+        // About 190 bytes per znode with 100-byte values; a bit over the
+        // last snapshot when there was one.
+        let estimate = (self.last_snapshot_bytes + self.last_snapshot_bytes / 8)
+            .max(self.tree.len().saturating_mul(192));
+        e.buf.reserve(estimate);
         e.u32(SNAPSHOT_FORMAT);
         e.i64(self.applied);
         encode_config(&mut e, &self.config());
@@ -124,6 +134,7 @@ impl StateMachine {
             return None;
         }
         snapshot.bytes = std::mem::take(&mut snapshot.encoder.buf);
+        self.last_snapshot_bytes = snapshot.bytes.len();
         Some(snapshot.index)
     }
 
@@ -155,6 +166,7 @@ impl StateMachine {
             sessions,
             applied,
             session_limits: config.sessions,
+            last_snapshot_bytes: bytes.len(),
         })
     }
 

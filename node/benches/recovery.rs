@@ -26,6 +26,11 @@ use synod_node::durable::DurableLog;
 use synod_node::storage::{RealFs, Storage, StorageConfig};
 use synod_node::wire::{LogRecord, SnapshotFile};
 
+/// The allocator the `synod` binary uses, so the restart measured is the
+/// binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -163,14 +163,13 @@ impl DurableLog {
                     index: *index,
                     source,
                 };
-                let file = SnapshotFile::decode(bytes).map_err(bad)?;
-                let machine =
-                    StateMachine::decode_snapshot(state_config, &file.state).map_err(bad)?;
-                let slot = file.slot;
+                let (slot, membership, at) = SnapshotFile::decode_header(bytes).map_err(bad)?;
+                let state = &bytes[at..];
+                let machine = StateMachine::decode_snapshot(state_config, state).map_err(bad)?;
                 durable.snapshot = Some(Snapshot {
                     index: slot,
-                    membership: file.membership,
-                    data: file.state.into(),
+                    membership,
+                    data: Arc::from(state),
                 });
                 (machine, slot)
             }

@@ -178,6 +178,17 @@ impl SnapshotFile {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<SnapshotFile, CodecError> {
+        let (slot, membership, at) = SnapshotFile::decode_header(bytes)?;
+        Ok(SnapshotFile {
+            slot,
+            membership,
+            state: bytes[at..].to_vec(),
+        })
+    }
+
+    /// The slot, the membership and where the state machine's bytes start,
+    /// so a large snapshot is not copied to be read.
+    pub fn decode_header(bytes: &[u8]) -> Result<(Slot, Membership, usize), CodecError> {
         let mut d = Decoder::new(bytes);
         let format = d.u32("snapshot file format")?;
         if format != SNAPSHOT_FILE_FORMAT {
@@ -190,11 +201,7 @@ impl SnapshotFile {
         let slot = d.u64("snapshot slot")?;
         let voters = get_ids(&mut d, "voters")?;
         let observers = get_ids(&mut d, "observers")?;
-        Ok(SnapshotFile {
-            slot,
-            membership: Membership::new(voters, observers),
-            state: bytes[d.position()..].to_vec(),
-        })
+        Ok((slot, Membership::new(voters, observers), d.position()))
     }
 }
 
