@@ -927,6 +927,7 @@ impl Inner {
             session_id: self.session_id,
             path: path.to_owned(),
             watch,
+            linearizable: false,
         };
         self.call(true, |mut rpc| {
             let request = request.clone();
@@ -941,6 +942,7 @@ impl Inner {
             session_id: self.session_id,
             path: path.to_owned(),
             watch,
+            linearizable: false,
         };
         self.call(true, |mut rpc| {
             let request = request.clone();
@@ -959,6 +961,7 @@ impl Inner {
             session_id: self.session_id,
             path: path.to_owned(),
             watch,
+            linearizable: false,
         };
         self.call(true, |mut rpc| {
             let request = request.clone();

@@ -454,11 +454,13 @@ impl ReadOp {
                 session_id,
                 path: path.clone(),
                 watch: false,
+                linearizable: false,
             }),
             ReadOp::GetChildren { path } => W::GetChildren(pb::GetChildrenRequest {
                 session_id,
                 path: path.clone(),
                 watch: false,
+                linearizable: false,
             }),
         };
         pb::ReadOp { op: Some(op) }

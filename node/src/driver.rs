@@ -322,6 +322,9 @@ struct SnapshotInProgress {
     checkpoint: u64,
 }
 
+/// Where a linearizable read's barrier is answered.
+type ReadReply = oneshot::Sender<Result<(), Error>>;
+
 /// Everything the driver owns.
 #[derive(Debug)]
 pub struct NodeState {
@@ -353,6 +356,14 @@ pub struct NodeState {
     known_leader: Option<NodeId>,
     /// Sessions heard from since the last report to the leader.
     touched: FxHashSet<SessionId>,
+    /// Linearizable reads waiting for their read index, by read number.
+    read_waiters: FxHashMap<u64, (ReadReply, Instant)>,
+    /// Linearizable reads that have their read index and wait for this
+    /// node to apply it.
+    reads_at: Vec<(Slot, ReadReply, Instant)>,
+    /// At the leader: followers' read-index requests, by this node's read
+    /// number: who asked, under which request number.
+    remote_reads: FxHashMap<u64, (NodeId, u64)>,
     /// Whether clients are served: since a leader is known and everything
     /// known committed was applied, until no leader is known. A node that
     /// restarted or lost its leader does not answer from a state it cannot
@@ -443,6 +454,9 @@ impl NodeState {
             forwarded: Vec::new(),
             known_leader: None,
             touched: FxHashSet::default(),
+            read_waiters: FxHashMap::default(),
+            reads_at: Vec::new(),
+            remote_reads: FxHashMap::default(),
             serving: false,
             wal,
             snapshot_every: config.snapshot_every_txns,
@@ -688,6 +702,75 @@ impl NodeState {
         }
     }
 
+    /// Starts a linearizable read: answered once this node has applied the
+    /// commit index the leader confirmed after the request arrived (by its
+    /// lease, or a heartbeat round when leases are off). A follower asks
+    /// the leader for that index.
+    pub fn read_barrier(&mut self) -> Result<Answer<()>, Error> {
+        self.check_serving()?;
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_request;
+        self.next_request += 1;
+        if self.replica.role() == Role::Leader {
+            self.replica
+                .read(id)
+                .map_err(|e| Error::ConnectionLoss(e.to_string()))?;
+        } else {
+            let leader = self
+                .replica
+                .leader()
+                .filter(|l| *l != self.id)
+                .ok_or_else(|| Error::ConnectionLoss("no leader known".into()))?;
+            self.send_frame(leader, PeerMessage::ReadIndex(id).encode())
+                .map_err(|e| {
+                    Error::ConnectionLoss(format!("cannot reach the leader (node {leader}): {e}"))
+                })?;
+        }
+        self.read_waiters.insert(id, (tx, Instant::now()));
+        Ok(rx)
+    }
+
+    /// A read index arrived (or could not be had) for read `id`: this
+    /// node's own read, or a follower's it asked the replica for.
+    fn read_ready(&mut self, id: u64, index: Option<Slot>) {
+        if let Some((from, request)) = self.remote_reads.remove(&id) {
+            let reply = PeerMessage::ReadIndexReply { request, index };
+            if let Err(error) = self.send_frame(from, reply.encode()) {
+                tracing::debug!(%error, from, "cannot answer a read-index request");
+            }
+            return;
+        }
+        let Some((tx, asked)) = self.read_waiters.remove(&id) else {
+            return;
+        };
+        match index {
+            Some(index) => {
+                self.reads_at.push((index, tx, asked));
+                self.release_reads();
+            }
+            None => {
+                let _ = tx.send(Err(Error::ConnectionLoss(
+                    "the leader could not confirm its leadership; retry".into(),
+                )));
+            }
+        }
+    }
+
+    /// Answers the linearizable reads whose index is applied.
+    fn release_reads(&mut self) {
+        if self.reads_at.is_empty() {
+            return;
+        }
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_at)
+            .into_iter()
+            .partition(|(index, _, _)| *index <= applied);
+        self.reads_at = waiting;
+        for (_, tx, _) in ready {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
     /// Whether clients are being served (see `serving`).
     pub fn is_serving(&self) -> bool {
         self.serving
@@ -868,9 +951,8 @@ impl NodeState {
                     Command::Persist(write) => self.persist(write),
                     Command::Send { to, msg } => self.send_paxos(to, msg),
                     Command::Apply { first, values } => self.apply_committed(first, values),
-                    // Reads are served from the applied state; the
-                    // linearizable read path does not ask the replica yet.
-                    Command::ReadReady { .. } | Command::ReadFailed { .. } => {}
+                    Command::ReadReady { id, index } => self.read_ready(id, Some(index)),
+                    Command::ReadFailed { id } => self.read_ready(id, None),
                     Command::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
                 }
             }
@@ -1162,6 +1244,25 @@ impl NodeState {
                     }
                 }
             }
+            PeerMessage::ReadIndex(request) => {
+                let id = self.next_request;
+                self.next_request += 1;
+                match self.replica.read(id) {
+                    Ok(()) => {
+                        self.remote_reads.insert(id, (from, request));
+                    }
+                    Err(_) => {
+                        let reply = PeerMessage::ReadIndexReply {
+                            request,
+                            index: None,
+                        };
+                        let _ = self.send_frame(from, reply.encode());
+                    }
+                }
+            }
+            PeerMessage::ReadIndexReply { request, index } => {
+                self.read_ready(request, index);
+            }
             PeerMessage::Refused(requests) => {
                 // Not in the log: the client may safely retry.
                 for request in requests {
@@ -1188,6 +1289,7 @@ impl NodeState {
                 self.after_apply(origin, request, applied);
             }
         }
+        self.release_reads();
         self.maybe_snapshot();
     }
 
@@ -1701,6 +1803,32 @@ impl NodeState {
     /// reported unknown.
     fn expire_requests(&mut self) {
         let timeout = self.request_timeout;
+        let late_reads: Vec<u64> = self
+            .read_waiters
+            .iter()
+            .filter(|(_, (_, asked))| asked.elapsed() > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late_reads {
+            if let Some((tx, _)) = self.read_waiters.remove(&id) {
+                let _ = tx.send(Err(Error::ConnectionLoss(format!(
+                    "no read index from the leader within {timeout:?}"
+                ))));
+            }
+        }
+        let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_at)
+            .into_iter()
+            .partition(|(_, _, asked)| asked.elapsed() > timeout);
+        self.reads_at = waiting;
+        for (index, tx, _) in late {
+            let _ = tx.send(Err(Error::ConnectionLoss(format!(
+                "index {index} not applied here within {timeout:?}"
+            ))));
+        }
+        // A follower that asked and then lost its leader never hears back.
+        if self.remote_reads.len() > 100_000 {
+            self.remote_reads.clear();
+        }
         let late: Vec<(u64, Option<NodeId>)> = self
             .waiting
             .iter()

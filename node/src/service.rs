@@ -58,6 +58,15 @@ impl CoordinationService {
         }
     }
 
+    /// For a linearizable read: waits until this node has applied the
+    /// leader's confirmed commit index.
+    async fn barrier(&self, linearizable: bool) -> Result<(), Status> {
+        if !linearizable {
+            return Ok(());
+        }
+        self.submit(|state| state.read_barrier()).await
+    }
+
     /// Runs a read on the driver once the session's earlier txns are
     /// answered, so a client always reads its own writes in order.
     async fn read<R, F>(&self, session: SessionId, f: F) -> Result<R, Status>
@@ -271,6 +280,7 @@ impl Coordination for CoordinationService {
     async fn get_data(&self, request: Request<pb::GetDataRequest>) -> Reply<pb::GetDataResponse> {
         let peer = peer(&request);
         let r = request.into_inner();
+        self.barrier(r.linearizable).await?;
         let ((data, s), h) = self
             .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
@@ -294,6 +304,7 @@ impl Coordination for CoordinationService {
 
     async fn exists(&self, request: Request<pb::ExistsRequest>) -> Reply<pb::ExistsResponse> {
         let r = request.into_inner();
+        self.barrier(r.linearizable).await?;
         let (found, h) = self
             .read(r.session_id, move |state| {
                 let result = state.read(r.session_id, |m| m.tree().exists(&r.path))?;
@@ -317,6 +328,7 @@ impl Coordination for CoordinationService {
     ) -> Reply<pb::GetChildrenResponse> {
         let peer = peer(&request);
         let r = request.into_inner();
+        self.barrier(r.linearizable).await?;
         let ((children, s), h) = self
             .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);

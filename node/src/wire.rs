@@ -27,12 +27,23 @@ pub enum PeerMessage {
     /// Forwarded requests the receiver did not propose (it is not the
     /// leader): they are not in the log and may be retried.
     Refused(Vec<u64>),
+    /// A follower's linearizable read asks the leader for a confirmed
+    /// commit index (read index), under the follower's request number.
+    ReadIndex(u64),
+    /// The leader's answer: the index to apply before serving, or `None`
+    /// when it could not confirm its leadership.
+    ReadIndexReply {
+        request: u64,
+        index: Option<Slot>,
+    },
 }
 
 const TAG_PAXOS: u8 = 0;
 const TAG_FORWARD: u8 = 1;
 const TAG_TOUCH: u8 = 2;
 const TAG_REFUSED: u8 = 3;
+const TAG_READ_INDEX: u8 = 4;
+const TAG_READ_INDEX_REPLY: u8 = 5;
 
 impl PeerMessage {
     pub fn encode(&self) -> Vec<u8> {
@@ -64,6 +75,21 @@ impl PeerMessage {
                     e.u64(*r);
                 }
             }
+            PeerMessage::ReadIndex(request) => {
+                e.u8(TAG_READ_INDEX);
+                e.u64(*request);
+            }
+            PeerMessage::ReadIndexReply { request, index } => {
+                e.u8(TAG_READ_INDEX_REPLY);
+                e.u64(*request);
+                match index {
+                    Some(index) => {
+                        e.u8(1);
+                        e.u64(*index);
+                    }
+                    None => e.u8(0),
+                }
+            }
         }
         e.buf
     }
@@ -86,6 +112,23 @@ impl PeerMessage {
             TAG_REFUSED => {
                 let n = d.len("requests", 8)?;
                 PeerMessage::Refused((0..n).map(|_| d.u64("request")).collect::<Result<_, _>>()?)
+            }
+            TAG_READ_INDEX => PeerMessage::ReadIndex(d.u64("request")?),
+            TAG_READ_INDEX_REPLY => {
+                let request = d.u64("request")?;
+                let at = d.position();
+                let index = match d.u8("index flag")? {
+                    0 => None,
+                    1 => Some(d.u64("index")?),
+                    tag => {
+                        return Err(CodecError::BadTag {
+                            what: "index flag",
+                            tag,
+                            at,
+                        });
+                    }
+                };
+                PeerMessage::ReadIndexReply { request, index }
             }
             tag => {
                 return Err(CodecError::BadTag {
@@ -237,6 +280,15 @@ mod tests {
             ]),
             PeerMessage::Touch(vec![1, 2, 99]),
             PeerMessage::Refused(vec![4, 5]),
+            PeerMessage::ReadIndex(77),
+            PeerMessage::ReadIndexReply {
+                request: 77,
+                index: Some(1234),
+            },
+            PeerMessage::ReadIndexReply {
+                request: 78,
+                index: None,
+            },
         ]
     }
 
@@ -298,7 +350,7 @@ mod tests {
 
         /// Fuzz: a valid frame with one byte changed decodes or fails, never panics.
         #[test]
-        fn mutated_frames_never_panic(index in 0usize..4, at in any::<prop::sample::Index>(), value in any::<u8>()) {
+        fn mutated_frames_never_panic(index in 0usize..7, at in any::<prop::sample::Index>(), value in any::<u8>()) {
             let mut bytes = samples().swap_remove(index).encode();
             let i = at.index(bytes.len());
             bytes[i] = value;

@@ -38,6 +38,7 @@ async fn get(
             session_id: 0,
             path: path.into(),
             watch: false,
+            linearizable: false,
         })
         .await
     {
@@ -148,6 +149,7 @@ async fn state_survives_a_clean_restart_with_separate_log_and_snapshot_dirs() {
             session_id: 0,
             path: "/n3".into(),
             watch: false,
+            linearizable: false,
         })
         .await
         .unwrap();
@@ -168,6 +170,7 @@ async fn state_survives_a_clean_restart_with_separate_log_and_snapshot_dirs() {
             session_id: 0,
             path: "/n3".into(),
             watch: false,
+            linearizable: false,
         })
         .await
         .unwrap();

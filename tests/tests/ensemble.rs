@@ -115,6 +115,7 @@ async fn get(api: &mut Api, path: &str) -> Result<Option<Vec<u8>>, tonic::Status
         session_id: 0,
         path: path.into(),
         watch: false,
+        linearizable: false,
     };
     match api.get_data(request).await {
         Ok(response) => Ok(Some(response.into_inner().data)),
@@ -337,6 +338,7 @@ async fn three_nodes_replicate() {
             session_id: 0,
             path: "/replicated".into(),
             watch: false,
+            linearizable: false,
         };
         stats.push(api.exists(request).await.expect("exists").into_inner().stat);
     }
@@ -345,6 +347,38 @@ async fn three_nodes_replicate() {
         stats.iter().all(|stat| *stat == stats[0]),
         "the same Stat on every node: {stats:?}"
     );
+}
+
+/// A linearizable read on any node sees every write acknowledged before
+/// it, through any other node: the reading node first applies the commit
+/// index the leader confirms. (A plain read may trail; this one may not.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linearizable_reads_see_every_acknowledged_write() {
+    let ensemble = start(3, &[], None);
+    let mut apis = apis(&ensemble, &ensemble.ids());
+    for i in 0..60usize {
+        let writer = i % 3;
+        let reader = (i + 1 + i / 3 % 2) % 3;
+        let path = format!("/lin-{i}");
+        create_on_any(&mut apis[writer..=writer], &path, path.as_bytes(), WRITE).await;
+        let request = pb::GetDataRequest {
+            session_id: 0,
+            path: path.clone(),
+            watch: false,
+            linearizable: true,
+        };
+        let read = apis[reader]
+            .get_data(request)
+            .await
+            .unwrap_or_else(|status| {
+                panic!(
+                    "linearizable read of {path} on node {} after the write on node {}: {status:?}",
+                    reader + 1,
+                    writer + 1
+                )
+            });
+        assert_eq!(read.into_inner().data, path.as_bytes());
+    }
 }
 
 /// An observer applies the log, serves reads and forwards writes, but
@@ -442,6 +476,7 @@ async fn follower_restart_catches_up() {
             session_id: 0,
             path: "/c".into(),
             watch: false,
+            linearizable: false,
         };
         let children = behind
             .get_children(request)

@@ -48,6 +48,7 @@ async fn get(api: &mut Api, path: &str) -> Result<(Vec<u8>, pb::Stat), pb::Error
         session_id: 0,
         path: path.into(),
         watch: false,
+        linearizable: false,
     })
     .await
     .map(|r| {
@@ -113,6 +114,7 @@ async fn every_operation_round_trips() {
             session_id: s,
             path: "/app".into(),
             watch: false,
+            linearizable: false,
         })
         .await
         .unwrap()
@@ -124,6 +126,7 @@ async fn every_operation_round_trips() {
             session_id: s,
             path: "/nope".into(),
             watch: false,
+            linearizable: false,
         })
         .await
         .unwrap();
@@ -180,6 +183,7 @@ async fn every_operation_round_trips() {
                         session_id: s,
                         path: "/app".into(),
                         watch: false,
+                        linearizable: false,
                     })),
                 },
                 pb::ReadOp {
@@ -187,6 +191,7 @@ async fn every_operation_round_trips() {
                         session_id: s,
                         path: "/none".into(),
                         watch: false,
+                        linearizable: false,
                     })),
                 },
             ],
@@ -475,6 +480,7 @@ async fn watches_fire_before_the_response_that_observes_the_change() {
         session_id: watcher,
         path: "/w".into(),
         watch: true,
+        linearizable: false,
     })
     .await
     .unwrap();
@@ -487,6 +493,7 @@ async fn watches_fire_before_the_response_that_observes_the_change() {
             session_id: watcher,
             path: "/w".into(),
             watch: true,
+            linearizable: false,
         })
         .await
         .unwrap()
@@ -579,6 +586,7 @@ async fn expired_session_loses_its_ephemerals_and_watchers_hear_it() {
         session_id: observer,
         path: "/lock".into(),
         watch: true,
+        linearizable: false,
     })
     .await
     .unwrap();
@@ -649,6 +657,7 @@ async fn acls_and_digest_auth() {
             session_id: other,
             path: "/private".into(),
             watch: false,
+            linearizable: false,
         })
         .await
         .unwrap_err();
@@ -661,6 +670,7 @@ async fn acls_and_digest_auth() {
             session_id: alice,
             path: "/private".into(),
             watch: false,
+            linearizable: false,
         })
         .await
         .unwrap();
@@ -677,6 +687,7 @@ async fn acls_and_digest_auth() {
         session_id: other,
         path: "/private".into(),
         watch: false,
+        linearizable: false,
     })
     .await
     .unwrap();
@@ -761,6 +772,7 @@ async fn health_and_prometheus_metrics() {
             session_id: 0,
             path: "/none".into(),
             watch: false,
+            linearizable: false,
         })
         .await;
     let (status, body) = node.http_get("/healthz").unwrap();

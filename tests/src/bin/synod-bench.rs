@@ -139,6 +139,7 @@ impl Api {
                     session_id: 0,
                     path,
                     watch: false,
+                    linearizable: false,
                 })
                 .await?;
             }
