@@ -192,6 +192,15 @@ impl Client {
         Ok((response.data, stat_of(response.stat)))
     }
 
+    /// Reads a node's data as of now in the whole ensemble: the answer
+    /// reflects every write acknowledged by any server before this call
+    /// (the server first applies the leader's confirmed commit index).
+    /// A plain [`Client::get_data`] may trail the leader, as in ZooKeeper.
+    pub async fn get_data_linearizable(&self, path: &str) -> Result<(Vec<u8>, Stat)> {
+        let response = self.inner().get_data_with(path, false, true).await?;
+        Ok((response.data, stat_of(response.stat)))
+    }
+
     /// Reads a node and sets a one-shot watch that fires on its next data
     /// change or deletion.
     pub async fn get_data_watch(&self, path: &str) -> Result<(Vec<u8>, Stat, OneShotWatch)> {

@@ -923,11 +923,20 @@ impl Inner {
     }
 
     pub(crate) async fn get_data(&self, path: &str, watch: bool) -> Result<pb::GetDataResponse> {
+        self.get_data_with(path, watch, false).await
+    }
+
+    pub(crate) async fn get_data_with(
+        &self,
+        path: &str,
+        watch: bool,
+        linearizable: bool,
+    ) -> Result<pb::GetDataResponse> {
         let request = pb::GetDataRequest {
             session_id: self.session_id,
             path: path.to_owned(),
             watch,
-            linearizable: false,
+            linearizable,
         };
         self.call(true, |mut rpc| {
             let request = request.clone();

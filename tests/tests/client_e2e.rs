@@ -34,6 +34,12 @@ async fn client_operations_and_errors() {
         Err(Error::BadVersion { .. })
     ));
     assert_eq!(c.set_data("/cfg", b"b", Some(0)).await.unwrap().version, 1);
+    let (data, stat) = c.get_data_linearizable("/cfg").await.unwrap();
+    assert_eq!((data.as_slice(), stat.version), (&b"b"[..], 1));
+    assert!(matches!(
+        c.get_data_linearizable("/missing").await,
+        Err(Error::NoNode { .. })
+    ));
     assert!(matches!(
         c.get_data("/missing").await,
         Err(Error::NoNode { .. })

@@ -61,7 +61,13 @@ enum Command {
         data: Option<String>,
     },
     /// Print a node's data
-    Get { path: String },
+    Get {
+        path: String,
+        /// Reflect every write acknowledged anywhere in the ensemble before
+        /// this read (the server catches up with the leader first)
+        #[arg(short = 'l', long)]
+        linearizable: bool,
+    },
     /// Replace a node's data
     Set {
         path: String,
@@ -214,8 +220,12 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
                 hold(client, &created, out.json).await?;
             }
         }
-        Command::Get { path } => {
-            let (data, stat) = client.get_data(&path).await?;
+        Command::Get { path, linearizable } => {
+            let (data, stat) = if linearizable {
+                client.get_data_linearizable(&path).await?
+            } else {
+                client.get_data(&path).await?
+            };
             if out.json {
                 let (text, encoding) = match String::from_utf8(data) {
                     Ok(text) => (text, "utf8"),
