@@ -513,11 +513,16 @@ pub struct Proposal {
 
 impl Proposal {
     pub fn encode(&self) -> Vec<u8> {
+        Proposal::encode_parts(self.origin, self.request, self.time, &self.txn)
+    }
+
+    /// Encodes a proposal from its parts, for a caller that keeps the txn.
+    pub fn encode_parts(origin: u64, request: u64, time: Millis, txn: &Txn) -> Vec<u8> {
         let mut e = Encoder::default();
-        e.u64(self.origin);
-        e.u64(self.request);
-        e.i64(self.time);
-        encode_txn(&mut e, &self.txn);
+        e.u64(origin);
+        e.u64(request);
+        e.i64(time);
+        encode_txn(&mut e, txn);
         e.buf
     }
 

@@ -24,7 +24,7 @@ use synod_core::state::{StateConfig, StateMachine};
 use synod_core::txn::{CreateMode, Txn, WriteOp};
 use synod_node::durable::DurableLog;
 use synod_node::storage::{RealFs, Storage, StorageConfig};
-use synod_node::wire::{LogRecord, SnapshotFile};
+use synod_node::wire::{LogRecord, encode_snapshot_file};
 
 /// The allocator the `synod` binary uses, so the restart measured is the
 /// binary's.
@@ -121,7 +121,7 @@ fn main() -> anyhow::Result<()> {
     // The log before the snapshot is not needed for recovery; start it at
     // the snapshot index as a node that purged would.
     let write_started = Instant::now();
-    let file = SnapshotFile::encode(snapshot_index, &Membership::new(vec![1], vec![]), &snapshot);
+    let file = encode_snapshot_file(snapshot_index, &Membership::new(vec![1], vec![]), &snapshot);
     storage.write_snapshot(snapshot_index, &file)?;
     let write = write_started.elapsed();
     let mut batch = Vec::new();

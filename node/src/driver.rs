@@ -47,7 +47,7 @@ use crate::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
-use crate::wire::{LogRecord, PeerMessage, SnapshotFile};
+use crate::wire::{LogRecord, PeerMessage, encode_snapshot_file};
 
 /// A unit of work for the driver task.
 pub type Job = Box<dyn FnOnce(&mut NodeState) + Send>;
@@ -135,7 +135,6 @@ pub fn spawn(
     let Recovered {
         machine,
         durable: durable_state,
-        commit: _,
     } = recovered;
     let single = replica_config.voters == [ensemble.id];
     let mut replica = Replica::restore(replica_config, durable_state)?;
@@ -311,15 +310,24 @@ impl Wal {
     }
 }
 
-/// A snapshot encoded and waiting for its checkpoint record to be durable,
-/// or being written, or written and waiting for the replica to commit its
-/// slot before the log is dropped up to it.
+/// A snapshot after encoding, until the replica drops its log up to it.
 #[derive(Debug)]
 struct SnapshotInProgress {
     slot: Slot,
     membership: Membership,
     state: Arc<[u8]>,
-    checkpoint: u64,
+    stage: SnapshotStage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotStage {
+    /// Waiting for the checkpoint record at this log index to be durable.
+    Checkpoint(u64),
+    /// The file is being written.
+    Writing,
+    /// Durable (or, in memory, nothing to write): the log can be dropped
+    /// once the replica has committed the slot.
+    Written,
 }
 
 /// Where a linearizable read's barrier is answered.
@@ -389,7 +397,6 @@ pub struct NodeState {
     /// The snapshot after encoding: waiting for its checkpoint, written,
     /// or waiting to compact the replica's log.
     snapshot: Option<SnapshotInProgress>,
-    snapshot_file_written: bool,
     /// Sessions whose expiry is on its way through the log.
     closing: FxHashSet<SessionId>,
     /// Containers and TTL nodes whose reap is on its way through the log.
@@ -472,7 +479,6 @@ impl NodeState {
             snapshot_every_bytes: config.snapshot_every_bytes,
             snapshotting: None,
             snapshot: None,
-            snapshot_file_written: false,
             closing: FxHashSet::default(),
             reaping: FxHashSet::default(),
         }
@@ -888,50 +894,36 @@ impl NodeState {
         let mut iter = all.into_iter().peekable();
         let budget = self.max_frame / 2;
         while iter.peek().is_some() {
+            // The txns stay here, so a refused batch can be held or answered
+            // without decoding what was encoded.
+            let mut batch = Vec::new();
             let mut values = Vec::new();
-            let mut origins = Vec::new();
             let mut bytes = 0;
             while let Some(q) = iter.next_if(|_| values.len() < 1024 && bytes < budget) {
-                let value = Proposal {
-                    origin: q.origin,
-                    request: q.request,
-                    time,
-                    txn: q.txn,
-                }
-                .encode();
+                let value = Proposal::encode_parts(q.origin, q.request, time, &q.txn);
                 bytes += value.len();
                 values.push(value);
-                origins.push((q.origin, q.request));
+                batch.push(q);
             }
-            match self.replica.propose(values.clone()) {
+            match self.replica.propose(values) {
                 Ok(_) => {
-                    for (origin, request) in origins {
-                        if origin == self.id
-                            && let Some(w) = self.waiting.get_mut(&request)
+                    for q in batch {
+                        if q.origin == self.id
+                            && let Some(w) = self.waiting.get_mut(&q.request)
                         {
                             w.sent_to = Some(self.id);
                         }
                     }
                 }
-                Err(PaxosError::ConfigChangePending) => {
-                    // Proposed again once the membership change commits.
-                    for (value, _) in values.into_iter().zip(origins) {
-                        if let Ok(p) = Proposal::decode(&value) {
-                            self.held.push(Queued {
-                                origin: p.origin,
-                                request: p.request,
-                                txn: p.txn,
-                            });
-                        }
-                    }
-                }
+                // Proposed again once the membership change commits.
+                Err(PaxosError::ConfigChangePending) => self.held.extend(batch),
                 Err(error) => {
-                    tracing::warn!(%error, txns = origins.len(), "cannot propose");
-                    for (origin, request) in origins {
-                        if origin == self.id {
-                            self.answer(request, Err(Error::Throttled(error.to_string())));
+                    tracing::warn!(%error, txns = batch.len(), "cannot propose");
+                    for q in batch {
+                        if q.origin == self.id {
+                            self.answer(q.request, Err(Error::Throttled(error.to_string())));
                         } else {
-                            self.refuse(origin, vec![request]);
+                            self.refuse(q.origin, vec![q.request]);
                         }
                     }
                 }
@@ -1064,13 +1056,14 @@ impl NodeState {
                 match result {
                     Ok(()) => {
                         tracing::info!(log_index = index, "snapshot written");
-                        self.snapshot_file_written = true;
+                        if let Some(snapshot) = &mut self.snapshot {
+                            snapshot.stage = SnapshotStage::Written;
+                        }
                         self.try_compact();
                     }
                     Err(message) => {
                         tracing::error!(log_index = index, %message, "snapshot failed; will retry");
                         self.snapshot = None;
-                        self.snapshot_file_written = false;
                     }
                 }
             }
@@ -1080,23 +1073,23 @@ impl NodeState {
     /// Records up to `last_record` are durable: if the running snapshot's
     /// checkpoint is among them, its file can be written.
     fn checkpoint_durable(&mut self, last_record: u64) {
-        let Some(snapshot) = &self.snapshot else {
+        let Some(snapshot) = &mut self.snapshot else {
             return;
         };
-        if self.snapshot_file_written
-            || snapshot.checkpoint == 0
-            || snapshot.checkpoint > last_record
-        {
+        let SnapshotStage::Checkpoint(checkpoint) = snapshot.stage else {
+            return;
+        };
+        if checkpoint > last_record {
             return;
         }
-        let bytes = SnapshotFile::encode(snapshot.slot, &snapshot.membership, &snapshot.state);
-        let index = snapshot.checkpoint - 1;
-        // Mark as handed over, so a later batch does not write it twice.
-        let slot = snapshot.slot;
-        if let Some(s) = &mut self.snapshot {
-            s.checkpoint = 0;
-        }
-        tracing::debug!(slot, log_index = index, "writing snapshot file");
+        snapshot.stage = SnapshotStage::Writing;
+        let bytes = encode_snapshot_file(snapshot.slot, &snapshot.membership, &snapshot.state);
+        let index = checkpoint - 1;
+        tracing::debug!(
+            slot = snapshot.slot,
+            log_index = index,
+            "writing snapshot file"
+        );
         if let Some(wal) = &self.wal
             && !wal.writer.snapshot(index, bytes)
         {
@@ -1107,21 +1100,13 @@ impl NodeState {
     /// Drops the replica's log up to the snapshot once the file is durable
     /// (or at once in memory) and the replica has committed its slot.
     fn try_compact(&mut self) {
-        let Some(snapshot) = &self.snapshot else {
+        let commit = self.replica.commit_index();
+        let Some(snapshot) = self
+            .snapshot
+            .take_if(|s| s.stage == SnapshotStage::Written && s.slot <= commit)
+        else {
             return;
         };
-        let ready = if self.wal.is_some() {
-            self.snapshot_file_written
-        } else {
-            true
-        };
-        if !ready || snapshot.slot > self.replica.commit_index() {
-            return;
-        }
-        let Some(snapshot) = self.snapshot.take() else {
-            return;
-        };
-        self.snapshot_file_written = false;
         if let Err(error) = self.replica.compact(snapshot.slot, snapshot.state) {
             tracing::warn!(%error, "cannot compact the log");
         }
@@ -1141,68 +1126,56 @@ impl NodeState {
         let PeerMessage::Paxos(msg) = message else {
             return;
         };
-        match msg {
+        type Make = fn(Ballot, Slot, Vec<Value<Vec<u8>>>, Slot) -> Message<Vec<u8>>;
+        let (ballot, first, mut values, commit, make): (_, _, _, _, Make) = match msg {
             Message::Accept {
                 ballot,
                 first,
-                mut values,
+                values,
                 commit,
-            } if values.len() > 1 => {
-                let rest = values.split_off(values.len() / 2);
-                let second = first + values.len() as Slot;
-                self.send_paxos(
-                    to,
-                    Message::Accept {
-                        ballot,
-                        first,
-                        values,
-                        commit,
-                    },
-                );
-                self.send_paxos(
-                    to,
-                    Message::Accept {
-                        ballot,
-                        first: second,
-                        values: rest,
-                        commit,
-                    },
-                );
-            }
+            } if values.len() > 1 => (
+                ballot,
+                first,
+                values,
+                commit,
+                |ballot, first, values, commit| Message::Accept {
+                    ballot,
+                    first,
+                    values,
+                    commit,
+                },
+            ),
             Message::Learn {
                 ballot,
                 first,
-                mut values,
+                values,
                 commit,
-            } if values.len() > 1 => {
-                let rest = values.split_off(values.len() / 2);
-                let second = first + values.len() as Slot;
-                self.send_paxos(
-                    to,
-                    Message::Learn {
-                        ballot,
-                        first,
-                        values,
-                        commit,
-                    },
-                );
-                self.send_paxos(
-                    to,
-                    Message::Learn {
-                        ballot,
-                        first: second,
-                        values: rest,
-                        commit,
-                    },
-                );
-            }
-            other => tracing::error!(
-                to,
-                ballot = ?other.ballot(),
-                limit = self.max_frame,
-                "consensus message over the peer frame limit dropped; raise --max-peer-frame-bytes"
+            } if values.len() > 1 => (
+                ballot,
+                first,
+                values,
+                commit,
+                |ballot, first, values, commit| Message::Learn {
+                    ballot,
+                    first,
+                    values,
+                    commit,
+                },
             ),
-        }
+            other => {
+                tracing::error!(
+                    to,
+                    ballot = ?other.ballot(),
+                    limit = self.max_frame,
+                    "consensus message over the peer frame limit dropped; raise --max-peer-frame-bytes"
+                );
+                return;
+            }
+        };
+        let rest = values.split_off(values.len() / 2);
+        let second = first + values.len() as Slot;
+        self.send_paxos(to, make(ballot, first, values, commit));
+        self.send_paxos(to, make(ballot, second, rest, commit));
     }
 
     fn send_frame(&self, to: NodeId, frame: Vec<u8>) -> Result<(), crate::peer::SendError> {
@@ -1336,7 +1309,6 @@ impl NodeState {
         self.machine = machine;
         self.snapshotting = None;
         self.snapshot = None;
-        self.snapshot_file_written = false;
         self.last_snapshot = self.machine.applied();
         let mut tracker = SessionTracker::default();
         tracker.restart_all(self.machine.sessions(), self.monotonic_ms());
@@ -1350,37 +1322,34 @@ impl NodeState {
     /// Appends the checkpoint for a snapshot at `slot`; its file is written
     /// once the checkpoint is durable.
     fn begin_snapshot_file(&mut self, slot: Slot, membership: Membership, state: Arc<[u8]>) {
-        let record = LogRecord {
-            commit: self.replica.commit_index(),
-            write: Write {
-                token: 0,
-                promised: Some(self.replica.promised()),
-                entries: self.replica.accepted_after(slot),
-            },
-        }
-        .encode();
-        let checkpoint = match &mut self.wal {
-            Some(wal) => wal.push(record, 0),
-            None => 0,
+        let checkpoint = || {
+            LogRecord {
+                commit: self.replica.commit_index(),
+                write: Write {
+                    token: 0,
+                    promised: Some(self.replica.promised()),
+                    entries: self.replica.accepted_after(slot),
+                },
+            }
+            .encode()
+        };
+        let stage = match &mut self.wal {
+            Some(wal) => SnapshotStage::Checkpoint(wal.push(checkpoint(), 0)),
+            None => SnapshotStage::Written,
         };
         self.snapshot = Some(SnapshotInProgress {
             slot,
             membership,
             state,
-            checkpoint,
+            stage,
         });
-        self.snapshot_file_written = false;
     }
 
     /// Notices a change of leader: counts it, restarts session clocks on a
     /// new leader, and answers requests that went to the old one (their
     /// outcome is unknown: they may still commit).
     fn watch_leader(&mut self) {
-        let leader = if self.replica.role() == Role::Leader {
-            Some(self.id)
-        } else {
-            self.replica.leader()
-        };
+        let leader = self.replica.leader();
         if leader == self.known_leader {
             return;
         }
@@ -1421,6 +1390,12 @@ impl NodeState {
         if !due || self.snapshot.is_some() || self.snapshotting.is_some() {
             return;
         }
+        self.start_snapshot();
+    }
+
+    /// Starts encoding a snapshot of the applied state; returns its index.
+    fn start_snapshot(&mut self) -> Zxid {
+        let applied = self.machine.applied();
         let started = Instant::now();
         self.snapshotting = Some(self.machine.begin_snapshot());
         self.logged_since_snapshot = 0;
@@ -1430,6 +1405,7 @@ impl NodeState {
             begin_ms = started.elapsed().as_millis() as u64,
             "taking a snapshot"
         );
+        applied
     }
 
     /// Whether a snapshot is being encoded.
@@ -1825,10 +1801,7 @@ impl NodeState {
                 "index {index} not applied here within {timeout:?}"
             ))));
         }
-        // A follower that asked and then lost its leader never hears back.
-        if self.remote_reads.len() > 100_000 {
-            self.remote_reads.clear();
-        }
+
         let late: Vec<(u64, Option<NodeId>)> = self
             .waiting
             .iter()
@@ -1959,12 +1932,7 @@ impl NodeState {
         if let Some(running) = &self.snapshot {
             return i64::try_from(running.slot).unwrap_or(i64::MAX);
         }
-        let applied = self.machine.applied();
-        self.snapshotting = Some(self.machine.begin_snapshot());
-        self.logged_since_snapshot = 0;
-        self.last_snapshot = applied;
-        tracing::info!(index = applied, "taking a snapshot (asked for)");
-        applied
+        self.start_snapshot()
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::storage::{
     FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats, WrittenSnapshot,
 };
-use crate::wire::{LogRecord, SnapshotFile};
+use crate::wire::{LogRecord, decode_snapshot_file_header};
 
 /// Work for the storage thread.
 #[derive(Debug)]
@@ -84,8 +84,6 @@ pub struct Recovered {
     /// What the replica restarts from: the promised ballot, the accepted
     /// entries after the snapshot, and the snapshot.
     pub durable: Durable<Vec<u8>>,
-    /// The highest commit index the log recorded.
-    pub commit: Slot,
 }
 
 /// Why a node could not recover its state.
@@ -163,7 +161,7 @@ impl DurableLog {
                     index: *index,
                     source,
                 };
-                let (slot, membership, at) = SnapshotFile::decode_header(bytes).map_err(bad)?;
+                let (slot, membership, at) = decode_snapshot_file_header(bytes).map_err(bad)?;
                 let state = &bytes[at..];
                 let machine = StateMachine::decode_snapshot(state_config, state).map_err(bad)?;
                 durable.snapshot = Some(Snapshot {
@@ -206,14 +204,7 @@ impl DurableLog {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "recovered state"
         );
-        Ok((
-            DurableLog { storage },
-            Recovered {
-                machine,
-                durable,
-                commit,
-            },
-        ))
+        Ok((DurableLog { storage }, Recovered { machine, durable }))
     }
 
     /// Moves the storage onto its own thread.

@@ -123,7 +123,6 @@ pub async fn run(
                 crate::durable::Recovered {
                     machine: synod_core::state::StateMachine::new(config.state_config()),
                     durable: Default::default(),
-                    commit: 0,
                 },
                 None,
             )

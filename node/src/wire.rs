@@ -185,15 +185,6 @@ impl LogRecord {
 /// Version of the snapshot file payload.
 const SNAPSHOT_FILE_FORMAT: u32 = 1;
 
-/// The payload of a snapshot file: the state machine after `slot` and the
-/// membership in force there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotFile {
-    pub slot: Slot,
-    pub membership: Membership,
-    pub state: Vec<u8>,
-}
-
 fn put_ids(e: &mut Encoder, ids: &[NodeId]) {
     e.len(ids.len());
     for id in ids {
@@ -206,46 +197,36 @@ fn get_ids(d: &mut Decoder<'_>, what: &'static str) -> Result<Vec<NodeId>, Codec
     (0..n).map(|_| d.u64(what)).collect()
 }
 
-impl SnapshotFile {
-    /// Encodes the header followed by `state`, without an extra copy of
-    /// the state by the caller.
-    pub fn encode(slot: Slot, membership: &Membership, state: &[u8]) -> Vec<u8> {
-        let mut e = Encoder::default();
-        e.buf.reserve(state.len() + 64);
-        e.u32(SNAPSHOT_FILE_FORMAT);
-        e.u64(slot);
-        put_ids(&mut e, &membership.voters);
-        put_ids(&mut e, &membership.observers);
-        e.buf.extend_from_slice(state);
-        e.buf
-    }
+/// The payload of a snapshot file: a header (the slot the state machine is
+/// at and the membership in force there) followed by the state machine's
+/// bytes, which the caller passes by reference so they are copied once.
+pub fn encode_snapshot_file(slot: Slot, membership: &Membership, state: &[u8]) -> Vec<u8> {
+    let mut e = Encoder::default();
+    e.buf.reserve(state.len() + 64);
+    e.u32(SNAPSHOT_FILE_FORMAT);
+    e.u64(slot);
+    put_ids(&mut e, &membership.voters);
+    put_ids(&mut e, &membership.observers);
+    e.buf.extend_from_slice(state);
+    e.buf
+}
 
-    pub fn decode(bytes: &[u8]) -> Result<SnapshotFile, CodecError> {
-        let (slot, membership, at) = SnapshotFile::decode_header(bytes)?;
-        Ok(SnapshotFile {
-            slot,
-            membership,
-            state: bytes[at..].to_vec(),
-        })
+/// The slot, the membership and where the state machine's bytes start in
+/// a snapshot file, so a large snapshot is not copied to be read.
+pub fn decode_snapshot_file_header(bytes: &[u8]) -> Result<(Slot, Membership, usize), CodecError> {
+    let mut d = Decoder::new(bytes);
+    let format = d.u32("snapshot file format")?;
+    if format != SNAPSHOT_FILE_FORMAT {
+        return Err(CodecError::BadTag {
+            what: "snapshot file format",
+            tag: u8::try_from(format).unwrap_or(u8::MAX),
+            at: 0,
+        });
     }
-
-    /// The slot, the membership and where the state machine's bytes start,
-    /// so a large snapshot is not copied to be read.
-    pub fn decode_header(bytes: &[u8]) -> Result<(Slot, Membership, usize), CodecError> {
-        let mut d = Decoder::new(bytes);
-        let format = d.u32("snapshot file format")?;
-        if format != SNAPSHOT_FILE_FORMAT {
-            return Err(CodecError::BadTag {
-                what: "snapshot file format",
-                tag: u8::try_from(format).unwrap_or(u8::MAX),
-                at: 0,
-            });
-        }
-        let slot = d.u64("snapshot slot")?;
-        let voters = get_ids(&mut d, "voters")?;
-        let observers = get_ids(&mut d, "observers")?;
-        Ok((slot, Membership::new(voters, observers), d.position()))
-    }
+    let slot = d.u64("snapshot slot")?;
+    let voters = get_ids(&mut d, "voters")?;
+    let observers = get_ids(&mut d, "observers")?;
+    Ok((slot, Membership::new(voters, observers), d.position()))
 }
 
 #[cfg(test)]
@@ -328,14 +309,11 @@ mod tests {
             assert!(LogRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let membership = Membership::new(vec![1, 2, 3], vec![4]);
-        let file = SnapshotFile::encode(42, &membership, b"state");
+        let file = encode_snapshot_file(42, &membership, b"state");
+        let (slot, decoded, at) = decode_snapshot_file_header(&file).unwrap();
         assert_eq!(
-            SnapshotFile::decode(&file).unwrap(),
-            SnapshotFile {
-                slot: 42,
-                membership,
-                state: b"state".to_vec()
-            }
+            (slot, decoded, &file[at..]),
+            (42, membership, &b"state"[..])
         );
     }
 
@@ -345,7 +323,7 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = PeerMessage::decode(&bytes);
             let _ = LogRecord::decode(&bytes);
-            let _ = SnapshotFile::decode(&bytes);
+            let _ = decode_snapshot_file_header(&bytes);
         }
 
         /// Fuzz: a valid frame with one byte changed decodes or fails, never panics.
