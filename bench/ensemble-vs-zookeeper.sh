@@ -10,7 +10,7 @@
 # 127.0.0.1:7001-7003, peers on 7101-7103, HTTP on 7201-7203) with SYNOD_LOG=warn
 # and a fresh data directory on disk, waits until all three /readyz answer
 # 200, runs for each op an unreported warm-up and then a measured
-# `synod-bench --protocol grpc` against all three endpoints, and stops the
+# `synod-bench --protocol $SYNOD_PROTOCOL` against all three endpoints, and stops the
 # process with SIGINT (SIGKILL if it has not exited 30 s later). A ZooKeeper
 # round runs bench/zookeeper-baseline.sh (SKIP_BUILD=1 JSON=1, same knobs),
 # which starts and stops its own fresh three-node ensemble on 127.0.0.1.
@@ -36,6 +36,9 @@
 #   VALUE_SIZE=100    value bytes
 #   KEYS=1000         znodes that set/get touch
 #   OPS="set get create"
+#   SYNOD_PROTOCOL=grpc  how synod-bench loads Synod: grpc (each session's
+#                     calls on one Pipeline stream, as the Rust client does)
+#                     or grpc-unary (one unary call per request)
 #   KEEP=1            keep the temporary directory (Synod logs, raw JSON)
 #   TMPDIR=/tmp       where the temporary directories go (both systems'
 #                     data; must be a real disk, not tmpfs)
@@ -50,6 +53,7 @@ DEPTH=${DEPTH:-8}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEYS=${KEYS:-1000}
 OPS=${OPS:-set get create}
+SYNOD_PROTOCOL=${SYNOD_PROTOCOL:-grpc}
 export TMPDIR=${TMPDIR:-/tmp}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -150,7 +154,7 @@ probe() {
 }
 synod_bench() { # op duration [--json]
     # synod-bench bounds itself (duration + 60 s drain); the timeout is a backstop.
-    timeout $(($2 + 300)) "$BENCH_BIN" --protocol grpc --endpoints "$ENDPOINTS" \
+    timeout $(($2 + 300)) "$BENCH_BIN" --protocol "$SYNOD_PROTOCOL" --endpoints "$ENDPOINTS" \
         --op "$1" --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" \
         --keys "$KEYS" --duration "$2" "${@:3}"
 }

@@ -35,6 +35,7 @@ mod barrier;
 mod client;
 mod endpoint;
 mod error;
+mod pipeline;
 mod session;
 mod types;
 mod watch;
@@ -42,6 +43,7 @@ mod watch;
 pub use client::{Client, ClientConfig};
 pub use endpoint::{DEFAULT_PORT, normalize_endpoint, parse_endpoints};
 pub use error::{Error, Result};
+pub use pipeline::Pipeline;
 pub use types::{
     Acl, AddWatchMode, CreateMode, CreateOptions, ErrorCode, EventType, MultiResult, Op, OpResult,
     ReadOp, ReadResult, SessionState, Stat, WatchEvent, WatcherType, event_type_name, perms,

@@ -22,17 +22,16 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::codec::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tracing::{debug, info, trace, warn};
 
 use crate::barrier::{Observed, SeqBarrier};
 use crate::client::ClientConfig;
 use crate::endpoint::normalize_endpoint;
 use crate::error::{Error, Result};
+use crate::pipeline::Rpc;
 use crate::types::{AddWatchMode, EventType, SessionState, WatchEvent, stat_of};
 use crate::watch::{Dispatcher, Registration};
-
-pub(crate) type Rpc = CoordinationClient<Channel>;
 
 /// One connection to one server.
 #[derive(Debug)]
@@ -227,9 +226,10 @@ async fn open(config: &ClientConfig, endpoint: &str) -> Result<Rpc> {
             message: format!("connect timed out after {:?}", config.connect_timeout),
         })?
         .map_err(|err| Error::transport(&err))?;
-    Ok(CoordinationClient::new(channel)
+    let streams = CoordinationClient::new(channel)
         .max_decoding_message_size(config.max_message_size)
-        .max_encoding_message_size(config.max_message_size))
+        .max_encoding_message_size(config.max_message_size);
+    within(config.connect_timeout, "Pipeline", Rpc::open(streams)).await
 }
 
 /// Runs one step of connection setup with a deadline.

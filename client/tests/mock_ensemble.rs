@@ -22,6 +22,8 @@ use synod_client::{
 };
 use synod_proto::v1 as pb;
 use synod_proto::v1::coordination_server::{Coordination, CoordinationServer};
+use synod_proto::v1::pipeline_request::Call;
+use synod_proto::v1::pipeline_response::Result as Answer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -491,6 +493,74 @@ impl Coordination for Service {
             async move { alive }
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    type PipelineStream = BoxStream<pb::PipelineResponse>;
+
+    /// Runs each pipelined call through the mock's unary method of the
+    /// same name, concurrently, as the real node does.
+    async fn pipeline(
+        &self,
+        request: Request<tonic::Streaming<pb::PipelineRequest>>,
+    ) -> Reply<Self::PipelineStream> {
+        let mut requests = request.into_inner();
+        let node = Arc::clone(&self.0);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(request)) = requests.next().await {
+                let service = Service(Arc::clone(&node));
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let result = match service.pipelined(request.call).await {
+                        Ok(answer) => answer,
+                        Err(status) => Answer::Error(pb::CallError {
+                            code: status.code() as i32,
+                            message: status.message().to_owned(),
+                            details: status.details().to_vec(),
+                        }),
+                    };
+                    let _ = tx.send(Ok(pb::PipelineResponse {
+                        id: request.id,
+                        result: Some(result),
+                    }));
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+    }
+}
+
+impl Service {
+    async fn pipelined(&self, call: Option<Call>) -> Result<Answer, Status> {
+        let answer = match call {
+            Some(Call::CreateSession(r)) => {
+                Answer::CreateSession(self.create_session(Request::new(r)).await?.into_inner())
+            }
+            Some(Call::CloseSession(r)) => {
+                Answer::CloseSession(self.close_session(Request::new(r)).await?.into_inner())
+            }
+            Some(Call::Create(r)) => {
+                Answer::Create(self.create(Request::new(r)).await?.into_inner())
+            }
+            Some(Call::SetData(r)) => {
+                Answer::SetData(self.set_data(Request::new(r)).await?.into_inner())
+            }
+            Some(Call::GetData(r)) => {
+                Answer::GetData(self.get_data(Request::new(r)).await?.into_inner())
+            }
+            Some(Call::Exists(r)) => {
+                Answer::Exists(self.exists(Request::new(r)).await?.into_inner())
+            }
+            Some(Call::Sync(r)) => Answer::Sync(self.sync(Request::new(r)).await?.into_inner()),
+            Some(Call::AddWatch(r)) => {
+                Answer::AddWatch(self.add_watch(Request::new(r)).await?.into_inner())
+            }
+            Some(Call::RemoveWatches(r)) => {
+                Answer::RemoveWatches(self.remove_watches(Request::new(r)).await?.into_inner())
+            }
+            _ => return Err(Status::unimplemented("mock")),
+        };
+        Ok(answer)
     }
 }
 

@@ -90,6 +90,12 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_MAX_REQUEST_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Most unanswered requests the node reads from one client's
+    /// `Pipeline` stream; beyond it the node stops reading that stream until
+    /// it has answered some, and HTTP/2 flow control holds the client back.
+    #[arg(long, env = "SYNOD_MAX_PIPELINED_REQUESTS", default_value_t = 1024)]
+    pub max_pipelined_requests: usize,
+
     /// Lower bound of negotiated session timeouts, in milliseconds.
     #[arg(long, env = "SYNOD_MIN_SESSION_TIMEOUT_MS", default_value_t = 4_000)]
     pub min_session_timeout_ms: i64,
@@ -240,6 +246,7 @@ impl NodeConfig {
             ("max-children", self.max_children),
             ("max-multi-ops", self.max_multi_ops),
             ("max-request-bytes", self.max_request_bytes),
+            ("max-pipelined-requests", self.max_pipelined_requests),
             ("max-sessions", self.max_sessions),
             ("max-watches-per-session", self.max_watches_per_session),
             ("watch-event-buffer", self.watch_event_buffer),

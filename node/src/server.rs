@@ -169,9 +169,12 @@ pub async fn run(
         // accepting connections still means ready for a single node.
         wait_serving(&driver, Duration::from_secs(30)).await;
     }
-    let service = CoordinationServer::new(CoordinationService::new(driver.clone()))
-        .max_decoding_message_size(config.max_request_bytes)
-        .max_encoding_message_size(config.max_request_bytes.saturating_mul(4));
+    let service = CoordinationServer::new(CoordinationService::new(
+        driver.clone(),
+        config.max_pipelined_requests,
+    ))
+    .max_decoding_message_size(config.max_request_bytes)
+    .max_encoding_message_size(config.max_request_bytes.saturating_mul(4));
     tracing::info!(
         node_id = ensemble.id,
         client_api = %local,

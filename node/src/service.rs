@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 
 use futures::Stream;
+use futures::stream::FuturesUnordered;
 use synod_core::txn::{OpOutcome, WriteOp};
 use synod_core::watch::WatchKind;
 use synod_core::{Error, SessionId};
@@ -23,11 +24,16 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Debug, Clone)]
 pub struct CoordinationService {
     driver: DriverHandle,
+    /// Most unanswered requests read from one `Pipeline` stream.
+    max_pipelined: usize,
 }
 
 impl CoordinationService {
-    pub fn new(driver: DriverHandle) -> Self {
-        CoordinationService { driver }
+    pub fn new(driver: DriverHandle, max_pipelined: usize) -> Self {
+        CoordinationService {
+            driver,
+            max_pipelined: max_pipelined.max(1),
+        }
     }
 
     /// Runs `f` on the driver and maps core errors to statuses.
@@ -102,13 +108,14 @@ fn mismatch() -> Status {
     ))
 }
 
-#[tonic::async_trait]
-impl Coordination for CoordinationService {
-    async fn create_session(
+/// The unary calls' bodies, shared by the unary methods and `Pipeline`.
+impl CoordinationService {
+    async fn handle_create_session(
         &self,
-        request: Request<pb::CreateSessionRequest>,
-    ) -> Reply<pb::CreateSessionResponse> {
-        let timeout = request.into_inner().timeout_ms;
+        _peer: Option<IpAddr>,
+        r: pb::CreateSessionRequest,
+    ) -> Result<pb::CreateSessionResponse, Status> {
+        let timeout = r.timeout_ms;
         let (session_id, timeout_ms, h) =
             self.submit(move |s| Ok(s.create_session(timeout))).await?;
         tracing::debug!(
@@ -116,80 +123,56 @@ impl Coordination for CoordinationService {
             timeout_ms,
             "session created"
         );
-        Ok(Response::new(pb::CreateSessionResponse {
+        Ok(pb::CreateSessionResponse {
             header: header(h),
             session_id,
             timeout_ms,
-        }))
+        })
     }
 
-    type KeepAliveStream = BoxStream<pb::KeepAliveResponse>;
-
-    async fn keep_alive(
+    async fn handle_close_session(
         &self,
-        request: Request<Streaming<pb::KeepAliveRequest>>,
-    ) -> Reply<Self::KeepAliveStream> {
-        let mut pings = request.into_inner();
-        let driver = self.driver.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(ping) = pings.next().await {
-                let Ok(ping) = ping else { break };
-                let session = ping.session_id;
-                let answer = match driver.call(move |s| s.ping(session)).await {
-                    Ok(Ok(timeout_ms)) => Ok(pb::KeepAliveResponse {
-                        session_id: session,
-                        timeout_ms,
-                    }),
-                    Ok(Err(error)) => Err(convert::status(&error)),
-                    Err(DriverGone) => Err(Status::unavailable("the node is shutting down")),
-                };
-                let fatal = answer.is_err();
-                if tx.send(answer).await.is_err() || fatal {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn close_session(
-        &self,
-        request: Request<pb::CloseSessionRequest>,
-    ) -> Reply<pb::CloseSessionResponse> {
-        let session = request.into_inner().session_id;
+        _peer: Option<IpAddr>,
+        r: pb::CloseSessionRequest,
+    ) -> Result<pb::CloseSessionResponse, Status> {
+        let session = r.session_id;
         let h = self.submit(move |s| s.close_session(session)).await?;
-        Ok(Response::new(pb::CloseSessionResponse {
-            header: header(h),
-        }))
+        Ok(pb::CloseSessionResponse { header: header(h) })
     }
 
-    async fn add_auth(&self, request: Request<pb::AddAuthRequest>) -> Reply<pb::AddAuthResponse> {
-        let r = request.into_inner();
+    async fn handle_add_auth(
+        &self,
+        _peer: Option<IpAddr>,
+        r: pb::AddAuthRequest,
+    ) -> Result<pb::AddAuthResponse, Status> {
         let h = self
             .run(move |s| s.add_auth(r.session_id, &r.scheme, &r.auth))
             .await?;
-        Ok(Response::new(pb::AddAuthResponse { header: header(h) }))
+        Ok(pb::AddAuthResponse { header: header(h) })
     }
 
-    async fn create(&self, request: Request<pb::CreateRequest>) -> Reply<pb::CreateResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_create(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::CreateRequest,
+    ) -> Result<pb::CreateResponse, Status> {
         let session = r.session_id;
         let op = convert::create_op(r).map_err(|e| convert::status(&e))?;
         match self.write(session, peer, op).await? {
-            (OpOutcome::Created { path, stat: s }, h) => Ok(Response::new(pb::CreateResponse {
+            (OpOutcome::Created { path, stat: s }, h) => Ok(pb::CreateResponse {
                 header: header(h),
                 path,
                 stat: Some(stat(s)),
-            })),
+            }),
             _ => Err(mismatch()),
         }
     }
 
-    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Reply<pb::DeleteResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_delete(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::DeleteRequest,
+    ) -> Result<pb::DeleteResponse, Status> {
         let (_, h) = self
             .write(
                 r.session_id,
@@ -200,29 +183,33 @@ impl Coordination for CoordinationService {
                 },
             )
             .await?;
-        Ok(Response::new(pb::DeleteResponse { header: header(h) }))
+        Ok(pb::DeleteResponse { header: header(h) })
     }
 
-    async fn set_data(&self, request: Request<pb::SetDataRequest>) -> Reply<pb::SetDataResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_set_data(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::SetDataRequest,
+    ) -> Result<pb::SetDataResponse, Status> {
         let op = WriteOp::SetData {
             path: r.path,
             data: r.data,
             version: r.version,
         };
         match self.write(r.session_id, peer, op).await? {
-            (OpOutcome::DataSet { stat: s }, h) => Ok(Response::new(pb::SetDataResponse {
+            (OpOutcome::DataSet { stat: s }, h) => Ok(pb::SetDataResponse {
                 header: header(h),
                 stat: Some(stat(s)),
-            })),
+            }),
             _ => Err(mismatch()),
         }
     }
 
-    async fn check(&self, request: Request<pb::CheckRequest>) -> Reply<pb::CheckResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_check(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::CheckRequest,
+    ) -> Result<pb::CheckResponse, Status> {
         let (_, h) = self
             .write(
                 r.session_id,
@@ -233,12 +220,14 @@ impl Coordination for CoordinationService {
                 },
             )
             .await?;
-        Ok(Response::new(pb::CheckResponse { header: header(h) }))
+        Ok(pb::CheckResponse { header: header(h) })
     }
 
-    async fn set_acl(&self, request: Request<pb::SetAclRequest>) -> Reply<pb::SetAclResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_set_acl(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::SetAclRequest,
+    ) -> Result<pb::SetAclResponse, Status> {
         let acl = if r.acl.is_empty() {
             return Err(convert::status(&Error::InvalidAcl(
                 "an ACL needs at least one entry".into(),
@@ -252,34 +241,38 @@ impl Coordination for CoordinationService {
             version: r.version,
         };
         match self.write(r.session_id, peer, op).await? {
-            (OpOutcome::AclSet { stat: s }, h) => Ok(Response::new(pb::SetAclResponse {
+            (OpOutcome::AclSet { stat: s }, h) => Ok(pb::SetAclResponse {
                 header: header(h),
                 stat: Some(stat(s)),
-            })),
+            }),
             _ => Err(mismatch()),
         }
     }
 
-    async fn multi(&self, request: Request<pb::MultiRequest>) -> Reply<pb::MultiResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_multi(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::MultiRequest,
+    ) -> Result<pb::MultiResponse, Status> {
         let ops = convert::multi_ops(r.ops).map_err(|e| convert::status(&e))?;
         match self.write(r.session_id, peer, WriteOp::Multi(ops)).await? {
             (OpOutcome::Multi(outcome), h) => {
                 let (committed, results) = convert::multi_results(outcome);
-                Ok(Response::new(pb::MultiResponse {
+                Ok(pb::MultiResponse {
                     header: header(h),
                     committed,
                     results,
-                }))
+                })
             }
             _ => Err(mismatch()),
         }
     }
 
-    async fn get_data(&self, request: Request<pb::GetDataRequest>) -> Reply<pb::GetDataResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_get_data(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::GetDataRequest,
+    ) -> Result<pb::GetDataResponse, Status> {
         self.barrier(r.linearizable).await?;
         let ((data, s), h) = self
             .read(r.session_id, move |state| {
@@ -295,15 +288,18 @@ impl Coordination for CoordinationService {
                 Ok(result)
             })
             .await?;
-        Ok(Response::new(pb::GetDataResponse {
+        Ok(pb::GetDataResponse {
             header: header(h),
             data,
             stat: Some(stat(s)),
-        }))
+        })
     }
 
-    async fn exists(&self, request: Request<pb::ExistsRequest>) -> Reply<pb::ExistsResponse> {
-        let r = request.into_inner();
+    async fn handle_exists(
+        &self,
+        _peer: Option<IpAddr>,
+        r: pb::ExistsRequest,
+    ) -> Result<pb::ExistsResponse, Status> {
         self.barrier(r.linearizable).await?;
         let (found, h) = self
             .read(r.session_id, move |state| {
@@ -316,18 +312,17 @@ impl Coordination for CoordinationService {
                 Ok(result)
             })
             .await?;
-        Ok(Response::new(pb::ExistsResponse {
+        Ok(pb::ExistsResponse {
             header: header(h),
             stat: found.map(stat),
-        }))
+        })
     }
 
-    async fn get_children(
+    async fn handle_get_children(
         &self,
-        request: Request<pb::GetChildrenRequest>,
-    ) -> Reply<pb::GetChildrenResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+        peer: Option<IpAddr>,
+        r: pb::GetChildrenRequest,
+    ) -> Result<pb::GetChildrenResponse, Status> {
         self.barrier(r.linearizable).await?;
         let ((children, s), h) = self
             .read(r.session_id, move |state| {
@@ -340,19 +335,18 @@ impl Coordination for CoordinationService {
                 Ok(result)
             })
             .await?;
-        Ok(Response::new(pb::GetChildrenResponse {
+        Ok(pb::GetChildrenResponse {
             header: header(h),
             children,
             stat: Some(stat(s)),
-        }))
+        })
     }
 
-    async fn get_all_children_number(
+    async fn handle_get_all_children_number(
         &self,
-        request: Request<pb::GetAllChildrenNumberRequest>,
-    ) -> Reply<pb::GetAllChildrenNumberResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+        peer: Option<IpAddr>,
+        r: pb::GetAllChildrenNumberRequest,
+    ) -> Result<pb::GetAllChildrenNumberResponse, Status> {
         let (number, h) = self
             .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
@@ -362,17 +356,17 @@ impl Coordination for CoordinationService {
             })
             .await?;
         let number = i64::try_from(number).unwrap_or(i64::MAX);
-        Ok(Response::new(pb::GetAllChildrenNumberResponse {
+        Ok(pb::GetAllChildrenNumberResponse {
             header: header(h),
             number,
-        }))
+        })
     }
 
-    async fn get_ephemerals(
+    async fn handle_get_ephemerals(
         &self,
-        request: Request<pb::GetEphemeralsRequest>,
-    ) -> Reply<pb::GetEphemeralsResponse> {
-        let r = request.into_inner();
+        _peer: Option<IpAddr>,
+        r: pb::GetEphemeralsRequest,
+    ) -> Result<pb::GetEphemeralsResponse, Status> {
         if r.session_id == 0 {
             return Err(convert::status(&Error::BadArguments(
                 "getEphemerals needs a session".into(),
@@ -390,34 +384,35 @@ impl Coordination for CoordinationService {
                 })
             })
             .await?;
-        Ok(Response::new(pb::GetEphemeralsResponse {
+        Ok(pb::GetEphemeralsResponse {
             header: header(h),
             paths,
-        }))
+        })
     }
 
-    async fn get_acl(&self, request: Request<pb::GetAclRequest>) -> Reply<pb::GetAclResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+    async fn handle_get_acl(
+        &self,
+        peer: Option<IpAddr>,
+        r: pb::GetAclRequest,
+    ) -> Result<pb::GetAclResponse, Status> {
         let ((acl, s), h) = self
             .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
                 state.read(r.session_id, |m| m.tree().get_acl(&r.path, &identity))
             })
             .await?;
-        Ok(Response::new(pb::GetAclResponse {
+        Ok(pb::GetAclResponse {
             header: header(h),
             acl: convert::acl_to_pb(&acl),
             stat: Some(stat(s)),
-        }))
+        })
     }
 
-    async fn multi_read(
+    async fn handle_multi_read(
         &self,
-        request: Request<pb::MultiReadRequest>,
-    ) -> Reply<pb::MultiReadResponse> {
-        let peer = peer(&request);
-        let r = request.into_inner();
+        peer: Option<IpAddr>,
+        r: pb::MultiReadRequest,
+    ) -> Result<pb::MultiReadResponse, Status> {
         let (results, h) = self
             .read(r.session_id, move |state| {
                 let identity = state.identity(r.session_id, peer);
@@ -456,26 +451,29 @@ impl Coordination for CoordinationService {
                 })
             })
             .await?;
-        Ok(Response::new(pb::MultiReadResponse {
+        Ok(pb::MultiReadResponse {
             header: header(h),
             results,
-        }))
+        })
     }
 
-    async fn sync(&self, request: Request<pb::SyncRequest>) -> Reply<pb::SyncResponse> {
-        let r = request.into_inner();
+    async fn handle_sync(
+        &self,
+        _peer: Option<IpAddr>,
+        r: pb::SyncRequest,
+    ) -> Result<pb::SyncResponse, Status> {
         if !r.path.is_empty() {
             synod_core::path::validate(&r.path).map_err(|e| convert::status(&e))?;
         }
         let h = self.submit(move |s| s.sync(r.session_id)).await?;
-        Ok(Response::new(pb::SyncResponse { header: header(h) }))
+        Ok(pb::SyncResponse { header: header(h) })
     }
 
-    async fn add_watch(
+    async fn handle_add_watch(
         &self,
-        request: Request<pb::AddWatchRequest>,
-    ) -> Reply<pb::AddWatchResponse> {
-        let r = request.into_inner();
+        _peer: Option<IpAddr>,
+        r: pb::AddWatchRequest,
+    ) -> Result<pb::AddWatchResponse, Status> {
         let kind = match pb::AddWatchMode::try_from(r.mode) {
             Ok(pb::AddWatchMode::Persistent) => WatchKind::Persistent,
             Ok(pb::AddWatchMode::PersistentRecursive) => WatchKind::PersistentRecursive,
@@ -489,22 +487,261 @@ impl Coordination for CoordinationService {
         let h = self
             .run(move |s| s.add_watch(r.session_id, &r.path, kind))
             .await?;
-        Ok(Response::new(pb::AddWatchResponse { header: header(h) }))
+        Ok(pb::AddWatchResponse { header: header(h) })
+    }
+
+    async fn handle_remove_watches(
+        &self,
+        _peer: Option<IpAddr>,
+        r: pb::RemoveWatchesRequest,
+    ) -> Result<pb::RemoveWatchesResponse, Status> {
+        let watcher_type =
+            convert::watcher_type(r.watcher_type).map_err(|e| convert::status(&e))?;
+        let h = self
+            .run(move |s| s.remove_watches(r.session_id, &r.path, watcher_type))
+            .await?;
+        Ok(pb::RemoveWatchesResponse { header: header(h) })
+    }
+
+    /// Runs one call of a `Pipeline` stream, as its unary method would.
+    async fn handle_pipelined(
+        &self,
+        peer: Option<IpAddr>,
+        request: pb::PipelineRequest,
+    ) -> pb::PipelineResponse {
+        use pb::pipeline_request::Call;
+        use pb::pipeline_response::Result as Answer;
+        let Some(call) = request.call else {
+            let error = Error::BadArguments("a pipelined request names no call".into());
+            return pb::PipelineResponse {
+                id: request.id,
+                result: Some(Answer::Error(call_error(convert::status(&error)))),
+            };
+        };
+        let answer = match call {
+            Call::CreateSession(r) => self
+                .handle_create_session(peer, r)
+                .await
+                .map(Answer::CreateSession),
+            Call::CloseSession(r) => self
+                .handle_close_session(peer, r)
+                .await
+                .map(Answer::CloseSession),
+            Call::AddAuth(r) => self.handle_add_auth(peer, r).await.map(Answer::AddAuth),
+            Call::Create(r) => self.handle_create(peer, r).await.map(Answer::Create),
+            Call::Delete(r) => self.handle_delete(peer, r).await.map(Answer::Delete),
+            Call::SetData(r) => self.handle_set_data(peer, r).await.map(Answer::SetData),
+            Call::Check(r) => self.handle_check(peer, r).await.map(Answer::Check),
+            Call::SetAcl(r) => self.handle_set_acl(peer, r).await.map(Answer::SetAcl),
+            Call::Multi(r) => self.handle_multi(peer, r).await.map(Answer::Multi),
+            Call::GetData(r) => self.handle_get_data(peer, r).await.map(Answer::GetData),
+            Call::Exists(r) => self.handle_exists(peer, r).await.map(Answer::Exists),
+            Call::GetChildren(r) => self
+                .handle_get_children(peer, r)
+                .await
+                .map(Answer::GetChildren),
+            Call::GetAllChildrenNumber(r) => self
+                .handle_get_all_children_number(peer, r)
+                .await
+                .map(Answer::GetAllChildrenNumber),
+            Call::GetEphemerals(r) => self
+                .handle_get_ephemerals(peer, r)
+                .await
+                .map(Answer::GetEphemerals),
+            Call::GetAcl(r) => self.handle_get_acl(peer, r).await.map(Answer::GetAcl),
+            Call::MultiRead(r) => self.handle_multi_read(peer, r).await.map(Answer::MultiRead),
+            Call::Sync(r) => self.handle_sync(peer, r).await.map(Answer::Sync),
+            Call::AddWatch(r) => self.handle_add_watch(peer, r).await.map(Answer::AddWatch),
+            Call::RemoveWatches(r) => self
+                .handle_remove_watches(peer, r)
+                .await
+                .map(Answer::RemoveWatches),
+        };
+        pb::PipelineResponse {
+            id: request.id,
+            result: Some(answer.unwrap_or_else(|status| Answer::Error(call_error(status)))),
+        }
+    }
+}
+
+/// What a failed pipelined call carries: the status its unary call would
+/// have returned.
+fn call_error(status: Status) -> pb::CallError {
+    pb::CallError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: status.details().to_vec(),
+    }
+}
+
+#[tonic::async_trait]
+impl Coordination for CoordinationService {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Reply<pb::CreateSessionResponse> {
+        self.handle_create_session(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type KeepAliveStream = BoxStream<pb::KeepAliveResponse>;
+
+    async fn keep_alive(
+        &self,
+        request: Request<Streaming<pb::KeepAliveRequest>>,
+    ) -> Reply<Self::KeepAliveStream> {
+        let mut pings = request.into_inner();
+        let driver = self.driver.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(ping) = pings.next().await {
+                let Ok(ping) = ping else { break };
+                let session = ping.session_id;
+                let answer = match driver.call(move |s| s.ping(session)).await {
+                    Ok(Ok(timeout_ms)) => Ok(pb::KeepAliveResponse {
+                        session_id: session,
+                        timeout_ms,
+                    }),
+                    Ok(Err(error)) => Err(convert::status(&error)),
+                    Err(DriverGone) => Err(Status::unavailable("the node is shutting down")),
+                };
+                let fatal = answer.is_err();
+                if tx.send(answer).await.is_err() || fatal {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn close_session(
+        &self,
+        request: Request<pb::CloseSessionRequest>,
+    ) -> Reply<pb::CloseSessionResponse> {
+        self.handle_close_session(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn add_auth(&self, request: Request<pb::AddAuthRequest>) -> Reply<pb::AddAuthResponse> {
+        self.handle_add_auth(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn create(&self, request: Request<pb::CreateRequest>) -> Reply<pb::CreateResponse> {
+        self.handle_create(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Reply<pb::DeleteResponse> {
+        self.handle_delete(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_data(&self, request: Request<pb::SetDataRequest>) -> Reply<pb::SetDataResponse> {
+        self.handle_set_data(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn check(&self, request: Request<pb::CheckRequest>) -> Reply<pb::CheckResponse> {
+        self.handle_check(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_acl(&self, request: Request<pb::SetAclRequest>) -> Reply<pb::SetAclResponse> {
+        self.handle_set_acl(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn multi(&self, request: Request<pb::MultiRequest>) -> Reply<pb::MultiResponse> {
+        self.handle_multi(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_data(&self, request: Request<pb::GetDataRequest>) -> Reply<pb::GetDataResponse> {
+        self.handle_get_data(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn exists(&self, request: Request<pb::ExistsRequest>) -> Reply<pb::ExistsResponse> {
+        self.handle_exists(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_children(
+        &self,
+        request: Request<pb::GetChildrenRequest>,
+    ) -> Reply<pb::GetChildrenResponse> {
+        self.handle_get_children(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_all_children_number(
+        &self,
+        request: Request<pb::GetAllChildrenNumberRequest>,
+    ) -> Reply<pb::GetAllChildrenNumberResponse> {
+        self.handle_get_all_children_number(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_ephemerals(
+        &self,
+        request: Request<pb::GetEphemeralsRequest>,
+    ) -> Reply<pb::GetEphemeralsResponse> {
+        self.handle_get_ephemerals(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_acl(&self, request: Request<pb::GetAclRequest>) -> Reply<pb::GetAclResponse> {
+        self.handle_get_acl(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn multi_read(
+        &self,
+        request: Request<pb::MultiReadRequest>,
+    ) -> Reply<pb::MultiReadResponse> {
+        self.handle_multi_read(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn sync(&self, request: Request<pb::SyncRequest>) -> Reply<pb::SyncResponse> {
+        self.handle_sync(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn add_watch(
+        &self,
+        request: Request<pb::AddWatchRequest>,
+    ) -> Reply<pb::AddWatchResponse> {
+        self.handle_add_watch(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn remove_watches(
         &self,
         request: Request<pb::RemoveWatchesRequest>,
     ) -> Reply<pb::RemoveWatchesResponse> {
-        let r = request.into_inner();
-        let watcher_type =
-            convert::watcher_type(r.watcher_type).map_err(|e| convert::status(&e))?;
-        let h = self
-            .run(move |s| s.remove_watches(r.session_id, &r.path, watcher_type))
-            .await?;
-        Ok(Response::new(pb::RemoveWatchesResponse {
-            header: header(h),
-        }))
+        self.handle_remove_watches(peer(&request), request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     type WatchEventsStream = BoxStream<pb::WatchEvent>;
@@ -518,5 +755,50 @@ impl Coordination for CoordinationService {
             .run(move |s| s.subscribe(r.session_id, r.after_seq))
             .await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+    }
+
+    type PipelineStream = BoxStream<pb::PipelineResponse>;
+
+    async fn pipeline(
+        &self,
+        request: Request<Streaming<pb::PipelineRequest>>,
+    ) -> Reply<Self::PipelineStream> {
+        let peer = peer(&request);
+        let mut requests = request.into_inner();
+        let service = self.clone();
+        let limit = self.max_pipelined;
+        let (tx, rx) = tokio::sync::mpsc::channel(limit);
+        tokio::spawn(async move {
+            // The calls run inside this one task: a pipelined call costs no
+            // task of its own.
+            let mut running = FuturesUnordered::new();
+            let mut reading = true;
+            let mut failure = None;
+            loop {
+                tokio::select! {
+                    // Answers first, so that a stream at its limit drains.
+                    biased;
+                    Some(answer) = running.next(), if !running.is_empty() => {
+                        if tx.send(Ok(answer)).await.is_err() {
+                            return;
+                        }
+                    }
+                    next = requests.next(), if reading && running.len() < limit => match next {
+                        Some(Ok(call)) => running.push(service.handle_pipelined(peer, call)),
+                        Some(Err(status)) => {
+                            tracing::debug!(%status, "pipeline stream failed; answering what it sent");
+                            failure = Some(status);
+                            reading = false;
+                        }
+                        None => reading = false,
+                    },
+                    else => break,
+                }
+            }
+            if let Some(status) = failure {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -3,7 +3,11 @@
 //! reports throughput and latency percentiles as text or JSON. Bounded by a
 //! duration and a request count, it stops by itself.
 //!
-//! `--protocol grpc` (the default) speaks Synod's gRPC API. `--protocol
+//! `--protocol grpc` (the default) speaks Synod's gRPC API the way the Rust
+//! client does: each session's D tasks share one `Pipeline` stream on its
+//! connection. `--protocol grpc-unary` makes one unary call per request
+//! instead (one HTTP/2 stream each), to measure what the pipeline saves.
+//! `--protocol
 //! zookeeper` speaks the ZooKeeper wire protocol through the `zookeeper-client`
 //! crate: one ZooKeeper session per bench session, whose D tasks share (clone)
 //! one client and so pipeline their requests on that session's connection. Key
@@ -17,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use synod_client::Pipeline;
 use synod_proto::v1 as pb;
 use synod_proto::v1::coordination_client::CoordinationClient;
+use synod_proto::v1::pipeline_request::Call;
 use tonic::transport::Channel;
 use zookeeper_client as zk;
 
@@ -37,8 +43,11 @@ enum Op {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Protocol {
-    /// Synod's gRPC API (`proto/synod/v1/coordination.proto`).
+    /// Synod's gRPC API (`proto/synod/v1/coordination.proto`), each
+    /// session's calls on one `Pipeline` stream.
     Grpc,
+    /// Synod's gRPC API, one unary call per request.
+    GrpcUnary,
     /// The ZooKeeper wire protocol (Apache ZooKeeper, or any server speaking it).
     Zookeeper,
 }
@@ -97,14 +106,20 @@ const ZK_CREATE: zk::CreateOptions<'static> =
 /// session's channel, or a clone of its session's ZooKeeper client.
 #[derive(Debug, Clone)]
 enum Api {
-    Grpc(CoordinationClient<Channel>),
+    Grpc(Arc<Pipeline>),
+    GrpcUnary(CoordinationClient<Channel>),
     Zk(zk::Client),
 }
 
 impl Api {
     async fn create(&mut self, path: String, data: &[u8]) -> anyhow::Result<()> {
         match self {
-            Api::Grpc(api) => {
+            Api::Grpc(pipeline) => {
+                pipeline
+                    .call(Call::Create(create_req(&path, data.to_vec())))
+                    .await?;
+            }
+            Api::GrpcUnary(api) => {
                 api.create(create_req(&path, data.to_vec())).await?;
             }
             Api::Zk(client) => {
@@ -116,14 +131,11 @@ impl Api {
 
     async fn set_data(&mut self, path: String, data: &[u8]) -> anyhow::Result<()> {
         match self {
-            Api::Grpc(api) => {
-                api.set_data(pb::SetDataRequest {
-                    session_id: 0,
-                    path,
-                    data: data.to_vec(),
-                    version: -1,
-                })
-                .await?;
+            Api::Grpc(pipeline) => {
+                pipeline.call(Call::SetData(set_req(path, data))).await?;
+            }
+            Api::GrpcUnary(api) => {
+                api.set_data(set_req(path, data)).await?;
             }
             Api::Zk(client) => {
                 client.set_data(&path, data, None).await?;
@@ -134,14 +146,11 @@ impl Api {
 
     async fn get_data(&mut self, path: String) -> anyhow::Result<()> {
         match self {
-            Api::Grpc(api) => {
-                api.get_data(pb::GetDataRequest {
-                    session_id: 0,
-                    path,
-                    watch: false,
-                    linearizable: false,
-                })
-                .await?;
+            Api::Grpc(pipeline) => {
+                pipeline.call(Call::GetData(get_req(path))).await?;
+            }
+            Api::GrpcUnary(api) => {
+                api.get_data(get_req(path)).await?;
             }
             Api::Zk(client) => {
                 client.get_data(&path).await?;
@@ -173,7 +182,7 @@ async fn setup(
     value: &[u8],
 ) -> anyhow::Result<Option<zk::StateWatcher>> {
     match args.protocol {
-        Protocol::Grpc => {
+        Protocol::Grpc | Protocol::GrpcUnary => {
             let mut setup = CoordinationClient::connect(format!("http://{endpoint}"))
                 .await
                 .context("cannot connect")?;
@@ -228,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
     if args.endpoints.is_empty() {
         args.endpoints = vec![
             match args.protocol {
-                Protocol::Grpc => "127.0.0.1:7001",
+                Protocol::Grpc | Protocol::GrpcUnary => "127.0.0.1:7001",
                 Protocol::Zookeeper => "127.0.0.1:2181",
             }
             .to_owned(),
@@ -248,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
     for s in 0..args.sessions {
         let endpoint = &args.endpoints[s % args.endpoints.len()];
         let session = match args.protocol {
-            Protocol::Grpc => {
+            Protocol::Grpc | Protocol::GrpcUnary => {
                 let mut api = CoordinationClient::new(
                     Channel::from_shared(format!("http://{endpoint}"))?
                         .connect()
@@ -262,7 +271,14 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await
                 .with_context(|| format!("cannot sync {endpoint}"))?;
-                Api::Grpc(api)
+                if args.protocol == Protocol::Grpc {
+                    let pipeline = Pipeline::open(api)
+                        .await
+                        .with_context(|| format!("cannot open a pipeline to {endpoint}"))?;
+                    Api::Grpc(Arc::new(pipeline))
+                } else {
+                    Api::GrpcUnary(api)
+                }
             }
             Protocol::Zookeeper => {
                 let client = zk_connect(endpoint).await?;
@@ -332,7 +348,10 @@ async fn main() -> anyhow::Result<()> {
     let (p50, p99, p999) = (pct(0.50), pct(0.99), pct(0.999));
     let errors = errors.load(Ordering::Relaxed);
     let op = format!("{:?}", args.op).to_lowercase();
-    let protocol = format!("{:?}", args.protocol).to_lowercase();
+    let protocol = args
+        .protocol
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned());
     if args.json {
         let line = serde_json::json!({
             "protocol": protocol,
@@ -370,6 +389,24 @@ fn create_req(path: &str, data: Vec<u8>) -> pb::CreateRequest {
         acl: vec![],
         mode: 0,
         ttl_ms: 0,
+    }
+}
+
+fn set_req(path: String, data: &[u8]) -> pb::SetDataRequest {
+    pb::SetDataRequest {
+        session_id: 0,
+        path,
+        data: data.to_vec(),
+        version: -1,
+    }
+}
+
+fn get_req(path: String) -> pb::GetDataRequest {
+    pb::GetDataRequest {
+        session_id: 0,
+        path,
+        watch: false,
+        linearizable: false,
     }
 }
 
