@@ -42,13 +42,16 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_SNAPSHOT_DIR")]
     pub snapshot_dir: Option<PathBuf>,
 
-    /// Take a snapshot after this many txns.
+    /// Take a snapshot after at most this many txns: each node picks a
+    /// random point between half of it and all of it, anew for every
+    /// snapshot, so that the members of an ensemble do not all write a
+    /// snapshot at once.
     #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_TXNS", default_value_t = 100_000)]
     pub snapshot_every_txns: u64,
 
-    /// Also take a snapshot once this many bytes were logged since the
-    /// last one, so large values do not grow the log unbounded between
-    /// snapshots.
+    /// Also take a snapshot once at most this many bytes were logged since
+    /// the last one (spread the same way), so large values do not grow the
+    /// log unbounded between snapshots.
     #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_BYTES", default_value_t = 1 << 30)]
     pub snapshot_every_bytes: u64,
 

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::codec::Proposal;
+use synod_core::paxos::rng::Rng;
 use synod_core::paxos::{
     self, Ballot, Command, Membership, Message, NodeId, PaxosError, ReadMode, Replica, Role, Slot,
     Snapshot, Value, Write,
@@ -380,6 +381,14 @@ pub struct NodeState {
     wal: Option<Wal>,
     snapshot_every: u64,
     last_snapshot: Zxid,
+    /// The share, in thousandths, of `snapshot_every` and
+    /// `snapshot_every_bytes` after which the next snapshot is due: drawn
+    /// anew for every snapshot from [500, 1000), as ZooKeeper randomizes its
+    /// snapCount. Nodes that apply the same log would otherwise all encode
+    /// and write a snapshot at the same moment, and while all of them do, a
+    /// majority's log writes wait behind the snapshot writes.
+    snapshot_share: u64,
+    snapshot_spacing: Rng,
     max_pending: usize,
     max_frame: usize,
     request_timeout: Duration,
@@ -441,6 +450,8 @@ impl NodeState {
         // timeout, as a new ZooKeeper leader does.
         tracker.restart_all(machine.sessions(), 0);
         let last_snapshot = machine.applied();
+        let mut snapshot_spacing = Rng::new(ensemble.id ^ wall_clock_nanos() as u64);
+        let snapshot_share = snapshot_spacing.range(500, 1000);
         NodeState {
             id: ensemble.id,
             replica,
@@ -468,6 +479,8 @@ impl NodeState {
             wal,
             snapshot_every: config.snapshot_every_txns,
             last_snapshot,
+            snapshot_share,
+            snapshot_spacing,
             max_pending: config.max_pending_txns,
             max_frame: config.max_peer_frame_bytes,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
@@ -1385,8 +1398,10 @@ impl NodeState {
 
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied();
-        let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0) >= self.snapshot_every
-            || self.logged_since_snapshot >= self.snapshot_every_bytes;
+        let share = |every: u64| every.saturating_mul(self.snapshot_share) / 1000;
+        let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0)
+            >= share(self.snapshot_every).max(1)
+            || self.logged_since_snapshot >= share(self.snapshot_every_bytes).max(1);
         if !due || self.snapshot.is_some() || self.snapshotting.is_some() {
             return;
         }
@@ -1400,6 +1415,7 @@ impl NodeState {
         self.snapshotting = Some(self.machine.begin_snapshot());
         self.logged_since_snapshot = 0;
         self.last_snapshot = applied;
+        self.snapshot_share = self.snapshot_spacing.range(500, 1000);
         tracing::info!(
             index = applied,
             begin_ms = started.elapsed().as_millis() as u64,
