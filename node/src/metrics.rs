@@ -80,7 +80,7 @@ struct MethodMetrics {
 }
 
 /// Every method of the client API, so their metrics exist from the start.
-const METHODS: [&str; 22] = [
+const METHODS: [&str; 23] = [
     "CreateSession",
     "KeepAlive",
     "CloseSession",
@@ -102,6 +102,7 @@ const METHODS: [&str; 22] = [
     "AddWatch",
     "RemoveWatches",
     "WatchEvents",
+    "Pipeline",
     "Unknown",
 ];
 
@@ -165,7 +166,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one finished call of `method` (its last path segment).
+    /// Records one finished call of `method` (its last path segment, or
+    /// for a call made on a `Pipeline` stream, the name of its unary call).
     pub fn observe_call(&self, method: &str, seconds: f64, failed: bool) {
         let entry = self
             .methods

@@ -172,6 +172,7 @@ pub async fn run(
     let service = CoordinationServer::new(CoordinationService::new(
         driver.clone(),
         config.max_pipelined_requests,
+        metrics.clone(),
     ))
     .max_decoding_message_size(config.max_request_bytes)
     .max_encoding_message_size(config.max_request_bytes.saturating_mul(4));

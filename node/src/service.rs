@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use futures::stream::FuturesUnordered;
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::{self, header, stat};
 use crate::driver::{Answer, DriverGone, DriverHandle, Header};
+use crate::metrics::Metrics;
 
 type Reply<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -26,13 +28,17 @@ pub struct CoordinationService {
     driver: DriverHandle,
     /// Most unanswered requests read from one `Pipeline` stream.
     max_pipelined: usize,
+    /// Pipelined calls are counted here under their unary names; unary
+    /// calls are counted by the server's metrics layer.
+    metrics: Arc<Metrics>,
 }
 
 impl CoordinationService {
-    pub fn new(driver: DriverHandle, max_pipelined: usize) -> Self {
+    pub fn new(driver: DriverHandle, max_pipelined: usize, metrics: Arc<Metrics>) -> Self {
         CoordinationService {
             driver,
             max_pipelined: max_pipelined.max(1),
+            metrics,
         }
     }
 
@@ -511,6 +517,7 @@ impl CoordinationService {
     ) -> pb::PipelineResponse {
         use pb::pipeline_request::Call;
         use pb::pipeline_response::Result as Answer;
+        let started = std::time::Instant::now();
         let Some(call) = request.call else {
             let error = Error::BadArguments("a pipelined request names no call".into());
             return pb::PipelineResponse {
@@ -518,6 +525,7 @@ impl CoordinationService {
                 result: Some(Answer::Error(call_error(convert::status(&error)))),
             };
         };
+        let method = call_name(&call);
         let answer = match call {
             Call::CreateSession(r) => self
                 .handle_create_session(peer, r)
@@ -557,10 +565,38 @@ impl CoordinationService {
                 .await
                 .map(Answer::RemoveWatches),
         };
+        self.metrics
+            .observe_call(method, started.elapsed().as_secs_f64(), answer.is_err());
         pb::PipelineResponse {
             id: request.id,
             result: Some(answer.unwrap_or_else(|status| Answer::Error(call_error(status)))),
         }
+    }
+}
+
+/// The unary method a pipelined call stands for, as metrics name it.
+fn call_name(call: &pb::pipeline_request::Call) -> &'static str {
+    use pb::pipeline_request::Call;
+    match call {
+        Call::CreateSession(_) => "CreateSession",
+        Call::CloseSession(_) => "CloseSession",
+        Call::AddAuth(_) => "AddAuth",
+        Call::Create(_) => "Create",
+        Call::Delete(_) => "Delete",
+        Call::SetData(_) => "SetData",
+        Call::Check(_) => "Check",
+        Call::SetAcl(_) => "SetAcl",
+        Call::Multi(_) => "Multi",
+        Call::GetData(_) => "GetData",
+        Call::Exists(_) => "Exists",
+        Call::GetChildren(_) => "GetChildren",
+        Call::GetAllChildrenNumber(_) => "GetAllChildrenNumber",
+        Call::GetEphemerals(_) => "GetEphemerals",
+        Call::GetAcl(_) => "GetAcl",
+        Call::MultiRead(_) => "MultiRead",
+        Call::Sync(_) => "Sync",
+        Call::AddWatch(_) => "AddWatch",
+        Call::RemoveWatches(_) => "RemoveWatches",
     }
 }
 

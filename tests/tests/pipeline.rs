@@ -1,7 +1,8 @@
 //! The `Pipeline` stream against a real `synod` process: answers match what
 //! the unary calls return, errors carry the same status and detail, a
 //! session's read waits for its earlier write, a stream at its limit is held
-//! back and never loses a request, and a client's `Pipeline` fails its calls
+//! back and never loses a request, pipelined calls are counted in the
+//! per-method metrics, and a client's `Pipeline` fails its calls
 //! once the server is gone instead of hanging.
 
 use std::collections::HashMap;
@@ -259,6 +260,16 @@ async fn a_stream_at_its_limit_is_held_back_and_loses_nothing() {
         (r.data, r.stat.expect("stat"))
     };
     assert_eq!(stat.version, i32::try_from(total / 2).expect("small"));
+
+    // Pipelined calls count in the per-method metrics under their own names.
+    let sets = node
+        .metric("synod_requests_seconds_count{method=\"SetData\"}")
+        .expect("scrape");
+    let gets = node
+        .metric("synod_requests_seconds_count{method=\"GetData\"}")
+        .expect("scrape");
+    assert_eq!(sets, Some((total / 2) as f64));
+    assert!(gets.is_some_and(|g| g >= (total / 2) as f64), "{gets:?}");
 }
 
 #[tokio::test]
