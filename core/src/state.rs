@@ -102,10 +102,12 @@ impl StateMachine {
     /// applying in between: the node is not paused for the whole encoding.
     pub fn begin_snapshot(&mut self) -> PendingSnapshot {
         let mut e = Encoder::default();
-        // About 190 bytes per znode with 100-byte values; a bit over the
-        // last snapshot when there was one.
-        let estimate = (self.last_snapshot_bytes + self.last_snapshot_bytes / 8)
-            .max(self.tree.len().saturating_mul(192));
+        // About 190 bytes per znode with 100-byte values, and more than the
+        // last snapshot: growing a buffer of hundreds of megabytes copies it
+        // in one slice, while reserving too much costs only address space
+        // (pages are touched when written).
+        let estimate = (self.last_snapshot_bytes + self.last_snapshot_bytes / 4)
+            .max(self.tree.len().saturating_mul(256));
         e.buf.reserve(estimate);
         e.u32(SNAPSHOT_FORMAT);
         e.i64(self.applied);

@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::codec::Proposal;
@@ -48,7 +49,7 @@ use crate::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply
 use crate::metrics::{Gauges, Metrics};
 use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
-use crate::wire::{LogRecord, PeerMessage, encode_snapshot_file};
+use crate::wire::{LogRecord, PeerMessage, snapshot_file_prefix};
 
 /// A unit of work for the driver task.
 pub type Job = Box<dyn FnOnce(&mut NodeState) + Send>;
@@ -316,7 +317,7 @@ impl Wal {
 struct SnapshotInProgress {
     slot: Slot,
     membership: Membership,
-    state: Arc<[u8]>,
+    state: Bytes,
     stage: SnapshotStage,
 }
 
@@ -1096,7 +1097,7 @@ impl NodeState {
             return;
         }
         snapshot.stage = SnapshotStage::Writing;
-        let bytes = encode_snapshot_file(snapshot.slot, &snapshot.membership, &snapshot.state);
+        let prefix = snapshot_file_prefix(snapshot.slot, &snapshot.membership);
         let index = checkpoint - 1;
         tracing::debug!(
             slot = snapshot.slot,
@@ -1104,7 +1105,7 @@ impl NodeState {
             "writing snapshot file"
         );
         if let Some(wal) = &self.wal
-            && !wal.writer.snapshot(index, bytes)
+            && !wal.writer.snapshot(index, prefix, snapshot.state.clone())
         {
             tracing::error!("the snapshot thread has stopped");
         }
@@ -1334,7 +1335,7 @@ impl NodeState {
 
     /// Appends the checkpoint for a snapshot at `slot`; its file is written
     /// once the checkpoint is durable.
-    fn begin_snapshot_file(&mut self, slot: Slot, membership: Membership, state: Arc<[u8]>) {
+    fn begin_snapshot_file(&mut self, slot: Slot, membership: Membership, state: Bytes) {
         let checkpoint = || {
             LogRecord {
                 commit: self.replica.commit_index(),

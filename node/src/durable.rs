@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use synod_core::codec::Proposal;
 use synod_core::paxos::{Durable, Slot, Snapshot, Value};
 use synod_core::state::{Applied, StateConfig, StateMachine};
@@ -150,24 +151,22 @@ impl DurableLog {
         fs: Arc<dyn FileSystem>,
     ) -> Result<(DurableLog, Recovered), RecoveryError> {
         let started = Instant::now();
-        let (storage, found) = Storage::open(config, fs)?;
+        let (storage, mut found) = Storage::open(config, fs)?;
         if let Some((file, offset)) = &found.truncated_tail {
             tracing::warn!(file = %file.display(), offset, "truncated a torn write at the end of the log");
         }
         let mut durable = Durable::default();
-        let (mut machine, snapshot_slot) = match &found.snapshot {
+        let (mut machine, snapshot_slot) = match found.snapshot.take() {
             Some((index, bytes)) => {
-                let bad = |source| RecoveryError::Snapshot {
-                    index: *index,
-                    source,
-                };
-                let (slot, membership, at) = decode_snapshot_file_header(bytes).map_err(bad)?;
-                let state = &bytes[at..];
-                let machine = StateMachine::decode_snapshot(state_config, state).map_err(bad)?;
+                let bad = |source| RecoveryError::Snapshot { index, source };
+                let (slot, membership, at) = decode_snapshot_file_header(&bytes).map_err(bad)?;
+                // The replica keeps the file's state part as it was read.
+                let state = Bytes::from(bytes).slice(at..);
+                let machine = StateMachine::decode_snapshot(state_config, &state).map_err(bad)?;
                 durable.snapshot = Some(Snapshot {
                     index: slot,
                     membership,
-                    data: Arc::from(state),
+                    data: state,
                 });
                 (machine, slot)
             }
@@ -215,13 +214,20 @@ impl DurableLog {
         let (jobs, inbox) = std::sync::mpsc::channel::<StorageJob>();
         let mut storage = self.storage;
         let writer = storage.snapshot_writer();
-        let (snapshots, snapshot_inbox) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+        let (snapshots, snapshot_inbox) = std::sync::mpsc::channel::<SnapshotJob>();
         let registrar = jobs.clone();
         let snapshot_thread = std::thread::Builder::new()
             .name("synod-snapshot".into())
             .spawn(move || {
-                while let Ok((index, bytes)) = snapshot_inbox.recv() {
-                    let written = writer.write(index, &bytes).map_err(|e| e.to_string());
+                while let Ok(SnapshotJob {
+                    index,
+                    prefix,
+                    state,
+                }) = snapshot_inbox.recv()
+                {
+                    let written = writer
+                        .write(index, &[&prefix, &state])
+                        .map_err(|e| e.to_string());
                     if registrar
                         .send(StorageJob::SnapshotWritten { index, written })
                         .is_err()
@@ -280,7 +286,16 @@ impl DurableLog {
 #[derive(Debug)]
 pub struct LogWriter {
     jobs: std::sync::mpsc::Sender<StorageJob>,
-    snapshots: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
+    snapshots: std::sync::mpsc::Sender<SnapshotJob>,
+}
+
+/// A snapshot file for the snapshot thread: `prefix` then `state`, which is
+/// shared with the replica rather than copied.
+#[derive(Debug)]
+struct SnapshotJob {
+    index: u64,
+    prefix: Vec<u8>,
+    state: Bytes,
 }
 
 impl LogWriter {
@@ -291,7 +306,15 @@ impl LogWriter {
             .is_ok()
     }
 
-    pub fn snapshot(&self, index: u64, bytes: Vec<u8>) -> bool {
-        self.snapshots.send((index, bytes)).is_ok()
+    /// Queues a snapshot file at log position `index`: `prefix`, then
+    /// `state`; false when the snapshot thread is gone.
+    pub fn snapshot(&self, index: u64, prefix: Vec<u8>, state: Bytes) -> bool {
+        self.snapshots
+            .send(SnapshotJob {
+                index,
+                prefix,
+                state,
+            })
+            .is_ok()
     }
 }

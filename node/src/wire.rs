@@ -201,13 +201,19 @@ fn get_ids(d: &mut Decoder<'_>, what: &'static str) -> Result<Vec<NodeId>, Codec
 /// at and the membership in force there) followed by the state machine's
 /// bytes, which the caller passes by reference so they are copied once.
 pub fn encode_snapshot_file(slot: Slot, membership: &Membership, state: &[u8]) -> Vec<u8> {
+    let mut file = snapshot_file_prefix(slot, membership);
+    file.extend_from_slice(state);
+    file
+}
+
+/// What a snapshot file holds before the state machine's bytes, so that a
+/// large state can be written after it without being copied.
+pub fn snapshot_file_prefix(slot: Slot, membership: &Membership) -> Vec<u8> {
     let mut e = Encoder::default();
-    e.buf.reserve(state.len() + 64);
     e.u32(SNAPSHOT_FILE_FORMAT);
     e.u64(slot);
     put_ids(&mut e, &membership.voters);
     put_ids(&mut e, &membership.observers);
-    e.buf.extend_from_slice(state);
     e.buf
 }
 

@@ -40,7 +40,7 @@
 //!
 //! See `docs/consensus.md` for the protocol and the safety argument.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 pub mod codec;
 mod replica;
@@ -145,7 +145,11 @@ pub enum Value<T> {
 pub struct Snapshot {
     pub index: Slot,
     pub membership: Membership,
-    pub data: Arc<[u8]>,
+    /// Shared, not copied, by the replica, the node that writes it to disk
+    /// and the catch-up of every lagging peer; `Bytes` takes the encoder's
+    /// buffer as it is, where an `Arc<[u8]>` would copy a snapshot that can
+    /// be hundreds of megabytes.
+    pub data: Bytes,
 }
 
 /// A value as accepted by an acceptor, with the ballot it was accepted in.

@@ -7,7 +7,8 @@
 //! docs of [`crate::paxos`] for the IO contract.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::rng::Rng;
 use super::{
@@ -360,7 +361,7 @@ impl<T: Clone> Replica<T> {
     /// The shell has made a snapshot of the state machine at `upto`
     /// durable: drop the log up to there. The replica keeps `data` to send
     /// to peers that lag behind the log's new start.
-    pub fn compact(&mut self, upto: Slot, data: Arc<[u8]>) -> Result<(), PaxosError> {
+    pub fn compact(&mut self, upto: Slot, data: Bytes) -> Result<(), PaxosError> {
         if upto > self.commit {
             return Err(PaxosError::NotCommitted {
                 slot: upto,
@@ -1329,7 +1330,7 @@ impl<T: Clone> Replica<T> {
         if have >= total
             && let Some((_, _, buf)) = self.snap_recv.take()
         {
-            let data: Arc<[u8]> = buf.into();
+            let data = Bytes::from(buf);
             self.log.compact(index);
             self.commit = index;
             let snap = Snapshot {

@@ -741,7 +741,7 @@ fn restarted_replica_recovers_its_promise_and_log() {
 #[test]
 fn compaction_needs_a_committed_slot_and_moves_the_log_start() {
     let mut r = leader3();
-    let snap: std::sync::Arc<[u8]> = vec![1u8, 2, 3].into();
+    let snap = bytes::Bytes::from(vec![1u8, 2, 3]);
     assert_eq!(
         r.compact(2, snap.clone()),
         Err(PaxosError::NotCommitted { slot: 2, commit: 1 })

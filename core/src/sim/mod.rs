@@ -19,7 +19,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::paxos::rng::Rng;
 use crate::paxos::{
@@ -872,7 +873,7 @@ fn mask_ids(mask: u64) -> Vec<NodeId> {
 
 /// The simulated state machine's snapshot: 8 bytes per slot, 0 for a
 /// no-op, the top bit and two id masks for a membership change.
-fn encode(values: &[Value<u64>]) -> Arc<[u8]> {
+fn encode(values: &[Value<u64>]) -> Bytes {
     let mut out = Vec::with_capacity(values.len() * 8);
     for v in values {
         let x = match v {

@@ -285,6 +285,10 @@ pub struct SnapshotWriter {
     dir: PathBuf,
 }
 
+fn offset_of_end(parts: &[&[u8]]) -> u64 {
+    (snapshot::HEADER_LEN + parts.iter().map(|p| p.len()).sum::<usize>()) as u64
+}
+
 /// A snapshot file on disk, durable and in place, not yet registered.
 #[derive(Debug)]
 pub struct WrittenSnapshot {
@@ -294,17 +298,23 @@ pub struct WrittenSnapshot {
 }
 
 impl SnapshotWriter {
-    pub fn write(&self, index: u64, bytes: &[u8]) -> Result<WrittenSnapshot, StorageError> {
+    /// Writes the snapshot whose payload is `parts`, one after another, so
+    /// that a caller never has to join a large payload into one buffer.
+    pub fn write(&self, index: u64, parts: &[&[u8]]) -> Result<WrittenSnapshot, StorageError> {
         let dir = &self.dir;
         let path = dir.join(snapshot::snapshot_name(index));
         let tmp = tmp_path(&path);
         let written = (|| {
             let mut file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
-            let header = snapshot::encode_header(index, bytes);
+            let header = snapshot::encode_header(index, parts);
             file.write_all_at(0, &header)
                 .map_err(io_err("write", &tmp))?;
-            file.write_all_at(header.len() as u64, bytes)
-                .map_err(io_err("write", &tmp))?;
+            let mut offset = header.len() as u64;
+            for part in parts {
+                file.write_all_at(offset, part)
+                    .map_err(io_err("write", &tmp))?;
+                offset += part.len() as u64;
+            }
             file.sync_all().map_err(io_err("fsync", &tmp))?;
             drop(file);
             self.fs
@@ -321,7 +331,7 @@ impl SnapshotWriter {
         Ok(WrittenSnapshot {
             index,
             path,
-            bytes: (snapshot::HEADER_LEN + bytes.len()) as u64,
+            bytes: offset_of_end(parts),
         })
     }
 }
@@ -587,7 +597,7 @@ impl Storage {
     /// Writes a snapshot of the state at `index`, then purges.
     pub fn write_snapshot(&mut self, index: u64, bytes: &[u8]) -> Result<(), StorageError> {
         self.check_snapshot_index(index)?;
-        let written = self.snapshot_writer().write(index, bytes)?;
+        let written = self.snapshot_writer().write(index, &[bytes])?;
         self.add_snapshot(written)
     }
 

@@ -32,13 +32,18 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-pub(crate) fn encode_header(index: u64, payload: &[u8]) -> [u8; HEADER_LEN] {
+/// The header of a snapshot whose payload is `parts`, one after another.
+pub(crate) fn encode_header(index: u64, parts: &[&[u8]]) -> [u8; HEADER_LEN] {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let payload_crc = parts
+        .iter()
+        .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[16..24].copy_from_slice(&index.to_le_bytes());
-    h[24..32].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    h[32..36].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    h[24..32].copy_from_slice(&(len as u64).to_le_bytes());
+    h[32..36].copy_from_slice(&payload_crc.to_le_bytes());
     let crc = crc32c::crc32c(&h[..36]);
     h[36..40].copy_from_slice(&crc.to_le_bytes());
     h
@@ -99,7 +104,7 @@ mod tests {
     use super::*;
 
     fn file(index: u64, payload: &[u8]) -> Vec<u8> {
-        let mut f = encode_header(index, payload).to_vec();
+        let mut f = encode_header(index, &[payload]).to_vec();
         f.extend_from_slice(payload);
         f
     }
