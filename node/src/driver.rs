@@ -210,6 +210,13 @@ pub fn spawn(
                 () = std::future::ready(()), if state.snapshotting() => state.snapshot_work(),
             }
             state.turn();
+            if state.snapshotting() {
+                // The snapshot branch is always ready, so without this the
+                // driver would keep its worker thread until the snapshot is
+                // encoded, and the network tasks queued on that worker
+                // (other nodes' among them under `synod dev`) would wait.
+                tokio::task::yield_now().await;
+            }
         }
         tracing::debug!("driver stopped");
     }
@@ -415,7 +422,7 @@ pub struct NodeState {
 
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
 /// work between two jobs of the driver.
-const SNAPSHOT_SLICE: usize = 5_000;
+const SNAPSHOT_SLICE: usize = 1_000;
 
 /// Bounds the reaps one tick submits, so a mass expiry of TTL nodes is
 /// spread over ticks instead of flooding one batch.
