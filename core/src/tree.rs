@@ -14,6 +14,7 @@ use crate::path;
 use crate::txn::{CreateMode, MultiOutcome, OpOutcome, WriteOp};
 use crate::watch::{EventType, Trigger};
 use crate::{Millis, SessionId, Zxid};
+use node_map::NodeMap;
 
 /// ZooKeeper's `Stat`, field for field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -187,7 +188,7 @@ pub struct NodeView {
 /// The tree of znodes.
 #[derive(Debug)]
 pub struct DataTree {
-    nodes: FxHashMap<Box<str>, Box<Znode>>,
+    nodes: NodeMap,
     acls: AclCache,
     ephemerals: FxHashMap<SessionId, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -209,7 +210,7 @@ impl DataTree {
     /// `/zookeeper/quota` and `/zookeeper/config`, all with zxid 0.
     pub fn new(config: TreeConfig) -> Self {
         let mut tree = DataTree {
-            nodes: FxHashMap::default(),
+            nodes: NodeMap::default(),
             acls: AclCache::default(),
             ephemerals: FxHashMap::default(),
             containers: BTreeSet::new(),
@@ -303,7 +304,6 @@ impl DataTree {
     fn node(&self, path: &str) -> Result<&Znode, Error> {
         self.nodes
             .get(path)
-            .map(|n| &**n)
             .ok_or_else(|| Error::NoNode(path.to_owned()))
     }
 
@@ -976,6 +976,7 @@ impl DataTree {
     }
 }
 
+mod node_map;
 mod snapshot;
 pub use snapshot::SnapshotCursor;
 

@@ -256,7 +256,7 @@ impl DataTree {
             return Err(CodecError::Truncated { what: "nodes", at });
         }
         let mut tree = DataTree {
-            nodes: FxHashMap::default(),
+            nodes: super::node_map::NodeMap::default(),
             acls: AclCache::default(),
             ephemerals: FxHashMap::default(),
             containers: BTreeSet::new(),
@@ -321,7 +321,7 @@ impl DataTree {
         let paths: Vec<String> = tree
             .nodes
             .keys()
-            .filter(|p| &***p != "/")
+            .filter(|p| *p != "/")
             .map(|p| p.to_string())
             .collect();
         for p in paths {
