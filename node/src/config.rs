@@ -55,6 +55,15 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_BYTES", default_value_t = 1 << 30)]
     pub snapshot_every_bytes: u64,
 
+    /// A snapshot due by --snapshot-every-txns waits until the txns since
+    /// the last one number at least this share of the znodes. A snapshot
+    /// costs time in proportion to the znodes; this keeps that cost in
+    /// proportion to the writes instead of growing with the tree, and
+    /// bounds what a restart replays to this share of what it loads. 0
+    /// turns it off; --snapshot-every-bytes still applies.
+    #[arg(long, env = "SYNOD_SNAPSHOT_TXNS_PER_ZNODE", default_value_t = 0.5)]
+    pub snapshot_txns_per_znode: f64,
+
     /// Snapshots to keep; older ones and the log they cover are purged.
     #[arg(long, env = "SYNOD_KEEP_SNAPSHOTS", default_value_t = 3)]
     pub keep_snapshots: usize,
@@ -274,6 +283,12 @@ impl NodeConfig {
             return Err(ConfigError(format!(
                 "--max-request-bytes ({}) must exceed --max-data-bytes ({}) to leave room for the request around the data",
                 self.max_request_bytes, self.max_data_bytes
+            )));
+        }
+        if !(0.0..=100.0).contains(&self.snapshot_txns_per_znode) {
+            return Err(ConfigError(format!(
+                "--snapshot-txns-per-znode ({}) must be between 0 and 100",
+                self.snapshot_txns_per_znode
             )));
         }
         if self.snapshot_every_txns == 0 {

@@ -409,6 +409,7 @@ pub struct NodeState {
     /// Bytes handed to the log since the last snapshot began.
     logged_since_snapshot: u64,
     snapshot_every_bytes: u64,
+    snapshot_txns_per_znode: f64,
     /// The snapshot being encoded, a slice at a time.
     snapshotting: Option<PendingSnapshot>,
     /// The snapshot after encoding: waiting for its checkpoint, written,
@@ -498,6 +499,7 @@ impl NodeState {
             deferred: FxHashMap::default(),
             logged_since_snapshot: 0,
             snapshot_every_bytes: config.snapshot_every_bytes,
+            snapshot_txns_per_znode: config.snapshot_txns_per_znode,
             snapshotting: None,
             snapshot: None,
             closing: FxHashSet::default(),
@@ -1407,8 +1409,11 @@ impl NodeState {
     fn maybe_snapshot(&mut self) {
         let applied = self.machine.applied();
         let share = |every: u64| every.saturating_mul(self.snapshot_share) / 1000;
-        let due = u64::try_from(applied - self.last_snapshot).unwrap_or(0)
-            >= share(self.snapshot_every).max(1)
+        let txns = u64::try_from(applied - self.last_snapshot).unwrap_or(0);
+        // As f64: counts far below 2^52 convert exactly enough.
+        let enough_for_the_tree =
+            txns as f64 >= self.machine.tree().len() as f64 * self.snapshot_txns_per_znode;
+        let due = (txns >= share(self.snapshot_every).max(1) && enough_for_the_tree)
             || self.logged_since_snapshot >= share(self.snapshot_every_bytes).max(1);
         if !due || self.snapshot.is_some() || self.snapshotting.is_some() {
             return;
