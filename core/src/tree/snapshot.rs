@@ -25,14 +25,13 @@ pub(super) struct Preimage {
     data: Box<[u8]>,
 }
 
-/// What the running snapshot knows of a path changed since it began.
+/// The preimage of a node that existed when the running snapshot began and
+/// changed before the walk reached it. Only such nodes are recorded: a node
+/// the walk has passed was encoded (or rightly skipped) before it changed,
+/// and a node created since the snapshot began has a newer `czxid`, which
+/// the walk skips; recording those would cost an allocation per write.
 #[derive(Debug)]
 pub(super) enum Captured {
-    /// The walk had already passed it when it first changed: it was encoded
-    /// (or rightly skipped) before the change.
-    Passed,
-    /// It did not exist when the snapshot began.
-    Absent,
     /// Its state when the snapshot began, not encoded yet.
     Pending(Preimage),
     /// Its preimage was encoded by the walk.
@@ -53,6 +52,9 @@ pub(super) struct Capture {
 fn walk_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.split('/').cmp(b.split('/'))
 }
+
+/// Children taken from a directory's child set per search by the walk.
+const WALK_BATCH: usize = 64;
 
 /// A snapshot being encoded a slice at a time while txns keep applying.
 /// It walks the tree depth first from the root; the walk resumes by child
@@ -125,7 +127,7 @@ impl DataTree {
                     cursor.written += 1;
                 }
             }
-            Some(Captured::Absent | Captured::Passed | Captured::Used) => {}
+            Some(Captured::Used) => {}
             None => {
                 if let Some(n) = self.nodes.get(key)
                     && n.czxid <= cursor.index
@@ -155,27 +157,49 @@ impl DataTree {
     ) -> bool {
         let mut done = 0;
         while done < budget {
-            let Some((dir, last)) = cursor.stack.last_mut() else {
+            let Some((dir, last)) = cursor.stack.last() else {
                 break;
             };
-            let next = self.nodes.get(dir.as_str()).and_then(|node| {
-                let mut after = match last {
-                    Some(last) => node
-                        .children
-                        .range::<str, _>((Excluded(&**last), Unbounded)),
-                    None => node.children.range::<str, _>(..),
-                };
-                after.next().cloned()
-            });
-            let Some(name) = next else {
+            // The next few children in one search of the child set, rather
+            // than one search per child: a directory can hold millions.
+            let batch = (budget - done).min(WALK_BATCH);
+            let names: Vec<Box<str>> = self
+                .nodes
+                .get(dir.as_str())
+                .map(|node| {
+                    let after = match last {
+                        Some(last) => node
+                            .children
+                            .range::<str, _>((Excluded(&**last), Unbounded)),
+                        None => node.children.range::<str, _>(..),
+                    };
+                    after.take(batch).cloned().collect()
+                })
+                .unwrap_or_default();
+            if names.is_empty() {
                 cursor.stack.pop();
                 continue;
-            };
-            let child = path::join(dir, &name);
-            *last = Some(name);
-            self.visit(&child, cursor, e);
-            cursor.stack.push((child, None));
-            done += 1;
+            }
+            let dir = dir.clone();
+            for name in names {
+                let child = path::join(&dir, &name);
+                self.visit(&child, cursor, e);
+                done += 1;
+                // Children the node had at the index and has lost since are
+                // encoded from their preimages at the end, so only a node
+                // with children now needs descending into.
+                let descend = self
+                    .nodes
+                    .get(&child)
+                    .is_some_and(|n| !n.children.is_empty());
+                if let Some((_, last)) = cursor.stack.last_mut() {
+                    *last = Some(name);
+                }
+                if descend {
+                    cursor.stack.push((child, None));
+                    break;
+                }
+            }
         }
         if !cursor.stack.is_empty() {
             return false;
@@ -211,25 +235,30 @@ impl DataTree {
         if capture.changed.contains_key(path) {
             return;
         }
-        let captured = if walk_order(path, &capture.position).is_le() {
-            Captured::Passed
-        } else {
-            match self.nodes.get(path) {
-                // A node created since the snapshot began (say, the parent
-                // of a child created after it) was not there at its index.
-                Some(n) if n.czxid <= capture.index => Captured::Pending(Preimage {
-                    stat: stat_of(n),
-                    versions: [n.version, n.cversion, n.aversion],
-                    acl: self
-                        .acls
-                        .get_shared(n.acl)
-                        .unwrap_or_else(|| Arc::from(Vec::new())),
-                    data: n.data.clone(),
-                }),
-                _ => Captured::Absent,
-            }
-        };
-        capture.changed.insert(path.into(), captured);
+        // The walk only moves forward, so a path it has passed stays passed.
+        if walk_order(path, &capture.position).is_le() {
+            return;
+        }
+        // A missing node with no preimage did not exist at the snapshot's
+        // index (its deletion since would have left one), and a node created
+        // since (say, the parent of a child created after it) is newer than
+        // the index: neither is in the snapshot.
+        if let Some(n) = self.nodes.get(path)
+            && n.czxid <= capture.index
+        {
+            let preimage = Preimage {
+                stat: stat_of(n),
+                versions: [n.version, n.cversion, n.aversion],
+                acl: self
+                    .acls
+                    .get_shared(n.acl)
+                    .unwrap_or_else(|| Arc::from(Vec::new())),
+                data: n.data.clone(),
+            };
+            capture
+                .changed
+                .insert(path.into(), Captured::Pending(preimage));
+        }
     }
 
     /// Appends the whole tree, as of `index`, to `e` at once.
