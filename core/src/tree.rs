@@ -976,6 +976,7 @@ impl DataTree {
     }
 }
 
+mod jump;
 mod node_map;
 mod snapshot;
 pub use snapshot::SnapshotCursor;

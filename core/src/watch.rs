@@ -226,6 +226,19 @@ impl WatchRegistry {
         self.by_session.is_empty()
     }
 
+    /// Every watched path, with whether a recursive watch is on it.
+    pub fn watched_paths(&self) -> Vec<(String, bool)> {
+        self.by_path
+            .iter()
+            .map(|(p, set)| {
+                let recursive = set
+                    .iter()
+                    .any(|(_, kind)| *kind == WatchKind::PersistentRecursive);
+                (p.clone(), recursive)
+            })
+            .collect()
+    }
+
     /// Turns one trigger into events, at most one per session, consuming the
     /// one-shot watches that fire. Sessions come out in id order.
     pub fn fire(&mut self, trigger: &Trigger, out: &mut Vec<WatchEvent>) {

@@ -1329,16 +1329,49 @@ impl NodeState {
             bytes = snapshot.data.len(),
             "installed a snapshot from the leader"
         );
-        self.machine = machine;
+        let old = std::mem::replace(&mut self.machine, machine);
         self.snapshotting = None;
         self.snapshot = None;
         self.last_snapshot = self.machine.applied();
+        self.fire_skipped_changes(&old);
         let mut tracker = SessionTracker::default();
         tracker.restart_all(self.machine.sessions(), self.monotonic_ms());
         self.tracker = tracker;
         if self.wal.is_some() {
             // Compacted already inside the replica; only the file is owed.
             self.begin_snapshot_file(snapshot.index, snapshot.membership, snapshot.data);
+        }
+    }
+
+    /// After a jump from `old` to the installed state: fires the watches the
+    /// skipped txns would have fired, and drops what belonged to sessions
+    /// that ended among them.
+    fn fire_skipped_changes(&mut self, old: &StateMachine) {
+        let watched = self.watches.watched_paths();
+        if !watched.is_empty() {
+            let triggers =
+                self.machine
+                    .tree()
+                    .jump_triggers(old.tree(), &watched, self.machine.applied());
+            for trigger in &triggers {
+                self.watches.fire(trigger, &mut self.scratch);
+            }
+            let events = std::mem::take(&mut self.scratch);
+            for event in &events {
+                self.enqueue(event);
+            }
+            self.scratch = events;
+            self.scratch.clear();
+        }
+        let ended: Vec<SessionId> = self
+            .outboxes
+            .keys()
+            .chain(self.auth.keys())
+            .copied()
+            .filter(|session| !self.machine.sessions().contains(*session))
+            .collect();
+        for session in ended {
+            self.forget_session(session);
         }
     }
 

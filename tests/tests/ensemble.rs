@@ -3,6 +3,8 @@
 //! ensemble survives the loss of its leader, of a follower, of every
 //! process at once (with data directories), and of the network links of
 //! one node; a client's session outlives the server it was connected to;
+//! a node that catches up by installing a snapshot fires the watches the
+//! changes it skipped would have fired;
 //! and a node's peer port shrugs off frames it must refuse.
 //!
 //! Every wait is bounded and fails with what it waited for. Nothing here
@@ -451,7 +453,16 @@ async fn follower_restart_catches_up() {
     // Snapshots every 100 txns, so the log behind the 500 writes the
     // follower misses is compacted: it may have to catch up from a
     // snapshot rather than from the log.
-    let mut ensemble = start(3, &["--snapshot-every-txns", "100"], Some(dir.path()));
+    let mut ensemble = start(
+        3,
+        &[
+            "--snapshot-every-txns",
+            "100",
+            "--snapshot-txns-per-znode",
+            "0",
+        ],
+        Some(dir.path()),
+    );
     let first_leader = leader(&ensemble, &ensemble.ids());
     let follower = others(&ensemble, first_leader)[0];
     let survivors = others(&ensemble, follower);
@@ -584,6 +595,118 @@ async fn minority_partition() {
     for (api, id) in majority_apis.iter_mut().zip(&majority) {
         wait_for_data(api, "/after-heal", b"2", CONVERGE, &format!("node {id}")).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_fire_for_changes_a_snapshot_skipped() {
+    let dir = TempDir::new("ensemble-snapshot-watches").expect("temp dir");
+    // Snapshots every few dozen txns (whatever the tree's size), so that
+    // the leader's log no longer reaches back to the cut-off follower and
+    // it catches up by installing a snapshot.
+    let ensemble = blocking(|| {
+        Ensemble::start_proxied(
+            3,
+            &[
+                "--snapshot-every-txns",
+                "40",
+                "--snapshot-txns-per-znode",
+                "0",
+            ],
+            Some(dir.path()),
+        )
+    })
+    .expect("ensemble starts");
+    blocking(|| ensemble.wait_ready(READY)).expect("ensemble ready");
+    let the_leader = leader(&ensemble, &ensemble.ids());
+    let follower = others(&ensemble, the_leader)[0];
+    let majority = others(&ensemble, follower);
+    let mut majority_apis = apis(&ensemble, &majority);
+    let mut watcher = api(ensemble.client_addr(follower));
+    let node = format!("follower {follower}");
+
+    create_on_any(&mut majority_apis, "/w", b"old", WRITE).await;
+    create_on_any(&mut majority_apis, "/tree", b"", WRITE).await;
+    wait_for_data(&mut watcher, "/tree", b"", CONVERGE, &node).await;
+    // A session on the follower with a data watch, an exists watch on a
+    // missing node and a recursive watch. The longest timeout, so that it
+    // outlives the partition without pings.
+    let session = watcher
+        .create_session(pb::CreateSessionRequest { timeout_ms: 40_000 })
+        .await
+        .expect("session")
+        .into_inner()
+        .session_id;
+    watcher
+        .get_data(pb::GetDataRequest {
+            session_id: session,
+            path: "/w".into(),
+            watch: true,
+            linearizable: false,
+        })
+        .await
+        .expect("data watch");
+    watcher
+        .exists(pb::ExistsRequest {
+            session_id: session,
+            path: "/new".into(),
+            watch: true,
+            linearizable: false,
+        })
+        .await
+        .expect("exists watch");
+    watcher
+        .add_watch(pb::AddWatchRequest {
+            session_id: session,
+            path: "/tree".into(),
+            mode: pb::AddWatchMode::PersistentRecursive as i32,
+        })
+        .await
+        .expect("recursive watch");
+    let mut events = watcher
+        .watch_events(pb::WatchEventsRequest {
+            session_id: session,
+            after_seq: 0,
+        })
+        .await
+        .expect("event stream")
+        .into_inner();
+
+    blocking(|| ensemble.isolate(follower));
+    create_on_any(&mut majority_apis, "/new", b"", WRITE).await;
+    create_on_any(&mut majority_apis, "/tree/a", b"", WRITE).await;
+    for i in 0..200 {
+        create_on_any(&mut majority_apis, &format!("/filler-{i}"), b"", WRITE).await;
+    }
+    let mut setter = majority_apis[0].clone();
+    setter
+        .set_data(pb::SetDataRequest {
+            session_id: 0,
+            path: "/w".into(),
+            data: b"new".to_vec(),
+            version: -1,
+        })
+        .await
+        .expect("set /w");
+    blocking(|| ensemble.heal_all());
+
+    let mut expected = vec![
+        (pb::EventType::NodeDataChanged, "/w".to_owned()),
+        (pb::EventType::NodeCreated, "/new".to_owned()),
+        (pb::EventType::NodeCreated, "/tree/a".to_owned()),
+    ];
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while !expected.is_empty() {
+        let event = tokio::time::timeout_at(deadline, events.message())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("{node} caught up without firing {expected:?} within {CONVERGE:?}")
+            })
+            .expect("event stream open")
+            .expect("event stream not ended");
+        let kind = pb::EventType::try_from(event.r#type).expect("known event type");
+        expected.retain(|(k, p)| !(*k == kind && *p == event.path));
+    }
+    wait_for_data(&mut watcher, "/w", b"new", CONVERGE, &node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
