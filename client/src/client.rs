@@ -224,6 +224,13 @@ impl Client {
         Ok(response.stat.map(Stat::from))
     }
 
+    /// [`Client::exists`] as of now in the whole ensemble, like
+    /// [`Client::get_data_linearizable`].
+    pub async fn exists_linearizable(&self, path: &str) -> Result<Option<Stat>> {
+        let response = self.inner().exists_with(path, false, true).await?;
+        Ok(response.stat.map(Stat::from))
+    }
+
     /// Like [`Client::exists`], and sets a one-shot watch that fires when
     /// the node is created, changed or deleted (also when it is missing).
     pub async fn exists_watch(&self, path: &str) -> Result<(Option<Stat>, OneShotWatch)> {
@@ -244,6 +251,16 @@ impl Client {
     /// The names of a node's children, sorted.
     pub async fn get_children(&self, path: &str) -> Result<Vec<String>> {
         Ok(self.inner().get_children(path, false).await?.children)
+    }
+
+    /// [`Client::get_children`] as of now in the whole ensemble, like
+    /// [`Client::get_data_linearizable`].
+    pub async fn get_children_linearizable(&self, path: &str) -> Result<Vec<String>> {
+        Ok(self
+            .inner()
+            .get_children_with(path, false, true)
+            .await?
+            .children)
     }
 
     /// The names of a node's children and the node's Stat.

@@ -947,11 +947,20 @@ impl Inner {
     }
 
     pub(crate) async fn exists(&self, path: &str, watch: bool) -> Result<pb::ExistsResponse> {
+        self.exists_with(path, watch, false).await
+    }
+
+    pub(crate) async fn exists_with(
+        &self,
+        path: &str,
+        watch: bool,
+        linearizable: bool,
+    ) -> Result<pb::ExistsResponse> {
         let request = pb::ExistsRequest {
             session_id: self.session_id,
             path: path.to_owned(),
             watch,
-            linearizable: false,
+            linearizable,
         };
         self.call(true, |mut rpc| {
             let request = request.clone();
@@ -966,11 +975,20 @@ impl Inner {
         path: &str,
         watch: bool,
     ) -> Result<pb::GetChildrenResponse> {
+        self.get_children_with(path, watch, false).await
+    }
+
+    pub(crate) async fn get_children_with(
+        &self,
+        path: &str,
+        watch: bool,
+        linearizable: bool,
+    ) -> Result<pb::GetChildrenResponse> {
         let request = pb::GetChildrenRequest {
             session_id: self.session_id,
             path: path.to_owned(),
             watch,
-            linearizable: false,
+            linearizable,
         };
         self.call(true, |mut rpc| {
             let request = request.clone();

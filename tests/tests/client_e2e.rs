@@ -50,6 +50,18 @@ async fn client_operations_and_errors() {
         .unwrap();
     assert_eq!(seq, "/cfg/n-0000000000");
     assert_eq!(c.get_children("/cfg").await.unwrap(), ["n-0000000000"]);
+    assert_eq!(
+        c.get_children_linearizable("/cfg").await.unwrap(),
+        ["n-0000000000"]
+    );
+    assert_eq!(
+        c.exists_linearizable("/cfg/n-0000000000")
+            .await
+            .unwrap()
+            .map(|s| s.version),
+        Some(0)
+    );
+    assert!(c.exists_linearizable("/cfg/none").await.unwrap().is_none());
     let result = c
         .multi(&[
             Op::create("/cfg/x", b"".to_vec(), CreateOptions::default()),
@@ -185,6 +197,11 @@ async fn synodctl_reads_well_and_fails_clearly() {
     );
     let ls = synodctl(&node, &["ls", "/app"]);
     assert!(String::from_utf8_lossy(&ls.stdout).contains("job-0000000000"));
+    let ls = synodctl(&node, &["ls", "-l", "/app"]);
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("job-0000000000"));
+    let json = synodctl(&node, &["--json", "stat", "-l", "/app"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON value");
+    assert_eq!(value["num_children"], 1, "{value}");
     let missing = synodctl(&node, &["get", "/nope"]);
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);

@@ -91,11 +91,21 @@ enum Command {
         /// List the whole subtree, one full path per line
         #[arg(short = 'R', long)]
         recursive: bool,
+        /// Reflect every write acknowledged anywhere in the ensemble before
+        /// this read (not with -R)
+        #[arg(short = 'l', long, conflicts_with = "recursive")]
+        linearizable: bool,
         #[arg(default_value = "/")]
         path: String,
     },
     /// Print a node's Stat
-    Stat { path: String },
+    Stat {
+        path: String,
+        /// Reflect every write acknowledged anywhere in the ensemble before
+        /// this read
+        #[arg(short = 'l', long)]
+        linearizable: bool,
+    },
     /// Print the events of a persistent watch until interrupted
     Watch {
         /// Watch the whole subtree (persistent-recursive)
@@ -269,7 +279,11 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
                 out.json(&json!({ "path": path, "deleted": deleted }))?;
             }
         }
-        Command::Ls { recursive, path } => {
+        Command::Ls {
+            recursive,
+            linearizable,
+            path,
+        } => {
             if recursive {
                 let tree = fetch_tree(client, &path).await?;
                 let mut paths = Vec::new();
@@ -282,7 +296,11 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
                     }
                 }
             } else {
-                let children = client.get_children(&path).await?;
+                let children = if linearizable {
+                    client.get_children_linearizable(&path).await?
+                } else {
+                    client.get_children(&path).await?
+                };
                 if out.json {
                     out.json(&json!(children))?;
                 } else {
@@ -292,11 +310,13 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
                 }
             }
         }
-        Command::Stat { path } => {
-            let stat = client
-                .exists(&path)
-                .await?
-                .ok_or_else(|| Error::NoNode { path: path.clone() })?;
+        Command::Stat { path, linearizable } => {
+            let stat = if linearizable {
+                client.exists_linearizable(&path).await?
+            } else {
+                client.exists(&path).await?
+            }
+            .ok_or_else(|| Error::NoNode { path: path.clone() })?;
             if out.json {
                 let mut value = json!(stat);
                 value["path"] = json!(path);
