@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use prost::Message as _;
 use synod_proto::v1 as pb;
 use synod_proto::v1::coordination_client::CoordinationClient;
 use synod_proto::v1::pipeline_request::Call;
@@ -125,10 +126,19 @@ fn status_of(error: pb::CallError) -> Status {
     Status::with_details(Code::from(error.code), error.message, error.details.into())
 }
 
-/// The client's handle on one connection. The calls go through the
-/// connection's `Pipeline` stream; the streams (keep-alive, watch events)
-/// are their own calls. The methods keep the generated stub's shapes, so
-/// that callers read as if they made unary calls.
+/// Requests larger than this, encoded, are sent as unary calls. They gain
+/// nothing from sharing a stream (their bytes cost more than a call), and a
+/// request over the server's `--max-request-bytes` ends the stream it is on,
+/// failing every call that shares it, where a unary call fails alone.
+/// Servers never limit requests below this in practice (paths alone may
+/// take 4 KiB).
+const PIPELINED_REQUEST_MAX: usize = 4096;
+
+/// The client's handle on one connection. Calls go through the
+/// connection's `Pipeline` stream, apart from large requests (see
+/// [`PIPELINED_REQUEST_MAX`]); the streams (keep-alive, watch events) are
+/// their own calls. The methods keep the generated stub's shapes, so that
+/// callers read as if they made unary calls.
 #[derive(Debug, Clone)]
 pub(crate) struct Rpc {
     streams: CoordinationClient<Channel>,
@@ -166,6 +176,9 @@ macro_rules! pipelined {
                     &mut self,
                     request: $request,
                 ) -> Result<tonic::Response<$response>, Status> {
+                    if request.encoded_len() > PIPELINED_REQUEST_MAX {
+                        return self.streams.$method(request).await;
+                    }
                     match self.pipeline.call(Call::$call(request)).await? {
                         Answer::$call(response) => Ok(tonic::Response::new(response)),
                         _ => Err(Status::internal(concat!(

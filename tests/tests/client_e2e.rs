@@ -16,6 +16,38 @@ async fn client(node: &TestNode) -> Client {
     Client::connect(config).await.expect("client")
 }
 
+/// A request over the server's size limit fails alone: the session keeps
+/// its connection and the calls that share it.
+#[tokio::test]
+async fn an_oversized_request_fails_alone() {
+    let node = TestNode::start(&["--max-data-bytes", "1024", "--max-request-bytes", "8192"])
+        .expect("node");
+    let c = client(&node).await;
+    c.create("/k", b"v", &CreateOptions::default())
+        .await
+        .expect("create");
+    let session = c.session_id();
+    // Over the data limit, under the request limit: the server refuses it.
+    assert!(matches!(
+        c.set_data("/k", &[b'x'; 2000], None).await,
+        Err(Error::TooLarge { .. })
+    ));
+    // Over the request limit itself, with reads in flight beside it.
+    let big = c.set_data("/k", &[b'x'; 20_000], None);
+    let reads = futures::future::join_all((0..20).map(|_| c.get_data("/k")));
+    let (big, reads) = futures::join!(big, reads);
+    let big = big.expect_err("a request over the limit fails");
+    assert!(!big.is_connection_loss(), "{big:?}");
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|(d, _)| d == b"v")),
+        "the calls beside it are answered: {reads:?}"
+    );
+    assert_eq!(c.session_id(), session);
+    assert_eq!(c.get_data("/k").await.expect("still connected").0, b"v");
+}
+
 #[tokio::test]
 async fn client_operations_and_errors() {
     let node = TestNode::start(&[]).expect("node");
