@@ -166,6 +166,14 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_PEER_ADDR")]
     pub peer_addr: Option<SocketAddr>,
 
+    /// Where any node listens for peers, with `{ordinal}` (id - 1) or `{id}`
+    /// for its number, e.g. `synod-{ordinal}.synod-peers.ns.svc:7100` in a
+    /// StatefulSet. With it, a member added through the Admin API is reached
+    /// without restarting the others, and frames from nodes outside the
+    /// configuration are dropped by the node rather than the transport.
+    #[arg(long, env = "SYNOD_PEER_ADDRESS_TEMPLATE")]
+    pub peer_address_template: Option<String>,
+
     /// Name of the ensemble; frames from another ensemble are refused.
     #[arg(long, env = "SYNOD_CLUSTER", default_value = "synod")]
     pub cluster: String,
@@ -317,6 +325,14 @@ impl NodeConfig {
             return Err(ConfigError(format!(
                 "--max-peer-frame-bytes ({}) must exceed --max-request-bytes ({})",
                 self.max_peer_frame_bytes, self.max_request_bytes
+            )));
+        }
+        if let Some(template) = &self.peer_address_template
+            && !template.contains("{id}")
+            && !template.contains("{ordinal}")
+        {
+            return Err(ConfigError(format!(
+                "--peer-address-template {template:?} names no node: use {{id}} or {{ordinal}}"
             )));
         }
         if self.tick_ms == 0 {
@@ -560,6 +576,20 @@ mod tests {
         let from_env =
             parse(expand_config_file(vec!["synod".into(), "serve".into()], Some(path)).unwrap());
         assert_eq!(from_env.max_data_bytes, 1000);
+    }
+
+    #[test]
+    fn a_peer_address_template_must_name_the_node() {
+        let with = |template: &str| {
+            parse(vec![
+                "synod".into(),
+                format!("--peer-address-template={template}"),
+            ])
+        };
+        assert!(with("synod-{ordinal}.peers:7100").validate().is_ok());
+        assert!(with("10.0.0.{id}:7100").validate().is_ok());
+        let err = with("synod.peers:7100").validate().unwrap_err();
+        assert!(err.0.contains("peer-address-template"), "{err}");
     }
 
     #[test]

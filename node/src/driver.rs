@@ -1218,6 +1218,17 @@ impl NodeState {
                 return;
             }
         };
+        // With an address template the transport takes any node id, so
+        // that members added later are heard; others are dropped here.
+        if self.peers.as_ref().is_some_and(PeerSender::open_membership)
+            && !self.replica.membership().contains(from)
+        {
+            tracing::debug!(
+                from,
+                "dropped a frame from a node outside the configuration"
+            );
+            return;
+        }
         match message {
             PeerMessage::Paxos(msg) => self.replica.step(from, msg),
             PeerMessage::Forward(txns) => {

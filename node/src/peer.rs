@@ -8,6 +8,7 @@
 //! limit. Delivery is best effort: consensus tolerates loss and retransmits.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use synod_proto::v1::peer_client::PeerClient;
@@ -34,6 +35,18 @@ pub struct PeerConfig {
     pub queue: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Where a node not in `peers` listens, with `{id}` or `{ordinal}`
+    /// (id - 1) standing for its number: `synod-{ordinal}.synod-peers:7100`
+    /// for a StatefulSet. With it, members added later (Admin API) are
+    /// reached without a restart, and frames from any node id are taken.
+    pub address_template: Option<String>,
+}
+
+/// The address `template` gives node `id`.
+pub fn templated_address(template: &str, id: NodeId) -> String {
+    template
+        .replace("{id}", &id.to_string())
+        .replace("{ordinal}", &id.saturating_sub(1).to_string())
 }
 
 /// A frame that arrived from a peer.
@@ -46,8 +59,10 @@ pub struct Inbound {
 /// Sends frames to peers; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PeerSender {
-    queues: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
+    queues: Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>>>,
     max_frame_bytes: usize,
+    /// Set with an address template: how to dial a node first met later.
+    dial_new: Option<Arc<PeerConfig>>,
 }
 
 /// Why a frame was not queued.
@@ -64,10 +79,31 @@ pub enum SendError {
 impl PeerSender {
     /// Whether `id` has an address here.
     pub fn knows(&self, id: NodeId) -> bool {
-        self.queues.contains_key(&id)
+        self.lock().contains_key(&id) || self.templated(id).is_some()
+    }
+
+    /// Whether members may join without a restart (an address template is
+    /// set), so that frames are taken from any node id and the driver must
+    /// drop those of non-members itself.
+    pub fn open_membership(&self) -> bool {
+        self.dial_new.is_some()
+    }
+
+    /// The address template's config, when `id` may be dialed by it.
+    fn templated(&self, id: NodeId) -> Option<&Arc<PeerConfig>> {
+        self.dial_new
+            .as_ref()
+            .filter(|config| id != 0 && id != config.node_id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>> {
+        // Every update is one insert: a panicked holder leaves it whole.
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `payload` for `to`. Never waits: a full queue drops the frame.
+    /// A node first met here is dialed at its templated address, if there
+    /// is a template.
     pub fn send(&self, to: NodeId, payload: Vec<u8>) -> Result<(), SendError> {
         if payload.len() > self.max_frame_bytes {
             return Err(SendError::TooLarge {
@@ -75,7 +111,19 @@ impl PeerSender {
                 limit: self.max_frame_bytes,
             });
         }
-        let queue = self.queues.get(&to).ok_or(SendError::UnknownPeer(to))?;
+        let mut queues = self.lock();
+        let queue = match queues.entry(to) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let config = self.templated(to).ok_or(SendError::UnknownPeer(to))?;
+                let template = config.address_template.as_deref().unwrap_or_default();
+                let address = templated_address(template, to);
+                tracing::info!(peer = to, %address, "dialing a node first met after start");
+                let (tx, rx) = mpsc::channel(config.queue.max(1));
+                tokio::spawn(dial(config.as_ref().clone(), to, address, rx));
+                entry.insert(tx)
+            }
+        };
         queue
             .try_send(payload)
             .map_err(|_| SendError::QueueFull(to))
@@ -98,6 +146,7 @@ pub fn start(
         cluster: config.cluster.clone(),
         node_id: config.node_id,
         members: config.peers.keys().copied().collect(),
+        any_member: config.address_template.is_some(),
         max_frame_bytes: config.max_frame_bytes,
         inbound,
     };
@@ -106,8 +155,12 @@ pub fn start(
     let server = PeerServer::new(service).max_decoding_message_size(limit);
     (
         PeerSender {
-            queues,
+            queues: Arc::new(Mutex::new(queues)),
             max_frame_bytes: config.max_frame_bytes,
+            dial_new: config
+                .address_template
+                .is_some()
+                .then(|| Arc::new(config.clone())),
         },
         server,
     )
@@ -197,6 +250,10 @@ pub struct PeerService {
     cluster: String,
     node_id: NodeId,
     members: Vec<NodeId>,
+    /// With an address template the membership can grow without a
+    /// restart, so any other node id is taken; the consensus core ignores
+    /// non-members.
+    any_member: bool,
     max_frame_bytes: usize,
     inbound: mpsc::Sender<Inbound>,
 }
@@ -215,7 +272,12 @@ impl PeerService {
                 frame.to, self.node_id
             )));
         }
-        if !self.members.contains(&frame.from) {
+        let admissible = if self.any_member {
+            frame.from != 0 && frame.from != self.node_id
+        } else {
+            self.members.contains(&frame.from)
+        };
+        if !admissible {
             return Err(Status::permission_denied(format!(
                 "node {} is not a member",
                 frame.from
@@ -277,6 +339,70 @@ pub fn node_id_from_hostname(hostname: &str) -> Option<NodeId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(node_id: NodeId, address_template: Option<String>) -> PeerConfig {
+        PeerConfig {
+            cluster: "test".into(),
+            node_id,
+            peers: BTreeMap::new(),
+            max_frame_bytes: 1024,
+            queue: 16,
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+            address_template,
+        }
+    }
+
+    #[test]
+    fn templates_give_each_node_its_address() {
+        let template = "synod-{ordinal}.peers:7100";
+        assert_eq!(templated_address(template, 1), "synod-0.peers:7100");
+        assert_eq!(templated_address(template, 5), "synod-4.peers:7100");
+        assert_eq!(templated_address("10.0.0.{id}:7100", 3), "10.0.0.3:7100");
+    }
+
+    /// Node 1 knows no peer at start; with a template it reaches node 2,
+    /// which takes frames from a node it was not configured with.
+    #[tokio::test]
+    async fn a_template_reaches_nodes_met_after_start() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0")
+            .await
+            .expect("bind 127.0.0.2");
+        let port = listener.local_addr().expect("address").port();
+        let template = format!("127.0.0.{{id}}:{port}");
+        let (inbound_2, mut received) = mpsc::channel(16);
+        let (_sender_2, service_2) = start(config(2, Some(template.clone())), inbound_2);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service_2)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let (inbound_1, _unused) = mpsc::channel(16);
+        let (sender_1, _service_1) = start(config(1, Some(template)), inbound_1);
+        assert!(sender_1.open_membership());
+        assert!(sender_1.knows(2) && sender_1.knows(7));
+        assert!(
+            !sender_1.knows(0) && !sender_1.knows(1),
+            "not node 0, not itself"
+        );
+        sender_1.send(2, b"hello".to_vec()).expect("queued");
+        let got = tokio::time::timeout(Duration::from_secs(20), received.recv())
+            .await
+            .expect("delivered within the bound")
+            .expect("channel open");
+        assert_eq!(
+            got,
+            Inbound {
+                from: 1,
+                payload: b"hello".to_vec()
+            }
+        );
+
+        let (inbound, _unused) = mpsc::channel(16);
+        let (fixed, _service) = start(config(1, None), inbound);
+        assert!(!fixed.open_membership() && !fixed.knows(2));
+        assert_eq!(fixed.send(2, vec![1]), Err(SendError::UnknownPeer(2)));
+    }
 
     #[test]
     fn hostname_ordinals_map_to_ids() {

@@ -153,6 +153,7 @@ pub async fn run(
                 queue: 4096,
                 backoff_min: Duration::from_millis(50),
                 backoff_max: Duration::from_secs(2),
+                address_template: config.peer_address_template.clone(),
             },
             inbound_tx,
         );
