@@ -1,7 +1,8 @@
 //! The Admin API of a three-node ensemble through real binaries: status
 //! agrees on one leader and lists the members, leadership moves where it is
 //! asked to, a membership change commits and can be undone, a snapshot on
-//! demand compacts the log, and `synodctl status` prints every node.
+//! demand compacts the log, `synodctl status` prints every node, and with
+//! an address template a node joins without restarting the others.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
-use synod_tests::Ensemble;
+use synod_proto::v1::coordination_client::CoordinationClient;
+use synod_tests::{Ensemble, TestNode};
 use tonic::transport::{Channel, Endpoint};
 
 type Admin = AdminClient<Channel>;
@@ -188,4 +190,119 @@ async fn admin_api_reports_and_changes_the_ensemble() {
     assert_eq!(text.matches("  node ").count(), 3, "{text}");
     assert_eq!(text.matches(" leader ").count(), 4, "{text}");
     assert_eq!(text.matches("    member ").count(), 3, "{text}");
+}
+
+/// A port that is free on 127.0.0.1 to 127.0.0.`count`, so that node `id`
+/// can listen for peers on 127.0.0.`id` at the same port.
+fn port_free_on_loopbacks(count: u8) -> u16 {
+    for _attempt in 0..50 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = first.local_addr().expect("address").port();
+        let free = (2..=count).all(|i| {
+            std::net::TcpListener::bind(("127.0.0.".to_owned() + &i.to_string(), port)).is_ok()
+        });
+        if free {
+            return port;
+        }
+    }
+    panic!("no port free on every loopback address");
+}
+
+/// With `--peer-address-template`, a node that no member was started with
+/// joins through the Admin API alone: the leader dials it at its templated
+/// address, and it receives the log and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_joins_at_its_templated_address() {
+    let port = port_free_on_loopbacks(4);
+    let template = format!("127.0.0.{{id}}:{port}");
+    let peers = (1..=3)
+        .map(|id| format!("{id}={}", synod_node_peer(id, port)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let start = |id: u64, observers: Option<String>| {
+        let id_flag = id.to_string();
+        let mut args = vec![
+            "--node-id",
+            &id_flag,
+            "--peers",
+            &peers,
+            "--peer-address-template",
+            &template,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<String>>();
+        if let Some(observers) = observers {
+            args.push("--observers".into());
+            args.push(observers);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut node = TestNode::spawn(
+            synod_tests::free_addr().expect("address"),
+            synod_tests::free_addr().expect("address"),
+            &args,
+        )
+        .expect("node starts");
+        node.wait_accepting(Duration::from_secs(60))
+            .expect("node accepts connections");
+        node
+    };
+    let voters: Vec<TestNode> = (1..=3).map(|id| start(id, None)).collect();
+    let mut apis: Vec<Admin> = voters.iter().map(|n| admin(n.addr)).collect();
+    let leader = settled(&mut apis, Duration::from_secs(60)).await;
+    let leader_index = usize::try_from(leader - 1).expect("small id");
+
+    // Node 4 knows the voters; they were started without it.
+    let joiner = start(4, Some(format!("4={}", synod_node_peer(4, port))));
+    let added = apis[leader_index]
+        .change_membership(pb::ChangeMembershipRequest {
+            change: pb::MembershipChange::AddObserver as i32,
+            node_id: 4,
+        })
+        .await
+        .expect("the leader adds node 4 by its templated address")
+        .into_inner();
+    assert!(added.observers.contains(&4), "{added:?}");
+
+    let mut writer = CoordinationClient::connect(format!("http://{}", voters[leader_index].addr))
+        .await
+        .expect("connect to the leader");
+    writer
+        .create(pb::CreateRequest {
+            session_id: 0,
+            path: "/joined".into(),
+            data: b"yes".to_vec(),
+            acl: vec![],
+            mode: 0,
+            ttl_ms: 0,
+        })
+        .await
+        .expect("create");
+    let mut reader = CoordinationClient::connect(format!("http://{}", joiner.addr))
+        .await
+        .expect("connect to node 4");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let read = reader
+            .get_data(pb::GetDataRequest {
+                session_id: 0,
+                path: "/joined".into(),
+                watch: false,
+                linearizable: false,
+            })
+            .await;
+        if read.as_ref().is_ok_and(|r| r.get_ref().data == b"yes") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 did not serve the log within the bound: {read:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Node `id`'s peer address on its own loopback address.
+fn synod_node_peer(id: u64, port: u16) -> String {
+    format!("127.0.0.{id}:{port}")
 }
