@@ -39,7 +39,7 @@ use synod_core::paxos::{
 use synod_core::session::SessionTracker;
 use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
 use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
-use synod_core::watch::{WatchEvent, WatchKind, WatchRegistry, WatcherType};
+use synod_core::watch::{Trigger, WatchEvent, WatchKind, WatchRegistry, WatcherType};
 use synod_core::{Error, Millis, SessionId, Zxid};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
@@ -1301,15 +1301,7 @@ impl NodeState {
     }
 
     fn after_apply(&mut self, origin: NodeId, request: u64, applied: Applied) {
-        for trigger in &applied.triggers {
-            self.watches.fire(trigger, &mut self.scratch);
-        }
-        let events = std::mem::take(&mut self.scratch);
-        for event in &events {
-            self.enqueue(event);
-        }
-        self.scratch = events;
-        self.scratch.clear();
+        self.fire(&applied.triggers);
         match &applied.outcome {
             TxnOutcome::SessionClosed { session, .. } => self.forget_session(*session),
             // Every node tracks every session, so a new leader starts from
@@ -1354,6 +1346,20 @@ impl NodeState {
         }
     }
 
+    /// Matches triggers against the watches and queues the events for their
+    /// sessions' streams.
+    fn fire(&mut self, triggers: &[Trigger]) {
+        for trigger in triggers {
+            self.watches.fire(trigger, &mut self.scratch);
+        }
+        let events = std::mem::take(&mut self.scratch);
+        for event in &events {
+            self.enqueue(event);
+        }
+        self.scratch = events;
+        self.scratch.clear();
+    }
+
     /// After a jump from `old` to the installed state: fires the watches the
     /// skipped txns would have fired, and drops what belonged to sessions
     /// that ended among them.
@@ -1364,15 +1370,7 @@ impl NodeState {
                 self.machine
                     .tree()
                     .jump_triggers(old.tree(), &watched, self.machine.applied());
-            for trigger in &triggers {
-                self.watches.fire(trigger, &mut self.scratch);
-            }
-            let events = std::mem::take(&mut self.scratch);
-            for event in &events {
-                self.enqueue(event);
-            }
-            self.scratch = events;
-            self.scratch.clear();
+            self.fire(&triggers);
         }
         let ended: Vec<SessionId> = self
             .outboxes

@@ -525,45 +525,38 @@ impl CoordinationService {
                 result: Some(Answer::Error(call_error(convert::status(&error)))),
             };
         };
-        let method = call_name(&call);
-        let answer = match call {
-            Call::CreateSession(r) => self
-                .handle_create_session(peer, r)
-                .await
-                .map(Answer::CreateSession),
-            Call::CloseSession(r) => self
-                .handle_close_session(peer, r)
-                .await
-                .map(Answer::CloseSession),
-            Call::AddAuth(r) => self.handle_add_auth(peer, r).await.map(Answer::AddAuth),
-            Call::Create(r) => self.handle_create(peer, r).await.map(Answer::Create),
-            Call::Delete(r) => self.handle_delete(peer, r).await.map(Answer::Delete),
-            Call::SetData(r) => self.handle_set_data(peer, r).await.map(Answer::SetData),
-            Call::Check(r) => self.handle_check(peer, r).await.map(Answer::Check),
-            Call::SetAcl(r) => self.handle_set_acl(peer, r).await.map(Answer::SetAcl),
-            Call::Multi(r) => self.handle_multi(peer, r).await.map(Answer::Multi),
-            Call::GetData(r) => self.handle_get_data(peer, r).await.map(Answer::GetData),
-            Call::Exists(r) => self.handle_exists(peer, r).await.map(Answer::Exists),
-            Call::GetChildren(r) => self
-                .handle_get_children(peer, r)
-                .await
-                .map(Answer::GetChildren),
-            Call::GetAllChildrenNumber(r) => self
-                .handle_get_all_children_number(peer, r)
-                .await
-                .map(Answer::GetAllChildrenNumber),
-            Call::GetEphemerals(r) => self
-                .handle_get_ephemerals(peer, r)
-                .await
-                .map(Answer::GetEphemerals),
-            Call::GetAcl(r) => self.handle_get_acl(peer, r).await.map(Answer::GetAcl),
-            Call::MultiRead(r) => self.handle_multi_read(peer, r).await.map(Answer::MultiRead),
-            Call::Sync(r) => self.handle_sync(peer, r).await.map(Answer::Sync),
-            Call::AddWatch(r) => self.handle_add_watch(peer, r).await.map(Answer::AddWatch),
-            Call::RemoveWatches(r) => self
-                .handle_remove_watches(peer, r)
-                .await
-                .map(Answer::RemoveWatches),
+        // Each call runs its unary method's handler; metrics name it after
+        // that method.
+        macro_rules! dispatch {
+            ($($call:ident => $handler:ident),* $(,)?) => {
+                match call {
+                    $(Call::$call(r) => (
+                        stringify!($call),
+                        self.$handler(peer, r).await.map(Answer::$call),
+                    ),)*
+                }
+            };
+        }
+        let (method, answer) = dispatch! {
+            CreateSession => handle_create_session,
+            CloseSession => handle_close_session,
+            AddAuth => handle_add_auth,
+            Create => handle_create,
+            Delete => handle_delete,
+            SetData => handle_set_data,
+            Check => handle_check,
+            SetAcl => handle_set_acl,
+            Multi => handle_multi,
+            GetData => handle_get_data,
+            Exists => handle_exists,
+            GetChildren => handle_get_children,
+            GetAllChildrenNumber => handle_get_all_children_number,
+            GetEphemerals => handle_get_ephemerals,
+            GetAcl => handle_get_acl,
+            MultiRead => handle_multi_read,
+            Sync => handle_sync,
+            AddWatch => handle_add_watch,
+            RemoveWatches => handle_remove_watches,
         };
         self.metrics
             .observe_call(method, started.elapsed().as_secs_f64(), answer.is_err());
@@ -571,32 +564,6 @@ impl CoordinationService {
             id: request.id,
             result: Some(answer.unwrap_or_else(|status| Answer::Error(call_error(status)))),
         }
-    }
-}
-
-/// The unary method a pipelined call stands for, as metrics name it.
-fn call_name(call: &pb::pipeline_request::Call) -> &'static str {
-    use pb::pipeline_request::Call;
-    match call {
-        Call::CreateSession(_) => "CreateSession",
-        Call::CloseSession(_) => "CloseSession",
-        Call::AddAuth(_) => "AddAuth",
-        Call::Create(_) => "Create",
-        Call::Delete(_) => "Delete",
-        Call::SetData(_) => "SetData",
-        Call::Check(_) => "Check",
-        Call::SetAcl(_) => "SetAcl",
-        Call::Multi(_) => "Multi",
-        Call::GetData(_) => "GetData",
-        Call::Exists(_) => "Exists",
-        Call::GetChildren(_) => "GetChildren",
-        Call::GetAllChildrenNumber(_) => "GetAllChildrenNumber",
-        Call::GetEphemerals(_) => "GetEphemerals",
-        Call::GetAcl(_) => "GetAcl",
-        Call::MultiRead(_) => "MultiRead",
-        Call::Sync(_) => "Sync",
-        Call::AddWatch(_) => "AddWatch",
-        Call::RemoveWatches(_) => "RemoveWatches",
     }
 }
 

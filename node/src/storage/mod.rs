@@ -285,10 +285,6 @@ pub struct SnapshotWriter {
     dir: PathBuf,
 }
 
-fn offset_of_end(parts: &[&[u8]]) -> u64 {
-    (snapshot::HEADER_LEN + parts.iter().map(|p| p.len()).sum::<usize>()) as u64
-}
-
 /// A snapshot file on disk, durable and in place, not yet registered.
 #[derive(Debug)]
 pub struct WrittenSnapshot {
@@ -322,17 +318,16 @@ impl SnapshotWriter {
                 .map_err(io_err("rename", &tmp))?;
             self.fs
                 .sync_dir(dir)
-                .map_err(io_err("fsync directory", dir))
+                .map_err(io_err("fsync directory", dir))?;
+            Ok(offset)
         })();
-        if let Err(e) = written {
-            let _ = self.fs.remove(&tmp);
-            return Err(e);
+        match written {
+            Ok(bytes) => Ok(WrittenSnapshot { index, path, bytes }),
+            Err(e) => {
+                let _ = self.fs.remove(&tmp);
+                Err(e)
+            }
         }
-        Ok(WrittenSnapshot {
-            index,
-            path,
-            bytes: offset_of_end(parts),
-        })
     }
 }
 
