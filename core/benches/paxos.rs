@@ -33,7 +33,7 @@ impl<T: Clone> Cluster<T> {
             .map(|id| {
                 let mut cfg = Config::new(id, vec![1, 2, 3]);
                 cfg.max_inflight = 1 << 20;
-                Replica::new(cfg).expect("valid config")
+                Replica::new(cfg, 0).expect("valid config")
             })
             .collect();
         let mut c = Cluster {
@@ -78,7 +78,7 @@ impl<T: Clone> Cluster<T> {
             }
             while let Some((from, to, msg)) = self.queue.pop_front() {
                 idle = false;
-                self.replicas[(to - 1) as usize].step(from, msg);
+                self.replicas[(to - 1) as usize].step(from, msg, 0);
             }
             if idle {
                 return;

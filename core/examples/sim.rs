@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! cargo run --release -p synod-core --example sim -- --seeds N [--start S] [--nodes K]
-//!     [--ticks T] [--verbose]
+//!     [--ticks T] [--plant lease-in-ticks] [--verbose]
 //! ```
+//!
+//! `--plant` runs with a planted shell bug, to measure how many seeds the
+//! checks need to catch it (the run then fails, as it should).
 //!
 //! Prints every failing seed with the command that replays it, and closes
 //! with one line: `seeds=N steps=X commits=Y violations=Z`. Without
@@ -12,13 +15,15 @@
 
 use std::process::ExitCode;
 
-use synod_core::sim::{SimConfig, nodes_for_seed, run};
+use synod_core::paxos::ReadMode;
+use synod_core::sim::{Plant, SimConfig, nodes_for_seed, run};
 
 struct Args {
     seeds: u64,
     start: u64,
     nodes: Option<usize>,
     ticks: Option<u64>,
+    plant: Option<Plant>,
     verbose: bool,
 }
 
@@ -28,6 +33,7 @@ fn parse() -> Result<Args, String> {
         start: 0,
         nodes: None,
         ticks: None,
+        plant: None,
         verbose: false,
     };
     let mut it = std::env::args().skip(1);
@@ -44,11 +50,14 @@ fn parse() -> Result<Args, String> {
             "--nodes" => args.nodes = Some(value("--nodes")? as usize),
             "--ticks" => args.ticks = Some(value("--ticks")?),
             "--verbose" | "-v" => args.verbose = true,
+            "--plant" => match it.next().as_deref() {
+                Some("lease-in-ticks") => args.plant = Some(Plant::LeaseInTicks),
+                other => return Err(format!("--plant: unknown bug {other:?}")),
+            },
             "--help" | "-h" => {
-                return Err(
-                    "usage: sim --seeds N [--start S] [--nodes K] [--ticks T] [--verbose]"
-                        .to_string(),
-                );
+                return Err("usage: sim --seeds N [--start S] [--nodes K] [--ticks T] \
+                     [--plant lease-in-ticks] [--verbose]"
+                    .to_string());
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -65,12 +74,18 @@ fn main() -> ExitCode {
         }
     };
     let (mut steps, mut commits, mut violations) = (0u64, 0u64, 0u64);
+    let mut failed_seeds = 0u64;
     let mut worst_recovery = 0u64;
     for seed in args.start..args.start + args.seeds {
         let nodes = args.nodes.unwrap_or_else(|| nodes_for_seed(seed));
         let mut cfg = SimConfig::for_seed(seed, nodes);
         if let Some(t) = args.ticks {
             cfg.ticks = t;
+        }
+        if let Some(plant) = args.plant {
+            // The planted lease bug shows only where leases serve reads.
+            cfg.read_mode = ReadMode::Lease { drift_ms: 3 };
+            cfg.plant = Some(plant);
         }
         let out = run(seed, cfg);
         steps += out.steps;
@@ -87,6 +102,7 @@ fn main() -> ExitCode {
         }
         if !out.violations.is_empty() {
             violations += out.violations.len() as u64;
+            failed_seeds += 1;
             println!("FAIL seed={seed} nodes={nodes}");
             for v in out.violations.iter().take(5) {
                 println!("  {v}");
@@ -105,7 +121,8 @@ fn main() -> ExitCode {
         println!("worst recovery after heal: {worst_recovery} ticks");
     }
     println!(
-        "seeds={} steps={steps} commits={commits} violations={violations}",
+        "seeds={} steps={steps} commits={commits} failed_seeds={failed_seeds} \
+         violations={violations}",
         args.seeds
     );
     if violations > 0 {

@@ -187,6 +187,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_ELECTION_TIMEOUT_MS", default_value_t = 1_000)]
     pub election_timeout_ms: u64,
 
+    /// Bound on how fast two members' monotonic clocks may drift apart, in
+    /// parts per million. The leader's lease is shortened by this share of
+    /// the election timeout (and at least 1 ms); pauses of the process need
+    /// no margin, because leases are checked against real time.
+    #[arg(long, env = "SYNOD_MAX_CLOCK_DRIFT_PPM", default_value_t = 20_000)]
+    pub max_clock_drift_ppm: u64,
+
     /// How long a write may wait for the ensemble (no leader, a leader
     /// change) before it is answered with CONNECTION_LOSS, in milliseconds.
     #[arg(long, env = "SYNOD_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
@@ -319,6 +326,12 @@ impl NodeConfig {
             return Err(ConfigError(format!(
                 "--election-timeout-ms ({}) must be at least twice --heartbeat-ms ({}), which must be positive",
                 self.election_timeout_ms, self.heartbeat_ms
+            )));
+        }
+        if self.max_clock_drift_ppm >= 500_000 {
+            return Err(ConfigError(format!(
+                "--max-clock-drift-ppm ({}) must be below 500000: the lease would be gone",
+                self.max_clock_drift_ppm
             )));
         }
         if self.max_peer_frame_bytes <= self.max_request_bytes {
@@ -457,6 +470,15 @@ impl NodeConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// How much shorter than an election timeout the leader's lease is.
+    pub fn lease_drift_ms(&self) -> u64 {
+        (self
+            .election_timeout_ms
+            .saturating_mul(self.max_clock_drift_ppm)
+            / 1_000_000)
+            .max(1)
     }
 
     pub fn tick(&self) -> Duration {

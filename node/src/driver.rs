@@ -31,10 +31,11 @@ use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::codec::Proposal;
+use synod_core::liveness::LivenessReports;
 use synod_core::paxos::rng::Rng;
 use synod_core::paxos::{
-    self, Ballot, Command, Membership, Message, NodeId, PaxosError, ReadMode, Replica, Role, Slot,
-    Snapshot, Value, Write,
+    self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
+    Role, Slot, Snapshot, Value, Write,
 };
 use synod_core::session::SessionTracker;
 use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
@@ -116,20 +117,20 @@ pub fn spawn(
     let (persisted_tx, mut persisted) = mpsc::unbounded_channel();
     let storage_stats = log.as_ref().map(DurableLog::stats).unwrap_or_default();
     let next_record = log.as_ref().map_or(1, DurableLog::next_record);
+    // The replica's timers only need to be looked at often; how often
+    // does not matter for safety, since it compares real times.
     let paxos_tick = Duration::from_millis((config.heartbeat_ms / 2).max(1));
-    let election_ticks =
-        u32::try_from(config.election_timeout_ms / paxos_tick.as_millis().max(1) as u64)
-            .unwrap_or(u32::MAX)
-            .max(3);
     let replica_config = paxos::Config {
         id: ensemble.id,
         voters: ensemble.voters.keys().copied().collect(),
         observers: ensemble.observers.keys().copied().collect(),
-        heartbeat_ticks: 2,
-        election_ticks,
+        heartbeat_ms: config.heartbeat_ms,
+        election_ms: config.election_timeout_ms,
         max_batch: 1024,
         max_inflight: config.max_pending_txns.saturating_mul(4).max(1024),
-        read_mode: ReadMode::Lease { drift_ticks: 1 },
+        read_mode: ReadMode::Lease {
+            drift_ms: config.lease_drift_ms(),
+        },
         snapshot_chunk: (config.max_peer_frame_bytes / 2).clamp(4096, 4 << 20),
         // Election timeouts must differ between nodes and between runs.
         seed: ensemble.id ^ (wall_clock_nanos() as u64),
@@ -139,7 +140,10 @@ pub fn spawn(
         durable: durable_state,
     } = recovered;
     let single = replica_config.voters == [ensemble.id];
-    let mut replica = Replica::restore(replica_config, durable_state)?;
+    // The origin of the monotonic clock the replica and the session
+    // tracker read; the replica starts at its 0.
+    let started = Instant::now();
+    let mut replica = Replica::restore(replica_config, durable_state, 0)?;
     if single {
         // No one else can hold a lease: take the lead at once.
         replica.campaign();
@@ -158,7 +162,9 @@ pub fn spawn(
         next_batch: 0,
         error: None,
     });
-    let mut state = NodeState::new(config, ensemble, machine, replica, wal, sender, metrics);
+    let mut state = NodeState::new(
+        config, ensemble, started, machine, replica, wal, sender, metrics,
+    );
     state.storage_stats = storage_stats;
     state.record_limits(config.state_config());
     state.turn();
@@ -205,7 +211,10 @@ pub fn spawn(
                         break;
                     }
                 },
-                _ = paxos_ticker.tick() => state.replica.tick(),
+                _ = paxos_ticker.tick() => {
+                    let now = state.mono_now();
+                    state.replica.tick(now);
+                }
                 _ = ticker.tick() => state.tick(),
                 () = std::future::ready(()), if state.snapshotting() => state.snapshot_work(),
             }
@@ -342,6 +351,34 @@ enum SnapshotStage {
 /// Where a linearizable read's barrier is answered.
 type ReadReply = oneshot::Sender<Result<(), Error>>;
 
+/// A client's keep-alive at a follower, waiting for the leader to vouch
+/// for its session.
+#[derive(Debug)]
+struct PendingPing {
+    session: SessionId,
+    reply: oneshot::Sender<Result<Millis, Error>>,
+    asked: Instant,
+}
+
+/// The index a linearizable read may be served at, as the replica
+/// confirmed it.
+#[derive(Debug, Clone, Copy)]
+struct ReadIndex {
+    index: Slot,
+    /// Set when the leader's lease confirmed it: the read must be answered
+    /// before then, or confirmed again.
+    lease_until: Option<MonoMs>,
+}
+
+/// A linearizable read that has its index and waits for this node to
+/// apply it.
+#[derive(Debug)]
+struct ReadAt {
+    at: ReadIndex,
+    reply: ReadReply,
+    asked: Instant,
+}
+
 /// Everything the driver owns.
 #[derive(Debug)]
 pub struct NodeState {
@@ -373,11 +410,19 @@ pub struct NodeState {
     known_leader: Option<NodeId>,
     /// Sessions heard from since the last report to the leader.
     touched: FxHashSet<SessionId>,
+    /// At a follower: the reports to the leader and what its answers vouch
+    /// for; a keep-alive is acknowledged only while they vouch.
+    liveness: LivenessReports,
+    /// Keep-alives waiting for a vouch.
+    pending_pings: Vec<PendingPing>,
+    /// A follower that has not heard from its leader for this long stops
+    /// serving clients (the election timeout).
+    leader_silence_limit: u64,
     /// Linearizable reads waiting for their read index, by read number.
     read_waiters: FxHashMap<u64, (ReadReply, Instant)>,
     /// Linearizable reads that have their read index and wait for this
     /// node to apply it.
-    reads_at: Vec<(Slot, ReadReply, Instant)>,
+    reads_at: Vec<ReadAt>,
     /// At the leader: followers' read-index requests, by this node's read
     /// number: who asked, under which request number.
     remote_reads: FxHashMap<u64, (NodeId, u64)>,
@@ -444,16 +489,17 @@ fn wall_clock_ms() -> Millis {
 }
 
 impl NodeState {
+    #[allow(clippy::too_many_arguments, reason = "one constructor, called once")]
     fn new(
         config: &NodeConfig,
         ensemble: &Ensemble,
+        started: Instant,
         machine: StateMachine,
         replica: Replica<Vec<u8>>,
         wal: Option<Wal>,
         peers: Option<PeerSender>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let started = Instant::now();
         let mut tracker = SessionTracker::default();
         // Whoever decides expiry gives every recovered session a full
         // timeout, as a new ZooKeeper leader does.
@@ -481,6 +527,9 @@ impl NodeState {
             forwarded: Vec::new(),
             known_leader: None,
             touched: FxHashSet::default(),
+            liveness: LivenessReports::new(config.max_clock_drift_ppm),
+            pending_pings: Vec::new(),
+            leader_silence_limit: config.election_timeout_ms,
             read_waiters: FxHashMap::default(),
             reads_at: Vec::new(),
             remote_reads: FxHashMap::default(),
@@ -564,6 +613,11 @@ impl NodeState {
         let Some(leader) = self.replica.leader() else {
             return Err("no leader known".into());
         };
+        if let Some(silence) = self.leader_silence() {
+            return Err(format!(
+                "no word from the leader (node {leader}) for {silence} ms"
+            ));
+        }
         if self.replica.role() == Role::Leader && !self.replica.leader_caught_up() {
             return Err("newly elected: committing what earlier leaders left".into());
         }
@@ -575,6 +629,19 @@ impl NodeState {
             ));
         }
         Ok(())
+    }
+
+    /// At a follower that has not heard from its leader for the election
+    /// timeout or longer: for how long. It then serves no client, so that
+    /// they move to a member in contact with the leader; its keep-alive
+    /// vouches run out on their own.
+    fn leader_silence(&self) -> Option<u64> {
+        if self.replica.role() == Role::Leader {
+            return None;
+        }
+        let heard = self.replica.leader_heard_at()?;
+        let silence = self.mono_now().saturating_sub(heard);
+        (silence >= self.leader_silence_limit).then_some(silence)
     }
 
     /// The node's view of the ensemble, for the admin API.
@@ -598,6 +665,13 @@ impl NodeState {
     /// Milliseconds on the monotonic clock that session liveness uses.
     fn monotonic_ms(&self) -> Millis {
         i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The replica's time: milliseconds on the monotonic clock, read when
+    /// an input is handled (after it arrived), so that a pause of the
+    /// process is seen whole by the next decision.
+    pub fn mono_now(&self) -> MonoMs {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Refuses new work while too much waits for the ensemble or the disk,
@@ -719,8 +793,15 @@ impl NodeState {
         self.run_commands();
         self.try_compact();
         self.flush_wal();
-        if self.replica.leader().is_none() {
+        if self.replica.leader().is_none() || self.leader_silence().is_some() {
+            if self.serving {
+                tracing::info!(
+                    why = %self.readiness().err().unwrap_or_default(),
+                    "not serving clients"
+                );
+            }
             self.serving = false;
+            self.fail_pending_pings("lost contact with the leader");
         } else if !self.serving && self.readiness().is_ok() {
             tracing::info!(
                 applied = self.machine.applied(),
@@ -741,8 +822,9 @@ impl NodeState {
         let id = self.next_request;
         self.next_request += 1;
         if self.replica.role() == Role::Leader {
+            let now = self.mono_now();
             self.replica
-                .read(id)
+                .read(id, now)
                 .map_err(|e| Error::ConnectionLoss(e.to_string()))?;
         } else {
             let leader = self
@@ -761,31 +843,36 @@ impl NodeState {
 
     /// A read index arrived (or could not be had) for read `id`: this
     /// node's own read, or a follower's it asked the replica for.
-    fn read_ready(&mut self, id: u64, index: Option<Slot>) {
+    fn read_ready(&mut self, id: u64, at: Option<ReadIndex>) {
         if let Some((from, request)) = self.remote_reads.remove(&id) {
+            // Answered at once, within the lease that confirmed it.
+            let index = at.map(|at| at.index);
             let reply = PeerMessage::ReadIndexReply { request, index };
             if let Err(error) = self.send_frame(from, reply.encode()) {
                 tracing::debug!(%error, from, "cannot answer a read-index request");
             }
             return;
         }
-        let Some((tx, asked)) = self.read_waiters.remove(&id) else {
+        let Some((reply, asked)) = self.read_waiters.remove(&id) else {
             return;
         };
-        match index {
-            Some(index) => {
-                self.reads_at.push((index, tx, asked));
+        match at {
+            Some(at) => {
+                self.reads_at.push(ReadAt { at, reply, asked });
                 self.release_reads();
             }
             None => {
-                let _ = tx.send(Err(Error::ConnectionLoss(
+                let _ = reply.send(Err(Error::ConnectionLoss(
                     "the leader could not confirm its leadership; retry".into(),
                 )));
             }
         }
     }
 
-    /// Answers the linearizable reads whose index is applied.
+    /// Answers the linearizable reads whose index is applied. A read its
+    /// leader's lease confirmed is answered only while that lease still
+    /// holds, checked now: if the process stopped (or applying took long)
+    /// since, the read is confirmed again by a heartbeat round.
     fn release_reads(&mut self) {
         if self.reads_at.is_empty() {
             return;
@@ -793,10 +880,33 @@ impl NodeState {
         let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_at)
             .into_iter()
-            .partition(|(index, _, _)| *index <= applied);
+            .partition(|read| read.at.index <= applied);
         self.reads_at = waiting;
-        for (_, tx, _) in ready {
-            let _ = tx.send(Ok(()));
+        let now = self.mono_now();
+        for read in ready {
+            match read.at.lease_until {
+                Some(until) if now >= until => self.confirm_again(read, now),
+                _ => {
+                    let _ = read.reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Asks the replica again for a read whose lease ran out before it
+    /// could be answered.
+    fn confirm_again(&mut self, read: ReadAt, now: MonoMs) {
+        let id = self.next_request;
+        self.next_request += 1;
+        match self.replica.read(id, now) {
+            Ok(()) => {
+                self.read_waiters.insert(id, (read.reply, read.asked));
+            }
+            Err(error) => {
+                let _ = read.reply.send(Err(Error::ConnectionLoss(format!(
+                    "the leader's lease ran out before the read could be answered ({error}); retry"
+                ))));
+            }
         }
     }
 
@@ -966,7 +1076,11 @@ impl NodeState {
                     Command::Persist(write) => self.persist(write),
                     Command::Send { to, msg } => self.send_paxos(to, msg),
                     Command::Apply { first, values } => self.apply_committed(first, values),
-                    Command::ReadReady { id, index } => self.read_ready(id, Some(index)),
+                    Command::ReadReady {
+                        id,
+                        index,
+                        lease_until,
+                    } => self.read_ready(id, Some(ReadIndex { index, lease_until })),
                     Command::ReadFailed { id } => self.read_ready(id, None),
                     Command::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
                 }
@@ -1230,7 +1344,10 @@ impl NodeState {
             return;
         }
         match message {
-            PeerMessage::Paxos(msg) => self.replica.step(from, msg),
+            PeerMessage::Paxos(msg) => {
+                let now = self.mono_now();
+                self.replica.step(from, msg, now);
+            }
             PeerMessage::Forward(txns) => {
                 if self.replica.role() == Role::Leader {
                     self.forwarded
@@ -1243,18 +1360,21 @@ impl NodeState {
                     self.refuse(from, txns.into_iter().map(|(r, _)| r).collect());
                 }
             }
-            PeerMessage::Touch(sessions) => {
-                let now = self.monotonic_ms();
-                for session in sessions {
-                    if let Some(info) = self.machine.sessions().get(session) {
-                        self.tracker.touch(session, info.timeout_ms, now);
-                    }
+            PeerMessage::Touch { round, sessions } => self.liveness_report(from, round, sessions),
+            PeerMessage::TouchAck { round, expired } => {
+                let sessions = self.machine.sessions();
+                let answered = self.liveness.answered(from, round, &expired, |s| {
+                    sessions.get(s).map(|i| i.timeout_ms)
+                });
+                if answered.is_some() {
+                    self.answer_pings(&expired);
                 }
             }
             PeerMessage::ReadIndex(request) => {
                 let id = self.next_request;
                 self.next_request += 1;
-                match self.replica.read(id) {
+                let now = self.mono_now();
+                match self.replica.read(id, now) {
                     Ok(()) => {
                         self.remote_reads.insert(id, (from, request));
                     }
@@ -1268,7 +1388,11 @@ impl NodeState {
                 }
             }
             PeerMessage::ReadIndexReply { request, index } => {
-                self.read_ready(request, index);
+                let at = index.map(|index| ReadIndex {
+                    index,
+                    lease_until: None,
+                });
+                self.read_ready(request, at);
             }
             PeerMessage::Refused(requests) => {
                 // Not in the log: the client may safely retry.
@@ -1429,6 +1553,17 @@ impl NodeState {
         if leader == Some(self.id) {
             let now = self.monotonic_ms();
             self.tracker.restart_all(self.machine.sessions(), now);
+            // The leader vouches for its own sessions.
+            for ping in std::mem::take(&mut self.pending_pings) {
+                let timeout = self
+                    .machine
+                    .sessions()
+                    .get(ping.session)
+                    .map(|s| s.timeout_ms);
+                let _ = ping
+                    .reply
+                    .send(timeout.ok_or(Error::SessionExpired(ping.session)));
+            }
         }
         if let Some(old) = old {
             let lost: Vec<u64> = self
@@ -1530,6 +1665,7 @@ impl NodeState {
     }
 
     fn forget_session(&mut self, session: SessionId) {
+        self.liveness.forget(session);
         self.watches.remove_session(session);
         self.outboxes.remove(&session);
         self.auth.remove(&session);
@@ -1541,6 +1677,61 @@ impl NodeState {
         Header {
             zxid: self.machine.applied(),
             watch_seq: self.outboxes.get(&session).map_or(0, |o| o.seq),
+        }
+    }
+
+    /// At the leader: a follower's report of the sessions its clients were
+    /// heard from. Answered only while the lease holds (see
+    /// `synod_core::liveness` for why) and the state is caught up, naming
+    /// the sessions that are no longer alive here.
+    fn liveness_report(&mut self, from: NodeId, round: u64, sessions: Vec<SessionId>) {
+        let caught_up = self.replica.leader_caught_up()
+            && u64::try_from(self.machine.applied()).unwrap_or(0) >= self.replica.commit_index();
+        if !caught_up || !self.replica.lease_holds(self.mono_now()) {
+            return;
+        }
+        let now = self.monotonic_ms();
+        let mut expired = Vec::new();
+        for session in sessions {
+            match self.machine.sessions().get(session) {
+                Some(info) if !self.closing.contains(&session) => {
+                    self.tracker.touch(session, info.timeout_ms, now);
+                }
+                _ => expired.push(session),
+            }
+        }
+        let ack = PeerMessage::TouchAck { round, expired };
+        if let Err(error) = self.send_frame(from, ack.encode()) {
+            tracing::debug!(%error, from, "cannot answer a liveness report");
+        }
+    }
+
+    /// Answers the keep-alives the leader's latest answer settled.
+    fn answer_pings(&mut self, expired: &[SessionId]) {
+        let now = self.mono_now();
+        let pings = std::mem::take(&mut self.pending_pings);
+        for ping in pings {
+            let session = ping.session;
+            if expired.contains(&session) {
+                let _ = ping.reply.send(Err(Error::SessionExpired(session)));
+            } else if self.liveness.vouches(session, now) {
+                let timeout = self
+                    .machine
+                    .sessions()
+                    .get(session)
+                    .map_or(0, |s| s.timeout_ms);
+                let _ = ping.reply.send(Ok(timeout));
+            } else {
+                self.pending_pings.push(ping);
+            }
+        }
+    }
+
+    fn fail_pending_pings(&mut self, why: &str) {
+        for ping in self.pending_pings.drain(..) {
+            let _ = ping.reply.send(Err(Error::ConnectionLoss(format!(
+                "{why}; the session's liveness cannot be confirmed here, try another server"
+            ))));
         }
     }
 
@@ -1600,16 +1791,39 @@ impl NodeState {
     }
 
     /// A keep-alive ping: the negotiated timeout, or SessionExpired.
-    pub fn ping(&mut self, session: SessionId) -> Result<Millis, Error> {
+    /// A keep-alive: answered with the negotiated timeout, or
+    /// SessionExpired. The leader answers at once. A follower answers only
+    /// while the leader's answers to its liveness reports vouch for the
+    /// session, waiting for the next answer if none does yet: a member cut
+    /// off from the leader never tells a client its session is alive after
+    /// the ensemble may have expired it.
+    pub fn ping(&mut self, session: SessionId) -> Answer<Millis> {
+        let (reply, rx) = oneshot::channel();
         if session == 0 {
-            return Err(Error::BadArguments("keep-alive needs a session".into()));
+            let _ = reply.send(Err(Error::BadArguments(
+                "keep-alive needs a session".into(),
+            )));
+            return rx;
         }
-        self.live(session)?;
-        Ok(self
+        if let Err(error) = self.live(session) {
+            let _ = reply.send(Err(error));
+            return rx;
+        }
+        let timeout = self
             .machine
             .sessions()
             .get(session)
-            .map_or(0, |s| s.timeout_ms))
+            .map_or(0, |s| s.timeout_ms);
+        if self.replica.role() == Role::Leader || self.liveness.vouches(session, self.mono_now()) {
+            let _ = reply.send(Ok(timeout));
+        } else {
+            self.pending_pings.push(PendingPing {
+                session,
+                reply,
+                asked: Instant::now(),
+            });
+        }
+        rx
     }
 
     pub fn close_session(&mut self, session: SessionId) -> Result<Answer<Header>, Error> {
@@ -1786,12 +2000,20 @@ impl NodeState {
     pub fn tick(&mut self) {
         self.expire_requests();
         if self.replica.role() != Role::Leader {
-            let sessions: Vec<SessionId> = self.touched.drain().collect();
+            // Keep-alives still waiting are reported again: their last
+            // report may have been lost.
+            let waiting = self.pending_pings.iter().map(|p| p.session);
+            self.touched.extend(waiting);
+            let mut sessions: Vec<SessionId> = self.touched.drain().collect();
+            sessions.sort_unstable();
+            let now = self.mono_now();
+            self.liveness.prune(now);
             if let Some(leader) = self.replica.leader()
                 && leader != self.id
                 && !sessions.is_empty()
             {
-                let frame = PeerMessage::Touch(sessions).encode();
+                let round = self.liveness.report(leader, sessions.clone(), now);
+                let frame = PeerMessage::Touch { round, sessions }.encode();
                 if let Err(error) = self.send_frame(leader, frame) {
                     tracing::debug!(%error, "cannot report session liveness to the leader");
                 }
@@ -1863,12 +2085,22 @@ impl NodeState {
                 ))));
             }
         }
+        let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_pings)
+            .into_iter()
+            .partition(|ping| ping.asked.elapsed() > timeout);
+        self.pending_pings = waiting;
+        for ping in late {
+            let _ = ping.reply.send(Err(Error::ConnectionLoss(format!(
+                "the leader did not confirm the session within {timeout:?}; try another server"
+            ))));
+        }
         let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_at)
             .into_iter()
-            .partition(|(_, _, asked)| asked.elapsed() > timeout);
+            .partition(|read| read.asked.elapsed() > timeout);
         self.reads_at = waiting;
-        for (index, tx, _) in late {
-            let _ = tx.send(Err(Error::ConnectionLoss(format!(
+        for read in late {
+            let index = read.at.index;
+            let _ = read.reply.send(Err(Error::ConnectionLoss(format!(
                 "index {index} not applied here within {timeout:?}"
             ))));
         }

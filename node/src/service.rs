@@ -602,11 +602,14 @@ impl Coordination for CoordinationService {
                 let Ok(ping) = ping else { break };
                 let session = ping.session_id;
                 let answer = match driver.call(move |s| s.ping(session)).await {
-                    Ok(Ok(timeout_ms)) => Ok(pb::KeepAliveResponse {
-                        session_id: session,
-                        timeout_ms,
-                    }),
-                    Ok(Err(error)) => Err(convert::status(&error)),
+                    Ok(answer) => match answer.await {
+                        Ok(Ok(timeout_ms)) => Ok(pb::KeepAliveResponse {
+                            session_id: session,
+                            timeout_ms,
+                        }),
+                        Ok(Err(error)) => Err(convert::status(&error)),
+                        Err(_) => Err(Status::unavailable("the node is shutting down")),
+                    },
                     Err(DriverGone) => Err(Status::unavailable("the node is shutting down")),
                 };
                 let fatal = answer.is_err();

@@ -22,8 +22,20 @@ pub enum PeerMessage {
     /// each with the follower's request number, echoed in the proposal.
     Forward(Vec<(u64, Txn)>),
     /// Sessions whose clients were heard from at the sender since its last
-    /// report, for the leader, which alone decides expiry.
-    Touch(Vec<SessionId>),
+    /// report, for the leader, which alone decides expiry. `round` numbers
+    /// the sender's reports; the leader answers each with a `TouchAck`.
+    Touch {
+        round: u64,
+        sessions: Vec<SessionId>,
+    },
+    /// The leader's answer to report `round`: it counts every session of
+    /// the report alive as of its arrival, except `expired` (sessions it
+    /// has expired or is closing). A follower acknowledges a client's
+    /// keep-alive only while such an answer vouches for its session.
+    TouchAck {
+        round: u64,
+        expired: Vec<SessionId>,
+    },
     /// Forwarded requests the receiver did not propose (it is not the
     /// leader): they are not in the log and may be retried.
     Refused(Vec<u64>),
@@ -44,6 +56,19 @@ const TAG_TOUCH: u8 = 2;
 const TAG_REFUSED: u8 = 3;
 const TAG_READ_INDEX: u8 = 4;
 const TAG_READ_INDEX_REPLY: u8 = 5;
+const TAG_TOUCH_ACK: u8 = 6;
+
+fn put_sessions(e: &mut Encoder, sessions: &[SessionId]) {
+    e.len(sessions.len());
+    for s in sessions {
+        e.i64(*s);
+    }
+}
+
+fn get_sessions(d: &mut Decoder<'_>) -> Result<Vec<SessionId>, CodecError> {
+    let n = d.len("sessions", 8)?;
+    (0..n).map(|_| d.i64("session")).collect()
+}
 
 impl PeerMessage {
     pub fn encode(&self) -> Vec<u8> {
@@ -61,12 +86,15 @@ impl PeerMessage {
                     encode_txn(&mut e, txn);
                 }
             }
-            PeerMessage::Touch(sessions) => {
+            PeerMessage::Touch { round, sessions } => {
                 e.u8(TAG_TOUCH);
-                e.len(sessions.len());
-                for s in sessions {
-                    e.i64(*s);
-                }
+                e.u64(*round);
+                put_sessions(&mut e, sessions);
+            }
+            PeerMessage::TouchAck { round, expired } => {
+                e.u8(TAG_TOUCH_ACK);
+                e.u64(*round);
+                put_sessions(&mut e, expired);
             }
             PeerMessage::Refused(requests) => {
                 e.u8(TAG_REFUSED);
@@ -105,10 +133,14 @@ impl PeerMessage {
                     .collect::<Result<Vec<_>, CodecError>>()?;
                 PeerMessage::Forward(txns)
             }
-            TAG_TOUCH => {
-                let n = d.len("sessions", 8)?;
-                PeerMessage::Touch((0..n).map(|_| d.i64("session")).collect::<Result<_, _>>()?)
-            }
+            TAG_TOUCH => PeerMessage::Touch {
+                round: d.u64("round")?,
+                sessions: get_sessions(&mut d)?,
+            },
+            TAG_TOUCH_ACK => PeerMessage::TouchAck {
+                round: d.u64("round")?,
+                expired: get_sessions(&mut d)?,
+            },
             TAG_REFUSED => {
                 let n = d.len("requests", 8)?;
                 PeerMessage::Refused((0..n).map(|_| d.u64("request")).collect::<Result<_, _>>()?)
@@ -265,7 +297,14 @@ mod tests {
                 ),
                 (2, Txn::CreateSession { timeout_ms: 4000 }),
             ]),
-            PeerMessage::Touch(vec![1, 2, 99]),
+            PeerMessage::Touch {
+                round: 7,
+                sessions: vec![1, 2, 99],
+            },
+            PeerMessage::TouchAck {
+                round: 7,
+                expired: vec![99],
+            },
             PeerMessage::Refused(vec![4, 5]),
             PeerMessage::ReadIndex(77),
             PeerMessage::ReadIndexReply {
@@ -334,7 +373,7 @@ mod tests {
 
         /// Fuzz: a valid frame with one byte changed decodes or fails, never panics.
         #[test]
-        fn mutated_frames_never_panic(index in 0usize..7, at in any::<prop::sample::Index>(), value in any::<u8>()) {
+        fn mutated_frames_never_panic(index in 0usize..8, at in any::<prop::sample::Index>(), value in any::<u8>()) {
             let mut bytes = samples().swap_remove(index).encode();
             let i = at.index(bytes.len());
             bytes[i] = value;

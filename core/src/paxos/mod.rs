@@ -2,14 +2,25 @@
 //! IO (sans-IO, in the style of raft-rs `RawNode` and openraft's `Engine`).
 //!
 //! A [`Replica`] takes four kinds of input: [`Replica::step`] (a message from
-//! a peer), [`Replica::tick`] (logical time), [`Replica::propose`] (a batch of
+//! a peer), [`Replica::tick`] (time passed), [`Replica::propose`] (a batch of
 //! values, at the leader) and [`Replica::persisted`] (the shell reports that a
 //! write is durable). It answers with an ordered list of [`Command`]s that the
 //! shell executes: persist a write, send a message, apply committed entries,
-//! answer a read. Time comes only from `tick`, randomness only from the seed
-//! in [`Config`]; given the same inputs, a replica emits the same commands.
-//! That is what lets `crate::sim` run whole clusters under faults and replay
-//! any failure from its seed.
+//! answer a read. Randomness comes only from the seed in [`Config`], and
+//! time only as the `now` the shell passes with `step`, `tick` and `read`:
+//! real milliseconds of a monotonic clock ([`MonoMs`]), never a count of
+//! timer firings, because a paused process misses firings and a lease
+//! counted in them would outlive its real length. Given the same inputs, a
+//! replica emits the same commands. That is what lets `crate::sim` run
+//! whole clusters under faults and pauses and replay any failure from its
+//! seed.
+//!
+//! # Clocks
+//!
+//! Each member reads its own monotonic clock. Clocks may run at slightly
+//! different rates (the drift over one election timeout is bounded by
+//! [`ReadMode::Lease`]'s `drift_ms`) but are never compared across members,
+//! and a process may stop for any length of time. See `docs/consensus.md`.
 //!
 //! # The durability contract
 //!
@@ -57,6 +68,10 @@ pub type NodeId = u64;
 /// A log position, starting at 1. Slot 0 means "nothing".
 pub type Slot = u64;
 
+/// Milliseconds on the node's monotonic clock (any origin; it never goes
+/// back and keeps running while the process is paused).
+pub type MonoMs = u64;
+
 /// A proposal number. Ordered by round, then node id, so two proposers never
 /// share a ballot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -83,7 +98,7 @@ impl Ballot {
 }
 
 /// Who votes and who only follows the log.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Membership {
     pub voters: Vec<NodeId>,
     /// Non-voting members: they receive and apply the log but never vote or
@@ -127,7 +142,7 @@ impl Membership {
 }
 
 /// What a log slot holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value<T> {
     /// Fills a gap a new leader found; applies as nothing.
     Noop,
@@ -141,7 +156,7 @@ pub enum Value<T> {
 
 /// A snapshot of the application's state after `index`, with the
 /// membership in force there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Snapshot {
     pub index: Slot,
     pub membership: Membership,
@@ -153,7 +168,7 @@ pub struct Snapshot {
 }
 
 /// A value as accepted by an acceptor, with the ballot it was accepted in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Entry<T> {
     pub ballot: Ballot,
     pub value: Value<T>,
@@ -161,7 +176,7 @@ pub struct Entry<T> {
 
 /// The peer protocol. Every message names the ballot it belongs to; the
 /// sender is given to [`Replica::step`] separately (the transport knows it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Message<T> {
     /// Pre-vote: "would you promise `ballot` if I asked?" Nothing is
     /// changed or persisted. A node only runs phase 1 after a majority said
@@ -275,7 +290,7 @@ impl<T> Message<T> {
 
 /// One durable write. Applied in token order: set the promised ballot if
 /// given, then store each entry at its slot (overwriting what was there).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Write<T> {
     pub token: u64,
     pub promised: Option<Ballot>,
@@ -283,7 +298,7 @@ pub struct Write<T> {
 }
 
 /// What the replica asks the shell to do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Command<T> {
     /// Make this write durable, then call [`Replica::persisted`] with its
     /// token (or a later one).
@@ -294,8 +309,14 @@ pub enum Command<T> {
     /// Apply the committed values at `first..first+values.len()`, in order.
     Apply { first: Slot, values: Vec<Value<T>> },
     /// The linearizable read `id` may be served once the state machine has
-    /// applied `index`.
-    ReadReady { id: u64, index: Slot },
+    /// applied `index`. `lease_until` is set when the read was confirmed by
+    /// the leader's lease rather than a heartbeat round: the answer must
+    /// then leave before that time (see [`Replica::lease_holds`]).
+    ReadReady {
+        id: u64,
+        index: Slot,
+        lease_until: Option<MonoMs>,
+    },
     /// The read `id` cannot be served here (leadership was lost).
     ReadFailed { id: u64 },
     /// Replace the state machine by this snapshot of everything up to and
@@ -356,9 +377,10 @@ impl<T: Clone> Durable<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// Serve from the leader's lease: no round trip while the lease holds.
-    /// `drift_ticks` is the bound on how far two replicas' tick counts may
-    /// drift apart during one election timeout; the lease is shortened by it.
-    Lease { drift_ticks: u32 },
+    /// `drift_ms` bounds how far two members' clocks may drift apart
+    /// during one election timeout (drift rate × `election_ms`); the lease
+    /// is shortened by it.
+    Lease { drift_ms: u64 },
     /// Confirm leadership with a heartbeat round per read batch.
     ReadIndex,
 }
@@ -372,13 +394,13 @@ pub struct Config {
     pub voters: Vec<NodeId>,
     /// The initial observers.
     pub observers: Vec<NodeId>,
-    /// Ticks between heartbeats from the leader.
-    pub heartbeat_ticks: u32,
-    /// Minimum election timeout; each timeout is drawn from
-    /// `[election_ticks, 2 * election_ticks)`. Also the lease period during
-    /// which an acceptor that heard from a live leader ignores other
-    /// proposers' prepares.
-    pub election_ticks: u32,
+    /// Milliseconds between heartbeats from the leader.
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout in milliseconds; each timeout is drawn from
+    /// `[election_ms, 2 * election_ms)`. Also the lease period during which
+    /// an acceptor that heard from a live leader ignores other proposers'
+    /// prepares, and the window of check-quorum at the leader.
+    pub election_ms: u64,
     /// Most entries in one catch-up message or retransmission.
     pub max_batch: usize,
     /// Most proposed but uncommitted slots at the leader; `propose` refuses
@@ -392,17 +414,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Sensible defaults for a voter in `voters`.
+    /// Defaults for a voter in `voters` at test scale (a heartbeat every
+    /// 2 ms, elections after 10): the node sets its own timing.
     pub fn new(id: NodeId, voters: Vec<NodeId>) -> Self {
         Config {
             id,
             voters,
             observers: Vec::new(),
-            heartbeat_ticks: 2,
-            election_ticks: 10,
+            heartbeat_ms: 2,
+            election_ms: 10,
             max_batch: 1024,
             max_inflight: 1 << 16,
-            read_mode: ReadMode::Lease { drift_ticks: 1 },
+            read_mode: ReadMode::Lease { drift_ms: 1 },
             snapshot_chunk: 64 * 1024,
             seed: id,
         }

@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use super::rng::Rng;
 use super::{
-    Ballot, Command, Config, Durable, Entry, Membership, Message, NodeId, PaxosError, ReadMode,
-    Slot, Snapshot, Value, Write,
+    Ballot, Command, Config, Durable, Entry, Membership, Message, MonoMs, NodeId, PaxosError,
+    ReadMode, Slot, Snapshot, Value, Write,
 };
 
 /// Snapshot chunks in flight per peer.
@@ -128,14 +128,14 @@ struct Peer {
     bit: u32,
     /// The peer's commit index as last reported.
     commit: Slot,
-    /// Tick at which we last heard from it in this ballot.
-    last_heard: u64,
+    /// When we last heard from it in this ballot.
+    last_heard: MonoMs,
     /// Highest heartbeat round it acknowledged.
     acked_seq: u64,
-    /// Catch-up sent up to this slot, at this tick: one window at a time,
+    /// Catch-up sent up to this slot, at this time: one window at a time,
     /// so duplicated acknowledgements cannot multiply catch-up traffic.
     learn_sent_to: Slot,
-    learn_sent_at: u64,
+    learn_sent_at: MonoMs,
     /// Snapshot transfer: the snapshot being sent (pinned, so that a newer
     /// compaction does not restart a transfer in progress), its index, and
     /// how far the peer has it.
@@ -156,14 +156,15 @@ struct Leader {
     /// Vote masks for slots `commit+1 .. next_slot`.
     acks: VecDeque<u64>,
     peers: Vec<Peer>,
-    heartbeat_elapsed: u32,
+    /// When the last heartbeat round went out.
+    heartbeat_at: MonoMs,
     hb_seq: u64,
-    /// `(seq, tick sent)` of recent heartbeat rounds.
-    hb_sent: VecDeque<(u64, u64)>,
+    /// `(seq, time sent)` of recent heartbeat rounds.
+    hb_sent: VecDeque<(u64, MonoMs)>,
     /// Highest round acknowledged by a quorum.
     quorum_seq: u64,
     /// The leader may serve lease reads while `now < lease_until`.
-    lease_until: u64,
+    lease_until: MonoMs,
     /// Read-index reads: `(id, index, seq needed)`.
     reads: Vec<(u64, Slot, u64)>,
     commit_sent: Slot,
@@ -173,7 +174,7 @@ struct Leader {
 }
 
 impl Peer {
-    fn new(id: NodeId, bit: u32, now: u64) -> Self {
+    fn new(id: NodeId, bit: u32, now: MonoMs) -> Self {
         Peer {
             id,
             bit,
@@ -222,11 +223,15 @@ pub struct Replica<T> {
     log: Log<T>,
     commit: Slot,
     state: State<T>,
-    now: u64,
-    election_elapsed: u32,
-    election_timeout: u32,
-    /// Ticks since a leader (at a ballot we had not refused) was heard from.
-    leader_heard_elapsed: u32,
+    /// The latest time the shell gave us (it never goes back).
+    now: MonoMs,
+    /// A follower campaigns when `now` reaches it without a leader heard.
+    election_deadline: MonoMs,
+    /// When a leader (at a ballot we had not refused) was last heard from;
+    /// `None` when no leader's lease can be running. Until `election_ms`
+    /// after it, other proposers are not promised anything: this is the
+    /// acceptor's side of the leader's lease, kept on this node's clock.
+    leader_heard_at: Option<MonoMs>,
     leader_hint: Option<NodeId>,
     max_round: u64,
     last_token: u64,
@@ -239,29 +244,36 @@ pub struct Replica<T> {
     snap_recv: Option<(Slot, u64, Vec<u8>)>,
     /// For a transfer served by a peer that is not the leader: the peer
     /// and when we last asked it (it keeps no state, so we retry).
-    snap_src: Option<(NodeId, u64)>,
+    snap_src: Option<(NodeId, MonoMs)>,
 }
 
 impl<T: Clone> Replica<T> {
-    /// A fresh replica with an empty log.
-    pub fn new(cfg: Config) -> Result<Self, PaxosError> {
-        let mut r = Self::restore(cfg, Durable::default())?;
+    /// A fresh replica with an empty log, started at `now`.
+    pub fn new(cfg: Config, now: MonoMs) -> Result<Self, PaxosError> {
+        let mut r = Self::restore(cfg, Durable::default(), now)?;
         // A fresh cluster has no leader whose lease could be live.
-        r.leader_heard_elapsed = r.cfg.election_ticks;
+        r.leader_heard_at = None;
         Ok(r)
     }
 
-    /// A replica rebuilt from what its disk holds after a crash. It
-    /// presumes that a leader's lease may still be running (it cannot know
-    /// whom it acknowledged before the crash), so it ignores other
+    /// A replica rebuilt at `now` from what its disk holds after a crash.
+    /// It presumes that a leader's lease may still be running (it cannot
+    /// know whom it acknowledged before the crash), so it ignores other
     /// proposers' prepares for one election timeout.
-    pub fn restore(cfg: Config, durable: Durable<T>) -> Result<Self, PaxosError> {
+    pub fn restore(cfg: Config, durable: Durable<T>, now: MonoMs) -> Result<Self, PaxosError> {
         if cfg.id == 0 {
             return Err(PaxosError::InvalidConfig("node id 0 is reserved"));
         }
-        if cfg.heartbeat_ticks == 0 || cfg.election_ticks <= cfg.heartbeat_ticks {
+        if cfg.heartbeat_ms == 0 || cfg.election_ms <= cfg.heartbeat_ms {
             return Err(PaxosError::InvalidConfig(
-                "heartbeat_ticks must be positive and below election_ticks",
+                "heartbeat_ms must be positive and below election_ms",
+            ));
+        }
+        if let ReadMode::Lease { drift_ms } = cfg.read_mode
+            && drift_ms >= cfg.election_ms
+        {
+            return Err(PaxosError::InvalidConfig(
+                "the lease drift bound must be below election_ms",
             ));
         }
         if cfg.max_batch == 0 {
@@ -284,7 +296,7 @@ impl<T: Clone> Replica<T> {
             log.set(slot, entry);
         }
         let mut rng = Rng::new(cfg.seed);
-        let election_timeout = draw_timeout(&mut rng, cfg.election_ticks);
+        let election_deadline = now + draw_timeout(&mut rng, cfg.election_ms);
         let mut r = Replica {
             membership: Membership::default(),
             history: Vec::new(),
@@ -297,10 +309,9 @@ impl<T: Clone> Replica<T> {
             log,
             commit,
             state: State::Follower,
-            now: 0,
-            election_elapsed: 0,
-            election_timeout,
-            leader_heard_elapsed: 0,
+            now,
+            election_deadline,
+            leader_heard_at: Some(now),
             leader_hint: None,
             last_token: 0,
             durable_token: 0,
@@ -655,14 +666,14 @@ impl<T: Clone> Replica<T> {
             return;
         }
         self.leader_hint = None;
-        self.leader_heard_elapsed = self.cfg.election_ticks;
+        self.leader_heard_at = None;
         self.campaign();
     }
 
     /// A one-line description of the replica's state, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "id={} role={:?} promised=({},{}) commit={} log={}..={} leader={:?} heard={}",
+            "id={} role={:?} promised=({},{}) commit={} log={}..={} leader={:?} heard={:?}",
             self.cfg.id,
             self.role(),
             self.promised.round,
@@ -671,7 +682,7 @@ impl<T: Clone> Replica<T> {
             self.log.base,
             self.log.last(),
             self.leader_hint,
-            self.leader_heard_elapsed,
+            self.leader_heard_at.map(|at| self.now - at),
         );
         s.push_str(&format!(
             " voters={:?} observers={:?}",
@@ -690,7 +701,7 @@ impl<T: Clone> Replica<T> {
                     " [peer {} commit={} heard={} learn_to={} snap={}@{}/{}]",
                     p.id,
                     p.commit,
-                    self.now - p.last_heard,
+                    self.now.saturating_sub(p.last_heard),
                     p.learn_sent_to,
                     p.snap_index,
                     p.snap_offset,
@@ -730,8 +741,8 @@ impl<T: Clone> Replica<T> {
             .collect()
     }
 
-    /// At the leader: each peer's last reported commit index and the ticks
-    /// since it was last heard from. Empty elsewhere.
+    /// At the leader: each peer's last reported commit index and the
+    /// milliseconds since it was last heard from. Empty elsewhere.
     pub fn peer_progress(&self) -> Vec<(NodeId, Slot, u64)> {
         match &self.state {
             State::Leader(l) => l
@@ -740,6 +751,15 @@ impl<T: Clone> Replica<T> {
                 .map(|p| (p.id, p.commit, self.now.saturating_sub(p.last_heard)))
                 .collect(),
             _ => Vec::new(),
+        }
+    }
+
+    /// At a follower: when it last heard from the leader it follows
+    /// (`None` when it follows none, or leads).
+    pub fn leader_heard_at(&self) -> Option<MonoMs> {
+        match self.state {
+            State::Leader(_) => None,
+            _ => self.leader_hint.and(self.leader_heard_at),
         }
     }
 
@@ -793,23 +813,37 @@ impl<T: Clone> Replica<T> {
         self.maybe_self_promise();
     }
 
-    /// One unit of logical time.
-    pub fn tick(&mut self) {
-        self.now += 1;
-        self.leader_heard_elapsed = self.leader_heard_elapsed.saturating_add(1);
+    /// The time of the latest input (milliseconds on the shell's monotonic
+    /// clock).
+    pub fn now(&self) -> MonoMs {
+        self.now
+    }
+
+    /// Moves the replica's clock to `now`. Time never goes back: an older
+    /// `now` (two inputs read the clock in the other order) is ignored.
+    fn advance(&mut self, now: MonoMs) {
+        self.now = self.now.max(now);
+    }
+
+    /// Runs the timers at `now`: heartbeats and check-quorum at a leader,
+    /// the election timeout and snapshot retries elsewhere. The shell calls
+    /// it often (a few times per heartbeat interval); how often does not
+    /// matter for safety, since every decision compares real times, and a
+    /// process that was paused sees the whole pause at its next input.
+    pub fn tick(&mut self, now: MonoMs) {
+        self.advance(now);
         if let State::Leader(l) = &mut self.state {
-            l.heartbeat_elapsed += 1;
             // Check quorum: a leader that has not heard from a majority for
             // an election timeout steps down, so that a node that can reach
             // a majority gets elected (the OmniPaxos quorum-loss scenario)
             // instead of everyone deferring to a leader that cannot commit.
-            let window = u64::from(self.cfg.election_ticks);
+            let window = self.cfg.election_ms;
             let now = self.now;
             let mask = self.voter_mask;
             let heard = 1 + l
                 .peers
                 .iter()
-                .filter(|p| mask & (1 << p.bit) != 0 && now - p.last_heard < window)
+                .filter(|p| mask & (1 << p.bit) != 0 && now.saturating_sub(p.last_heard) < window)
                 .count();
             if heard < self.quorum {
                 let ballot = l.ballot;
@@ -817,14 +851,13 @@ impl<T: Clone> Replica<T> {
                 return;
             }
             let commit_moved = self.commit > l.commit_sent;
-            if l.heartbeat_elapsed >= self.cfg.heartbeat_ticks || commit_moved {
+            if now >= l.heartbeat_at + self.cfg.heartbeat_ms || commit_moved {
                 self.broadcast_heartbeat();
             }
             return;
         }
-        self.election_elapsed += 1;
         if let (Some((src, at)), Some((index, _, buf))) = (self.snap_src, &self.snap_recv)
-            && self.now >= at + 2 * u64::from(self.cfg.heartbeat_ticks)
+            && self.now >= at + 2 * self.cfg.heartbeat_ms
         {
             let msg = Message::SnapshotAck {
                 ballot: Ballot::ZERO,
@@ -834,7 +867,7 @@ impl<T: Clone> Replica<T> {
             self.snap_src = Some((src, self.now));
             self.send(src, msg);
         }
-        if self.election_elapsed >= self.election_timeout {
+        if self.now >= self.election_deadline {
             if self.is_voter() {
                 self.pre_campaign();
             } else {
@@ -923,7 +956,10 @@ impl<T: Clone> Replica<T> {
         if matches!(self.state, State::Leader(_)) {
             return false;
         }
-        self.leader_heard_elapsed >= self.cfg.election_ticks || self.leader_hint == Some(from)
+        let lease_over = self
+            .leader_heard_at
+            .is_none_or(|at| self.now >= at + self.cfg.election_ms);
+        lease_over || self.leader_hint == Some(from)
     }
 
     /// Proposes `values` for the next slots. Returns the first slot used.
@@ -983,9 +1019,13 @@ impl<T: Clone> Replica<T> {
         }
     }
 
-    /// Asks for a linearizable read. Answered by [`Command::ReadReady`] (or
-    /// [`Command::ReadFailed`]) now or later.
-    pub fn read(&mut self, id: u64) -> Result<(), PaxosError> {
+    /// Asks at `now` for a linearizable read. Answered by
+    /// [`Command::ReadReady`] (or [`Command::ReadFailed`]) now or later.
+    /// `now` must be read after the request arrived: a lease is checked
+    /// against it, so a read that waited in a paused process is checked
+    /// after the pause.
+    pub fn read(&mut self, id: u64, now: MonoMs) -> Result<(), PaxosError> {
+        self.advance(now);
         let commit = self.commit;
         let now = self.now;
         let lease_mode = matches!(self.cfg.read_mode, ReadMode::Lease { .. });
@@ -996,7 +1036,12 @@ impl<T: Clone> Replica<T> {
         };
         let index = commit.max(l.ready_slot);
         if lease_mode && commit >= l.ready_slot && now < l.lease_until {
-            self.out.push(Command::ReadReady { id, index });
+            let lease_until = Some(l.lease_until);
+            self.out.push(Command::ReadReady {
+                id,
+                index,
+                lease_until,
+            });
             return Ok(());
         }
         // Read index: confirm with a fresh heartbeat round that no other
@@ -1007,8 +1052,17 @@ impl<T: Clone> Replica<T> {
         Ok(())
     }
 
-    /// Handles a message from `from`.
-    pub fn step(&mut self, from: NodeId, msg: Message<T>) {
+    /// Whether a lease read may be answered at `now`: this replica leads
+    /// and its lease runs past `now`. A shell that waited (to apply up to
+    /// the read's index, say) checks again with the time it answers at.
+    pub fn lease_holds(&self, now: MonoMs) -> bool {
+        matches!(&self.state, State::Leader(l) if now.max(self.now) < l.lease_until)
+    }
+
+    /// Handles a message from `from` that arrived before `now` (the shell
+    /// reads its clock after taking the message in, never before).
+    pub fn step(&mut self, from: NodeId, msg: Message<T>, now: MonoMs) {
+        self.advance(now);
         let mut round = msg.ballot().round;
         if msg.ballot() == Ballot::CHOSEN {
             round = 0;
@@ -1377,7 +1431,7 @@ impl<T: Clone> Replica<T> {
             _ => {}
         }
         self.leader_hint = Some(leader);
-        self.leader_heard_elapsed = 0;
+        self.leader_heard_at = Some(self.now);
         self.reset_election_timer();
     }
 
@@ -1540,7 +1594,7 @@ impl<T: Clone> Replica<T> {
             ready_slot: top,
             acks: VecDeque::new(),
             peers: Vec::new(),
-            heartbeat_elapsed: 0,
+            heartbeat_at: self.now,
             hb_seq: 0,
             hb_sent: VecDeque::new(),
             quorum_seq: 0,
@@ -1561,11 +1615,10 @@ impl<T: Clone> Replica<T> {
         // here. Campaign after a short random delay (not at once: several
         // followers may have heard the resignation).
         self.leader_hint = None;
-        self.leader_heard_elapsed = self.cfg.election_ticks;
-        self.election_elapsed = 0;
-        let hb = u64::from(self.cfg.heartbeat_ticks);
-        let half = u64::from(self.cfg.election_ticks / 2);
-        self.election_timeout = self.rng.range(hb, hb + half.max(1)) as u32;
+        self.leader_heard_at = None;
+        let hb = self.cfg.heartbeat_ms;
+        let half = self.cfg.election_ms / 2;
+        self.election_deadline = self.now + self.rng.range(hb, hb + half.max(1));
     }
 
     fn on_nack(&mut self, ballot: Ballot, promised: Ballot) {
@@ -1704,7 +1757,7 @@ impl<T: Clone> Replica<T> {
         let State::Leader(l) = &mut self.state else {
             return;
         };
-        l.heartbeat_elapsed = 0;
+        l.heartbeat_at = now;
         l.hb_seq += 1;
         l.hb_sent.push_back((l.hb_seq, now));
         while l.hb_sent.len() > 64 {
@@ -1746,7 +1799,7 @@ impl<T: Clone> Replica<T> {
         // Catch-up from the log: the peer lacks chosen values. The next
         // window goes out when the peer has the previous one, or when the
         // previous one looks lost.
-        let resend = u64::from(self.cfg.heartbeat_ticks) * 2;
+        let resend = self.cfg.heartbeat_ms * 2;
         let base = self.log.base;
         if commit + 1 < base
             && (p.snap.is_none() || self.now >= p.learn_sent_at + resend)
@@ -1909,9 +1962,7 @@ impl<T: Clone> Replica<T> {
         let quorum = self.quorum;
         let mask = self.voter_mask;
         let lease = match self.cfg.read_mode {
-            ReadMode::Lease { drift_ticks } => Some(u64::from(
-                self.cfg.election_ticks.saturating_sub(drift_ticks),
-            )),
+            ReadMode::Lease { drift_ms } => Some(self.cfg.election_ms.saturating_sub(drift_ms)),
             ReadMode::ReadIndex => None,
         };
         let State::Leader(l) = &mut self.state else {
@@ -1936,8 +1987,10 @@ impl<T: Clone> Replica<T> {
                 && let Some(&(_, sent)) = l.hb_sent.iter().find(|(s, _)| *s == q)
             {
                 // Every acceptor in that quorum heard us after `sent`, and
-                // ignores other proposers for `election_ticks` of its own
-                // clock from then on; shorten by the drift bound.
+                // ignores other proposers for `election_ms` of its own
+                // clock from then on; shorten by the drift bound. `sent`
+                // is the time the round was recorded, never later than it
+                // left, so a pause between the two only shortens the lease.
                 l.lease_until = l.lease_until.max(sent + lease);
             }
         }
@@ -1958,7 +2011,12 @@ impl<T: Clone> Replica<T> {
             let (id, index, seq) = l.reads[i];
             if seq <= q && index <= commit {
                 l.reads.swap_remove(i);
-                self.out.push(Command::ReadReady { id, index });
+                let lease_until = None;
+                self.out.push(Command::ReadReady {
+                    id,
+                    index,
+                    lease_until,
+                });
             } else {
                 i += 1;
             }
@@ -1980,7 +2038,7 @@ impl<T: Clone> Replica<T> {
         self.leader_hint = None;
         // Our own lease over the others says nothing about us as an
         // acceptor: be ready to promise a successor at once.
-        self.leader_heard_elapsed = self.cfg.election_ticks;
+        self.leader_heard_at = None;
         self.reset_election_timer();
     }
 
@@ -1997,8 +2055,7 @@ impl<T: Clone> Replica<T> {
     }
 
     fn reset_election_timer(&mut self) {
-        self.election_elapsed = 0;
-        self.election_timeout = draw_timeout(&mut self.rng, self.cfg.election_ticks);
+        self.election_deadline = self.now + draw_timeout(&mut self.rng, self.cfg.election_ms);
     }
 
     fn persist(&mut self, promised: Option<Ballot>, entries: Vec<(Slot, Entry<T>)>) {
@@ -2047,7 +2104,7 @@ fn mask_of(universe: &[NodeId], ids: &[NodeId]) -> u64 {
         .fold(0, |m, i| m | (1 << i))
 }
 
-fn draw_timeout(rng: &mut Rng, election_ticks: u32) -> u32 {
-    let e = u64::from(election_ticks);
-    rng.range(e, 2 * e) as u32
+/// An election timeout in `[election_ms, 2 * election_ms)`.
+fn draw_timeout(rng: &mut Rng, election_ms: u64) -> MonoMs {
+    rng.range(election_ms, 2 * election_ms)
 }

@@ -19,7 +19,7 @@ fn m3() -> Membership {
 }
 
 fn replica(id: NodeId, n: u64) -> Replica<&'static str> {
-    Replica::new(cfg(id, n)).unwrap()
+    Replica::new(cfg(id, n), 0).unwrap()
 }
 
 fn send(to: NodeId, msg: Msg) -> Cmd {
@@ -65,6 +65,7 @@ fn leader3() -> Replica<&'static str> {
             accepted: vec![],
             commit: 0,
         },
+        r.now(),
     );
     r.persisted(1);
     r.persisted(2);
@@ -76,6 +77,7 @@ fn leader3() -> Replica<&'static str> {
             last: 1,
             commit: 0,
         },
+        r.now(),
     );
     assert_eq!(r.role(), Role::Leader);
     assert_eq!(r.commit_index(), 1);
@@ -120,6 +122,7 @@ fn promise_is_sent_only_after_it_is_durable() {
             ballot: b(1, 1),
             from: 1,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![persist(1, Some(b(1, 1)), vec![])]);
     r.persisted(1);
@@ -142,6 +145,7 @@ fn promise_is_sent_only_after_it_is_durable() {
             ballot: b(0, 3),
             from: 1,
         },
+        r.now(),
     );
     assert_eq!(
         r.take_commands(),
@@ -168,6 +172,7 @@ fn candidate_promises_itself_at_majority_then_leads_with_a_noop() {
             accepted: vec![],
             commit: 0,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![persist(1, Some(b(1, 1)), vec![])]);
     assert_eq!(r.role(), Role::Candidate);
@@ -204,6 +209,7 @@ fn new_leader_reproposes_highest_ballot_values_and_fills_gaps() {
             accepted: vec![],
             commit: 0,
         },
+        r.now(),
     );
     // Wrong ballot: ignored.
     assert!(r.take_commands().is_empty());
@@ -216,6 +222,7 @@ fn new_leader_reproposes_highest_ballot_values_and_fills_gaps() {
             accepted: vec![(1, e(b(1, 2), "a")), (4, e(b(1, 2), "c"))],
             commit: 0,
         },
+        r.now(),
     );
     assert!(r.take_commands().is_empty());
     r.step(
@@ -226,6 +233,7 @@ fn new_leader_reproposes_highest_ballot_values_and_fills_gaps() {
             accepted: vec![(1, e(b(2, 3), "b"))],
             commit: 0,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![persist(1, Some(ballot), vec![])]);
     r.persisted(1);
@@ -289,6 +297,7 @@ fn batch_commits_when_a_majority_has_it_durable() {
             last: 3,
             commit: 1,
         },
+        r.now(),
     );
     // ...together with our own durable copy it is.
     assert_eq!(r.take_commands(), vec![]);
@@ -317,6 +326,7 @@ fn follower_accepts_after_durable_write_and_commits_only_leader_ballot_entries()
             values: vec![data("old")],
             commit: 0,
         },
+        r.now(),
     );
     r.persisted(1);
     r.take_commands();
@@ -328,6 +338,7 @@ fn follower_accepts_after_durable_write_and_commits_only_leader_ballot_entries()
             values: vec![data("a")],
             commit: 2,
         },
+        r.now(),
     );
     // Slot 1 is the leader's, slot 2 is not: commit stops at 1.
     assert_eq!(
@@ -369,6 +380,7 @@ fn lagging_follower_gets_chosen_values_via_learn() {
             last: 2,
             commit: 1,
         },
+        r.now(),
     );
     r.take_commands();
     assert_eq!(r.commit_index(), 2);
@@ -380,6 +392,7 @@ fn lagging_follower_gets_chosen_values_via_learn() {
             seq: 1,
             commit: 0,
         },
+        r.now(),
     );
     let cmds = r.take_commands();
     assert_eq!(
@@ -399,7 +412,7 @@ fn lagging_follower_gets_chosen_values_via_learn() {
     let Command::Send { msg, .. } = cmds[0].clone() else {
         unreachable!()
     };
-    f.step(1, msg);
+    f.step(1, msg, f.now());
     assert_eq!(
         f.take_commands(),
         vec![
@@ -430,6 +443,7 @@ fn acceptor_that_hears_a_live_leader_ignores_other_prepares() {
             commit: 0,
             seq: 1,
         },
+        r.now(),
     );
     r.take_commands();
     r.step(
@@ -438,6 +452,7 @@ fn acceptor_that_hears_a_live_leader_ignores_other_prepares() {
             ballot: b(5, 3),
             from: 1,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![]);
     assert_eq!(r.promised(), Ballot::ZERO);
@@ -448,11 +463,12 @@ fn acceptor_that_hears_a_live_leader_ignores_other_prepares() {
             ballot: b(6, 1),
             from: 1,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![persist(1, Some(b(6, 1)), vec![])]);
     // Once the lease has run out, others are heard again.
     for _ in 0..10 {
-        r.tick();
+        r.tick(r.now() + 1);
     }
     r.take_commands();
     r.step(
@@ -461,6 +477,7 @@ fn acceptor_that_hears_a_live_leader_ignores_other_prepares() {
             ballot: b(7, 3),
             from: 1,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![persist(2, Some(b(7, 3)), vec![])]);
 }
@@ -474,6 +491,7 @@ fn nack_makes_the_leader_retry_with_a_higher_ballot() {
             ballot: b(1, 1),
             promised: b(4, 3),
         },
+        r.now(),
     );
     assert_eq!(r.role(), Role::Candidate);
     assert_eq!(
@@ -501,12 +519,12 @@ fn nack_makes_the_leader_retry_with_a_higher_ballot() {
 fn leader_without_a_quorum_steps_down() {
     let mut r = leader3();
     for _ in 0..9 {
-        r.tick();
+        r.tick(r.now() + 1);
     }
     assert_eq!(r.role(), Role::Leader);
     // Node 3 was heard at tick 5; node 2 last at tick 0: one of two is not
     // a majority once an election timeout has passed since tick 0.
-    r.tick();
+    r.tick(r.now() + 1);
     assert_eq!(r.role(), Role::Follower);
     let resign = Message::Resign { ballot: b(1, 1) };
     let cmds = r.take_commands();
@@ -520,7 +538,7 @@ fn leader_without_a_quorum_steps_down() {
 fn election_timeout_starts_a_pre_vote_and_phase_1_needs_a_majority_of_grants() {
     let mut r = replica(1, 3);
     for _ in 0..19 {
-        r.tick();
+        r.tick(r.now() + 1);
         if r.role() == Role::PreCandidate {
             break;
         }
@@ -535,7 +553,7 @@ fn election_timeout_starts_a_pre_vote_and_phase_1_needs_a_majority_of_grants() {
     );
     // Nothing is promised by a pre-vote.
     assert_eq!(r.promised(), Ballot::ZERO);
-    r.step(2, Message::PreVoteGranted { ballot: b(1, 1) });
+    r.step(2, Message::PreVoteGranted { ballot: b(1, 1) }, r.now());
     assert_eq!(r.role(), Role::Candidate);
     assert_eq!(
         r.take_commands(),
@@ -561,7 +579,7 @@ fn election_timeout_starts_a_pre_vote_and_phase_1_needs_a_majority_of_grants() {
 #[test]
 fn pre_vote_is_refused_while_a_leader_is_live() {
     let mut r = replica(2, 3);
-    r.step(3, Message::PreVote { ballot: b(1, 3) });
+    r.step(3, Message::PreVote { ballot: b(1, 3) }, r.now());
     assert_eq!(
         r.take_commands(),
         vec![send(3, Message::PreVoteGranted { ballot: b(1, 3) })]
@@ -573,9 +591,10 @@ fn pre_vote_is_refused_while_a_leader_is_live() {
             commit: 0,
             seq: 1,
         },
+        r.now(),
     );
     r.take_commands();
-    r.step(3, Message::PreVote { ballot: b(2, 3) });
+    r.step(3, Message::PreVote { ballot: b(2, 3) }, r.now());
     assert_eq!(r.take_commands(), vec![]);
 }
 
@@ -588,11 +607,11 @@ fn heartbeats_go_out_every_heartbeat_interval() {
         seq,
     };
     // The first tick after the commit index moved tells the followers.
-    r.tick();
+    r.tick(r.now() + 1);
     assert_eq!(r.take_commands(), vec![send(2, hb(1)), send(3, hb(1))]);
-    r.tick();
+    r.tick(r.now() + 1);
     assert_eq!(r.take_commands(), vec![]);
-    r.tick();
+    r.tick(r.now() + 1);
     assert_eq!(r.take_commands(), vec![send(2, hb(2)), send(3, hb(2))]);
 }
 
@@ -606,6 +625,7 @@ fn followers_refuse_proposals_and_name_the_leader() {
             commit: 0,
             seq: 1,
         },
+        r.now(),
     );
     assert_eq!(
         r.propose(vec!["x"]),
@@ -617,7 +637,7 @@ fn followers_refuse_proposals_and_name_the_leader() {
 fn backpressure_limits_uncommitted_slots() {
     let mut c = cfg(1, 1);
     c.max_inflight = 2;
-    let mut r: Replica<&'static str> = Replica::new(c).unwrap();
+    let mut r: Replica<&'static str> = Replica::new(c, 0).unwrap();
     r.campaign();
     r.persisted(1);
     r.persisted(2);
@@ -631,7 +651,7 @@ fn backpressure_limits_uncommitted_slots() {
 
 #[test]
 fn single_node_commits_on_its_own_durable_write() {
-    let mut r: Replica<&'static str> = Replica::new(cfg(1, 1)).unwrap();
+    let mut r: Replica<&'static str> = Replica::new(cfg(1, 1), 0).unwrap();
     r.campaign();
     assert_eq!(r.take_commands(), vec![persist(1, Some(b(1, 1)), vec![])]);
     r.persisted(1);
@@ -653,7 +673,7 @@ fn single_node_commits_on_its_own_durable_write() {
 fn lease_read_is_served_locally_read_index_needs_a_round() {
     let mut r = leader3();
     // No acknowledged heartbeat round yet: the read waits for one.
-    r.read(7).unwrap();
+    r.read(7, r.now()).unwrap();
     let hb = Message::Heartbeat {
         ballot: b(1, 1),
         commit: 1,
@@ -667,26 +687,37 @@ fn lease_read_is_served_locally_read_index_needs_a_round() {
             seq: 1,
             commit: 1,
         },
+        r.now(),
     );
     assert_eq!(
         r.take_commands(),
-        vec![Command::ReadReady { id: 7, index: 1 }]
+        vec![Command::ReadReady {
+            id: 7,
+            index: 1,
+            lease_until: None
+        }]
     );
     // That round also started a lease: the next read is local.
-    r.read(8).unwrap();
+    r.read(8, r.now()).unwrap();
     assert_eq!(
         r.take_commands(),
-        vec![Command::ReadReady { id: 8, index: 1 }]
+        vec![Command::ReadReady {
+            id: 8,
+            index: 1,
+            // The round was sent at 0; the lease is election_ms - drift_ms.
+            lease_until: Some(9)
+        }]
     );
     // When the lease has run out, reads need a round again.
     for _ in 0..9 {
-        r.tick();
+        r.tick(r.now() + 1);
     }
     r.take_commands();
-    r.read(9).unwrap();
+    r.read(9, r.now()).unwrap();
     assert!(
         !r.take_commands()
-            .contains(&Command::ReadReady { id: 9, index: 1 })
+            .iter()
+            .any(|c| matches!(c, Command::ReadReady { id: 9, .. }))
     );
 }
 
@@ -694,11 +725,11 @@ fn lease_read_is_served_locally_read_index_needs_a_round() {
 fn read_index_mode_always_confirms_leadership() {
     let mut c = cfg(1, 1);
     c.read_mode = ReadMode::ReadIndex;
-    let mut r: Replica<&'static str> = Replica::new(c).unwrap();
+    let mut r: Replica<&'static str> = Replica::new(c, 0).unwrap();
     r.campaign();
     r.persisted(1);
     r.take_commands();
-    r.read(1).unwrap();
+    r.read(1, r.now()).unwrap();
     // Not yet committed in its own ballot: the read waits.
     assert_eq!(r.take_commands(), vec![]);
     r.persisted(2);
@@ -709,7 +740,11 @@ fn read_index_mode_always_confirms_leadership() {
                 first: 1,
                 values: vec![Value::Noop]
             },
-            Command::ReadReady { id: 1, index: 1 }
+            Command::ReadReady {
+                id: 1,
+                index: 1,
+                lease_until: None
+            }
         ]
     );
 }
@@ -722,7 +757,7 @@ fn restarted_replica_recovers_its_promise_and_log() {
         promised: Some(b(3, 2)),
         entries: vec![(1, e(b(3, 2), "a"))],
     });
-    let mut r: Replica<&'static str> = Replica::restore(cfg(1, 3), d).unwrap();
+    let mut r: Replica<&'static str> = Replica::restore(cfg(1, 3), d, 0).unwrap();
     assert_eq!(r.promised(), b(3, 2));
     r.campaign();
     // The next ballot is above anything promised before the crash.
@@ -761,10 +796,11 @@ fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
             values: vec![data("a"), data("b")],
             commit: 2,
         },
+        r.now(),
     );
     r.compact(2, vec![9u8].into()).unwrap();
     for _ in 0..10 {
-        r.tick();
+        r.tick(r.now() + 1);
     }
     r.take_commands();
     // Node 3 has committed nothing: we could not report slots 1..=2. We
@@ -775,6 +811,7 @@ fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
             ballot: b(2, 3),
             from: 1,
         },
+        r.now(),
     );
     assert_eq!(
         r.take_commands(),
@@ -797,6 +834,7 @@ fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
             ballot: b(2, 3),
             from: 3,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![persist(2, Some(b(2, 3)), vec![])]);
 }
@@ -805,7 +843,7 @@ fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
 fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
     let mut c = cfg(1, 3);
     c.snapshot_chunk = 2;
-    let mut r: Replica<&'static str> = Replica::new(c).unwrap();
+    let mut r: Replica<&'static str> = Replica::new(c, 0).unwrap();
     r.campaign();
     r.step(
         2,
@@ -815,6 +853,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             accepted: vec![],
             commit: 0,
         },
+        r.now(),
     );
     r.persisted(1);
     r.persisted(2);
@@ -826,6 +865,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             last: 1,
             commit: 0,
         },
+        r.now(),
     );
     r.compact(1, vec![10u8, 11, 12, 13, 14].into()).unwrap();
     r.take_commands();
@@ -836,6 +876,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             seq: 1,
             commit: 0,
         },
+        r.now(),
     );
     let chunk = |offset: u64, data: Vec<u8>| {
         send(
@@ -871,6 +912,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             offset: 2,
             data: vec![12, 13],
         },
+        f.now(),
     );
     f.step(
         1,
@@ -882,6 +924,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             offset: 0,
             data: vec![10, 11],
         },
+        f.now(),
     );
     let ack = |offset| {
         send(
@@ -902,6 +945,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             index: 1,
             offset: 2,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![]);
     f.step(
@@ -914,6 +958,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             offset: 2,
             data: vec![12, 13],
         },
+        f.now(),
     );
     f.step(
         1,
@@ -925,6 +970,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
             offset: 4,
             data: vec![14],
         },
+        f.now(),
     );
     assert_eq!(
         f.take_commands(),
@@ -945,7 +991,7 @@ fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
 fn leader_with_observer() -> Replica<&'static str> {
     let mut c = cfg(1, 3);
     c.observers = vec![4];
-    let mut r: Replica<&'static str> = Replica::new(c).unwrap();
+    let mut r: Replica<&'static str> = Replica::new(c, 0).unwrap();
     r.campaign();
     r.step(
         2,
@@ -955,6 +1001,7 @@ fn leader_with_observer() -> Replica<&'static str> {
             accepted: vec![],
             commit: 0,
         },
+        r.now(),
     );
     r.persisted(1);
     r.persisted(2);
@@ -966,6 +1013,7 @@ fn leader_with_observer() -> Replica<&'static str> {
             last: 1,
             commit: 0,
         },
+        r.now(),
     );
     assert_eq!(r.commit_index(), 1);
     r.take_commands();
@@ -994,6 +1042,7 @@ fn membership_changes_one_caught_up_voter_at_a_time() {
             last: 2,
             commit: 1,
         },
+        r.now(),
     );
     assert_eq!(r.membership(), &Membership::new(vec![1, 2], vec![3, 4]));
     assert_eq!(r.propose(vec!["x"]), Ok(3));
@@ -1017,6 +1066,7 @@ fn a_new_voter_must_be_a_caught_up_observer() {
             last: 2001,
             commit: 1,
         },
+        r.now(),
     );
     assert_eq!(r.commit_index(), 2001);
     r.take_commands();
@@ -1031,6 +1081,7 @@ fn a_new_voter_must_be_a_caught_up_observer() {
             seq: 0,
             commit: 2001,
         },
+        r.now(),
     );
     assert_eq!(
         r.propose_membership(Membership::new(vec![1, 2, 3, 4], vec![])),
@@ -1048,6 +1099,7 @@ fn after_a_change_commits_its_majority_is_required() {
             seq: 0,
             commit: 1,
         },
+        r.now(),
     );
     r.propose_membership(Membership::new(vec![1, 2, 3, 4], vec![]))
         .unwrap();
@@ -1060,6 +1112,7 @@ fn after_a_change_commits_its_majority_is_required() {
             last: 2,
             commit: 1,
         },
+        r.now(),
     );
     // The change itself needed 2 of [1, 2, 3]: committed.
     assert_eq!(r.commit_index(), 2);
@@ -1073,6 +1126,7 @@ fn after_a_change_commits_its_majority_is_required() {
             last: 3,
             commit: 2,
         },
+        r.now(),
     );
     // 2 of [1, 2, 3, 4] is not a majority any more.
     assert_eq!(r.commit_index(), 2);
@@ -1084,6 +1138,7 @@ fn after_a_change_commits_its_majority_is_required() {
             last: 3,
             commit: 2,
         },
+        r.now(),
     );
     assert_eq!(r.commit_index(), 3);
 }
@@ -1098,6 +1153,7 @@ fn a_removed_leader_hands_over_to_the_most_caught_up_voter() {
             seq: 0,
             commit: 1,
         },
+        r.now(),
     );
     r.propose_membership(Membership::new(vec![2, 3], vec![1]))
         .unwrap();
@@ -1110,6 +1166,7 @@ fn a_removed_leader_hands_over_to_the_most_caught_up_voter() {
             last: 2,
             commit: 1,
         },
+        r.now(),
     );
     assert_eq!(r.role(), Role::Follower);
     let cmds = r.take_commands();
@@ -1138,9 +1195,10 @@ fn leadership_transfer_makes_the_target_campaign_at_once() {
             commit: 0,
             seq: 1,
         },
+        t.now(),
     );
     t.take_commands();
-    t.step(1, Message::TimeoutNow { ballot: b(1, 1) });
+    t.step(1, Message::TimeoutNow { ballot: b(1, 1) }, t.now());
     assert_eq!(t.role(), Role::Candidate);
     let prepare = Message::Prepare {
         ballot: b(2, 2),
@@ -1170,6 +1228,7 @@ fn candidate_needs_a_majority_of_every_membership_phase_1_finds() {
             accepted: vec![(1, change)],
             commit: 0,
         },
+        r.now(),
     );
     // 2 of [1, 2, 3] but not 3 of [1, 2, 3, 4]: ask node 4 too, and wait.
     assert_eq!(
@@ -1190,6 +1249,7 @@ fn candidate_needs_a_majority_of_every_membership_phase_1_finds() {
             accepted: vec![],
             commit: 0,
         },
+        r.now(),
     );
     assert_eq!(r.take_commands(), vec![persist(1, Some(b(1, 1)), vec![])]);
     r.persisted(1);
@@ -1207,9 +1267,10 @@ fn a_peer_serves_catch_up_marked_as_chosen() {
             values: vec![data("a"), data("b")],
             commit: 2,
         },
+        a.now(),
     );
     a.take_commands();
-    a.step(3, Message::CatchUp { commit: 0 });
+    a.step(3, Message::CatchUp { commit: 0 }, a.now());
     let learn = Message::Learn {
         ballot: Ballot::ZERO,
         first: 1,
@@ -1218,7 +1279,7 @@ fn a_peer_serves_catch_up_marked_as_chosen() {
     };
     assert_eq!(a.take_commands(), vec![send(3, learn.clone())]);
     let mut c = replica(3, 3);
-    c.step(2, learn);
+    c.step(2, learn, c.now());
     assert_eq!(
         c.take_commands(),
         vec![

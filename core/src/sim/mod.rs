@@ -8,25 +8,42 @@
 //! partial partitions. Disks complete writes in order after a random delay;
 //! a crash discards every write not yet reported durable and every message
 //! in flight to the node, and a restart rebuilds the replica from its disk.
-//! Replicas tick at slightly different rates (clock drift within the bound
-//! the lease is configured for).
+//! Each node has its own monotonic clock (one millisecond per simulated
+//! tick), running at a slightly different rate from the others and
+//! sometimes jumping forward, within the drift bound the lease is
+//! configured for. A node can be *paused*, as SIGSTOP, a debugger or VM
+//! steal pause a process: it takes no messages, client requests or timer
+//! firings while its clock runs on, and at the end of the pause it first
+//! handles the client requests that waited, then everything else.
 //!
 //! Checked on every step: no two values are committed in one slot; every
 //! replica applies a contiguous prefix of the one log; a lease or read-index
-//! read sees every write acknowledged before it started. [`run`] adds a
-//! random fault schedule and, after healing everything, requires that the
-//! cluster commits again, on every replica, within a bounded number of ticks.
+//! read sees every write applied anywhere before it was asked; a `Promise`
+//! or `Accepted` leaves a node only once its disk holds what it reports.
+//! [`run`] adds a random fault schedule and, after healing everything,
+//! requires that the cluster commits again, on every replica, within a
+//! bounded number of ticks.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
 
 use crate::paxos::rng::Rng;
 use crate::paxos::{
-    Command, Config, Durable, Membership, Message, NodeId, ReadMode, Replica, Role, Slot, Value,
-    Write,
+    Command, Config, Durable, Membership, Message, MonoMs, NodeId, ReadMode, Replica, Role, Slot,
+    Value, Write,
 };
+
+/// A shell bug the simulator can plant, to show that its checks catch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plant {
+    /// The shell gives the replica a count of its timer firings as the
+    /// time (what `synod` did before its clock was real): a paused node
+    /// misses firings, so its lease outlives its real length.
+    LeaseInTicks,
+}
 
 /// How a simulated cluster behaves.
 #[derive(Debug, Clone)]
@@ -50,12 +67,19 @@ pub struct SimConfig {
     pub read_rate: f64,
     /// Slowest disk: writes complete after `0..=max_disk_delay` ticks.
     pub max_disk_delay: u64,
-    pub heartbeat_ticks: u32,
-    pub election_ticks: u32,
+    /// Replica timing, in milliseconds of a node's clock (one per tick).
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
     pub read_mode: ReadMode,
-    /// Skew replicas' clocks: one extra or one missing tick every
+    /// Skew nodes' clocks: one millisecond gained or lost every
     /// `drift_period` ticks (0: no drift).
     pub drift_period: u64,
+    /// Whether faults include process pauses (and forward clock jumps).
+    pub pauses: bool,
+    /// Longest pause, in ticks.
+    pub max_pause: u64,
+    /// A shell bug to plant (tests of the checks).
+    pub plant: Option<Plant>,
     /// A replica snapshots and compacts its log once it has applied twice
     /// this many slots past its log start, keeping this many (0: never).
     pub compact_every: u64,
@@ -78,12 +102,17 @@ impl SimConfig {
             propose_rate: 0.5,
             read_rate: 0.1,
             max_disk_delay: 2,
-            heartbeat_ticks: 2,
-            election_ticks: 10,
-            // With drift_period 25 two replicas' tick counts differ by at
-            // most 2 over one election timeout: the lease's drift bound.
-            read_mode: ReadMode::Lease { drift_ticks: 2 },
+            heartbeat_ms: 2,
+            election_ms: 10,
+            // With drift_period 25 a node's clock gains or loses at most
+            // 1 ms over one or two election timeouts, and jumps forward by
+            // at most 1 ms as often: two clocks move apart by at most 3 ms
+            // while a lease runs, the lease's drift bound.
+            read_mode: ReadMode::Lease { drift_ms: 3 },
             drift_period: 25,
+            pauses: true,
+            max_pause: 40,
+            plant: None,
             compact_every: 0,
             observers: 0,
             reconfigure: false,
@@ -127,6 +156,9 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Ticks from healing to a new value applied on every replica.
     pub recovery_ticks: Option<u64>,
+    /// A hash of every command every node emitted, with when and where:
+    /// two runs of one seed must agree on it exactly.
+    pub trace_hash: u64,
 }
 
 #[derive(Debug)]
@@ -141,6 +173,17 @@ struct InFlight {
 #[derive(Debug)]
 struct Node {
     id: NodeId,
+    /// The node's monotonic clock.
+    clock: MonoMs,
+    /// Timer firings it handled (what a [`Plant::LeaseInTicks`] shell
+    /// passes as the time).
+    firings: MonoMs,
+    /// Paused until this cluster tick.
+    paused_until: Option<u64>,
+    /// Reads asked while paused, handled first when it resumes.
+    waiting_reads: Vec<u64>,
+    /// The tick of its last forward clock jump.
+    jumped_at: u64,
     replica: Option<Replica<u64>>,
     disk: Durable<u64>,
     /// Writes handed to the disk, not yet durable: `(due tick, write)`.
@@ -177,6 +220,9 @@ pub struct Cluster {
     pub steps: u64,
     /// When set, every delivered message is recorded here (debugging).
     pub trace: Option<Vec<String>>,
+    /// Hashes every command executed (see [`Outcome::trace_hash`]); the
+    /// default hasher's keys are fixed, so the hash is reproducible.
+    trace_hash: DefaultHasher,
 }
 
 impl Cluster {
@@ -193,6 +239,11 @@ impl Cluster {
             let skew_phase = rng.range(0, cfg.drift_period.max(1));
             nodes.push(Node {
                 id: i as NodeId + 1,
+                clock: 0,
+                firings: 0,
+                paused_until: None,
+                waiting_reads: Vec::new(),
+                jumped_at: 0,
                 replica: None,
                 disk: Durable::default(),
                 unsynced: VecDeque::new(),
@@ -219,6 +270,7 @@ impl Cluster {
             violations: Vec::new(),
             steps: 0,
             trace: None,
+            trace_hash: DefaultHasher::new(),
         };
         for i in 0..n {
             c.start(i);
@@ -232,8 +284,8 @@ impl Cluster {
         let voters_n = (n - (self.cfg.observers as NodeId).min(n - 1)).max(1);
         let mut cfg = Config::new(node.id, (1..=voters_n).collect());
         cfg.observers = (voters_n + 1..=n).collect();
-        cfg.heartbeat_ticks = self.cfg.heartbeat_ticks;
-        cfg.election_ticks = self.cfg.election_ticks;
+        cfg.heartbeat_ms = self.cfg.heartbeat_ms;
+        cfg.election_ms = self.cfg.election_ms;
         cfg.read_mode = self.cfg.read_mode;
         cfg.max_batch = 256;
         // Small chunks, so that transfers take many messages and resume.
@@ -249,10 +301,11 @@ impl Cluster {
     fn start(&mut self, i: usize) {
         let cfg = self.replica_config(i);
         let durable = self.nodes[i].disk.clone();
+        let now = self.clock(i);
         let replica = if self.nodes[i].incarnation == 0 {
-            Replica::new(cfg)
+            Replica::new(cfg, now)
         } else {
-            Replica::restore(cfg, durable)
+            Replica::restore(cfg, durable, now)
         };
         match replica {
             Ok(r) => self.nodes[i].replica = Some(r),
@@ -262,6 +315,47 @@ impl Cluster {
 
     pub fn now(&self) -> u64 {
         self.now
+    }
+
+    /// The time node `i`'s shell passes to its replica.
+    fn clock(&self, i: usize) -> MonoMs {
+        match self.cfg.plant {
+            Some(Plant::LeaseInTicks) => self.nodes[i].firings,
+            None => self.nodes[i].clock,
+        }
+    }
+
+    /// Whether node `i` is paused.
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.nodes[i].paused_until.is_some()
+    }
+
+    /// Pauses node `i` for `ticks` ticks (SIGSTOP, then SIGCONT): its clock
+    /// runs on, but it handles nothing until then.
+    pub fn pause(&mut self, i: usize, ticks: u64) {
+        if self.nodes[i].replica.is_some() {
+            self.nodes[i].paused_until = Some(self.now + ticks);
+        }
+    }
+
+    /// Ends node `i`'s pause now. It handles the client reads that waited
+    /// first, with its clock as it is after the pause.
+    pub fn resume(&mut self, i: usize) {
+        if self.nodes[i].paused_until.take().is_none() {
+            return;
+        }
+        let now = self.clock(i);
+        let reads = std::mem::take(&mut self.nodes[i].waiting_reads);
+        for id in reads {
+            let asked = self.nodes[i]
+                .replica
+                .as_mut()
+                .is_some_and(|r| r.read(id, now).is_ok());
+            if !asked {
+                self.reads.remove(&id);
+            }
+        }
+        self.drain(i);
     }
 
     pub fn len(&self) -> usize {
@@ -333,6 +427,11 @@ impl Cluster {
         let node = &mut self.nodes[i];
         node.replica = None;
         node.unsynced.clear();
+        node.paused_until = None;
+        let waiting = std::mem::take(&mut node.waiting_reads);
+        for id in waiting {
+            self.reads.remove(&id);
+        }
         self.net.retain(|m| m.to != i);
     }
 
@@ -364,6 +463,9 @@ impl Cluster {
     /// Proposes `count` fresh values at node `i`. Returns their ids.
     pub fn propose(&mut self, i: usize, count: usize) -> Vec<u64> {
         let ids: Vec<u64> = (0..count as u64).map(|k| self.next_value + k).collect();
+        if self.is_paused(i) {
+            return Vec::new();
+        }
         let Some(r) = self.nodes[i].replica.as_mut() else {
             return Vec::new();
         };
@@ -377,14 +479,23 @@ impl Cluster {
         }
     }
 
-    /// Asks node `i` for a linearizable read.
+    /// Asks node `i` for a linearizable read. The answer must name an
+    /// index at or above every slot applied anywhere by now; a paused node
+    /// gets the request when it resumes, as from its socket.
     pub fn read(&mut self, i: usize) {
         let id = self.next_read;
         let floor = self.max_applied();
+        if self.is_paused(i) && self.nodes[i].replica.is_some() {
+            self.next_read += 1;
+            self.reads.insert(id, (i, floor));
+            self.nodes[i].waiting_reads.push(id);
+            return;
+        }
+        let now = self.clock(i);
         let Some(r) = self.nodes[i].replica.as_mut() else {
             return;
         };
-        if r.read(id).is_ok() {
+        if r.read(id, now).is_ok() {
             self.next_read += 1;
             self.reads.insert(id, (i, floor));
             self.drain(i);
@@ -408,6 +519,9 @@ impl Cluster {
     /// Executes node `i`'s commands until it has none left, completing
     /// disk writes that are due now.
     fn drain(&mut self, i: usize) {
+        if self.is_paused(i) {
+            return;
+        }
         loop {
             let Some(r) = self.nodes[i].replica.as_mut() else {
                 return;
@@ -429,6 +543,9 @@ impl Cluster {
     /// whether it reported anything.
     fn complete_disk(&mut self, i: usize) -> bool {
         let now = self.now;
+        if self.is_paused(i) {
+            return false;
+        }
         let node = &mut self.nodes[i];
         let mut last = None;
         while node.unsynced.front().is_some_and(|(due, _)| *due <= now) {
@@ -447,6 +564,7 @@ impl Cluster {
     }
 
     fn execute(&mut self, i: usize, cmd: Command<u64>) {
+        (self.now, i, &cmd).hash(&mut self.trace_hash);
         match cmd {
             Command::Persist(w) => {
                 let delay = self.rng.range(0, self.nodes[i].disk_delay + 1);
@@ -459,6 +577,7 @@ impl Cluster {
                 node.unsynced.push_back((due, w));
             }
             Command::Send { to, msg } => {
+                self.check_durable_before_send(i, &msg);
                 let Some(to) = (to as usize).checked_sub(1) else {
                     return;
                 };
@@ -471,7 +590,7 @@ impl Cluster {
                 self.enqueue(i, to, msg);
             }
             Command::Apply { first, values } => self.check_apply(i, first, values),
-            Command::ReadReady { id, index } => {
+            Command::ReadReady { id, index, .. } => {
                 if let Some((node, floor)) = self.reads.remove(&id) {
                     if node != i {
                         self.violation(format!("read {id} answered by the wrong node"));
@@ -509,6 +628,48 @@ impl Cluster {
                 }
                 node.disk.set_snapshot(snap);
             }
+        }
+    }
+
+    /// Persist before you promise: a `Promise` or `Accepted` may leave node
+    /// `i` only once its disk holds the promise and the accepted entries it
+    /// vouches for (a crash right after the send must not take them back).
+    fn check_durable_before_send(&mut self, i: usize, msg: &Message<u64>) {
+        let disk = &self.nodes[i].disk;
+        let missing = match msg {
+            Message::Promise { ballot, .. } if disk.promised < *ballot => Some(format!(
+                "a promise of {ballot:?} (disk holds {:?})",
+                disk.promised
+            )),
+            Message::Accepted {
+                ballot,
+                first,
+                last,
+                ..
+            } => {
+                // Slots at or below the commit index hold chosen values,
+                // which the acceptor does not write again.
+                let commit = self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .map_or(0, Replica::commit_index);
+                let covered = disk.snapshot.as_ref().map_or(0, |s| s.index).max(commit);
+                (*first..=*last)
+                    .filter(|s| *s > covered)
+                    .find(|s| {
+                        disk.entries
+                            .binary_search_by_key(s, |(slot, _)| *slot)
+                            // A later write may have replaced the entry
+                            // in a higher ballot since: the vote was cast.
+                            .map_or(true, |k| disk.entries[k].1.ballot < *ballot)
+                    })
+                    .map(|s| format!("an acceptance of slot {s} in {ballot:?}"))
+            }
+            _ => None,
+        };
+        if let Some(what) = missing {
+            let node = i + 1;
+            self.violation(format!("node {node} sent {what} before it was durable"));
         }
     }
 
@@ -564,10 +725,16 @@ impl Cluster {
         self.now += 1;
         self.steps += 1;
         let now = self.now;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused_until.is_some_and(|until| until <= now) {
+                self.resume(i);
+            }
+        }
         let mut due: Vec<InFlight> = Vec::new();
         let mut k = 0;
         while k < self.net.len() {
-            if self.net[k].due <= now {
+            // A paused node's messages wait for it, as in a socket buffer.
+            if self.net[k].due <= now && !self.is_paused(self.net[k].to) {
                 due.push(self.net.swap_remove(k));
             } else {
                 k += 1;
@@ -582,8 +749,9 @@ impl Cluster {
             if let Some(t) = self.trace.as_mut() {
                 t.push(format!("{now}: {} -> {}: {:?}", from, m.to + 1, m.msg));
             }
+            let clock = self.clock(m.to);
             if let Some(r) = self.nodes[m.to].replica.as_mut() {
-                r.step(from, m.msg);
+                r.step(from, m.msg, clock);
                 self.drain(m.to);
             }
         }
@@ -597,17 +765,22 @@ impl Cluster {
             }
         }
         for i in 0..self.nodes.len() {
-            let node = &self.nodes[i];
-            let mut ticks = 1;
+            let node = &mut self.nodes[i];
+            node.clock += 1;
             if self.cfg.drift_period > 0 && now % self.cfg.drift_period == node.skew_phase {
-                ticks += i32::from(node.skew);
+                node.clock = node.clock.saturating_add_signed(i64::from(node.skew));
             }
-            for _ in 0..ticks {
-                if let Some(r) = self.nodes[i].replica.as_mut() {
-                    r.tick();
-                }
-                self.drain(i);
+        }
+        for i in 0..self.nodes.len() {
+            if self.is_paused(i) {
+                continue;
             }
+            self.nodes[i].firings += 1;
+            let clock = self.clock(i);
+            if let Some(r) = self.nodes[i].replica.as_mut() {
+                r.tick(clock);
+            }
+            self.drain(i);
         }
     }
 
@@ -616,6 +789,9 @@ impl Cluster {
     fn maybe_compact(&mut self, i: usize) {
         let every = self.cfg.compact_every;
         let node = &mut self.nodes[i];
+        if node.paused_until.is_some() {
+            return;
+        }
         let Some(r) = node.replica.as_mut() else {
             return;
         };
@@ -673,6 +849,10 @@ impl Cluster {
     fn random_fault(&mut self) {
         let n = self.nodes.len();
         let kinds = if self.cfg.reconfigure { 12 } else { 10 };
+        if self.cfg.pauses && self.rng.chance(0.25) {
+            self.random_pause();
+            return;
+        }
         match self.rng.range(0, kinds) {
             0 => {
                 let i = self.rng.range(0, n as u64) as usize;
@@ -740,6 +920,30 @@ impl Cluster {
             }
             _ => self.heal(),
         }
+    }
+
+    /// Pauses a node (the leader, half the time: the case a lease must
+    /// survive), or jumps a node's clock forward within the drift bound.
+    fn random_pause(&mut self) {
+        let n = self.nodes.len();
+        let leaders = self.leaders();
+        let i = if !leaders.is_empty() && self.rng.chance(0.5) {
+            leaders[self.rng.range(0, leaders.len() as u64) as usize]
+        } else {
+            self.rng.range(0, n as u64) as usize
+        };
+        if self.rng.chance(0.2) {
+            // At most 1 ms, at most once per drift period: with the skew,
+            // within the lease's drift bound.
+            let node = &mut self.nodes[i];
+            if self.now >= node.jumped_at + self.cfg.drift_period.max(1) {
+                node.jumped_at = self.now;
+                node.clock += 1;
+            }
+            return;
+        }
+        let ticks = self.rng.range(1, self.cfg.max_pause.max(1) + 1);
+        self.pause(i, ticks);
     }
 
     /// At a leader: promote an observer or demote a voter to observer.
@@ -837,6 +1041,7 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
     }
     c.heal();
     for i in 0..n {
+        c.resume(i);
         c.restart(i);
         c.set_disk_delay(i, c.cfg.max_disk_delay.min(1));
     }
@@ -857,6 +1062,7 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
         commits: c.max_applied(),
         violations: c.violations.clone(),
         recovery_ticks: recovery,
+        trace_hash: c.trace_hash.finish(),
     };
     (out, c)
 }

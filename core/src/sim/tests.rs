@@ -66,10 +66,86 @@ fn every_cluster_size_commits() {
 fn a_seed_replays_exactly() {
     let a = run(42, SimConfig::for_seed(42, 5));
     let b = run(42, SimConfig::for_seed(42, 5));
+    // Every command of every node, with its tick: the same run, not just
+    // the same totals.
+    assert_eq!(a.trace_hash, b.trace_hash);
     assert_eq!(
         (a.steps, a.commits, a.recovery_ticks),
         (b.steps, b.commits, b.recovery_ticks)
     );
+    let other = run(43, SimConfig::for_seed(42, 5));
+    assert_ne!(a.trace_hash, other.trace_hash);
+}
+
+// ----- pauses and the lease -----
+
+/// The Jepsen scenario: the leader stops (SIGSTOP) long enough for the
+/// others to elect a new leader and commit, a client asks it for a
+/// linearizable read while it is stopped, and it resumes (SIGCONT).
+/// Returns the violations.
+fn paused_leader_serves_a_read(seed: u64, plant: Option<Plant>) -> Vec<String> {
+    let mut cfg = SimConfig::new(3);
+    cfg.loss = 0.0;
+    cfg.duplicate = 0.0;
+    cfg.max_delay = 1;
+    cfg.max_disk_delay = 0;
+    cfg.plant = plant;
+    let mut c = Cluster::new(seed, cfg);
+    let all: Vec<usize> = (0..3).collect();
+    c.commit_within(&all, 200).expect("initial leader commits");
+    // A lease-confirmed read first, so the old leader holds a fresh lease.
+    let old = c.leaders()[0];
+    for _ in 0..4 {
+        c.step();
+    }
+    c.read(old);
+    c.pause(old, 60);
+    // The others elect a leader and commit while it is stopped.
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
+    c.commit_within(&others, 55)
+        .expect("the others commit while the leader is paused");
+    c.read(old);
+    for _ in 0..70 {
+        c.step();
+    }
+    assert!(!c.is_paused(old));
+    c.violations.clone()
+}
+
+#[test]
+fn a_paused_leader_does_not_serve_a_stale_lease_read() {
+    for seed in 0..20 {
+        let v = paused_leader_serves_a_read(seed, None);
+        assert!(v.is_empty(), "seed {seed}: {v:?}");
+    }
+}
+
+#[test]
+fn planted_lease_counted_in_timer_firings_is_caught() {
+    let caught = (0..20)
+        .filter(|&seed| {
+            paused_leader_serves_a_read(seed, Some(Plant::LeaseInTicks))
+                .iter()
+                .any(|v| v.contains("stale read"))
+        })
+        .count();
+    assert!(caught > 0, "no seed caught the planted bug");
+}
+
+#[test]
+fn planted_lease_bug_is_caught_by_random_seeds_with_pauses() {
+    let caught = (0..200)
+        .filter(|&seed| {
+            let mut cfg = SimConfig::for_seed(seed, nodes_for_seed(seed));
+            cfg.read_mode = ReadMode::Lease { drift_ms: 3 };
+            cfg.plant = Some(Plant::LeaseInTicks);
+            run(seed, cfg)
+                .violations
+                .iter()
+                .any(|v| v.contains("stale read"))
+        })
+        .count();
+    assert!(caught > 0, "200 seeds did not catch the planted bug");
 }
 
 // ----- OmniPaxos (EuroSys 2023) partial-connectivity scenarios -----
