@@ -480,6 +480,10 @@ impl<T: Clone> Replica<T> {
 
     fn serve_snapshot_chunk(&mut self, to: NodeId, snap: &Snapshot, offset: u64) {
         let total = snap.data.len() as u64;
+        if offset >= total && total > 0 {
+            // The peer has it all: nothing to send.
+            return;
+        }
         let start = offset.min(total) as usize;
         let end = (start + self.cfg.snapshot_chunk.max(1)).min(snap.data.len());
         self.send(
@@ -522,6 +526,16 @@ impl<T: Clone> Replica<T> {
         let ballot = l.ballot;
         self.resign(ballot, Some(to));
         Ok(())
+    }
+
+    /// A leader takes no catch-up from peers: phase 1 told it every value
+    /// that can have been chosen, and it commits them through its own
+    /// ballot. Its vote counts are kept relative to its commit index, so a
+    /// commit index moved from outside would misalign them (the simulator
+    /// found a paused leader that installed a peer's snapshot and then
+    /// committed slots it did not hold).
+    fn is_leader(&self) -> bool {
+        matches!(self.state, State::Leader(_))
     }
 
     fn is_voter(&self) -> bool {
@@ -1266,7 +1280,7 @@ impl<T: Clone> Replica<T> {
         commit: Slot,
     ) {
         let peer_served = ballot == Ballot::ZERO;
-        if ballot < self.promised && !peer_served {
+        if ballot < self.promised && !peer_served || peer_served && self.is_leader() {
             return;
         }
         if !peer_served {
@@ -1333,15 +1347,22 @@ impl<T: Clone> Replica<T> {
         data: Vec<u8>,
     ) {
         let peer_served = ballot == Ballot::ZERO;
-        if ballot < self.promised && !peer_served {
+        if ballot < self.promised && !peer_served || peer_served && self.is_leader() {
             return;
         }
         if !peer_served {
             self.follow(from, ballot);
         }
         if index <= self.commit {
-            // Already have it (or more): tell the leader we are done.
+            // Already have it (or more): tell the leader we are done. A
+            // peer serving without being the leader keeps no transfer
+            // state and needs no word: answering it would ask for the
+            // chunk after the end, which it would serve, empty, and so on
+            // forever (a storm once the network duplicates messages).
             self.snap_recv = None;
+            if peer_served {
+                return;
+            }
             self.send(
                 from,
                 Message::SnapshotAck {
