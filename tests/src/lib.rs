@@ -4,6 +4,7 @@
 //! replicated ensemble, `proxy` puts controllable TCP links between them.
 
 mod ensemble;
+pub mod nemesis;
 mod proxy;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
