@@ -184,6 +184,8 @@ struct Node {
     waiting_reads: Vec<u64>,
     /// The tick of its last forward clock jump.
     jumped_at: u64,
+    /// What the monotonicity checks last saw of it.
+    seen: invariants::monotonic::Seen,
     replica: Option<Replica<u64>>,
     disk: Durable<u64>,
     /// Writes handed to the disk, not yet durable: `(due tick, write)`.
@@ -216,6 +218,9 @@ pub struct Cluster {
     next_read: u64,
     /// Read id -> (node index, lowest index the answer may name).
     reads: BTreeMap<u64, (usize, Slot)>,
+    /// Committed membership changes by slot (each governs the slots after
+    /// its own), for the quorum-durability check.
+    memberships: Vec<(Slot, Membership)>,
     pub violations: Vec<String>,
     pub steps: u64,
     /// When set, every delivered message is recorded here (debugging).
@@ -244,6 +249,7 @@ impl Cluster {
                 paused_until: None,
                 waiting_reads: Vec::new(),
                 jumped_at: 0,
+                seen: Default::default(),
                 replica: None,
                 disk: Durable::default(),
                 unsynced: VecDeque::new(),
@@ -267,11 +273,15 @@ impl Cluster {
             next_value: 1,
             next_read: 1,
             reads: BTreeMap::new(),
+            memberships: Vec::new(),
             violations: Vec::new(),
             steps: 0,
             trace: None,
             trace_hash: DefaultHasher::new(),
         };
+        let initial = c.replica_config(0);
+        c.memberships
+            .push((0, Membership::new(initial.voters, initial.observers)));
         for i in 0..n {
             c.start(i);
         }
@@ -440,6 +450,8 @@ impl Cluster {
             return;
         }
         self.nodes[i].incarnation += 1;
+        // A restarted node relearns its commit index from its snapshot.
+        self.nodes[i].seen.commit = 0;
         // The state machine restarts from the durable snapshot, if any, and
         // applies the log again from there.
         let node = &mut self.nodes[i];
@@ -529,6 +541,7 @@ impl Cluster {
             let cmds = r.take_commands();
             if cmds.is_empty() {
                 if !self.complete_disk(i) {
+                    self.check_turn(i);
                     return;
                 }
                 continue;
@@ -554,12 +567,33 @@ impl Cluster {
                 last = Some(w.token);
             }
         }
+        if last.is_some()
+            && let Some(v) =
+                invariants::monotonic::on_durable(&mut node.seen, node.id, node.disk.promised)
+        {
+            self.violation(v);
+        }
+        let node = &mut self.nodes[i];
         match (last, node.replica.as_mut()) {
             (Some(t), Some(r)) => {
                 r.persisted(t);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The checks due when node `i` has nothing more to do for now.
+    fn check_turn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let Some(r) = node.replica.as_ref() else {
+            return;
+        };
+        let commit = r.commit_index();
+        let order = invariants::state_order::check(node.id, r, node.applied);
+        let went_back = invariants::monotonic::on_commit(&mut node.seen, node.id, commit);
+        for v in [order, went_back].into_iter().flatten() {
+            self.violation(v);
         }
     }
 
@@ -577,7 +611,13 @@ impl Cluster {
                 node.unsynced.push_back((due, w));
             }
             Command::Send { to, msg } => {
-                self.check_durable_before_send(i, &msg);
+                let node = &self.nodes[i];
+                let commit = node.replica.as_ref().map_or(0, Replica::commit_index);
+                if let Some(v) =
+                    invariants::durable_send::on_send(node.id, &node.disk, commit, &msg)
+                {
+                    self.violation(v);
+                }
                 let Some(to) = (to as usize).checked_sub(1) else {
                     return;
                 };
@@ -591,16 +631,11 @@ impl Cluster {
             }
             Command::Apply { first, values } => self.check_apply(i, first, values),
             Command::ReadReady { id, index, .. } => {
-                if let Some((node, floor)) = self.reads.remove(&id) {
-                    if node != i {
-                        self.violation(format!("read {id} answered by the wrong node"));
-                    } else if index < floor {
-                        self.violation(format!(
-                            "stale read {id} at node {}: index {index} but slot {floor} was \
-                             already applied when the read started",
-                            i + 1
-                        ));
-                    }
+                if let Some((asked_at, floor)) = self.reads.remove(&id)
+                    && let Some(v) =
+                        invariants::read_freshness::on_answer(id, asked_at, floor, i, index)
+                {
+                    self.violation(v);
                 }
             }
             Command::ReadFailed { id } => {
@@ -609,17 +644,9 @@ impl Cluster {
             Command::InstallSnapshot(snap) => {
                 let index = snap.index;
                 let values = decode(&snap.data);
-                if values.len() as Slot != index {
-                    self.violation(format!("snapshot at {index} holds {} slots", values.len()));
-                }
-                for (k, v) in values.iter().enumerate() {
-                    if self.chosen.get(k).is_some_and(|c| c != v) {
-                        self.violation(format!(
-                            "node {} installed a snapshot with {v:?} at slot {}",
-                            i + 1,
-                            k + 1
-                        ));
-                    }
+                let id = self.nodes[i].id;
+                for v in invariants::snapshot::on_install(&self.chosen, id, index, &values) {
+                    self.violation(v);
                 }
                 let node = &mut self.nodes[i];
                 if index > node.applied {
@@ -628,48 +655,6 @@ impl Cluster {
                 }
                 node.disk.set_snapshot(snap);
             }
-        }
-    }
-
-    /// Persist before you promise: a `Promise` or `Accepted` may leave node
-    /// `i` only once its disk holds the promise and the accepted entries it
-    /// vouches for (a crash right after the send must not take them back).
-    fn check_durable_before_send(&mut self, i: usize, msg: &Message<u64>) {
-        let disk = &self.nodes[i].disk;
-        let missing = match msg {
-            Message::Promise { ballot, .. } if disk.promised < *ballot => Some(format!(
-                "a promise of {ballot:?} (disk holds {:?})",
-                disk.promised
-            )),
-            Message::Accepted {
-                ballot,
-                first,
-                last,
-                ..
-            } => {
-                // Slots at or below the commit index hold chosen values,
-                // which the acceptor does not write again.
-                let commit = self.nodes[i]
-                    .replica
-                    .as_ref()
-                    .map_or(0, Replica::commit_index);
-                let covered = disk.snapshot.as_ref().map_or(0, |s| s.index).max(commit);
-                (*first..=*last)
-                    .filter(|s| *s > covered)
-                    .find(|s| {
-                        disk.entries
-                            .binary_search_by_key(s, |(slot, _)| *slot)
-                            // A later write may have replaced the entry
-                            // in a higher ballot since: the vote was cast.
-                            .map_or(true, |k| disk.entries[k].1.ballot < *ballot)
-                    })
-                    .map(|s| format!("an acceptance of slot {s} in {ballot:?}"))
-            }
-            _ => None,
-        };
-        if let Some(what) = missing {
-            let node = i + 1;
-            self.violation(format!("node {node} sent {what} before it was durable"));
         }
     }
 
@@ -687,27 +672,16 @@ impl Cluster {
 
     fn check_apply(&mut self, i: usize, first: Slot, values: Vec<Value<u64>>) {
         let node = self.nodes[i].id;
-        if first != self.nodes[i].applied + 1 {
-            self.violation(format!(
-                "node {node} applied slot {first} after slot {}: not a prefix",
-                self.nodes[i].applied
-            ));
+        if let Some(v) = invariants::prefix::on_apply(node, self.nodes[i].applied, first) {
+            self.violation(v);
         }
         let last = first + values.len() as Slot - 1;
         for (k, v) in values.into_iter().enumerate() {
             let slot = first + k as Slot;
-            let idx = (slot - 1) as usize;
-            if idx < self.chosen.len() {
-                if self.chosen[idx] != v {
-                    let was = self.chosen[idx].clone();
-                    self.violation(format!(
-                        "slot {slot}: node {node} applied {v:?} but {was:?} was committed"
-                    ));
-                }
-            } else if idx == self.chosen.len() {
-                self.chosen.push(v);
-            } else {
-                self.violation(format!("slot {slot} applied before slot {}", idx));
+            match invariants::agreement::on_apply(&mut self.chosen, node, slot, v) {
+                Ok(true) => self.first_applied(slot),
+                Ok(false) => {}
+                Err(v) => self.violation(v),
             }
         }
         if first == self.nodes[i].applied + 1 {
@@ -717,6 +691,29 @@ impl Cluster {
             self.nodes[i].values.extend(vs);
         }
         self.nodes[i].applied = self.nodes[i].applied.max(last);
+    }
+
+    /// Slot `slot` was applied for the first time (its value is the last of
+    /// `chosen`): check that a majority of its voters hold it durably, and
+    /// note a membership change it makes.
+    fn first_applied(&mut self, slot: Slot) {
+        let value = &self.chosen[(slot - 1) as usize];
+        let governing = self
+            .memberships
+            .iter()
+            .rev()
+            .find(|(at, _)| *at < slot)
+            .map(|(_, m)| m)
+            .expect("the initial membership governs from slot 1");
+        let disks: Vec<(NodeId, &Durable<u64>)> =
+            self.nodes.iter().map(|n| (n.id, &n.disk)).collect();
+        let violation = invariants::quorum_durable::on_first_apply(slot, value, governing, &disks);
+        if let Value::Config(m) = value {
+            self.memberships.push((slot, (**m).clone()));
+        }
+        if let Some(v) = violation {
+            self.violation(v);
+        }
     }
 
     /// One tick of the whole cluster: deliver due messages, complete due
@@ -844,169 +841,6 @@ impl Cluster {
         }
         None
     }
-
-    /// Random faults for one tick.
-    fn random_fault(&mut self) {
-        let n = self.nodes.len();
-        let kinds = if self.cfg.reconfigure { 12 } else { 10 };
-        if self.cfg.pauses && self.rng.chance(0.25) {
-            self.random_pause();
-            return;
-        }
-        match self.rng.range(0, kinds) {
-            0 => {
-                let i = self.rng.range(0, n as u64) as usize;
-                self.crash(i);
-            }
-            1 => {
-                // Crash a node while it has writes in flight: the window in
-                // which sending before persisting would be caught.
-                let busy: Vec<usize> = (0..n)
-                    .filter(|&i| !self.nodes[i].unsynced.is_empty())
-                    .collect();
-                if !busy.is_empty() {
-                    let i = busy[self.rng.range(0, busy.len() as u64) as usize];
-                    self.crash(i);
-                }
-            }
-            2 | 3 => {
-                for i in 0..n {
-                    self.restart(i);
-                }
-            }
-            4 => {
-                // Symmetric partition into two random sides.
-                let side: Vec<bool> = (0..n).map(|_| self.rng.chance(0.5)).collect();
-                for a in 0..n {
-                    for b in 0..n {
-                        if side[a] != side[b] {
-                            self.links[a][b] = false;
-                        }
-                    }
-                }
-            }
-            5 => {
-                // One-way: a random directed link goes down.
-                let a = self.rng.range(0, n as u64) as usize;
-                let b = self.rng.range(0, n as u64) as usize;
-                self.links[a][b] = false;
-            }
-            6 => {
-                // Partial connectivity: each pair fails with probability 1/3.
-                for a in 0..n {
-                    for b in a + 1..n {
-                        if self.rng.chance(0.33) {
-                            self.set_pair(a, b, false);
-                        }
-                    }
-                }
-            }
-            7 => self.omnipaxos_pattern(),
-            10 => self.random_membership_change(),
-            11 => {
-                if let Some(&l) = self.leaders().first()
-                    && let Some(r) = self.nodes[l].replica.as_mut()
-                {
-                    let voters = r.membership().voters.clone();
-                    let to = voters[self.rng.range(0, voters.len() as u64) as usize];
-                    let _ = r.transfer_leadership(to);
-                    self.drain(l);
-                }
-            }
-            8 => {
-                let i = self.rng.range(0, n as u64) as usize;
-                let d = self.rng.range(0, self.cfg.max_disk_delay * 4 + 1);
-                self.set_disk_delay(i, d);
-            }
-            _ => self.heal(),
-        }
-    }
-
-    /// Pauses a node (the leader, half the time: the case a lease must
-    /// survive), or jumps a node's clock forward within the drift bound.
-    fn random_pause(&mut self) {
-        let n = self.nodes.len();
-        let leaders = self.leaders();
-        let i = if !leaders.is_empty() && self.rng.chance(0.5) {
-            leaders[self.rng.range(0, leaders.len() as u64) as usize]
-        } else {
-            self.rng.range(0, n as u64) as usize
-        };
-        if self.rng.chance(0.2) {
-            // At most 1 ms, at most once per drift period: with the skew,
-            // within the lease's drift bound.
-            let node = &mut self.nodes[i];
-            if self.now >= node.jumped_at + self.cfg.drift_period.max(1) {
-                node.jumped_at = self.now;
-                node.clock += 1;
-            }
-            return;
-        }
-        let ticks = self.rng.range(1, self.cfg.max_pause.max(1) + 1);
-        self.pause(i, ticks);
-    }
-
-    /// At a leader: promote an observer or demote a voter to observer.
-    fn random_membership_change(&mut self) {
-        let Some(&l) = self.leaders().first() else {
-            return;
-        };
-        let promote = self.rng.chance(0.5);
-        let pick = self.rng.next_u64();
-        let Some(r) = self.nodes[l].replica.as_mut() else {
-            return;
-        };
-        let mut m = r.membership().clone();
-        if promote && !m.observers.is_empty() {
-            let o = m
-                .observers
-                .remove((pick % m.observers.len() as u64) as usize);
-            m.voters.push(o);
-        } else if m.voters.len() > 1 {
-            let v = m.voters.remove((pick % m.voters.len() as u64) as usize);
-            m.observers.push(v);
-        } else {
-            return;
-        }
-        // Sorted, as the simulated snapshot encoding stores members.
-        m.voters.sort_unstable();
-        m.observers.sort_unstable();
-        if r.propose_membership(m).is_ok() {
-            self.drain(l);
-        }
-    }
-
-    /// One of the OmniPaxos partial-connectivity patterns around the
-    /// current leader (or node 0).
-    fn omnipaxos_pattern(&mut self) {
-        let n = self.nodes.len();
-        if n < 3 {
-            return;
-        }
-        let leader = self.leaders().first().copied().unwrap_or(0);
-        let hub = (leader + 1 + self.rng.range(0, n as u64 - 1) as usize) % n;
-        match self.rng.range(0, 3) {
-            0 => {
-                // Quorum loss: only the hub still reaches everyone.
-                let pairs: Vec<(usize, usize)> =
-                    (0..n).filter(|&j| j != hub).map(|j| (hub, j)).collect();
-                self.only_links(&pairs);
-            }
-            1 => {
-                // Constrained election: the leader is cut off entirely; the
-                // hub reaches everyone, the others only the hub.
-                let pairs: Vec<(usize, usize)> = (0..n)
-                    .filter(|&j| j != hub && j != leader)
-                    .map(|j| (hub, j))
-                    .collect();
-                self.only_links(&pairs);
-            }
-            _ => {
-                // Chained: the leader and one node cannot talk directly.
-                self.set_pair(leader, hub, false);
-            }
-        }
-    }
 }
 
 /// One simulated run: random faults and load for `cfg.ticks`, then heal,
@@ -1115,5 +949,7 @@ fn decode(data: &[u8]) -> Vec<Value<u64>> {
 pub fn nodes_for_seed(seed: u64) -> usize {
     [3, 5, 3, 7, 5, 1, 3, 5][(seed % 8) as usize]
 }
+mod faults;
+mod invariants;
 #[cfg(test)]
 mod tests;

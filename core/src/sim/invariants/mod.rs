@@ -1,0 +1,27 @@
+//! The properties the simulator checks while a run goes, one file each,
+//! each checked at the event that could break it (a send, an apply, a
+//! durable write, the end of a node's turn) rather than by a scan at the
+//! end, so that a violation names the tick and node where it happened.
+//!
+//! | property | file | checked when |
+//! |---|---|---|
+//! | no two values are applied in one slot | `agreement` | a slot is applied |
+//! | every node applies a contiguous prefix of the log | `prefix` | a node applies |
+//! | a snapshot holds exactly the chosen values | `snapshot` | a snapshot is installed |
+//! | a `Promise`/`Accepted` leaves only once its disk holds what it vouches for | `durable_send` | a message is sent |
+//! | a node's commit index never goes back; its durable promise never does | `monotonic` | a node's turn ends, a write becomes durable |
+//! | `log start - 1 <= commit <= last accepted`, applied <= commit | `state_order` | a node's turn ends |
+//! | a slot applied anywhere is on a majority of its voters' disks | `quorum_durable` | a slot is first applied |
+//! | a linearizable read names an index at or above everything applied before it was asked | `read_freshness` | a read is answered |
+//!
+//! Liveness (a healed cluster commits again in bounded time) is checked by
+//! [`super::run`] itself.
+
+pub(super) mod agreement;
+pub(super) mod durable_send;
+pub(super) mod monotonic;
+pub(super) mod prefix;
+pub(super) mod quorum_durable;
+pub(super) mod read_freshness;
+pub(super) mod snapshot;
+pub(super) mod state_order;
