@@ -10,7 +10,7 @@
 pub mod acl;
 pub mod codec;
 pub mod error;
-pub mod liveness;
+pub mod node;
 pub mod path;
 pub mod paxos;
 pub mod session;

@@ -31,7 +31,8 @@ use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::codec::Proposal;
-use synod_core::liveness::LivenessReports;
+use synod_core::node::liveness::LivenessReports;
+use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
 use synod_core::paxos::rng::Rng;
 use synod_core::paxos::{
     self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
@@ -360,25 +361,6 @@ struct PendingPing {
     asked: Instant,
 }
 
-/// The index a linearizable read may be served at, as the replica
-/// confirmed it.
-#[derive(Debug, Clone, Copy)]
-struct ReadIndex {
-    index: Slot,
-    /// Set when the leader's lease confirmed it: the read must be answered
-    /// before then, or confirmed again.
-    lease_until: Option<MonoMs>,
-}
-
-/// A linearizable read that has its index and waits for this node to
-/// apply it.
-#[derive(Debug)]
-struct ReadAt {
-    at: ReadIndex,
-    reply: ReadReply,
-    asked: Instant,
-}
-
 /// Everything the driver owns.
 #[derive(Debug)]
 pub struct NodeState {
@@ -418,14 +400,10 @@ pub struct NodeState {
     /// A follower that has not heard from its leader for this long stops
     /// serving clients (the election timeout).
     leader_silence_limit: u64,
-    /// Linearizable reads waiting for their read index, by read number.
-    read_waiters: FxHashMap<u64, (ReadReply, Instant)>,
-    /// Linearizable reads that have their read index and wait for this
-    /// node to apply it.
-    reads_at: Vec<ReadAt>,
-    /// At the leader: followers' read-index requests, by this node's read
-    /// number: who asked, under which request number.
-    remote_reads: FxHashMap<u64, (NodeId, u64)>,
+    /// Linearizable read barriers: what the core decides about them.
+    reads: ReadBarriers,
+    /// Where each of this node's reads is answered.
+    read_replies: FxHashMap<ReadId, ReadReply>,
     /// Whether clients are served: since a leader is known and everything
     /// known committed was applied, until no leader is known. A node that
     /// restarted or lost its leader does not answer from a state it cannot
@@ -530,9 +508,9 @@ impl NodeState {
             liveness: LivenessReports::new(config.max_clock_drift_ppm),
             pending_pings: Vec::new(),
             leader_silence_limit: config.election_timeout_ms,
-            read_waiters: FxHashMap::default(),
-            reads_at: Vec::new(),
-            remote_reads: FxHashMap::default(),
+            // Read ids, like request numbers, differ between runs.
+            reads: ReadBarriers::new(wall_clock_nanos() as u64),
+            read_replies: FxHashMap::default(),
             serving: false,
             wal,
             snapshot_every: config.snapshot_every_txns,
@@ -815,99 +793,69 @@ impl NodeState {
     /// Starts a linearizable read: answered once this node has applied the
     /// commit index the leader confirmed after the request arrived (by its
     /// lease, or a heartbeat round when leases are off). A follower asks
-    /// the leader for that index.
+    /// the leader for that index (`synod_core::node::reads` decides).
     pub fn read_barrier(&mut self) -> Result<Answer<()>, Error> {
         self.check_serving()?;
+        let now = self.mono_now();
+        let (id, actions) = self
+            .reads
+            .ask(&mut self.replica, now)
+            .map_err(|e| Error::ConnectionLoss(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        let id = self.next_request;
-        self.next_request += 1;
-        if self.replica.role() == Role::Leader {
-            let now = self.mono_now();
-            self.replica
-                .read(id, now)
-                .map_err(|e| Error::ConnectionLoss(e.to_string()))?;
-        } else {
-            let leader = self
-                .replica
-                .leader()
-                .filter(|l| *l != self.id)
-                .ok_or_else(|| Error::ConnectionLoss("no leader known".into()))?;
-            self.send_frame(leader, PeerMessage::ReadIndex(id).encode())
-                .map_err(|e| {
-                    Error::ConnectionLoss(format!("cannot reach the leader (node {leader}): {e}"))
-                })?;
-        }
-        self.read_waiters.insert(id, (tx, Instant::now()));
+        self.read_replies.insert(id, tx);
+        self.read_actions(actions);
         Ok(rx)
     }
 
-    /// A read index arrived (or could not be had) for read `id`: this
-    /// node's own read, or a follower's it asked the replica for.
-    fn read_ready(&mut self, id: u64, at: Option<ReadIndex>) {
-        if let Some((from, request)) = self.remote_reads.remove(&id) {
-            // Answered at once, within the lease that confirmed it.
-            let index = at.map(|at| at.index);
-            let reply = PeerMessage::ReadIndexReply { request, index };
-            if let Err(error) = self.send_frame(from, reply.encode()) {
-                tracing::debug!(%error, from, "cannot answer a read-index request");
-            }
-            return;
-        }
-        let Some((reply, asked)) = self.read_waiters.remove(&id) else {
-            return;
-        };
-        match at {
-            Some(at) => {
-                self.reads_at.push(ReadAt { at, reply, asked });
-                self.release_reads();
-            }
-            None => {
-                let _ = reply.send(Err(Error::ConnectionLoss(
-                    "the leader could not confirm its leadership; retry".into(),
-                )));
-            }
-        }
-    }
-
-    /// Answers the linearizable reads whose index is applied. A read its
-    /// leader's lease confirmed is answered only while that lease still
-    /// holds, checked now: if the process stopped (or applying took long)
-    /// since, the read is confirmed again by a heartbeat round.
-    fn release_reads(&mut self) {
-        if self.reads_at.is_empty() {
-            return;
-        }
-        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_at)
-            .into_iter()
-            .partition(|read| read.at.index <= applied);
-        self.reads_at = waiting;
-        let now = self.mono_now();
-        for read in ready {
-            match read.at.lease_until {
-                Some(until) if now >= until => self.confirm_again(read, now),
-                _ => {
-                    let _ = read.reply.send(Ok(()));
+    /// Carries out what the read barriers decided.
+    fn read_actions(&mut self, actions: Vec<ReadAction>) {
+        for action in actions {
+            match action {
+                ReadAction::AskLeader { to, request } => {
+                    let frame = PeerMessage::ReadIndex(request).encode();
+                    if let Err(e) = self.send_frame(to, frame) {
+                        let error = ReadError::NotLeader(format!(
+                            "cannot reach the leader (node {to}): {e}"
+                        ));
+                        let failed = self.reads.fail(request, error);
+                        self.read_actions(failed);
+                    }
+                }
+                ReadAction::ReplyIndex { to, request, index } => {
+                    let reply = PeerMessage::ReadIndexReply { request, index };
+                    if let Err(error) = self.send_frame(to, reply.encode()) {
+                        tracing::debug!(%error, to, "cannot answer a read-index request");
+                    }
+                }
+                ReadAction::Answer { id, result } => {
+                    if let Some(reply) = self.read_replies.remove(&id) {
+                        let _ =
+                            reply.send(result.map_err(|e| Error::ConnectionLoss(e.to_string())));
+                    }
                 }
             }
         }
     }
 
-    /// Asks the replica again for a read whose lease ran out before it
-    /// could be answered.
-    fn confirm_again(&mut self, read: ReadAt, now: MonoMs) {
-        let id = self.next_request;
-        self.next_request += 1;
-        match self.replica.read(id, now) {
-            Ok(()) => {
-                self.read_waiters.insert(id, (read.reply, read.asked));
-            }
-            Err(error) => {
-                let _ = read.reply.send(Err(Error::ConnectionLoss(format!(
-                    "the leader's lease ran out before the read could be answered ({error}); retry"
-                ))));
-            }
+    /// A read index arrived (or could not be had) for read `id`.
+    fn read_confirmed(&mut self, id: ReadId, at: Option<ReadIndex>) {
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let now = self.mono_now();
+        let actions = self
+            .reads
+            .confirmed(&mut self.replica, id, at, applied, now);
+        self.read_actions(actions);
+    }
+
+    /// Answers the linearizable reads whose index is now applied.
+    fn release_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
         }
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let now = self.mono_now();
+        let actions = self.reads.applied(&mut self.replica, applied, now);
+        self.read_actions(actions);
     }
 
     /// Whether clients are being served (see `serving`).
@@ -1080,8 +1028,8 @@ impl NodeState {
                         id,
                         index,
                         lease_until,
-                    } => self.read_ready(id, Some(ReadIndex { index, lease_until })),
-                    Command::ReadFailed { id } => self.read_ready(id, None),
+                    } => self.read_confirmed(id, Some(ReadIndex { index, lease_until })),
+                    Command::ReadFailed { id } => self.read_confirmed(id, None),
                     Command::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
                 }
             }
@@ -1371,28 +1319,18 @@ impl NodeState {
                 }
             }
             PeerMessage::ReadIndex(request) => {
-                let id = self.next_request;
-                self.next_request += 1;
                 let now = self.mono_now();
-                match self.replica.read(id, now) {
-                    Ok(()) => {
-                        self.remote_reads.insert(id, (from, request));
-                    }
-                    Err(_) => {
-                        let reply = PeerMessage::ReadIndexReply {
-                            request,
-                            index: None,
-                        };
-                        let _ = self.send_frame(from, reply.encode());
-                    }
-                }
+                let actions = self
+                    .reads
+                    .remote_asked(&mut self.replica, from, request, now);
+                self.read_actions(actions);
             }
             PeerMessage::ReadIndexReply { request, index } => {
                 let at = index.map(|index| ReadIndex {
                     index,
                     lease_until: None,
                 });
-                self.read_ready(request, at);
+                self.read_confirmed(request, at);
             }
             PeerMessage::Refused(requests) => {
                 // Not in the log: the client may safely retry.
@@ -2072,19 +2010,10 @@ impl NodeState {
     /// reported unknown.
     fn expire_requests(&mut self) {
         let timeout = self.request_timeout;
-        let late_reads: Vec<u64> = self
-            .read_waiters
-            .iter()
-            .filter(|(_, (_, asked))| asked.elapsed() > timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late_reads {
-            if let Some((tx, _)) = self.read_waiters.remove(&id) {
-                let _ = tx.send(Err(Error::ConnectionLoss(format!(
-                    "no read index from the leader within {timeout:?}"
-                ))));
-            }
-        }
+        let now = self.mono_now();
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let late_reads = self.reads.expire(now, timeout_ms);
+        self.read_actions(late_reads);
         let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_pings)
             .into_iter()
             .partition(|ping| ping.asked.elapsed() > timeout);
@@ -2092,16 +2021,6 @@ impl NodeState {
         for ping in late {
             let _ = ping.reply.send(Err(Error::ConnectionLoss(format!(
                 "the leader did not confirm the session within {timeout:?}; try another server"
-            ))));
-        }
-        let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_at)
-            .into_iter()
-            .partition(|read| read.asked.elapsed() > timeout);
-        self.reads_at = waiting;
-        for read in late {
-            let index = read.at.index;
-            let _ = read.reply.send(Err(Error::ConnectionLoss(format!(
-                "index {index} not applied here within {timeout:?}"
             ))));
         }
 

@@ -131,7 +131,10 @@ fn planted_lease_counted_in_timer_firings_is_caught() {
         .count();
     // Every seed: the pause outlasts the lease, so the planted shell's
     // lease always still runs when the read arrives.
-    assert_eq!(caught, 20, "only {caught} of 20 seeds caught the planted bug");
+    assert_eq!(
+        caught, 20,
+        "only {caught} of 20 seeds caught the planted bug"
+    );
 }
 
 #[test]
