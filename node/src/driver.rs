@@ -31,14 +31,13 @@ use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::codec::Proposal;
-use synod_core::node::liveness::LivenessReports;
 use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
+use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
 use synod_core::paxos::rng::Rng;
 use synod_core::paxos::{
     self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
     Role, Slot, Snapshot, Value, Write,
 };
-use synod_core::session::SessionTracker;
 use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
 use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
 use synod_core::watch::{Trigger, WatchEvent, WatchKind, WatchRegistry, WatcherType};
@@ -352,14 +351,8 @@ enum SnapshotStage {
 /// Where a linearizable read's barrier is answered.
 type ReadReply = oneshot::Sender<Result<(), Error>>;
 
-/// A client's keep-alive at a follower, waiting for the leader to vouch
-/// for its session.
-#[derive(Debug)]
-struct PendingPing {
-    session: SessionId,
-    reply: oneshot::Sender<Result<Millis, Error>>,
-    asked: Instant,
-}
+/// Where a keep-alive is answered: the session's timeout, or why not.
+type PingReply = oneshot::Sender<Result<Millis, Error>>;
 
 /// Everything the driver owns.
 #[derive(Debug)]
@@ -370,7 +363,11 @@ pub struct NodeState {
     machine: StateMachine,
     state_config: StateConfig,
     watches: WatchRegistry,
-    tracker: SessionTracker,
+    /// Session liveness: expiry at the leader, reports and vouches at a
+    /// follower (decided in `synod_core::node::sessions`).
+    sessions: SessionLiveness,
+    /// Keep-alives waiting for a vouch, by the core's ping id.
+    ping_replies: FxHashMap<PingId, PingReply>,
     outboxes: FxHashMap<SessionId, Outbox>,
     auth: FxHashMap<SessionId, Vec<Id>>,
     event_buffer: usize,
@@ -390,13 +387,6 @@ pub struct NodeState {
     forwarded: Vec<Queued>,
     /// The leader seen at the end of the last turn.
     known_leader: Option<NodeId>,
-    /// Sessions heard from since the last report to the leader.
-    touched: FxHashSet<SessionId>,
-    /// At a follower: the reports to the leader and what its answers vouch
-    /// for; a keep-alive is acknowledged only while they vouch.
-    liveness: LivenessReports,
-    /// Keep-alives waiting for a vouch.
-    pending_pings: Vec<PendingPing>,
     /// A follower that has not heard from its leader for this long stops
     /// serving clients (the election timeout).
     leader_silence_limit: u64,
@@ -438,8 +428,6 @@ pub struct NodeState {
     /// The snapshot after encoding: waiting for its checkpoint, written,
     /// or waiting to compact the replica's log.
     snapshot: Option<SnapshotInProgress>,
-    /// Sessions whose expiry is on its way through the log.
-    closing: FxHashSet<SessionId>,
     /// Containers and TTL nodes whose reap is on its way through the log.
     reaping: FxHashSet<String>,
 }
@@ -478,10 +466,9 @@ impl NodeState {
         peers: Option<PeerSender>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let mut tracker = SessionTracker::default();
         // Whoever decides expiry gives every recovered session a full
         // timeout, as a new ZooKeeper leader does.
-        tracker.restart_all(machine.sessions(), 0);
+        let sessions = SessionLiveness::new(config.max_clock_drift_ppm, machine.sessions(), 0);
         let last_snapshot = machine.applied();
         let mut snapshot_spacing = Rng::new(ensemble.id ^ wall_clock_nanos() as u64);
         let snapshot_share = snapshot_spacing.range(500, 1000);
@@ -492,7 +479,8 @@ impl NodeState {
             machine,
             state_config: config.state_config(),
             watches: WatchRegistry::new(config.max_watches_per_session),
-            tracker,
+            sessions,
+            ping_replies: FxHashMap::default(),
             outboxes: FxHashMap::default(),
             auth: FxHashMap::default(),
             event_buffer: config.watch_event_buffer,
@@ -504,9 +492,6 @@ impl NodeState {
             held: Vec::new(),
             forwarded: Vec::new(),
             known_leader: None,
-            touched: FxHashSet::default(),
-            liveness: LivenessReports::new(config.max_clock_drift_ppm),
-            pending_pings: Vec::new(),
             leader_silence_limit: config.election_timeout_ms,
             // Read ids, like request numbers, differ between runs.
             reads: ReadBarriers::new(wall_clock_nanos() as u64),
@@ -529,7 +514,6 @@ impl NodeState {
             snapshot_txns_per_znode: config.snapshot_txns_per_znode,
             snapshotting: None,
             snapshot: None,
-            closing: FxHashSet::default(),
             reaping: FxHashSet::default(),
         }
     }
@@ -640,14 +624,10 @@ impl NodeState {
         }
     }
 
-    /// Milliseconds on the monotonic clock that session liveness uses.
-    fn monotonic_ms(&self) -> Millis {
-        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// The replica's time: milliseconds on the monotonic clock, read when
-    /// an input is handled (after it arrived), so that a pause of the
-    /// process is seen whole by the next decision.
+    /// The core's time: milliseconds on the monotonic clock, read when an
+    /// input is handled (after it arrived), so that a pause of the process
+    /// is seen whole by the next decision. The replica, the read barriers
+    /// and session liveness all read it.
     pub fn mono_now(&self) -> MonoMs {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -779,7 +759,8 @@ impl NodeState {
                 );
             }
             self.serving = false;
-            self.fail_pending_pings("lost contact with the leader");
+            let settled = self.sessions.lost_leader();
+            self.answer_pings(settled);
         } else if !self.serving && self.readiness().is_ok() {
             tracing::info!(
                 applied = self.machine.applied(),
@@ -1310,13 +1291,16 @@ impl NodeState {
             }
             PeerMessage::Touch { round, sessions } => self.liveness_report(from, round, sessions),
             PeerMessage::TouchAck { round, expired } => {
-                let sessions = self.machine.sessions();
-                let answered = self.liveness.answered(from, round, &expired, |s| {
-                    sessions.get(s).map(|i| i.timeout_ms)
-                });
-                if answered.is_some() {
-                    self.answer_pings(&expired);
-                }
+                let now = self.mono_now();
+                let table = self.machine.sessions();
+                let settled = self.sessions.on_answer(
+                    from,
+                    round,
+                    &expired,
+                    |s| table.get(s).map(|i| i.timeout_ms),
+                    now,
+                );
+                self.answer_pings(settled);
             }
             PeerMessage::ReadIndex(request) => {
                 let now = self.mono_now();
@@ -1369,8 +1353,8 @@ impl NodeState {
             // Every node tracks every session, so a new leader starts from
             // the full table.
             TxnOutcome::SessionCreated(Ok((session, timeout_ms))) => {
-                let now = self.monotonic_ms();
-                self.tracker.touch(*session, *timeout_ms, now);
+                let now = self.mono_now();
+                self.sessions.opened(*session, *timeout_ms, now);
             }
             _ => {}
         }
@@ -1399,9 +1383,8 @@ impl NodeState {
         self.snapshot = None;
         self.last_snapshot = self.machine.applied();
         self.fire_skipped_changes(&old);
-        let mut tracker = SessionTracker::default();
-        tracker.restart_all(self.machine.sessions(), self.monotonic_ms());
-        self.tracker = tracker;
+        let now = self.mono_now();
+        self.sessions.restart(self.machine.sessions(), now);
         if self.wal.is_some() {
             // Compacted already inside the replica; only the file is owed.
             self.begin_snapshot_file(snapshot.index, snapshot.membership, snapshot.data);
@@ -1489,19 +1472,9 @@ impl NodeState {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if leader == Some(self.id) {
-            let now = self.monotonic_ms();
-            self.tracker.restart_all(self.machine.sessions(), now);
-            // The leader vouches for its own sessions.
-            for ping in std::mem::take(&mut self.pending_pings) {
-                let timeout = self
-                    .machine
-                    .sessions()
-                    .get(ping.session)
-                    .map(|s| s.timeout_ms);
-                let _ = ping
-                    .reply
-                    .send(timeout.ok_or(Error::SessionExpired(ping.session)));
-            }
+            let now = self.mono_now();
+            let settled = self.sessions.became_leader(self.machine.sessions(), now);
+            self.answer_pings(settled);
         }
         if let Some(old) = old {
             let lost: Vec<u64> = self
@@ -1603,11 +1576,10 @@ impl NodeState {
     }
 
     fn forget_session(&mut self, session: SessionId) {
-        self.liveness.forget(session);
+        self.sessions.closed(session);
         self.watches.remove_session(session);
         self.outboxes.remove(&session);
         self.auth.remove(&session);
-        self.tracker.forget(session);
     }
 
     /// The header for a response to `session` from the current state.
@@ -1620,56 +1592,48 @@ impl NodeState {
 
     /// At the leader: a follower's report of the sessions its clients were
     /// heard from. Answered only while the lease holds (see
-    /// `synod_core::liveness` for why) and the state is caught up, naming
-    /// the sessions that are no longer alive here.
+    /// `synod_core::node::liveness` for why) and the state is caught up,
+    /// naming the sessions that are no longer alive here.
     fn liveness_report(&mut self, from: NodeId, round: u64, sessions: Vec<SessionId>) {
-        let caught_up = self.replica.leader_caught_up()
-            && u64::try_from(self.machine.applied()).unwrap_or(0) >= self.replica.commit_index();
-        if !caught_up || !self.replica.lease_holds(self.mono_now()) {
-            return;
-        }
-        let now = self.monotonic_ms();
-        let mut expired = Vec::new();
-        for session in sessions {
-            match self.machine.sessions().get(session) {
-                Some(info) if !self.closing.contains(&session) => {
-                    self.tracker.touch(session, info.timeout_ms, now);
-                }
-                _ => expired.push(session),
+        let now = self.mono_now();
+        let may_vouch = self.replica.leader_caught_up()
+            && u64::try_from(self.machine.applied()).unwrap_or(0) >= self.replica.commit_index()
+            && self.replica.lease_holds(now);
+        let table = self.machine.sessions();
+        let answer = self.sessions.on_report(
+            sessions,
+            |s| table.get(s).map(|i| i.timeout_ms),
+            may_vouch,
+            now,
+        );
+        if let Some(expired) = answer {
+            let ack = PeerMessage::TouchAck { round, expired };
+            if let Err(error) = self.send_frame(from, ack.encode()) {
+                tracing::debug!(%error, from, "cannot answer a liveness report");
             }
-        }
-        let ack = PeerMessage::TouchAck { round, expired };
-        if let Err(error) = self.send_frame(from, ack.encode()) {
-            tracing::debug!(%error, from, "cannot answer a liveness report");
         }
     }
 
-    /// Answers the keep-alives the leader's latest answer settled.
-    fn answer_pings(&mut self, expired: &[SessionId]) {
-        let now = self.mono_now();
-        let pings = std::mem::take(&mut self.pending_pings);
-        for ping in pings {
+    /// Answers the keep-alives the core settled.
+    fn answer_pings(&mut self, settled: Vec<Settled>) {
+        for ping in settled {
+            let Some(reply) = self.ping_replies.remove(&ping.id) else {
+                continue;
+            };
             let session = ping.session;
-            if expired.contains(&session) {
-                let _ = ping.reply.send(Err(Error::SessionExpired(session)));
-            } else if self.liveness.vouches(session, now) {
-                let timeout = self
+            let answer = match ping.result {
+                Ok(()) => self
                     .machine
                     .sessions()
                     .get(session)
-                    .map_or(0, |s| s.timeout_ms);
-                let _ = ping.reply.send(Ok(timeout));
-            } else {
-                self.pending_pings.push(ping);
-            }
-        }
-    }
-
-    fn fail_pending_pings(&mut self, why: &str) {
-        for ping in self.pending_pings.drain(..) {
-            let _ = ping.reply.send(Err(Error::ConnectionLoss(format!(
-                "{why}; the session's liveness cannot be confirmed here, try another server"
-            ))));
+                    .map(|s| s.timeout_ms)
+                    .ok_or(Error::SessionExpired(session)),
+                Err(PingRefusal::Expired) => Err(Error::SessionExpired(session)),
+                Err(PingRefusal::Unconfirmed) => Err(Error::ConnectionLoss(
+                    "the leader did not confirm the session here; try another server".into(),
+                )),
+            };
+            let _ = reply.send(answer);
         }
     }
 
@@ -1682,13 +1646,11 @@ impl NodeState {
         }
         match self.machine.sessions().get(session) {
             Some(info) => {
-                let now = self.monotonic_ms();
-                self.tracker.touch(session, info.timeout_ms, now);
-                if self.replica.role() != Role::Leader {
-                    // The leader decides expiry; it hears of this with the
-                    // next tick's report.
-                    self.touched.insert(session);
-                }
+                // The leader decides expiry; a follower reports this with
+                // the next tick's report.
+                let now = self.mono_now();
+                let leading = self.replica.role() == Role::Leader;
+                self.sessions.heard(session, info.timeout_ms, leading, now);
                 Ok(())
             }
             None => Err(Error::SessionExpired(session)),
@@ -1752,14 +1714,14 @@ impl NodeState {
             .sessions()
             .get(session)
             .map_or(0, |s| s.timeout_ms);
-        if self.replica.role() == Role::Leader || self.liveness.vouches(session, self.mono_now()) {
-            let _ = reply.send(Ok(timeout));
-        } else {
-            self.pending_pings.push(PendingPing {
-                session,
-                reply,
-                asked: Instant::now(),
-            });
+        let leading = self.replica.role() == Role::Leader;
+        match self.sessions.ping(session, leading, self.mono_now()) {
+            PingAnswer::Alive => {
+                let _ = reply.send(Ok(timeout));
+            }
+            PingAnswer::Wait(id) => {
+                self.ping_replies.insert(id, reply);
+            }
         }
         rx
     }
@@ -1937,20 +1899,11 @@ impl NodeState {
     /// failed log batch again.
     pub fn tick(&mut self) {
         self.expire_requests();
+        let now = self.mono_now();
         if self.replica.role() != Role::Leader {
-            // Keep-alives still waiting are reported again: their last
-            // report may have been lost.
-            let waiting = self.pending_pings.iter().map(|p| p.session);
-            self.touched.extend(waiting);
-            let mut sessions: Vec<SessionId> = self.touched.drain().collect();
-            sessions.sort_unstable();
-            let now = self.mono_now();
-            self.liveness.prune(now);
-            if let Some(leader) = self.replica.leader()
-                && leader != self.id
-                && !sessions.is_empty()
+            if let Some(leader) = self.replica.leader().filter(|l| *l != self.id)
+                && let Some((round, sessions)) = self.sessions.report(leader, now)
             {
-                let round = self.liveness.report(leader, sessions.clone(), now);
                 let frame = PeerMessage::Touch { round, sessions }.encode();
                 if let Err(error) = self.send_frame(leader, frame) {
                     tracing::debug!(%error, "cannot report session liveness to the leader");
@@ -1958,29 +1911,20 @@ impl NodeState {
             }
             return;
         }
-        self.touched.clear();
-        let now = self.monotonic_ms();
-        let expired: Vec<SessionId> = self
-            .tracker
-            .expired(now)
-            .into_iter()
-            .filter(|s| !self.closing.contains(s))
-            .collect();
-        for session in expired {
+        for session in self.sessions.to_expire(now) {
             tracing::info!(session = format_args!("{session:#x}"), "session expired");
             self.metrics
                 .sessions_expired
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // The session stays tracked until its close is applied (which
             // forgets it); if the close fails, the next tick tries again.
-            self.closing.insert(session);
             self.submit(
                 Txn::CloseSession {
                     session,
                     reason: CloseReason::Expired,
                 },
                 Box::new(move |state, _| {
-                    state.closing.remove(&session);
+                    state.sessions.close_failed(session);
                 }),
             );
         }
@@ -2014,15 +1958,8 @@ impl NodeState {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let late_reads = self.reads.expire(now, timeout_ms);
         self.read_actions(late_reads);
-        let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_pings)
-            .into_iter()
-            .partition(|ping| ping.asked.elapsed() > timeout);
-        self.pending_pings = waiting;
-        for ping in late {
-            let _ = ping.reply.send(Err(Error::ConnectionLoss(format!(
-                "the leader did not confirm the session within {timeout:?}; try another server"
-            ))));
-        }
+        let late_pings = self.sessions.expire_waiting(now, timeout_ms);
+        self.answer_pings(late_pings);
 
         let late: Vec<(u64, Option<NodeId>)> = self
             .waiting

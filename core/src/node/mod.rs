@@ -6,11 +6,14 @@
 //! - [`reads`]: linearizable read barriers, at the leader and relayed from a
 //!   follower (read index), with the lease checked again when a read is
 //!   answered.
-//! - [`liveness`]: which session keep-alives a follower may acknowledge.
+//! - [`sessions`]: session liveness: expiry at the leader, reports from
+//!   followers, which keep-alives are acknowledged; [`liveness`] holds the
+//!   follower's reports and the leader's vouches.
 //!
 //! Not here yet (still in the driver): forwarding writes to the leader,
-//! FIFO per session, answers after a leader change, session expiry, the
-//! snapshot checkpoint protocol and group-commit retry.
+//! FIFO per session, answers after a leader change, the snapshot checkpoint
+//! protocol and group-commit retry.
 
 pub mod liveness;
 pub mod reads;
+pub mod sessions;
