@@ -10,6 +10,7 @@
 pub mod acl;
 pub mod codec;
 pub mod error;
+pub mod lincheck;
 pub mod node;
 pub mod path;
 pub mod paxos;
