@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p synod-core --example sim -- --seeds N [--start S] [--nodes K]
-//!     [--ticks T] [--plant lease-in-ticks] [--verbose]
+//!     [--ticks T] [--plant lease-in-ticks|read-before-apply|ack-without-vouch] [--verbose]
 //! ```
 //!
 //! `--plant` runs with a planted shell bug, to measure how many seeds the
@@ -52,11 +52,13 @@ fn parse() -> Result<Args, String> {
             "--verbose" | "-v" => args.verbose = true,
             "--plant" => match it.next().as_deref() {
                 Some("lease-in-ticks") => args.plant = Some(Plant::LeaseInTicks),
+                Some("read-before-apply") => args.plant = Some(Plant::ReadBeforeApply),
+                Some("ack-without-vouch") => args.plant = Some(Plant::AckWithoutVouch),
                 other => return Err(format!("--plant: unknown bug {other:?}")),
             },
             "--help" | "-h" => {
                 return Err("usage: sim --seeds N [--start S] [--nodes K] [--ticks T] \
-                     [--plant lease-in-ticks] [--verbose]"
+                     [--plant lease-in-ticks|read-before-apply|ack-without-vouch] [--verbose]"
                     .to_string());
             }
             other => return Err(format!("unknown argument {other}")),
@@ -83,8 +85,10 @@ fn main() -> ExitCode {
             cfg.ticks = t;
         }
         if let Some(plant) = args.plant {
-            // The planted lease bug shows only where leases serve reads.
-            cfg.read_mode = ReadMode::Lease { drift_ms: 3 };
+            if plant == Plant::LeaseInTicks {
+                // The planted lease bug shows only where leases serve reads.
+                cfg.read_mode = ReadMode::Lease { drift_ms: 3 };
+            }
             cfg.plant = Some(plant);
         }
         let out = run(seed, cfg);

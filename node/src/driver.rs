@@ -368,6 +368,9 @@ pub struct NodeState {
     sessions: SessionLiveness,
     /// Keep-alives waiting for a vouch, by the core's ping id.
     ping_replies: FxHashMap<PingId, PingReply>,
+    /// Whether this node was the authoritative leader (leading, caught up)
+    /// at the end of the last turn.
+    authoritative: bool,
     outboxes: FxHashMap<SessionId, Outbox>,
     auth: FxHashMap<SessionId, Vec<Id>>,
     event_buffer: usize,
@@ -481,6 +484,7 @@ impl NodeState {
             watches: WatchRegistry::new(config.max_watches_per_session),
             sessions,
             ping_replies: FxHashMap::default(),
+            authoritative: false,
             outboxes: FxHashMap::default(),
             auth: FxHashMap::default(),
             event_buffer: config.watch_event_buffer,
@@ -745,6 +749,7 @@ impl NodeState {
         self.route_txns();
         self.run_commands();
         self.watch_leader();
+        self.watch_authority();
         self.route_txns();
         self.run_commands();
         self.replica.flush_commit();
@@ -1471,11 +1476,6 @@ impl NodeState {
                 .leader_changes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if leader == Some(self.id) {
-            let now = self.mono_now();
-            let settled = self.sessions.became_leader(self.machine.sessions(), now);
-            self.answer_pings(settled);
-        }
         if let Some(old) = old {
             let lost: Vec<u64> = self
                 .waiting
@@ -1492,6 +1492,29 @@ impl NodeState {
                 );
             }
         }
+    }
+
+    /// Whether this node leads and has applied everything committed,
+    /// including what earlier leaders committed: only then is its session
+    /// table the ensemble's, and only then does it decide about sessions (a
+    /// Paxos leader may be elected with a stale log; the simulator found
+    /// one that acknowledged a keep-alive of a session already closed).
+    fn is_authoritative(&self) -> bool {
+        self.replica.role() == Role::Leader
+            && self.replica.leader_caught_up()
+            && u64::try_from(self.machine.applied()).unwrap_or(0) >= self.replica.commit_index()
+    }
+
+    /// On becoming the authoritative leader, every session gets a full
+    /// timeout and waiting keep-alives are answered.
+    fn watch_authority(&mut self) {
+        let authoritative = self.is_authoritative();
+        if authoritative && !self.authoritative {
+            let now = self.mono_now();
+            let settled = self.sessions.became_leader(self.machine.sessions(), now);
+            self.answer_pings(settled);
+        }
+        self.authoritative = authoritative;
     }
 
     fn maybe_snapshot(&mut self) {
@@ -1649,8 +1672,9 @@ impl NodeState {
                 // The leader decides expiry; a follower reports this with
                 // the next tick's report.
                 let now = self.mono_now();
-                let leading = self.replica.role() == Role::Leader;
-                self.sessions.heard(session, info.timeout_ms, leading, now);
+                let authoritative = self.is_authoritative();
+                self.sessions
+                    .heard(session, info.timeout_ms, authoritative, now);
                 Ok(())
             }
             None => Err(Error::SessionExpired(session)),
@@ -1714,8 +1738,8 @@ impl NodeState {
             .sessions()
             .get(session)
             .map_or(0, |s| s.timeout_ms);
-        let leading = self.replica.role() == Role::Leader;
-        match self.sessions.ping(session, leading, self.mono_now()) {
+        let authoritative = self.is_authoritative();
+        match self.sessions.ping(session, authoritative, self.mono_now()) {
             PingAnswer::Alive => {
                 let _ = reply.send(Ok(timeout));
             }
@@ -1911,7 +1935,14 @@ impl NodeState {
             }
             return;
         }
-        for session in self.sessions.to_expire(now) {
+        // A leader still catching up decides no expiry: its clocks restart
+        // when it is authoritative.
+        let expired = if self.authoritative {
+            self.sessions.to_expire(now)
+        } else {
+            Vec::new()
+        };
+        for session in expired {
             tracing::info!(session = format_args!("{session:#x}"), "session expired");
             self.metrics
                 .sessions_expired

@@ -2,7 +2,10 @@
 //! acknowledged, what a follower reports to the leader.
 //!
 //! The leader tracks a deadline per session ([`SessionTracker`]) from its
-//! own clients' requests and from followers' reports, and decides expiry;
+//! own clients' requests and from followers' reports, and decides expiry,
+//! but only while it is *authoritative*: it leads and has applied everything
+//! committed, including what earlier leaders committed (a Paxos leader may
+//! be elected with a stale log, and its session table is then stale too);
 //! the shell proposes the `CloseSession` txns it names. A follower collects
 //! the sessions it heard from, reports them in rounds, and acknowledges a
 //! keep-alive only while the leader's answers vouch for the session
@@ -87,9 +90,17 @@ impl SessionLiveness {
         }
     }
 
-    /// A request of `session` (timeout `timeout_ms`) arrived at `now`.
-    pub fn heard(&mut self, session: SessionId, timeout_ms: Millis, leading: bool, now: MonoMs) {
-        if leading {
+    /// A request of `session` (timeout `timeout_ms`) arrived at `now`;
+    /// `authoritative` says whether this node leads and has applied
+    /// everything committed.
+    pub fn heard(
+        &mut self,
+        session: SessionId,
+        timeout_ms: Millis,
+        authoritative: bool,
+        now: MonoMs,
+    ) {
+        if authoritative {
             self.tracker.touch(session, timeout_ms, ms(now));
         } else {
             self.heard.insert(session);
@@ -97,10 +108,11 @@ impl SessionLiveness {
     }
 
     /// A keep-alive of `session` arrived at `now` (it was also
-    /// [`heard`](Self::heard)). The leader acknowledges at once; a follower
-    /// only while the leader vouches for the session.
-    pub fn ping(&mut self, session: SessionId, leading: bool, now: MonoMs) -> PingAnswer {
-        if leading || self.reports.vouches(session, now) {
+    /// [`heard`](Self::heard)). An authoritative leader acknowledges at
+    /// once; any other member only while the leader vouches for the session
+    /// (a leader still catching up waits until it is authoritative).
+    pub fn ping(&mut self, session: SessionId, authoritative: bool, now: MonoMs) -> PingAnswer {
+        if authoritative || self.reports.vouches(session, now) {
             return PingAnswer::Alive;
         }
         let id = self.next_ping;
@@ -179,7 +191,7 @@ impl SessionLiveness {
         })
     }
 
-    /// At the leader, at `now`: sessions whose deadline passed and whose
+    /// At the authoritative leader, at `now`: sessions whose deadline passed and whose
     /// close is not under way yet. They are marked closing; the shell
     /// proposes their close and calls [`close_failed`](Self::close_failed)
     /// if it does not commit.
@@ -213,9 +225,10 @@ impl SessionLiveness {
         self.reports.forget(session);
     }
 
-    /// This node became leader at `now`: every session gets a full timeout
-    /// (as a new ZooKeeper leader gives), and waiting keep-alives are
-    /// acknowledged, since the leader vouches for its own sessions.
+    /// This node became the authoritative leader at `now` (it leads and has
+    /// applied everything committed): every session gets a full timeout (as
+    /// a new ZooKeeper leader gives), and waiting keep-alives of open
+    /// sessions are acknowledged, since the leader vouches for its own.
     pub fn became_leader(&mut self, sessions: &SessionTable, now: MonoMs) -> Vec<Settled> {
         self.restart(sessions, now);
         settle(&mut self.waiting, |session| {

@@ -30,11 +30,15 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
 
+use crate::SessionId;
+use crate::node::reads::ReadBarriers;
+use crate::node::sessions::SessionLiveness;
 use crate::paxos::rng::Rng;
 use crate::paxos::{
     Command, Config, Durable, Membership, Message, MonoMs, NodeId, ReadMode, Replica, Role, Slot,
     Value, Write,
 };
+use crate::session::SessionTable;
 
 /// A shell bug the simulator can plant, to show that its checks catch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,12 @@ pub enum Plant {
     /// time (what `synod` did before its clock was real): a paused node
     /// misses firings, so its lease outlives its real length.
     LeaseInTicks,
+    /// The shell serves a linearizable read as soon as its index is
+    /// confirmed, without waiting until the node has applied it.
+    ReadBeforeApply,
+    /// A member acknowledges every keep-alive of a session it knows,
+    /// without the leader's vouch (what `synod` did before).
+    AckWithoutVouch,
 }
 
 /// How a simulated cluster behaves.
@@ -80,6 +90,13 @@ pub struct SimConfig {
     pub max_pause: u64,
     /// A shell bug to plant (tests of the checks).
     pub plant: Option<Plant>,
+    /// Client sessions, each kept alive through one member at a time.
+    pub sessions: usize,
+    /// Their timeout, in milliseconds (ticks).
+    pub session_timeout: u64,
+    /// The node's periodic work (liveness reports, expiry) runs every this
+    /// many ticks.
+    pub node_tick: u64,
     /// A replica snapshots and compacts its log once it has applied twice
     /// this many slots past its log start, keeping this many (0: never).
     pub compact_every: u64,
@@ -113,6 +130,9 @@ impl SimConfig {
             pauses: true,
             max_pause: 40,
             plant: None,
+            sessions: 3,
+            session_timeout: 60,
+            node_tick: 5,
             compact_every: 0,
             observers: 0,
             reconfigure: false,
@@ -161,13 +181,33 @@ pub struct Outcome {
     pub trace_hash: u64,
 }
 
+/// What travels between simulated nodes: the replica's messages and the
+/// node's own frames, as between real ones.
+#[derive(Debug, Clone, Hash)]
+enum Frame {
+    Paxos(Message<u64>),
+    ReadIndex(u64),
+    ReadIndexReply {
+        request: u64,
+        index: Option<Slot>,
+    },
+    Touch {
+        round: u64,
+        sessions: Vec<SessionId>,
+    },
+    TouchAck {
+        round: u64,
+        expired: Vec<SessionId>,
+    },
+}
+
 #[derive(Debug)]
 struct InFlight {
     due: u64,
     order: u64,
     from: usize,
     to: usize,
-    msg: Message<u64>,
+    msg: Frame,
 }
 
 #[derive(Debug)]
@@ -186,6 +226,17 @@ struct Node {
     jumped_at: u64,
     /// What the monotonicity checks last saw of it.
     seen: invariants::monotonic::Seen,
+    /// The node's read barriers and session liveness (the node core),
+    /// rebuilt at every start.
+    reads: ReadBarriers,
+    sessions: SessionLiveness,
+    /// The node's read ids of the cluster's reads it is serving.
+    read_ids: BTreeMap<u64, u64>,
+    /// The sessions open in its applied state.
+    open: SessionTable,
+    /// Whether it was the authoritative leader (leading, caught up) at the
+    /// end of its last turn.
+    was_leader: bool,
     replica: Option<Replica<u64>>,
     disk: Durable<u64>,
     /// Writes handed to the disk, not yet durable: `(due tick, write)`.
@@ -221,6 +272,10 @@ pub struct Cluster {
     /// Committed membership changes by slot (each governs the slots after
     /// its own), for the quorum-durability check.
     memberships: Vec<(Slot, Membership)>,
+    /// Client sessions and where each is kept alive.
+    clients: Vec<clients::Client>,
+    /// The tick each closed session's close was first applied.
+    closed_at: BTreeMap<SessionId, u64>,
     pub violations: Vec<String>,
     pub steps: u64,
     /// When set, every delivered message is recorded here (debugging).
@@ -250,6 +305,11 @@ impl Cluster {
                 waiting_reads: Vec::new(),
                 jumped_at: 0,
                 seen: Default::default(),
+                reads: ReadBarriers::new(1),
+                read_ids: BTreeMap::new(),
+                sessions: SessionLiveness::new(0, &SessionTable::default(), 0),
+                open: SessionTable::default(),
+                was_leader: false,
                 replica: None,
                 disk: Durable::default(),
                 unsynced: VecDeque::new(),
@@ -274,6 +334,8 @@ impl Cluster {
             next_read: 1,
             reads: BTreeMap::new(),
             memberships: Vec::new(),
+            clients: Vec::new(),
+            closed_at: BTreeMap::new(),
             violations: Vec::new(),
             steps: 0,
             trace: None,
@@ -282,6 +344,7 @@ impl Cluster {
         let initial = c.replica_config(0);
         c.memberships
             .push((0, Membership::new(initial.voters, initial.observers)));
+        c.clients = clients::open_sessions(&mut c);
         for i in 0..n {
             c.start(i);
         }
@@ -321,6 +384,7 @@ impl Cluster {
             Ok(r) => self.nodes[i].replica = Some(r),
             Err(e) => self.violation(format!("node {} failed to start: {e}", i + 1)),
         }
+        self.start_node_core(i, now);
     }
 
     pub fn now(&self) -> u64 {
@@ -331,7 +395,7 @@ impl Cluster {
     fn clock(&self, i: usize) -> MonoMs {
         match self.cfg.plant {
             Some(Plant::LeaseInTicks) => self.nodes[i].firings,
-            None => self.nodes[i].clock,
+            _ => self.nodes[i].clock,
         }
     }
 
@@ -354,16 +418,9 @@ impl Cluster {
         if self.nodes[i].paused_until.take().is_none() {
             return;
         }
-        let now = self.clock(i);
         let reads = std::mem::take(&mut self.nodes[i].waiting_reads);
         for id in reads {
-            let asked = self.nodes[i]
-                .replica
-                .as_mut()
-                .is_some_and(|r| r.read(id, now).is_ok());
-            if !asked {
-                self.reads.remove(&id);
-            }
+            self.ask_read(i, id);
         }
         self.drain(i);
     }
@@ -438,10 +495,10 @@ impl Cluster {
         node.replica = None;
         node.unsynced.clear();
         node.paused_until = None;
-        let waiting = std::mem::take(&mut node.waiting_reads);
-        for id in waiting {
-            self.reads.remove(&id);
-        }
+        node.waiting_reads.clear();
+        // Its clients' reads and keep-alives are lost with it.
+        self.reads.retain(|_, (at, _)| *at != i);
+        self.connection_lost(i);
         self.net.retain(|m| m.to != i);
     }
 
@@ -491,27 +548,23 @@ impl Cluster {
         }
     }
 
-    /// Asks node `i` for a linearizable read. The answer must name an
-    /// index at or above every slot applied anywhere by now; a paused node
-    /// gets the request when it resumes, as from its socket.
+    /// Asks node `i` for a linearizable read. When it is answered, the
+    /// node must have applied every slot applied anywhere by now; a paused
+    /// node gets the request when it resumes, as from its socket.
     pub fn read(&mut self, i: usize) {
+        if self.nodes[i].replica.is_none() {
+            return;
+        }
         let id = self.next_read;
+        self.next_read += 1;
         let floor = self.max_applied();
-        if self.is_paused(i) && self.nodes[i].replica.is_some() {
-            self.next_read += 1;
-            self.reads.insert(id, (i, floor));
+        self.reads.insert(id, (i, floor));
+        if self.is_paused(i) {
             self.nodes[i].waiting_reads.push(id);
             return;
         }
-        let now = self.clock(i);
-        let Some(r) = self.nodes[i].replica.as_mut() else {
-            return;
-        };
-        if r.read(id, now).is_ok() {
-            self.next_read += 1;
-            self.reads.insert(id, (i, floor));
-            self.drain(i);
-        }
+        self.ask_read(i, id);
+        self.drain(i);
     }
 
     /// The slot value `id` was applied at, if it was.
@@ -585,6 +638,7 @@ impl Cluster {
 
     /// The checks due when node `i` has nothing more to do for now.
     fn check_turn(&mut self, i: usize) {
+        self.after_turn(i);
         let node = &mut self.nodes[i];
         let Some(r) = node.replica.as_ref() else {
             return;
@@ -625,22 +679,23 @@ impl Cluster {
                     return;
                 }
                 if self.rng.chance(self.cfg.duplicate) {
-                    self.enqueue(i, to, msg.clone());
+                    self.enqueue(i, to, Frame::Paxos(msg.clone()));
                 }
-                self.enqueue(i, to, msg);
+                self.enqueue(i, to, Frame::Paxos(msg));
             }
-            Command::Apply { first, values } => self.check_apply(i, first, values),
-            Command::ReadReady { id, index, .. } => {
-                if let Some((asked_at, floor)) = self.reads.remove(&id)
-                    && let Some(v) =
-                        invariants::read_freshness::on_answer(id, asked_at, floor, i, index)
-                {
-                    self.violation(v);
-                }
+            Command::Apply { first, values } => {
+                self.check_apply(i, first, values);
+                self.release_reads(i);
             }
-            Command::ReadFailed { id } => {
-                self.reads.remove(&id);
+            Command::ReadReady {
+                id,
+                index,
+                lease_until,
+            } => {
+                let at = crate::node::reads::ReadIndex { index, lease_until };
+                self.read_confirmed(i, id, Some(at));
             }
+            Command::ReadFailed { id } => self.read_confirmed(i, id, None),
             Command::InstallSnapshot(snap) => {
                 let index = snap.index;
                 let values = decode(&snap.data);
@@ -652,13 +707,26 @@ impl Cluster {
                 if index > node.applied {
                     node.values = values;
                     node.applied = index;
+                    self.sessions_replaced(i);
                 }
-                node.disk.set_snapshot(snap);
+                self.nodes[i].disk.set_snapshot(snap);
             }
         }
     }
 
-    fn enqueue(&mut self, from: usize, to: usize, msg: Message<u64>) {
+    /// Sends a node frame from `from` to node id `to`, through the same
+    /// lossy network as the replica's messages.
+    fn send_frame(&mut self, from: usize, to: NodeId, frame: Frame) {
+        let Some(to) = (to as usize).checked_sub(1) else {
+            return;
+        };
+        if to >= self.nodes.len() || !self.links[from][to] || self.rng.chance(self.cfg.loss) {
+            return;
+        }
+        self.enqueue(from, to, frame);
+    }
+
+    fn enqueue(&mut self, from: usize, to: usize, msg: Frame) {
         let due = self.now + self.rng.range(1, self.cfg.max_delay.max(1) + 1);
         let order = self.rng.next_u64();
         self.net.push(InFlight {
@@ -678,10 +746,21 @@ impl Cluster {
         let last = first + values.len() as Slot - 1;
         for (k, v) in values.into_iter().enumerate() {
             let slot = first + k as Slot;
+            let closes = clients::closed_session(&v);
             match invariants::agreement::on_apply(&mut self.chosen, node, slot, v) {
-                Ok(true) => self.first_applied(slot),
+                Ok(true) => {
+                    self.first_applied(slot);
+                    if let Some(s) = closes {
+                        self.closed_at.insert(s, self.now);
+                    }
+                }
                 Ok(false) => {}
                 Err(v) => self.violation(v),
+            }
+            if let Some(s) = closes
+                && slot > self.nodes[i].applied
+            {
+                self.session_closed(i, s);
             }
         }
         if first == self.nodes[i].applied + 1 {
@@ -747,10 +826,15 @@ impl Cluster {
                 t.push(format!("{now}: {} -> {}: {:?}", from, m.to + 1, m.msg));
             }
             let clock = self.clock(m.to);
-            if let Some(r) = self.nodes[m.to].replica.as_mut() {
-                r.step(from, m.msg, clock);
-                self.drain(m.to);
+            match m.msg {
+                Frame::Paxos(msg) => {
+                    if let Some(r) = self.nodes[m.to].replica.as_mut() {
+                        r.step(from, msg, clock);
+                    }
+                }
+                frame => self.on_frame(m.to, from, frame),
             }
+            self.drain(m.to);
         }
         for i in 0..self.nodes.len() {
             self.complete_disk(i);
@@ -777,8 +861,12 @@ impl Cluster {
             if let Some(r) = self.nodes[i].replica.as_mut() {
                 r.tick(clock);
             }
+            if now.is_multiple_of(self.cfg.node_tick.max(1)) {
+                self.node_tick(i);
+            }
             self.drain(i);
         }
+        self.clients_step();
     }
 
     /// Snapshots node `i` at its applied index and compacts its log (the
@@ -865,11 +953,16 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
             }
         }
         // Reads go to every node that believes it leads, stale ones too:
-        // a deposed leader that still serves reads is what the check is for.
+        // a deposed leader that still serves reads is what the check is for;
+        // and to any member, which relays them to its leader.
         for i in c.leaders() {
             if c.rng.chance(c.cfg.read_rate) {
                 c.read(i);
             }
+        }
+        if c.rng.chance(c.cfg.read_rate) {
+            let i = c.rng.range(0, n as u64) as usize;
+            c.read(i);
         }
         c.step();
     }
@@ -949,6 +1042,7 @@ fn decode(data: &[u8]) -> Vec<Value<u64>> {
 pub fn nodes_for_seed(seed: u64) -> usize {
     [3, 5, 3, 7, 5, 1, 3, 5][(seed % 8) as usize]
 }
+mod clients;
 mod faults;
 mod invariants;
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! | a node's commit index never goes back; its durable promise never does | `monotonic` | a node's turn ends, a write becomes durable |
 //! | `log start - 1 <= commit <= last accepted`, applied <= commit | `state_order` | a node's turn ends |
 //! | a slot applied anywhere is on a majority of its voters' disks | `quorum_durable` | a slot is first applied |
-//! | a linearizable read names an index at or above everything applied before it was asked | `read_freshness` | a read is answered |
+//! | a linearizable read is answered only once its node applied everything applied anywhere before it was asked | `read_freshness` | a read is answered |
+//! | no keep-alive is acknowledged after its session's close was committed | `session_freshness` | a keep-alive is acknowledged |
 //!
 //! Liveness (a healed cluster commits again in bounded time) is checked by
 //! [`super::run`] itself.
@@ -23,5 +24,6 @@ pub(super) mod monotonic;
 pub(super) mod prefix;
 pub(super) mod quorum_durable;
 pub(super) mod read_freshness;
+pub(super) mod session_freshness;
 pub(super) mod snapshot;
 pub(super) mod state_order;
