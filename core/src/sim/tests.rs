@@ -2,6 +2,7 @@
 //! partial-connectivity scenarios.
 
 use super::*;
+use crate::paxos::ReadMode;
 
 /// Runs `seeds` consecutive seeds from `start` and fails with every
 /// violating seed and its replay command.
