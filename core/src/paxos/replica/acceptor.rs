@@ -1,0 +1,349 @@
+//! The acceptor and learner: promises, accepts, heartbeats, catch-up
+//! received (`Learn`, `Snapshot`), following a leader and learning its
+//! commit index.
+
+use super::*;
+
+impl<T: Clone> Replica<T> {
+    pub(super) fn on_prepare(&mut self, from: NodeId, ballot: Ballot, slot: Slot) {
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if ballot > self.promised {
+            if !self.would_promise(from) {
+                return;
+            }
+            // We compacted slots the candidate has not committed: we could
+            // not report what we accepted there, so we must not promise. A
+            // replica that is further along will be elected instead.
+            if slot < self.log.base {
+                self.on_catch_up(from, slot - 1);
+                return;
+            }
+            match &self.state {
+                State::Candidate(c) if c.ballot < ballot => self.state = State::Follower,
+                State::PreCandidate { .. } => self.state = State::Follower,
+                _ => {}
+            }
+            self.promised = ballot;
+            // Granting a promise restarts the timer, so that we do not
+            // compete with a candidate a majority is willing to elect.
+            self.reset_election_timer();
+            self.persist(Some(ballot), Vec::new());
+        }
+        // A duplicate prepare of the promised ballot gets the promise again.
+        let accepted = self.accepted_from(slot);
+        self.send_durable(
+            from,
+            Message::Promise {
+                ballot,
+                from: slot,
+                accepted,
+                commit: self.commit,
+            },
+        );
+    }
+
+    pub(super) fn accepted_from(&self, from: Slot) -> Vec<(Slot, Entry<T>)> {
+        (from.max(self.log.base)..=self.log.last())
+            .filter_map(|s| self.log.get(s).map(|e| (s, e.clone())))
+            .collect()
+    }
+
+    pub(super) fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        first: Slot,
+        values: Vec<Value<T>>,
+        commit: Slot,
+    ) {
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        if first == 0 || values.is_empty() {
+            return;
+        }
+        let raise = ballot > self.promised;
+        if raise {
+            self.promised = ballot;
+        }
+        self.follow(from, ballot);
+        let last = first + values.len() as Slot - 1;
+        let mut entries = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            let slot = first + i as Slot;
+            // At or below the commit index the value is chosen and ours is
+            // the same; nothing to write.
+            if slot <= self.commit {
+                continue;
+            }
+            let entry = Entry { ballot, value };
+            entries.push((slot, entry.clone()));
+            self.log.set(slot, entry);
+        }
+        if raise || !entries.is_empty() {
+            self.persist(raise.then_some(ballot), entries);
+        }
+        self.learn_commit(ballot, commit);
+        self.send_durable(
+            from,
+            Message::Accepted {
+                ballot,
+                first,
+                last,
+                commit: self.commit,
+            },
+        );
+    }
+
+    pub(super) fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, commit: Slot, seq: u64) {
+        if ballot < self.promised {
+            self.send(
+                from,
+                Message::Nack {
+                    ballot,
+                    promised: self.promised,
+                },
+            );
+            return;
+        }
+        self.follow(from, ballot);
+        self.learn_commit(ballot, commit);
+        self.send(
+            from,
+            Message::HeartbeatAck {
+                ballot,
+                seq,
+                commit: self.commit,
+            },
+        );
+    }
+
+    pub(super) fn on_learn(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        first: Slot,
+        values: Vec<Value<T>>,
+        commit: Slot,
+    ) {
+        let peer_served = ballot == Ballot::ZERO;
+        if ballot < self.promised && !peer_served || peer_served && self.is_leader() {
+            return;
+        }
+        if !peer_served {
+            self.follow(from, ballot);
+        }
+        // Chosen values from a peer that is not the leader are marked
+        // chosen rather than stored under some leader's ballot.
+        let ballot = if peer_served { Ballot::CHOSEN } else { ballot };
+        let old = self.commit;
+        let mut entries = Vec::new();
+        for (i, value) in values.into_iter().enumerate() {
+            let slot = first + i as Slot;
+            if slot <= self.commit {
+                continue;
+            }
+            if slot != self.commit + 1 {
+                break;
+            }
+            // The value is chosen, so storing it under the leader's ballot
+            // is safe: any later phase 1 that sees it must propose it anyway.
+            let entry = Entry { ballot, value };
+            entries.push((slot, entry.clone()));
+            self.log.set(slot, entry);
+            self.commit = slot;
+        }
+        if !entries.is_empty() {
+            self.persist(None, entries);
+        }
+        if self.commit > old {
+            self.emit_apply(old + 1, self.commit);
+            self.committed(old, self.commit);
+        }
+        if peer_served {
+            if self.commit < commit && self.commit > old {
+                self.send(
+                    from,
+                    Message::CatchUp {
+                        commit: self.commit,
+                    },
+                );
+            } else {
+                self.caught_up_from_peer(old);
+            }
+            return;
+        }
+        self.learn_commit(ballot, commit);
+        self.send(
+            from,
+            Message::HeartbeatAck {
+                ballot,
+                seq: 0,
+                commit: self.commit,
+            },
+        );
+    }
+
+    pub(super) fn on_snapshot(
+        &mut self,
+        from: NodeId,
+        ballot: Ballot,
+        (index, membership): (Slot, Membership),
+        total: u64,
+        offset: u64,
+        data: Vec<u8>,
+    ) {
+        let peer_served = ballot == Ballot::ZERO;
+        if ballot < self.promised && !peer_served || peer_served && self.is_leader() {
+            return;
+        }
+        if !peer_served {
+            self.follow(from, ballot);
+        }
+        if index <= self.commit {
+            // Already have it (or more): tell the leader we are done. A
+            // peer serving without being the leader keeps no transfer
+            // state and needs no word: answering it would ask for the
+            // chunk after the end, which it would serve, empty, and so on
+            // forever (a storm once the network duplicates messages).
+            self.snap_recv = None;
+            if peer_served {
+                return;
+            }
+            self.send(
+                from,
+                Message::SnapshotAck {
+                    ballot,
+                    index,
+                    offset: total,
+                },
+            );
+            return;
+        }
+        match &self.snap_recv {
+            Some((i, t, _)) if *i == index && *t == total => {}
+            // The start of another transfer: switch to it (the one we were
+            // assembling may have no sender any more).
+            _ if offset == 0 => self.snap_recv = Some((index, total, Vec::new())),
+            // The middle of another transfer: tell the sender we have none
+            // of it, so that it starts over from the beginning.
+            _ => {
+                self.send(
+                    from,
+                    Message::SnapshotAck {
+                        ballot,
+                        index,
+                        offset: 0,
+                    },
+                );
+                return;
+            }
+        }
+        let have = match &mut self.snap_recv {
+            Some((_, _, buf)) => {
+                if offset == buf.len() as u64 {
+                    buf.extend_from_slice(&data);
+                }
+                buf.len() as u64
+            }
+            None => 0,
+        };
+        let old = self.commit;
+        if have >= total
+            && let Some((_, _, buf)) = self.snap_recv.take()
+        {
+            let data = Bytes::from(buf);
+            self.log.compact(index);
+            self.commit = index;
+            let snap = Snapshot {
+                index,
+                membership: membership.clone(),
+                data,
+            };
+            self.snapshot = Some(snap.clone());
+            self.out.push(Command::InstallSnapshot(snap));
+            self.install_membership(index, membership);
+        }
+        self.snap_src = (peer_served && self.snap_recv.is_some()).then_some((from, self.now));
+        if peer_served {
+            if self.commit == old {
+                // Ask the peer for the next chunk (it keeps no state).
+                self.send(
+                    from,
+                    Message::SnapshotAck {
+                        ballot,
+                        index,
+                        offset: have,
+                    },
+                );
+            } else {
+                self.caught_up_from_peer(old);
+            }
+            return;
+        }
+        self.send(
+            from,
+            Message::SnapshotAck {
+                ballot,
+                index,
+                offset: have,
+            },
+        );
+    }
+
+    /// Accepts `leader` at `ballot` as the live leader.
+    pub(super) fn follow(&mut self, leader: NodeId, ballot: Ballot) {
+        match &self.state {
+            State::Leader(l) if l.ballot < ballot => self.step_down(),
+            State::Candidate(_) | State::PreCandidate { .. } => self.state = State::Follower,
+            _ => {}
+        }
+        self.leader_hint = Some(leader);
+        self.leader_heard_at = Some(self.now);
+        self.reset_election_timer();
+    }
+
+    /// Advances the commit index to `commit` as far as this replica holds
+    /// the leader's values: an entry accepted in the leader's own ballot is
+    /// the value the leader got chosen; an older one may not be.
+    pub(super) fn learn_commit(&mut self, ballot: Ballot, commit: Slot) {
+        let old = self.commit;
+        while self.commit < commit {
+            match self.log.get(self.commit + 1) {
+                Some(e) if e.ballot == ballot => self.commit += 1,
+                _ => break,
+            }
+        }
+        if self.commit > old {
+            self.emit_apply(old + 1, self.commit);
+            self.committed(old, self.commit);
+        }
+    }
+
+    pub(super) fn emit_apply(&mut self, first: Slot, last: Slot) {
+        let values = (first..=last)
+            .map(|s| match self.log.get(s) {
+                Some(e) => e.value.clone(),
+                // Unreachable: the commit index only covers held slots.
+                None => Value::Noop,
+            })
+            .collect();
+        self.out.push(Command::Apply { first, values });
+    }
+}
