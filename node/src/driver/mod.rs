@@ -1,0 +1,745 @@
+//! The driver: one task owns the Multi-Paxos replica, the state machine,
+//! the watch registry, the session tracker and the per-session event
+//! outboxes, and runs every job in arrival order. Front ends hand it
+//! closures and await their results, so no lock guards the state and a
+//! request never observes half a change.
+//!
+//! A client's write becomes a txn that waits here under a request number.
+//! On the leader the driver proposes it (stamped with the leader's time and
+//! tagged with this node and the request number); on a follower it forwards
+//! it to the leader, which proposes it the same way. Every node applies
+//! committed slots in order, and the node that took the request answers it
+//! when it applies the slot carrying its tag: a client always reads its own
+//! writes. The replica's commands are executed in order: durable writes go
+//! to the storage thread (one batch in flight, the next gathering: group
+//! commit), messages to the peer transport, committed slots to the state
+//! machine. Without a data directory writes are "durable" at once.
+//!
+//! Snapshots: the state machine is encoded a slice at a time between jobs.
+//! Then a checkpoint record (the promised ballot and every accepted entry
+//! after the snapshot's slot) is appended to the log, and once it is
+//! durable the snapshot file is written with that record as its log
+//! position, so recovery needs only the snapshot and the records from the
+//! checkpoint on; older segments are purged. Once the file is durable the
+//! replica drops its log up to the snapshot.
+//!
+//! This file holds the task (`spawn` and its loop), the node's state and
+//! the turn that drives the replica; the rest is in the files beside it:
+//! `writes`, `reads`, `sessions`, `client_ops` (apply and serve), `peers`,
+//! `wal`, `snapshots` and `admin`. Read barriers and session liveness are
+//! decided in `synod_core::node`; the other decisions here are still to
+//! move there.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rustc_hash::{FxHashMap, FxHashSet};
+use synod_core::acl::{Id, Identity, digest_id};
+use synod_core::codec::Proposal;
+use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
+use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
+use synod_core::paxos::rng::Rng;
+use synod_core::paxos::{
+    self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
+    Role, Slot, Snapshot, Value, Write,
+};
+use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
+use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
+use synod_core::watch::{Trigger, WatchEvent, WatchKind, WatchRegistry, WatcherType};
+use synod_core::{Error, Millis, SessionId, Zxid};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+
+use crate::config::{Ensemble, NodeConfig};
+use crate::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply_value};
+use crate::metrics::{Gauges, Metrics};
+use crate::peer::{Inbound, PeerSender};
+use crate::storage::StorageStats;
+use crate::wire::{LogRecord, PeerMessage, snapshot_file_prefix};
+
+mod admin;
+mod client_ops;
+mod peers;
+mod reads;
+mod sessions;
+mod snapshots;
+mod wal;
+mod writes;
+
+pub use admin::{MembershipChange, Status};
+
+/// A unit of work for the driver task.
+pub type Job = Box<dyn FnOnce(&mut NodeState) + Send>;
+
+/// The driver task has stopped; the node is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("the node is shutting down")]
+pub struct DriverGone;
+
+/// A cheap handle to submit jobs to the driver.
+#[derive(Debug, Clone)]
+pub struct DriverHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl DriverHandle {
+    /// Runs `f` on the driver task and returns its result.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, DriverGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut NodeState) -> R + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |state| {
+            // The caller may have gone away; its result is then not needed.
+            let _ = tx.send(f(state));
+        });
+        self.jobs.send(job).await.map_err(|_| DriverGone)?;
+        rx.await.map_err(|_| DriverGone)
+    }
+}
+
+/// The peer transport, for a node with peers.
+#[derive(Debug)]
+pub struct Network {
+    pub sender: PeerSender,
+    pub inbound: mpsc::Receiver<Inbound>,
+}
+
+/// Why the driver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot build the consensus replica: {0}")]
+    Replica(#[from] PaxosError),
+}
+
+/// Jobs and frames handled before the driver proposes, sends and syncs:
+/// the more a turn gathers, the larger the batches.
+const MAX_EVENTS_PER_TURN: usize = 512;
+
+/// Starts the driver task over a recovered state; it ends when every
+/// handle is dropped. `log` makes writes durable before they count;
+/// without one the node keeps its state in memory only.
+pub fn spawn(
+    config: &NodeConfig,
+    ensemble: &Ensemble,
+    recovered: Recovered,
+    log: Option<DurableLog>,
+    metrics: Arc<Metrics>,
+    network: Option<Network>,
+) -> Result<(DriverHandle, tokio::task::JoinHandle<()>), StartError> {
+    let (jobs, mut inbox) = mpsc::channel::<Job>(4096);
+    let durable = log.is_some();
+    let (persisted_tx, mut persisted) = mpsc::unbounded_channel();
+    let storage_stats = log.as_ref().map(DurableLog::stats).unwrap_or_default();
+    let next_record = log.as_ref().map_or(1, DurableLog::next_record);
+    // The replica's timers only need to be looked at often; how often
+    // does not matter for safety, since it compares real times.
+    let paxos_tick = Duration::from_millis((config.heartbeat_ms / 2).max(1));
+    let replica_config = paxos::Config {
+        id: ensemble.id,
+        voters: ensemble.voters.keys().copied().collect(),
+        observers: ensemble.observers.keys().copied().collect(),
+        heartbeat_ms: config.heartbeat_ms,
+        election_ms: config.election_timeout_ms,
+        max_batch: 1024,
+        max_inflight: config.max_pending_txns.saturating_mul(4).max(1024),
+        read_mode: ReadMode::Lease {
+            drift_ms: config.lease_drift_ms(),
+        },
+        snapshot_chunk: (config.max_peer_frame_bytes / 2).clamp(4096, 4 << 20),
+        // Election timeouts must differ between nodes and between runs.
+        seed: ensemble.id ^ (wall_clock_nanos() as u64),
+    };
+    let Recovered {
+        machine,
+        durable: durable_state,
+    } = recovered;
+    let single = replica_config.voters == [ensemble.id];
+    // The origin of the monotonic clock the replica and the session
+    // tracker read; the replica starts at its 0.
+    let started = Instant::now();
+    let mut replica = Replica::restore(replica_config, durable_state, 0)?;
+    if single {
+        // No one else can hold a lease: take the lead at once.
+        replica.campaign();
+    }
+    let (sender, mut peer_inbox, networked) = match network {
+        Some(n) => (Some(n.sender), n.inbound, true),
+        None => (None, mpsc::channel(1).1, false),
+    };
+    let wal = log.map(|log| Wal {
+        writer: log.start(persisted_tx),
+        next_record,
+        buffer: Vec::new(),
+        buffer_token: 0,
+        in_flight: None,
+        retry: None,
+        next_batch: 0,
+        error: None,
+    });
+    let mut state = NodeState::new(
+        config, ensemble, started, machine, replica, wal, sender, metrics,
+    );
+    state.storage_stats = storage_stats;
+    state.record_limits(config.state_config());
+    state.turn();
+    let tick = config.tick();
+    let task = async move {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut paxos_ticker = tokio::time::interval(paxos_tick);
+        paxos_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                job = inbox.recv() => match job {
+                    Some(job) => {
+                        job(&mut state);
+                        // Take what else is queued, so one turn proposes
+                        // and syncs many requests together.
+                        for _ in 0..MAX_EVENTS_PER_TURN {
+                            match inbox.try_recv() {
+                                Ok(job) => job(&mut state),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                frame = peer_inbox.recv(), if networked => {
+                    if let Some(frame) = frame {
+                        state.peer_frame(frame);
+                        for _ in 0..MAX_EVENTS_PER_TURN {
+                            match peer_inbox.try_recv() {
+                                Ok(frame) => state.peer_frame(frame),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                },
+                done = persisted.recv(), if durable => match done {
+                    Some(done) => state.persisted(done),
+                    None => {
+                        // Without its storage thread the node can neither
+                        // make writes durable nor answer the ones in flight.
+                        tracing::error!("the storage thread has stopped; stopping the node");
+                        state.fail_all("the storage thread has stopped");
+                        break;
+                    }
+                },
+                _ = paxos_ticker.tick() => {
+                    let now = state.mono_now();
+                    state.replica.tick(now);
+                }
+                _ = ticker.tick() => state.tick(),
+                () = std::future::ready(()), if state.snapshotting() => state.snapshot_work(),
+            }
+            state.turn();
+            if state.snapshotting() {
+                // The snapshot branch is always ready, so without this the
+                // driver would keep its worker thread until the snapshot is
+                // encoded, and the network tasks queued on that worker
+                // (other nodes' among them under `synod dev`) would wait.
+                tokio::task::yield_now().await;
+            }
+        }
+        tracing::debug!("driver stopped");
+    }
+    // Its log lines carry the caller's span (the node id under `synod dev`).
+    .in_current_span();
+    let task = tokio::spawn(task);
+    Ok((DriverHandle { jobs }, task))
+}
+
+/// Where a session's watch events wait for its client.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Number of events ever queued; the seq of the latest one.
+    seq: u64,
+    /// The latest events, for a client that reconnects its stream.
+    recent: VecDeque<synod_proto::v1::WatchEvent>,
+    subscriber: Option<mpsc::Sender<synod_proto::v1::WatchEvent>>,
+}
+
+/// What a response tells the client about the state it was served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub zxid: Zxid,
+    pub watch_seq: u64,
+}
+
+/// Called on the driver once a submitted txn was applied, or could not be
+/// carried through the ensemble.
+pub type Done = Box<dyn FnOnce(&mut NodeState, Result<&Applied, Error>) + Send>;
+
+/// A request of this node's clients on its way through the ensemble.
+struct Waiting {
+    done: Done,
+    submitted: Instant,
+    /// Where the txn went: `None` while it waits here for a leader, then
+    /// the leader that took it (this node, when leading).
+    sent_to: Option<NodeId>,
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("sent_to", &self.sent_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A proposal whose origin waits for it: a request of this node, or one
+/// forwarded by a follower.
+#[derive(Debug)]
+struct Queued {
+    origin: NodeId,
+    request: u64,
+    txn: Txn,
+}
+
+/// Reads waiting for the txns of their session.
+#[derive(Default)]
+struct DeferredReads(Vec<Job>);
+
+impl std::fmt::Debug for DeferredReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} deferred reads", self.0.len())
+    }
+}
+
+/// The write-ahead log as the driver feeds it.
+#[derive(Debug)]
+struct Wal {
+    writer: LogWriter,
+    next_record: u64,
+    /// Records gathering for the next batch, and the highest replica
+    /// token among them (0: none, for a checkpoint only).
+    buffer: Vec<(u64, Vec<u8>)>,
+    buffer_token: u64,
+    in_flight: Option<WalBatch>,
+    /// A batch that failed, appended again when `retry` is due.
+    retry: Option<(WalBatch, Records, Instant)>,
+    next_batch: u64,
+    /// Why the last append failed, while it has not succeeded since.
+    error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WalBatch {
+    batch: u64,
+    token: u64,
+    last_record: u64,
+    records: usize,
+}
+
+impl Wal {
+    /// Queues a record; returns its index.
+    fn push(&mut self, bytes: Vec<u8>, token: u64) -> u64 {
+        let index = self.next_record;
+        self.next_record += 1;
+        self.buffer.push((index, bytes));
+        self.buffer_token = self.buffer_token.max(token);
+        index
+    }
+}
+
+/// A snapshot after encoding, until the replica drops its log up to it.
+#[derive(Debug)]
+struct SnapshotInProgress {
+    slot: Slot,
+    membership: Membership,
+    state: Bytes,
+    stage: SnapshotStage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotStage {
+    /// Waiting for the checkpoint record at this log index to be durable.
+    Checkpoint(u64),
+    /// The file is being written.
+    Writing,
+    /// Durable (or, in memory, nothing to write): the log can be dropped
+    /// once the replica has committed the slot.
+    Written,
+}
+
+/// Where a linearizable read's barrier is answered.
+type ReadReply = oneshot::Sender<Result<(), Error>>;
+
+/// Where a keep-alive is answered: the session's timeout, or why not.
+type PingReply = oneshot::Sender<Result<Millis, Error>>;
+
+/// Everything the driver owns.
+#[derive(Debug)]
+pub struct NodeState {
+    id: NodeId,
+    replica: Replica<Vec<u8>>,
+    peers: Option<PeerSender>,
+    machine: StateMachine,
+    state_config: StateConfig,
+    watches: WatchRegistry,
+    /// Session liveness: expiry at the leader, reports and vouches at a
+    /// follower (decided in `synod_core::node::sessions`).
+    sessions: SessionLiveness,
+    /// Keep-alives waiting for a vouch, by the core's ping id.
+    ping_replies: FxHashMap<PingId, PingReply>,
+    /// Whether this node was the authoritative leader (leading, caught up)
+    /// at the end of the last turn.
+    authoritative: bool,
+    outboxes: FxHashMap<SessionId, Outbox>,
+    auth: FxHashMap<SessionId, Vec<Id>>,
+    event_buffer: usize,
+    started: Instant,
+    scratch: Vec<WatchEvent>,
+    /// Request numbers; starts from the boot time so that a proposal of
+    /// an earlier run of this node never answers a request of this one.
+    next_request: u64,
+    /// This node's requests not yet answered.
+    waiting: FxHashMap<u64, Waiting>,
+    /// This node's requests waiting for a leader to take them.
+    queued: Vec<Queued>,
+    /// At the leader: forwarded and own txns held back while a membership
+    /// change commits.
+    held: Vec<Queued>,
+    /// Txns forwarded by followers, to propose.
+    forwarded: Vec<Queued>,
+    /// The leader seen at the end of the last turn.
+    known_leader: Option<NodeId>,
+    /// A follower that has not heard from its leader for this long stops
+    /// serving clients (the election timeout).
+    leader_silence_limit: u64,
+    /// Linearizable read barriers: what the core decides about them.
+    reads: ReadBarriers,
+    /// Where each of this node's reads is answered.
+    read_replies: FxHashMap<ReadId, ReadReply>,
+    /// Whether clients are served: since a leader is known and everything
+    /// known committed was applied, until no leader is known. A node that
+    /// restarted or lost its leader does not answer from a state it cannot
+    /// vouch for, as a ZooKeeper server outside a quorum does not.
+    serving: bool,
+    wal: Option<Wal>,
+    snapshot_every: u64,
+    last_snapshot: Zxid,
+    /// The share, in thousandths, of `snapshot_every` and
+    /// `snapshot_every_bytes` after which the next snapshot is due: drawn
+    /// anew for every snapshot from [500, 1000), as ZooKeeper randomizes its
+    /// snapCount. Nodes that apply the same log would otherwise all encode
+    /// and write a snapshot at the same moment, and while all of them do, a
+    /// majority's log writes wait behind the snapshot writes.
+    snapshot_share: u64,
+    snapshot_spacing: Rng,
+    max_pending: usize,
+    max_frame: usize,
+    request_timeout: Duration,
+    metrics: Arc<Metrics>,
+    storage_stats: StorageStats,
+    /// Txns of each session submitted and not yet answered.
+    outstanding: FxHashMap<SessionId, u32>,
+    /// Reads waiting for their session's outstanding txns.
+    deferred: FxHashMap<SessionId, DeferredReads>,
+    /// Bytes handed to the log since the last snapshot began.
+    logged_since_snapshot: u64,
+    snapshot_every_bytes: u64,
+    snapshot_txns_per_znode: f64,
+    /// The snapshot being encoded, a slice at a time.
+    snapshotting: Option<PendingSnapshot>,
+    /// The snapshot after encoding: waiting for its checkpoint, written,
+    /// or waiting to compact the replica's log.
+    snapshot: Option<SnapshotInProgress>,
+    /// Containers and TTL nodes whose reap is on its way through the log.
+    reaping: FxHashSet<String>,
+}
+
+/// Znodes encoded per slice of a running snapshot: a few milliseconds of
+/// work between two jobs of the driver.
+const SNAPSHOT_SLICE: usize = 1_000;
+
+/// Bounds the reaps one tick submits, so a mass expiry of TTL nodes is
+/// spread over ticks instead of flooding one batch.
+const MAX_REAPS_PER_TICK: usize = 1024;
+
+/// Wait before appending a failed batch again.
+const WAL_RETRY: Duration = Duration::from_millis(500);
+
+fn wall_clock_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn wall_clock_ms() -> Millis {
+    i64::try_from(wall_clock_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+impl NodeState {
+    #[allow(clippy::too_many_arguments, reason = "one constructor, called once")]
+    fn new(
+        config: &NodeConfig,
+        ensemble: &Ensemble,
+        started: Instant,
+        machine: StateMachine,
+        replica: Replica<Vec<u8>>,
+        wal: Option<Wal>,
+        peers: Option<PeerSender>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        // Whoever decides expiry gives every recovered session a full
+        // timeout, as a new ZooKeeper leader does.
+        let sessions = SessionLiveness::new(config.max_clock_drift_ppm, machine.sessions(), 0);
+        let last_snapshot = machine.applied();
+        let mut snapshot_spacing = Rng::new(ensemble.id ^ wall_clock_nanos() as u64);
+        let snapshot_share = snapshot_spacing.range(500, 1000);
+        NodeState {
+            id: ensemble.id,
+            replica,
+            peers,
+            machine,
+            state_config: config.state_config(),
+            watches: WatchRegistry::new(config.max_watches_per_session),
+            sessions,
+            ping_replies: FxHashMap::default(),
+            authoritative: false,
+            outboxes: FxHashMap::default(),
+            auth: FxHashMap::default(),
+            event_buffer: config.watch_event_buffer,
+            started,
+            scratch: Vec::new(),
+            next_request: u64::try_from(wall_clock_nanos()).unwrap_or(u64::MAX / 2),
+            waiting: FxHashMap::default(),
+            queued: Vec::new(),
+            held: Vec::new(),
+            forwarded: Vec::new(),
+            known_leader: None,
+            leader_silence_limit: config.election_timeout_ms,
+            // Read ids, like request numbers, differ between runs.
+            reads: ReadBarriers::new(wall_clock_nanos() as u64),
+            read_replies: FxHashMap::default(),
+            serving: false,
+            wal,
+            snapshot_every: config.snapshot_every_txns,
+            last_snapshot,
+            snapshot_share,
+            snapshot_spacing,
+            max_pending: config.max_pending_txns,
+            max_frame: config.max_peer_frame_bytes,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            metrics,
+            storage_stats: StorageStats::default(),
+            outstanding: FxHashMap::default(),
+            deferred: FxHashMap::default(),
+            logged_since_snapshot: 0,
+            snapshot_every_bytes: config.snapshot_every_bytes,
+            snapshot_txns_per_znode: config.snapshot_txns_per_znode,
+            snapshotting: None,
+            snapshot: None,
+            reaping: FxHashSet::default(),
+        }
+    }
+
+    /// The limits in force belong to the log: record the flags' settings
+    /// as a txn when they differ from the recovered ones (or on a fresh
+    /// start), so a replay checks every earlier txn as it was first
+    /// checked. In an ensemble every node does this with its own flags;
+    /// they are meant to agree, and the last one applied wins.
+    fn record_limits(&mut self, wanted: StateConfig) {
+        if self.machine.applied() != 0 && self.machine.config() == wanted {
+            return;
+        }
+        tracing::info!(?wanted, "recording the configured limits in the log");
+        self.submit(
+            Txn::SetConfig(wanted),
+            Box::new(|_, applied| {
+                if let Err(error) = applied {
+                    tracing::warn!(%error, "cannot record the configured limits yet");
+                }
+            }),
+        );
+    }
+
+    /// Sizes and counts for the metrics endpoint.
+    pub fn gauges(&self) -> Gauges {
+        let stats = &self.storage_stats;
+        let membership = self.replica.membership();
+        Gauges {
+            znodes: self.machine.tree().len() as u64,
+            sessions: self.machine.sessions().len() as u64,
+            watches: self.watches.len() as u64,
+            applied_zxid: self.machine.applied(),
+            pending_txns: self.waiting.len() as u64,
+            log_bytes: stats.log_bytes,
+            log_segments: stats.log_segments as u64,
+            snapshot_bytes: stats.snapshot_bytes,
+            snapshots: stats.snapshots as u64,
+            snapshot_index: self.replica.snapshot().map_or(0, |s| s.index),
+            node_id: self.id,
+            is_leader: self.replica.role() == Role::Leader,
+            leader_id: self.replica.leader().unwrap_or(0),
+            commit_index: self.replica.commit_index(),
+            voters: membership.voters.len() as u64,
+            observers: membership.observers.len() as u64,
+        }
+    }
+
+    pub fn machine(&self) -> &StateMachine {
+        &self.machine
+    }
+
+    /// Whether this node should receive clients: it is a member, knows a
+    /// leader and has applied everything it knows to be committed.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.replica.membership().contains(self.id) {
+            return Err(format!("node {} is not in the configuration", self.id));
+        }
+        let Some(leader) = self.replica.leader() else {
+            return Err("no leader known".into());
+        };
+        if let Some(silence) = self.leader_silence() {
+            return Err(format!(
+                "no word from the leader (node {leader}) for {silence} ms"
+            ));
+        }
+        if self.replica.role() == Role::Leader && !self.replica.leader_caught_up() {
+            return Err("newly elected: committing what earlier leaders left".into());
+        }
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let commit = self.replica.commit_index();
+        if applied < commit {
+            return Err(format!(
+                "catching up: applied {applied} of {commit} (leader {leader})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// At a follower that has not heard from its leader for the election
+    /// timeout or longer: for how long. It then serves no client, so that
+    /// they move to a member in contact with the leader; its keep-alive
+    /// vouches run out on their own.
+    fn leader_silence(&self) -> Option<u64> {
+        if self.replica.role() == Role::Leader {
+            return None;
+        }
+        let heard = self.replica.leader_heard_at()?;
+        let silence = self.mono_now().saturating_sub(heard);
+        (silence >= self.leader_silence_limit).then_some(silence)
+    }
+
+    /// The node's view of the ensemble, for the admin API.
+    pub fn status(&self) -> Status {
+        let membership = self.replica.membership().clone();
+        Status {
+            node_id: self.id,
+            role: self.replica.role(),
+            leader: self.replica.leader(),
+            promised: self.replica.promised(),
+            commit_index: self.replica.commit_index(),
+            applied_index: u64::try_from(self.machine.applied()).unwrap_or(0),
+            log_start: self.replica.log_start(),
+            log_last: self.replica.log_last(),
+            snapshot_index: self.replica.snapshot().map_or(0, |s| s.index),
+            membership,
+            peers: self.replica.peer_progress(),
+        }
+    }
+
+    /// The core's time: milliseconds on the monotonic clock, read when an
+    /// input is handled (after it arrived), so that a pause of the process
+    /// is seen whole by the next decision. The replica, the read barriers
+    /// and session liveness all read it.
+    pub fn mono_now(&self) -> MonoMs {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The end of every turn of the driver loop: hand queued txns to the
+    /// leader (or propose them), execute what the replica asks for until it
+    /// has nothing more, notice leader changes, and start the next log
+    /// batch when none is in flight.
+    pub fn turn(&mut self) {
+        self.route_txns();
+        self.run_commands();
+        self.watch_leader();
+        self.watch_authority();
+        self.route_txns();
+        self.run_commands();
+        self.replica.flush_commit();
+        self.run_commands();
+        self.try_compact();
+        self.flush_wal();
+        if self.replica.leader().is_none() || self.leader_silence().is_some() {
+            if self.serving {
+                tracing::info!(
+                    why = %self.readiness().err().unwrap_or_default(),
+                    "not serving clients"
+                );
+            }
+            self.serving = false;
+            let settled = self.sessions.lost_leader();
+            self.answer_pings(settled);
+        } else if !self.serving && self.readiness().is_ok() {
+            tracing::info!(
+                applied = self.machine.applied(),
+                leader = ?self.replica.leader(),
+                "serving clients"
+            );
+            self.serving = true;
+        }
+    }
+
+    /// Whether clients are being served (see `serving`).
+    pub fn is_serving(&self) -> bool {
+        self.serving
+    }
+
+    /// Refuses client requests while the node is not serving.
+    fn check_serving(&self) -> Result<(), Error> {
+        if self.serving {
+            return Ok(());
+        }
+        let why = self
+            .readiness()
+            .err()
+            .unwrap_or_else(|| "starting".to_owned());
+        Err(Error::ConnectionLoss(format!(
+            "node {} is not serving clients yet ({why}); try another server or retry",
+            self.id
+        )))
+    }
+
+    /// Executes the replica's commands, in order, until it has none.
+    fn run_commands(&mut self) {
+        loop {
+            let commands = self.replica.take_commands();
+            if commands.is_empty() {
+                return;
+            }
+            for command in commands {
+                match command {
+                    Command::Persist(write) => self.persist(write),
+                    Command::Send { to, msg } => self.send_paxos(to, msg),
+                    Command::Apply { first, values } => self.apply_committed(first, values),
+                    Command::ReadReady {
+                        id,
+                        index,
+                        lease_until,
+                    } => self.read_confirmed(id, Some(ReadIndex { index, lease_until })),
+                    Command::ReadFailed { id } => self.read_confirmed(id, None),
+                    Command::InstallSnapshot(snapshot) => self.install_snapshot(snapshot),
+                }
+            }
+        }
+    }
+}
+
+/// A result that arrives once a txn has gone through the log.
+pub type Answer<T> = oneshot::Receiver<Result<T, Error>>;
+
+/// Each txn kind has exactly one outcome kind; anything else is a bug in the
+/// state machine, answered as a system error rather than a crash.
+fn unreachable_outcome<T>(outcome: &TxnOutcome) -> Result<T, Error> {
+    tracing::error!(?outcome, "state machine returned a mismatched outcome");
+    Err(Error::Internal(format!("mismatched outcome {outcome:?}")))
+}

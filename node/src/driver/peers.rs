@@ -1,0 +1,163 @@
+//! Frames to and from peers: the replica's messages (split to fit a
+//! frame), and the node's own frames (forwarded writes, refusals, read
+//! index, liveness reports).
+
+use super::*;
+
+impl NodeState {
+    /// Sends a consensus message, split when its frame would be too large
+    /// (accepts and catch-up carry consecutive slots, which split cleanly).
+    pub(super) fn send_paxos(&mut self, to: NodeId, msg: Message<Vec<u8>>) {
+        let message = PeerMessage::Paxos(msg);
+        let frame = message.encode();
+        if frame.len() <= self.max_frame {
+            if let Err(error) = self.send_frame(to, frame) {
+                tracing::trace!(%error, to, "consensus message dropped");
+            }
+            return;
+        }
+        let PeerMessage::Paxos(msg) = message else {
+            return;
+        };
+        type Make = fn(Ballot, Slot, Vec<Value<Vec<u8>>>, Slot) -> Message<Vec<u8>>;
+        let (ballot, first, mut values, commit, make): (_, _, _, _, Make) = match msg {
+            Message::Accept {
+                ballot,
+                first,
+                values,
+                commit,
+            } if values.len() > 1 => (
+                ballot,
+                first,
+                values,
+                commit,
+                |ballot, first, values, commit| Message::Accept {
+                    ballot,
+                    first,
+                    values,
+                    commit,
+                },
+            ),
+            Message::Learn {
+                ballot,
+                first,
+                values,
+                commit,
+            } if values.len() > 1 => (
+                ballot,
+                first,
+                values,
+                commit,
+                |ballot, first, values, commit| Message::Learn {
+                    ballot,
+                    first,
+                    values,
+                    commit,
+                },
+            ),
+            other => {
+                tracing::error!(
+                    to,
+                    ballot = ?other.ballot(),
+                    limit = self.max_frame,
+                    "consensus message over the peer frame limit dropped; raise --max-peer-frame-bytes"
+                );
+                return;
+            }
+        };
+        let rest = values.split_off(values.len() / 2);
+        let second = first + values.len() as Slot;
+        self.send_paxos(to, make(ballot, first, values, commit));
+        self.send_paxos(to, make(ballot, second, rest, commit));
+    }
+
+    pub(super) fn send_frame(
+        &self,
+        to: NodeId,
+        frame: Vec<u8>,
+    ) -> Result<(), crate::peer::SendError> {
+        match &self.peers {
+            Some(peers) => peers.send(to, frame),
+            None => Err(crate::peer::SendError::UnknownPeer(to)),
+        }
+    }
+
+    /// A frame from a peer (already checked for sender and size).
+    pub fn peer_frame(&mut self, inbound: Inbound) {
+        let from = inbound.from;
+        let message = match PeerMessage::decode(&inbound.payload) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(from, %error, "dropped a malformed peer frame");
+                return;
+            }
+        };
+        // With an address template the transport takes any node id, so
+        // that members added later are heard; others are dropped here.
+        if self.peers.as_ref().is_some_and(PeerSender::open_membership)
+            && !self.replica.membership().contains(from)
+        {
+            tracing::debug!(
+                from,
+                "dropped a frame from a node outside the configuration"
+            );
+            return;
+        }
+        match message {
+            PeerMessage::Paxos(msg) => {
+                let now = self.mono_now();
+                self.replica.step(from, msg, now);
+            }
+            PeerMessage::Forward(txns) => {
+                if self.replica.role() == Role::Leader {
+                    self.forwarded
+                        .extend(txns.into_iter().map(|(request, txn)| Queued {
+                            origin: from,
+                            request,
+                            txn,
+                        }));
+                } else {
+                    self.refuse(from, txns.into_iter().map(|(r, _)| r).collect());
+                }
+            }
+            PeerMessage::Touch { round, sessions } => self.liveness_report(from, round, sessions),
+            PeerMessage::TouchAck { round, expired } => {
+                let now = self.mono_now();
+                let table = self.machine.sessions();
+                let settled = self.sessions.on_answer(
+                    from,
+                    round,
+                    &expired,
+                    |s| table.get(s).map(|i| i.timeout_ms),
+                    now,
+                );
+                self.answer_pings(settled);
+            }
+            PeerMessage::ReadIndex(request) => {
+                let now = self.mono_now();
+                let actions = self
+                    .reads
+                    .remote_asked(&mut self.replica, from, request, now);
+                self.read_actions(actions);
+            }
+            PeerMessage::ReadIndexReply { request, index } => {
+                let at = index.map(|index| ReadIndex {
+                    index,
+                    lease_until: None,
+                });
+                self.read_confirmed(request, at);
+            }
+            PeerMessage::Refused(requests) => {
+                // Not in the log: the client may safely retry.
+                for request in requests {
+                    self.answer(
+                        request,
+                        Err(Error::ConnectionLoss(format!(
+                            "node {from} is no longer the leader; retry"
+                        ))),
+                    );
+                }
+            }
+        }
+    }
+}
