@@ -22,9 +22,9 @@ use synod_core::codec::Proposal;
 use synod_core::paxos::{Ballot, Entry, Membership, Value, Write};
 use synod_core::state::{StateConfig, StateMachine};
 use synod_core::txn::{CreateMode, Txn, WriteOp};
-use synod_node::durable::DurableLog;
+use synod_node::storage::durable::DurableLog;
+use synod_node::storage::record::{LogRecord, encode_snapshot_file};
 use synod_node::storage::{RealFs, Storage, StorageConfig};
-use synod_node::wire::{LogRecord, encode_snapshot_file};
 
 /// The allocator the `synod` binary uses, so the restart measured is the
 /// binary's.

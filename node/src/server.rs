@@ -8,11 +8,11 @@ use synod_proto::v1::coordination_server::CoordinationServer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admin::AdminService;
+use crate::api::admin::AdminService;
+use crate::api::coordination::CoordinationService;
 use crate::config::{ConfigError, NodeConfig};
 use crate::driver::{self, DriverHandle};
 use crate::metrics::{Metrics, MetricsLayer};
-use crate::service::CoordinationService;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -24,7 +24,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("cannot recover the node's state: {0}")]
-    Recovery(#[from] crate::durable::RecoveryError),
+    Recovery(#[from] crate::storage::durable::RecoveryError),
     #[error("the node's driver stopped: {0}")]
     DriverStopped(String),
     #[error(transparent)]
@@ -114,13 +114,13 @@ pub async fn run(
     let (recovered, log) = match config.storage_config() {
         Some(storage) => {
             let (log, recovered) =
-                crate::durable::DurableLog::recover(storage, config.state_config())?;
+                crate::storage::durable::DurableLog::recover(storage, config.state_config())?;
             (recovered, Some(log))
         }
         None => {
             tracing::warn!("no --data-dir: state is kept in memory only and lost on restart");
             (
-                crate::durable::Recovered {
+                crate::storage::durable::Recovered {
                     machine: synod_core::state::StateMachine::new(config.state_config()),
                     durable: Default::default(),
                 },

@@ -12,7 +12,7 @@ use synod_core::txn::{CreateMode, OpOutcome, WriteOp};
 use synod_core::{Error, ErrorCode};
 use synod_node::NodeConfig;
 use synod_node::driver::{self, DriverHandle};
-use synod_node::durable::DurableLog;
+use synod_node::storage::durable::DurableLog;
 use synod_node::storage::{FaultFs, StorageConfig};
 
 fn storage_config() -> StorageConfig {

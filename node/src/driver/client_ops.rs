@@ -55,7 +55,7 @@ impl NodeState {
     pub(super) fn enqueue(&mut self, event: &WatchEvent) {
         let outbox = self.outboxes.entry(event.session).or_default();
         outbox.seq += 1;
-        let message = crate::convert::watch_event(event, outbox.seq);
+        let message = crate::api::convert::watch_event(event, outbox.seq);
         if outbox.recent.len() == self.event_buffer {
             outbox.recent.pop_front();
         }

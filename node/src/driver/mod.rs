@@ -53,11 +53,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
 use crate::config::{Ensemble, NodeConfig};
-use crate::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply_value};
 use crate::metrics::{Gauges, Metrics};
+use crate::peer::frame::PeerMessage;
 use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
-use crate::wire::{LogRecord, PeerMessage, snapshot_file_prefix};
+use crate::storage::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply_value};
+use crate::storage::record::{LogRecord, snapshot_file_prefix};
 
 mod admin;
 mod client_ops;

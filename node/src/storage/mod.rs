@@ -72,7 +72,7 @@
 //!
 //! The log is append-only with contiguous indexes of its own. The driver
 //! writes each Paxos durable write (promised ballot, accepted entries) as a
-//! record (see `crate::wire::LogRecord`); recovery hands them back in order
+//! record (see `record::LogRecord`); recovery hands them back in order
 //! to be replayed. A snapshot's index is a position in this log, not a
 //! slot: the driver first appends a checkpoint record holding everything
 //! the replica accepted after the snapshot's slot, and names the snapshot
@@ -93,8 +93,10 @@
 //!   is reported as corruption, not cut off. [`FaultFs`] tears writes as
 //!   prefixes only.
 
+pub mod durable;
 mod fault;
 mod fs;
+pub mod record;
 pub mod snapshot;
 pub mod wal;
 

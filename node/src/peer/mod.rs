@@ -7,6 +7,8 @@
 //! the frame addressed to this node, in this ensemble, and within the size
 //! limit. Delivery is best effort: consensus tolerates loss and retransmits.
 
+pub mod frame;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

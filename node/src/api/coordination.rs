@@ -16,7 +16,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert::{self, header, stat};
+use crate::api::convert::{self, header, stat};
 use crate::driver::{Answer, DriverGone, DriverHandle, Header};
 use crate::metrics::Metrics;
 

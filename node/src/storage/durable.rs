@@ -18,10 +18,10 @@ use synod_core::state::{Applied, StateConfig, StateMachine};
 use synod_core::txn::Txn;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::storage::record::{LogRecord, decode_snapshot_file_header};
 use crate::storage::{
     FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats, WrittenSnapshot,
 };
-use crate::wire::{LogRecord, decode_snapshot_file_header};
 
 /// Work for the storage thread.
 #[derive(Debug)]
