@@ -17,3 +17,23 @@
 pub mod liveness;
 pub mod reads;
 pub mod sessions;
+
+use crate::paxos::{MonoMs, Replica, Role, Slot};
+
+/// Whether a node whose state machine has applied up to `applied` is the
+/// *authoritative* leader: it leads, its first batch committed (so its
+/// commit index covers everything chosen before it was elected), and it
+/// applied everything committed. Only then is its session table the
+/// ensemble's: a Paxos leader may be elected with a stale log.
+pub fn authoritative<T: Clone>(replica: &Replica<T>, applied: Slot) -> bool {
+    replica.role() == Role::Leader
+        && replica.leader_caught_up()
+        && applied >= replica.commit_index()
+}
+
+/// Whether that node may vouch for sessions at `now` (answer followers'
+/// liveness reports): authoritative, and within its lease, so that no other
+/// leader can have been elected meanwhile (see [`liveness`]).
+pub fn may_vouch<T: Clone>(replica: &Replica<T>, applied: Slot, now: MonoMs) -> bool {
+    authoritative(replica, applied) && replica.lease_holds(now)
+}

@@ -223,10 +223,7 @@ impl Cluster {
                 let Some(r) = node.replica.as_ref() else {
                     return;
                 };
-                let may_vouch = r.role() == Role::Leader
-                    && r.leader_caught_up()
-                    && node.applied >= r.commit_index()
-                    && r.lease_holds(now);
+                let may_vouch = crate::node::may_vouch(r, node.applied, now);
                 let open = &node.open;
                 let answer = node.sessions.on_report(
                     sessions,
@@ -253,13 +250,12 @@ impl Cluster {
         }
     }
 
-    /// Whether node `i` leads and has applied everything committed, so
-    /// that its session table is the ensemble's.
+    /// Whether node `i` is the authoritative leader.
     fn authoritative(&self, i: usize) -> bool {
         let node = &self.nodes[i];
-        node.replica.as_ref().is_some_and(|r| {
-            r.role() == Role::Leader && r.leader_caught_up() && node.applied >= r.commit_index()
-        })
+        node.replica
+            .as_ref()
+            .is_some_and(|r| crate::node::authoritative(r, node.applied))
     }
 
     /// The end of node `i`'s turn: a node that became the authoritative

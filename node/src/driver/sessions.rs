@@ -12,9 +12,8 @@ impl NodeState {
     /// Paxos leader may be elected with a stale log; the simulator found
     /// one that acknowledged a keep-alive of a session already closed).
     pub(super) fn is_authoritative(&self) -> bool {
-        self.replica.role() == Role::Leader
-            && self.replica.leader_caught_up()
-            && u64::try_from(self.machine.applied()).unwrap_or(0) >= self.replica.commit_index()
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        synod_core::node::authoritative(&self.replica, applied)
     }
 
     /// On becoming the authoritative leader, every session gets a full
@@ -42,9 +41,8 @@ impl NodeState {
     /// naming the sessions that are no longer alive here.
     pub(super) fn liveness_report(&mut self, from: NodeId, round: u64, sessions: Vec<SessionId>) {
         let now = self.mono_now();
-        let may_vouch = self.replica.leader_caught_up()
-            && u64::try_from(self.machine.applied()).unwrap_or(0) >= self.replica.commit_index()
-            && self.replica.lease_holds(now);
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let may_vouch = synod_core::node::may_vouch(&self.replica, applied, now);
         let table = self.machine.sessions();
         let answer = self.sessions.on_report(
             sessions,
