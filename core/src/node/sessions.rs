@@ -35,6 +35,9 @@ pub enum PingAnswer {
     Alive,
     /// Wait: the answer comes as a [`Settled`] later.
     Wait(PingId),
+    /// The leader has decided to expire the session (its close is on its
+    /// way through the log).
+    Expired,
 }
 
 /// Why a waiting keep-alive was not acknowledged.
@@ -108,11 +111,18 @@ impl SessionLiveness {
     }
 
     /// A keep-alive of `session` arrived at `now` (it was also
-    /// [`heard`](Self::heard)). An authoritative leader acknowledges at
-    /// once; any other member only while the leader vouches for the session
-    /// (a leader still catching up waits until it is authoritative).
-    pub fn ping(&mut self, session: SessionId, authoritative: bool, now: MonoMs) -> PingAnswer {
-        if authoritative || self.reports.vouches(session, now) {
+    /// [`heard`](Self::heard)). `vouching` says whether this node may vouch
+    /// for sessions itself ([`super::may_vouch`]: the authoritative leader,
+    /// within its lease; a leader that was paused past its lease must not
+    /// answer from its own table, since a successor may have expired the
+    /// session meanwhile). Any other member acknowledges only while the
+    /// leader's answers vouch for the session; otherwise the keep-alive
+    /// waits.
+    pub fn ping(&mut self, session: SessionId, vouching: bool, now: MonoMs) -> PingAnswer {
+        if self.closing.contains(&session) {
+            return PingAnswer::Expired;
+        }
+        if vouching || self.reports.vouches(session, now) {
             return PingAnswer::Alive;
         }
         let id = self.next_ping;
@@ -226,24 +236,36 @@ impl SessionLiveness {
     }
 
     /// This node became the authoritative leader at `now` (it leads and has
-    /// applied everything committed): every session gets a full timeout (as
-    /// a new ZooKeeper leader gives), and waiting keep-alives of open
-    /// sessions are acknowledged, since the leader vouches for its own.
-    pub fn became_leader(&mut self, sessions: &SessionTable, now: MonoMs) -> Vec<Settled> {
+    /// applied everything committed): every session gets a full timeout, as
+    /// a new ZooKeeper leader gives. Its waiting keep-alives are answered by
+    /// [`vouching`](Self::vouching) once its lease holds.
+    pub fn became_leader(&mut self, sessions: &SessionTable, now: MonoMs) {
         self.restart(sessions, now);
-        settle(&mut self.waiting, |session| {
-            Some(if sessions.contains(session) {
-                Ok(())
-            } else {
-                Err(PingRefusal::Expired)
-            })
-        })
     }
 
     /// The session table was replaced (a snapshot installed) at `now`.
     pub fn restart(&mut self, sessions: &SessionTable, now: MonoMs) {
         self.tracker.restart_all(sessions, ms(now));
         self.closing.retain(|s| sessions.contains(*s));
+    }
+
+    /// This node may vouch for sessions now (it is the authoritative leader
+    /// within its lease): the waiting keep-alives of open sessions are
+    /// acknowledged, the others refused.
+    pub fn vouching(&mut self, sessions: &SessionTable) -> Vec<Settled> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let closing = &self.closing;
+        settle(&mut self.waiting, |session| {
+            Some(
+                if sessions.contains(session) && !closing.contains(&session) {
+                    Ok(())
+                } else {
+                    Err(PingRefusal::Expired)
+                },
+            )
+        })
     }
 
     /// This node lost contact with its leader: no waiting keep-alive can be
@@ -324,6 +346,8 @@ mod tests {
         l.heard(7, T, true, 3_000);
         assert_eq!(l.to_expire(3_999), Vec::<SessionId>::new());
         assert_eq!(l.to_expire(4_000), vec![8]);
+        // Decided: its keep-alives are refused from now on.
+        assert_eq!(l.ping(8, true, 4_001), PingAnswer::Expired);
         // Marked closing: not named twice, and reported as expired.
         assert_eq!(l.to_expire(5_000), Vec::<SessionId>::new());
         assert_eq!(l.on_report(vec![8], timeout, true, 5_000), Some(vec![8]));
@@ -412,8 +436,9 @@ mod tests {
         let PingAnswer::Wait(id) = n.ping(7, false, 100) else {
             panic!("waits");
         };
+        n.became_leader(&sessions, 5_000);
         assert_eq!(
-            n.became_leader(&sessions, 5_000),
+            n.vouching(&sessions),
             vec![Settled {
                 id,
                 session: 7,

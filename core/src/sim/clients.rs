@@ -258,19 +258,30 @@ impl Cluster {
             .is_some_and(|r| crate::node::authoritative(r, node.applied))
     }
 
+    /// Whether node `i` may vouch for sessions now.
+    fn vouching(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        let now = self.clock(i);
+        node.replica
+            .as_ref()
+            .is_some_and(|r| crate::node::may_vouch(r, node.applied, now))
+    }
+
     /// The end of node `i`'s turn: a node that became the authoritative
-    /// leader restarts the session clocks and vouches for its waiting
-    /// keep-alives.
+    /// leader restarts the session clocks, and one that may vouch answers
+    /// its waiting keep-alives.
     pub(super) fn after_turn(&mut self, i: usize) {
         let now = self.clock(i);
         let leading = self.authoritative(i);
+        let vouching = self.vouching(i);
         let node = &mut self.nodes[i];
         if leading && !node.was_leader {
-            let settled = node.sessions.became_leader(&node.open, now);
-            node.was_leader = true;
+            node.sessions.became_leader(&node.open, now);
+        }
+        node.was_leader = leading;
+        if vouching {
+            let settled = node.sessions.vouching(&node.open);
             self.settle(i, settled);
-        } else {
-            node.was_leader = leading;
         }
     }
 
@@ -383,6 +394,7 @@ impl Cluster {
             }
             let now = self.clock(i);
             let leading = self.authoritative(i);
+            let vouching = self.vouching(i);
             let node = &mut self.nodes[i];
             let Some(timeout) = node.open.get(session).map(|s| s.timeout_ms) else {
                 // The node knows the session ended: so does the client.
@@ -392,11 +404,12 @@ impl Cluster {
             node.sessions.heard(session, timeout, leading, now);
             let answer = match self.cfg.plant {
                 Some(Plant::AckWithoutVouch) => PingAnswer::Alive,
-                _ => node.sessions.ping(session, leading, now),
+                _ => node.sessions.ping(session, vouching, now),
             };
             match answer {
                 PingAnswer::Alive => self.acknowledged(k, i),
                 PingAnswer::Wait(id) => self.clients[k].waiting = Some((i, id)),
+                PingAnswer::Expired => self.move_client(k),
             }
         }
     }

@@ -33,8 +33,8 @@ use crate::node::reads::ReadBarriers;
 use crate::node::sessions::SessionLiveness;
 use crate::paxos::rng::Rng;
 use crate::paxos::{
-    Command, Config, Durable, Membership, Message, MonoMs, NodeId, Replica, Role, Slot, Value,
-    Write,
+    Command, Config, Durable, Membership, Message, MonoMs, NodeId, Replica, Role, Slot, Snapshot,
+    Value, Write,
 };
 use crate::session::SessionTable;
 
@@ -117,6 +117,9 @@ struct Node {
     disk: Durable<u64>,
     /// Writes handed to the disk, not yet durable: `(due tick, write)`.
     unsynced: VecDeque<(u64, Write<u64>)>,
+    /// A snapshot file being written (one at a time, beside the log, as
+    /// the node writes its snapshot files): lost if the node crashes first.
+    snapshot_write: Option<SnapshotWrite>,
     applied: Slot,
     /// The state machine: every value applied, from slot 1.
     values: Vec<Value<u64>>,
@@ -125,6 +128,17 @@ struct Node {
     /// Clock skew: +1 (fast), -1 (slow) or 0, applied every drift period.
     skew: i8,
     skew_phase: u64,
+}
+
+/// A snapshot on its way to disk.
+#[derive(Debug)]
+struct SnapshotWrite {
+    due: u64,
+    snapshot: Snapshot,
+    /// Taken here: once durable, the replica's log is compacted up to it
+    /// (as the node compacts only after the file is durable). An installed
+    /// snapshot was compacted into the replica on receipt.
+    compact: bool,
 }
 
 /// A simulated cluster. Nodes are indexed `0..n`; node `i` has id `i + 1`.
@@ -189,6 +203,7 @@ impl Cluster {
                 replica: None,
                 disk: Durable::default(),
                 unsynced: VecDeque::new(),
+                snapshot_write: None,
                 applied: 0,
                 values: Vec::new(),
                 incarnation: 0,
@@ -370,6 +385,7 @@ impl Cluster {
         let node = &mut self.nodes[i];
         node.replica = None;
         node.unsynced.clear();
+        node.snapshot_write = None;
         node.paused_until = None;
         node.waiting_reads.clear();
         // Its clients' reads and keep-alives are lost with it.
@@ -503,6 +519,18 @@ impl Cluster {
             self.violation(v);
         }
         let node = &mut self.nodes[i];
+        if node.snapshot_write.as_ref().is_some_and(|w| w.due <= now)
+            && let Some(write) = node.snapshot_write.take()
+        {
+            let (index, data) = (write.snapshot.index, write.snapshot.data.clone());
+            node.disk.set_snapshot(write.snapshot);
+            if write.compact
+                && let Some(r) = node.replica.as_mut()
+            {
+                // Committed and applied here before it was taken.
+                let _ = r.compact(index, data);
+            }
+        }
         match (last, node.replica.as_mut()) {
             (Some(t), Some(r)) => {
                 r.persisted(t);
@@ -585,7 +613,14 @@ impl Cluster {
                     node.applied = index;
                     self.sessions_replaced(i);
                 }
-                self.nodes[i].disk.set_snapshot(snap);
+                // Installed now; durable after a disk delay, or lost in a
+                // crash before that (the replica already dropped its log).
+                let due = self.now + self.rng.range(0, self.nodes[i].disk_delay * 2 + 1);
+                self.nodes[i].snapshot_write = Some(SnapshotWrite {
+                    due,
+                    snapshot: snap,
+                    compact: false,
+                });
             }
         }
     }
@@ -745,12 +780,15 @@ impl Cluster {
         self.clients_step();
     }
 
-    /// Snapshots node `i` at its applied index and compacts its log (the
-    /// snapshot is durable before the log is cut, as the shell must do).
+    /// Snapshots node `i` at its applied index, writes it, and compacts its
+    /// log once it is durable, as the shell must do; a crash in between
+    /// loses the snapshot and keeps the log.
     fn maybe_compact(&mut self, i: usize) {
         let every = self.cfg.compact_every;
+        let delay = self.rng.range(0, self.nodes[i].disk_delay * 2 + 1);
+        let now = self.now;
         let node = &mut self.nodes[i];
-        if node.paused_until.is_some() {
+        if node.paused_until.is_some() || node.snapshot_write.is_some() {
             return;
         }
         let Some(r) = node.replica.as_mut() else {
@@ -762,12 +800,17 @@ impl Cluster {
         if upto < r.log_start() + every || node.values.len() as Slot != node.applied {
             return;
         }
-        let data = encode(&node.values[..upto as usize]);
-        if r.compact(upto, data).is_ok()
-            && let Some(snap) = r.snapshot()
-        {
-            node.disk.set_snapshot(snap.clone());
-        }
+        // The log is compacted only once the snapshot is durable.
+        let snapshot = Snapshot {
+            index: upto,
+            membership: r.membership_at(upto),
+            data: encode(&node.values[..upto as usize]),
+        };
+        node.snapshot_write = Some(SnapshotWrite {
+            due: now + delay,
+            snapshot,
+            compact: true,
+        });
     }
 
     /// Steps until `done` holds or `max` ticks pass; returns the ticks used.

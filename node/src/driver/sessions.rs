@@ -16,16 +16,27 @@ impl NodeState {
         synod_core::node::authoritative(&self.replica, applied)
     }
 
+    /// Whether this node may vouch for sessions now: the authoritative
+    /// leader within its lease (a leader that was paused past its lease
+    /// must not answer keep-alives from its own table).
+    pub(super) fn is_vouching(&self) -> bool {
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        synod_core::node::may_vouch(&self.replica, applied, self.mono_now())
+    }
+
     /// On becoming the authoritative leader, every session gets a full
-    /// timeout and waiting keep-alives are answered.
+    /// timeout; while it may vouch, waiting keep-alives are answered.
     pub(super) fn watch_authority(&mut self) {
         let authoritative = self.is_authoritative();
         if authoritative && !self.authoritative {
             let now = self.mono_now();
-            let settled = self.sessions.became_leader(self.machine.sessions(), now);
-            self.answer_pings(settled);
+            self.sessions.became_leader(self.machine.sessions(), now);
         }
         self.authoritative = authoritative;
+        if self.sessions.waiting() > 0 && self.is_vouching() {
+            let settled = self.sessions.vouching(self.machine.sessions());
+            self.answer_pings(settled);
+        }
     }
 
     pub(super) fn forget_session(&mut self, session: SessionId) {
@@ -150,13 +161,16 @@ impl NodeState {
             .sessions()
             .get(session)
             .map_or(0, |s| s.timeout_ms);
-        let authoritative = self.is_authoritative();
-        match self.sessions.ping(session, authoritative, self.mono_now()) {
+        let vouching = self.is_vouching();
+        match self.sessions.ping(session, vouching, self.mono_now()) {
             PingAnswer::Alive => {
                 let _ = reply.send(Ok(timeout));
             }
             PingAnswer::Wait(id) => {
                 self.ping_replies.insert(id, reply);
+            }
+            PingAnswer::Expired => {
+                let _ = reply.send(Err(Error::SessionExpired(session)));
             }
         }
         rx
