@@ -189,6 +189,8 @@ impl Cluster {
                         {
                             self.violation(v);
                         }
+                        let state = self.nodes[i].kv[super::history::key_of(cid)];
+                        self.history.read_answered(cid, state, self.now);
                     }
                 }
             }

@@ -123,6 +123,8 @@ struct Node {
     applied: Slot,
     /// The state machine: every value applied, from slot 1.
     values: Vec<Value<u64>>,
+    /// Each key's latest value and version in `values` (see `history`).
+    kv: Vec<(u64, i32)>,
     incarnation: u64,
     disk_delay: u64,
     /// Clock skew: +1 (fast), -1 (slow) or 0, applied every drift period.
@@ -166,6 +168,8 @@ pub struct Cluster {
     clients: Vec<clients::Client>,
     /// The tick each closed session's close was first applied.
     closed_at: BTreeMap<SessionId, u64>,
+    /// The clients' writes and reads, for the linearizability check.
+    history: history::Recorder,
     pub violations: Vec<String>,
     pub steps: u64,
     /// When set, every delivered message is recorded here (debugging).
@@ -206,6 +210,7 @@ impl Cluster {
                 snapshot_write: None,
                 applied: 0,
                 values: Vec::new(),
+                kv: history::state_of(std::iter::empty()),
                 incarnation: 0,
                 disk_delay: cfg.max_disk_delay.min(1),
                 skew,
@@ -227,6 +232,7 @@ impl Cluster {
             memberships: Vec::new(),
             clients: Vec::new(),
             closed_at: BTreeMap::new(),
+            history: history::Recorder::new(),
             violations: Vec::new(),
             steps: 0,
             trace: None,
@@ -386,6 +392,7 @@ impl Cluster {
         node.replica = None;
         node.unsynced.clear();
         node.snapshot_write = None;
+        self.history.node_lost(i);
         node.paused_until = None;
         node.waiting_reads.clear();
         // Its clients' reads and keep-alives are lost with it.
@@ -414,6 +421,7 @@ impl Cluster {
                 node.applied = 0;
             }
         }
+        node.kv = history::state_of(node_writes(&node.values));
         self.start(i);
     }
 
@@ -433,6 +441,9 @@ impl Cluster {
         match r.propose(ids.clone()) {
             Ok(_) => {
                 self.next_value += count as u64;
+                for &id in &ids {
+                    self.history.write_asked(i, id, self.now);
+                }
                 self.drain(i);
                 ids
             }
@@ -451,6 +462,8 @@ impl Cluster {
         self.next_read += 1;
         let floor = self.max_applied();
         self.reads.insert(id, (i, floor));
+        self.history
+            .read_asked(id, i, history::key_of(id), self.now);
         if self.is_paused(i) {
             self.nodes[i].waiting_reads.push(id);
             return;
@@ -609,6 +622,7 @@ impl Cluster {
                 }
                 let node = &mut self.nodes[i];
                 if index > node.applied {
+                    node.kv = history::state_of(node_writes(&values));
                     node.values = values;
                     node.applied = index;
                     self.sessions_replaced(i);
@@ -678,6 +692,16 @@ impl Cluster {
             let vs: Vec<Value<u64>> = (first..=last)
                 .map(|s| self.chosen[(s - 1) as usize].clone())
                 .collect();
+            for v in &vs {
+                if let Some(x) = client_write(v) {
+                    let key = history::key_of(x);
+                    let (value, version) = &mut self.nodes[i].kv[key];
+                    *value = x;
+                    *version += 1;
+                    let version = *version;
+                    self.history.write_applied(i, x, version, self.now);
+                }
+            }
             self.nodes[i].values.extend(vs);
         }
         self.nodes[i].applied = self.nodes[i].applied.max(last);
@@ -903,6 +927,12 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
             (0..n).map(|i| c.applied(i)).collect::<Vec<_>>()
         ));
     }
+    let applied: std::collections::BTreeSet<u64> =
+        c.chosen.iter().filter_map(client_write).collect();
+    let history = c.history.finish(|v| applied.contains(&v));
+    if let Some(v) = invariants::linearizable::at_end(&history) {
+        c.violation(v);
+    }
     let out = Outcome {
         seed: c.seed,
         nodes: n,
@@ -915,6 +945,20 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
     (out, c)
 }
 
+/// The client write a value is: a plain value, not a no-op, a membership
+/// change or a session's close.
+fn client_write(value: &Value<u64>) -> Option<u64> {
+    match value {
+        Value::Data(x) if clients::closed_session(value).is_none() => Some(*x),
+        _ => None,
+    }
+}
+
+/// The client writes among `values`, in order.
+fn node_writes(values: &[Value<u64>]) -> impl Iterator<Item = u64> + '_ {
+    values.iter().filter_map(client_write)
+}
+
 /// Cluster size for a seed when none is given: 1, 3, 5 or 7.
 pub fn nodes_for_seed(seed: u64) -> usize {
     [3, 5, 3, 7, 5, 1, 3, 5][(seed % 8) as usize]
@@ -923,6 +967,7 @@ mod clients;
 mod config;
 mod encoding;
 mod faults;
+mod history;
 mod invariants;
 #[cfg(test)]
 mod tests;

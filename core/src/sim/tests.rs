@@ -465,3 +465,12 @@ fn a_member_cut_off_from_the_leader_stops_acknowledging_keep_alives() {
         }
     }
 }
+
+#[test]
+fn the_history_check_catches_a_planted_stale_read() {
+    // The read-before-apply plant serves reads from a state that lacks
+    // writes already acknowledged: the linearizability check sees it on
+    // its own, beside the per-read freshness check.
+    let n = caught(Plant::ReadBeforeApply, 200, "not linearizable");
+    assert!(n > 0, "200 seeds' histories did not show the stale reads");
+}

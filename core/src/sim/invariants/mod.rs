@@ -14,12 +14,14 @@
 //! | a slot applied anywhere is on a majority of its voters' disks | `quorum_durable` | a slot is first applied |
 //! | a linearizable read is answered only once its node applied everything applied anywhere before it was asked | `read_freshness` | a read is answered |
 //! | no keep-alive is acknowledged after its session's close was committed | `session_freshness` | a keep-alive is acknowledged |
+//! | the clients' writes and reads form a linearizable history | `linearizable` | the run ends |
 //!
 //! Liveness (a healed cluster commits again in bounded time) is checked by
 //! [`super::run`] itself.
 
 pub(super) mod agreement;
 pub(super) mod durable_send;
+pub(super) mod linearizable;
 pub(super) mod monotonic;
 pub(super) mod prefix;
 pub(super) mod quorum_durable;
