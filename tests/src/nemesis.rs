@@ -7,9 +7,16 @@
 //!
 //! Who leads is asked through the Admin API `Status`, with short timeouts:
 //! a paused node accepts connections (its kernel does) but never answers,
-//! and a poll must not hang on it. The mixed nemesis run with a history
-//! check (`synod_core::lincheck`) is meant to build on these pieces.
+//! and a poll must not hang on it.
+//!
+//! [`Faults`] keeps the books of a nemesis that lets faults overlap
+//! (pauses, crashes with restarts, links cut, some of them twice): it
+//! knows which nodes are down and how many faults hold each link cut, so
+//! undoing one fault never undoes another, and [`Faults::heal_all`]
+//! brings the whole ensemble back. The mixed nemesis run with a history
+//! check (`tests/tests/nemesis.rs`) is built on these pieces.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -138,12 +145,7 @@ impl<'a> Cut<'a> {
     /// When this returns no byte passes them any more. Panics unless the
     /// ensemble was started with [`Ensemble::start_proxied`].
     pub fn between(ensemble: &'a Ensemble, a: &[usize], b: &[usize]) -> Cut<'a> {
-        let mut links = Vec::new();
-        for &x in a {
-            for &y in b.iter().filter(|&&y| y != x) {
-                links.extend([(x, y), (y, x)]);
-            }
-        }
+        let links = links_between(a, b);
         for &(from, to) in &links {
             ensemble.link(from, to).cut();
         }
@@ -255,4 +257,232 @@ pub async fn wait_leader(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Every directed link between a node of `a` and a node of `b`, both ways,
+/// as [`Cut::between`] cuts them.
+pub fn links_between(a: &[usize], b: &[usize]) -> Vec<(usize, usize)> {
+    let mut links = Vec::new();
+    for &x in a {
+        for &y in b.iter().filter(|&&y| y != x) {
+            links.extend([(x, y), (y, x)]);
+        }
+    }
+    links
+}
+
+/// The faults a nemesis holds on an ensemble now, when several may
+/// overlap. Paused processes are held by their [`Paused`] guards (resumed
+/// when this is dropped); killed nodes are remembered for restart; every
+/// directed link carries a count of the faults that cut it, and is healed
+/// only when the last of them is undone.
+///
+/// It holds no borrow of the ensemble, so a test can kill and restart
+/// nodes (which needs `&mut Ensemble`) while links are cut. Links still
+/// cut when it is dropped stay cut until the ensemble (and with it every
+/// proxy) is dropped; [`Faults::heal_all`] undoes everything.
+///
+/// The blocking methods (signals, process start) must run inside
+/// `block_in_place` in async tests.
+#[derive(Debug, Default)]
+pub struct Faults {
+    paused: BTreeMap<usize, Paused>,
+    killed: BTreeSet<usize>,
+    cut: BTreeMap<(usize, usize), usize>,
+}
+
+impl Faults {
+    pub fn new() -> Faults {
+        Faults::default()
+    }
+
+    /// Whether node `id` is paused or killed now.
+    pub fn is_down(&self, id: usize) -> bool {
+        self.paused.contains_key(&id) || self.killed.contains(&id)
+    }
+
+    /// The nodes paused or killed now.
+    pub fn down(&self) -> Vec<usize> {
+        let mut down: Vec<usize> = self.paused.keys().chain(&self.killed).copied().collect();
+        down.sort_unstable();
+        down
+    }
+
+    /// Stops node `id` with SIGSTOP; see [`Paused::pause`]. Fails if it
+    /// is already paused or killed: one process fault per node at a time.
+    pub fn pause(&mut self, ensemble: &Ensemble, id: usize) -> anyhow::Result<()> {
+        if self.is_down(id) {
+            bail!("node {id} is already down");
+        }
+        let paused = Paused::pause(ensemble, id)?;
+        self.paused.insert(id, paused);
+        Ok(())
+    }
+
+    /// Resumes node `id` if this paused it.
+    pub fn resume(&mut self, id: usize) -> anyhow::Result<()> {
+        match self.paused.remove(&id) {
+            Some(paused) => paused.resume(),
+            None => Ok(()),
+        }
+    }
+
+    /// Kills node `id` with SIGKILL, as a crash would. Fails if it is
+    /// already paused or killed.
+    pub fn kill(&mut self, ensemble: &mut Ensemble, id: usize) -> anyhow::Result<()> {
+        if self.is_down(id) {
+            bail!("node {id} is already down");
+        }
+        ensemble.kill(id)?;
+        self.killed.insert(id);
+        Ok(())
+    }
+
+    /// Restarts node `id` (same ports, data directory and flags) if this
+    /// killed it, and waits until it accepts clients.
+    pub fn restart(&mut self, ensemble: &mut Ensemble, id: usize) -> anyhow::Result<()> {
+        if self.killed.remove(&id) {
+            ensemble
+                .restart(id)
+                .with_context(|| format!("restarting node {id}"))?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the directed `links` (from, to), counting this fault on each.
+    pub fn cut(&mut self, ensemble: &Ensemble, links: &[(usize, usize)]) {
+        for &link in links {
+            let count = self.cut.entry(link).or_insert(0);
+            if *count == 0 {
+                ensemble.link(link.0, link.1).cut();
+            }
+            *count += 1;
+        }
+    }
+
+    /// Undoes one [`Faults::cut`] of `links`: each link is healed once no
+    /// other fault holds it cut.
+    pub fn heal(&mut self, ensemble: &Ensemble, links: &[(usize, usize)]) {
+        for link in links {
+            if let Some(count) = self.cut.get_mut(link) {
+                *count -= 1;
+                if *count == 0 {
+                    self.cut.remove(link);
+                    ensemble.link(link.0, link.1).heal();
+                }
+            }
+        }
+    }
+
+    /// The directed links cut now.
+    pub fn cut_links(&self) -> Vec<(usize, usize)> {
+        self.cut.keys().copied().collect()
+    }
+
+    /// Undoes every fault: resumes the paused nodes, heals every link and
+    /// restarts the killed nodes (all at once, so they can find a quorum).
+    /// Tries everything before reporting the first failure.
+    pub fn heal_all(&mut self, ensemble: &mut Ensemble) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for (_, paused) in std::mem::take(&mut self.paused) {
+            if let Err(error) = paused.resume() {
+                first_error.get_or_insert(error);
+            }
+        }
+        for ((from, to), _) in std::mem::take(&mut self.cut) {
+            ensemble.link(from, to).heal();
+        }
+        let killed: Vec<usize> = std::mem::take(&mut self.killed).into_iter().collect();
+        if !killed.is_empty()
+            && let Err(error) = ensemble.restart_many(&killed)
+        {
+            first_error.get_or_insert(error);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The node that leads now in the view of the nodes `among`, from one
+/// round of `Status` calls: the one that says it leads (the one with the
+/// highest ballot, should an old leader not have noticed yet). `None`
+/// while no node of `among` leads or none answers.
+pub async fn leader_now(ensemble: &Ensemble, among: &[usize]) -> Option<usize> {
+    let mut best: Option<((u64, u64), usize)> = None;
+    for &id in among {
+        if let Ok(s) = status(ensemble, id).await
+            && s.role == pb::Role::Leader as i32
+        {
+            let ballot = (s.ballot_round, s.ballot_node);
+            if best.is_none_or(|(b, _)| ballot > b) {
+                best = Some((ballot, id));
+            }
+        }
+    }
+    best.map(|(_, id)| id)
+}
+
+/// Waits until every node of the ensemble answers `Status` and all agree:
+/// exactly one says it leads, every node names it, and all have applied
+/// the same log index, which no write has moved for one more round of
+/// polls. Then every node's state is the same, and a non-linearizable read
+/// on any node sees every write. Returns the views; fails with the last
+/// ones when that does not happen within `limit`.
+pub async fn wait_converged(
+    ensemble: &Ensemble,
+    limit: Duration,
+) -> anyhow::Result<Vec<pb::StatusResponse>> {
+    let deadline = Instant::now() + limit;
+    let mut last_agreed: Option<u64> = None;
+    loop {
+        let mut views = Vec::with_capacity(ensemble.len());
+        for id in ensemble.ids() {
+            views.push((id, status(ensemble, id).await));
+        }
+        let agreed = agreed_index(&views);
+        if agreed.is_some() && agreed == last_agreed {
+            return Ok(views.into_iter().filter_map(|(_, v)| v.ok()).collect());
+        }
+        last_agreed = agreed;
+        if Instant::now() >= deadline {
+            let detail: Vec<String> = views
+                .iter()
+                .map(|(id, view)| match view {
+                    Ok(s) => format!(
+                        "node {id}: role {:?}, leader {}, commit {}, applied {}",
+                        pb::Role::try_from(s.role).unwrap_or(pb::Role::Unspecified),
+                        s.leader_id,
+                        s.commit_index,
+                        s.applied_index
+                    ),
+                    Err(error) => format!("{error:#}"),
+                })
+                .collect();
+            bail!(
+                "the nodes did not converge within {limit:?}: {}",
+                detail.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The applied index every node reports, if all answered, one leads and
+/// all name it, and all have applied the same index.
+fn agreed_index(views: &[(usize, anyhow::Result<pb::StatusResponse>)]) -> Option<u64> {
+    let views: Vec<&pb::StatusResponse> = views
+        .iter()
+        .map(|(_, view)| view.as_ref().ok())
+        .collect::<Option<_>>()?;
+    let leaders: Vec<&&pb::StatusResponse> = views
+        .iter()
+        .filter(|s| s.role == pb::Role::Leader as i32)
+        .collect();
+    let [leader] = leaders[..] else {
+        return None;
+    };
+    let applied = views.first()?.applied_index;
+    views
+        .iter()
+        .all(|s| s.leader_id == leader.node_id && s.applied_index == applied)
+        .then_some(applied)
 }

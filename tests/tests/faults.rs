@@ -12,8 +12,8 @@
 //!
 //! Every wait is bounded and fails with what it waited for; nothing here
 //! asserts how fast the ensemble is, only the order of events. The mixed
-//! nemesis run with a linearizability check of its history is still to
-//! come; its place is marked at the end of the file.
+//! nemesis run with a linearizability check of its history is
+//! `tests/tests/nemesis/`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -690,11 +690,3 @@ async fn cut_off_follower_acknowledges_no_keep_alive_of_an_expired_session() {
         );
     }
 }
-
-// The mixed nemesis run with a history check goes here, once
-// `synod_core::lincheck` exists: clients on every node invoke reads and
-// writes of a few keys, recording each call's invocation and completion
-// (an error that may have been applied is recorded as unknown), while a
-// nemesis applies random faults from `synod_tests::nemesis` (pauses of any
-// node, cuts of links between any groups) and undoes them; after healing,
-// the history must pass `lincheck::check` within a bounded budget.
