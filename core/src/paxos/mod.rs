@@ -381,7 +381,11 @@ pub enum ReadMode {
     /// during one election timeout (drift rate × `election_ms`); the lease
     /// is shortened by it.
     Lease { drift_ms: u64 },
-    /// Confirm leadership with a heartbeat round per read batch.
+    /// Confirm leadership with a heartbeat round per read batch. Without
+    /// a lease the leader cannot vouch for sessions either
+    /// (`crate::node::may_vouch`), so a node runs in this mode only where
+    /// no keep-alives are acknowledged (the simulator's read tests); the
+    /// node always uses `Lease`.
     ReadIndex,
 }
 
