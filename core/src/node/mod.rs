@@ -10,13 +10,18 @@
 //!   followers, which keep-alives are acknowledged; [`liveness`] holds the
 //!   follower's reports and the leader's vouches.
 //!
-//! Not here yet (still in the driver): forwarding writes to the leader,
-//! FIFO per session, answers after a leader change, the snapshot checkpoint
-//! protocol and group-commit retry.
+//! - [`writes`]: the write path: requests waiting for their slot, proposed
+//!   at the leader or forwarded to it, held, refused, answered after a
+//!   leader change or a timeout; the count per session that keeps its
+//!   reads in order.
+//!
+//! Not here yet (still in the driver): the snapshot checkpoint protocol and
+//! group-commit retry.
 
 pub mod liveness;
 pub mod reads;
 pub mod sessions;
+pub mod writes;
 
 use crate::paxos::{MonoMs, Replica, Role, Slot};
 

@@ -37,9 +37,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
-use synod_core::codec::Proposal;
 use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
 use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
+use synod_core::node::writes::{WriteAction, WritePath};
 use synod_core::paxos::rng::Rng;
 use synod_core::paxos::{
     self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
@@ -275,30 +275,14 @@ pub struct Header {
 /// carried through the ensemble.
 pub type Done = Box<dyn FnOnce(&mut NodeState, Result<&Applied, Error>) + Send>;
 
-/// A request of this node's clients on its way through the ensemble.
-struct Waiting {
-    done: Done,
-    submitted: Instant,
-    /// Where the txn went: `None` while it waits here for a leader, then
-    /// the leader that took it (this node, when leading).
-    sent_to: Option<NodeId>,
-}
+/// The completions of this node's requests, by request number.
+#[derive(Default)]
+struct Completions(FxHashMap<u64, Done>);
 
-impl std::fmt::Debug for Waiting {
+impl std::fmt::Debug for Completions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiting")
-            .field("sent_to", &self.sent_to)
-            .finish_non_exhaustive()
+        write!(f, "{} requests waiting", self.0.len())
     }
-}
-
-/// A proposal whose origin waits for it: a request of this node, or one
-/// forwarded by a follower.
-#[derive(Debug)]
-struct Queued {
-    origin: NodeId,
-    request: u64,
-    txn: Txn,
 }
 
 /// Reads waiting for the txns of their session.
@@ -395,20 +379,11 @@ pub struct NodeState {
     event_buffer: usize,
     started: Instant,
     scratch: Vec<WatchEvent>,
-    /// Request numbers; starts from the boot time so that a proposal of
-    /// an earlier run of this node never answers a request of this one.
-    next_request: u64,
-    /// This node's requests not yet answered.
-    waiting: FxHashMap<u64, Waiting>,
-    /// This node's requests waiting for a leader to take them.
-    queued: Vec<Queued>,
-    /// At the leader: forwarded and own txns held back while a membership
-    /// change commits.
-    held: Vec<Queued>,
-    /// Txns forwarded by followers, to propose.
-    forwarded: Vec<Queued>,
-    /// The leader seen at the end of the last turn.
-    known_leader: Option<NodeId>,
+    /// The write path: what the core decides about this node's requests
+    /// and the txns followers forward (`synod_core::node::writes`).
+    writes: WritePath,
+    /// What runs when each of this node's requests is answered.
+    completions: Completions,
     /// A follower that has not heard from its leader for this long stops
     /// serving clients (the election timeout).
     leader_silence_limit: u64,
@@ -432,13 +407,10 @@ pub struct NodeState {
     /// majority's log writes wait behind the snapshot writes.
     snapshot_share: u64,
     snapshot_spacing: Rng,
-    max_pending: usize,
     max_frame: usize,
     request_timeout: Duration,
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
-    /// Txns of each session submitted and not yet answered.
-    outstanding: FxHashMap<SessionId, u32>,
     /// Reads waiting for their session's outstanding txns.
     deferred: FxHashMap<SessionId, DeferredReads>,
     /// Bytes handed to the log since the last snapshot began.
@@ -509,12 +481,14 @@ impl NodeState {
             event_buffer: config.watch_event_buffer,
             started,
             scratch: Vec::new(),
-            next_request: u64::try_from(wall_clock_nanos()).unwrap_or(u64::MAX / 2),
-            waiting: FxHashMap::default(),
-            queued: Vec::new(),
-            held: Vec::new(),
-            forwarded: Vec::new(),
-            known_leader: None,
+            // Request numbers start from the boot time, so that a proposal
+            // of an earlier run never answers a request of this one.
+            writes: WritePath::new(
+                ensemble.id,
+                u64::try_from(wall_clock_nanos()).unwrap_or(u64::MAX / 2),
+                config.max_pending_txns,
+            ),
+            completions: Completions::default(),
             leader_silence_limit: config.election_timeout_ms,
             // Read ids, like request numbers, differ between runs.
             reads: ReadBarriers::new(wall_clock_nanos() as u64),
@@ -525,12 +499,10 @@ impl NodeState {
             last_snapshot,
             snapshot_share,
             snapshot_spacing,
-            max_pending: config.max_pending_txns,
             max_frame: config.max_peer_frame_bytes,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             metrics,
             storage_stats: StorageStats::default(),
-            outstanding: FxHashMap::default(),
             deferred: FxHashMap::default(),
             logged_since_snapshot: 0,
             snapshot_every_bytes: config.snapshot_every_bytes,
@@ -570,7 +542,7 @@ impl NodeState {
             sessions: self.machine.sessions().len() as u64,
             watches: self.watches.len() as u64,
             applied_zxid: self.machine.applied(),
-            pending_txns: self.waiting.len() as u64,
+            pending_txns: self.writes.pending() as u64,
             log_bytes: stats.log_bytes,
             log_segments: stats.log_segments as u64,
             snapshot_bytes: stats.snapshot_bytes,

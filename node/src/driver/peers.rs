@@ -109,16 +109,8 @@ impl NodeState {
                 self.replica.step(from, msg, now);
             }
             PeerMessage::Forward(txns) => {
-                if self.replica.role() == Role::Leader {
-                    self.forwarded
-                        .extend(txns.into_iter().map(|(request, txn)| Queued {
-                            origin: from,
-                            request,
-                            txn,
-                        }));
-                } else {
-                    self.refuse(from, txns.into_iter().map(|(r, _)| r).collect());
-                }
+                let actions = self.writes.forwarded(&self.replica, from, txns);
+                self.write_actions(actions);
             }
             PeerMessage::Touch { round, sessions } => self.liveness_report(from, round, sessions),
             PeerMessage::TouchAck { round, expired } => {
@@ -149,14 +141,8 @@ impl NodeState {
             }
             PeerMessage::Refused(requests) => {
                 // Not in the log: the client may safely retry.
-                for request in requests {
-                    self.answer(
-                        request,
-                        Err(Error::ConnectionLoss(format!(
-                            "node {from} is no longer the leader; retry"
-                        ))),
-                    );
-                }
+                let actions = self.writes.refused(from, requests);
+                self.write_actions(actions);
             }
         }
     }
