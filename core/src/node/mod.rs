@@ -15,9 +15,12 @@
 //!   leader change or a timeout; the count per session that keeps its
 //!   reads in order.
 //!
-//! Not here yet (still in the driver): the snapshot checkpoint protocol and
-//! group-commit retry.
+//! - [`group_commit`]: what goes into the next log batch, what a completed
+//!   one makes durable, when a failed one is appended again.
+//!
+//! Not here yet (still in the driver): the snapshot checkpoint protocol.
 
+pub mod group_commit;
 pub mod liveness;
 pub mod reads;
 pub mod sessions;

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use synod_core::acl::{Id, Identity, digest_id};
+use synod_core::node::group_commit::{Completion, GroupCommit};
 use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
 use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
 use synod_core::node::writes::{WriteAction, WritePath};
@@ -57,7 +58,7 @@ use crate::metrics::{Gauges, Metrics};
 use crate::peer::frame::PeerMessage;
 use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
-use crate::storage::durable::{DurableLog, LogWriter, Persisted, Records, Recovered, apply_value};
+use crate::storage::durable::{DurableLog, LogWriter, Persisted, Recovered, apply_value};
 use crate::storage::record::{LogRecord, snapshot_file_prefix};
 
 mod admin;
@@ -173,13 +174,7 @@ pub fn spawn(
     };
     let wal = log.map(|log| Wal {
         writer: log.start(persisted_tx),
-        next_record,
-        buffer: Vec::new(),
-        buffer_token: 0,
-        in_flight: None,
-        retry: None,
-        next_batch: 0,
-        error: None,
+        commit: GroupCommit::new(next_record, WAL_RETRY_MS),
     });
     let mut state = NodeState::new(
         config, ensemble, started, machine, replica, wal, sender, metrics,
@@ -295,40 +290,13 @@ impl std::fmt::Debug for DeferredReads {
     }
 }
 
-/// The write-ahead log as the driver feeds it.
+/// The write-ahead log as the driver feeds it: the storage thread, and
+/// the group commit that decides what goes to it
+/// (`synod_core::node::group_commit`).
 #[derive(Debug)]
 struct Wal {
     writer: LogWriter,
-    next_record: u64,
-    /// Records gathering for the next batch, and the highest replica
-    /// token among them (0: none, for a checkpoint only).
-    buffer: Vec<(u64, Vec<u8>)>,
-    buffer_token: u64,
-    in_flight: Option<WalBatch>,
-    /// A batch that failed, appended again when `retry` is due.
-    retry: Option<(WalBatch, Records, Instant)>,
-    next_batch: u64,
-    /// Why the last append failed, while it has not succeeded since.
-    error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct WalBatch {
-    batch: u64,
-    token: u64,
-    last_record: u64,
-    records: usize,
-}
-
-impl Wal {
-    /// Queues a record; returns its index.
-    fn push(&mut self, bytes: Vec<u8>, token: u64) -> u64 {
-        let index = self.next_record;
-        self.next_record += 1;
-        self.buffer.push((index, bytes));
-        self.buffer_token = self.buffer_token.max(token);
-        index
-    }
+    commit: GroupCommit<Vec<u8>>,
 }
 
 /// A snapshot after encoding, until the replica drops its log up to it.
@@ -435,7 +403,7 @@ const SNAPSHOT_SLICE: usize = 1_000;
 const MAX_REAPS_PER_TICK: usize = 1024;
 
 /// Wait before appending a failed batch again.
-const WAL_RETRY: Duration = Duration::from_millis(500);
+const WAL_RETRY_MS: u64 = 500;
 
 fn wall_clock_nanos() -> u128 {
     SystemTime::now()

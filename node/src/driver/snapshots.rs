@@ -115,7 +115,7 @@ impl NodeState {
             .encode()
         };
         let stage = match &mut self.wal {
-            Some(wal) => SnapshotStage::Checkpoint(wal.push(checkpoint(), 0)),
+            Some(wal) => SnapshotStage::Checkpoint(wal.commit.push(checkpoint(), 0)),
             None => SnapshotStage::Written,
         };
         self.snapshot = Some(SnapshotInProgress {

@@ -18,44 +18,20 @@ impl NodeState {
         }
         .encode();
         self.logged_since_snapshot += record.len() as u64;
-        wal.push(record, token);
+        wal.commit.push(record, token);
     }
 
     /// Starts the next log batch when none is in flight: everything
     /// gathered since the last one goes with one fdatasync.
     pub(super) fn flush_wal(&mut self) {
+        let now = self.mono_now();
         let Some(wal) = &mut self.wal else {
             return;
         };
-        if wal.in_flight.is_some() {
+        let Some((batch, records)) = wal.commit.next(now) else {
             return;
-        }
-        let (batch, records) = match wal.retry.take() {
-            Some((batch, records, due)) => {
-                if Instant::now() < due {
-                    wal.retry = Some((batch, records, due));
-                    return;
-                }
-                (batch, records)
-            }
-            None => {
-                if wal.buffer.is_empty() {
-                    return;
-                }
-                let records = std::mem::take(&mut wal.buffer);
-                let batch = WalBatch {
-                    batch: wal.next_batch,
-                    token: std::mem::take(&mut wal.buffer_token),
-                    last_record: records.last().map_or(0, |(i, _)| *i),
-                    records: records.len(),
-                };
-                wal.next_batch += 1;
-                (batch, records)
-            }
         };
-        if wal.writer.append(batch.batch, records) {
-            wal.in_flight = Some(batch);
-        } else {
+        if !wal.writer.append(batch.batch, records) {
             self.fail_all("the storage thread has stopped");
         }
     }
@@ -70,34 +46,31 @@ impl NodeState {
                 stats,
             } => {
                 self.storage_stats = stats;
+                let now = self.mono_now();
                 let Some(wal) = &mut self.wal else {
                     return;
                 };
-                let Some(in_flight) = wal.in_flight.take_if(|f| f.batch == batch) else {
-                    tracing::error!(batch, "storage reported a batch that is not in flight");
-                    return;
-                };
-                match result {
-                    Ok(()) => {
-                        if wal.error.take().is_some() {
+                match wal.commit.completed(batch, result, now) {
+                    Completion::Durable { batch, recovered } => {
+                        if recovered {
                             tracing::info!("the write-ahead log is writable again");
                         }
                         self.metrics
                             .fsync_seconds
                             .observe(fsync_micros as f64 / 1e6);
-                        self.metrics.batch_txns.observe(in_flight.records as f64);
-                        if in_flight.token > 0 {
-                            self.replica.persisted(in_flight.token);
+                        self.metrics.batch_txns.observe(batch.records as f64);
+                        if batch.token > 0 {
+                            self.replica.persisted(batch.token);
                         }
-                        self.checkpoint_durable(in_flight.last_record);
+                        self.checkpoint_durable(batch.last_record);
                     }
-                    Err((message, records)) => {
-                        // Nothing of the batch counts; the replica still
-                        // needs it, so it is appended again. Meanwhile new
-                        // writes are refused with the reason.
-                        tracing::error!(%message, records = records.len(), "write to the log failed; retrying");
-                        wal.error = Some(message);
-                        wal.retry = Some((in_flight, records, Instant::now() + WAL_RETRY));
+                    Completion::Failed { records } => {
+                        // Meanwhile new writes are refused with the reason.
+                        let message = wal.commit.error().unwrap_or_default();
+                        tracing::error!(%message, records, "write to the log failed; retrying");
+                    }
+                    Completion::Unknown => {
+                        tracing::error!(batch, "storage reported a batch that is not in flight");
                     }
                 }
             }

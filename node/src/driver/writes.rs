@@ -10,7 +10,7 @@ impl NodeState {
     /// so that a stalled disk or a lost quorum turns into errors for
     /// clients instead of unbounded memory.
     pub(super) fn admit(&self) -> Result<(), Error> {
-        if let Some(error) = self.wal.as_ref().and_then(|w| w.error.as_ref()) {
+        if let Some(error) = self.wal.as_ref().and_then(|w| w.commit.error()) {
             return Err(Error::Throttled(format!(
                 "the write-ahead log cannot be written ({error}); retry later"
             )));
