@@ -17,13 +17,18 @@
 //!
 //! - [`group_commit`]: what goes into the next log batch, what a completed
 //!   one makes durable, when a failed one is appended again.
+//! - [`snapshots`]: when a snapshot is due, and its protocol: checkpoint
+//!   record, then file, then the log dropped.
 //!
-//! Not here yet (still in the driver): the snapshot checkpoint protocol.
+//! The driver keeps only I/O: channels, sockets, the storage thread, the
+//! encoding of the state a slice at a time, and the completions of the
+//! clients' requests.
 
 pub mod group_commit;
 pub mod liveness;
 pub mod reads;
 pub mod sessions;
+pub mod snapshots;
 pub mod writes;
 
 use crate::paxos::{MonoMs, Replica, Role, Slot};

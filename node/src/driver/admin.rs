@@ -73,7 +73,7 @@ impl NodeState {
         if let Some(running) = &self.snapshotting {
             return running.index;
         }
-        if let Some(running) = &self.snapshot {
+        if let Some(running) = self.snapshots.in_progress() {
             return i64::try_from(running.slot).unwrap_or(i64::MAX);
         }
         self.start_snapshot()

@@ -40,8 +40,8 @@ use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::node::group_commit::{Completion, GroupCommit};
 use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
 use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
+use synod_core::node::snapshots::Snapshots;
 use synod_core::node::writes::{WriteAction, WritePath};
-use synod_core::paxos::rng::Rng;
 use synod_core::paxos::{
     self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
     Role, Slot, Snapshot, Value, Write,
@@ -299,26 +299,6 @@ struct Wal {
     commit: GroupCommit<Vec<u8>>,
 }
 
-/// A snapshot after encoding, until the replica drops its log up to it.
-#[derive(Debug)]
-struct SnapshotInProgress {
-    slot: Slot,
-    membership: Membership,
-    state: Bytes,
-    stage: SnapshotStage,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SnapshotStage {
-    /// Waiting for the checkpoint record at this log index to be durable.
-    Checkpoint(u64),
-    /// The file is being written.
-    Writing,
-    /// Durable (or, in memory, nothing to write): the log can be dropped
-    /// once the replica has committed the slot.
-    Written,
-}
-
 /// Where a linearizable read's barrier is answered.
 type ReadReply = oneshot::Sender<Result<(), Error>>;
 
@@ -365,31 +345,17 @@ pub struct NodeState {
     /// vouch for, as a ZooKeeper server outside a quorum does not.
     serving: bool,
     wal: Option<Wal>,
-    snapshot_every: u64,
-    last_snapshot: Zxid,
-    /// The share, in thousandths, of `snapshot_every` and
-    /// `snapshot_every_bytes` after which the next snapshot is due: drawn
-    /// anew for every snapshot from [500, 1000), as ZooKeeper randomizes its
-    /// snapCount. Nodes that apply the same log would otherwise all encode
-    /// and write a snapshot at the same moment, and while all of them do, a
-    /// majority's log writes wait behind the snapshot writes.
-    snapshot_share: u64,
-    snapshot_spacing: Rng,
+    /// When snapshots are due and where the one in progress is in its
+    /// protocol (`synod_core::node::snapshots`).
+    snapshots: Snapshots,
     max_frame: usize,
     request_timeout: Duration,
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
     /// Reads waiting for their session's outstanding txns.
     deferred: FxHashMap<SessionId, DeferredReads>,
-    /// Bytes handed to the log since the last snapshot began.
-    logged_since_snapshot: u64,
-    snapshot_every_bytes: u64,
-    snapshot_txns_per_znode: f64,
     /// The snapshot being encoded, a slice at a time.
     snapshotting: Option<PendingSnapshot>,
-    /// The snapshot after encoding: waiting for its checkpoint, written,
-    /// or waiting to compact the replica's log.
-    snapshot: Option<SnapshotInProgress>,
     /// Containers and TTL nodes whose reap is on its way through the log.
     reaping: FxHashSet<String>,
 }
@@ -431,9 +397,15 @@ impl NodeState {
         // Whoever decides expiry gives every recovered session a full
         // timeout, as a new ZooKeeper leader does.
         let sessions = SessionLiveness::new(config.max_clock_drift_ppm, machine.sessions(), 0);
-        let last_snapshot = machine.applied();
-        let mut snapshot_spacing = Rng::new(ensemble.id ^ wall_clock_nanos() as u64);
-        let snapshot_share = snapshot_spacing.range(500, 1000);
+        // Each member spreads its snapshot points differently, and
+        // differently in every run.
+        let snapshots = Snapshots::new(
+            config.snapshot_every_txns,
+            config.snapshot_every_bytes,
+            config.snapshot_txns_per_znode,
+            u64::try_from(machine.applied()).unwrap_or(0),
+            ensemble.id ^ wall_clock_nanos() as u64,
+        );
         NodeState {
             id: ensemble.id,
             replica,
@@ -463,20 +435,13 @@ impl NodeState {
             read_replies: FxHashMap::default(),
             serving: false,
             wal,
-            snapshot_every: config.snapshot_every_txns,
-            last_snapshot,
-            snapshot_share,
-            snapshot_spacing,
+            snapshots,
             max_frame: config.max_peer_frame_bytes,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             metrics,
             storage_stats: StorageStats::default(),
             deferred: FxHashMap::default(),
-            logged_since_snapshot: 0,
-            snapshot_every_bytes: config.snapshot_every_bytes,
-            snapshot_txns_per_znode: config.snapshot_txns_per_znode,
             snapshotting: None,
-            snapshot: None,
             reaping: FxHashSet::default(),
         }
     }

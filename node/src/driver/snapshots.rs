@@ -9,25 +9,17 @@ impl NodeState {
     /// Records up to `last_record` are durable: if the running snapshot's
     /// checkpoint is among them, its file can be written.
     pub(super) fn checkpoint_durable(&mut self, last_record: u64) {
-        let Some(snapshot) = &mut self.snapshot else {
+        let Some(file) = self.snapshots.checkpoint_durable(last_record) else {
             return;
         };
-        let SnapshotStage::Checkpoint(checkpoint) = snapshot.stage else {
-            return;
-        };
-        if checkpoint > last_record {
-            return;
-        }
-        snapshot.stage = SnapshotStage::Writing;
-        let prefix = snapshot_file_prefix(snapshot.slot, &snapshot.membership);
-        let index = checkpoint - 1;
+        let prefix = snapshot_file_prefix(file.slot, &file.membership);
         tracing::debug!(
-            slot = snapshot.slot,
-            log_index = index,
+            slot = file.slot,
+            log_index = file.log_index,
             "writing snapshot file"
         );
         if let Some(wal) = &self.wal
-            && !wal.writer.snapshot(index, prefix, snapshot.state.clone())
+            && !wal.writer.snapshot(file.log_index, prefix, file.state)
         {
             tracing::error!("the snapshot thread has stopped");
         }
@@ -37,13 +29,10 @@ impl NodeState {
     /// (or at once in memory) and the replica has committed its slot.
     pub(super) fn try_compact(&mut self) {
         let commit = self.replica.commit_index();
-        let Some(snapshot) = self
-            .snapshot
-            .take_if(|s| s.stage == SnapshotStage::Written && s.slot <= commit)
-        else {
+        let Some((slot, state)) = self.snapshots.compactable(commit) else {
             return;
         };
-        if let Err(error) = self.replica.compact(snapshot.slot, snapshot.state) {
+        if let Err(error) = self.replica.compact(slot, state) {
             tracing::warn!(%error, "cannot compact the log");
         }
     }
@@ -65,8 +54,8 @@ impl NodeState {
         );
         let old = std::mem::replace(&mut self.machine, machine);
         self.snapshotting = None;
-        self.snapshot = None;
-        self.last_snapshot = self.machine.applied();
+        self.snapshots
+            .replaced(u64::try_from(self.machine.applied()).unwrap_or(0));
         self.fire_skipped_changes(&old);
         let now = self.mono_now();
         self.sessions.restart(self.machine.sessions(), now);
@@ -114,44 +103,33 @@ impl NodeState {
             }
             .encode()
         };
-        let stage = match &mut self.wal {
-            Some(wal) => SnapshotStage::Checkpoint(wal.commit.push(checkpoint(), 0)),
-            None => SnapshotStage::Written,
-        };
-        self.snapshot = Some(SnapshotInProgress {
-            slot,
-            membership,
-            state,
-            stage,
-        });
+        let checkpoint = self
+            .wal
+            .as_mut()
+            .map(|wal| wal.commit.push(checkpoint(), 0));
+        self.snapshots.encoded(slot, membership, state, checkpoint);
     }
 
     pub(super) fn maybe_snapshot(&mut self) {
-        let applied = self.machine.applied();
-        let share = |every: u64| every.saturating_mul(self.snapshot_share) / 1000;
-        let txns = u64::try_from(applied - self.last_snapshot).unwrap_or(0);
-        // As f64: counts far below 2^52 convert exactly enough.
-        let enough_for_the_tree =
-            txns as f64 >= self.machine.tree().len() as f64 * self.snapshot_txns_per_znode;
-        let due = (txns >= share(self.snapshot_every).max(1) && enough_for_the_tree)
-            || self.logged_since_snapshot >= share(self.snapshot_every_bytes).max(1);
-        if !due || self.snapshot.is_some() || self.snapshotting.is_some() {
-            return;
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let znodes = self.machine.tree().len();
+        if self
+            .snapshots
+            .due(applied, znodes, self.snapshotting.is_some())
+        {
+            self.start_snapshot();
         }
-        self.start_snapshot();
     }
 
     /// Starts encoding a snapshot of the applied state; returns its index.
     pub(super) fn start_snapshot(&mut self) -> Zxid {
         let applied = self.machine.applied();
-        let started = Instant::now();
+        let started = self.mono_now();
         self.snapshotting = Some(self.machine.begin_snapshot());
-        self.logged_since_snapshot = 0;
-        self.last_snapshot = applied;
-        self.snapshot_share = self.snapshot_spacing.range(500, 1000);
+        self.snapshots.started(u64::try_from(applied).unwrap_or(0));
         tracing::info!(
             index = applied,
-            begin_ms = started.elapsed().as_millis() as u64,
+            begin_ms = self.mono_now().saturating_sub(started),
             "taking a snapshot"
         );
         applied

@@ -17,7 +17,7 @@ impl NodeState {
             write,
         }
         .encode();
-        self.logged_since_snapshot += record.len() as u64;
+        self.snapshots.logged(record.len() as u64);
         wal.commit.push(record, token);
     }
 
@@ -83,14 +83,12 @@ impl NodeState {
                 match result {
                     Ok(()) => {
                         tracing::info!(log_index = index, "snapshot written");
-                        if let Some(snapshot) = &mut self.snapshot {
-                            snapshot.stage = SnapshotStage::Written;
-                        }
+                        self.snapshots.file_written(true);
                         self.try_compact();
                     }
                     Err(message) => {
                         tracing::error!(log_index = index, %message, "snapshot failed; will retry");
-                        self.snapshot = None;
+                        self.snapshots.file_written(false);
                     }
                 }
             }

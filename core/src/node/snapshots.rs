@@ -1,0 +1,252 @@
+//! When a node takes a snapshot, and the protocol that makes it durable
+//! before the log is dropped.
+//!
+//! A snapshot is due when enough txns were applied since the last one
+//! (`every_txns`, and at least `txns_per_znode` times the tree's size, so
+//! that snapshot work stays in proportion to the writes) or enough bytes
+//! logged (`every_bytes`); each node takes its next one at a random point
+//! between half and all of those thresholds, as ZooKeeper does, so that the
+//! members do not all write one at once. Once encoded, a snapshot at slot
+//! S goes through three stages: a *checkpoint* record (the promised ballot
+//! and every accepted entry after S) is appended to the log; once it is
+//! durable the snapshot file is written with that record as its log
+//! position, so recovery needs only the file and the records from the
+//! checkpoint on; once the file is durable and the replica has committed
+//! S, the replica's log is dropped up to S. A crash at any point leaves
+//! either the old snapshot and the whole log, or the new one and the log
+//! from its checkpoint. Without a disk a snapshot is "written" at once.
+//!
+//! This module decides; the shell encodes the state, appends the
+//! checkpoint record, writes the file and compacts the replica as the
+//! returned steps say.
+
+use bytes::Bytes;
+
+use crate::paxos::rng::Rng;
+use crate::paxos::{Membership, Slot};
+
+/// Where a snapshot is in its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Waiting for the checkpoint record at this log index to be durable.
+    Checkpoint(u64),
+    /// The file is being written.
+    Writing,
+    /// Durable (or, in memory, nothing to write): the log can be dropped
+    /// once the replica has committed the slot.
+    Written,
+}
+
+/// An encoded snapshot on its way to disk.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub slot: Slot,
+    pub membership: Membership,
+    pub state: Bytes,
+    pub stage: Stage,
+}
+
+/// The file to write: the snapshot at `slot`, recorded at log position
+/// `log_index` (the record before its checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFile {
+    pub log_index: u64,
+    pub slot: Slot,
+    pub membership: Membership,
+    pub state: Bytes,
+}
+
+/// When snapshots are due, and the one in progress.
+#[derive(Debug)]
+pub struct Snapshots {
+    every_txns: u64,
+    every_bytes: u64,
+    txns_per_znode: f64,
+    /// The applied index of the last snapshot taken (or recovered).
+    last: Slot,
+    /// Log bytes written since the last snapshot began.
+    logged: u64,
+    /// The share, in thousandths, of the thresholds after which the next
+    /// snapshot is due; drawn anew for each from [500, 1000).
+    share: u64,
+    spacing: Rng,
+    in_progress: Option<Snapshot>,
+}
+
+impl Snapshots {
+    /// `last` is the applied index the node starts from; `seed` spreads
+    /// the snapshot points (it should differ between members).
+    pub fn new(
+        every_txns: u64,
+        every_bytes: u64,
+        txns_per_znode: f64,
+        last: Slot,
+        seed: u64,
+    ) -> Self {
+        let mut spacing = Rng::new(seed);
+        let share = spacing.range(500, 1000);
+        Snapshots {
+            every_txns,
+            every_bytes,
+            txns_per_znode,
+            last,
+            logged: 0,
+            share,
+            spacing,
+            in_progress: None,
+        }
+    }
+
+    /// `bytes` more were appended to the log.
+    pub fn logged(&mut self, bytes: u64) {
+        self.logged += bytes;
+    }
+
+    /// Whether a snapshot should start now, with `applied` slots applied
+    /// and a tree of `znodes` nodes; `encoding` says one is being encoded.
+    pub fn due(&self, applied: Slot, znodes: usize, encoding: bool) -> bool {
+        if encoding || self.in_progress.is_some() {
+            return false;
+        }
+        let share = |every: u64| every.saturating_mul(self.share) / 1000;
+        let txns = applied.saturating_sub(self.last);
+        // As f64: counts far below 2^52 convert exactly enough.
+        let enough_for_the_tree = txns as f64 >= znodes as f64 * self.txns_per_znode;
+        (txns >= share(self.every_txns).max(1) && enough_for_the_tree)
+            || self.logged >= share(self.every_bytes).max(1)
+    }
+
+    /// A snapshot of the state at `applied` starts being encoded.
+    pub fn started(&mut self, applied: Slot) {
+        self.logged = 0;
+        self.last = applied;
+        self.share = self.spacing.range(500, 1000);
+    }
+
+    /// The snapshot in progress, if any.
+    pub fn in_progress(&self) -> Option<&Snapshot> {
+        self.in_progress.as_ref()
+    }
+
+    /// A snapshot at `slot` is encoded (or installed from the leader). With
+    /// a disk, `checkpoint` is the index of the checkpoint record the shell
+    /// appended for it; without one it is `None` and the snapshot counts as
+    /// written.
+    pub fn encoded(
+        &mut self,
+        slot: Slot,
+        membership: Membership,
+        state: Bytes,
+        checkpoint: Option<u64>,
+    ) {
+        let stage = checkpoint.map_or(Stage::Written, Stage::Checkpoint);
+        self.in_progress = Some(Snapshot {
+            slot,
+            membership,
+            state,
+            stage,
+        });
+    }
+
+    /// Log records up to `last_record` are durable: if the checkpoint of
+    /// the snapshot in progress is among them, its file is to be written.
+    pub fn checkpoint_durable(&mut self, last_record: u64) -> Option<WriteFile> {
+        let snapshot = self.in_progress.as_mut()?;
+        let Stage::Checkpoint(checkpoint) = snapshot.stage else {
+            return None;
+        };
+        if checkpoint > last_record {
+            return None;
+        }
+        snapshot.stage = Stage::Writing;
+        Some(WriteFile {
+            log_index: checkpoint - 1,
+            slot: snapshot.slot,
+            membership: snapshot.membership.clone(),
+            state: snapshot.state.clone(),
+        })
+    }
+
+    /// The file was written (`true`) or could not be (`false`: the
+    /// snapshot is dropped, and the next one is taken when due).
+    pub fn file_written(&mut self, ok: bool) {
+        if !ok {
+            self.in_progress = None;
+        } else if let Some(snapshot) = self.in_progress.as_mut() {
+            snapshot.stage = Stage::Written;
+        }
+    }
+
+    /// With the replica's commit index at `commit`: the snapshot whose log
+    /// may now be dropped (durable, and its slot committed), taken out.
+    pub fn compactable(&mut self, commit: Slot) -> Option<(Slot, Bytes)> {
+        let snapshot = self
+            .in_progress
+            .take_if(|s| s.stage == Stage::Written && s.slot <= commit)?;
+        Some((snapshot.slot, snapshot.state))
+    }
+
+    /// The state machine was replaced by a snapshot from the leader at
+    /// `applied`: whatever was in progress is moot.
+    pub fn replaced(&mut self, applied: Slot) {
+        self.in_progress = None;
+        self.last = applied;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshots() -> Snapshots {
+        // A fixed seed: the share drawn is deterministic.
+        Snapshots::new(1_000, 1 << 30, 0.0, 0, 7)
+    }
+
+    #[test]
+    fn a_snapshot_is_due_between_half_and_all_of_the_threshold() {
+        let s = snapshots();
+        assert!(!s.due(499, 0, false));
+        assert!(s.due(1_000, 0, false));
+        assert!(!s.due(1_000, 0, true), "not while one is being encoded");
+        let mut big = Snapshots::new(1_000, 1 << 30, 0.5, 0, 7);
+        assert!(
+            !big.due(1_000, 10_000, false),
+            "the tree asks for more txns"
+        );
+        big.logged(1 << 30);
+        assert!(big.due(1_000, 10_000, false), "logged bytes are enough");
+    }
+
+    #[test]
+    fn the_file_is_written_after_its_checkpoint_and_the_log_dropped_after_the_file() {
+        let mut s = snapshots();
+        s.started(10);
+        s.encoded(
+            10,
+            Membership::new(vec![1], vec![]),
+            Bytes::from_static(b"state"),
+            Some(42),
+        );
+        assert!(!s.due(5_000, 0, false), "one at a time");
+        assert_eq!(s.checkpoint_durable(41), None);
+        let file = s.checkpoint_durable(42).expect("the checkpoint is durable");
+        assert_eq!((file.log_index, file.slot), (41, 10));
+        assert_eq!(s.compactable(100), None, "the file is not durable yet");
+        s.file_written(true);
+        assert_eq!(s.compactable(9), None, "slot 10 is not committed yet");
+        assert_eq!(s.compactable(10).map(|(slot, _)| slot), Some(10));
+        assert!(s.in_progress().is_none());
+    }
+
+    #[test]
+    fn a_failed_file_drops_the_snapshot_and_in_memory_needs_no_file() {
+        let mut s = snapshots();
+        s.encoded(10, Membership::default(), Bytes::new(), Some(1));
+        s.checkpoint_durable(1);
+        s.file_written(false);
+        assert!(s.in_progress().is_none());
+        s.encoded(20, Membership::default(), Bytes::new(), None);
+        assert_eq!(s.compactable(20).map(|(slot, _)| slot), Some(20));
+    }
+}
