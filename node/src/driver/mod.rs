@@ -383,7 +383,7 @@ fn wall_clock_ms() -> Millis {
 }
 
 impl NodeState {
-    #[allow(clippy::too_many_arguments, reason = "one constructor, called once")]
+    #[expect(clippy::too_many_arguments, reason = "one constructor, called once")]
     fn new(
         config: &NodeConfig,
         ensemble: &Ensemble,
