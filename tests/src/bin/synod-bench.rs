@@ -85,6 +85,10 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// `get` reads linearizably: Synod's `linearizable = true` (the
+    /// leader's lease or a read index), ZooKeeper's `sync` then `getData`.
+    #[arg(long)]
+    linearizable: bool,
 }
 
 /// How long connecting a session may take before the run is abandoned.
@@ -144,15 +148,20 @@ impl Api {
         Ok(())
     }
 
-    async fn get_data(&mut self, path: String) -> anyhow::Result<()> {
+    async fn get_data(&mut self, path: String, linearizable: bool) -> anyhow::Result<()> {
         match self {
             Api::Grpc(pipeline) => {
-                pipeline.call(Call::GetData(get_req(path))).await?;
+                pipeline
+                    .call(Call::GetData(get_req(path, linearizable)))
+                    .await?;
             }
             Api::GrpcUnary(api) => {
-                api.get_data(get_req(path)).await?;
+                api.get_data(get_req(path, linearizable)).await?;
             }
             Api::Zk(client) => {
+                if linearizable {
+                    client.sync(&path).await?;
+                }
                 client.get_data(&path).await?;
             }
         }
@@ -294,6 +303,7 @@ async fn main() -> anyhow::Result<()> {
             let prefix = prefix.clone();
             let value = value.clone();
             let (op, keys, max) = (args.op, args.keys, args.max_requests);
+            let linearizable = args.linearizable;
             tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut i: u64 = 0;
@@ -307,7 +317,7 @@ async fn main() -> anyhow::Result<()> {
                     let t = Instant::now();
                     let result = match this {
                         Op::Set => api.set_data(key, &value).await,
-                        Op::Get => api.get_data(key).await,
+                        Op::Get => api.get_data(key, linearizable).await,
                         Op::Create | Op::Mixed => {
                             api.create(format!("{prefix}/c{s}-{d}-{i}"), &value).await
                         }
@@ -347,7 +357,10 @@ async fn main() -> anyhow::Result<()> {
     let ops = all.len() as f64 / elapsed;
     let (p50, p99, p999) = (pct(0.50), pct(0.99), pct(0.999));
     let errors = errors.load(Ordering::Relaxed);
-    let op = format!("{:?}", args.op).to_lowercase();
+    let mut op = format!("{:?}", args.op).to_lowercase();
+    if args.linearizable && matches!(args.op, Op::Get) {
+        op.push_str("-linearizable");
+    }
     let protocol = args
         .protocol
         .to_possible_value()
@@ -401,12 +414,12 @@ fn set_req(path: String, data: &[u8]) -> pb::SetDataRequest {
     }
 }
 
-fn get_req(path: String) -> pb::GetDataRequest {
+fn get_req(path: String, linearizable: bool) -> pb::GetDataRequest {
     pb::GetDataRequest {
         session_id: 0,
         path,
         watch: false,
-        linearizable: false,
+        linearizable,
     }
 }
 
