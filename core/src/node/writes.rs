@@ -59,8 +59,6 @@ pub enum WriteAction {
 /// What finishing a request settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finished {
-    /// How long it waited, in milliseconds.
-    pub waited_ms: u64,
     /// The session whose last outstanding txn this was: its held-back
     /// reads may run now.
     pub session_done: Option<SessionId>,
@@ -158,9 +156,9 @@ impl WritePath {
         self.waiting.is_empty()
     }
 
-    /// `request` is answered (applied, or failed) at `now`. `None` if it
-    /// no longer waited (answered already).
-    pub fn finish(&mut self, request: u64, now: MonoMs) -> Option<Finished> {
+    /// `request` is answered (applied, or failed). `None` if it no longer
+    /// waited (answered already).
+    pub fn finish(&mut self, request: u64) -> Option<Finished> {
         let waiting = self.waiting.remove(&request)?;
         let mut session_done = None;
         if waiting.session != 0
@@ -172,10 +170,7 @@ impl WritePath {
                 session_done = Some(waiting.session);
             }
         }
-        Some(Finished {
-            waited_ms: now.saturating_sub(waiting.submitted_at),
-            session_done,
-        })
+        Some(Finished { session_done })
     }
 
     /// Txns follower `from` forwarded. Taken to propose when this node
@@ -547,16 +542,15 @@ mod tests {
         let a = w.submit(session_write(7), 0);
         let b = w.submit(session_write(7), 0);
         assert!(w.has_outstanding(7));
-        assert_eq!(w.finish(a, 5).map(|f| f.session_done), Some(None));
+        assert_eq!(w.finish(a).map(|f| f.session_done), Some(None));
         assert_eq!(
-            w.finish(b, 9),
+            w.finish(b),
             Some(Finished {
-                waited_ms: 9,
                 session_done: Some(7)
             })
         );
         assert!(!w.has_outstanding(7));
-        assert_eq!(w.finish(b, 9), None, "answered once");
+        assert_eq!(w.finish(b), None, "answered once");
     }
 
     #[test]

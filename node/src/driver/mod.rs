@@ -270,9 +270,10 @@ pub struct Header {
 /// carried through the ensemble.
 pub type Done = Box<dyn FnOnce(&mut NodeState, Result<&Applied, Error>) + Send>;
 
-/// The completions of this node's requests, by request number.
+/// The completions of this node's requests, by request number, with when
+/// each was submitted (for the commit latency metric).
 #[derive(Default)]
-struct Completions(FxHashMap<u64, Done>);
+struct Completions(FxHashMap<u64, (Done, Instant)>);
 
 impl std::fmt::Debug for Completions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -23,23 +23,22 @@ impl NodeState {
     pub fn submit(&mut self, txn: Txn, done: Done) {
         let now = self.mono_now();
         let request = self.writes.submit(txn, now);
-        self.completions.0.insert(request, done);
+        self.completions.0.insert(request, (done, Instant::now()));
     }
 
     /// Answers a request of this node, if it still waits; when it was its
     /// session's last txn in flight, the reads that waited for it run, in
     /// order.
     pub(super) fn answer(&mut self, request: u64, result: Result<&Applied, Error>) {
-        let now = self.mono_now();
-        let Some(finished) = self.writes.finish(request, now) else {
+        let Some(finished) = self.writes.finish(request) else {
             return;
         };
-        if result.is_ok() {
-            self.metrics
-                .commit_seconds
-                .observe(finished.waited_ms as f64 / 1_000.0);
-        }
-        if let Some(done) = self.completions.0.remove(&request) {
+        if let Some((done, submitted)) = self.completions.0.remove(&request) {
+            if result.is_ok() {
+                self.metrics
+                    .commit_seconds
+                    .observe(submitted.elapsed().as_secs_f64());
+            }
             done(self, result);
         }
         if let Some(session) = finished.session_done {
