@@ -50,3 +50,88 @@ pub fn authoritative<T: Clone>(replica: &Replica<T>, applied: Slot) -> bool {
 pub fn may_vouch<T: Clone>(replica: &Replica<T>, applied: Slot, now: MonoMs) -> bool {
     authoritative(replica, applied) && replica.lease_holds(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paxos::{Config, Message};
+
+    /// Node 1 of three, elected (a promise from node 2) but with its first
+    /// batch not yet committed.
+    fn elected() -> Replica<u64> {
+        let mut r = Replica::new(Config::new(1, vec![1, 2, 3]), 0).expect("valid config");
+        r.campaign();
+        r.step(
+            2,
+            Message::Promise {
+                ballot: crate::paxos::Ballot::new(1, 1),
+                from: 1,
+                accepted: vec![],
+                commit: 0,
+            },
+            0,
+        );
+        r.persisted(1);
+        r.take_commands();
+        assert_eq!(r.role(), Role::Leader);
+        r
+    }
+
+    #[test]
+    fn a_leader_is_authoritative_only_once_its_first_batch_is_committed_and_applied() {
+        // The simulator found a leader elected with a stale log that
+        // acknowledged keep-alives of sessions already closed.
+        let mut r = elected();
+        assert!(!authoritative(&r, 0), "first batch not committed");
+        r.persisted(2);
+        r.step(
+            2,
+            Message::Accepted {
+                ballot: crate::paxos::Ballot::new(1, 1),
+                first: 1,
+                last: 1,
+                commit: 0,
+            },
+            0,
+        );
+        r.take_commands();
+        assert_eq!(r.commit_index(), 1);
+        assert!(!authoritative(&r, 0), "committed but not applied");
+        assert!(authoritative(&r, 1));
+    }
+
+    #[test]
+    fn a_leader_vouches_only_within_its_lease() {
+        // The simulator found a leader paused past its lease that
+        // acknowledged a keep-alive after its successor expired the session.
+        let mut r = elected();
+        r.persisted(2);
+        r.step(
+            2,
+            Message::Accepted {
+                ballot: crate::paxos::Ballot::new(1, 1),
+                first: 1,
+                last: 1,
+                commit: 0,
+            },
+            0,
+        );
+        // A heartbeat round acknowledged by node 2 starts the lease.
+        r.tick(2);
+        r.step(
+            2,
+            Message::HeartbeatAck {
+                ballot: crate::paxos::Ballot::new(1, 1),
+                seq: 1,
+                commit: 1,
+            },
+            2,
+        );
+        r.take_commands();
+        assert!(may_vouch(&r, 1, 3));
+        // Far past the lease (a pause): authoritative in its own eyes, but
+        // it may not vouch.
+        assert!(authoritative(&r, 1));
+        assert!(!may_vouch(&r, 1, 1_000));
+    }
+}
