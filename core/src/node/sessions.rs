@@ -146,14 +146,13 @@ impl SessionLiveness {
         Some((round, sessions))
     }
 
-    /// At the leader, at `now`: a follower's report of `sessions`.
-    /// `timeout_of` gives an open session's timeout. Answered (with the
-    /// sessions it no longer counts alive) only when `may_vouch`: this node
-    /// leads, its lease holds and its state is caught up.
+    /// At the leader, at `now`: a follower's report of `sessions`; `open`
+    /// is the leader's session table. Answered (with the sessions it no
+    /// longer counts alive) only when `may_vouch` ([`super::may_vouch`]).
     pub fn on_report(
         &mut self,
         sessions: Vec<SessionId>,
-        timeout_of: impl Fn(SessionId) -> Option<Millis>,
+        open: &SessionTable,
         may_vouch: bool,
         now: MonoMs,
     ) -> Option<Vec<SessionId>> {
@@ -162,9 +161,9 @@ impl SessionLiveness {
         }
         let mut expired = Vec::new();
         for session in sessions {
-            match timeout_of(session) {
-                Some(timeout) if !self.closing.contains(&session) => {
-                    self.tracker.touch(session, timeout, ms(now));
+            match open.get(session) {
+                Some(info) if !self.closing.contains(&session) => {
+                    self.tracker.touch(session, info.timeout_ms, ms(now));
                 }
                 _ => expired.push(session),
             }
@@ -172,16 +171,18 @@ impl SessionLiveness {
         Some(expired)
     }
 
-    /// At a follower, at `now`: `from` answered report `round`. Returns the
+    /// At a follower, at `now`: `from` answered report `round`; `open` is
+    /// this node's session table (for the sessions' timeouts). Returns the
     /// keep-alives it settled.
     pub fn on_answer(
         &mut self,
         from: NodeId,
         round: u64,
         expired: &[SessionId],
-        timeout_of: impl Fn(SessionId) -> Option<Millis>,
+        open: &SessionTable,
         now: MonoMs,
     ) -> Vec<Settled> {
+        let timeout_of = |s| open.get(s).map(|info| info.timeout_ms);
         if self
             .reports
             .answered(from, round, expired, timeout_of)
@@ -336,10 +337,6 @@ mod tests {
         t
     }
 
-    fn timeout(_: SessionId) -> Option<Millis> {
-        Some(T)
-    }
-
     #[test]
     fn the_leader_expires_a_session_nobody_reports() {
         let mut l = SessionLiveness::new(0, &table(&[7, 8]), 0);
@@ -350,21 +347,27 @@ mod tests {
         assert_eq!(l.ping(8, true, 4_001), PingAnswer::Expired);
         // Marked closing: not named twice, and reported as expired.
         assert_eq!(l.to_expire(5_000), Vec::<SessionId>::new());
-        assert_eq!(l.on_report(vec![8], timeout, true, 5_000), Some(vec![8]));
+        assert_eq!(
+            l.on_report(vec![8], &table(&[7, 8]), true, 5_000),
+            Some(vec![8])
+        );
         assert_eq!(l.to_expire(7_000), vec![7]);
     }
 
     #[test]
     fn a_report_keeps_a_session_alive_at_the_leader_only_while_it_may_vouch() {
         let mut l = SessionLiveness::new(0, &table(&[7]), 0);
-        assert_eq!(l.on_report(vec![7], timeout, false, 3_000), None);
+        assert_eq!(l.on_report(vec![7], &table(&[7]), false, 3_000), None);
         assert_eq!(
             l.to_expire(4_000),
             vec![7],
             "an unanswered report counts for nothing"
         );
         let mut l = SessionLiveness::new(0, &table(&[7]), 0);
-        assert_eq!(l.on_report(vec![7], timeout, true, 3_000), Some(vec![]));
+        assert_eq!(
+            l.on_report(vec![7], &table(&[7]), true, 3_000),
+            Some(vec![])
+        );
         assert_eq!(l.to_expire(6_999), Vec::<SessionId>::new());
     }
 
@@ -378,7 +381,7 @@ mod tests {
         let (round, sessions) = f.report(1, 200).expect("something to report");
         assert_eq!(sessions, vec![7]);
         assert_eq!(
-            f.on_answer(1, round, &[], timeout, 210),
+            f.on_answer(1, round, &[], &table(&[7]), 210),
             vec![Settled {
                 id,
                 session: 7,
@@ -400,7 +403,7 @@ mod tests {
             panic!("waits");
         };
         let (round, _) = f.report(1, 10).expect("report");
-        let settled = f.on_answer(1, round, &[7], |s| (s == 8).then_some(T), 20);
+        let settled = f.on_answer(1, round, &[7], &table(&[8]), 20);
         assert_eq!(
             settled,
             vec![

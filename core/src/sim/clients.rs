@@ -226,27 +226,18 @@ impl Cluster {
                     return;
                 };
                 let may_vouch = crate::node::may_vouch(r, node.applied, now);
-                let open = &node.open;
-                let answer = node.sessions.on_report(
-                    sessions,
-                    |s| open.get(s).map(|i| i.timeout_ms),
-                    may_vouch,
-                    now,
-                );
+                let answer = node
+                    .sessions
+                    .on_report(sessions, &node.open, may_vouch, now);
                 if let Some(expired) = answer {
                     self.send_frame(to, from, Frame::TouchAck { round, expired });
                 }
             }
             Frame::TouchAck { round, expired } => {
                 let node = &mut self.nodes[to];
-                let open = &node.open;
-                let settled = node.sessions.on_answer(
-                    from,
-                    round,
-                    &expired,
-                    |s| open.get(s).map(|i| i.timeout_ms),
-                    now,
-                );
+                let settled = node
+                    .sessions
+                    .on_answer(from, round, &expired, &node.open, now);
                 self.settle(to, settled);
             }
         }

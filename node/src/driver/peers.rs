@@ -115,14 +115,9 @@ impl NodeState {
             PeerMessage::Touch { round, sessions } => self.liveness_report(from, round, sessions),
             PeerMessage::TouchAck { round, expired } => {
                 let now = self.mono_now();
-                let table = self.machine.sessions();
-                let settled = self.sessions.on_answer(
-                    from,
-                    round,
-                    &expired,
-                    |s| table.get(s).map(|i| i.timeout_ms),
-                    now,
-                );
+                let settled =
+                    self.sessions
+                        .on_answer(from, round, &expired, self.machine.sessions(), now);
                 self.answer_pings(settled);
             }
             PeerMessage::ReadIndex(request) => {

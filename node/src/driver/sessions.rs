@@ -54,13 +54,9 @@ impl NodeState {
         let now = self.mono_now();
         let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
         let may_vouch = synod_core::node::may_vouch(&self.replica, applied, now);
-        let table = self.machine.sessions();
-        let answer = self.sessions.on_report(
-            sessions,
-            |s| table.get(s).map(|i| i.timeout_ms),
-            may_vouch,
-            now,
-        );
+        let answer = self
+            .sessions
+            .on_report(sessions, self.machine.sessions(), may_vouch, now);
         if let Some(expired) = answer {
             let ack = PeerMessage::TouchAck { round, expired };
             if let Err(error) = self.send_frame(from, ack.encode()) {
