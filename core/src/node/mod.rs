@@ -77,12 +77,8 @@ mod tests {
         r
     }
 
-    #[test]
-    fn a_leader_is_authoritative_only_once_its_first_batch_is_committed_and_applied() {
-        // The simulator found a leader elected with a stale log that
-        // acknowledged keep-alives of sessions already closed.
-        let mut r = elected();
-        assert!(!authoritative(&r, 0), "first batch not committed");
+    /// Node 2 accepted the leader's first batch: it is committed.
+    fn commit_first_batch(r: &mut Replica<u64>) {
         r.persisted(2);
         r.step(
             2,
@@ -94,6 +90,15 @@ mod tests {
             },
             0,
         );
+    }
+
+    #[test]
+    fn a_leader_is_authoritative_only_once_its_first_batch_is_committed_and_applied() {
+        // The simulator found a leader elected with a stale log that
+        // acknowledged keep-alives of sessions already closed.
+        let mut r = elected();
+        assert!(!authoritative(&r, 0), "first batch not committed");
+        commit_first_batch(&mut r);
         r.take_commands();
         assert_eq!(r.commit_index(), 1);
         assert!(!authoritative(&r, 0), "committed but not applied");
@@ -105,17 +110,7 @@ mod tests {
         // The simulator found a leader paused past its lease that
         // acknowledged a keep-alive after its successor expired the session.
         let mut r = elected();
-        r.persisted(2);
-        r.step(
-            2,
-            Message::Accepted {
-                ballot: crate::paxos::Ballot::new(1, 1),
-                first: 1,
-                last: 1,
-                commit: 0,
-            },
-            0,
-        );
+        commit_first_batch(&mut r);
         // A heartbeat round acknowledged by node 2 starts the lease.
         r.tick(2);
         r.step(

@@ -288,6 +288,21 @@ mod tests {
         r
     }
 
+    /// Node 2 of three, following node 1.
+    fn follower_of_1() -> Replica<u64> {
+        let mut f = Replica::<u64>::new(Config::new(2, vec![1, 2, 3]), 0).expect("valid");
+        f.step(
+            1,
+            Message::Heartbeat {
+                ballot: crate::paxos::Ballot::new(1, 1),
+                commit: 0,
+                seq: 1,
+            },
+            0,
+        );
+        f
+    }
+
     fn ready(r: &mut Replica<u64>) -> Vec<(ReadId, Option<ReadIndex>)> {
         r.take_commands()
             .into_iter()
@@ -357,16 +372,7 @@ mod tests {
 
     #[test]
     fn a_follower_asks_the_leader_and_serves_at_its_index() {
-        let mut f = Replica::<u64>::new(Config::new(2, vec![1, 2, 3]), 0).expect("valid");
-        f.step(
-            1,
-            Message::Heartbeat {
-                ballot: crate::paxos::Ballot::new(1, 1),
-                commit: 0,
-                seq: 1,
-            },
-            0,
-        );
+        let mut f = follower_of_1();
         f.take_commands();
         let mut reads = ReadBarriers::new(7);
         let (id, actions) = reads.ask(&mut f, 0).expect("a leader is known");
@@ -425,16 +431,7 @@ mod tests {
         // `a` is confirmed at index 1 but nothing is applied; `b` waits
         // for an index.
         reads.confirmed(&mut r, a, at, 0, 0);
-        let mut f = Replica::<u64>::new(Config::new(2, vec![1, 2, 3]), 0).expect("valid");
-        f.step(
-            1,
-            Message::Heartbeat {
-                ballot: crate::paxos::Ballot::new(1, 1),
-                commit: 0,
-                seq: 1,
-            },
-            0,
-        );
+        let mut f = follower_of_1();
         let (b, _) = reads.ask(&mut f, 5).expect("a leader is known");
         assert_eq!(reads.expire(1_000, 1_000), vec![]);
         assert_eq!(

@@ -219,6 +219,13 @@ impl WritePath {
             .collect()
     }
 
+    /// Whether anything waits to be proposed, forwarded or refused (a
+    /// shell may skip [`route`](Self::route), and reading the clock for
+    /// it, when nothing does).
+    pub fn has_txns_to_route(&self) -> bool {
+        !(self.queued.is_empty() && self.forwarded.is_empty() && self.held.is_empty())
+    }
+
     /// Hands the queued txns on: proposed here when leading (in batches of
     /// at most `budget_bytes` of encoded proposals, stamped `stamp`),
     /// forwarded to a known leader, or left waiting. Txns others forwarded
@@ -229,7 +236,7 @@ impl WritePath {
         stamp: Millis,
         budget_bytes: usize,
     ) -> Vec<WriteAction> {
-        if self.queued.is_empty() && self.forwarded.is_empty() && self.held.is_empty() {
+        if !self.has_txns_to_route() {
             return Vec::new();
         }
         let mut actions = Vec::new();

@@ -75,15 +75,19 @@ impl Cluster {
         table
     }
 
+    /// The sessions node `i`'s applied values leave open.
+    fn open_sessions_of(&self, i: usize) -> SessionTable {
+        let mut open = self.initial_sessions();
+        for s in self.nodes[i].values.iter().filter_map(closed_session) {
+            open.close(s);
+        }
+        open
+    }
+
     /// Node `i` (re)started at `now`: its node core starts afresh, from the
     /// sessions its applied state holds open.
     pub(super) fn start_node_core(&mut self, i: usize, now: MonoMs) {
-        let mut open = self.initial_sessions();
-        for v in &self.nodes[i].values {
-            if let Some(s) = closed_session(v) {
-                open.close(s);
-            }
-        }
+        let open = self.open_sessions_of(i);
         let node = &mut self.nodes[i];
         // Read ids differ between runs of a node, as the real node's do.
         node.reads = ReadBarriers::new((node.incarnation << 40) + 1);
@@ -96,12 +100,7 @@ impl Cluster {
     /// Node `i`'s state was replaced by a snapshot.
     pub(super) fn sessions_replaced(&mut self, i: usize) {
         let now = self.clock(i);
-        let mut open = self.initial_sessions();
-        for v in &self.nodes[i].values {
-            if let Some(s) = closed_session(v) {
-                open.close(s);
-            }
-        }
+        let open = self.open_sessions_of(i);
         let node = &mut self.nodes[i];
         node.sessions.restart(&open, now);
         node.open = open;

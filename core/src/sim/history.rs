@@ -27,15 +27,21 @@ pub(super) fn key_name(key: usize) -> String {
 }
 
 /// Each key's latest value and version in a node's applied state, from
-/// its applied values (`writes` says which of them are client writes).
-pub(super) fn state_of(values: impl Iterator<Item = u64>) -> Vec<(u64, i32)> {
+/// the client writes among its applied values.
+pub(super) fn state_of(writes: impl Iterator<Item = u64>) -> Vec<(u64, i32)> {
     let mut kv = vec![(0, 0); KEYS as usize];
-    for x in values {
-        let (value, version) = &mut kv[key_of(x)];
-        *value = x;
-        *version += 1;
+    for x in writes {
+        apply_write(&mut kv, x);
     }
     kv
+}
+
+/// Applies write `x` to a node's key state; returns its key's new version.
+pub(super) fn apply_write(kv: &mut [(u64, i32)], x: u64) -> i32 {
+    let (value, version) = &mut kv[key_of(x)];
+    *value = x;
+    *version += 1;
+    *version
 }
 
 /// One recorded operation.

@@ -694,11 +694,7 @@ impl Cluster {
                 .collect();
             for v in &vs {
                 if let Some(x) = client_write(v) {
-                    let key = history::key_of(x);
-                    let (value, version) = &mut self.nodes[i].kv[key];
-                    *value = x;
-                    *version += 1;
-                    let version = *version;
+                    let version = history::apply_write(&mut self.nodes[i].kv, x);
                     self.history.write_applied(i, x, version, self.now);
                 }
             }
