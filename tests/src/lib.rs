@@ -57,9 +57,22 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The loopback address this test process listens on: 127.x.y.z derived
+/// from the process id, never 127.0.0.1. Outgoing connections on loopback
+/// take 127.0.0.1 as their source address with a port from the ephemeral
+/// range, so a port probed free here and bound a moment later by a node can
+/// no longer be taken in between by some other test's outgoing connection
+/// (which failed CI once with "Address already in use").
+pub fn test_loopback() -> std::net::Ipv4Addr {
+    let pid = std::process::id();
+    let [_, high, middle, low] = pid.to_be_bytes();
+    // 127.1.0.0/16 upwards: away from 127.0.0.x, which tests use by name.
+    std::net::Ipv4Addr::new(127, 1 + (high & 0x7f), middle, low.max(1))
+}
+
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a probe port")?;
+    let listener = TcpListener::bind((test_loopback(), 0)).context("cannot bind a probe port")?;
     Ok(listener.local_addr()?)
 }
 
@@ -67,7 +80,7 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
 /// ago. The probes are held until all are picked, so no two are the same.
 pub fn free_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
     let probes = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot bind a probe port"))
+        .map(|_| TcpListener::bind((test_loopback(), 0)).context("cannot bind a probe port"))
         .collect::<anyhow::Result<Vec<_>>>()?;
     probes.iter().map(|probe| Ok(probe.local_addr()?)).collect()
 }

@@ -192,15 +192,23 @@ async fn admin_api_reports_and_changes_the_ensemble() {
     assert_eq!(text.matches("    member ").count(), 3, "{text}");
 }
 
-/// A port that is free on 127.0.0.1 to 127.0.0.`count`, so that node `id`
-/// can listen for peers on 127.0.0.`id` at the same port.
+/// The first three octets of this test process's loopback network: node
+/// `id` listens for peers on `<prefix>.id`. Not 127.0.0.x, whose ports
+/// outgoing loopback connections take (see `synod_tests::test_loopback`).
+fn loopback_prefix() -> String {
+    let [a, b, c, _] = synod_tests::test_loopback().octets();
+    format!("{a}.{b}.{c}")
+}
+
+/// A port that is free on `<prefix>.1` to `<prefix>.count`, so that node
+/// `id` can listen for peers on `<prefix>.id` at the same port.
 fn port_free_on_loopbacks(count: u8) -> u16 {
+    let prefix = loopback_prefix();
     for _attempt in 0..50 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let first = std::net::TcpListener::bind(format!("{prefix}.1:0")).expect("bind loopback");
         let port = first.local_addr().expect("address").port();
-        let free = (2..=count).all(|i| {
-            std::net::TcpListener::bind(("127.0.0.".to_owned() + &i.to_string(), port)).is_ok()
-        });
+        let free = (2..=count)
+            .all(|i| std::net::TcpListener::bind(format!("{prefix}.{i}:{port}")).is_ok());
         if free {
             return port;
         }
@@ -214,7 +222,7 @@ fn port_free_on_loopbacks(count: u8) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_joins_at_its_templated_address() {
     let port = port_free_on_loopbacks(4);
-    let template = format!("127.0.0.{{id}}:{port}");
+    let template = format!("{}.{{id}}:{port}", loopback_prefix());
     let peers = (1..=3)
         .map(|id| format!("{id}={}", synod_node_peer(id, port)))
         .collect::<Vec<_>>()
@@ -304,5 +312,5 @@ async fn a_member_joins_at_its_templated_address() {
 
 /// Node `id`'s peer address on its own loopback address.
 fn synod_node_peer(id: u64, port: u16) -> String {
-    format!("127.0.0.{id}:{port}")
+    format!("{}.{id}:{port}", loopback_prefix())
 }
