@@ -5,7 +5,7 @@
 //! never a panic or a huge allocation.
 
 use crate::acl::{Acl, AclPolicy, Id, Identity};
-use crate::session::SessionLimits;
+use crate::session::{SessionLimits, SessionPassword};
 use crate::state::StateConfig;
 use crate::tree::{TreeConfig, TreeLimits};
 use crate::txn::{CloseReason, CreateMode, Txn, WriteOp};
@@ -52,6 +52,10 @@ impl Encoder {
     pub fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
+    /// Bytes of a length both sides know, without a length prefix.
+    pub fn raw(&mut self, v: &[u8]) {
+        self.buf.extend_from_slice(v);
+    }
     pub fn bytes(&mut self, v: &[u8]) {
         self.u32(
             u32::try_from(v.len())
@@ -96,7 +100,7 @@ impl<'a> Decoder<'a> {
         Ok(out)
     }
 
-    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
@@ -312,9 +316,13 @@ fn decode_op(d: &mut Decoder<'_>, nested: bool) -> Result<WriteOp, CodecError> {
 pub fn encode_txn(e: &mut Encoder, txn: &Txn) {
     match txn {
         Txn::Noop => e.u8(0),
-        Txn::CreateSession { timeout_ms } => {
-            e.u8(1);
+        Txn::CreateSession {
+            timeout_ms,
+            password,
+        } => {
+            e.u8(6);
             e.i64(*timeout_ms);
+            e.raw(password);
         }
         Txn::CloseSession { session, reason } => {
             e.u8(2);
@@ -420,8 +428,14 @@ pub fn decode_txn(d: &mut Decoder<'_>) -> Result<Txn, CodecError> {
     let at = d.position();
     Ok(match d.u8("txn tag")? {
         0 => Txn::Noop,
+        // Written before sessions had passwords.
         1 => Txn::CreateSession {
             timeout_ms: d.i64("session timeout")?,
+            password: SessionPassword::default(),
+        },
+        6 => Txn::CreateSession {
+            timeout_ms: d.i64("session timeout")?,
+            password: d.array::<16>("session password")?,
         },
         2 => {
             let session = d.i64("session id")?;
@@ -560,7 +574,10 @@ mod tests {
         ];
         vec![
             Txn::Noop,
-            Txn::CreateSession { timeout_ms: 30_000 },
+            Txn::CreateSession {
+                timeout_ms: 30_000,
+                password: [7; 16],
+            },
             Txn::CloseSession {
                 session: 7,
                 reason: CloseReason::Expired,

@@ -33,10 +33,17 @@ impl SessionLimits {
     }
 }
 
+/// The secret a client shows to re-attach its session, on any member.
+/// Minted from OS randomness by the member that proposes the session and
+/// replicated in its create txn, so every member can check it (ZooKeeper
+/// derives it from the session id instead, which anyone can recompute).
+pub type SessionPassword = [u8; 16];
+
 /// An open session, as every replica knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionInfo {
     pub timeout_ms: Millis,
+    pub password: SessionPassword,
 }
 
 /// Open sessions, replicated through the log.
@@ -46,8 +53,24 @@ pub struct SessionTable {
 }
 
 impl SessionTable {
+    /// Opens a session with an all-zero password (tests, simulations).
     pub fn open(&mut self, id: SessionId, timeout_ms: Millis) {
-        self.sessions.insert(id, SessionInfo { timeout_ms });
+        self.open_with_password(id, timeout_ms, SessionPassword::default());
+    }
+
+    pub fn open_with_password(
+        &mut self,
+        id: SessionId,
+        timeout_ms: Millis,
+        password: SessionPassword,
+    ) {
+        self.sessions.insert(
+            id,
+            SessionInfo {
+                timeout_ms,
+                password,
+            },
+        );
     }
 
     pub fn close(&mut self, id: SessionId) -> Option<SessionInfo> {

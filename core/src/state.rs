@@ -4,7 +4,7 @@
 
 use crate::codec::{CodecError, Decoder, Encoder, decode_config, encode_config};
 use crate::error::Error;
-use crate::session::{SessionLimits, SessionTable};
+use crate::session::{SessionLimits, SessionPassword, SessionTable};
 use crate::tree::{DataTree, TreeConfig, WriteCtx};
 use crate::txn::{Txn, TxnOutcome};
 use crate::watch::Trigger;
@@ -13,7 +13,8 @@ use crate::{Millis, Zxid};
 /// Version of the snapshot encoding; bumped on any incompatible change.
 /// Format 2 added the config; format 1 snapshots still load, with the
 /// config given to the decoder.
-const SNAPSHOT_FORMAT: u32 = 2;
+/// 3: sessions carry their password.
+const SNAPSHOT_FORMAT: u32 = 3;
 
 /// Settings every replica must share.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,6 +117,7 @@ impl StateMachine {
         for (id, info) in self.sessions.iter() {
             e.i64(id);
             e.i64(info.timeout_ms);
+            e.raw(&info.password);
         }
         let cursor = self.tree.begin_snapshot(self.applied, &mut e);
         PendingSnapshot {
@@ -159,7 +161,12 @@ impl StateMachine {
         for _ in 0..d.len("sessions", 16)? {
             let id = d.i64("session id")?;
             let timeout_ms = d.i64("session timeout")?;
-            sessions.open(id, timeout_ms);
+            let password = if format >= 3 {
+                d.array::<16>("session password")?
+            } else {
+                SessionPassword::default()
+            };
+            sessions.open_with_password(id, timeout_ms, password);
         }
         let tree = DataTree::decode_snapshot(config.tree, &mut d)?;
         d.finish("snapshot")?;
@@ -187,7 +194,10 @@ impl StateMachine {
         self.applied = zxid;
         let outcome = match txn {
             Txn::Noop => TxnOutcome::Noop,
-            Txn::CreateSession { timeout_ms } => {
+            Txn::CreateSession {
+                timeout_ms,
+                password,
+            } => {
                 if self.sessions.len() >= self.session_limits.max_sessions {
                     TxnOutcome::SessionCreated(Err(Error::TooLarge {
                         what: "open sessions",
@@ -196,7 +206,8 @@ impl StateMachine {
                     }))
                 } else {
                     let timeout_ms = self.session_limits.negotiate(*timeout_ms);
-                    self.sessions.open(zxid, timeout_ms);
+                    self.sessions
+                        .open_with_password(zxid, timeout_ms, *password);
                     TxnOutcome::SessionCreated(Ok((zxid, timeout_ms)))
                 }
             }

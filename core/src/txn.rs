@@ -105,7 +105,10 @@ pub enum Txn {
     Noop,
     /// Opens a session; its id is the zxid of this txn. The requested
     /// timeout is negotiated into the configured bounds when applied.
-    CreateSession { timeout_ms: Millis },
+    CreateSession {
+        timeout_ms: Millis,
+        password: crate::session::SessionPassword,
+    },
     /// Ends a session and deletes its ephemerals in the same step.
     CloseSession {
         session: SessionId,

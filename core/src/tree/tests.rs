@@ -1578,7 +1578,14 @@ fn write(session: SessionId, op: WriteOp) -> Txn {
 #[test]
 fn sessions_open_with_negotiated_timeouts_and_ids_from_their_zxid() {
     let mut sm = StateMachine::new(StateConfig::default());
-    let a = sm.apply(3, 30, &Txn::CreateSession { timeout_ms: 10_000 });
+    let a = sm.apply(
+        3,
+        30,
+        &Txn::CreateSession {
+            timeout_ms: 10_000,
+            password: [9; 16],
+        },
+    );
     assert_eq!(
         a,
         crate::state::Applied {
@@ -1587,13 +1594,21 @@ fn sessions_open_with_negotiated_timeouts_and_ids_from_their_zxid() {
             triggers: vec![],
         }
     );
-    let b = sm.apply(4, 40, &Txn::CreateSession { timeout_ms: 1 });
+    let b = sm.apply(
+        4,
+        40,
+        &Txn::CreateSession {
+            timeout_ms: 1,
+            password: [9; 16],
+        },
+    );
     assert_eq!(b.outcome, TxnOutcome::SessionCreated(Ok((4, 4_000))));
     let c = sm.apply(
         5,
         50,
         &Txn::CreateSession {
             timeout_ms: 1 << 40,
+            password: [9; 16],
         },
     );
     assert_eq!(c.outcome, TxnOutcome::SessionCreated(Ok((5, 40_000))));
@@ -1606,8 +1621,22 @@ fn session_cap_is_enforced() {
     let mut config = StateConfig::default();
     config.sessions.max_sessions = 1;
     let mut sm = StateMachine::new(config);
-    sm.apply(1, 0, &Txn::CreateSession { timeout_ms: 5_000 });
-    let refused = sm.apply(2, 0, &Txn::CreateSession { timeout_ms: 5_000 });
+    sm.apply(
+        1,
+        0,
+        &Txn::CreateSession {
+            timeout_ms: 5_000,
+            password: [9; 16],
+        },
+    );
+    let refused = sm.apply(
+        2,
+        0,
+        &Txn::CreateSession {
+            timeout_ms: 5_000,
+            password: [9; 16],
+        },
+    );
     assert!(matches!(
         refused.outcome,
         TxnOutcome::SessionCreated(Err(Error::TooLarge { limit: 1, .. }))
@@ -1619,8 +1648,22 @@ fn session_cap_is_enforced() {
 fn closing_a_session_deletes_its_ephemerals_with_triggers() {
     for reason in [CloseReason::ClientClosed, CloseReason::Expired] {
         let mut sm = StateMachine::new(StateConfig::default());
-        sm.apply(1, 10, &Txn::CreateSession { timeout_ms: 5_000 });
-        sm.apply(2, 20, &Txn::CreateSession { timeout_ms: 5_000 });
+        sm.apply(
+            1,
+            10,
+            &Txn::CreateSession {
+                timeout_ms: 5_000,
+                password: [9; 16],
+            },
+        );
+        sm.apply(
+            2,
+            20,
+            &Txn::CreateSession {
+                timeout_ms: 5_000,
+                password: [9; 16],
+            },
+        );
         sm.apply(3, 30, &write(0, create("/app")));
         let mut zxid = 3;
         for (session, op) in [
@@ -1731,7 +1774,14 @@ fn state_machine_ignores_zxids_at_or_below_the_applied_one() {
                 triggers: vec![],
             }
         );
-        let closed = sm.apply(zxid, 60, &Txn::CreateSession { timeout_ms: 5_000 });
+        let closed = sm.apply(
+            zxid,
+            60,
+            &Txn::CreateSession {
+                timeout_ms: 5_000,
+                password: [9; 16],
+            },
+        );
         assert_eq!(closed.outcome, TxnOutcome::Noop);
     }
     assert_eq!(sm.applied(), 5);

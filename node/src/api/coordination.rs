@@ -122,7 +122,7 @@ impl CoordinationService {
         r: pb::CreateSessionRequest,
     ) -> Result<pb::CreateSessionResponse, Status> {
         let timeout = r.timeout_ms;
-        let (session_id, timeout_ms, h) =
+        let (session_id, timeout_ms, _password, h) =
             self.submit(move |s| Ok(s.create_session(timeout))).await?;
         tracing::debug!(
             session = format_args!("{session_id:#x}"),

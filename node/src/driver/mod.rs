@@ -46,6 +46,7 @@ use synod_core::paxos::{
     self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
     Role, Slot, Snapshot, Value, Write,
 };
+use synod_core::session::SessionPassword;
 use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
 use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
 use synod_core::watch::{Trigger, WatchEvent, WatchKind, WatchRegistry, WatcherType};

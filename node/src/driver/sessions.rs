@@ -109,20 +109,35 @@ impl NodeState {
         }
     }
 
-    pub fn create_session(&mut self, timeout_ms: Millis) -> Answer<(SessionId, Millis, Header)> {
+    /// Proposes a new session with a fresh random password; answers its
+    /// id, negotiated timeout and password once it is applied.
+    pub fn create_session(
+        &mut self,
+        timeout_ms: Millis,
+    ) -> Answer<(SessionId, Millis, SessionPassword, Header)> {
         let (tx, rx) = oneshot::channel();
         if let Err(error) = self.check_serving() {
             let _ = tx.send(Err(error));
             return rx;
         }
+        let mut password = SessionPassword::default();
+        if let Err(error) = getrandom::fill(&mut password) {
+            let _ = tx.send(Err(Error::Internal(format!(
+                "no randomness for a session password: {error}"
+            ))));
+            return rx;
+        }
         self.submit(
-            Txn::CreateSession { timeout_ms },
+            Txn::CreateSession {
+                timeout_ms,
+                password,
+            },
             Box::new(move |state, applied| {
                 let result = applied.and_then(|applied| match &applied.outcome {
                     TxnOutcome::SessionCreated(Ok((session, timeout_ms))) => {
                         let (session, timeout_ms) = (*session, *timeout_ms);
                         state.outboxes.entry(session).or_default();
-                        Ok((session, timeout_ms, state.header(session)))
+                        Ok((session, timeout_ms, password, state.header(session)))
                     }
                     TxnOutcome::SessionCreated(Err(e)) => Err(e.clone()),
                     other => unreachable_outcome(other),

@@ -199,7 +199,13 @@ mod tests {
                         },
                     },
                 ),
-                (2, Txn::CreateSession { timeout_ms: 4000 }),
+                (
+                    2,
+                    Txn::CreateSession {
+                        timeout_ms: 4000,
+                        password: [9; 16],
+                    },
+                ),
             ]),
             PeerMessage::Touch {
                 round: 7,
