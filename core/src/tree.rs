@@ -872,6 +872,11 @@ impl DataTree {
         Ok(count)
     }
 
+    /// How many ephemeral nodes all sessions hold.
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
     /// The session's ephemeral nodes whose path starts with `prefix`, sorted.
     pub fn get_ephemerals(&self, session: SessionId, prefix: &str) -> Vec<String> {
         self.ephemerals

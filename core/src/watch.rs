@@ -156,6 +156,15 @@ impl WatchRegistry {
         }
     }
 
+    /// Whether the session holds a watch of `watcher_type` on `p`
+    /// (ZooKeeper's checkWatches).
+    pub fn holds(&self, session: SessionId, p: &str, watcher_type: WatcherType) -> bool {
+        self.by_path.get(p).is_some_and(|set| {
+            set.iter()
+                .any(|(s, k)| *s == session && watcher_type.covers(*k))
+        })
+    }
+
     /// Removes the session's watches of `watcher_type` on `p` and returns the
     /// events that tell the client so; NoWatcher when it held none.
     pub fn remove(

@@ -202,6 +202,64 @@ pub struct NodeConfig {
     /// Largest frame between peers in bytes; larger ones are refused.
     #[arg(long, env = "SYNOD_MAX_PEER_FRAME_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_peer_frame_bytes: usize,
+
+    /// Address of the ZooKeeper-protocol listener (ZooKeeper clients and
+    /// four-letter words), or `off`.
+    #[arg(long, env = "SYNOD_ZOOKEEPER_ADDR", default_value = "127.0.0.1:2181")]
+    pub zookeeper_addr: OptionalAddr,
+
+    /// Largest frame a ZooKeeper client may send, in bytes (ZooKeeper's
+    /// `jute.maxbuffer` plus its 1 KiB allowance); a larger one closes
+    /// that connection.
+    #[arg(long, env = "SYNOD_ZOOKEEPER_MAX_FRAME_BYTES", default_value_t = 1024 * 1024 + 1024)]
+    pub zookeeper_max_frame_bytes: usize,
+
+    /// Most ZooKeeper connections from one IP address (ZooKeeper's
+    /// `maxClientCnxns`); 0 for no limit.
+    #[arg(
+        long,
+        env = "SYNOD_ZOOKEEPER_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 60
+    )]
+    pub zookeeper_max_connections_per_ip: usize,
+
+    /// Most requests of one ZooKeeper connection in flight; the connection
+    /// is not read further until replies go out.
+    #[arg(long, env = "SYNOD_ZOOKEEPER_MAX_OUTSTANDING", default_value_t = 1000)]
+    pub zookeeper_max_outstanding: usize,
+
+    /// The four-letter words answered on the ZooKeeper port, comma
+    /// separated, or `*` (ZooKeeper's `4lw.commands.whitelist`).
+    #[arg(
+        long,
+        env = "SYNOD_FOUR_LETTER_WORDS",
+        default_value = "ruok,isro,srvr,stat,mntr,conf,envi,cons,wchs,dirs"
+    )]
+    pub four_letter_words: String,
+}
+
+/// A listen address that can be turned off with `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(OptionalAddr(None));
+        }
+        s.trim().parse().map(|addr| OptionalAddr(Some(addr)))
+    }
+}
+
+impl std::fmt::Display for OptionalAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("off"),
+        }
+    }
 }
 
 /// The ensemble as this node sees it.
@@ -280,6 +338,7 @@ impl NodeConfig {
             ("keep-snapshots", self.keep_snapshots),
             ("max-batch-txns", self.max_batch_txns),
             ("max-pending-txns", self.max_pending_txns),
+            ("zookeeper-max-outstanding", self.zookeeper_max_outstanding),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -358,7 +417,71 @@ impl NodeConfig {
                 "--super-digest must look like super:base64hash".into(),
             ));
         }
+        // A ZooKeeper frame must hold the largest value plus its request.
+        if self.zookeeper_max_frame_bytes <= self.max_data_bytes {
+            return Err(ConfigError(format!(
+                "--zookeeper-max-frame-bytes ({}) must exceed --max-data-bytes ({})",
+                self.zookeeper_max_frame_bytes, self.max_data_bytes
+            )));
+        }
         Ok(())
+    }
+
+    /// The ZooKeeper listener's settings; `conf` lists what the `conf`
+    /// four-letter word reports.
+    pub fn zookeeper_config(&self) -> crate::api::zookeeper::ZkConfig {
+        let storage = self.storage_config();
+        let mut conf = vec![
+            (
+                "clientPort".to_owned(),
+                self.zookeeper_addr.0.map_or(0, |a| a.port()).to_string(),
+            ),
+            ("clientPortAddress".into(), self.zookeeper_addr.to_string()),
+            ("grpcAddress".into(), self.client_addr.to_string()),
+            (
+                "dataDir".into(),
+                storage
+                    .as_ref()
+                    .map(|s| s.snapshot_dir.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "dataLogDir".into(),
+                storage
+                    .as_ref()
+                    .map(|s| s.log_dir.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("tickTime".into(), self.tick_ms.to_string()),
+            (
+                "maxClientCnxns".into(),
+                self.zookeeper_max_connections_per_ip.to_string(),
+            ),
+            (
+                "minSessionTimeout".into(),
+                self.min_session_timeout_ms.to_string(),
+            ),
+            (
+                "maxSessionTimeout".into(),
+                self.max_session_timeout_ms.to_string(),
+            ),
+            ("heartbeatMs".into(), self.heartbeat_ms.to_string()),
+            (
+                "electionTimeoutMs".into(),
+                self.election_timeout_ms.to_string(),
+            ),
+        ];
+        if let Some(id) = self.node_id {
+            conf.push(("serverId".into(), id.to_string()));
+        }
+        crate::api::zookeeper::ZkConfig {
+            max_frame_bytes: self.zookeeper_max_frame_bytes,
+            max_connections_per_ip: self.zookeeper_max_connections_per_ip,
+            max_outstanding: self.zookeeper_max_outstanding,
+            handshake_timeout: Duration::from_secs(10),
+            words: crate::api::zookeeper::WordList::parse(&self.four_letter_words),
+            conf,
+        }
     }
 
     pub fn state_config(&self) -> StateConfig {

@@ -125,6 +125,8 @@ async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
         config.peer_addr = None;
         config.client_addr = ([127, 0, 0, 1], 7000 + i as u16).into();
         config.http_addr = ([127, 0, 0, 1], 7200 + i as u16).into();
+        config.zookeeper_addr =
+            synod_node::config::OptionalAddr(Some(([127, 0, 0, 1], 2180 + i as u16).into()));
         config.data_dir = Some(data_dir.join(i.to_string()));
         endpoints.push(config.client_addr.to_string());
         #[allow(
@@ -133,8 +135,9 @@ async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
         )]
         {
             println!(
-                "node {i}: clients {}  peers 127.0.0.1:{}  http http://{}/metrics  data {}",
+                "node {i}: clients {}  zookeeper {}  peers 127.0.0.1:{}  http http://{}/metrics  data {}",
                 config.client_addr,
+                config.zookeeper_addr,
                 7100 + i,
                 config.http_addr,
                 data_dir.join(i.to_string()).display()
@@ -159,8 +162,12 @@ async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
     )]
     {
         println!(
-            "synod dev: {nodes} nodes; connect with `synodctl` (no flags needed) or --endpoints {}; ctrl-c stops",
-            endpoints.join(",")
+            "synod dev: {nodes} nodes; connect with `synodctl` (no flags needed) or --endpoints {}; ZooKeeper clients to {}; ctrl-c stops",
+            endpoints.join(","),
+            (1..=nodes)
+                .map(|i| format!("127.0.0.1:{}", 2180 + i))
+                .collect::<Vec<_>>()
+                .join(",")
         );
     }
     let mut failure = None;

@@ -133,6 +133,10 @@ pub async fn run(
     // fails on the lock before it takes any port).
     let listener = bind(config.client_addr).await?;
     let http_listener = bind(config.http_addr).await?;
+    let zookeeper_listener = match config.zookeeper_addr.0 {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let peer_listener = match ensemble.listen {
         Some(addr) => Some(bind(addr).await?),
         None => None,
@@ -181,6 +185,7 @@ pub async fn run(
         node_id = ensemble.id,
         client_api = %local,
         http = %config.http_addr,
+        zookeeper = %config.zookeeper_addr,
         peers = ?ensemble.listen,
         voters = ?ensemble.voters.keys().collect::<Vec<_>>(),
         "synod node serving"
@@ -205,6 +210,14 @@ pub async fn run(
         driver.clone(),
         (config.heartbeat_ms / 2).max(1),
     ));
+    let zookeeper = zookeeper_listener.map(|listener| {
+        tokio::spawn(crate::api::zookeeper::serve(
+            listener,
+            driver.clone(),
+            config.zookeeper_config(),
+            stopped(),
+        ))
+    });
     let http = tokio::spawn(
         axum::serve(http_listener, http_router(driver, metrics.clone()))
             .with_graceful_shutdown(stopped())
@@ -247,6 +260,9 @@ pub async fn run(
             if let Some(peers) = &peers {
                 peers.abort();
             }
+            if let Some(zookeeper) = &zookeeper {
+                zookeeper.abort();
+            }
             return Err(ServeError::DriverStopped(match ended {
                 Ok(()) => "its storage stopped".into(),
                 Err(error) => error.to_string(),
@@ -256,6 +272,9 @@ pub async fn run(
     http.abort();
     if let Some(peers) = peers {
         peers.abort();
+    }
+    if let Some(zookeeper) = zookeeper {
+        zookeeper.abort();
     }
     tracing::info!("synod node stopped");
     Ok(())

@@ -40,6 +40,8 @@ struct Member {
     client: SocketAddr,
     http: SocketAddr,
     peer: SocketAddr,
+    /// The ZooKeeper-protocol listener.
+    zookeeper: SocketAddr,
     data_dir: Option<PathBuf>,
     /// Every flag after the client and HTTP addresses, kept for restarts.
     args: Vec<String>,
@@ -145,9 +147,10 @@ impl Ensemble {
         dirs: &[Option<PathBuf>],
         proxied: bool,
     ) -> Result<Ensemble, StartError> {
-        let addrs = free_addrs(3 * n).map_err(StartError::Other)?;
+        let addrs = free_addrs(4 * n).map_err(StartError::Other)?;
         let (clients, rest) = addrs.split_at(n);
-        let (https, peers) = rest.split_at(n);
+        let (https, rest) = rest.split_at(n);
+        let (peers, zookeepers) = rest.split_at(n);
         let mut links = BTreeMap::new();
         if proxied {
             for from in 1..=n {
@@ -178,6 +181,8 @@ impl Ensemble {
                 list(1..=voters),
                 "--peer-addr".to_owned(),
                 peers[id - 1].to_string(),
+                "--zookeeper-addr".to_owned(),
+                zookeepers[id - 1].to_string(),
             ];
             if observers > 0 {
                 args.extend(["--observers".to_owned(), list(voters + 1..=n)]);
@@ -195,6 +200,7 @@ impl Ensemble {
                 client: clients[id - 1],
                 http: https[id - 1],
                 peer: peers[id - 1],
+                zookeeper: zookeepers[id - 1],
                 data_dir,
                 args,
                 node: None,
@@ -283,6 +289,21 @@ impl Ensemble {
             .map(|m| m.client.to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Every node's ZooKeeper-protocol address, comma-separated: a
+    /// ZooKeeper connection string.
+    pub fn zookeeper_hosts(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.zookeeper.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `id`'s ZooKeeper-protocol address.
+    pub fn zookeeper_addr(&self, id: usize) -> SocketAddr {
+        self.member(id).zookeeper
     }
 
     /// Node `id`'s client address; it stays the same across restarts.

@@ -162,9 +162,16 @@ impl TestNode {
         extra: &[&str],
     ) -> anyhow::Result<TestNode> {
         let bin = binary("synod")?;
+        // Not on the default 2181 unless asked: tests run side by side.
+        let zookeeper: &[&str] = if extra.iter().any(|a| a.starts_with("--zookeeper-addr")) {
+            &[]
+        } else {
+            &["--zookeeper-addr", "off"]
+        };
         let child = Command::new(&bin)
             .args(["serve", "--client-addr", &addr.to_string()])
             .args(["--http-addr", &http_addr.to_string()])
+            .args(zookeeper)
             .args(extra)
             // SYNOD_TEST_LOG=debug (say) makes the nodes of a failing test
             // tell more.

@@ -6,3 +6,4 @@
 pub mod admin;
 pub mod convert;
 pub mod coordination;
+pub mod zookeeper;

@@ -70,6 +70,9 @@ mod sessions;
 mod snapshots;
 mod wal;
 mod writes;
+mod zookeeper;
+
+pub use zookeeper::{Attach, SetWatchLists, ZkSummary};
 
 pub use admin::{MembershipChange, Status};
 

@@ -1,0 +1,697 @@
+//! Runs one decoded ZooKeeper request on the node and encodes its reply
+//! body. Submission is split from the answer: the connection submits its
+//! requests to the driver one after another, in arrival order (so a read
+//! queues behind the session's earlier writes exactly as over gRPC), and
+//! awaits the answers concurrently, writing them back in the same order.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use synod_core::acl::Acl;
+use synod_core::txn::{CreateMode, MultiOutcome, OpOutcome, WriteOp};
+use synod_core::watch::WatchKind;
+use synod_core::{Error, SessionId, Zxid};
+
+use super::jute::Writer;
+use super::proto::{self, Create, MultiOp, ReadOp, Request, code, op, write_acl, write_stat};
+use crate::driver::{Answer, DriverHandle, NodeState, SetWatchLists};
+
+/// The outcome of one request, ready to be written.
+#[derive(Debug)]
+pub struct Reply {
+    pub xid: i32,
+    /// The zxid for the reply header (`None`: the connection's latest) and
+    /// the body, or a ZooKeeper error code (no body).
+    pub result: Result<(Option<Zxid>, Vec<u8>), i32>,
+    /// The connection closes after this reply.
+    pub close: bool,
+}
+
+/// A reply still being worked on.
+pub type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// What a request runs as.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub driver: DriverHandle,
+    pub session: SessionId,
+    pub peer: Option<IpAddr>,
+}
+
+fn ready(reply: Reply) -> Pending {
+    Box::pin(std::future::ready(reply))
+}
+
+fn error_reply(xid: i32, error: &Error) -> Reply {
+    // A session the ensemble ended is over on this connection too; so is
+    // one the node can no longer reach the ensemble for.
+    let close = matches!(error, Error::SessionExpired(_));
+    Reply {
+        xid,
+        result: Err(error.code().zookeeper_code()),
+        close,
+    }
+}
+
+fn body(f: impl FnOnce(&mut Writer)) -> Vec<u8> {
+    let mut w = Writer::default();
+    f(&mut w);
+    w.buf
+}
+
+/// Runs `f` on the driver now; a gone driver reads as a lost connection.
+async fn run<R, F>(caller: &Caller, f: F) -> Result<R, Error>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut NodeState) -> Result<R, Error> + Send + 'static,
+{
+    match caller.driver.call(f).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::ConnectionLoss("the node is shutting down".into())),
+    }
+}
+
+/// Submits `f` and leaves its answer for later; `encode` turns it into
+/// the reply body (or an error code).
+async fn deferred<R, F, E>(caller: &Caller, xid: i32, f: F, encode: E) -> Pending
+where
+    R: Send + 'static,
+    F: FnOnce(&mut NodeState) -> Result<Answer<R>, Error> + Send + 'static,
+    E: FnOnce(R) -> Result<(Option<Zxid>, Vec<u8>), i32> + Send + 'static,
+{
+    let answer = match run(caller, f).await {
+        Ok(answer) => answer,
+        Err(error) => return ready(error_reply(xid, &error)),
+    };
+    Box::pin(async move {
+        match answer.await {
+            Ok(Ok(value)) => Reply {
+                xid,
+                result: encode(value),
+                close: false,
+            },
+            Ok(Err(error)) => error_reply(xid, &error),
+            Err(_) => error_reply(
+                xid,
+                &Error::ConnectionLoss("the node is shutting down".into()),
+            ),
+        }
+    })
+}
+
+/// Runs `f` at once on the driver and answers with what it returns.
+async fn immediate<R, F, E>(caller: &Caller, xid: i32, f: F, encode: E) -> Pending
+where
+    R: Send + 'static,
+    F: FnOnce(&mut NodeState) -> Result<R, Error> + Send + 'static,
+    E: FnOnce(R) -> (Option<Zxid>, Vec<u8>),
+{
+    ready(match run(caller, f).await {
+        Ok(value) => Reply {
+            xid,
+            result: Ok(encode(value)),
+            close: false,
+        },
+        Err(error) => error_reply(xid, &error),
+    })
+}
+
+/// A read, queued behind the session's earlier writes.
+async fn read<R, F, E>(caller: &Caller, xid: i32, f: F, encode: E) -> Pending
+where
+    R: Send + 'static,
+    F: FnOnce(&mut NodeState) -> Result<R, Error> + Send + 'static,
+    E: FnOnce(R) -> Result<(Option<Zxid>, Vec<u8>), i32> + Send + 'static,
+{
+    let session = caller.session;
+    deferred(
+        caller,
+        xid,
+        move |state| Ok(state.in_order(session, f)),
+        encode,
+    )
+    .await
+}
+
+/// The write a create request asks for, checked against its opcode as
+/// ZooKeeper checks it: TTL modes only through createTTL (with a TTL in
+/// range), createContainer only for containers.
+fn create_op(c: Create, opcode: i32) -> Result<WriteOp, Error> {
+    // ZooKeeper keeps a TTL in the low 40 bits of the owner marker.
+    const MAX_TTL_MS: i64 = (1 << 40) - 1;
+    if c.mode.is_ttl() != (opcode == op::CREATE_TTL) {
+        return Err(Error::BadArguments(
+            "TTL nodes are created with createTTL, and createTTL only creates TTL nodes".into(),
+        ));
+    }
+    if c.mode.is_ttl() && !(1..=MAX_TTL_MS).contains(&c.ttl_ms) {
+        return Err(Error::BadArguments(format!(
+            "TTL {} ms is outside 1..={MAX_TTL_MS}",
+            c.ttl_ms
+        )));
+    }
+    if opcode == op::CREATE_CONTAINER && c.mode != CreateMode::Container {
+        return Err(Error::BadArguments(
+            "createContainer only creates containers".into(),
+        ));
+    }
+    Ok(WriteOp::Create {
+        path: c.path,
+        data: c.data,
+        acl: dedup(c.acl),
+        mode: c.mode,
+        ttl_ms: c.ttl_ms,
+    })
+}
+
+fn create_opcode(c: &Create) -> i32 {
+    if c.mode.is_ttl() {
+        op::CREATE_TTL
+    } else if c.mode == CreateMode::Container {
+        op::CREATE_CONTAINER
+    } else if c.with_stat {
+        op::CREATE2
+    } else {
+        op::CREATE
+    }
+}
+
+/// One entry of a committed multi's reply.
+fn multi_result(w: &mut Writer, outcome: &OpOutcome, with_stat: bool) {
+    match outcome {
+        OpOutcome::Created { path, stat } => {
+            if with_stat {
+                proto::multi_entry(w, op::CREATE2, 0);
+                w.ustring(path);
+                write_stat(w, stat);
+            } else {
+                proto::multi_entry(w, op::CREATE, 0);
+                w.ustring(path);
+            }
+        }
+        OpOutcome::Deleted => proto::multi_entry(w, op::DELETE, 0),
+        OpOutcome::DataSet { stat } | OpOutcome::AclSet { stat } => {
+            proto::multi_entry(w, op::SET_DATA, 0);
+            write_stat(w, stat);
+        }
+        OpOutcome::Checked => proto::multi_entry(w, op::CHECK, 0),
+        // Nested multis are refused before they get here.
+        OpOutcome::Multi(_) => proto::multi_entry(w, op::ERROR, code::RUNTIME_INCONSISTENCY),
+    }
+}
+
+fn error_entry(w: &mut Writer, err: i32) {
+    proto::multi_entry(w, op::ERROR, err);
+    w.int(err);
+}
+
+/// Submits one request of this connection's session.
+pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Pending {
+    let session = caller.session;
+    let peer = caller.peer;
+    let write = |op: WriteOp| {
+        move |state: &mut NodeState| {
+            let identity = state.identity(session, peer);
+            state.write(session, identity, op)
+        }
+    };
+    match request {
+        Request::Create(c) => {
+            let with_stat = c.with_stat;
+            let op = match create_op(c, opcode) {
+                Ok(op) => op,
+                Err(error) => return ready(error_reply(xid, &error)),
+            };
+            deferred(caller, xid, write(op), move |(outcome, h)| match outcome {
+                OpOutcome::Created { path, stat } => Ok((
+                    Some(h.zxid),
+                    body(|w| {
+                        w.ustring(&path);
+                        if with_stat {
+                            write_stat(w, &stat);
+                        }
+                    }),
+                )),
+                _ => Err(code::RUNTIME_INCONSISTENCY),
+            })
+            .await
+        }
+        Request::Delete { path, version } => {
+            deferred(
+                caller,
+                xid,
+                write(WriteOp::Delete { path, version }),
+                |(_, h)| Ok((Some(h.zxid), Vec::new())),
+            )
+            .await
+        }
+        Request::SetData {
+            path,
+            data,
+            version,
+        } => {
+            deferred(
+                caller,
+                xid,
+                write(WriteOp::SetData {
+                    path,
+                    data,
+                    version,
+                }),
+                |(outcome, h)| match outcome {
+                    OpOutcome::DataSet { stat } => {
+                        Ok((Some(h.zxid), body(|w| write_stat(w, &stat))))
+                    }
+                    _ => Err(code::RUNTIME_INCONSISTENCY),
+                },
+            )
+            .await
+        }
+        Request::SetAcl { path, acl, version } => {
+            if acl.is_empty() {
+                let error = Error::InvalidAcl("an ACL needs at least one entry".into());
+                return ready(error_reply(xid, &error));
+            }
+            deferred(
+                caller,
+                xid,
+                write(WriteOp::SetAcl {
+                    path,
+                    acl: dedup(acl),
+                    version,
+                }),
+                |(outcome, h)| match outcome {
+                    OpOutcome::AclSet { stat } => {
+                        Ok((Some(h.zxid), body(|w| write_stat(w, &stat))))
+                    }
+                    _ => Err(code::RUNTIME_INCONSISTENCY),
+                },
+            )
+            .await
+        }
+        Request::Check { path, version } => {
+            deferred(
+                caller,
+                xid,
+                write(WriteOp::Check { path, version }),
+                |(_, h)| Ok((Some(h.zxid), Vec::new())),
+            )
+            .await
+        }
+        Request::Multi(ops) => {
+            let mut shapes = Vec::with_capacity(ops.len());
+            let mut write_ops = Vec::with_capacity(ops.len());
+            for multi_op in ops {
+                let converted = match multi_op {
+                    MultiOp::Create(c) => {
+                        shapes.push(c.with_stat);
+                        let opcode = create_opcode(&c);
+                        create_op(c, opcode)
+                    }
+                    MultiOp::Delete { path, version } => {
+                        shapes.push(false);
+                        Ok(WriteOp::Delete { path, version })
+                    }
+                    MultiOp::SetData {
+                        path,
+                        data,
+                        version,
+                    } => {
+                        shapes.push(false);
+                        Ok(WriteOp::SetData {
+                            path,
+                            data,
+                            version,
+                        })
+                    }
+                    MultiOp::Check { path, version } => {
+                        shapes.push(false);
+                        Ok(WriteOp::Check { path, version })
+                    }
+                };
+                match converted {
+                    Ok(op) => write_ops.push(op),
+                    Err(error) => return ready(error_reply(xid, &error)),
+                }
+            }
+            deferred(
+                caller,
+                xid,
+                write(WriteOp::Multi(write_ops)),
+                move |(outcome, h)| {
+                    let OpOutcome::Multi(outcome) = outcome else {
+                        return Err(code::RUNTIME_INCONSISTENCY);
+                    };
+                    Ok((
+                        Some(h.zxid),
+                        body(|w| {
+                            match &outcome {
+                                MultiOutcome::Committed(results) => {
+                                    for (result, with_stat) in results.iter().zip(&shapes) {
+                                        multi_result(w, result, *with_stat);
+                                    }
+                                }
+                                MultiOutcome::Aborted {
+                                    failed_index,
+                                    error,
+                                    len,
+                                } => {
+                                    // ZooKeeper's report of a failed multi:
+                                    // 0 before the failing op, its code,
+                                    // then RuntimeInconsistency.
+                                    for i in 0..*len {
+                                        let err = match i.cmp(failed_index) {
+                                            std::cmp::Ordering::Less => code::OK,
+                                            std::cmp::Ordering::Equal => {
+                                                error.code().zookeeper_code()
+                                            }
+                                            std::cmp::Ordering::Greater => {
+                                                code::RUNTIME_INCONSISTENCY
+                                            }
+                                        };
+                                        error_entry(w, err);
+                                    }
+                                }
+                            }
+                            proto::multi_end(w);
+                        }),
+                    ))
+                },
+            )
+            .await
+        }
+        Request::GetData { path, watch } => {
+            read(
+                caller,
+                xid,
+                move |state| {
+                    let identity = state.identity(session, peer);
+                    let result = state.read(session, |m| {
+                        m.tree()
+                            .get_data(&path, &identity)
+                            .map(|(d, s)| (d.to_vec(), s))
+                    })?;
+                    if watch {
+                        state.watch(session, &path, WatchKind::Data)?;
+                    }
+                    Ok(result)
+                },
+                |((data, stat), h)| {
+                    Ok((
+                        Some(h.zxid),
+                        body(|w| {
+                            w.buffer(&data);
+                            write_stat(w, &stat);
+                        }),
+                    ))
+                },
+            )
+            .await
+        }
+        Request::Exists { path, watch } => {
+            read(
+                caller,
+                xid,
+                move |state| {
+                    let result = state.read(session, |m| m.tree().exists(&path))?;
+                    // exists leaves its watch on a missing node too, so
+                    // that it fires when the node is created.
+                    if watch {
+                        state.watch(session, &path, WatchKind::Data)?;
+                    }
+                    Ok(result)
+                },
+                |(found, h)| match found {
+                    Some(stat) => Ok((Some(h.zxid), body(|w| write_stat(w, &stat)))),
+                    None => Err(code::NO_NODE),
+                },
+            )
+            .await
+        }
+        Request::GetChildren {
+            path,
+            watch,
+            with_stat,
+        } => {
+            read(
+                caller,
+                xid,
+                move |state| {
+                    let identity = state.identity(session, peer);
+                    let result =
+                        state.read(session, |m| m.tree().get_children(&path, &identity))?;
+                    if watch {
+                        state.watch(session, &path, WatchKind::Child)?;
+                    }
+                    Ok(result)
+                },
+                move |((children, stat), h)| {
+                    Ok((
+                        Some(h.zxid),
+                        body(|w| {
+                            w.strings(&children);
+                            if with_stat {
+                                write_stat(w, &stat);
+                            }
+                        }),
+                    ))
+                },
+            )
+            .await
+        }
+        Request::GetAcl { path } => {
+            read(
+                caller,
+                xid,
+                move |state| {
+                    let identity = state.identity(session, peer);
+                    state.read(session, |m| m.tree().get_acl(&path, &identity))
+                },
+                |((acl, stat), h)| {
+                    Ok((
+                        Some(h.zxid),
+                        body(|w| {
+                            write_acl(w, &acl);
+                            write_stat(w, &stat);
+                        }),
+                    ))
+                },
+            )
+            .await
+        }
+        Request::MultiRead(ops) => {
+            read(
+                caller,
+                xid,
+                move |state| {
+                    let identity = state.identity(session, peer);
+                    state.read(session, |m| {
+                        let tree = m.tree();
+                        Ok(body(|w| {
+                            for read_op in &ops {
+                                match read_op {
+                                    ReadOp::GetData { path } => {
+                                        match tree.get_data(path, &identity) {
+                                            Ok((data, stat)) => {
+                                                proto::multi_entry(w, op::GET_DATA, 0);
+                                                w.buffer(data);
+                                                write_stat(w, &stat);
+                                            }
+                                            Err(e) => error_entry(w, e.code().zookeeper_code()),
+                                        }
+                                    }
+                                    ReadOp::GetChildren { path } => {
+                                        match tree.get_children(path, &identity) {
+                                            Ok((children, _)) => {
+                                                proto::multi_entry(w, op::GET_CHILDREN, 0);
+                                                w.strings(&children);
+                                            }
+                                            Err(e) => error_entry(w, e.code().zookeeper_code()),
+                                        }
+                                    }
+                                }
+                            }
+                            proto::multi_end(w);
+                        }))
+                    })
+                },
+                |(bytes, h)| Ok((Some(h.zxid), bytes)),
+            )
+            .await
+        }
+        Request::GetEphemerals { prefix } => {
+            let prefix = if prefix.is_empty() {
+                "/".to_owned()
+            } else {
+                prefix
+            };
+            read(
+                caller,
+                xid,
+                move |state| state.read(session, |m| Ok(m.tree().get_ephemerals(session, &prefix))),
+                |(paths, h)| Ok((Some(h.zxid), body(|w| w.strings(&paths)))),
+            )
+            .await
+        }
+        Request::GetAllChildrenNumber { path } => {
+            read(
+                caller,
+                xid,
+                move |state| {
+                    let identity = state.identity(session, peer);
+                    state.read(session, |m| {
+                        m.tree().get_all_children_number(&path, &identity)
+                    })
+                },
+                |(number, h)| {
+                    let number = i32::try_from(number).unwrap_or(i32::MAX);
+                    Ok((Some(h.zxid), body(|w| w.int(number))))
+                },
+            )
+            .await
+        }
+        Request::WhoAmI => {
+            read(
+                caller,
+                xid,
+                move |state| Ok(state.who_am_i(session, peer)),
+                |ids| {
+                    Ok((
+                        None,
+                        body(|w| {
+                            w.vector_len(ids.len());
+                            for (scheme, user) in &ids {
+                                w.ustring(scheme);
+                                w.ustring(user);
+                            }
+                        }),
+                    ))
+                },
+            )
+            .await
+        }
+        Request::Sync { path } => {
+            if let Err(error) = synod_core::path::validate(&path) {
+                return ready(error_reply(xid, &error));
+            }
+            deferred(
+                caller,
+                xid,
+                move |state| state.sync(session),
+                move |h| Ok((Some(h.zxid), body(|w| w.ustring(&path)))),
+            )
+            .await
+        }
+        Request::Ping => {
+            deferred(
+                caller,
+                xid,
+                move |state| Ok(state.ping(session)),
+                |_timeout| Ok((None, Vec::new())),
+            )
+            .await
+        }
+        Request::Auth { scheme, auth } => {
+            let pending = immediate(
+                caller,
+                xid,
+                move |state| state.add_auth(session, &scheme, &auth),
+                |h| (Some(h.zxid), Vec::new()),
+            )
+            .await;
+            // A failed authentication ends the connection, as ZooKeeper
+            // ends it (clients then report AUTH_FAILED).
+            Box::pin(async move {
+                let mut reply = pending.await;
+                if reply.result == Err(code::AUTH_FAILED) {
+                    reply.close = true;
+                }
+                reply
+            })
+        }
+        Request::SetWatches(s) => {
+            let lists = SetWatchLists {
+                data: s.data,
+                exist: s.exist,
+                child: s.child,
+                persistent: s.persistent,
+                persistent_recursive: s.persistent_recursive,
+            };
+            let relative = s.relative_zxid;
+            immediate(
+                caller,
+                xid,
+                move |state| state.set_watches(session, relative, &lists),
+                |h| (Some(h.zxid), Vec::new()),
+            )
+            .await
+        }
+        Request::AddWatch { path, kind } => {
+            immediate(
+                caller,
+                xid,
+                move |state| state.add_watch(session, &path, kind),
+                |h| (Some(h.zxid), Vec::new()),
+            )
+            .await
+        }
+        Request::CheckWatches { path, watcher_type } => {
+            immediate(
+                caller,
+                xid,
+                move |state| state.check_watches(session, &path, watcher_type),
+                |h| (Some(h.zxid), Vec::new()),
+            )
+            .await
+        }
+        Request::RemoveWatches { path, watcher_type } => {
+            immediate(
+                caller,
+                xid,
+                move |state| state.remove_watches(session, &path, watcher_type),
+                |h| (Some(h.zxid), Vec::new()),
+            )
+            .await
+        }
+        Request::CloseSession => {
+            let pending = deferred(
+                caller,
+                xid,
+                move |state| state.close_session(session),
+                |h| Ok((Some(h.zxid), Vec::new())),
+            )
+            .await;
+            Box::pin(async move {
+                let mut reply = pending.await;
+                reply.close = true;
+                reply
+            })
+        }
+        // Membership changes through ZooKeeper's reconfig are not enabled:
+        // answered as ZooKeeper answers with reconfigEnabled=false.
+        Request::Reconfig => ready(Reply {
+            xid,
+            result: Err(code::RECONFIG_DISABLED),
+            close: false,
+        }),
+        // No SASL, and opcodes nobody should send: ZooKeeper answers
+        // UNIMPLEMENTED and closes the connection.
+        Request::Sasl | Request::Unknown(_) => ready(Reply {
+            xid,
+            result: Err(code::UNIMPLEMENTED),
+            close: true,
+        }),
+    }
+}
+
+/// ZooKeeper removes duplicate entries from an ACL it is given.
+pub fn dedup(acl: Vec<Acl>) -> Vec<Acl> {
+    let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
+    for entry in acl {
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}

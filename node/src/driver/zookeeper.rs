@@ -1,0 +1,234 @@
+//! What the ZooKeeper front end asks of the node beyond the calls it shares
+//! with gRPC: re-attaching a session on a new connection (the lastZxidSeen
+//! rule and the password check), checkWatches, setWatches with the events
+//! a reconnecting client missed, whoAmI, and the numbers the four-letter
+//! words report.
+
+use super::*;
+use synod_core::watch::EventType;
+
+/// The answer to a connection's handshake for an existing session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    /// The client has seen state this member has not applied yet; it must
+    /// try another member (the connection is closed without an answer).
+    Behind { applied: Zxid },
+    /// This member serves no clients now (no leader, catching up).
+    NotServing(String),
+    /// The session is gone, or the password is not its password.
+    Expired,
+    Attached {
+        timeout_ms: Millis,
+        password: SessionPassword,
+        header: Header,
+    },
+}
+
+/// The node's numbers for `srvr`, `mntr` and their AdminServer forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkSummary {
+    pub node_id: NodeId,
+    pub role: Role,
+    pub observer: bool,
+    pub serving: bool,
+    pub zxid: Zxid,
+    pub znodes: u64,
+    pub watches: u64,
+    pub watched_paths: u64,
+    pub sessions: u64,
+    pub ephemerals: u64,
+    pub pending_txns: u64,
+    pub followers: u64,
+    pub synced_followers: u64,
+}
+
+impl NodeState {
+    /// Checks, for a handshake, whether the client may go on here: it may
+    /// not have seen a newer state than this member's (`last_zxid_seen`),
+    /// and for an existing session the password must be the session's.
+    pub fn attach_session(
+        &mut self,
+        session: SessionId,
+        password: &[u8],
+        last_zxid_seen: Zxid,
+    ) -> Attach {
+        if let Err(error) = self.check_serving() {
+            return Attach::NotServing(error.to_string());
+        }
+        let applied = self.machine.applied();
+        if last_zxid_seen > applied {
+            return Attach::Behind { applied };
+        }
+        if session == 0 {
+            // A new session: the caller creates it.
+            return Attach::Attached {
+                timeout_ms: 0,
+                password: SessionPassword::default(),
+                header: self.header(0),
+            };
+        }
+        match self.machine.sessions().get(session) {
+            Some(info) if info.password[..] == *password => {
+                if self.live(session).is_err() {
+                    return Attach::Expired;
+                }
+                self.outboxes.entry(session).or_default();
+                Attach::Attached {
+                    timeout_ms: info.timeout_ms,
+                    password: info.password,
+                    header: self.header(session),
+                }
+            }
+            _ => Attach::Expired,
+        }
+    }
+
+    /// ZooKeeper's checkWatches: NoWatcher unless the session holds a
+    /// watch of that type on the path.
+    pub fn check_watches(
+        &mut self,
+        session: SessionId,
+        path: &str,
+        watcher_type: WatcherType,
+    ) -> Result<Header, Error> {
+        self.live(session)?;
+        synod_core::path::validate(path)?;
+        if self.watches.holds(session, path, watcher_type) {
+            Ok(self.header(session))
+        } else {
+            Err(Error::NoWatcher(path.to_owned()))
+        }
+    }
+
+    /// ZooKeeper's setWatches after a reconnect: a watch whose change
+    /// happened after `relative_zxid` (the client's last seen state) fires
+    /// at once; the others are set again. Persistent watches are set again
+    /// without catch-up events, as ZooKeeper does.
+    pub fn set_watches(
+        &mut self,
+        session: SessionId,
+        relative_zxid: Zxid,
+        lists: &SetWatchLists,
+    ) -> Result<Header, Error> {
+        self.live(session)?;
+        let zxid = self.machine.applied();
+        let mut fired = Vec::new();
+        let mut keep = Vec::new();
+        {
+            let tree = self.machine.tree();
+            let stat_of = |path: &str| tree.exists(path).ok().flatten();
+            for path in &lists.data {
+                match stat_of(path) {
+                    None => fired.push((EventType::NodeDeleted, path)),
+                    Some(s) if s.mzxid > relative_zxid => {
+                        fired.push((EventType::NodeDataChanged, path))
+                    }
+                    Some(_) => keep.push((path, WatchKind::Data)),
+                }
+            }
+            for path in &lists.exist {
+                match stat_of(path) {
+                    Some(_) => fired.push((EventType::NodeCreated, path)),
+                    None => keep.push((path, WatchKind::Data)),
+                }
+            }
+            for path in &lists.child {
+                match stat_of(path) {
+                    None => fired.push((EventType::NodeDeleted, path)),
+                    Some(s) if s.pzxid > relative_zxid => {
+                        fired.push((EventType::NodeChildrenChanged, path))
+                    }
+                    Some(_) => keep.push((path, WatchKind::Child)),
+                }
+            }
+            for path in &lists.persistent {
+                keep.push((path, WatchKind::Persistent));
+            }
+            for path in &lists.persistent_recursive {
+                keep.push((path, WatchKind::PersistentRecursive));
+            }
+        }
+        let fired: Vec<WatchEvent> = fired
+            .into_iter()
+            .map(|(event, path)| WatchEvent {
+                session,
+                event,
+                path: path.clone(),
+                zxid,
+            })
+            .collect();
+        for (path, kind) in keep {
+            // A path the client could not have watched is skipped, as
+            // ZooKeeper skips it: one bad entry must not lose the others.
+            if synod_core::path::validate(path).is_ok() {
+                self.watch(session, path, kind)?;
+            }
+        }
+        for event in &fired {
+            self.enqueue(event);
+        }
+        Ok(self.header(session))
+    }
+
+    /// whoAmI: the session's identities as (scheme, user) pairs; a digest
+    /// identity shows its user name only, as ZooKeeper shows it.
+    pub fn who_am_i(
+        &self,
+        session: SessionId,
+        peer: Option<std::net::IpAddr>,
+    ) -> Vec<(String, String)> {
+        self.identity(session, peer)
+            .ids
+            .into_iter()
+            .map(|id| {
+                let user = match id.scheme.as_str() {
+                    "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
+                    _ => id.id,
+                };
+                (id.scheme, user)
+            })
+            .collect()
+    }
+
+    /// The watch event sequence a new connection of `session` starts
+    /// after: events queued before it are not sent to it.
+    pub fn watch_seq(&self, session: SessionId) -> u64 {
+        self.header(session).watch_seq
+    }
+
+    pub fn zk_summary(&self) -> ZkSummary {
+        let tree = self.machine.tree();
+        let status = self.status();
+        let followers = status.peers.len() as u64;
+        let commit = status.commit_index;
+        ZkSummary {
+            node_id: self.id,
+            role: status.role,
+            observer: status.membership.observers.contains(&self.id),
+            serving: self.serving,
+            zxid: self.machine.applied(),
+            znodes: tree.len() as u64,
+            watches: self.watches.len() as u64,
+            watched_paths: self.watches.watched_paths().len() as u64,
+            sessions: self.machine.sessions().len() as u64,
+            ephemerals: tree.ephemeral_count() as u64,
+            pending_txns: self.writes.pending() as u64,
+            followers,
+            synced_followers: status
+                .peers
+                .iter()
+                .filter(|(_, index, _)| *index >= commit)
+                .count() as u64,
+        }
+    }
+}
+
+/// The watch lists of a setWatches request.
+#[derive(Debug, Clone, Default)]
+pub struct SetWatchLists {
+    pub data: Vec<String>,
+    pub exist: Vec<String>,
+    pub child: Vec<String>,
+    pub persistent: Vec<String>,
+    pub persistent_recursive: Vec<String>,
+}
