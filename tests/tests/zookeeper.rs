@@ -1,0 +1,419 @@
+//! The ZooKeeper-protocol listener against a real third-party client (the
+//! `zookeeper-client` crate) and raw sockets, on real `synod` processes:
+//! sessions, one-shot, persistent and recursive watches, multi and
+//! multiRead, ACLs and auth, failover to another member keeping the
+//! session and its ephemerals, four-letter words, and bad input.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use synod_tests::{Ensemble, TestNode, free_addr};
+use zookeeper_client as zk;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
+async fn connect(hosts: &str) -> zk::Client {
+    tokio::time::timeout(
+        LIMIT,
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(6))
+            .connect(hosts),
+    )
+    .await
+    .expect("connects in time")
+    .expect("connects")
+}
+
+fn open() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+async fn event<F: std::future::Future<Output = zk::WatchedEvent>>(f: F) -> zk::WatchedEvent {
+    tokio::time::timeout(LIMIT, f).await.expect("event in time")
+}
+
+/// A four-letter word's answer, read to EOF as exporters read it.
+fn word(addr: SocketAddr, word: &str) -> String {
+    try_word(addr, word).expect("an answer")
+}
+
+/// The answer, or the error of a member that is down.
+fn try_word(addr: SocketAddr, word: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(LIMIT))?;
+    stream.write_all(word.as_bytes())?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zookeeper_client_works_across_the_ensemble() {
+    let ensemble = blocking(|| Ensemble::start(3, &[], None)).expect("ensemble");
+    blocking(|| ensemble.wait_ready(Duration::from_secs(30))).expect("ready");
+    let writer = connect(&ensemble.zookeeper_addr(1).to_string()).await;
+    let reader = connect(&ensemble.zookeeper_addr(2).to_string()).await;
+
+    // Reserved nodes, as ZooKeeper has them.
+    let mut reserved = reader.list_children("/zookeeper").await.expect("ls");
+    reserved.sort();
+    assert_eq!(reserved, vec!["config", "quota"]);
+
+    // Data, versions and a one-shot data watch fired by another member's
+    // client.
+    let (stat, _) = writer.create("/app", b"v0", &open()).await.expect("create");
+    assert_eq!(stat.version, 0);
+    reader.sync("/app").await.expect("sync");
+    let (data, _, watch) = reader.get_and_watch_data("/app").await.expect("get");
+    assert_eq!(data, b"v0");
+    let stat = writer.set_data("/app", b"v1", Some(0)).await.expect("set");
+    assert_eq!(stat.version, 1);
+    let fired = event(watch.changed()).await;
+    assert_eq!(fired.event_type, zk::EventType::NodeDataChanged);
+    assert_eq!(fired.path, "/app");
+    // The event came before this read's answer, which sees the change.
+    let (data, stat) = reader.get_data("/app").await.expect("get after event");
+    assert_eq!((data.as_slice(), stat.version), (&b"v1"[..], 1));
+    assert!(matches!(
+        writer.set_data("/app", b"x", Some(0)).await,
+        Err(zk::Error::BadVersion)
+    ));
+
+    // exists watches a missing node and fires when it is created.
+    let (found, watch) = reader
+        .check_and_watch_stat("/app/later")
+        .await
+        .expect("exists");
+    assert!(found.is_none());
+    writer
+        .create("/app/later", b"", &open())
+        .await
+        .expect("create child");
+    assert_eq!(
+        event(watch.changed()).await.event_type,
+        zk::EventType::NodeCreated
+    );
+
+    // A recursive watch sees creations, changes and deletions below it,
+    // and no child events.
+    let mut recursive = reader
+        .watch("/app", zk::AddWatchMode::PersistentRecursive)
+        .await
+        .expect("addWatch");
+    writer
+        .create("/app/deep", b"", &open())
+        .await
+        .expect("create");
+    writer.set_data("/app/deep", b"1", None).await.expect("set");
+    writer.delete("/app/deep", None).await.expect("delete");
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let fired = event(recursive.changed()).await;
+        kinds.push((fired.event_type, fired.path));
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            (zk::EventType::NodeCreated, "/app/deep".to_owned()),
+            (zk::EventType::NodeDataChanged, "/app/deep".to_owned()),
+            (zk::EventType::NodeDeleted, "/app/deep".to_owned()),
+        ]
+    );
+    drop(recursive);
+
+    // Sequential names increase; the suffix counts every child creation.
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let (_, first) = writer.create("/app/job-", b"", &seq).await.expect("seq");
+    let (_, second) = writer.create("/app/job-", b"", &seq).await.expect("seq");
+    assert!(
+        second.into_i64() > first.into_i64(),
+        "{first} then {second}"
+    );
+
+    // multi: all or nothing, with ZooKeeper's per-op results.
+    let mut multi = writer.new_multi_writer();
+    multi.add_create("/app/m1", b"a", &open()).expect("op");
+    multi.add_set_data("/app", b"v2", Some(1)).expect("op");
+    multi.add_check_version("/app/later", 0).expect("op");
+    let results = multi.commit().await.expect("multi commits");
+    assert_eq!(results.len(), 3);
+    let mut failing = writer.new_multi_writer();
+    failing.add_create("/app/m2", b"", &open()).expect("op");
+    failing.add_set_data("/app", b"v3", Some(99)).expect("op");
+    match failing.commit().await {
+        Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+            assert_eq!((index, source), (1, zk::Error::BadVersion));
+        }
+        other => panic!("expected the second op to fail: {other:?}"),
+    }
+    assert!(
+        writer
+            .check_stat("/app/m2")
+            .await
+            .expect("exists")
+            .is_none()
+    );
+    let mut reads = reader.new_multi_reader();
+    reads.add_get_data("/app/m1").expect("op");
+    reads.add_get_data("/app/missing").expect("op");
+    reads.add_get_children("/app").expect("op");
+    reader.sync("/app").await.expect("sync");
+    let results = reads.commit().await.expect("multiRead");
+    assert!(matches!(&results[0], zk::MultiReadResult::Data { data, .. } if data == b"a"));
+    assert!(matches!(
+        &results[1],
+        zk::MultiReadResult::Error {
+            err: zk::Error::NoNode
+        }
+    ));
+    assert!(
+        matches!(&results[2], zk::MultiReadResult::Children { children } if children.len() == 4)
+    );
+
+    // Ephemerals live with their session.
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    let owner = connect(&ensemble.zookeeper_addr(3).to_string()).await;
+    owner
+        .create("/app/lock", b"", &eph)
+        .await
+        .expect("ephemeral");
+    assert_eq!(
+        owner.list_ephemerals("/").await.expect("getEphemerals"),
+        vec!["/app/lock"]
+    );
+    let (_, gone) = reader
+        .check_and_watch_stat("/app/lock")
+        .await
+        .expect("exists");
+    drop(owner);
+    assert_eq!(
+        event(gone.changed()).await.event_type,
+        zk::EventType::NodeDeleted
+    );
+    writer.sync("/app").await.expect("sync");
+    assert_eq!(
+        writer
+            .count_descendants_number("/app")
+            .await
+            .expect("count"),
+        4
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_and_digest_auth() {
+    let ensemble = blocking(|| Ensemble::start(3, &[], None)).expect("ensemble");
+    blocking(|| ensemble.wait_ready(Duration::from_secs(30))).expect("ready");
+    let hosts = ensemble.zookeeper_hosts();
+    let alice = connect(&hosts).await;
+    alice
+        .auth("digest", b"alice:secret")
+        .await
+        .expect("addauth");
+    let users = alice.list_auth_users().await.expect("whoAmI");
+    assert!(
+        users
+            .iter()
+            .any(|u| u.scheme() == "digest" && u.user() == "alice"),
+        "{users:?}"
+    );
+    let private = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+    alice
+        .create("/private", b"s", &private)
+        .await
+        .expect("create");
+    let (acl, _) = alice.get_acl("/private").await.expect("getAcl");
+    assert_eq!(acl.len(), 1);
+    assert_eq!(acl[0].scheme(), "digest");
+
+    let mallory = connect(&hosts).await;
+    assert!(matches!(
+        mallory.get_data("/private").await,
+        Err(zk::Error::NoAuth)
+    ));
+    // A wrong digest password is not an error: it is just another id.
+    mallory
+        .auth("digest", b"alice:wrong")
+        .await
+        .expect("addauth");
+    assert!(matches!(
+        mallory.set_data("/private", b"x", None).await,
+        Err(zk::Error::NoAuth)
+    ));
+    let (data, _) = alice.get_data("/private").await.expect("owner reads");
+    assert_eq!(data, b"s");
+}
+
+/// Which member serves `session`, from each member's `cons` listing.
+fn member_serving(ensemble: &Ensemble, session: i64) -> Option<usize> {
+    let needle = format!("sid={session:#x}");
+    ensemble.ids().into_iter().find(|&id| {
+        try_word(ensemble.zookeeper_addr(id), "cons").is_ok_and(|cons| cons.contains(&needle))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_fails_over_to_another_member_with_its_ephemerals() {
+    let mut ensemble = blocking(|| Ensemble::start(3, &[], None)).expect("ensemble");
+    blocking(|| ensemble.wait_ready(Duration::from_secs(30))).expect("ready");
+    let client = connect(&ensemble.zookeeper_hosts()).await;
+    let session = client.session_id().0;
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    client.create("/held", b"", &eph).await.expect("ephemeral");
+    let (_, _, watch) = client.get_and_watch_data("/held").await.expect("watch");
+    let serving = blocking(|| member_serving(&ensemble, session)).expect("a member serves it");
+    blocking(|| ensemble.kill(serving)).expect("kill");
+    // The client moves to another member with the same session: its
+    // ephemeral is still there, and it can write.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.set_data("/held", b"after", None).await {
+            Ok(_) => break,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing_free_wait(&error).await;
+            }
+            Err(error) => panic!("no write after failover: {error}"),
+        }
+    }
+    assert_eq!(client.session_id().0, session, "the same session");
+    let moved_to = blocking(|| member_serving(&ensemble, session)).expect("served again");
+    assert_ne!(moved_to, serving);
+    let other = connect(&ensemble.zookeeper_addr(moved_to).to_string()).await;
+    let stat = other
+        .check_stat("/held")
+        .await
+        .expect("exists")
+        .expect("still there");
+    assert_eq!(stat.ephemeral_owner, session);
+    // The data watch set before the failover was set again (setWatches)
+    // and saw the write.
+    let fired = event(watch.changed()).await;
+    assert_eq!(fired.event_type, zk::EventType::NodeDataChanged);
+}
+
+async fn tracing_free_wait(_error: &zk::Error) {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+fn zookeeper_node(extra: &[&str]) -> (TestNode, SocketAddr) {
+    let zk_addr = free_addr().expect("address");
+    let addr_flag = zk_addr.to_string();
+    let mut args = vec!["--zookeeper-addr", &addr_flag];
+    args.extend_from_slice(extra);
+    let node = TestNode::start(&args).expect("node starts");
+    (node, zk_addr)
+}
+
+/// Connects and completes a handshake for a new session by hand.
+fn raw_session(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let mut body = Vec::new();
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&0i64.to_be_bytes());
+    body.extend_from_slice(&10_000i32.to_be_bytes());
+    body.extend_from_slice(&0i64.to_be_bytes());
+    body.extend_from_slice(&16i32.to_be_bytes());
+    body.extend_from_slice(&[0; 16]);
+    body.push(0);
+    send(&mut stream, &body);
+    let reply = receive(&mut stream).expect("connect response");
+    assert_eq!(reply.len(), 4 + 4 + 8 + 4 + 16 + 1);
+    stream
+}
+
+fn send(stream: &mut TcpStream, body: &[u8]) {
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    stream.write_all(&frame).expect("write");
+}
+
+/// One frame, or `None` at EOF (the server closed the connection).
+fn receive(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+        Err(e) => panic!("read: {e}"),
+    }
+    let mut frame = vec![0; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut frame).expect("frame");
+    Some(frame)
+}
+
+fn closed(stream: &mut TcpStream) -> bool {
+    receive(stream).is_none()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_letter_words_and_bad_input() {
+    let (_node, addr) = blocking(|| {
+        zookeeper_node(&[
+            "--zookeeper-max-connections-per-ip",
+            "8",
+            "--four-letter-words",
+            "ruok,srvr,mntr,envi",
+        ])
+    });
+    blocking(|| {
+        assert_eq!(word(addr, "ruok"), "imok");
+        let srvr = word(addr, "srvr");
+        assert!(srvr.starts_with("Zookeeper version: 3."), "{srvr}");
+        assert!(srvr.contains("Mode: standalone"), "{srvr}");
+        // Every mntr value but version and state is a number.
+        for line in word(addr, "mntr").lines() {
+            let (key, value) = line.split_once('\t').expect("key<TAB>value");
+            if key != "zk_version" && key != "zk_server_state" {
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+            }
+        }
+        assert!(word(addr, "envi").contains("zookeeper.version=3."));
+        assert_eq!(
+            word(addr, "cons"),
+            "cons is not executed because it is not in the whitelist.\n"
+        );
+
+        // A frame over the limit closes that connection only.
+        let mut good = raw_session(addr);
+        let mut big = raw_session(addr);
+        big.write_all(&(2 * 1024 * 1024i32).to_be_bytes())
+            .expect("write");
+        assert!(closed(&mut big), "an oversized frame closes the connection");
+        // Malformed jute (a create whose path length runs past the frame).
+        let mut bad = raw_session(addr);
+        let mut body = 1i32.to_be_bytes().to_vec();
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&1000i32.to_be_bytes());
+        send(&mut bad, &body);
+        assert!(closed(&mut bad), "malformed requests close the connection");
+        // An unknown opcode is answered UNIMPLEMENTED, then closed.
+        let mut unknown = raw_session(addr);
+        let mut body = 7i32.to_be_bytes().to_vec();
+        body.extend_from_slice(&999i32.to_be_bytes());
+        send(&mut unknown, &body);
+        let reply = receive(&mut unknown).expect("a reply");
+        assert_eq!(&reply[0..4], &7i32.to_be_bytes(), "the xid echoed");
+        assert_eq!(&reply[12..16], &(-6i32).to_be_bytes(), "UNIMPLEMENTED");
+        assert!(closed(&mut unknown));
+        // The first connection still works: a ping.
+        let mut ping = (-2i32).to_be_bytes().to_vec();
+        ping.extend_from_slice(&11i32.to_be_bytes());
+        send(&mut good, &ping);
+        let reply = receive(&mut good).expect("ping reply");
+        assert_eq!(&reply[0..4], &(-2i32).to_be_bytes());
+        assert_eq!(&reply[12..16], &0i32.to_be_bytes());
+
+        // Connections from one address beyond the limit are closed at once.
+        let mut held: Vec<TcpStream> = (0..7).map(|_| raw_session(addr)).collect();
+        let mut over = TcpStream::connect(addr).expect("connect");
+        over.set_read_timeout(Some(LIMIT)).expect("timeout");
+        assert!(closed(&mut over), "the ninth connection is refused");
+        held.clear();
+    });
+}
