@@ -210,18 +210,17 @@ pub async fn run(
         driver.clone(),
         (config.heartbeat_ms / 2).max(1),
     ));
-    let zookeeper = zookeeper_listener.map(|listener| {
-        tokio::spawn(crate::api::zookeeper::serve(
-            listener,
-            driver.clone(),
-            config.zookeeper_config(),
-            stopped(),
-        ))
-    });
+    let zookeeper_front =
+        crate::api::zookeeper::ZooKeeperFrontEnd::new(driver.clone(), config.zookeeper_config());
+    let zookeeper = zookeeper_listener
+        .map(|listener| tokio::spawn(zookeeper_front.clone().serve(listener, stopped())));
     let http = tokio::spawn(
-        axum::serve(http_listener, http_router(driver, metrics.clone()))
-            .with_graceful_shutdown(stopped())
-            .into_future(),
+        axum::serve(
+            http_listener,
+            http_router(driver, metrics.clone(), zookeeper_front),
+        )
+        .with_graceful_shutdown(stopped())
+        .into_future(),
     );
     let signal = {
         let stopped = stopped();
@@ -283,7 +282,11 @@ pub async fn run(
 /// `/metrics` in Prometheus text format, `/healthz` while the process runs,
 /// `/readyz` while the node is a member, knows a leader and has applied
 /// what it knows to be committed (and its driver answers).
-fn http_router(driver: DriverHandle, metrics: Arc<Metrics>) -> axum::Router {
+fn http_router(
+    driver: DriverHandle,
+    metrics: Arc<Metrics>,
+    zookeeper: crate::api::zookeeper::ZooKeeperFrontEnd,
+) -> axum::Router {
     use axum::http::{StatusCode, header};
     use axum::routing::get;
     let scrape = driver.clone();
@@ -327,4 +330,47 @@ fn http_router(driver: DriverHandle, metrics: Arc<Metrics>) -> axum::Router {
                 }
             }),
         )
+        // ZooKeeper's AdminServer commands, for tools that read them.
+        .route(
+            "/commands",
+            get(|| async {
+                let names = crate::api::zookeeper::ZooKeeperFrontEnd::command_names();
+                json_response(StatusCode::OK, &serde_json::json!({ "commands": names }))
+            }),
+        )
+        .route(
+            "/commands/{name}",
+            get(
+                move |axum::extract::Path(name): axum::extract::Path<String>| {
+                    let zookeeper = zookeeper.clone();
+                    async move {
+                        match zookeeper.command(&name).await {
+                            Some(answer) => json_response(StatusCode::OK, &answer),
+                            None => json_response(
+                                StatusCode::NOT_FOUND,
+                                &serde_json::json!({
+                                    "command": name,
+                                    "error": "Unknown command",
+                                }),
+                            ),
+                        }
+                    }
+                },
+            ),
+        )
+}
+
+fn json_response(
+    status: axum::http::StatusCode,
+    body: &serde_json::Value,
+) -> (
+    axum::http::StatusCode,
+    [(axum::http::header::HeaderName, &'static str); 1],
+    String,
+) {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }

@@ -353,7 +353,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_letter_words_and_bad_input() {
-    let (_node, addr) = blocking(|| {
+    let (node, addr) = blocking(|| {
         zookeeper_node(&[
             "--zookeeper-max-connections-per-ip",
             "8",
@@ -378,6 +378,19 @@ async fn four_letter_words_and_bad_input() {
             word(addr, "cons"),
             "cons is not executed because it is not in the whitelist.\n"
         );
+
+        // ZooKeeper's AdminServer commands, as JSON on the HTTP port.
+        let (status, body) = node.http_get("/commands/mntr").expect("GET");
+        assert_eq!(status, 200, "{body}");
+        let monitor: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(monitor["command"], "monitor");
+        assert!(monitor["error"].is_null());
+        assert!(
+            monitor["znode_count"].as_u64().is_some_and(|n| n >= 4),
+            "{body}"
+        );
+        let (status, _) = node.http_get("/commands/nonsense").expect("GET");
+        assert_eq!(status, 404);
 
         // A frame over the limit closes that connection only.
         let mut good = raw_session(addr);

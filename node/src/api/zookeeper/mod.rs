@@ -7,6 +7,7 @@
 //! four-letter words. TLS (a secure port) would wrap the stream handed to
 //! `conn::serve` and nothing else.
 
+mod commands;
 mod conn;
 pub mod jute;
 mod ops;
@@ -185,51 +186,71 @@ impl Shared {
     }
 }
 
-/// Serves ZooKeeper clients on `listener` until `stop` resolves; then
-/// closes every connection.
-pub async fn serve(
-    listener: TcpListener,
-    driver: DriverHandle,
-    config: ZkConfig,
-    stop: impl Future<Output = ()>,
-) {
-    let shared = Arc::new(Shared {
-        driver,
-        config,
-        counters: Counters::default(),
-        next_conn: AtomicU64::new(1),
-        connections: Mutex::default(),
-        per_ip: Mutex::default(),
-        owners: Mutex::default(),
-    });
-    let mut connections = tokio::task::JoinSet::new();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            // Reap finished connection tasks as they end.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Some((registration, stats)) = shared.register(peer) else {
-                        tracing::warn!(
-                            %peer,
-                            limit = shared.config.max_connections_per_ip,
-                            "too many ZooKeeper connections from this address; closing the new one"
-                        );
-                        continue;
-                    };
-                    if let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%error, "cannot disable Nagle's algorithm");
-                    }
-                    connections.spawn(conn::serve(stream, shared.clone(), registration, stats));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a ZooKeeper connection failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+/// The ZooKeeper front end of a node: its listener and the counters and
+/// connections the four-letter words and AdminServer commands report.
+#[derive(Debug, Clone)]
+pub struct ZooKeeperFrontEnd {
+    shared: Arc<Shared>,
+}
+
+impl ZooKeeperFrontEnd {
+    pub fn new(driver: DriverHandle, config: ZkConfig) -> Self {
+        ZooKeeperFrontEnd {
+            shared: Arc::new(Shared {
+                driver,
+                config,
+                counters: Counters::default(),
+                next_conn: AtomicU64::new(1),
+                connections: Mutex::default(),
+                per_ip: Mutex::default(),
+                owners: Mutex::default(),
+            }),
         }
     }
-    connections.shutdown().await;
+
+    /// An AdminServer command as JSON; `None` for an unknown name.
+    pub async fn command(&self, name: &str) -> Option<serde_json::Value> {
+        commands::run(&self.shared, name).await
+    }
+
+    /// The AdminServer command names.
+    pub fn command_names() -> Vec<&'static str> {
+        commands::names()
+    }
+
+    /// Serves ZooKeeper clients on `listener` until `stop` resolves; then
+    /// closes every connection.
+    pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()>) {
+        let shared = self.shared;
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                // Reap finished connection tasks as they end.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let Some((registration, stats)) = shared.register(peer) else {
+                            tracing::warn!(
+                                %peer,
+                                limit = shared.config.max_connections_per_ip,
+                                "too many ZooKeeper connections from this address; closing the new one"
+                            );
+                            continue;
+                        };
+                        if let Err(error) = stream.set_nodelay(true) {
+                            tracing::debug!(%error, "cannot disable Nagle's algorithm");
+                        }
+                        connections.spawn(conn::serve(stream, shared.clone(), registration, stats));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a ZooKeeper connection failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        connections.shutdown().await;
+    }
 }

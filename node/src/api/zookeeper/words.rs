@@ -10,6 +10,7 @@ use synod_core::paxos::Role;
 
 use super::{Shared, lock};
 use crate::driver::ZkSummary;
+use crate::metrics::Gauges;
 
 /// The ZooKeeper release whose client protocol this listener speaks; tools
 /// parse `X.Y.Z` from the version line (kazoo's `server_version`).
@@ -24,7 +25,7 @@ pub(super) fn known(first: &[u8; 4]) -> Option<&'static str> {
     WORDS.into_iter().find(|w| w.as_bytes() == first)
 }
 
-fn version() -> String {
+pub(super) fn version() -> String {
     format!("{COMPATIBLE_VERSION}-synod-{}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -64,35 +65,11 @@ pub(super) async fn answer(shared: &Shared, word: &'static str) -> String {
         }
         _ => {}
     }
-    let Ok((summary, voters, gauges)) = shared
-        .driver
-        .call(|state| {
-            (
-                state.zk_summary(),
-                state.status().membership.voters.len(),
-                state.gauges(),
-            )
-        })
-        .await
-    else {
+    let Some(n) = gather(shared).await else {
         return "This ZooKeeper instance is not currently serving requests\n".into();
     };
-    let c = &shared.counters;
-    let count = c.latency_count.load(Ordering::Relaxed);
-    let avg_ms = if count == 0 {
-        0.0
-    } else {
-        c.latency_total_us.load(Ordering::Relaxed) as f64 / count as f64 / 1000.0
-    };
-    let min_ms = c.latency_min_us.load(Ordering::Relaxed) / 1000;
-    let max_ms = c.latency_max_us.load(Ordering::Relaxed) / 1000;
-    let received = c.received.load(Ordering::Relaxed);
-    let sent = c.sent.load(Ordering::Relaxed);
-    let alive = lock(&shared.connections).len();
-    let outstanding = c.outstanding.load(Ordering::Relaxed).max(0);
-    let mode = mode(&summary, voters);
     match word {
-        "isro" => if summary.serving { "rw" } else { "ro" }.into(),
+        "isro" => if n.summary.serving { "rw" } else { "ro" }.into(),
         "srvr" | "stat" => {
             let mut out = format!("Zookeeper version: {}, built on n/a\n", version());
             if word == "stat" {
@@ -102,59 +79,135 @@ pub(super) async fn answer(shared: &Shared, word: &'static str) -> String {
             }
             let _ = write!(
                 out,
-                "Latency min/avg/max: {min_ms}/{avg_ms:.4}/{max_ms}\nReceived: {received}\nSent: {sent}\nConnections: {alive}\nOutstanding: {outstanding}\nZxid: {:#x}\nMode: {mode}\nNode count: {}\n",
-                summary.zxid, summary.znodes
+                "Latency min/avg/max: {}/{:.4}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: {:#x}\nMode: {}\nNode count: {}\n",
+                n.min_ms,
+                n.avg_ms,
+                n.max_ms,
+                n.received,
+                n.sent,
+                n.alive,
+                n.outstanding,
+                n.summary.zxid,
+                n.mode,
+                n.summary.znodes
             );
             out
         }
         "mntr" => {
-            let (open_fds, max_fds) = file_descriptors();
-            let mut lines = vec![
-                ("zk_version".to_owned(), version()),
-                ("zk_server_state".into(), mode.into()),
-                ("zk_avg_latency".into(), format!("{avg_ms:.4}")),
-                ("zk_max_latency".into(), max_ms.to_string()),
-                ("zk_min_latency".into(), min_ms.to_string()),
-                ("zk_packets_received".into(), received.to_string()),
-                ("zk_packets_sent".into(), sent.to_string()),
-                ("zk_num_alive_connections".into(), alive.to_string()),
-                ("zk_outstanding_requests".into(), outstanding.to_string()),
-                ("zk_znode_count".into(), summary.znodes.to_string()),
-                ("zk_watch_count".into(), summary.watches.to_string()),
-                ("zk_ephemerals_count".into(), summary.ephemerals.to_string()),
-                ("zk_global_sessions".into(), summary.sessions.to_string()),
-                ("zk_last_proposal_size".into(), "-1".into()),
-                ("zk_open_file_descriptor_count".into(), open_fds.to_string()),
-                ("zk_max_file_descriptor_count".into(), max_fds.to_string()),
-            ];
-            if mode == "leader" {
-                lines.push(("zk_learners".into(), summary.followers.to_string()));
-                lines.push(("zk_followers".into(), summary.followers.to_string()));
-                lines.push((
-                    "zk_synced_followers".into(),
-                    summary.synced_followers.to_string(),
-                ));
-                lines.push(("zk_pending_syncs".into(), "0".into()));
-            }
             let mut out = String::new();
-            for (key, value) in lines {
-                let _ = writeln!(out, "{key}\t{value}");
+            for (key, value) in monitor(&n) {
+                let _ = writeln!(out, "zk_{key}\t{value}");
             }
             out
         }
         "wchs" => format!(
-            "{alive} connections watching {} paths\nTotal watches:{}\n",
-            summary.watched_paths, summary.watches
+            "{} connections watching {} paths\nTotal watches:{}\n",
+            n.alive, n.summary.watched_paths, n.summary.watches
         ),
         "dirs" => format!(
             "datadir_size: {}\nlogdir_size: {}\n",
-            gauges.snapshot_bytes, gauges.log_bytes
+            n.gauges.snapshot_bytes, n.gauges.log_bytes
         ),
         _ => String::new(),
     }
 }
 
-fn reset(shared: &Shared) {
+/// What `srvr`, `mntr` and their JSON forms report, gathered at once.
+#[derive(Debug)]
+pub(super) struct Numbers {
+    pub summary: ZkSummary,
+    pub gauges: Gauges,
+    pub mode: &'static str,
+    pub min_ms: u64,
+    pub avg_ms: f64,
+    pub max_ms: u64,
+    pub received: u64,
+    pub sent: u64,
+    pub alive: usize,
+    pub outstanding: i64,
+}
+
+/// A `mntr` value: numbers stay numbers in the JSON form.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Value {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(t) => f.write_str(t),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x:.4}"),
+        }
+    }
+}
+
+pub(super) async fn gather(shared: &Shared) -> Option<Numbers> {
+    let (summary, voters, gauges) = shared
+        .driver
+        .call(|state| {
+            (
+                state.zk_summary(),
+                state.status().membership.voters.len(),
+                state.gauges(),
+            )
+        })
+        .await
+        .ok()?;
+    let c = &shared.counters;
+    let count = c.latency_count.load(Ordering::Relaxed);
+    let avg_ms = if count == 0 {
+        0.0
+    } else {
+        c.latency_total_us.load(Ordering::Relaxed) as f64 / count as f64 / 1000.0
+    };
+    Some(Numbers {
+        mode: mode(&summary, voters),
+        summary,
+        gauges,
+        min_ms: c.latency_min_us.load(Ordering::Relaxed) / 1000,
+        avg_ms,
+        max_ms: c.latency_max_us.load(Ordering::Relaxed) / 1000,
+        received: c.received.load(Ordering::Relaxed),
+        sent: c.sent.load(Ordering::Relaxed),
+        alive: lock(&shared.connections).len(),
+        outstanding: c.outstanding.load(Ordering::Relaxed).max(0),
+    })
+}
+
+/// `mntr`'s keys (without the `zk_` prefix) and values.
+pub(super) fn monitor(n: &Numbers) -> Vec<(&'static str, Value)> {
+    let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+    let (open_fds, max_fds) = file_descriptors();
+    let mut lines = vec![
+        ("version", Value::Text(version())),
+        ("server_state", Value::Text(n.mode.into())),
+        ("avg_latency", Value::Float(n.avg_ms)),
+        ("max_latency", int(n.max_ms)),
+        ("min_latency", int(n.min_ms)),
+        ("packets_received", int(n.received)),
+        ("packets_sent", int(n.sent)),
+        ("num_alive_connections", int(n.alive as u64)),
+        ("outstanding_requests", Value::Int(n.outstanding)),
+        ("znode_count", int(n.summary.znodes)),
+        ("watch_count", int(n.summary.watches)),
+        ("ephemerals_count", int(n.summary.ephemerals)),
+        ("global_sessions", int(n.summary.sessions)),
+        ("open_file_descriptor_count", int(open_fds)),
+        ("max_file_descriptor_count", int(max_fds)),
+    ];
+    if n.mode == "leader" {
+        lines.push(("learners", int(n.summary.followers)));
+        lines.push(("followers", int(n.summary.followers)));
+        lines.push(("synced_followers", int(n.summary.synced_followers)));
+    }
+    lines
+}
+
+pub(super) fn reset(shared: &Shared) {
     let c = &shared.counters;
     for counter in [
         &c.received,
@@ -173,7 +226,7 @@ fn reset(shared: &Shared) {
 }
 
 /// One line per connection, as ZooKeeper's `cons`.
-fn connections(shared: &Shared) -> String {
+pub(super) fn connections(shared: &Shared) -> String {
     let mut out = String::new();
     for conn in lock(&shared.connections).values() {
         let _ = writeln!(
@@ -189,7 +242,7 @@ fn connections(shared: &Shared) -> String {
     out
 }
 
-fn environment() -> String {
+pub(super) fn environment() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();
