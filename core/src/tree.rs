@@ -891,13 +891,23 @@ impl DataTree {
     }
 
     /// ACL and Stat of a node; needs READ or ADMIN, as in ZooKeeper 3.5+.
+    /// Without ADMIN, digest ids show their user only (`user:x`), so that a
+    /// reader cannot take the password hashes away to crack them, as
+    /// ZooKeeper does since CVE-2019-0201.
     pub fn get_acl(&self, p: &str, identity: &Identity) -> Result<(Vec<Acl>, Stat), Error> {
         let node = self.lookup(p)?;
         let acl = self.acls.get(node.acl);
         self.config
             .acl
             .check(acl, perms::READ | perms::ADMIN, identity, p)?;
-        Ok((acl.to_vec(), node.stat()))
+        let mut shown = acl.to_vec();
+        if !self.config.acl.permits(acl, perms::ADMIN, identity) {
+            for entry in shown.iter_mut().filter(|e| e.id.scheme == "digest") {
+                let user = entry.id.id.split(':').next().unwrap_or_default();
+                entry.id.id = format!("{user}:x");
+            }
+        }
+        Ok((shown, node.stat()))
     }
 
     /// Deletes every ephemeral node of `session`, in path order, so that

@@ -1388,6 +1388,30 @@ fn digest_acl_admits_only_the_matching_credential() {
 }
 
 #[test]
+fn get_acl_masks_digest_hashes_from_readers_without_admin() {
+    let mut h = Harness::new();
+    let alice_id = digest_id("alice:pw").unwrap();
+    let entries = vec![
+        acl(perms::ALL, "digest", &alice_id),
+        acl(perms::READ, "world", "anyone"),
+    ];
+    h.ok(create_acl("/shared", entries.clone()));
+    let (seen, _) = h.tree.get_acl("/shared", &Identity::anonymous()).unwrap();
+    let ids: Vec<&str> = seen.iter().map(|a| a.id.id.as_str()).collect();
+    assert!(ids.contains(&"alice:x"), "the hash is not shown: {ids:?}");
+    assert!(ids.contains(&"anyone"), "{ids:?}");
+    let (admin_sees, _) = h
+        .tree
+        .get_acl("/shared", &digest_identity("alice:pw"))
+        .unwrap();
+    let ids: Vec<&str> = admin_sees.iter().map(|a| a.id.id.as_str()).collect();
+    assert!(
+        ids.contains(&alice_id.as_str()),
+        "ADMIN sees the ACL as it is"
+    );
+}
+
+#[test]
 fn ip_acl_matches_addresses_and_cidr_ranges() {
     let mut h = Harness::new();
     h.ok(create_acl(
@@ -1457,7 +1481,8 @@ fn auth_scheme_expands_to_the_authenticated_ids() {
         },
     ];
     expected.sort();
-    let (got, _) = h.tree.get_acl("/mine", &Identity::anonymous()).unwrap();
+    // Read as its ADMIN, which sees the digests unmasked.
+    let (got, _) = h.tree.get_acl("/mine", &h.identity).unwrap();
     assert_eq!(got, expected, "the address is not an authenticated id");
 
     h.as_identity(digest_identity("alice:pw"));
