@@ -37,8 +37,11 @@
 #   KEYS=1000         znodes that set/get touch
 #   OPS="set get create"
 #   SYNOD_PROTOCOL=grpc  how synod-bench loads Synod: grpc (each session's
-#                     calls on one Pipeline stream, as the Rust client does)
-#                     or grpc-unary (one unary call per request)
+#                     calls on one Pipeline stream, as the Rust client does),
+#                     grpc-unary (one unary call per request), or zookeeper
+#                     (the ZooKeeper wire protocol on `synod dev`'s
+#                     127.0.0.1:2181-2183: the same client stack as the
+#                     ZooKeeper rounds)
 #   KEEP=1            keep the temporary directory (Synod logs, raw JSON)
 #   TMPDIR=/tmp       where the temporary directories go (both systems'
 #                     data; must be a real disk, not tmpfs)
@@ -60,10 +63,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SYNOD_BIN="$ROOT/target/release/synod"
 BENCH_BIN="$ROOT/target/release/synod-bench"
 ZK_SCRIPT="$ROOT/bench/zookeeper-baseline.sh"
-SYNOD_PORTS=(7001 7002 7003 7101 7102 7103 7201 7202 7203)
+# synod dev also listens for ZooKeeper clients on 2181-2183: the two
+# systems never run at the same time.
+SYNOD_PORTS=(7001 7002 7003 7101 7102 7103 7201 7202 7203 2181 2182 2183)
 SYNOD_HTTP_PORTS=(7201 7202 7203)
 ZK_PORTS=(2181 2182 2183 12888 12889 12890 13888 13889 13890)
-ENDPOINTS="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+if [ "$SYNOD_PROTOCOL" = zookeeper ]; then
+  ENDPOINTS="127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
+else
+  ENDPOINTS="127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+fi
 
 log() { echo "ensemble-vs-zookeeper: $*" >&2; }
 die() { log "error: $*"; exit 1; }
