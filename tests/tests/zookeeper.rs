@@ -309,19 +309,26 @@ fn zookeeper_node(extra: &[&str]) -> (TestNode, SocketAddr) {
     (node, zk_addr)
 }
 
-/// Connects and completes a handshake for a new session by hand.
-fn raw_session(addr: SocketAddr) -> TcpStream {
+/// Sends a handshake for a new session by hand: the client has seen
+/// `last_zxid` and asks for `timeout_ms`.
+fn handshake(addr: SocketAddr, last_zxid: i64, timeout_ms: i32) -> TcpStream {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(LIMIT)).expect("timeout");
     let mut body = Vec::new();
     body.extend_from_slice(&0i32.to_be_bytes());
-    body.extend_from_slice(&0i64.to_be_bytes());
-    body.extend_from_slice(&10_000i32.to_be_bytes());
+    body.extend_from_slice(&last_zxid.to_be_bytes());
+    body.extend_from_slice(&timeout_ms.to_be_bytes());
     body.extend_from_slice(&0i64.to_be_bytes());
     body.extend_from_slice(&16i32.to_be_bytes());
     body.extend_from_slice(&[0; 16]);
     body.push(0);
     send(&mut stream, &body);
+    stream
+}
+
+/// Connects and completes a handshake for a new session by hand.
+fn raw_session(addr: SocketAddr) -> TcpStream {
+    let mut stream = handshake(addr, 0, 10_000);
     let reply = receive(&mut stream).expect("connect response");
     assert_eq!(reply.len(), 4 + 4 + 8 + 4 + 16 + 1);
     stream
@@ -392,6 +399,16 @@ async fn four_letter_words_and_bad_input() {
         let (status, _) = node.http_get("/commands/nonsense").expect("GET");
         assert_eq!(status, 404);
 
+        // Timeouts are clamped into the configured bounds (4 s by default).
+        let mut short = handshake(addr, 0, 1);
+        let reply = receive(&mut short).expect("connect response");
+        assert_eq!(&reply[4..8], &4_000i32.to_be_bytes(), "negotiated timeout");
+        // A client that has seen more than this member applied is refused
+        // without an answer, so that it tries another member.
+        let mut ahead = handshake(addr, 1 << 40, 10_000);
+        assert!(closed(&mut ahead), "a client from the future is refused");
+        drop(short);
+
         // A frame over the limit closes that connection only.
         let mut good = raw_session(addr);
         let mut big = raw_session(addr);
@@ -423,6 +440,8 @@ async fn four_letter_words_and_bad_input() {
         assert_eq!(&reply[12..16], &0i32.to_be_bytes());
 
         // Connections from one address beyond the limit are closed at once.
+        // (The server lets go of the closed ones above as their tasks end.)
+        std::thread::sleep(Duration::from_millis(300));
         let mut held: Vec<TcpStream> = (0..7).map(|_| raw_session(addr)).collect();
         let mut over = TcpStream::connect(addr).expect("connect");
         over.set_read_timeout(Some(LIMIT)).expect("timeout");
