@@ -632,7 +632,10 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                 caller,
                 xid,
                 move |state| state.add_watch(session, &path, kind),
-                |h| (Some(h.zxid), Vec::new()),
+                // ZooKeeper answers addWatch with an ErrorResponse body
+                // (`int err = 0`), and the Java client reads one: without it
+                // the client fails the reply and drops the connection.
+                |h| (Some(h.zxid), body(|w| w.int(code::OK))),
             )
             .await
         }
