@@ -263,8 +263,10 @@ fn acl_list(r: &mut Reader<'_>) -> Result<Vec<Acl>, JuteError> {
     (0..n)
         .map(|_| {
             let perms = r.int("acl perms")?;
-            let scheme = r.ustring("acl scheme")?;
-            let id = r.ustring("acl id")?;
+            // kazoo sends the `auth` scheme's id as null; ZooKeeper reads
+            // a null string as empty.
+            let scheme = r.ustring_opt("acl scheme")?.unwrap_or_default();
+            let id = r.ustring_opt("acl id")?.unwrap_or_default();
             Ok(Acl {
                 // ZooKeeper keeps the bits as given; only known ones mean
                 // anything.
@@ -670,6 +672,23 @@ mod tests {
         assert_eq!(visible_owner(CONTAINER_OWNER), 0);
         assert_eq!(visible_owner(0xff00_0000_0000_1000_u64 as i64), 0);
         assert_eq!(visible_owner(12345), 12345);
+    }
+
+    #[test]
+    fn a_null_acl_id_reads_as_empty() {
+        let bytes = body(|w| {
+            w.ustring("/a");
+            w.buffer(b"");
+            w.vector_len(1);
+            w.int(31);
+            w.ustring("auth");
+            w.int(-1);
+            w.int(0);
+        });
+        let Request::Create(c) = Request::decode(op::CREATE, &bytes).unwrap() else {
+            panic!("not a create");
+        };
+        assert_eq!(c.acl[0].id, Id::new("auth", ""));
     }
 
     #[test]
