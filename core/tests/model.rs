@@ -1011,6 +1011,7 @@ impl World {
                     time,
                     &Txn::CreateSession {
                         timeout_ms: *timeout_ms,
+                        password: [3; 16],
                     },
                 );
                 let negotiated = (*timeout_ms).clamp(4_000, 40_000);

@@ -69,7 +69,10 @@ fn txn_strategy() -> impl Strategy<Value = Txn> {
             identity: Identity::anonymous(),
             op: WriteOp::Multi(ops),
         }),
-        1 => Just(Txn::CreateSession { timeout_ms: 10_000 }),
+        1 => Just(Txn::CreateSession {
+            timeout_ms: 10_000,
+            password: [5; 16],
+        }),
         1 => (1i64..4).prop_map(|session| Txn::CloseSession { session, reason: CloseReason::Expired }),
         1 => path_strategy().prop_map(|path| Txn::Reap { path }),
         // Limits change through the log; replay must check each txn with the
