@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the ZooKeeper client compatibility suites against a real three-node
-# Synod ensemble (tests/compat/synod-ensemble.sh, the debug binary that
-# scripts/test builds): kazoo's own test suite (tests/compat/kazoo) and the
+# Runs the ZooKeeper client compatibility suites against real three-node
+# Synod ensembles (tests/compat/synod-ensemble.sh, the debug binary that
+# scripts/test builds): kazoo's own test suite (tests/compat/kazoo), Apache
+# Curator 5 recipes (tests/compat/curator) and zkCli (tests/compat/zkcli),
+# both from Debian's packages, which they install when missing, and the
 # README's kazoo quickstart against `synod dev`
 # (tests/compat/readme-quickstart.sh). Stops what it started, always.
 set -euo pipefail
@@ -18,6 +20,12 @@ hosts=$(tests/compat/synod-ensemble.sh start "$dir/ensemble")
 echo "== kazoo's test suite against Synod at $hosts"
 tests/compat/kazoo/run.sh --servers "$hosts"
 tests/compat/synod-ensemble.sh stop "$dir/ensemble"
+
+echo "== Apache Curator 5 recipes against Synod"
+tests/compat/curator/run.sh
+
+echo "== zkCli against Synod"
+tests/compat/zkcli/run.sh
 
 echo "== the README's kazoo quickstart against synod dev"
 tests/compat/readme-quickstart.sh

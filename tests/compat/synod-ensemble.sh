@@ -46,6 +46,15 @@ import sys, urllib.request
 urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1)
 PY
     done
+    # Another ensemble on the same ports would answer too: ready counts
+    # only while this start's own processes still run.
+    for i in 1 2 3; do
+      kill -0 "$(cat "$dir/node-$i.pid")" 2>/dev/null || {
+        cat "$dir/node-$i.log" >&2
+        echo "node $i exited (ports in use?); log above" >&2
+        exit 1
+      }
+    done
     if [ "$ready" -eq 3 ]; then hosts; exit 0; fi
     sleep 0.1
   done
