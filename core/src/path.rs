@@ -101,6 +101,16 @@ pub fn is_reserved(path: &str) -> bool {
             && path.as_bytes().get(RESERVED_ROOT.len()) == Some(&b'/'))
 }
 
+/// Whether clients may not write `path`: the reserved subtree, except
+/// below `/zookeeper/quota`, where ZooKeeper clients keep quotas
+/// (zkCli's `setquota` creates `/zookeeper/quota/<path>/zookeeper_limits`).
+pub fn is_write_protected(path: &str) -> bool {
+    is_reserved(path) && !(is_at_or_below(path, QUOTA_ROOT) && path != QUOTA_ROOT)
+}
+
+/// Where quotas live.
+const QUOTA_ROOT: &str = "/zookeeper/quota";
+
 /// Whether `path` is `base` or lies below it.
 pub fn is_at_or_below(path: &str, base: &str) -> bool {
     if base == "/" {
@@ -182,6 +192,11 @@ mod tests {
         assert_eq!(join("/a", "b"), "/a/b");
         assert!(is_reserved("/zookeeper/quota"));
         assert!(!is_reserved("/zookeeperx"));
+        assert!(is_write_protected("/zookeeper/quota"));
+        assert!(is_write_protected("/zookeeper/config"));
+        assert!(is_write_protected("/zookeeper/x"));
+        assert!(!is_write_protected("/zookeeper/quota/app/zookeeper_limits"));
+        assert!(!is_write_protected("/app"));
         assert!(is_at_or_below("/a/b", "/a"));
         assert!(!is_at_or_below("/ab", "/a"));
         assert_eq!(

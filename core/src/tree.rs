@@ -348,7 +348,7 @@ impl DataTree {
     fn check_writable_path(&self, p: &str) -> Result<(), Error> {
         path::validate(p)?;
         self.check_path_len(p)?;
-        if path::is_reserved(p) {
+        if path::is_write_protected(p) {
             return Err(Error::InvalidPath {
                 path: p.to_owned(),
                 reason: "the /zookeeper subtree is reserved",
@@ -576,7 +576,7 @@ impl DataTree {
         if requested == "/" && !mode.is_sequential() {
             return Err(Error::NodeExists("/".into()));
         }
-        if path::is_reserved(requested) {
+        if path::is_write_protected(requested) {
             return Err(Error::InvalidPath {
                 path: requested.to_owned(),
                 reason: "the /zookeeper subtree is reserved",

@@ -490,6 +490,15 @@ fn reserved_subtree_is_readable_but_not_writable() {
     assert!(h.tree.exists("/zookeeper/quota").unwrap().is_some());
     assert!(h.tree.get_acl("/zookeeper", &anon).is_ok());
     h.ok(check("/zookeeper/quota", 0));
+    // Below /zookeeper/quota clients keep quotas, as in ZooKeeper.
+    h.ok(create("/zookeeper/quota/app"));
+    h.ok(create("/zookeeper/quota/app/zookeeper_limits"));
+    h.ok(set_data(
+        "/zookeeper/quota/app/zookeeper_limits",
+        b"count=10",
+        0,
+    ));
+    h.ok(delete("/zookeeper/quota/app/zookeeper_limits", 1));
     // A sibling whose name merely starts with "zookeeper" is ordinary.
     h.ok(create("/zookeeperx"));
     h.ok(set_data("/zookeeperx", b"1", 0));
