@@ -123,7 +123,7 @@ fn node_path(i: usize) -> String {
 fn create_op(path: String, fill: u8) -> WriteOp {
     WriteOp::Create {
         path,
-        data: vec![fill; DATA_LEN],
+        data: Some(vec![fill; DATA_LEN]),
         acl: Acl::open(),
         mode: CreateMode::Persistent,
         ttl_ms: 0,
@@ -200,7 +200,7 @@ fn bench_tree(c: &mut Criterion) {
                 .iter()
                 .map(|&i| WriteOp::SetData {
                     path: node_path(i),
-                    data: vec![i as u8 ^ 0x5a; DATA_LEN],
+                    data: Some(vec![i as u8 ^ 0x5a; DATA_LEN]),
                     version: -1,
                 })
                 .collect();

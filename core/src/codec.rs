@@ -52,6 +52,15 @@ impl Encoder {
     pub fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
+    /// Bytes that may be null (ZooKeeper's null data): null is written as
+    /// the length `u32::MAX`, which no real value can have, so bytes
+    /// written before null existed read the same.
+    pub fn opt_bytes(&mut self, v: Option<&[u8]>) {
+        match v {
+            Some(v) => self.bytes(v),
+            None => self.u32(NULL_LEN),
+        }
+    }
     /// Bytes of a length both sides know, without a length prefix.
     pub fn raw(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
@@ -124,6 +133,14 @@ impl<'a> Decoder<'a> {
     pub fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], CodecError> {
         let n = self.u32(what)? as usize;
         self.take(n, what)
+    }
+    /// Bytes written by [`Encoder::opt_bytes`].
+    pub fn opt_bytes(&mut self, what: &'static str) -> Result<Option<&'a [u8]>, CodecError> {
+        let n = self.u32(what)?;
+        if n == NULL_LEN {
+            return Ok(None);
+        }
+        self.take(n as usize, what).map(Some)
     }
     pub fn string(&mut self, what: &'static str) -> Result<String, CodecError> {
         let at = self.pos;
@@ -216,7 +233,7 @@ fn encode_op(e: &mut Encoder, op: &WriteOp) {
         } => {
             e.u8(1);
             e.str(path);
-            e.bytes(data);
+            e.opt_bytes(data.as_deref());
             encode_acl(e, acl);
             e.u8(mode_tag(*mode));
             e.i64(*ttl_ms);
@@ -233,7 +250,7 @@ fn encode_op(e: &mut Encoder, op: &WriteOp) {
         } => {
             e.u8(3);
             e.str(path);
-            e.bytes(data);
+            e.opt_bytes(data.as_deref());
             e.i32(*version);
         }
         WriteOp::SetAcl { path, acl, version } => {
@@ -262,7 +279,7 @@ fn decode_op(d: &mut Decoder<'_>, nested: bool) -> Result<WriteOp, CodecError> {
     Ok(match d.u8("op tag")? {
         1 => {
             let path = d.string("create path")?;
-            let data = d.bytes("create data")?.to_vec();
+            let data = d.opt_bytes("create data")?.map(<[u8]>::to_vec);
             let acl = decode_acl(d)?;
             let mode_at = d.position();
             let mode = mode_from_tag(d.u8("create mode")?, mode_at)?;
@@ -281,7 +298,7 @@ fn decode_op(d: &mut Decoder<'_>, nested: bool) -> Result<WriteOp, CodecError> {
         },
         3 => WriteOp::SetData {
             path: d.string("setData path")?,
-            data: d.bytes("setData data")?.to_vec(),
+            data: d.opt_bytes("setData data")?.map(<[u8]>::to_vec),
             version: d.i32("setData version")?,
         },
         4 => WriteOp::SetAcl {
@@ -311,6 +328,9 @@ fn decode_op(d: &mut Decoder<'_>, nested: bool) -> Result<WriteOp, CodecError> {
         }
     })
 }
+
+/// The length prefix that stands for null bytes.
+const NULL_LEN: u32 = u32::MAX;
 
 /// Encodes a txn.
 pub fn encode_txn(e: &mut Encoder, txn: &Txn) {
@@ -608,7 +628,7 @@ mod tests {
                 op: WriteOp::Multi(vec![
                     WriteOp::Create {
                         path: "/x".into(),
-                        data: b"data".to_vec(),
+                        data: Some(b"data".to_vec()),
                         acl: acl.clone(),
                         mode: CreateMode::PersistentSequentialWithTtl,
                         ttl_ms: 5,
@@ -619,7 +639,7 @@ mod tests {
                     },
                     WriteOp::SetData {
                         path: "/z".into(),
-                        data: vec![0; 3],
+                        data: None,
                         version: 4,
                     },
                     WriteOp::SetAcl {

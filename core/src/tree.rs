@@ -93,7 +93,8 @@ struct Znode {
     aversion: i32,
     ephemeral_owner: i64,
     acl: AclRef,
-    data: Box<[u8]>,
+    /// `None`: ZooKeeper's null data (no allocation, same size).
+    data: Option<Box<[u8]>>,
     children: BTreeSet<Box<str>>,
 }
 
@@ -108,13 +109,18 @@ impl Znode {
             cversion: self.cversion,
             aversion: self.aversion,
             ephemeral_owner: self.ephemeral_owner,
-            data_length: i32::try_from(self.data.len()).unwrap_or(i32::MAX),
+            data_length: i32::try_from(self.bytes().len()).unwrap_or(i32::MAX),
             num_children: i32::try_from(self.children.len()).unwrap_or(i32::MAX),
             pzxid: self.pzxid,
         }
     }
 
-    fn fresh(acl: AclRef, data: Box<[u8]>, owner: i64, zxid: Zxid, time: Millis) -> Self {
+    /// The data; null reads as empty.
+    fn bytes(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or_default()
+    }
+
+    fn fresh(acl: AclRef, data: Option<Box<[u8]>>, owner: i64, zxid: Zxid, time: Millis) -> Self {
         Znode {
             czxid: zxid,
             mzxid: zxid,
@@ -156,7 +162,7 @@ enum Undo {
     },
     DataSet {
         path: String,
-        data: Box<[u8]>,
+        data: Option<Box<[u8]>>,
         mzxid: Zxid,
         mtime: Millis,
         version: i32,
@@ -222,13 +228,13 @@ impl DataTree {
         let open = tree.acls.acquire(&Acl::open());
         tree.nodes.insert(
             "/".into(),
-            Box::new(Znode::fresh(open, Box::default(), 0, 0, 0)),
+            Box::new(Znode::fresh(open, Some(Box::default()), 0, 0, 0)),
         );
         for reserved in ["/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
             let acl = tree.acls.acquire(&Acl::open());
             tree.nodes.insert(
                 reserved.into(),
-                Box::new(Znode::fresh(acl, Box::default(), 0, 0, 0)),
+                Box::new(Znode::fresh(acl, Some(Box::default()), 0, 0, 0)),
             );
             tree.attach_child(reserved);
         }
@@ -258,7 +264,7 @@ impl DataTree {
         match op {
             WriteOp::Create { path, data, .. } | WriteOp::SetData { path, data, .. } => {
                 path_len(path)?;
-                self.check_data(data)
+                self.check_data(data.as_deref().unwrap_or_default())
             }
             WriteOp::Delete { path, .. }
             | WriteOp::SetAcl { path, .. }
@@ -397,13 +403,13 @@ impl DataTree {
                 acl,
                 mode,
                 ttl_ms,
-            } => self.create(path, data, acl, *mode, *ttl_ms, ctx, triggers),
+            } => self.create(path, data.as_deref(), acl, *mode, *ttl_ms, ctx, triggers),
             WriteOp::Delete { path, version } => self.delete(path, *version, ctx, triggers),
             WriteOp::SetData {
                 path,
                 data,
                 version,
-            } => self.set_data(path, data, *version, ctx, triggers),
+            } => self.set_data(path, data.as_deref(), *version, ctx, triggers),
             WriteOp::SetAcl { path, acl, version } => self.set_acl(path, acl, *version, ctx),
             WriteOp::Check { path, version } => self.check(path, *version, ctx.identity),
             WriteOp::Multi(_) => Err(Error::BadArguments("a multi cannot contain a multi".into())),
@@ -559,7 +565,7 @@ impl DataTree {
     fn create(
         &mut self,
         requested: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         acl: &[Acl],
         mode: CreateMode,
         ttl_ms: Millis,
@@ -592,7 +598,7 @@ impl DataTree {
                 actual: final_len as u64,
             });
         }
-        self.check_data(data)?;
+        self.check_data(data.unwrap_or_default())?;
         let owner = if mode.is_ttl() {
             if !(1..=MAX_TTL_MS).contains(&ttl_ms) {
                 return Err(Error::BadArguments(format!(
@@ -640,7 +646,7 @@ impl DataTree {
         }
 
         let acl_ref = self.acls.acquire(&acl);
-        let node = Znode::fresh(acl_ref, data.into(), owner, ctx.zxid, ctx.time);
+        let node = Znode::fresh(acl_ref, data.map(Box::from), owner, ctx.zxid, ctx.time);
         let stat = node.stat();
         self.before_change(parent_path);
         let parent = self
@@ -743,13 +749,13 @@ impl DataTree {
     fn set_data(
         &mut self,
         p: &str,
-        data: &[u8],
+        data: Option<&[u8]>,
         version: i32,
         ctx: &WriteCtx<'_>,
         triggers: &mut Vec<Trigger>,
     ) -> Result<OpOutcome, Error> {
         self.check_writable_path(p)?;
-        self.check_data(data)?;
+        self.check_data(data.unwrap_or_default())?;
         // Harmless if the write then fails: the preimage equals the node.
         self.before_change(p);
         let node = self
@@ -760,7 +766,7 @@ impl DataTree {
             .acl
             .check(self.acls.get(node.acl), perms::WRITE, ctx.identity, p)?;
         Self::check_version(p, version, node.version)?;
-        let old = std::mem::replace(&mut node.data, data.into());
+        let old = std::mem::replace(&mut node.data, data.map(Box::from));
         if self.journal.recording {
             self.journal.entries.push(Undo::DataSet {
                 path: p.to_owned(),
@@ -830,7 +836,21 @@ impl DataTree {
         self.config
             .acl
             .check(self.acls.get(node.acl), perms::READ, identity, p)?;
-        Ok((&node.data, node.stat()))
+        Ok((node.bytes(), node.stat()))
+    }
+
+    /// As [`DataTree::get_data`], with null data as `None` (ZooKeeper's
+    /// protocol tells null from empty).
+    pub fn get_data_or_null(
+        &self,
+        p: &str,
+        identity: &Identity,
+    ) -> Result<(Option<&[u8]>, Stat), Error> {
+        let node = self.lookup(p)?;
+        self.config
+            .acl
+            .check(self.acls.get(node.acl), perms::READ, identity, p)?;
+        Ok((node.data.as_deref(), node.stat()))
     }
 
     /// Stat of a node if it exists; like ZooKeeper, needs no permission.
@@ -981,7 +1001,7 @@ impl DataTree {
             .iter()
             .map(|(p, n)| NodeView {
                 path: p.to_string(),
-                data: n.data.to_vec(),
+                data: n.bytes().to_vec(),
                 acl: self.acls.get(n.acl).to_vec(),
                 stat: n.stat(),
             })

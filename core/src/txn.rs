@@ -51,7 +51,9 @@ impl CreateMode {
 pub enum WriteOp {
     Create {
         path: String,
-        data: Vec<u8>,
+        /// `None` is ZooKeeper's null data: it reads back as null over the
+        /// ZooKeeper protocol and as empty bytes over gRPC.
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         mode: CreateMode,
         ttl_ms: Millis,
@@ -62,7 +64,7 @@ pub enum WriteOp {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     SetAcl {

@@ -246,7 +246,16 @@ impl Model {
                 acl,
                 mode,
                 ..
-            } => self.create(path, data, acl, *mode, session, zxid, time, triggers),
+            } => self.create(
+                path,
+                data.as_deref().unwrap_or_default(),
+                acl,
+                *mode,
+                session,
+                zxid,
+                time,
+                triggers,
+            ),
             WriteOp::Delete { path, version } => {
                 if !valid(path) {
                     return Err(merr(ErrorCode::InvalidPath, path));
@@ -293,7 +302,7 @@ impl Model {
                 if !version_ok(*version, node.version) {
                     return Err(merr(ErrorCode::BadVersion, path));
                 }
-                node.data = data.clone();
+                node.data = data.clone().unwrap_or_default();
                 node.version += 1;
                 node.mzxid = zxid;
                 node.mtime = time;
@@ -935,7 +944,7 @@ impl World {
                 }
                 WriteOp::Create {
                     path,
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     acl: world(*perms),
                     mode: *mode,
                     ttl_ms: 0,
@@ -955,7 +964,7 @@ impl World {
                 let version = self.version(&path, *version, false);
                 WriteOp::SetData {
                     path,
-                    data: data.clone(),
+                    data: Some(data.clone()),
                     version,
                 }
             }

@@ -45,7 +45,7 @@ fn op_strategy() -> impl Strategy<Value = WriteOp> {
         (path_strategy(), any::<u8>(), acl, mode_strategy()).prop_map(|(path, b, acl, mode)| {
             WriteOp::Create {
                 path,
-                data: vec![b; (b % 7) as usize],
+                data: Some(vec![b; (b % 7) as usize]),
                 acl,
                 mode,
                 ttl_ms: 1000,
@@ -54,7 +54,7 @@ fn op_strategy() -> impl Strategy<Value = WriteOp> {
         (path_strategy(), -1i32..2).prop_map(|(path, version)| WriteOp::Delete { path, version }),
         (path_strategy(), any::<u8>(), -1i32..2).prop_map(|(path, b, version)| WriteOp::SetData {
             path,
-            data: vec![b],
+            data: Some(vec![b]),
             version
         }),
     ]
@@ -212,7 +212,7 @@ fn incremental_snapshot_pins_changes_around_the_walk() {
     };
     let create = |path: &str, data: &[u8]| WriteOp::Create {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open(),
         mode: CreateMode::Persistent,
         ttl_ms: 0,
@@ -228,7 +228,7 @@ fn incremental_snapshot_pins_changes_around_the_walk() {
         &mut state,
         WriteOp::SetData {
             path: "/a".into(),
-            data: b"new".to_vec(),
+            data: Some(b"new".to_vec()),
             version: -1,
         },
     );
@@ -236,7 +236,7 @@ fn incremental_snapshot_pins_changes_around_the_walk() {
         &mut state,
         WriteOp::SetData {
             path: "/c".into(),
-            data: b"new".to_vec(),
+            data: Some(b"new".to_vec()),
             version: -1,
         },
     );

@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
             &mut machine,
             WriteOp::SetData {
                 path: format!("/p{:04}/n{:07}", (r % znodes) / 1000, r % znodes),
-                data: vec![1; 100],
+                data: Some(vec![1; 100]),
                 version: -1,
             },
         );
@@ -172,7 +172,7 @@ fn main() -> anyhow::Result<()> {
 fn create(path: String) -> WriteOp {
     WriteOp::Create {
         path,
-        data: vec![0; 100],
+        data: Some(vec![0; 100]),
         acl: Acl::open(),
         mode: CreateMode::Persistent,
         ttl_ms: 0,

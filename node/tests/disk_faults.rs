@@ -65,7 +65,7 @@ fn spawn(fs: &Arc<FaultFs>) -> DriverHandle {
 async fn create(driver: &DriverHandle, path: &str) -> Result<OpOutcome, Error> {
     let op = WriteOp::Create {
         path: path.into(),
-        data: vec![7; 100],
+        data: Some(vec![7; 100]),
         acl: synod_core::acl::Acl::open(),
         mode: CreateMode::Persistent,
         ttl_ms: 0,
@@ -215,7 +215,7 @@ async fn a_read_waits_for_its_own_sessions_earlier_write() {
         .0;
     let op = WriteOp::Create {
         path: "/fifo".into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: synod_core::acl::Acl::open(),
         mode: CreateMode::Ephemeral,
         ttl_ms: 0,

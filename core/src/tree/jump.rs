@@ -108,7 +108,7 @@ mod tests {
     fn create(path: &str) -> WriteOp {
         WriteOp::Create {
             path: path.into(),
-            data: b"v".to_vec(),
+            data: Some(b"v".to_vec()),
             acl: Acl::open(),
             mode: CreateMode::Persistent,
             ttl_ms: 0,
@@ -118,7 +118,7 @@ mod tests {
     fn set(path: &str) -> WriteOp {
         WriteOp::SetData {
             path: path.into(),
-            data: b"w".to_vec(),
+            data: Some(b"w".to_vec()),
             version: -1,
         }
     }

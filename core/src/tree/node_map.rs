@@ -97,7 +97,7 @@ mod tests {
 
     fn node(version: i32) -> Box<Znode> {
         let acl = AclCache::default().acquire(&Acl::open());
-        let mut node = Znode::fresh(acl, Box::default(), 0, 0, 0);
+        let mut node = Znode::fresh(acl, Some(Box::default()), 0, 0, 0);
         node.version = version;
         Box::new(node)
     }

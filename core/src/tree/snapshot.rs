@@ -22,7 +22,7 @@ pub(super) struct Preimage {
     stat: [i64; 6],
     versions: [i32; 3],
     acl: Arc<[Acl]>,
-    data: Box<[u8]>,
+    data: Option<Box<[u8]>>,
 }
 
 /// The preimage of a node that existed when the running snapshot began and
@@ -123,7 +123,7 @@ impl DataTree {
             Some(entry @ Captured::Pending(_)) => {
                 if let Captured::Pending(pre) = std::mem::replace(entry, Captured::Used) {
                     let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
-                    encode_node(e, key, pre.stat, pre.versions, acl, &pre.data);
+                    encode_node(e, key, pre.stat, pre.versions, acl, pre.data.as_deref());
                     cursor.written += 1;
                 }
             }
@@ -139,7 +139,7 @@ impl DataTree {
                         stat_of(n),
                         [n.version, n.cversion, n.aversion],
                         acl,
-                        &n.data,
+                        n.data.as_deref(),
                     );
                     cursor.written += 1;
                 }
@@ -218,7 +218,7 @@ impl DataTree {
             deleted.sort_by(|a, b| a.0.cmp(b.0));
             for (key, pre) in deleted {
                 let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
-                encode_node(e, key, pre.stat, pre.versions, acl, &pre.data);
+                encode_node(e, key, pre.stat, pre.versions, acl, pre.data.as_deref());
                 cursor.written += 1;
             }
         }
@@ -319,7 +319,7 @@ impl DataTree {
                 )));
             };
             let acl = acls.acquire(acl);
-            let data: Box<[u8]> = d.bytes("node data")?.into();
+            let data: Option<Box<[u8]>> = d.opt_bytes("node data")?.map(Box::from);
             let node = Znode {
                 czxid,
                 mzxid,
@@ -388,7 +388,7 @@ fn encode_node(
     stat: [i64; 6],
     versions: [i32; 3],
     acl: u32,
-    data: &[u8],
+    data: Option<&[u8]>,
 ) {
     let [czxid, mzxid, pzxid, ctime, mtime, owner] = stat;
     e.str(path);
@@ -402,5 +402,5 @@ fn encode_node(
     e.i32(versions[2]);
     e.i64(owner);
     e.u32(acl);
-    e.bytes(data);
+    e.opt_bytes(data);
 }

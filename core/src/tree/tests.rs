@@ -33,7 +33,7 @@ fn create(path: &str) -> WriteOp {
 fn create_with(path: &str, data: &[u8], mode: CreateMode) -> WriteOp {
     WriteOp::Create {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: Acl::open(),
         mode,
         ttl_ms: 0,
@@ -43,7 +43,7 @@ fn create_with(path: &str, data: &[u8], mode: CreateMode) -> WriteOp {
 fn create_ttl(path: &str, mode: CreateMode, ttl_ms: Millis) -> WriteOp {
     WriteOp::Create {
         path: path.into(),
-        data: Vec::new(),
+        data: Some(Vec::new()),
         acl: Acl::open(),
         mode,
         ttl_ms,
@@ -53,7 +53,7 @@ fn create_ttl(path: &str, mode: CreateMode, ttl_ms: Millis) -> WriteOp {
 fn create_acl(path: &str, acl: Vec<Acl>) -> WriteOp {
     WriteOp::Create {
         path: path.into(),
-        data: Vec::new(),
+        data: Some(Vec::new()),
         acl,
         mode: CreateMode::Persistent,
         ttl_ms: 0,
@@ -70,7 +70,7 @@ fn delete(path: &str, version: i32) -> WriteOp {
 fn set_data(path: &str, data: &[u8], version: i32) -> WriteOp {
     WriteOp::SetData {
         path: path.into(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         version,
     }
 }
@@ -1878,4 +1878,56 @@ fn state_machine_writes_and_reaps_with_the_txn_time() {
         refused.outcome,
         TxnOutcome::Write(Err(Error::BadArguments(_)))
     ));
+}
+
+#[test]
+fn null_data_stays_null_through_writes_and_snapshots() {
+    use crate::state::{StateConfig, StateMachine};
+    use crate::txn::Txn;
+    let mut sm = StateMachine::new(StateConfig::default());
+    let write = |op: WriteOp| Txn::Write {
+        session: 0,
+        identity: Identity::anonymous(),
+        op,
+    };
+    sm.apply(
+        1,
+        10,
+        &write(WriteOp::Create {
+            path: "/null".into(),
+            data: None,
+            acl: Acl::open(),
+            mode: CreateMode::Persistent,
+            ttl_ms: 0,
+        }),
+    );
+    sm.apply(
+        2,
+        20,
+        &write(create_with("/empty", b"", CreateMode::Persistent)),
+    );
+    let anon = Identity::anonymous();
+    let read = |sm: &StateMachine, p: &str| {
+        let (data, stat) = sm.tree().get_data_or_null(p, &anon).unwrap();
+        (data.map(<[u8]>::to_vec), stat.data_length)
+    };
+    assert_eq!(read(&sm, "/null"), (None, 0));
+    assert_eq!(read(&sm, "/empty"), (Some(Vec::new()), 0));
+    // Plain reads (gRPC) see null as empty.
+    assert_eq!(sm.tree().get_data("/null", &anon).unwrap().0, b"");
+    let restored =
+        StateMachine::decode_snapshot(StateConfig::default(), &sm.encode_snapshot()).unwrap();
+    assert_eq!(read(&restored, "/null"), (None, 0));
+    assert_eq!(read(&restored, "/empty"), (Some(Vec::new()), 0));
+    // Setting data, then null again.
+    sm.apply(
+        3,
+        30,
+        &write(WriteOp::SetData {
+            path: "/empty".into(),
+            data: None,
+            version: -1,
+        }),
+    );
+    assert_eq!(read(&sm, "/empty"), (None, 0));
 }

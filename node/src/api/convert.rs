@@ -89,7 +89,7 @@ pub fn create_op(r: pb::CreateRequest) -> Result<WriteOp, Error> {
     Ok(WriteOp::Create {
         mode: create_mode(r.mode)?,
         path: r.path,
-        data: r.data,
+        data: Some(r.data),
         acl: acl_from_pb(r.acl),
         ttl_ms: r.ttl_ms,
     })
@@ -105,7 +105,7 @@ pub fn multi_ops(ops: Vec<pb::Op>) -> Result<Vec<WriteOp>, Error> {
             }),
             Some(pb::op::Op::SetData(r)) => Ok(WriteOp::SetData {
                 path: r.path,
-                data: r.data,
+                data: Some(r.data),
                 version: r.version,
             }),
             Some(pb::op::Op::Check(r)) => Ok(WriteOp::Check {

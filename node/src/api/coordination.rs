@@ -199,7 +199,7 @@ impl CoordinationService {
     ) -> Result<pb::SetDataResponse, Status> {
         let op = WriteOp::SetData {
             path: r.path,
-            data: r.data,
+            data: Some(r.data),
             version: r.version,
         };
         match self.write(r.session_id, peer, op).await? {

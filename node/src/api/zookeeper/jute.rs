@@ -162,6 +162,14 @@ impl Writer {
         self.buf.extend_from_slice(v);
     }
 
+    /// A buffer that may be null (length -1).
+    pub fn buffer_opt(&mut self, v: Option<&[u8]>) {
+        match v {
+            Some(v) => self.buffer(v),
+            None => self.int(-1),
+        }
+    }
+
     pub fn ustring(&mut self, v: &str) {
         self.buffer(v.as_bytes());
     }

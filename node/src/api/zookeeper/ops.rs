@@ -389,8 +389,8 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                     let identity = state.identity(session, peer);
                     let result = state.read(session, |m| {
                         m.tree()
-                            .get_data(&path, &identity)
-                            .map(|(d, s)| (d.to_vec(), s))
+                            .get_data_or_null(&path, &identity)
+                            .map(|(d, s)| (d.map(<[u8]>::to_vec), s))
                     })?;
                     if watch {
                         state.watch(session, &path, WatchKind::Data)?;
@@ -401,7 +401,7 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                     Ok((
                         Some(h.zxid),
                         body(|w| {
-                            w.buffer(&data);
+                            w.buffer_opt(data.as_deref());
                             write_stat(w, &stat);
                         }),
                     ))
@@ -492,10 +492,10 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                             for read_op in &ops {
                                 match read_op {
                                     ReadOp::GetData { path } => {
-                                        match tree.get_data(path, &identity) {
+                                        match tree.get_data_or_null(path, &identity) {
                                             Ok((data, stat)) => {
                                                 proto::multi_entry(w, op::GET_DATA, 0);
-                                                w.buffer(data);
+                                                w.buffer_opt(data);
                                                 write_stat(w, &stat);
                                             }
                                             Err(e) => error_entry(w, e.code().zookeeper_code()),

@@ -137,7 +137,8 @@ pub fn connect_response(timeout_ms: i32, session_id: i64, password: &[u8]) -> Ve
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Create {
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None`: null data, which reads back as null.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub mode: CreateMode,
     pub ttl_ms: i64,
@@ -155,7 +156,7 @@ pub enum MultiOp {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     Check {
@@ -200,7 +201,7 @@ pub enum Request {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     GetAcl {
@@ -297,7 +298,7 @@ fn create_mode(flags: i32) -> Result<CreateMode, JuteError> {
 
 fn create(r: &mut Reader<'_>, opcode: i32) -> Result<Create, JuteError> {
     let path = r.ustring("path")?;
-    let data = r.buffer("data")?.unwrap_or_default().to_vec();
+    let data = r.buffer("data")?.map(<[u8]>::to_vec);
     let acl = acl_list(r)?;
     let mode = create_mode(r.int("flags")?)?;
     let ttl_ms = if opcode == op::CREATE_TTL {
@@ -372,7 +373,7 @@ impl Request {
             },
             op::SET_DATA => Request::SetData {
                 path: r.ustring("path")?,
-                data: r.buffer("data")?.unwrap_or_default().to_vec(),
+                data: r.buffer("data")?.map(<[u8]>::to_vec),
                 version: r.int("version")?,
             },
             op::GET_ACL => Request::GetAcl {
@@ -407,7 +408,7 @@ impl Request {
                     },
                     op::SET_DATA => MultiOp::SetData {
                         path: r.ustring("path")?,
-                        data: r.buffer("data")?.unwrap_or_default().to_vec(),
+                        data: r.buffer("data")?.map(<[u8]>::to_vec),
                         version: r.int("version")?,
                     },
                     op::CHECK => MultiOp::Check {
