@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use synod_core::SessionId;
 use synod_proto::v1 as pb;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::jute::Reader;
-use super::ops::{self, Caller, Pending, Reply};
+use super::ops::{self, Caller, Pending, Prepared, Reply};
 use super::proto::{self, ConnectRequest, PASSWORD_LEN, Request, op};
 use super::{ConnStats, Registration, Shared, lock, words};
 use crate::driver::Attach;
@@ -44,7 +44,7 @@ pub(super) async fn serve(
 }
 
 /// Reads one length-prefixed frame, refusing lengths over `max`.
-async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, Closed> {
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R, max: usize) -> Result<Vec<u8>, Closed> {
     let mut prefix = [0u8; 4];
     rd.read_exact(&mut prefix)
         .await
@@ -52,7 +52,11 @@ async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Vec<u8>, Close
     frame_body(rd, i32::from_be_bytes(prefix), max).await
 }
 
-async fn frame_body(rd: &mut OwnedReadHalf, len: i32, max: usize) -> Result<Vec<u8>, Closed> {
+async fn frame_body<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    len: i32,
+    max: usize,
+) -> Result<Vec<u8>, Closed> {
     let len = usize::try_from(len).map_err(|_| format!("negative frame length {len}"))?;
     if len > max {
         // ZooKeeper closes the connection; there is no error reply.
@@ -140,6 +144,7 @@ async fn run(
     // The server gives up on a client silent for its whole session timeout,
     // as ZooKeeper does; clients ping at a third of it.
     let idle = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0).max(1_000));
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let read = read_loop(&mut rd, &caller, shared, stats, replies_tx, kick, idle);
     let ended = tokio::select! {
         ended = read => ended,
@@ -233,11 +238,42 @@ async fn handshake(
     }
 }
 
+/// Most requests submitted to the driver in one job.
+const MAX_BATCH: usize = 64;
+
+/// Whether `buffered` starts with a whole frame.
+fn holds_a_frame(buffered: &[u8]) -> bool {
+    buffered.len() >= 4
+        && usize::try_from(i32::from_be_bytes([
+            buffered[0],
+            buffered[1],
+            buffered[2],
+            buffered[3],
+        ]))
+        .is_ok_and(|len| buffered.len() - 4 >= len)
+}
+
+/// One decoded request.
+fn decode(frame: &[u8]) -> Result<(i32, i32, Request), Closed> {
+    let mut header = Reader::new(frame);
+    let xid = header.int("xid").map_err(|e| e.to_string())?;
+    let opcode = header.int("type").map_err(|e| e.to_string())?;
+    let request = Request::decode(opcode, &frame[8..])
+        .map_err(|e| format!("malformed request (type {opcode}): {e}"))?;
+    if let Request::Unknown(unknown) = request {
+        tracing::debug!(opcode = unknown, "unknown ZooKeeper opcode");
+    }
+    debug_assert!(opcode != op::NOTIFICATION || matches!(request, Request::Unknown(_)));
+    Ok((xid, opcode, request))
+}
+
 /// Decodes requests and submits them in order until the client closes,
 /// goes silent, sends something malformed, or its session moves to a
-/// newer connection.
+/// newer connection. The requests that arrived together (already in the
+/// read buffer) go to the driver in one job: one wake-up of the driver
+/// for a burst of pipelined requests instead of one each.
 async fn read_loop(
-    rd: &mut OwnedReadHalf,
+    rd: &mut BufReader<OwnedReadHalf>,
     caller: &Caller,
     shared: &Arc<Shared>,
     stats: &ConnStats,
@@ -253,26 +289,59 @@ async fn read_loop(
         };
         let frame = frame.map_err(|_| format!("nothing from the client for {idle:?}"))??;
         let started = Instant::now();
-        let mut header = Reader::new(&frame);
-        let xid = header.int("xid").map_err(|e| e.to_string())?;
-        let opcode = header.int("type").map_err(|e| e.to_string())?;
-        let request = Request::decode(opcode, &frame[8..])
-            .map_err(|e| format!("malformed request (type {opcode}): {e}"))?;
-        shared.counters.received.fetch_add(1, Ordering::Relaxed);
-        stats.received.fetch_add(1, Ordering::Relaxed);
-        let last = matches!(
-            request,
-            Request::CloseSession | Request::Unknown(_) | Request::Sasl
-        );
-        if let Request::Unknown(unknown) = request {
-            tracing::debug!(opcode = unknown, "unknown ZooKeeper opcode");
+        let mut batch: Vec<(i32, Prepared)> = Vec::new();
+        let mut outcome = Ok(false);
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            let (xid, opcode, request) = match decode(&frame) {
+                Ok(decoded) => decoded,
+                Err(reason) => {
+                    // What came before is still answered.
+                    outcome = Err(reason);
+                    break;
+                }
+            };
+            shared.counters.received.fetch_add(1, Ordering::Relaxed);
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            let last = matches!(
+                request,
+                Request::CloseSession | Request::Unknown(_) | Request::Sasl
+            );
+            batch.push((xid, ops::prepare(caller, xid, opcode, request)));
+            if last {
+                outcome = Ok(true);
+                break;
+            }
+            if batch.len() < MAX_BATCH && holds_a_frame(rd.buffer()) {
+                next = Some(read_frame(rd, max).await?);
+            }
         }
-        debug_assert!(opcode != op::NOTIFICATION || matches!(request, Request::Unknown(_)));
-        let pending = ops::submit(caller, xid, opcode, request).await;
-        shared.counters.outstanding.fetch_add(1, Ordering::Relaxed);
-        stats.outstanding.fetch_add(1, Ordering::Relaxed);
-        if replies.send((pending, started)).await.is_err() || last {
-            return Ok(());
+        let xids: Vec<i32> = batch.iter().map(|(xid, _)| *xid).collect();
+        let steps: Vec<Prepared> = batch.into_iter().map(|(_, step)| step).collect();
+        let pendings: Vec<Pending> = match caller
+            .driver
+            .call(move |state| steps.into_iter().map(|step| step.run(state)).collect())
+            .await
+        {
+            Ok(pendings) => pendings,
+            Err(_) => xids
+                .iter()
+                .map(|&xid| -> Pending {
+                    Box::pin(std::future::ready(Prepared::without_driver(xid)))
+                })
+                .collect(),
+        };
+        for pending in pendings {
+            shared.counters.outstanding.fetch_add(1, Ordering::Relaxed);
+            stats.outstanding.fetch_add(1, Ordering::Relaxed);
+            if replies.send((pending, started)).await.is_err() {
+                return Ok(());
+            }
+        }
+        match outcome {
+            Ok(false) => {}
+            Ok(true) => return Ok(()),
+            Err(reason) => return Err(reason),
         }
     }
 }

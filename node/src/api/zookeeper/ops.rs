@@ -60,78 +60,112 @@ fn body(f: impl FnOnce(&mut Writer)) -> Vec<u8> {
     w.buf
 }
 
-/// Runs `f` on the driver now; a gone driver reads as a lost connection.
-async fn run<R, F>(caller: &Caller, f: F) -> Result<R, Error>
-where
-    R: Send + 'static,
-    F: FnOnce(&mut NodeState) -> Result<R, Error> + Send + 'static,
-{
-    match caller.driver.call(f).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::ConnectionLoss("the node is shutting down".into())),
+/// A request made ready for the driver: either already answered (refused
+/// before it needs the node), or a step to run on the driver that submits
+/// it and yields its pending reply. The steps of the requests a connection
+/// read together run in one driver job, in arrival order.
+pub enum Prepared {
+    Answered(Reply),
+    OnDriver(Box<dyn FnOnce(&mut NodeState) -> Pending + Send>),
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prepared::Answered(reply) => f.debug_tuple("Answered").field(reply).finish(),
+            Prepared::OnDriver(_) => f.write_str("OnDriver"),
+        }
     }
 }
 
-/// Submits `f` and leaves its answer for later; `encode` turns it into
-/// the reply body (or an error code).
-async fn deferred<R, F, E>(caller: &Caller, xid: i32, f: F, encode: E) -> Pending
+impl Prepared {
+    /// Runs the driver step, if any.
+    pub fn run(self, state: &mut NodeState) -> Pending {
+        match self {
+            Prepared::Answered(reply) => ready(reply),
+            Prepared::OnDriver(step) => step(state),
+        }
+    }
+
+    /// The reply when the driver is gone.
+    pub fn without_driver(xid: i32) -> Reply {
+        error_reply(
+            xid,
+            &Error::ConnectionLoss("the node is shutting down".into()),
+        )
+    }
+
+    /// Adjusts the reply once it is known.
+    fn then(self, adjust: impl FnOnce(Reply) -> Reply + Send + 'static) -> Prepared {
+        match self {
+            Prepared::Answered(reply) => Prepared::Answered(adjust(reply)),
+            Prepared::OnDriver(step) => Prepared::OnDriver(Box::new(move |state| {
+                let pending = step(state);
+                Box::pin(async move { adjust(pending.await) })
+            })),
+        }
+    }
+}
+
+fn answered(reply: Reply) -> Prepared {
+    Prepared::Answered(reply)
+}
+
+/// Submits `f` on the driver and leaves its answer for later; `encode`
+/// turns it into the reply body (or an error code).
+fn deferred<R, F, E>(xid: i32, f: F, encode: E) -> Prepared
 where
     R: Send + 'static,
     F: FnOnce(&mut NodeState) -> Result<Answer<R>, Error> + Send + 'static,
     E: FnOnce(R) -> Result<(Option<Zxid>, Vec<u8>), i32> + Send + 'static,
 {
-    let answer = match run(caller, f).await {
-        Ok(answer) => answer,
-        Err(error) => return ready(error_reply(xid, &error)),
-    };
-    Box::pin(async move {
-        match answer.await {
-            Ok(Ok(value)) => Reply {
-                xid,
-                result: encode(value),
-                close: false,
-            },
-            Ok(Err(error)) => error_reply(xid, &error),
-            Err(_) => error_reply(
-                xid,
-                &Error::ConnectionLoss("the node is shutting down".into()),
-            ),
-        }
-    })
+    Prepared::OnDriver(Box::new(move |state| {
+        let answer = match f(state) {
+            Ok(answer) => answer,
+            Err(error) => return ready(error_reply(xid, &error)),
+        };
+        Box::pin(async move {
+            match answer.await {
+                Ok(Ok(value)) => Reply {
+                    xid,
+                    result: encode(value),
+                    close: false,
+                },
+                Ok(Err(error)) => error_reply(xid, &error),
+                Err(_) => Prepared::without_driver(xid),
+            }
+        })
+    }))
 }
 
-/// Runs `f` at once on the driver and answers with what it returns.
-async fn immediate<R, F, E>(caller: &Caller, xid: i32, f: F, encode: E) -> Pending
+/// Runs `f` on the driver and answers with what it returns.
+fn immediate<R, F, E>(xid: i32, f: F, encode: E) -> Prepared
 where
     R: Send + 'static,
     F: FnOnce(&mut NodeState) -> Result<R, Error> + Send + 'static,
-    E: FnOnce(R) -> (Option<Zxid>, Vec<u8>),
+    E: FnOnce(R) -> (Option<Zxid>, Vec<u8>) + Send + 'static,
 {
-    ready(match run(caller, f).await {
-        Ok(value) => Reply {
-            xid,
-            result: Ok(encode(value)),
-            close: false,
-        },
-        Err(error) => error_reply(xid, &error),
-    })
+    Prepared::OnDriver(Box::new(move |state| {
+        ready(match f(state) {
+            Ok(value) => Reply {
+                xid,
+                result: Ok(encode(value)),
+                close: false,
+            },
+            Err(error) => error_reply(xid, &error),
+        })
+    }))
 }
 
 /// A read, queued behind the session's earlier writes.
-async fn read<R, F, E>(caller: &Caller, xid: i32, f: F, encode: E) -> Pending
+fn read<R, F, E>(caller: &Caller, xid: i32, f: F, encode: E) -> Prepared
 where
     R: Send + 'static,
     F: FnOnce(&mut NodeState) -> Result<R, Error> + Send + 'static,
     E: FnOnce(R) -> Result<(Option<Zxid>, Vec<u8>), i32> + Send + 'static,
 {
     let session = caller.session;
-    deferred(
-        caller,
-        xid,
-        move |state| Ok(state.in_order(session, f)),
-        encode,
-    )
-    .await
+    deferred(xid, move |state| Ok(state.in_order(session, f)), encode)
 }
 
 /// The write a create request asks for, checked against its opcode as
@@ -206,8 +240,8 @@ fn error_entry(w: &mut Writer, err: i32) {
     w.int(err);
 }
 
-/// Submits one request of this connection's session.
-pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Pending {
+/// Prepares one request of this connection's session for the driver.
+pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prepared {
     let session = caller.session;
     let peer = caller.peer;
     let write = |op: WriteOp| {
@@ -221,9 +255,9 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
             let with_stat = c.with_stat;
             let op = match create_op(c, opcode) {
                 Ok(op) => op,
-                Err(error) => return ready(error_reply(xid, &error)),
+                Err(error) => return answered(error_reply(xid, &error)),
             };
-            deferred(caller, xid, write(op), move |(outcome, h)| match outcome {
+            deferred(xid, write(op), move |(outcome, h)| match outcome {
                 OpOutcome::Created { path, stat } => Ok((
                     Some(h.zxid),
                     body(|w| {
@@ -235,46 +269,34 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                 )),
                 _ => Err(code::RUNTIME_INCONSISTENCY),
             })
-            .await
         }
         Request::Delete { path, version } => {
-            deferred(
-                caller,
-                xid,
-                write(WriteOp::Delete { path, version }),
-                |(_, h)| Ok((Some(h.zxid), Vec::new())),
-            )
-            .await
+            deferred(xid, write(WriteOp::Delete { path, version }), |(_, h)| {
+                Ok((Some(h.zxid), Vec::new()))
+            })
         }
         Request::SetData {
             path,
             data,
             version,
-        } => {
-            deferred(
-                caller,
-                xid,
-                write(WriteOp::SetData {
-                    path,
-                    data,
-                    version,
-                }),
-                |(outcome, h)| match outcome {
-                    OpOutcome::DataSet { stat } => {
-                        Ok((Some(h.zxid), body(|w| write_stat(w, &stat))))
-                    }
-                    _ => Err(code::RUNTIME_INCONSISTENCY),
-                },
-            )
-            .await
-        }
+        } => deferred(
+            xid,
+            write(WriteOp::SetData {
+                path,
+                data,
+                version,
+            }),
+            |(outcome, h)| match outcome {
+                OpOutcome::DataSet { stat } => Ok((Some(h.zxid), body(|w| write_stat(w, &stat)))),
+                _ => Err(code::RUNTIME_INCONSISTENCY),
+            },
+        ),
         Request::SetAcl { path, acl, version } => {
             if acl.is_empty() {
                 let error = Error::InvalidAcl("an ACL needs at least one entry".into());
-                return ready(error_reply(xid, &error));
+                return answered(error_reply(xid, &error));
             }
             deferred(
-                caller,
                 xid,
                 write(WriteOp::SetAcl {
                     path,
@@ -288,16 +310,11 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                     _ => Err(code::RUNTIME_INCONSISTENCY),
                 },
             )
-            .await
         }
         Request::Check { path, version } => {
-            deferred(
-                caller,
-                xid,
-                write(WriteOp::Check { path, version }),
-                |(_, h)| Ok((Some(h.zxid), Vec::new())),
-            )
-            .await
+            deferred(xid, write(WriteOp::Check { path, version }), |(_, h)| {
+                Ok((Some(h.zxid), Vec::new()))
+            })
         }
         Request::Multi(ops) => {
             let mut shapes = Vec::with_capacity(ops.len());
@@ -332,11 +349,10 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                 };
                 match converted {
                     Ok(op) => write_ops.push(op),
-                    Err(error) => return ready(error_reply(xid, &error)),
+                    Err(error) => return answered(error_reply(xid, &error)),
                 }
             }
             deferred(
-                caller,
                 xid,
                 write(WriteOp::Multi(write_ops)),
                 move |(outcome, h)| {
@@ -379,36 +395,32 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                     ))
                 },
             )
-            .await
         }
-        Request::GetData { path, watch } => {
-            read(
-                caller,
-                xid,
-                move |state| {
-                    let identity = state.identity(session, peer);
-                    let result = state.read(session, |m| {
-                        m.tree()
-                            .get_data_or_null(&path, &identity)
-                            .map(|(d, s)| (d.map(<[u8]>::to_vec), s))
-                    })?;
-                    if watch {
-                        state.watch(session, &path, WatchKind::Data)?;
-                    }
-                    Ok(result)
-                },
-                |((data, stat), h)| {
-                    Ok((
-                        Some(h.zxid),
-                        body(|w| {
-                            w.buffer_opt(data.as_deref());
-                            write_stat(w, &stat);
-                        }),
-                    ))
-                },
-            )
-            .await
-        }
+        Request::GetData { path, watch } => read(
+            caller,
+            xid,
+            move |state| {
+                let identity = state.identity(session, peer);
+                let result = state.read(session, |m| {
+                    m.tree()
+                        .get_data_or_null(&path, &identity)
+                        .map(|(d, s)| (d.map(<[u8]>::to_vec), s))
+                })?;
+                if watch {
+                    state.watch(session, &path, WatchKind::Data)?;
+                }
+                Ok(result)
+            },
+            |((data, stat), h)| {
+                Ok((
+                    Some(h.zxid),
+                    body(|w| {
+                        w.buffer_opt(data.as_deref());
+                        write_stat(w, &stat);
+                    }),
+                ))
+            },
+        ),
         Request::Exists { path, watch } => {
             read(
                 caller,
@@ -427,99 +439,88 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                     None => Err(code::NO_NODE),
                 },
             )
-            .await
         }
         Request::GetChildren {
             path,
             watch,
             with_stat,
-        } => {
-            read(
-                caller,
-                xid,
-                move |state| {
-                    let identity = state.identity(session, peer);
-                    let result =
-                        state.read(session, |m| m.tree().get_children(&path, &identity))?;
-                    if watch {
-                        state.watch(session, &path, WatchKind::Child)?;
-                    }
-                    Ok(result)
-                },
-                move |((children, stat), h)| {
-                    Ok((
-                        Some(h.zxid),
-                        body(|w| {
-                            w.strings(&children);
-                            if with_stat {
-                                write_stat(w, &stat);
-                            }
-                        }),
-                    ))
-                },
-            )
-            .await
-        }
-        Request::GetAcl { path } => {
-            read(
-                caller,
-                xid,
-                move |state| {
-                    let identity = state.identity(session, peer);
-                    state.read(session, |m| m.tree().get_acl(&path, &identity))
-                },
-                |((acl, stat), h)| {
-                    Ok((
-                        Some(h.zxid),
-                        body(|w| {
-                            write_acl(w, &acl);
+        } => read(
+            caller,
+            xid,
+            move |state| {
+                let identity = state.identity(session, peer);
+                let result = state.read(session, |m| m.tree().get_children(&path, &identity))?;
+                if watch {
+                    state.watch(session, &path, WatchKind::Child)?;
+                }
+                Ok(result)
+            },
+            move |((children, stat), h)| {
+                Ok((
+                    Some(h.zxid),
+                    body(|w| {
+                        w.strings(&children);
+                        if with_stat {
                             write_stat(w, &stat);
-                        }),
-                    ))
-                },
-            )
-            .await
-        }
-        Request::MultiRead(ops) => {
-            read(
-                caller,
-                xid,
-                move |state| {
-                    let identity = state.identity(session, peer);
-                    state.read(session, |m| {
-                        let tree = m.tree();
-                        Ok(body(|w| {
-                            for read_op in &ops {
-                                match read_op {
-                                    ReadOp::GetData { path } => {
-                                        match tree.get_data_or_null(path, &identity) {
-                                            Ok((data, stat)) => {
-                                                proto::multi_entry(w, op::GET_DATA, 0);
-                                                w.buffer_opt(data);
-                                                write_stat(w, &stat);
-                                            }
-                                            Err(e) => error_entry(w, e.code().zookeeper_code()),
+                        }
+                    }),
+                ))
+            },
+        ),
+        Request::GetAcl { path } => read(
+            caller,
+            xid,
+            move |state| {
+                let identity = state.identity(session, peer);
+                state.read(session, |m| m.tree().get_acl(&path, &identity))
+            },
+            |((acl, stat), h)| {
+                Ok((
+                    Some(h.zxid),
+                    body(|w| {
+                        write_acl(w, &acl);
+                        write_stat(w, &stat);
+                    }),
+                ))
+            },
+        ),
+        Request::MultiRead(ops) => read(
+            caller,
+            xid,
+            move |state| {
+                let identity = state.identity(session, peer);
+                state.read(session, |m| {
+                    let tree = m.tree();
+                    Ok(body(|w| {
+                        for read_op in &ops {
+                            match read_op {
+                                ReadOp::GetData { path } => {
+                                    match tree.get_data_or_null(path, &identity) {
+                                        Ok((data, stat)) => {
+                                            proto::multi_entry(w, op::GET_DATA, 0);
+                                            w.buffer_opt(data);
+                                            write_stat(w, &stat);
                                         }
+                                        Err(e) => error_entry(w, e.code().zookeeper_code()),
                                     }
-                                    ReadOp::GetChildren { path } => {
-                                        match tree.get_children(path, &identity) {
-                                            Ok((children, _)) => {
-                                                proto::multi_entry(w, op::GET_CHILDREN, 0);
-                                                w.strings(&children);
-                                            }
-                                            Err(e) => error_entry(w, e.code().zookeeper_code()),
+                                }
+                                ReadOp::GetChildren { path } => {
+                                    match tree.get_children(path, &identity) {
+                                        Ok((children, _)) => {
+                                            proto::multi_entry(w, op::GET_CHILDREN, 0);
+                                            w.strings(&children);
                                         }
+                                        Err(e) => error_entry(w, e.code().zookeeper_code()),
                                     }
                                 }
                             }
-                            proto::multi_end(w);
-                        }))
-                    })
-                },
-                |(bytes, h)| Ok((Some(h.zxid), bytes)),
-            )
-            .await
-        }
+                        }
+                        proto::multi_end(w);
+                    }))
+                })
+            },
+            |(bytes, h)| Ok((Some(h.zxid), bytes)),
+        ),
         Request::GetEphemerals { prefix } => {
             let prefix = if prefix.is_empty() {
                 "/".to_owned()
@@ -532,78 +533,62 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                 move |state| state.read(session, |m| Ok(m.tree().get_ephemerals(session, &prefix))),
                 |(paths, h)| Ok((Some(h.zxid), body(|w| w.strings(&paths)))),
             )
-            .await
         }
-        Request::GetAllChildrenNumber { path } => {
-            read(
-                caller,
-                xid,
-                move |state| {
-                    let identity = state.identity(session, peer);
-                    state.read(session, |m| {
-                        m.tree().get_all_children_number(&path, &identity)
-                    })
-                },
-                |(number, h)| {
-                    let number = i32::try_from(number).unwrap_or(i32::MAX);
-                    Ok((Some(h.zxid), body(|w| w.int(number))))
-                },
-            )
-            .await
-        }
-        Request::WhoAmI => {
-            read(
-                caller,
-                xid,
-                move |state| Ok(state.who_am_i(session, peer)),
-                |ids| {
-                    Ok((
-                        None,
-                        body(|w| {
-                            w.vector_len(ids.len());
-                            for (scheme, user) in &ids {
-                                w.ustring(scheme);
-                                w.ustring(user);
-                            }
-                        }),
-                    ))
-                },
-            )
-            .await
-        }
+        Request::GetAllChildrenNumber { path } => read(
+            caller,
+            xid,
+            move |state| {
+                let identity = state.identity(session, peer);
+                state.read(session, |m| {
+                    m.tree().get_all_children_number(&path, &identity)
+                })
+            },
+            |(number, h)| {
+                let number = i32::try_from(number).unwrap_or(i32::MAX);
+                Ok((Some(h.zxid), body(|w| w.int(number))))
+            },
+        ),
+        Request::WhoAmI => read(
+            caller,
+            xid,
+            move |state| Ok(state.who_am_i(session, peer)),
+            |ids| {
+                Ok((
+                    None,
+                    body(|w| {
+                        w.vector_len(ids.len());
+                        for (scheme, user) in &ids {
+                            w.ustring(scheme);
+                            w.ustring(user);
+                        }
+                    }),
+                ))
+            },
+        ),
         Request::Sync { path } => {
             if let Err(error) = synod_core::path::validate(&path) {
-                return ready(error_reply(xid, &error));
+                return answered(error_reply(xid, &error));
             }
             deferred(
-                caller,
                 xid,
                 move |state| state.sync(session),
                 move |h| Ok((Some(h.zxid), body(|w| w.ustring(&path)))),
             )
-            .await
         }
-        Request::Ping => {
-            deferred(
-                caller,
-                xid,
-                move |state| Ok(state.ping(session)),
-                |_timeout| Ok((None, Vec::new())),
-            )
-            .await
-        }
+        Request::Ping => deferred(
+            xid,
+            move |state| Ok(state.ping(session)),
+            |_timeout| Ok((None, Vec::new())),
+        ),
         Request::Auth { scheme, auth } => {
-            let pending = immediate(
-                caller,
+            // A failed authentication ends the connection, as ZooKeeper
+            // ends it (clients then report AUTH_FAILED).
+            immediate(
                 xid,
                 move |state| state.add_auth(session, &scheme, &auth),
                 |h| (Some(h.zxid), Vec::new()),
             )
-            .await;
-            // A failed authentication ends the connection, as ZooKeeper
-            // ends it (clients then report AUTH_FAILED).
-            Box::pin(async move {
-                let mut reply = pending.await;
+            .then(|mut reply| {
                 if reply.result == Err(code::AUTH_FAILED) {
                     reply.close = true;
                 }
@@ -620,16 +605,13 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
             };
             let relative = s.relative_zxid;
             immediate(
-                caller,
                 xid,
                 move |state| state.set_watches(session, relative, &lists),
                 |h| (Some(h.zxid), Vec::new()),
             )
-            .await
         }
         Request::AddWatch { path, kind } => {
             immediate(
-                caller,
                 xid,
                 move |state| state.add_watch(session, &path, kind),
                 // ZooKeeper answers addWatch with an ErrorResponse body
@@ -637,50 +619,36 @@ pub async fn submit(caller: &Caller, xid: i32, opcode: i32, request: Request) ->
                 // the client fails the reply and drops the connection.
                 |h| (Some(h.zxid), body(|w| w.int(code::OK))),
             )
-            .await
         }
-        Request::CheckWatches { path, watcher_type } => {
-            immediate(
-                caller,
-                xid,
-                move |state| state.check_watches(session, &path, watcher_type),
-                |h| (Some(h.zxid), Vec::new()),
-            )
-            .await
-        }
-        Request::RemoveWatches { path, watcher_type } => {
-            immediate(
-                caller,
-                xid,
-                move |state| state.remove_watches(session, &path, watcher_type),
-                |h| (Some(h.zxid), Vec::new()),
-            )
-            .await
-        }
-        Request::CloseSession => {
-            let pending = deferred(
-                caller,
-                xid,
-                move |state| state.close_session(session),
-                |h| Ok((Some(h.zxid), Vec::new())),
-            )
-            .await;
-            Box::pin(async move {
-                let mut reply = pending.await;
-                reply.close = true;
-                reply
-            })
-        }
+        Request::CheckWatches { path, watcher_type } => immediate(
+            xid,
+            move |state| state.check_watches(session, &path, watcher_type),
+            |h| (Some(h.zxid), Vec::new()),
+        ),
+        Request::RemoveWatches { path, watcher_type } => immediate(
+            xid,
+            move |state| state.remove_watches(session, &path, watcher_type),
+            |h| (Some(h.zxid), Vec::new()),
+        ),
+        Request::CloseSession => deferred(
+            xid,
+            move |state| state.close_session(session),
+            |h| Ok((Some(h.zxid), Vec::new())),
+        )
+        .then(|mut reply| {
+            reply.close = true;
+            reply
+        }),
         // Membership changes through ZooKeeper's reconfig are not enabled:
         // answered as ZooKeeper answers with reconfigEnabled=false.
-        Request::Reconfig => ready(Reply {
+        Request::Reconfig => answered(Reply {
             xid,
             result: Err(code::RECONFIG_DISABLED),
             close: false,
         }),
         // No SASL, and opcodes nobody should send: ZooKeeper answers
         // UNIMPLEMENTED and closes the connection.
-        Request::Sasl | Request::Unknown(_) => ready(Reply {
+        Request::Sasl | Request::Unknown(_) => answered(Reply {
             xid,
             result: Err(code::UNIMPLEMENTED),
             close: true,
