@@ -374,6 +374,11 @@ pub fn encode_txn(e: &mut Encoder, txn: &Txn) {
             e.u8(5);
             encode_config(e, config);
         }
+        Txn::MoveSession { session, owner } => {
+            e.u8(7);
+            e.i64(*session);
+            e.u64(*owner);
+        }
     }
 }
 
@@ -495,6 +500,10 @@ pub fn decode_txn(d: &mut Decoder<'_>) -> Result<Txn, CodecError> {
             path: d.string("reap path")?,
         },
         5 => Txn::SetConfig(decode_config(d)?),
+        7 => Txn::MoveSession {
+            session: d.i64("moved session")?,
+            owner: d.u64("session owner")?,
+        },
         tag => {
             return Err(CodecError::BadTag {
                 what: "txn",
@@ -603,6 +612,10 @@ mod tests {
                 reason: CloseReason::Expired,
             },
             Txn::Reap { path: "/c".into() },
+            Txn::MoveSession {
+                session: 12,
+                owner: 3,
+            },
             Txn::SetConfig(StateConfig::default()),
             Txn::SetConfig(StateConfig {
                 tree: TreeConfig {

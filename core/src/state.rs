@@ -244,6 +244,13 @@ impl StateMachine {
                 self.session_limits = config.sessions.clone();
                 TxnOutcome::Noop
             }
+            Txn::MoveSession { session, owner } => {
+                TxnOutcome::SessionMoved(if self.sessions.contains(*session) {
+                    Ok((*session, *owner))
+                } else {
+                    Err(Error::SessionExpired(*session))
+                })
+            }
             Txn::Reap { path } => {
                 let deleted = self.tree.reap(path, zxid, time, &mut triggers);
                 TxnOutcome::Reaped {

@@ -130,6 +130,12 @@ pub enum Txn {
     /// replay (or another replica) checks every txn exactly as it was first
     /// checked.
     SetConfig(crate::state::StateConfig),
+    /// A client re-attached its session on member `owner` (ZooKeeper's
+    /// session move). Applied only while the session is open, so the member
+    /// learns from the log that the session is still alive before it
+    /// answers the client; every other member lets go of its own connection
+    /// of the session.
+    MoveSession { session: SessionId, owner: u64 },
 }
 
 /// The outcome of one write operation.
@@ -170,4 +176,6 @@ pub enum TxnOutcome {
         path: String,
         deleted: bool,
     },
+    /// The session now belongs to `owner`, or it is no longer open.
+    SessionMoved(Result<(SessionId, u64), crate::Error>),
 }

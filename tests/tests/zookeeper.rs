@@ -312,18 +312,75 @@ fn zookeeper_node(extra: &[&str]) -> (TestNode, SocketAddr) {
 /// Sends a handshake for a new session by hand: the client has seen
 /// `last_zxid` and asks for `timeout_ms`.
 fn handshake(addr: SocketAddr, last_zxid: i64, timeout_ms: i32) -> TcpStream {
+    attach(addr, 0, &[0; 16], last_zxid, timeout_ms)
+}
+
+/// Sends a handshake for session `session` (0: a new one) by hand.
+fn attach(
+    addr: SocketAddr,
+    session: i64,
+    password: &[u8],
+    last_zxid: i64,
+    timeout_ms: i32,
+) -> TcpStream {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(LIMIT)).expect("timeout");
     let mut body = Vec::new();
     body.extend_from_slice(&0i32.to_be_bytes());
     body.extend_from_slice(&last_zxid.to_be_bytes());
     body.extend_from_slice(&timeout_ms.to_be_bytes());
-    body.extend_from_slice(&0i64.to_be_bytes());
-    body.extend_from_slice(&16i32.to_be_bytes());
-    body.extend_from_slice(&[0; 16]);
+    body.extend_from_slice(&session.to_be_bytes());
+    body.extend_from_slice(&(password.len() as i32).to_be_bytes());
+    body.extend_from_slice(password);
     body.push(0);
     send(&mut stream, &body);
     stream
+}
+
+/// The session id and password of a connect response.
+fn session_of(reply: &[u8]) -> (i32, i64, Vec<u8>) {
+    let timeout = i32::from_be_bytes(reply[4..8].try_into().expect("4 bytes"));
+    let session = i64::from_be_bytes(reply[8..16].try_into().expect("8 bytes"));
+    (timeout, session, reply[20..36].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moved_to_another_member_leaves_the_old_connection() {
+    let ensemble = blocking(|| Ensemble::start(3, &[], None)).expect("ensemble");
+    blocking(|| ensemble.wait_ready(Duration::from_secs(30))).expect("ready");
+    blocking(|| {
+        let mut first = handshake(ensemble.zookeeper_addr(1), 0, 10_000);
+        let (timeout, session, password) = session_of(&receive(&mut first).expect("connected"));
+        assert!(timeout > 0 && session > 0);
+        // A wrong password is refused as an expired session.
+        let mut wrong = attach(ensemble.zookeeper_addr(2), session, &[9; 16], 0, 10_000);
+        let (timeout, refused, _) = session_of(&receive(&mut wrong).expect("an answer"));
+        assert_eq!((timeout, refused), (0, 0), "refused as expired");
+        // The right password on another member takes the session there.
+        let mut second = attach(ensemble.zookeeper_addr(2), session, &password, 0, 10_000);
+        let (timeout, moved, same_password) =
+            session_of(&receive(&mut second).expect("re-attached"));
+        assert!(timeout > 0);
+        assert_eq!((moved, &same_password), (session, &password));
+        // The member the client left lets go of its connection.
+        assert!(closed(&mut first), "the old connection is closed");
+        // The new one works: a ping.
+        let mut ping = (-2i32).to_be_bytes().to_vec();
+        ping.extend_from_slice(&11i32.to_be_bytes());
+        send(&mut second, &ping);
+        let reply = receive(&mut second).expect("ping reply");
+        assert_eq!(&reply[12..16], &0i32.to_be_bytes());
+        // An unknown session is refused as expired.
+        let mut gone = attach(
+            ensemble.zookeeper_addr(3),
+            session + 1000,
+            &password,
+            0,
+            10_000,
+        );
+        let (timeout, _, _) = session_of(&receive(&mut gone).expect("an answer"));
+        assert_eq!(timeout, 0);
+    });
 }
 
 /// Connects and completes a handshake for a new session by hand.

@@ -25,6 +25,7 @@ impl NodeState {
         self.fire(&applied.triggers);
         match &applied.outcome {
             TxnOutcome::SessionClosed { session, .. } => self.forget_session(*session),
+            TxnOutcome::SessionMoved(Ok((session, owner))) => self.session_moved(*session, *owner),
             // Every node tracks every session, so a new leader starts from
             // the full table.
             TxnOutcome::SessionCreated(Ok((session, timeout_ms))) => {

@@ -8,7 +8,7 @@ use super::*;
 use synod_core::watch::EventType;
 
 /// The answer to a connection's handshake for an existing session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Attach {
     /// The client has seen state this member has not applied yet; it must
     /// try another member (the connection is closed without an answer).
@@ -21,6 +21,10 @@ pub enum Attach {
         timeout_ms: Millis,
         password: SessionPassword,
         header: Header,
+        /// For an existing session: answered once the move of the session
+        /// to this member is committed (the ensemble still counts it open),
+        /// or with SessionExpired.
+        moved: Option<Answer<()>>,
     },
 }
 
@@ -65,6 +69,7 @@ impl NodeState {
                 timeout_ms: 0,
                 password: SessionPassword::default(),
                 header: self.header(0),
+                moved: None,
             };
         }
         match self.machine.sessions().get(session) {
@@ -73,13 +78,40 @@ impl NodeState {
                     return Attach::Expired;
                 }
                 self.outboxes.entry(session).or_default();
+                let (tx, rx) = oneshot::channel();
+                self.submit(
+                    Txn::MoveSession {
+                        session,
+                        owner: self.id,
+                    },
+                    Box::new(move |_state, applied| {
+                        let moved = applied.and_then(|applied| match &applied.outcome {
+                            TxnOutcome::SessionMoved(result) => result.clone().map(|_| ()),
+                            other => unreachable_outcome(other),
+                        });
+                        let _ = tx.send(moved);
+                    }),
+                );
                 Attach::Attached {
                     timeout_ms: info.timeout_ms,
                     password: info.password,
                     header: self.header(session),
+                    moved: Some(rx),
                 }
             }
             _ => Attach::Expired,
+        }
+    }
+
+    /// Applied everywhere: a session moved to another member is no longer
+    /// served here. Its event stream here ends, which closes the
+    /// connection this member held for it (ZooKeeper answers such a
+    /// connection SESSIONMOVED; the client has already left it).
+    pub(super) fn session_moved(&mut self, session: SessionId, owner: NodeId) {
+        if owner != self.id
+            && let Some(outbox) = self.outboxes.get_mut(&session)
+        {
+            outbox.subscriber = None;
         }
     }
 

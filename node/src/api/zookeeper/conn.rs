@@ -209,10 +209,28 @@ async fn handshake(
                 timeout_ms,
                 password,
                 header,
+                moved,
             },
             Some(events),
         ) => {
             let events = events.map_err(|e| format!("cannot follow the session's events: {e}"))?;
+            // Answer only once the ensemble has the session here: it may
+            // have expired it meanwhile, and the member the client left
+            // must let go of its connection.
+            if let Some(moved) = moved {
+                match moved.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(synod_core::Error::SessionExpired(_))) => {
+                        let _ = wr
+                            .write_all(&proto::connect_response(0, 0, &[0; PASSWORD_LEN]))
+                            .await;
+                        let _ = wr.shutdown().await;
+                        return Ok(None);
+                    }
+                    Ok(Err(error)) => return Err(format!("cannot move the session here: {error}")),
+                    Err(_) => return Err("the node is shutting down".into()),
+                }
+            }
             Ok(Some((asked, timeout_ms, password, header.zxid, events)))
         }
         (Attach::Attached { .. }, None) => {
