@@ -9,7 +9,8 @@
 //! checks need to catch it (the run then fails, as it should).
 //!
 //! Prints every failing seed with the command that replays it, and closes
-//! with one line: `seeds=N steps=X commits=Y violations=Z`. Without
+//! with one line: `seeds=N steps=X commits=Y operations=O failed_seeds=F violations=Z`
+//! (operations: the clients' operations on the registers in the history). Without
 //! `--nodes`, the cluster size (1, 3, 5 or 7) is derived from the seed.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
         }
     };
     let (mut steps, mut commits, mut violations) = (0u64, 0u64, 0u64);
+    let mut operations = 0u64;
     let mut failed_seeds = 0u64;
     let mut worst_recovery = 0u64;
     for seed in args.start..args.start + args.seeds {
@@ -94,12 +96,14 @@ fn main() -> ExitCode {
         let out = run(seed, cfg);
         steps += out.steps;
         commits += out.commits;
+        operations += out.operations;
         worst_recovery = worst_recovery.max(out.recovery_ticks.unwrap_or(0));
         if args.verbose {
             println!(
-                "seed={seed} nodes={nodes} steps={} commits={} recovery={:?} violations={}",
+                "seed={seed} nodes={nodes} steps={} commits={} operations={} recovery={:?} violations={}",
                 out.steps,
                 out.commits,
+                out.operations,
                 out.recovery_ticks,
                 out.violations.len()
             );
@@ -125,8 +129,8 @@ fn main() -> ExitCode {
         println!("worst recovery after heal: {worst_recovery} ticks");
     }
     println!(
-        "seeds={} steps={steps} commits={commits} failed_seeds={failed_seeds} \
-         violations={violations}",
+        "seeds={} steps={steps} commits={commits} operations={operations} \
+         failed_seeds={failed_seeds} violations={violations}",
         args.seeds
     );
     if violations > 0 {

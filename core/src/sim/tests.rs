@@ -436,6 +436,7 @@ fn a_member_cut_off_from_the_leader_stops_acknowledging_keep_alives() {
         cfg.max_delay = 1;
         cfg.max_disk_delay = 0;
         cfg.sessions = 1;
+        cfg.close_rate = 0.0;
         cfg.plant = plant;
         let mut c = Cluster::new(7, cfg);
         let all: Vec<usize> = (0..3).collect();
@@ -447,11 +448,12 @@ fn a_member_cut_off_from_the_leader_stops_acknowledging_keep_alives() {
             c.step();
         }
         assert!(c.violations.is_empty(), "{:?}", c.violations);
+        let session = c.clients[0].session.expect("the client opened its session");
         c.set_pair(leader, member, false);
         for _ in 0..300 {
             c.step();
         }
-        let closed = c.closed_at.contains_key(&1);
+        let closed = c.closed_at.contains_key(&session);
         let acked_late = c
             .violations
             .iter()
