@@ -34,8 +34,8 @@ pub(super) struct Client {
     waiting: Option<(usize, PingId)>,
     /// The node its operation (a read or a write) waits at.
     pub(super) op_at: Option<usize>,
-    /// Its data watch with no event yet.
-    pub(super) watch: Option<Watched>,
+    /// Its data watches with no event yet, at most one per node and path.
+    pub(super) watches: Vec<Watched>,
 }
 
 /// The cluster's clients, each at a random node, without sessions yet.
@@ -50,7 +50,7 @@ pub(super) fn new_clients(c: &mut Cluster) -> Vec<Client> {
             next_ping: 0,
             waiting: None,
             op_at: None,
-            watch: None,
+            watches: Vec::new(),
         })
         .collect()
 }
@@ -179,7 +179,7 @@ impl Cluster {
     fn session_ended(&mut self, k: usize) {
         let client = &mut self.clients[k];
         client.session = None;
-        client.watch = None;
+        client.watches.clear();
         client.waiting = None;
     }
 
@@ -253,13 +253,10 @@ impl Cluster {
     /// Node `i` delivers a watch event to its session's client.
     pub(super) fn watch_event(&mut self, i: usize, event: &WatchEvent) {
         for client in &mut self.clients {
-            if client.session == Some(event.session)
-                && client
-                    .watch
-                    .as_ref()
-                    .is_some_and(|w| w.node == i && w.path == event.path)
-            {
-                client.watch = None;
+            if client.session == Some(event.session) {
+                client
+                    .watches
+                    .retain(|w| w.node != i || w.path != event.path);
             }
         }
     }
@@ -284,9 +281,7 @@ impl Cluster {
                 client.waiting = None;
                 lost = true;
             }
-            if client.watch.as_ref().is_some_and(|w| w.node == i) {
-                client.watch = None;
-            }
+            client.watches.retain(|w| w.node != i);
             if lost || client.home == i {
                 self.move_client(k);
             }

@@ -130,7 +130,7 @@ impl SimConfig {
         if rng.chance(0.3) {
             cfg.read_mode = ReadMode::ReadIndex;
         }
-        cfg.compact_every = [0, 16, 64][rng.range(0, 3) as usize];
+        cfg.compact_every = [0, 8, 32][rng.range(0, 3) as usize];
         if nodes >= 3 {
             cfg.observers = rng.range(0, 2) as usize;
         }

@@ -51,7 +51,7 @@ impl Cluster {
         let value = self.next_value;
         let pick = self.rng.range(0, 100);
         if pick < 35 {
-            let watch = self.rng.chance(0.3);
+            let watch = self.rng.chance(0.5);
             self.start_read(i, Some(k), key, watch);
             return;
         }
@@ -343,7 +343,10 @@ impl Cluster {
             i,
             &path,
             mzxid,
-            self.clients[k].watch.as_ref(),
+            self.clients[k]
+                .watches
+                .iter()
+                .find(|w| w.node == i && w.path == path),
         ) {
             self.violation(v);
         }
@@ -354,7 +357,9 @@ impl Cluster {
                 .is_ok()
         {
             self.nodes[i].watchers.insert(session);
-            self.clients[k].watch = Some(Watched {
+            let watches = &mut self.clients[k].watches;
+            watches.retain(|w| w.node != i || w.path != path);
+            watches.push(Watched {
                 node: i,
                 path,
                 seen: mzxid,

@@ -17,7 +17,8 @@ pub(in crate::sim) struct Watched {
 }
 
 /// The session's read at `node` of `path` shows `now` (`mzxid`, or
-/// `None`), and `watch` is what the client still holds (no event yet).
+/// `None`), and `watch` is the watch the client still holds there on that
+/// path (no event yet).
 pub(in crate::sim) fn on_read(
     session: i64,
     node: usize,
@@ -25,7 +26,7 @@ pub(in crate::sim) fn on_read(
     now: Option<i64>,
     watch: Option<&Watched>,
 ) -> Option<String> {
-    let w = watch.filter(|w| w.node == node && w.path == path)?;
+    let w = watch?;
     (w.seen != now).then(|| {
         format!(
             "session {session} read {path} at node {} as changed ({:?} -> {:?}) before the \
