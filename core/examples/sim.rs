@@ -17,7 +17,7 @@
 use std::process::ExitCode;
 
 use synod_core::paxos::ReadMode;
-use synod_core::sim::{Plant, SimConfig, nodes_for_seed, run};
+use synod_core::sim::{Coverage, Plant, SimConfig, nodes_for_seed, run};
 
 struct Args {
     seeds: u64,
@@ -78,6 +78,7 @@ fn main() -> ExitCode {
     };
     let (mut steps, mut commits, mut violations) = (0u64, 0u64, 0u64);
     let mut operations = 0u64;
+    let mut coverage = Coverage::default();
     let mut failed_seeds = 0u64;
     let mut worst_recovery = 0u64;
     for seed in args.start..args.start + args.seeds {
@@ -97,6 +98,7 @@ fn main() -> ExitCode {
         steps += out.steps;
         commits += out.commits;
         operations += out.operations;
+        coverage.add(&out.coverage);
         worst_recovery = worst_recovery.max(out.recovery_ticks.unwrap_or(0));
         if args.verbose {
             println!(
@@ -127,6 +129,7 @@ fn main() -> ExitCode {
     }
     if args.verbose {
         println!("worst recovery after heal: {worst_recovery} ticks");
+        println!("exercised: {coverage:?}");
     }
     println!(
         "seeds={} steps={steps} commits={commits} operations={operations} \

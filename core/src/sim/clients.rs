@@ -252,6 +252,7 @@ impl Cluster {
 
     /// Node `i` delivers a watch event to its session's client.
     pub(super) fn watch_event(&mut self, i: usize, event: &WatchEvent) {
+        self.coverage.watch_events += 1;
         for client in &mut self.clients {
             if client.session == Some(event.session) {
                 client

@@ -69,6 +69,7 @@ impl Cluster {
         {
             done = true;
             let fails = self.rng.chance(self.cfg.disk_failures);
+            self.coverage.disk_failures += u64::from(fails);
             let node = &mut self.nodes[i];
             let result = if fails {
                 Err(("simulated I/O error".to_owned(), b.records))
@@ -106,6 +107,7 @@ impl Cluster {
         {
             done = true;
             let fails = self.rng.chance(self.cfg.disk_failures);
+            self.coverage.disk_failures += u64::from(fails);
             let node = &mut self.nodes[i];
             if !fails {
                 node.disk.set_snapshot(Snapshot {
@@ -152,6 +154,7 @@ impl Cluster {
         };
         let slot = Slot::try_from(index).unwrap_or(0);
         let id = node.id;
+        self.coverage.snapshots_encoded += 1;
         if let Some(v) = invariants::snapshot::on_snapshot(
             &self.digests,
             id,

@@ -46,6 +46,42 @@ use crate::txn::Txn;
 pub use config::{Plant, SimConfig};
 use node::{Node, Pending};
 
+/// How often a run exercised the parts of the node that only some
+/// schedules reach (a check that never runs proves nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Snapshots a node encoded from its state machine.
+    pub snapshots_encoded: u64,
+    /// Snapshots a node installed from the leader.
+    pub snapshots_installed: u64,
+    /// Log batches and snapshot files that failed to be written.
+    pub disk_failures: u64,
+    /// Txns a follower forwarded to the leader.
+    pub forwarded: u64,
+    /// Sessions the leader expired (their close applied).
+    pub expired: u64,
+    /// Ephemerals deleted by a session's close.
+    pub ephemerals_deleted: u64,
+    /// Sequential creates acknowledged.
+    pub sequential: u64,
+    /// Watch events delivered to a client.
+    pub watch_events: u64,
+}
+
+impl Coverage {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &Coverage) {
+        self.snapshots_encoded += other.snapshots_encoded;
+        self.snapshots_installed += other.snapshots_installed;
+        self.disk_failures += other.disk_failures;
+        self.forwarded += other.forwarded;
+        self.expired += other.expired;
+        self.ephemerals_deleted += other.ephemerals_deleted;
+        self.sequential += other.sequential;
+        self.watch_events += other.watch_events;
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -59,6 +95,7 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Ticks from healing to a new value applied on every replica.
     pub recovery_ticks: Option<u64>,
+    pub coverage: Coverage,
     /// A hash of every command every node emitted, with when and where:
     /// two runs of one seed must agree on it exactly.
     pub trace_hash: u64,
@@ -149,6 +186,7 @@ pub struct Cluster {
     history: history::Recorder,
     pub violations: Vec<String>,
     pub steps: u64,
+    pub coverage: Coverage,
     /// When set, every delivered message is recorded here (debugging).
     pub trace: Option<Vec<String>>,
     /// Hashes every command executed (see [`Outcome::trace_hash`]); the
@@ -192,6 +230,7 @@ impl Cluster {
             history: history::Recorder::new(),
             violations: Vec::new(),
             steps: 0,
+            coverage: Coverage::default(),
             trace: None,
             trace_hash: DefaultHasher::new(),
         };
@@ -583,6 +622,7 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
         operations: c.history.len() as u64,
         violations: c.violations.clone(),
         recovery_ticks: recovery,
+        coverage: c.coverage,
         trace_hash: c.trace_hash.finish(),
     };
     (out, c)

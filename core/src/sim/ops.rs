@@ -168,6 +168,7 @@ impl Cluster {
             ClientOp::Sequential { asked } => {
                 if let Ok(OpOutcome::Created { path, .. }) = outcome {
                     self.sequences.acknowledged(path, asked, self.now);
+                    self.coverage.sequential += 1;
                 }
             }
             ClientOp::Ephemeral => {}

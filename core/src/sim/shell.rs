@@ -121,6 +121,7 @@ impl Cluster {
         match frame {
             Frame::Paxos(msg) => r.step(from, msg, now),
             Frame::Forward(txns) => {
+                self.coverage.forwarded += txns.len() as u64;
                 let actions = node.writes.forwarded(r, from, txns);
                 self.write_actions(to, actions);
             }
@@ -379,8 +380,9 @@ impl Cluster {
     fn first_applied_txn(&mut self, slot: Slot, origin: NodeId, request: u64, applied: &Applied) {
         self.committed.insert((origin, request), slot);
         match &applied.outcome {
-            TxnOutcome::SessionClosed { session, .. } => {
+            TxnOutcome::SessionClosed { session, deleted } => {
                 self.closed_at.entry(*session).or_insert(self.now);
+                self.coverage.ephemerals_deleted += deleted.len() as u64;
             }
             TxnOutcome::Write(Ok(OpOutcome::Created { path, .. }))
                 if super::ops::is_sequential(path) =>
@@ -458,6 +460,7 @@ impl Cluster {
             Ok(machine) => machine,
             Err(_) => return,
         };
+        self.coverage.snapshots_installed += 1;
         let now = self.clock(i);
         let node = &mut self.nodes[i];
         let old = std::mem::replace(&mut node.machine, machine);
@@ -509,7 +512,10 @@ impl Cluster {
             Pending::Op { client, op } => self.op_answered(i, client, op, result),
             Pending::OpenSession { client } => self.session_opened(client, result),
             Pending::CloseSession { client } => self.session_closed(client),
-            Pending::Expire(session) => self.nodes[i].sessions.close_failed(session),
+            Pending::Expire(session) => {
+                self.coverage.expired += u64::from(result.is_ok());
+                self.nodes[i].sessions.close_failed(session);
+            }
             Pending::Probe => {}
         }
     }

@@ -9,11 +9,13 @@ use crate::paxos::ReadMode;
 fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
     let mut failures = Vec::new();
     let (mut steps, mut commits) = (0, 0);
+    let mut coverage = Coverage::default();
     for seed in start..start + seeds {
         let nodes = nodes_for_seed(seed);
         let out = run(seed, SimConfig::for_seed(seed, nodes));
         steps += out.steps;
         commits += out.commits;
+        coverage.add(&out.coverage);
         if !out.violations.is_empty() {
             failures.push(format!(
                 "seed {seed} ({nodes} nodes): {:?}\n  replay: cargo run --release -p synod-core \
@@ -23,6 +25,29 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every part of the node the seeds are meant to reach was reached.
+    let Coverage {
+        snapshots_encoded,
+        snapshots_installed,
+        disk_failures,
+        forwarded,
+        expired,
+        ephemerals_deleted,
+        sequential,
+        watch_events,
+    } = coverage;
+    for (what, n) in [
+        ("snapshots encoded", snapshots_encoded),
+        ("snapshots installed", snapshots_installed),
+        ("disk failures", disk_failures),
+        ("txns forwarded", forwarded),
+        ("sessions expired", expired),
+        ("ephemerals deleted", ephemerals_deleted),
+        ("sequential creates", sequential),
+        ("watch events", watch_events),
+    ] {
+        assert!(n > 0, "seeds {start}..{}: no {what}", start + seeds);
+    }
     (steps, commits)
 }
 
