@@ -268,6 +268,10 @@ impl Cluster {
         for k in 0..self.clients.len() {
             let client = &mut self.clients[k];
             let mut lost = false;
+            // A client whose close was lost with the node is done with the
+            // session: the close may still commit, and a session it asked to
+            // close is not one to keep alive.
+            let close_lost = client.closing_at == Some(i);
             for at in [
                 &mut client.opening_at,
                 &mut client.closing_at,
@@ -283,7 +287,10 @@ impl Cluster {
                 lost = true;
             }
             client.watches.retain(|w| w.node != i);
-            if lost || client.home == i {
+            if close_lost {
+                self.session_ended(k);
+            }
+            if lost || self.clients[k].home == i {
                 self.move_client(k);
             }
         }
