@@ -9,14 +9,15 @@
 //! checks need to catch it (the run then fails, as it should).
 //!
 //! Prints every failing seed with the command that replays it, and closes
-//! with one line: `seeds=N steps=X commits=Y violations=Z`. Without
+//! with one line: `seeds=N steps=X commits=Y operations=O failed_seeds=F violations=Z`
+//! (operations: the clients' operations on the registers in the history). Without
 //! `--nodes`, the cluster size (1, 3, 5 or 7) is derived from the seed.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
 
 use synod_core::paxos::ReadMode;
-use synod_core::sim::{Plant, SimConfig, nodes_for_seed, run};
+use synod_core::sim::{Coverage, Plant, SimConfig, nodes_for_seed, run};
 
 struct Args {
     seeds: u64,
@@ -76,6 +77,8 @@ fn main() -> ExitCode {
         }
     };
     let (mut steps, mut commits, mut violations) = (0u64, 0u64, 0u64);
+    let mut operations = 0u64;
+    let mut coverage = Coverage::default();
     let mut failed_seeds = 0u64;
     let mut worst_recovery = 0u64;
     for seed in args.start..args.start + args.seeds {
@@ -94,12 +97,15 @@ fn main() -> ExitCode {
         let out = run(seed, cfg);
         steps += out.steps;
         commits += out.commits;
+        operations += out.operations;
+        coverage.add(&out.coverage);
         worst_recovery = worst_recovery.max(out.recovery_ticks.unwrap_or(0));
         if args.verbose {
             println!(
-                "seed={seed} nodes={nodes} steps={} commits={} recovery={:?} violations={}",
+                "seed={seed} nodes={nodes} steps={} commits={} operations={} recovery={:?} violations={}",
                 out.steps,
                 out.commits,
+                out.operations,
                 out.recovery_ticks,
                 out.violations.len()
             );
@@ -123,10 +129,11 @@ fn main() -> ExitCode {
     }
     if args.verbose {
         println!("worst recovery after heal: {worst_recovery} ticks");
+        println!("exercised: {coverage:?}");
     }
     println!(
-        "seeds={} steps={steps} commits={commits} failed_seeds={failed_seeds} \
-         violations={violations}",
+        "seeds={} steps={steps} commits={commits} operations={operations} \
+         failed_seeds={failed_seeds} violations={violations}",
         args.seeds
     );
     if violations > 0 {

@@ -19,14 +19,19 @@
 //!   one makes durable, when a failed one is appended again.
 //! - [`snapshots`]: when a snapshot is due, and its protocol: checkpoint
 //!   record, then file, then the log dropped.
+//! - [`apply`]: how a committed value reaches the state machine.
+//! - [`serving`]: whether the node serves clients (knows a leader, has
+//!   heard from it lately, has caught up).
 //!
 //! The driver keeps only I/O: channels, sockets, the storage thread, the
 //! encoding of the state a slice at a time, and the completions of the
 //! clients' requests.
 
+pub mod apply;
 pub mod group_commit;
 pub mod liveness;
 pub mod reads;
+pub mod serving;
 pub mod sessions;
 pub mod snapshots;
 pub mod writes;

@@ -16,7 +16,8 @@ pub enum Plant {
     /// confirmed, without waiting until the node has applied it.
     ReadBeforeApply,
     /// A member acknowledges every keep-alive of a session it knows,
-    /// without the leader's vouch (what `synod` did before).
+    /// without the leader's vouch and whether or not it still hears from
+    /// the leader (what `synod` did before issue 10).
     AckWithoutVouch,
 }
 
@@ -36,12 +37,15 @@ pub struct SimConfig {
     /// Probability per tick of a fault event (crash, restart, partition,
     /// heal, slow disk).
     pub fault_rate: f64,
-    /// Probability per tick that a client proposes a batch at a leader.
+    /// Probability per tick that an idle client starts an operation.
     pub propose_rate: f64,
     /// Probability per tick of a linearizable read at a leader.
     pub read_rate: f64,
     /// Slowest disk: writes complete after `0..=max_disk_delay` ticks.
     pub max_disk_delay: u64,
+    /// Probability that a log batch or a snapshot file fails to be
+    /// written (an I/O error: the batch is appended again after a pause).
+    pub disk_failures: f64,
     /// Replica timing, in milliseconds of a node's clock (one per tick).
     pub heartbeat_ms: u64,
     pub election_ms: u64,
@@ -55,15 +59,18 @@ pub struct SimConfig {
     pub max_pause: u64,
     /// A shell bug to plant (tests of the checks).
     pub plant: Option<Plant>,
-    /// Client sessions, each kept alive through one member at a time.
+    /// Clients, each with a session kept alive through one member at a
+    /// time, doing one operation at a time.
     pub sessions: usize,
+    /// Probability per tick that an idle client closes its session.
+    pub close_rate: f64,
     /// Their timeout, in milliseconds (ticks).
     pub session_timeout: u64,
     /// The node's periodic work (liveness reports, expiry) runs every this
     /// many ticks.
     pub node_tick: u64,
-    /// A replica snapshots and compacts its log once it has applied twice
-    /// this many slots past its log start, keeping this many (0: never).
+    /// A node takes a snapshot (and then compacts its log) after about
+    /// this many txns, through the node's snapshot schedule (0: never).
     pub compact_every: u64,
     /// The last `observers` nodes start as observers (non-voting).
     pub observers: usize,
@@ -84,6 +91,7 @@ impl SimConfig {
             propose_rate: 0.5,
             read_rate: 0.1,
             max_disk_delay: 2,
+            disk_failures: 0.0,
             heartbeat_ms: 2,
             election_ms: 10,
             // With drift_period 25 a node's clock gains or loses at most
@@ -95,7 +103,8 @@ impl SimConfig {
             pauses: true,
             max_pause: 40,
             plant: None,
-            sessions: 3,
+            sessions: 4,
+            close_rate: 0.003,
             session_timeout: 60,
             node_tick: 5,
             compact_every: 0,
@@ -121,11 +130,12 @@ impl SimConfig {
         if rng.chance(0.3) {
             cfg.read_mode = ReadMode::ReadIndex;
         }
-        cfg.compact_every = [0, 16, 64][rng.range(0, 3) as usize];
+        cfg.compact_every = [0, 8, 32][rng.range(0, 3) as usize];
         if nodes >= 3 {
             cfg.observers = rng.range(0, 2) as usize;
         }
         cfg.reconfigure = rng.chance(0.7);
+        cfg.disk_failures = [0.0, 0.0, 0.05][rng.range(0, 3) as usize];
         cfg
     }
 }

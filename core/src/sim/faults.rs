@@ -23,9 +23,7 @@ impl Cluster {
             1 => {
                 // Crash a node while it has writes in flight: the window in
                 // which sending before persisting would be caught.
-                let busy: Vec<usize> = (0..n)
-                    .filter(|&i| !self.nodes[i].unsynced.is_empty())
-                    .collect();
+                let busy: Vec<usize> = (0..n).filter(|&i| self.nodes[i].batch.is_some()).collect();
                 if !busy.is_empty() {
                     let i = busy[self.rng.range(0, busy.len() as u64) as usize];
                     self.crash(i);
@@ -72,7 +70,7 @@ impl Cluster {
                     let voters = r.membership().voters.clone();
                     let to = voters[self.rng.range(0, voters.len() as u64) as usize];
                     let _ = r.transfer_leadership(to);
-                    self.drain(l);
+                    self.turn(l);
                 }
             }
             8 => {
@@ -130,11 +128,10 @@ impl Cluster {
         } else {
             return;
         }
-        // Sorted, as the simulated snapshot encoding stores members.
         m.voters.sort_unstable();
         m.observers.sort_unstable();
         if r.propose_membership(m).is_ok() {
-            self.drain(l);
+            self.turn(l);
         }
     }
 

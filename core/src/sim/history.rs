@@ -1,47 +1,25 @@
-//! The clients' history of a simulated run: every proposed value is a
-//! write to one of a few keys (a register with a version, as a znode's data
-//! and `Stat.version`), every linearizable read reads one key from its
-//! node's applied state, and each is recorded with when it was asked and
-//! answered, for the linearizability check at the end of the run
-//! ([`super::invariants::linearizable`]).
+//! The clients' history of a simulated run, for the linearizability check
+//! at the end ([`super::invariants::linearizable`]): every operation on
+//! the register znodes (`/k0`, `/k1`, ...: getData, setData with and
+//! without a version, create, delete), recorded with the tick it was asked
+//! and the tick and result of its answer.
 //!
-//! A write is answered when the node that proposed it applies it, as the
-//! real node answers its client; if that node crashes first, the outcome is
-//! unknown (the value may still be committed). Reads that are not answered
-//! are unknown too.
+//! A write is answered when the node the client asked applies it (or with
+//! an error); an error or no answer leaves its outcome unknown, since it
+//! may still have been committed. An unanswered write that was never
+//! committed anywhere took no effect and is left out, which saves the
+//! checker from trying it everywhere. A write applied as a no-op because
+//! its session had expired by then is left out too: it changed nothing.
 
-use std::collections::BTreeMap;
+use crate::lincheck::{History, Op, Ret};
+use crate::paxos::NodeId;
 
-use crate::lincheck::{History, Op, Ret, Znode};
+/// The register znodes the clients read and write.
+pub(super) const KEYS: usize = 3;
 
-/// Keys the values are spread over.
-pub(super) const KEYS: u64 = 3;
-
-/// The key a proposed value writes.
-pub(super) fn key_of(value: u64) -> usize {
-    (value % KEYS) as usize
-}
-
-pub(super) fn key_name(key: usize) -> String {
-    format!("k{key}")
-}
-
-/// Each key's latest value and version in a node's applied state, from
-/// the client writes among its applied values.
-pub(super) fn state_of(writes: impl Iterator<Item = u64>) -> Vec<(u64, i32)> {
-    let mut kv = vec![(0, 0); KEYS as usize];
-    for x in writes {
-        apply_write(&mut kv, x);
-    }
-    kv
-}
-
-/// Applies write `x` to a node's key state; returns its key's new version.
-pub(super) fn apply_write(kv: &mut [(u64, i32)], x: u64) -> i32 {
-    let (value, version) = &mut kv[key_of(x)];
-    *value = x;
-    *version += 1;
-    *version
+/// The path of register `key`.
+pub(super) fn key_path(key: usize) -> String {
+    format!("/k{key}")
 }
 
 /// One recorded operation.
@@ -51,20 +29,19 @@ struct Recorded {
     key: usize,
     op: Op,
     asked: u64,
-    /// The answer and when it came; `None` while unanswered (an unknown
-    /// outcome if it stays so).
+    /// The write's (origin node, request), once submitted.
+    request: Option<(NodeId, u64)>,
+    /// The answer and when it came; `None` while unanswered.
     answer: Option<(Ret, u64)>,
+    /// It changed nothing and was answered so: left out.
+    no_effect: bool,
 }
 
 /// Records the history as the run goes; the checker's [`History`] is built
-/// at the end, when it is known which unanswered writes never took effect.
+/// at the end, when it is known which unanswered writes were committed.
 #[derive(Debug, Default)]
 pub(super) struct Recorder {
     ops: Vec<Recorded>,
-    /// Writes not yet answered: value -> (node that proposed it, op index).
-    writes: BTreeMap<u64, (usize, usize)>,
-    /// Reads not yet answered: the cluster's read id -> op index.
-    reads: BTreeMap<u64, usize>,
 }
 
 impl Recorder {
@@ -72,75 +49,68 @@ impl Recorder {
         Recorder::default()
     }
 
-    fn record(&mut self, process: u64, key: usize, op: Op, asked: u64) -> usize {
+    /// `process` asks `op` on register `key` at tick `now`; returns the
+    /// operation's index.
+    pub(super) fn invoke(&mut self, process: u64, key: usize, op: Op, now: u64) -> usize {
         self.ops.push(Recorded {
             process,
             key,
             op,
-            asked,
+            asked: now,
+            request: None,
             answer: None,
+            no_effect: false,
         });
         self.ops.len() - 1
     }
 
-    /// Node `origin` proposed `value` at tick `now`.
-    pub(super) fn write_asked(&mut self, origin: usize, value: u64, now: u64) {
-        let op = self.record(origin as u64, key_of(value), Op::Write { value }, now);
-        self.writes.insert(value, (origin, op));
-    }
-
-    /// Node `node` applied `value` as version `version` of its key.
-    pub(super) fn write_applied(&mut self, node: usize, value: u64, version: i32, now: u64) {
-        if self
-            .writes
-            .get(&value)
-            .is_some_and(|(origin, _)| *origin == node)
-            && let Some((_, op)) = self.writes.remove(&value)
-        {
-            self.ops[op].answer = Some((Ret::Set { version }, now));
+    /// Write `op` went into the log as `request` of node `origin`.
+    pub(super) fn submitted(&mut self, op: usize, origin: NodeId, request: u64) {
+        if let Some(r) = self.ops.get_mut(op) {
+            r.request = Some((origin, request));
         }
     }
 
-    /// Node `node` crashed: its clients' writes have unknown outcomes.
-    pub(super) fn node_lost(&mut self, node: usize) {
-        self.writes.retain(|_, (origin, _)| *origin != node);
-    }
-
-    /// Read `id` of `key` was asked at node `node` at tick `now`.
-    pub(super) fn read_asked(&mut self, id: u64, node: usize, key: usize, now: u64) {
-        let op = self.record(1_000 + node as u64, key, Op::Read, now);
-        self.reads.insert(id, op);
-    }
-
-    /// Read `id` was answered with `(value, version)` at tick `now`.
-    pub(super) fn read_answered(&mut self, id: u64, (value, version): (u64, i32), now: u64) {
-        if let Some(op) = self.reads.remove(&id) {
-            self.ops[op].answer = Some((Ret::Read(Some(Znode { value, version })), now));
+    /// Operation `op` was answered with `ret` at tick `now`.
+    pub(super) fn answered(&mut self, op: usize, ret: Ret, now: u64) {
+        if let Some(r) = self.ops.get_mut(op) {
+            r.answer = Some((ret, now));
         }
     }
 
-    /// Ends the run: the history to check. `committed` says whether a
-    /// value was ever applied: an unanswered write that never was took no
-    /// effect and is left out (which the checker would otherwise have to
-    /// try everywhere); the other unanswered ones have unknown outcomes.
-    pub(super) fn finish(&self, committed: impl Fn(u64) -> bool) -> History {
+    /// Operation `op` was answered, having changed nothing.
+    pub(super) fn no_effect(&mut self, op: usize) {
+        if let Some(r) = self.ops.get_mut(op) {
+            r.no_effect = true;
+        }
+    }
+
+    /// Operations recorded.
+    pub(super) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Ends the run: the history to check. `committed` says whether the
+    /// request (origin, request number) reached the log.
+    pub(super) fn finish(&self, committed: impl Fn(NodeId, u64) -> bool) -> History {
         let mut history = History::new();
-        for key in 0..KEYS as usize {
-            history.set_initial(
-                &key_name(key),
-                Some(Znode {
-                    value: 0,
-                    version: 0,
-                }),
-            );
+        for key in 0..KEYS {
+            history.set_initial(&key_path(key), None);
         }
         for r in &self.ops {
-            if let (None, Op::Write { value }) = (&r.answer, &r.op)
-                && !committed(*value)
+            if r.no_effect {
+                continue;
+            }
+            let is_write = r.op != Op::Read;
+            if is_write
+                && r.answer.is_none()
+                && !r
+                    .request
+                    .is_some_and(|(origin, request)| committed(origin, request))
             {
                 continue;
             }
-            let id = history.invoke(r.process, &key_name(r.key), r.op, r.asked);
+            let id = history.invoke(r.process, &key_path(r.key), r.op, r.asked);
             match &r.answer {
                 Some((ret, at)) => history.complete(id, *ret, *at),
                 None => history.unknown(id),

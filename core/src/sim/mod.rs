@@ -1,45 +1,86 @@
-//! A seeded, single-threaded whole-cluster simulator for [`crate::paxos`].
+//! A seeded, single-threaded simulator of whole Synod nodes: the
+//! Multi-Paxos replica ([`crate::paxos`]), the node core ([`crate::node`]:
+//! write path, group commit, snapshot schedule, read barriers, session
+//! liveness, serving) and the real state machine ([`crate::state`]: znode
+//! tree, sessions) with a watch registry per node, driven the way `synod`'s
+//! driver drives them, under faults, by clients whose operations are
+//! recorded as a history.
 //!
-//! One [`Cluster`] holds N replicas, a network and a disk per replica, all
-//! driven by one [`Rng`] seeded by the caller, so a run is a pure function of
-//! its seed and configuration and any failure replays exactly. The network
+//! One [`Cluster`] holds N nodes, a network and a disk per node, all driven
+//! by one [`Rng`] seeded by the caller, so a run is a pure function of its
+//! seed and configuration and any failure replays exactly. The network
 //! loses, duplicates, delays and (through random delays) reorders messages,
 //! and obeys a directed link matrix, which expresses symmetric, one-way and
-//! partial partitions. Disks complete writes in order after a random delay;
-//! a crash discards every write not yet reported durable and every message
-//! in flight to the node, and a restart rebuilds the replica from its disk.
-//! Each node has its own monotonic clock (one millisecond per simulated
-//! tick), running at a slightly different rate from the others and
-//! sometimes jumping forward, within the drift bound the lease is
-//! configured for. A node can be *paused*, as SIGSTOP, a debugger or VM
-//! steal pause a process: it takes no messages, client requests or timer
-//! firings while its clock runs on, and at the end of the pause it first
-//! handles the client requests that waited, then everything else.
+//! partial partitions. Disks take one group-commit batch at a time and
+//! complete it after a random delay (or fail it, and the batch is appended
+//! again); a crash discards every write not yet durable, the snapshot in
+//! progress and every message in flight to the node, and a restart rebuilds
+//! the node from its disk (snapshot + log). Each node has its own monotonic
+//! clock (one millisecond per simulated tick), running at a slightly
+//! different rate from the others and sometimes jumping forward, within the
+//! drift bound the lease is configured for. A node can be *paused*, as
+//! SIGSTOP, a debugger or VM steal pause a process: it takes no messages,
+//! client requests or timer firings while its clock runs on, and at the end
+//! of the pause it first handles the client reads that waited, then
+//! everything else.
 //!
-//! Checked on every step: no two values are committed in one slot; every
-//! replica applies a contiguous prefix of the one log; a lease or read-index
-//! read sees every write applied anywhere before it was asked; a `Promise`
-//! or `Accepted` leaves a node only once its disk holds what it reports.
+//! The files beside this one: `node` (a node's parts and its start),
+//! `shell` (the driver's turn: commands, frames, applying committed
+//! slots), `disk` (group commit, snapshot files), `clients` (sessions and
+//! keep-alives), `ops` (the clients' reads and writes), `history`, `txns`
+//! (every txn the simulator builds), `faults`, and `invariants/` (one
+//! property per file, each checked at the event that could break it).
 //! [`run`] adds a random fault schedule and, after healing everything,
-//! requires that the cluster commits again, on every replica, within a
-//! bounded number of ticks.
+//! requires that the cluster commits again, on every node, within a bounded
+//! number of ticks, then checks the history.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hasher};
 
 use crate::SessionId;
-use crate::node::reads::ReadBarriers;
-use crate::node::sessions::SessionLiveness;
 use crate::paxos::rng::Rng;
-use crate::paxos::{
-    Command, Config, Durable, Membership, Message, MonoMs, NodeId, Replica, Role, Slot, Snapshot,
-    Value, Write,
-};
-use crate::session::SessionTable;
+use crate::paxos::{Config, Membership, Message, MonoMs, NodeId, Replica, Role, Slot, Value};
+use crate::txn::Txn;
 
 pub use config::{Plant, SimConfig};
-use encoding::{decode, encode};
+use node::{Node, Pending};
+
+/// How often a run exercised the parts of the node that only some
+/// schedules reach (a check that never runs proves nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Snapshots a node encoded from its state machine.
+    pub snapshots_encoded: u64,
+    /// Snapshots a node installed from the leader.
+    pub snapshots_installed: u64,
+    /// Log batches and snapshot files that failed to be written.
+    pub disk_failures: u64,
+    /// Txns a follower forwarded to the leader.
+    pub forwarded: u64,
+    /// Sessions the leader expired (their close applied).
+    pub expired: u64,
+    /// Ephemerals deleted by a session's close.
+    pub ephemerals_deleted: u64,
+    /// Sequential creates acknowledged.
+    pub sequential: u64,
+    /// Watch events delivered to a client.
+    pub watch_events: u64,
+}
+
+impl Coverage {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &Coverage) {
+        self.snapshots_encoded += other.snapshots_encoded;
+        self.snapshots_installed += other.snapshots_installed;
+        self.disk_failures += other.disk_failures;
+        self.forwarded += other.forwarded;
+        self.expired += other.expired;
+        self.ephemerals_deleted += other.ephemerals_deleted;
+        self.sequential += other.sequential;
+        self.watch_events += other.watch_events;
+    }
+}
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -49,9 +90,12 @@ pub struct Outcome {
     pub steps: u64,
     /// Slots committed (the longest applied log at the end).
     pub commits: u64,
+    /// Client operations recorded in the history.
+    pub operations: u64,
     pub violations: Vec<String>,
     /// Ticks from healing to a new value applied on every replica.
     pub recovery_ticks: Option<u64>,
+    pub coverage: Coverage,
     /// A hash of every command every node emitted, with when and where:
     /// two runs of one seed must agree on it exactly.
     pub trace_hash: u64,
@@ -59,9 +103,13 @@ pub struct Outcome {
 
 /// What travels between simulated nodes: the replica's messages and the
 /// node's own frames, as between real ones.
-#[derive(Debug, Clone, Hash)]
+#[derive(Debug, Clone)]
 enum Frame {
-    Paxos(Message<u64>),
+    Paxos(Message<Vec<u8>>),
+    /// Txns forwarded to the leader (request number, txn).
+    Forward(Vec<(u64, Txn)>),
+    /// The leader did not propose these forwarded requests.
+    Refused(Vec<u64>),
     ReadIndex(u64),
     ReadIndexReply {
         request: u64,
@@ -86,61 +134,19 @@ struct InFlight {
     msg: Frame,
 }
 
-#[derive(Debug)]
-struct Node {
-    id: NodeId,
-    /// The node's monotonic clock.
-    clock: MonoMs,
-    /// Timer firings it handled (what a [`Plant::LeaseInTicks`] shell
-    /// passes as the time).
-    firings: MonoMs,
-    /// Paused until this cluster tick.
-    paused_until: Option<u64>,
-    /// Reads asked while paused, handled first when it resumes.
-    waiting_reads: Vec<u64>,
-    /// The tick of its last forward clock jump.
-    jumped_at: u64,
-    /// What the monotonicity checks last saw of it.
-    seen: invariants::monotonic::Seen,
-    /// The node's read barriers and session liveness (the node core),
-    /// rebuilt at every start.
-    reads: ReadBarriers,
-    sessions: SessionLiveness,
-    /// The node's read ids of the cluster's reads it is serving.
-    read_ids: BTreeMap<u64, u64>,
-    /// The sessions open in its applied state.
-    open: SessionTable,
-    /// Whether it was the authoritative leader (leading, caught up) at the
-    /// end of its last turn.
-    was_leader: bool,
-    replica: Option<Replica<u64>>,
-    disk: Durable<u64>,
-    /// Writes handed to the disk, not yet durable: `(due tick, write)`.
-    unsynced: VecDeque<(u64, Write<u64>)>,
-    /// A snapshot file being written (one at a time, beside the log, as
-    /// the node writes its snapshot files): lost if the node crashes first.
-    snapshot_write: Option<SnapshotWrite>,
-    applied: Slot,
-    /// The state machine: every value applied, from slot 1.
-    values: Vec<Value<u64>>,
-    /// Each key's latest value and version in `values` (see `history`).
-    kv: Vec<(u64, i32)>,
-    incarnation: u64,
-    disk_delay: u64,
-    /// Clock skew: +1 (fast), -1 (slow) or 0, applied every drift period.
-    skew: i8,
-    skew_phase: u64,
-}
-
-/// A snapshot on its way to disk.
-#[derive(Debug)]
-struct SnapshotWrite {
-    due: u64,
-    snapshot: Snapshot,
-    /// Taken here: once durable, the replica's log is compacted up to it
-    /// (as the node compacts only after the file is durable). An installed
-    /// snapshot was compacted into the replica on receipt.
-    compact: bool,
+/// A linearizable read on its way: where it was asked and by whom.
+#[derive(Debug, Clone, Copy)]
+struct ReadAsk {
+    node: usize,
+    /// The highest slot applied anywhere when it was asked.
+    floor: Slot,
+    /// The client that asked (`None`: a reader without a session).
+    client: Option<usize>,
+    key: usize,
+    /// Its operation in the history.
+    op: usize,
+    /// Whether it leaves a data watch.
+    watch: bool,
 }
 
 /// A simulated cluster. Nodes are indexed `0..n`; node `i` has id `i + 1`.
@@ -156,22 +162,31 @@ pub struct Cluster {
     net: Vec<InFlight>,
     /// The value applied at each slot (index `slot - 1`), by whoever applied
     /// it first; every later apply must agree.
-    chosen: Vec<Value<u64>>,
+    chosen: Vec<Value<Vec<u8>>>,
+    /// The digest of the state after each slot, by its first applier.
+    digests: Vec<u64>,
+    /// Every request that reached the log: (origin, request) -> slot.
+    committed: BTreeMap<(NodeId, u64), Slot>,
+    /// The tester's probes (see [`Cluster::propose`]): (node, request).
+    probes: Vec<(NodeId, u64)>,
+    /// The next value a client writes (unique in the run).
     next_value: u64,
     next_read: u64,
-    /// Read id -> (node index, lowest index the answer may name).
-    reads: BTreeMap<u64, (usize, Slot)>,
+    reads: BTreeMap<u64, ReadAsk>,
     /// Committed membership changes by slot (each governs the slots after
     /// its own), for the quorum-durability check.
     memberships: Vec<(Slot, Membership)>,
-    /// Client sessions and where each is kept alive.
+    /// The clients, each with its session and its node.
     clients: Vec<clients::Client>,
     /// The tick each closed session's close was first applied.
     closed_at: BTreeMap<SessionId, u64>,
-    /// The clients' writes and reads, for the linearizability check.
+    /// Sequential names committed and acknowledged.
+    sequences: invariants::sequential::Sequences,
+    /// The clients' operations on the registers, for linearizability.
     history: history::Recorder,
     pub violations: Vec<String>,
     pub steps: u64,
+    pub coverage: Coverage,
     /// When set, every delivered message is recorded here (debugging).
     pub trace: Option<Vec<String>>,
     /// Hashes every command executed (see [`Outcome::trace_hash`]); the
@@ -191,31 +206,7 @@ impl Cluster {
                 rng.range(0, 3) as i8 - 1
             };
             let skew_phase = rng.range(0, cfg.drift_period.max(1));
-            nodes.push(Node {
-                id: i as NodeId + 1,
-                clock: 0,
-                firings: 0,
-                paused_until: None,
-                waiting_reads: Vec::new(),
-                jumped_at: 0,
-                seen: Default::default(),
-                reads: ReadBarriers::new(1),
-                read_ids: BTreeMap::new(),
-                sessions: SessionLiveness::new(0, &SessionTable::default(), 0),
-                open: SessionTable::default(),
-                was_leader: false,
-                replica: None,
-                disk: Durable::default(),
-                unsynced: VecDeque::new(),
-                snapshot_write: None,
-                applied: 0,
-                values: Vec::new(),
-                kv: history::state_of(std::iter::empty()),
-                incarnation: 0,
-                disk_delay: cfg.max_disk_delay.min(1),
-                skew,
-                skew_phase,
-            });
+            nodes.push(Node::new(i as NodeId + 1, &cfg, skew, skew_phase));
         }
         let mut c = Cluster {
             links: vec![vec![true; n]; n],
@@ -226,22 +217,27 @@ impl Cluster {
             nodes,
             net: Vec::new(),
             chosen: Vec::new(),
+            digests: Vec::new(),
+            committed: BTreeMap::new(),
+            probes: Vec::new(),
             next_value: 1,
             next_read: 1,
             reads: BTreeMap::new(),
             memberships: Vec::new(),
             clients: Vec::new(),
             closed_at: BTreeMap::new(),
+            sequences: Default::default(),
             history: history::Recorder::new(),
             violations: Vec::new(),
             steps: 0,
+            coverage: Coverage::default(),
             trace: None,
             trace_hash: DefaultHasher::new(),
         };
         let initial = c.replica_config(0);
         c.memberships
             .push((0, Membership::new(initial.voters, initial.observers)));
-        c.clients = clients::open_sessions(&mut c);
+        c.clients = clients::new_clients(&mut c);
         for i in 0..n {
             c.start(i);
         }
@@ -259,7 +255,7 @@ impl Cluster {
         cfg.read_mode = self.cfg.read_mode;
         cfg.max_batch = 256;
         // Small chunks, so that transfers take many messages and resume.
-        cfg.snapshot_chunk = 1024;
+        cfg.snapshot_chunk = 256;
         cfg.seed = self
             .seed
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -268,27 +264,11 @@ impl Cluster {
         cfg
     }
 
-    fn start(&mut self, i: usize) {
-        let cfg = self.replica_config(i);
-        let durable = self.nodes[i].disk.clone();
-        let now = self.clock(i);
-        let replica = if self.nodes[i].incarnation == 0 {
-            Replica::new(cfg, now)
-        } else {
-            Replica::restore(cfg, durable, now)
-        };
-        match replica {
-            Ok(r) => self.nodes[i].replica = Some(r),
-            Err(e) => self.violation(format!("node {} failed to start: {e}", i + 1)),
-        }
-        self.start_node_core(i, now);
-    }
-
     pub fn now(&self) -> u64 {
         self.now
     }
 
-    /// The time node `i`'s shell passes to its replica.
+    /// The time node `i`'s shell passes to its node core.
     fn clock(&self, i: usize) -> MonoMs {
         match self.cfg.plant {
             Some(Plant::LeaseInTicks) => self.nodes[i].firings,
@@ -319,7 +299,7 @@ impl Cluster {
         for id in reads {
             self.ask_read(i, id);
         }
-        self.drain(i);
+        self.turn(i);
     }
 
     pub fn len(&self) -> usize {
@@ -335,7 +315,7 @@ impl Cluster {
     }
 
     /// Node `i`'s replica, unless it is down.
-    pub fn replica(&self, i: usize) -> Option<&Replica<u64>> {
+    pub fn replica(&self, i: usize) -> Option<&Replica<Vec<u8>>> {
         self.nodes[i].replica.as_ref()
     }
 
@@ -350,9 +330,9 @@ impl Cluster {
             .collect()
     }
 
-    /// Slots applied by node `i` since it last started.
+    /// The slot node `i`'s state machine has applied up to.
     pub fn applied(&self, i: usize) -> Slot {
-        self.nodes[i].applied
+        self.nodes[i].applied()
     }
 
     /// The highest slot anyone has applied.
@@ -386,98 +366,42 @@ impl Cluster {
         }
     }
 
-    /// Crash: the replica, its unsynced writes and messages to it are lost.
-    pub fn crash(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
-        node.replica = None;
-        node.unsynced.clear();
-        node.snapshot_write = None;
-        self.history.node_lost(i);
-        node.paused_until = None;
-        node.waiting_reads.clear();
-        // Its clients' reads and keep-alives are lost with it.
-        self.reads.retain(|_, (at, _)| *at != i);
-        self.connection_lost(i);
-        self.net.retain(|m| m.to != i);
-    }
-
-    pub fn restart(&mut self, i: usize) {
-        if self.nodes[i].replica.is_some() {
-            return;
-        }
-        self.nodes[i].incarnation += 1;
-        // A restarted node relearns its commit index from its snapshot.
-        self.nodes[i].seen.commit = 0;
-        // The state machine restarts from the durable snapshot, if any, and
-        // applies the log again from there.
-        let node = &mut self.nodes[i];
-        match &node.disk.snapshot {
-            Some(snap) => {
-                node.values = decode(&snap.data);
-                node.applied = snap.index;
-            }
-            None => {
-                node.values.clear();
-                node.applied = 0;
-            }
-        }
-        node.kv = history::state_of(node_writes(&node.values));
-        self.start(i);
-    }
-
     pub fn set_disk_delay(&mut self, i: usize, delay: u64) {
         self.nodes[i].disk_delay = delay;
     }
 
-    /// Proposes `count` fresh values at node `i`. Returns their ids.
+    /// Submits `count` probes (no-op txns, as `sync` submits) at node `i`
+    /// through its write path. Returns their ids for [`Cluster::slot_of`].
     pub fn propose(&mut self, i: usize, count: usize) -> Vec<u64> {
-        let ids: Vec<u64> = (0..count as u64).map(|k| self.next_value + k).collect();
-        if self.is_paused(i) {
+        if self.is_paused(i) || self.nodes[i].replica.is_none() {
             return Vec::new();
         }
-        let Some(r) = self.nodes[i].replica.as_mut() else {
-            return Vec::new();
-        };
-        match r.propose(ids.clone()) {
-            Ok(_) => {
-                self.next_value += count as u64;
-                for &id in &ids {
-                    self.history.write_asked(i, id, self.now);
-                }
-                self.drain(i);
-                ids
-            }
-            Err(_) => Vec::new(),
+        let mut ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            let request = self.submit(i, txns::probe(), Pending::Probe);
+            ids.push(self.probes.len() as u64);
+            self.probes.push((self.nodes[i].id, request));
         }
+        self.turn(i);
+        ids
     }
 
-    /// Asks node `i` for a linearizable read. When it is answered, the
-    /// node must have applied every slot applied anywhere by now; a paused
-    /// node gets the request when it resumes, as from its socket.
+    /// The slot probe `id` was applied at, if it was.
+    pub fn slot_of(&self, id: u64) -> Option<Slot> {
+        let probe = self.probes.get(id as usize)?;
+        self.committed.get(probe).copied()
+    }
+
+    /// Asks node `i` for a linearizable read of a register, without a
+    /// session. When it is answered, the node must have applied every slot
+    /// applied anywhere by now; a paused node gets the request when it
+    /// resumes, as from its socket.
     pub fn read(&mut self, i: usize) {
         if self.nodes[i].replica.is_none() {
             return;
         }
-        let id = self.next_read;
-        self.next_read += 1;
-        let floor = self.max_applied();
-        self.reads.insert(id, (i, floor));
-        self.history
-            .read_asked(id, i, history::key_of(id), self.now);
-        if self.is_paused(i) {
-            self.nodes[i].waiting_reads.push(id);
-            return;
-        }
-        self.ask_read(i, id);
-        self.drain(i);
-    }
-
-    /// The slot value `id` was applied at, if it was.
-    pub fn slot_of(&self, id: u64) -> Option<Slot> {
-        self.chosen
-            .iter()
-            .position(|v| *v == Value::Data(id))
-            .map(|p| p as Slot + 1)
+        let key = (self.next_read % history::KEYS as u64) as usize;
+        self.start_read(i, None, key, false);
     }
 
     fn violation(&mut self, what: String) {
@@ -486,167 +410,17 @@ impl Cluster {
         self.violations.push(s);
     }
 
-    /// Executes node `i`'s commands until it has none left, completing
-    /// disk writes that are due now.
-    fn drain(&mut self, i: usize) {
-        if self.is_paused(i) {
-            return;
-        }
-        loop {
-            let Some(r) = self.nodes[i].replica.as_mut() else {
-                return;
-            };
-            let cmds = r.take_commands();
-            if cmds.is_empty() {
-                if !self.complete_disk(i) {
-                    self.check_turn(i);
-                    return;
-                }
-                continue;
-            }
-            for cmd in cmds {
-                self.execute(i, cmd);
-            }
-        }
-    }
-
-    /// Makes due writes of node `i` durable and reports them. Returns
-    /// whether it reported anything.
-    fn complete_disk(&mut self, i: usize) -> bool {
-        let now = self.now;
-        if self.is_paused(i) {
-            return false;
-        }
-        let node = &mut self.nodes[i];
-        let mut last = None;
-        while node.unsynced.front().is_some_and(|(due, _)| *due <= now) {
-            if let Some((_, w)) = node.unsynced.pop_front() {
-                node.disk.apply(&w);
-                last = Some(w.token);
-            }
-        }
-        if last.is_some()
-            && let Some(v) =
-                invariants::monotonic::on_durable(&mut node.seen, node.id, node.disk.promised)
-        {
-            self.violation(v);
-        }
-        let node = &mut self.nodes[i];
-        if node.snapshot_write.as_ref().is_some_and(|w| w.due <= now)
-            && let Some(write) = node.snapshot_write.take()
-        {
-            let (index, data) = (write.snapshot.index, write.snapshot.data.clone());
-            node.disk.set_snapshot(write.snapshot);
-            if write.compact
-                && let Some(r) = node.replica.as_mut()
-            {
-                // Committed and applied here before it was taken.
-                let _ = r.compact(index, data);
-            }
-        }
-        match (last, node.replica.as_mut()) {
-            (Some(t), Some(r)) => {
-                r.persisted(t);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The checks due when node `i` has nothing more to do for now.
-    fn check_turn(&mut self, i: usize) {
-        self.after_turn(i);
-        let node = &mut self.nodes[i];
-        let Some(r) = node.replica.as_ref() else {
-            return;
-        };
-        let commit = r.commit_index();
-        let order = invariants::state_order::check(node.id, r, node.applied);
-        let went_back = invariants::monotonic::on_commit(&mut node.seen, node.id, commit);
-        for v in [order, went_back].into_iter().flatten() {
-            self.violation(v);
-        }
-    }
-
-    fn execute(&mut self, i: usize, cmd: Command<u64>) {
-        (self.now, i, &cmd).hash(&mut self.trace_hash);
-        match cmd {
-            Command::Persist(w) => {
-                let delay = self.rng.range(0, self.nodes[i].disk_delay + 1);
-                let node = &mut self.nodes[i];
-                // In order: a write is never durable before an earlier one.
-                let due = node
-                    .unsynced
-                    .back()
-                    .map_or(self.now + delay, |(d, _)| (*d).max(self.now + delay));
-                node.unsynced.push_back((due, w));
-            }
-            Command::Send { to, msg } => {
-                let node = &self.nodes[i];
-                let commit = node.replica.as_ref().map_or(0, Replica::commit_index);
-                if let Some(v) =
-                    invariants::durable_send::on_send(node.id, &node.disk, commit, &msg)
-                {
-                    self.violation(v);
-                }
-                let Some(to) = (to as usize).checked_sub(1) else {
-                    return;
-                };
-                if to >= self.nodes.len() || !self.links[i][to] || self.rng.chance(self.cfg.loss) {
-                    return;
-                }
-                if self.rng.chance(self.cfg.duplicate) {
-                    self.enqueue(i, to, Frame::Paxos(msg.clone()));
-                }
-                self.enqueue(i, to, Frame::Paxos(msg));
-            }
-            Command::Apply { first, values } => {
-                self.check_apply(i, first, values);
-                self.release_reads(i);
-            }
-            Command::ReadReady {
-                id,
-                index,
-                lease_until,
-            } => {
-                let at = crate::node::reads::ReadIndex { index, lease_until };
-                self.read_confirmed(i, id, Some(at));
-            }
-            Command::ReadFailed { id } => self.read_confirmed(i, id, None),
-            Command::InstallSnapshot(snap) => {
-                let index = snap.index;
-                let values = decode(&snap.data);
-                let id = self.nodes[i].id;
-                for v in invariants::snapshot::on_install(&self.chosen, id, index, &values) {
-                    self.violation(v);
-                }
-                let node = &mut self.nodes[i];
-                if index > node.applied {
-                    node.kv = history::state_of(node_writes(&values));
-                    node.values = values;
-                    node.applied = index;
-                    self.sessions_replaced(i);
-                }
-                // Installed now; durable after a disk delay, or lost in a
-                // crash before that (the replica already dropped its log).
-                let due = self.now + self.rng.range(0, self.nodes[i].disk_delay * 2 + 1);
-                self.nodes[i].snapshot_write = Some(SnapshotWrite {
-                    due,
-                    snapshot: snap,
-                    compact: false,
-                });
-            }
-        }
-    }
-
-    /// Sends a node frame from `from` to node id `to`, through the same
-    /// lossy network as the replica's messages.
+    /// Sends a frame from `from` to node id `to` through the lossy network
+    /// (replica messages are also duplicated sometimes).
     fn send_frame(&mut self, from: usize, to: NodeId, frame: Frame) {
         let Some(to) = (to as usize).checked_sub(1) else {
             return;
         };
         if to >= self.nodes.len() || !self.links[from][to] || self.rng.chance(self.cfg.loss) {
             return;
+        }
+        if matches!(frame, Frame::Paxos(_)) && self.rng.chance(self.cfg.duplicate) {
+            self.enqueue(from, to, frame.clone());
         }
         self.enqueue(from, to, frame);
     }
@@ -663,71 +437,9 @@ impl Cluster {
         });
     }
 
-    fn check_apply(&mut self, i: usize, first: Slot, values: Vec<Value<u64>>) {
-        let node = self.nodes[i].id;
-        if let Some(v) = invariants::prefix::on_apply(node, self.nodes[i].applied, first) {
-            self.violation(v);
-        }
-        let last = first + values.len() as Slot - 1;
-        for (k, v) in values.into_iter().enumerate() {
-            let slot = first + k as Slot;
-            let closes = clients::closed_session(&v);
-            match invariants::agreement::on_apply(&mut self.chosen, node, slot, v) {
-                Ok(true) => {
-                    self.first_applied(slot);
-                    if let Some(s) = closes {
-                        self.closed_at.insert(s, self.now);
-                    }
-                }
-                Ok(false) => {}
-                Err(v) => self.violation(v),
-            }
-            if let Some(s) = closes
-                && slot > self.nodes[i].applied
-            {
-                self.session_closed(i, s);
-            }
-        }
-        if first == self.nodes[i].applied + 1 {
-            let vs: Vec<Value<u64>> = (first..=last)
-                .map(|s| self.chosen[(s - 1) as usize].clone())
-                .collect();
-            for v in &vs {
-                if let Some(x) = client_write(v) {
-                    let version = history::apply_write(&mut self.nodes[i].kv, x);
-                    self.history.write_applied(i, x, version, self.now);
-                }
-            }
-            self.nodes[i].values.extend(vs);
-        }
-        self.nodes[i].applied = self.nodes[i].applied.max(last);
-    }
-
-    /// Slot `slot` was applied for the first time (its value is the last of
-    /// `chosen`): check that a majority of its voters hold it durably, and
-    /// note a membership change it makes.
-    fn first_applied(&mut self, slot: Slot) {
-        let value = &self.chosen[(slot - 1) as usize];
-        let governing = self
-            .memberships
-            .iter()
-            .rev()
-            .find(|(at, _)| *at < slot)
-            .map(|(_, m)| m)
-            .expect("the initial membership governs from slot 1");
-        let disks: Vec<(NodeId, &Durable<u64>)> =
-            self.nodes.iter().map(|n| (n.id, &n.disk)).collect();
-        let violation = invariants::quorum_durable::on_first_apply(slot, value, governing, &disks);
-        if let Value::Config(m) = value {
-            self.memberships.push((slot, (**m).clone()));
-        }
-        if let Some(v) = violation {
-            self.violation(v);
-        }
-    }
-
     /// One tick of the whole cluster: deliver due messages, complete due
-    /// writes, tick every replica.
+    /// disk writes, encode a slice of running snapshots, tick every node,
+    /// let the clients act.
     pub fn step(&mut self) {
         self.now += 1;
         self.steps += 1;
@@ -756,25 +468,13 @@ impl Cluster {
             if let Some(t) = self.trace.as_mut() {
                 t.push(format!("{now}: {} -> {}: {:?}", from, m.to + 1, m.msg));
             }
-            let clock = self.clock(m.to);
-            match m.msg {
-                Frame::Paxos(msg) => {
-                    if let Some(r) = self.nodes[m.to].replica.as_mut() {
-                        r.step(from, msg, clock);
-                    }
-                }
-                frame => self.on_frame(m.to, from, frame),
-            }
-            self.drain(m.to);
+            self.on_frame(m.to, from, m.msg);
+            self.turn(m.to);
         }
         for i in 0..self.nodes.len() {
             self.complete_disk(i);
-            self.drain(i);
-        }
-        if self.cfg.compact_every > 0 {
-            for i in 0..self.nodes.len() {
-                self.maybe_compact(i);
-            }
+            self.snapshot_work(i);
+            self.turn(i);
         }
         for i in 0..self.nodes.len() {
             let node = &mut self.nodes[i];
@@ -795,42 +495,9 @@ impl Cluster {
             if now.is_multiple_of(self.cfg.node_tick.max(1)) {
                 self.node_tick(i);
             }
-            self.drain(i);
+            self.turn(i);
         }
         self.clients_step();
-    }
-
-    /// Snapshots node `i` at its applied index, writes it, and compacts its
-    /// log once it is durable, as the shell must do; a crash in between
-    /// loses the snapshot and keeps the log.
-    fn maybe_compact(&mut self, i: usize) {
-        let every = self.cfg.compact_every;
-        let delay = self.rng.range(0, self.nodes[i].disk_delay * 2 + 1);
-        let now = self.now;
-        let node = &mut self.nodes[i];
-        if node.paused_until.is_some() || node.snapshot_write.is_some() {
-            return;
-        }
-        let Some(r) = node.replica.as_mut() else {
-            return;
-        };
-        // Keep a tail of `every` slots, as a real shell would, so that a
-        // peer that just installed a snapshot can continue from the log.
-        let upto = node.applied.saturating_sub(every);
-        if upto < r.log_start() + every || node.values.len() as Slot != node.applied {
-            return;
-        }
-        // The log is compacted only once the snapshot is durable.
-        let snapshot = Snapshot {
-            index: upto,
-            membership: r.membership_at(upto),
-            data: encode(&node.values[..upto as usize]),
-        };
-        node.snapshot_write = Some(SnapshotWrite {
-            due: now + delay,
-            snapshot,
-            compact: true,
-        });
     }
 
     /// Steps until `done` holds or `max` ticks pass; returns the ticks used.
@@ -848,8 +515,8 @@ impl Cluster {
         None
     }
 
-    /// Proposes fresh values at whatever leader exists each tick until one
-    /// of them is applied by every node in `on`; returns the ticks it took.
+    /// Proposes probes at whatever leader exists each tick until one of
+    /// them is applied by every node in `on`; returns the ticks it took.
     pub fn commit_within(&mut self, on: &[usize], max: u64) -> Option<u64> {
         let mut proposed: Vec<u64> = Vec::new();
         let start = self.now;
@@ -859,7 +526,7 @@ impl Cluster {
             }
             for &id in &proposed {
                 if let Some(slot) = self.slot_of(id)
-                    && on.iter().all(|&i| self.nodes[i].applied >= slot)
+                    && on.iter().all(|&i| self.applied(i) >= slot)
                 {
                     return Some(self.now - start);
                 }
@@ -867,6 +534,36 @@ impl Cluster {
             self.step();
         }
         None
+    }
+
+    /// The checks of a finished run: the history is linearizable, every
+    /// node's state is the log's at its index, ephemerals belong to open
+    /// sessions, sequential names increase.
+    fn final_checks(&mut self) {
+        let committed = &self.committed;
+        let history = self
+            .history
+            .finish(|origin, request| committed.contains_key(&(origin, request)));
+        let mut found: Vec<String> = invariants::linearizable::at_end(&history)
+            .into_iter()
+            .collect();
+        found.extend(self.sequences.at_end());
+        for node in &self.nodes {
+            if node.replica.is_none() {
+                continue;
+            }
+            let digest = invariants::same_state::digest(&node.machine);
+            found.extend(invariants::same_state::on_applied(
+                &self.digests,
+                node.id,
+                node.applied(),
+                digest,
+            ));
+            found.extend(invariants::ephemerals::at_end(node.id, &node.machine));
+        }
+        for v in found {
+            self.violation(v);
+        }
     }
 }
 
@@ -883,17 +580,10 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
         if c.rng.chance(c.cfg.fault_rate) {
             c.random_fault();
         }
-        if c.rng.chance(c.cfg.propose_rate) {
-            let leaders = c.leaders();
-            if !leaders.is_empty() {
-                let i = leaders[c.rng.range(0, leaders.len() as u64) as usize];
-                let k = c.rng.range(1, 4) as usize;
-                c.propose(i, k);
-            }
-        }
-        // Reads go to every node that believes it leads, stale ones too:
-        // a deposed leader that still serves reads is what the check is for;
-        // and to any member, which relays them to its leader.
+        // Reads without a session go to every node that believes it leads,
+        // stale ones too: a deposed leader that still serves reads is what
+        // the check is for; and to any member, which relays them to its
+        // leader. The clients' own operations start in `step`.
         for i in c.leaders() {
             if c.rng.chance(c.cfg.read_rate) {
                 c.read(i);
@@ -923,47 +613,35 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
             (0..n).map(|i| c.applied(i)).collect::<Vec<_>>()
         ));
     }
-    let applied: std::collections::BTreeSet<u64> =
-        c.chosen.iter().filter_map(client_write).collect();
-    let history = c.history.finish(|v| applied.contains(&v));
-    if let Some(v) = invariants::linearizable::at_end(&history) {
-        c.violation(v);
-    }
+    c.final_checks();
     let out = Outcome {
         seed: c.seed,
         nodes: n,
         steps: c.steps,
         commits: c.max_applied(),
+        operations: c.history.len() as u64,
         violations: c.violations.clone(),
         recovery_ticks: recovery,
+        coverage: c.coverage,
         trace_hash: c.trace_hash.finish(),
     };
     (out, c)
-}
-
-/// The client write a value is: a plain value, not a no-op, a membership
-/// change or a session's close.
-fn client_write(value: &Value<u64>) -> Option<u64> {
-    match value {
-        Value::Data(x) if clients::closed_session(value).is_none() => Some(*x),
-        _ => None,
-    }
-}
-
-/// The client writes among `values`, in order.
-fn node_writes(values: &[Value<u64>]) -> impl Iterator<Item = u64> + '_ {
-    values.iter().filter_map(client_write)
 }
 
 /// Cluster size for a seed when none is given: 1, 3, 5 or 7.
 pub fn nodes_for_seed(seed: u64) -> usize {
     [3, 5, 3, 7, 5, 1, 3, 5][(seed % 8) as usize]
 }
+
 mod clients;
 mod config;
-mod encoding;
+mod disk;
 mod faults;
 mod history;
 mod invariants;
+mod node;
+mod ops;
+mod shell;
 #[cfg(test)]
 mod tests;
+mod txns;

@@ -9,11 +9,13 @@ use crate::paxos::ReadMode;
 fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
     let mut failures = Vec::new();
     let (mut steps, mut commits) = (0, 0);
+    let mut coverage = Coverage::default();
     for seed in start..start + seeds {
         let nodes = nodes_for_seed(seed);
         let out = run(seed, SimConfig::for_seed(seed, nodes));
         steps += out.steps;
         commits += out.commits;
+        coverage.add(&out.coverage);
         if !out.violations.is_empty() {
             failures.push(format!(
                 "seed {seed} ({nodes} nodes): {:?}\n  replay: cargo run --release -p synod-core \
@@ -23,6 +25,29 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every part of the node the seeds are meant to reach was reached.
+    let Coverage {
+        snapshots_encoded,
+        snapshots_installed,
+        disk_failures,
+        forwarded,
+        expired,
+        ephemerals_deleted,
+        sequential,
+        watch_events,
+    } = coverage;
+    for (what, n) in [
+        ("snapshots encoded", snapshots_encoded),
+        ("snapshots installed", snapshots_installed),
+        ("disk failures", disk_failures),
+        ("txns forwarded", forwarded),
+        ("sessions expired", expired),
+        ("ephemerals deleted", ephemerals_deleted),
+        ("sequential creates", sequential),
+        ("watch events", watch_events),
+    ] {
+        assert!(n > 0, "seeds {start}..{}: no {what}", start + seeds);
+    }
     (steps, commits)
 }
 
@@ -436,6 +461,7 @@ fn a_member_cut_off_from_the_leader_stops_acknowledging_keep_alives() {
         cfg.max_delay = 1;
         cfg.max_disk_delay = 0;
         cfg.sessions = 1;
+        cfg.close_rate = 0.0;
         cfg.plant = plant;
         let mut c = Cluster::new(7, cfg);
         let all: Vec<usize> = (0..3).collect();
@@ -447,11 +473,12 @@ fn a_member_cut_off_from_the_leader_stops_acknowledging_keep_alives() {
             c.step();
         }
         assert!(c.violations.is_empty(), "{:?}", c.violations);
+        let session = c.clients[0].session.expect("the client opened its session");
         c.set_pair(leader, member, false);
         for _ in 0..300 {
             c.step();
         }
-        let closed = c.closed_at.contains_key(&1);
+        let closed = c.closed_at.contains_key(&session);
         let acked_late = c
             .violations
             .iter()

@@ -6,11 +6,11 @@ use crate::paxos::{Slot, Value};
 /// Node `node` applies `value` at `slot`. Records the slot's value if it
 /// is the first apply of the next slot; returns a violation if the slot's
 /// value differs from the one applied before, or the slot skips ahead.
-pub(in crate::sim) fn on_apply(
-    chosen: &mut Vec<Value<u64>>,
+pub(in crate::sim) fn on_apply<T: PartialEq + std::fmt::Debug>(
+    chosen: &mut Vec<Value<T>>,
     node: u64,
     slot: Slot,
-    value: Value<u64>,
+    value: Value<T>,
 ) -> Result<bool, String> {
     let idx = (slot - 1) as usize;
     match idx.cmp(&chosen.len()) {

@@ -9,11 +9,11 @@ use crate::paxos::{Durable, Message, Slot};
 
 /// Node `node` with durable state `disk` and commit index `commit` sends
 /// `msg`.
-pub(in crate::sim) fn on_send(
+pub(in crate::sim) fn on_send<T: Clone>(
     node: u64,
-    disk: &Durable<u64>,
+    disk: &Durable<T>,
     commit: Slot,
-    msg: &Message<u64>,
+    msg: &Message<T>,
 ) -> Option<String> {
     let missing = match msg {
         Message::Promise { ballot, .. } if disk.promised < *ballot => Some(format!(

@@ -8,11 +8,11 @@ use crate::paxos::{Durable, Membership, NodeId, Slot, Value};
 
 /// `slot` was first applied with `value`; `governing` is the membership in
 /// force for it; `disks` are every node's durable state by id.
-pub(in crate::sim) fn on_first_apply(
+pub(in crate::sim) fn on_first_apply<T: PartialEq>(
     slot: Slot,
-    value: &Value<u64>,
+    value: &Value<T>,
     governing: &Membership,
-    disks: &[(NodeId, &Durable<u64>)],
+    disks: &[(NodeId, &Durable<T>)],
 ) -> Option<String> {
     let holding = governing
         .voters

@@ -1,26 +1,37 @@
-//! Snapshots: an installed snapshot holds exactly the values chosen up to
-//! its index.
+//! Snapshots: a snapshot a node encodes (a slice at a time, while txns
+//! keep applying) or installs from the leader holds exactly the state the
+//! log reaches at its slot: its decoded state has the digest the first
+//! node to apply that slot recorded ([`super::same_state`]).
 
-use crate::paxos::{Slot, Value};
+use crate::paxos::Slot;
+use crate::state::{StateConfig, StateMachine};
 
-/// Node `node` installs a snapshot at `index` holding `values`.
-pub(in crate::sim) fn on_install(
-    chosen: &[Value<u64>],
+/// Node `node` encoded or installed (`what`) the snapshot `bytes` at
+/// `slot`; `digests[s - 1]` is the state digest after slot `s`.
+pub(in crate::sim) fn on_snapshot(
+    digests: &[u64],
     node: u64,
-    index: Slot,
-    values: &[Value<u64>],
-) -> Vec<String> {
-    let mut violations = Vec::new();
-    if values.len() as Slot != index {
-        violations.push(format!("snapshot at {index} holds {} slots", values.len()));
-    }
-    for (k, v) in values.iter().enumerate() {
-        if chosen.get(k).is_some_and(|c| c != v) {
-            violations.push(format!(
-                "node {node} installed a snapshot with {v:?} at slot {}",
-                k + 1
+    what: &str,
+    slot: Slot,
+    config: &StateConfig,
+    bytes: &[u8],
+) -> Option<String> {
+    let machine = match StateMachine::decode_snapshot(config.clone(), bytes) {
+        Ok(machine) => machine,
+        Err(error) => {
+            return Some(format!(
+                "node {node} {what} a snapshot at {slot} that does not decode: {error}"
             ));
         }
+    };
+    if machine.applied() != i64::try_from(slot).unwrap_or(i64::MAX) {
+        return Some(format!(
+            "node {node} {what} a snapshot at {slot} whose state is at {}",
+            machine.applied()
+        ));
     }
-    violations
+    let expected = digests.get(slot.checked_sub(1)? as usize)?;
+    (super::same_state::digest(&machine) != *expected).then(|| {
+        format!("node {node} {what} a snapshot at {slot} whose state differs from the log's")
+    })
 }

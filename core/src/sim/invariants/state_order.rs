@@ -7,7 +7,11 @@
 use crate::paxos::{Replica, Slot};
 
 /// Node `node`'s replica at the end of a turn, with `applied` slots applied.
-pub(in crate::sim) fn check(node: u64, replica: &Replica<u64>, applied: Slot) -> Option<String> {
+pub(in crate::sim) fn check<T: Clone>(
+    node: u64,
+    replica: &Replica<T>,
+    applied: Slot,
+) -> Option<String> {
     let (start, commit, last) = (
         replica.log_start(),
         replica.commit_index(),
