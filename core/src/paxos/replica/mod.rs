@@ -258,6 +258,11 @@ pub struct Replica<T> {
     /// For a transfer served by a peer that is not the leader: the peer
     /// and when we last asked it (it keeps no state, so we retry).
     snap_src: Option<(NodeId, MonoMs)>,
+    /// Transfers this node serves as a peer (not as leader): per receiver,
+    /// the snapshot index and offset last served and when. A duplicated or
+    /// repeated acknowledgement must not start a second stream of chunks
+    /// (each chunk draws an acknowledgement, so streams would multiply).
+    peer_serving: Vec<(NodeId, Slot, u64, MonoMs)>,
 }
 
 impl<T: Clone> Replica<T> {
@@ -333,6 +338,7 @@ impl<T: Clone> Replica<T> {
             snapshot: durable.snapshot,
             snap_recv: None,
             snap_src: None,
+            peer_serving: Vec::new(),
             cfg,
         };
         r.install_membership(membership.0, membership.1);

@@ -128,3 +128,53 @@ fn a_leader_takes_no_catch_up_from_peers() {
     assert_eq!(r.commit_index(), ready);
     assert_eq!(r.role(), Role::Leader);
 }
+
+#[test]
+fn repeated_acknowledgements_do_not_multiply_a_peer_served_transfer() {
+    // Simulator seed 3451 (ack-without-vouch): every acknowledgement of a
+    // peer-served transfer drew a chunk, and every chunk an acknowledgement,
+    // so each duplicated or periodic acknowledgement started another
+    // stream, until 100,000 messages were in flight.
+    let mut a = replica(2, 3);
+    a.compact(0, bytes::Bytes::from(vec![7u8; 4096])).unwrap();
+    a.take_commands();
+    let ack = |offset| Message::SnapshotAck {
+        ballot: Ballot::ZERO,
+        index: 0,
+        offset,
+    };
+    let chunks = |cmds: Vec<Cmd>| {
+        cmds.iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Command::Send {
+                        msg: Message::Snapshot { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    let now = a.now();
+    a.step(3, ack(0), now);
+    assert_eq!(
+        chunks(a.take_commands()),
+        1,
+        "the first acknowledgement is served"
+    );
+    a.step(3, ack(0), now);
+    assert_eq!(chunks(a.take_commands()), 0, "a duplicate is not");
+    let served = {
+        a.step(3, ack(256), now);
+        chunks(a.take_commands())
+    };
+    assert_eq!(served, 1, "progress is served");
+    a.step(3, ack(256), now);
+    assert_eq!(chunks(a.take_commands()), 0);
+    // A receiver that repeats itself after a while (a chunk was lost) is
+    // served again.
+    let later = now + 10_000;
+    a.step(3, ack(256), later);
+    assert_eq!(chunks(a.take_commands()), 1);
+}
