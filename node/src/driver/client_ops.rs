@@ -13,8 +13,16 @@ impl NodeState {
             if i64::try_from(slot).unwrap_or(i64::MAX) <= self.machine.applied() {
                 continue;
             }
-            if let Some((origin, request, applied)) = apply_value(&mut self.machine, slot, value) {
-                self.after_apply(origin, request, applied);
+            match apply_value(&mut self.machine, slot, value) {
+                AppliedValue::Txn {
+                    origin,
+                    request,
+                    applied,
+                } => self.after_apply(origin, request, applied),
+                AppliedValue::Noop => {}
+                AppliedValue::Undecodable(error) => {
+                    tracing::error!(slot, %error, "committed value does not decode; applied as a no-op");
+                }
             }
         }
         self.release_reads();

@@ -59,8 +59,10 @@ use crate::metrics::{Gauges, Metrics};
 use crate::peer::frame::PeerMessage;
 use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
-use crate::storage::durable::{DurableLog, LogWriter, Persisted, Recovered, apply_value};
+use crate::storage::durable::{DurableLog, LogWriter, Persisted, Recovered};
 use crate::storage::record::{LogRecord, snapshot_file_prefix};
+use synod_core::node::apply::{AppliedValue, apply_value};
+use synod_core::node::serving::{Change, Serving};
 
 mod admin;
 mod client_ops;
@@ -348,7 +350,7 @@ pub struct NodeState {
     /// known committed was applied, until no leader is known. A node that
     /// restarted or lost its leader does not answer from a state it cannot
     /// vouch for, as a ZooKeeper server outside a quorum does not.
-    serving: bool,
+    serving: Serving,
     wal: Option<Wal>,
     /// When snapshots are due and where the one in progress is in its
     /// protocol (`synod_core::node::snapshots`).
@@ -438,7 +440,7 @@ impl NodeState {
             // Read ids, like request numbers, differ between runs.
             reads: ReadBarriers::new(wall_clock_nanos() as u64),
             read_replies: FxHashMap::default(),
-            serving: false,
+            serving: Serving::new(config.election_timeout_ms),
             wal,
             snapshots,
             max_frame: config.max_peer_frame_bytes,
@@ -500,43 +502,17 @@ impl NodeState {
     }
 
     /// Whether this node should receive clients: it is a member, knows a
-    /// leader and has applied everything it knows to be committed.
+    /// leader and has applied everything it knows to be committed
+    /// (decided in `synod_core::node::serving`).
     pub fn readiness(&self) -> Result<(), String> {
-        if !self.replica.membership().contains(self.id) {
-            return Err(format!("node {} is not in the configuration", self.id));
-        }
-        let Some(leader) = self.replica.leader() else {
-            return Err("no leader known".into());
-        };
-        if let Some(silence) = self.leader_silence() {
-            return Err(format!(
-                "no word from the leader (node {leader}) for {silence} ms"
-            ));
-        }
-        if self.replica.role() == Role::Leader && !self.replica.leader_caught_up() {
-            return Err("newly elected: committing what earlier leaders left".into());
-        }
         let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
-        let commit = self.replica.commit_index();
-        if applied < commit {
-            return Err(format!(
-                "catching up: applied {applied} of {commit} (leader {leader})"
-            ));
-        }
-        Ok(())
-    }
-
-    /// At a follower that has not heard from its leader for the election
-    /// timeout or longer: for how long. It then serves no client, so that
-    /// they move to a member in contact with the leader; its keep-alive
-    /// vouches run out on their own.
-    fn leader_silence(&self) -> Option<u64> {
-        if self.replica.role() == Role::Leader {
-            return None;
-        }
-        let heard = self.replica.leader_heard_at()?;
-        let silence = self.mono_now().saturating_sub(heard);
-        (silence >= self.leader_silence_limit).then_some(silence)
+        synod_core::node::serving::readiness(
+            &self.replica,
+            applied,
+            self.mono_now(),
+            self.leader_silence_limit,
+        )
+        .map_err(|why| why.to_string())
     }
 
     /// The node's view of the ensemble, for the admin API.
@@ -580,40 +556,38 @@ impl NodeState {
         self.run_commands();
         self.try_compact();
         self.flush_wal();
-        if self.replica.leader().is_none() || self.leader_silence().is_some() {
-            if self.serving {
-                tracing::info!(
-                    why = %self.readiness().err().unwrap_or_default(),
-                    "not serving clients"
-                );
-            }
-            self.serving = false;
-            let settled = self.sessions.lost_leader();
-            self.answer_pings(settled);
-        } else if !self.serving && self.readiness().is_ok() {
-            tracing::info!(
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let now = self.mono_now();
+        let (change, lost) = self.serving.turn(&self.replica, applied, now);
+        match change {
+            Change::Stopped => tracing::info!(
+                why = %self.readiness().err().unwrap_or_default(),
+                "not serving clients"
+            ),
+            Change::Started => tracing::info!(
                 applied = self.machine.applied(),
                 leader = ?self.replica.leader(),
                 "serving clients"
-            );
-            self.serving = true;
+            ),
+            Change::Unchanged => {}
+        }
+        if lost {
+            let settled = self.sessions.lost_leader();
+            self.answer_pings(settled);
         }
     }
 
     /// Whether clients are being served (see `serving`).
     pub fn is_serving(&self) -> bool {
-        self.serving
+        self.serving.is_serving()
     }
 
     /// Refuses client requests while the node is not serving.
     fn check_serving(&self) -> Result<(), Error> {
-        if self.serving {
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let Err(why) = self.serving.check(&self.replica, applied, self.mono_now()) else {
             return Ok(());
-        }
-        let why = self
-            .readiness()
-            .err()
-            .unwrap_or_else(|| "starting".to_owned());
+        };
         Err(Error::ConnectionLoss(format!(
             "node {} is not serving clients yet ({why}); try another server or retry",
             self.id

@@ -237,7 +237,7 @@ impl NodeState {
             node_id: self.id,
             role: status.role,
             observer: status.membership.observers.contains(&self.id),
-            serving: self.serving,
+            serving: self.serving.is_serving(),
             zxid: self.machine.applied(),
             znodes: tree.len() as u64,
             watches: self.watches.len() as u64,

@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use synod_core::codec::Proposal;
+use synod_core::node::apply::{AppliedValue, apply_value};
 use synod_core::paxos::{Durable, Slot, Snapshot, Value};
-use synod_core::state::{Applied, StateConfig, StateMachine};
-use synod_core::txn::Txn;
+use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::storage::record::{LogRecord, decode_snapshot_file_header};
@@ -106,31 +105,11 @@ pub enum RecoveryError {
     },
 }
 
-/// Applies the committed value at `slot` to `machine`. Returns the
-/// proposal's origin and request number with what applying it did, or
-/// `None` for a no-op or membership slot (which only advances the applied
-/// index). A data value that does not decode (a bug, since only the leader
-/// encodes them) is applied as a no-op and logged, so that every replica
-/// still agrees on the state.
-pub fn apply_value(
-    machine: &mut StateMachine,
-    slot: Slot,
-    value: &Value<Vec<u8>>,
-) -> Option<(u64, u64, Applied)> {
-    let zxid = i64::try_from(slot).unwrap_or(i64::MAX);
-    match value {
-        Value::Data(bytes) => match Proposal::decode(bytes) {
-            Ok(p) => Some((p.origin, p.request, machine.apply(zxid, p.time, &p.txn))),
-            Err(error) => {
-                tracing::error!(slot, %error, "committed value does not decode; applied as a no-op");
-                machine.apply(zxid, 0, &Txn::Noop);
-                None
-            }
-        },
-        Value::Noop | Value::Config(_) => {
-            machine.apply(zxid, 0, &Txn::Noop);
-            None
-        }
+/// Applies a committed value during recovery, reporting one that does not
+/// decode (the node core decides how every value applies).
+fn replay_value(machine: &mut StateMachine, slot: Slot, value: &Value<Vec<u8>>) {
+    if let AppliedValue::Undecodable(error) = apply_value(machine, slot, value) {
+        tracing::error!(slot, %error, "committed value does not decode; applied as a no-op");
     }
 }
 
@@ -189,7 +168,7 @@ impl DurableLog {
             if *slot != expected || *slot > commit {
                 break;
             }
-            apply_value(&mut machine, *slot, &entry.value);
+            replay_value(&mut machine, *slot, &entry.value);
         }
         tracing::info!(
             snapshot_slot,
