@@ -110,8 +110,10 @@ fn valid_sequential_prefix(p: &str) -> bool {
     }
 }
 
+/// Not writable by clients: the reserved subtree, except below
+/// `/zookeeper/quota`, where ZooKeeper clients keep quotas.
 fn reserved(p: &str) -> bool {
-    p == RESERVED || p.starts_with("/zookeeper/")
+    (p == RESERVED || p.starts_with("/zookeeper/")) && !p.starts_with("/zookeeper/quota/")
 }
 
 fn strictly_below(p: &str, ancestor: &str) -> bool {
