@@ -228,6 +228,14 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_ZOOKEEPER_MAX_OUTSTANDING", default_value_t = 1000)]
     pub zookeeper_max_outstanding: usize,
 
+    /// The ZooKeeper client address of node `{id}` (or `{ordinal}`, id - 1)
+    /// that clients reach, e.g. `synod-{ordinal}.synod-peers.<ns>.svc:2181`.
+    /// With it `/zookeeper/config` lists every member, so that Curator's
+    /// EnsembleTracker keeps a working connection string; without it the
+    /// node stays empty.
+    #[arg(long, env = "SYNOD_ZOOKEEPER_ADDRESS_TEMPLATE")]
+    pub zookeeper_address_template: Option<String>,
+
     /// The four-letter words answered on the ZooKeeper port, comma
     /// separated, or `*` (ZooKeeper's `4lw.commands.whitelist`).
     #[arg(
@@ -481,6 +489,17 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(10),
             words: crate::api::zookeeper::WordList::parse(&self.four_letter_words),
             conf,
+            ensemble_addresses: self.zookeeper_address_template.as_ref().map(|template| {
+                let peers = self
+                    .ensemble()
+                    .map(|e| e.voters.into_iter().chain(e.observers).collect())
+                    .unwrap_or_default();
+                std::sync::Arc::new(crate::api::zookeeper::ensemble_config::EnsembleAddresses {
+                    peers,
+                    peer_template: self.peer_address_template.clone(),
+                    zookeeper_template: template.clone(),
+                })
+            }),
         }
     }
 

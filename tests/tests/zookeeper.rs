@@ -506,3 +506,34 @@ async fn four_letter_words_and_bad_input() {
         held.clear();
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_config_lists_the_members_client_addresses() {
+    let zk_addr = free_addr().expect("address");
+    // The template names where clients reach node {id}: here the one node.
+    let template = zk_addr.to_string();
+    let (_node, addr) = blocking(|| {
+        let addr_flag = zk_addr.to_string();
+        let node = TestNode::start(&[
+            "--zookeeper-addr",
+            &addr_flag,
+            "--zookeeper-address-template",
+            &template,
+        ])
+        .expect("node starts");
+        (node, zk_addr)
+    });
+    let client = connect(&addr.to_string()).await;
+    let (data, _) = client.get_config().await.expect("getConfig");
+    let text = String::from_utf8(data).expect("UTF-8");
+    let mut lines = text.lines();
+    let server = lines.next().expect("a server line");
+    assert!(
+        server.starts_with("server.1=") && server.ends_with(&format!(":participant;{addr}")),
+        "{text}"
+    );
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("version=")),
+        "{text}"
+    );
+}

@@ -222,6 +222,17 @@ impl NodeState {
             .collect()
     }
 
+    /// The committed membership (voters, observers) and the slot it was
+    /// committed at, for `/zookeeper/config`.
+    pub fn config_members(&self) -> (Vec<NodeId>, Vec<NodeId>, Slot) {
+        let m = self.replica.membership();
+        (
+            m.voters.clone(),
+            m.observers.clone(),
+            self.replica.membership_slot(),
+        )
+    }
+
     /// The watch event sequence a new connection of `session` starts
     /// after: events queued before it are not sent to it.
     pub fn watch_seq(&self, session: SessionId) -> u64 {

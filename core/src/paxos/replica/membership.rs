@@ -100,6 +100,12 @@ impl<T: Clone> Replica<T> {
         }
     }
 
+    /// The slot at which the membership in force was committed (0 for the
+    /// initial one).
+    pub fn membership_slot(&self) -> Slot {
+        self.history.last().map_or(0, |(slot, _)| *slot)
+    }
+
     /// The committed membership in force at `slot` (at or after the last
     /// compaction).
     pub fn membership_at(&self, slot: Slot) -> Membership {

@@ -140,6 +140,7 @@ async fn run(
         driver: shared.driver.clone(),
         session,
         peer: Some(stats.peer.ip()),
+        ensemble: shared.config.ensemble_addresses.clone(),
     };
     // The server gives up on a client silent for its whole session timeout,
     // as ZooKeeper does; clients ping at a third of it.

@@ -9,6 +9,7 @@
 
 mod commands;
 mod conn;
+pub mod ensemble_config;
 pub mod jute;
 mod ops;
 pub mod proto;
@@ -71,6 +72,8 @@ pub struct ZkConfig {
     pub words: WordList,
     /// `key=value` lines for the `conf` word.
     pub conf: Vec<(String, String)>,
+    /// What `/zookeeper/config` lists; `None` leaves it empty.
+    pub ensemble_addresses: Option<std::sync::Arc<ensemble_config::EnsembleAddresses>>,
 }
 
 /// Counters of one connection, for `cons` and `stat`.

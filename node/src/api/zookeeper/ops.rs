@@ -13,6 +13,7 @@ use synod_core::txn::{CreateMode, MultiOutcome, OpOutcome, WriteOp};
 use synod_core::watch::WatchKind;
 use synod_core::{Error, SessionId, Zxid};
 
+use super::ensemble_config::EnsembleAddresses;
 use super::jute::Writer;
 use super::proto::{self, Create, MultiOp, ReadOp, Request, code, op, write_acl, write_stat};
 use crate::driver::{Answer, DriverHandle, NodeState, SetWatchLists};
@@ -37,6 +38,8 @@ pub struct Caller {
     pub driver: DriverHandle,
     pub session: SessionId,
     pub peer: Option<IpAddr>,
+    /// What `/zookeeper/config` lists, when configured.
+    pub ensemble: Option<std::sync::Arc<EnsembleAddresses>>,
 }
 
 fn ready(reply: Reply) -> Pending {
@@ -168,6 +171,9 @@ where
     deferred(xid, move |state| Ok(state.in_order(session, f)), encode)
 }
 
+/// ZooKeeper's dynamic configuration node (`getConfig`).
+const CONFIG_PATH: &str = "/zookeeper/config";
+
 /// The write a create request asks for, checked against its opcode as
 /// ZooKeeper checks it: TTL modes only through createTTL (with a TTL in
 /// range), createContainer only for containers.
@@ -244,6 +250,7 @@ fn error_entry(w: &mut Writer, err: i32) {
 pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prepared {
     let session = caller.session;
     let peer = caller.peer;
+    let ensemble = caller.ensemble.clone();
     let write = |op: WriteOp| {
         move |state: &mut NodeState| {
             let identity = state.identity(session, peer);
@@ -401,11 +408,23 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             xid,
             move |state| {
                 let identity = state.identity(session, peer);
-                let result = state.read(session, |m| {
+                let mut result = state.read(session, |m| {
                     m.tree()
                         .get_data_or_null(&path, &identity)
                         .map(|(d, s)| (d.map(<[u8]>::to_vec), s))
                 })?;
+                if path == CONFIG_PATH
+                    && let Some(ensemble) = &ensemble
+                {
+                    // The membership, rendered when asked (it lives in the
+                    // replica, not in the tree).
+                    let (voters, observers, slot) = state.config_members();
+                    let text = ensemble.render(&voters, &observers, slot);
+                    let ((data, stat), _) = &mut result;
+                    stat.data_length = i32::try_from(text.len()).unwrap_or(i32::MAX);
+                    stat.mzxid = i64::try_from(slot).unwrap_or(i64::MAX);
+                    *data = Some(text.into_bytes());
+                }
                 if watch {
                     state.watch(session, &path, WatchKind::Data)?;
                 }
