@@ -126,6 +126,11 @@ pub struct Gauges {
     pub commit_index: u64,
     pub voters: u64,
     pub observers: u64,
+    /// Elections this node started because no leader was heard for an
+    /// election timeout.
+    pub elections_on_timeout: u64,
+    /// Elections this node started because a stopping leader handed over.
+    pub elections_on_transfer: u64,
 }
 
 /// The node's metrics.
@@ -307,6 +312,16 @@ impl Metrics {
                 "synod_observers",
                 "Observers in the committed configuration.",
                 gauges.observers as f64,
+            ),
+            (
+                "synod_elections_on_timeout",
+                "Elections this node started after an election timeout without a leader (a counter).",
+                gauges.elections_on_timeout as f64,
+            ),
+            (
+                "synod_elections_on_transfer",
+                "Elections this node started because the leader handed over (a counter).",
+                gauges.elections_on_transfer as f64,
             ),
             (
                 "synod_uptime_seconds",

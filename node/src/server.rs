@@ -74,6 +74,28 @@ async fn wait_serving(driver: &DriverHandle, limit: Duration) {
     );
 }
 
+/// At the leader: hands leadership to the best successor and waits, at most
+/// `limit`, until another node leads, still serving meanwhile (its vote
+/// and its log help the successor's election).
+async fn hand_off(driver: &DriverHandle, limit: Duration) {
+    let Ok(Some(to)) = driver.call(|state| state.hand_off()).await else {
+        return;
+    };
+    tracing::info!(to, "stopping: handing leadership over first");
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        match driver.call(|state| state.led_by_another()).await {
+            Ok(true) => {
+                tracing::info!(to, "leadership handed over");
+                return;
+            }
+            Ok(false) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(_) => return,
+        }
+    }
+    tracing::warn!(?limit, to, "no new leader yet; stopping anyway");
+}
+
 /// Resolves when the process is asked to stop.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -206,6 +228,7 @@ pub async fn run(
         )),
         _ => None,
     };
+    let driver_for_stop = driver.clone();
     let admin = AdminServer::new(AdminService::new(
         driver.clone(),
         (config.heartbeat_ms / 2).max(1),
@@ -224,11 +247,15 @@ pub async fn run(
     );
     let signal = {
         let stopped = stopped();
+        let driver = driver_for_stop;
+        let hand_off_limit = Duration::from_millis(config.election_timeout_ms.saturating_mul(2))
+            .min(config.shutdown_grace());
         async move {
             tokio::select! {
                 () = shutdown => {},
                 () = stopped => {},
             }
+            hand_off(&driver, hand_off_limit).await;
             tracing::info!("stopping: no new requests, draining connections");
             let _ = stop_tx.send(true);
         }

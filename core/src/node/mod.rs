@@ -29,6 +29,7 @@
 
 pub mod apply;
 pub mod group_commit;
+pub mod handoff;
 pub mod liveness;
 pub mod reads;
 pub mod serving;

@@ -59,7 +59,7 @@ pub mod rng;
 #[cfg(test)]
 mod tests;
 
-pub use replica::{Replica, Role};
+pub use replica::{Elections, Replica, Role};
 
 /// A replica's identity, unique in the ensemble. Must not be 0: ballot
 /// `(0, 0)` means "nothing promised yet".

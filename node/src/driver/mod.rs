@@ -70,6 +70,7 @@ mod peers;
 mod reads;
 mod sessions;
 mod snapshots;
+mod stop;
 mod wal;
 mod writes;
 mod zookeeper;
@@ -494,6 +495,8 @@ impl NodeState {
             commit_index: self.replica.commit_index(),
             voters: membership.voters.len() as u64,
             observers: membership.observers.len() as u64,
+            elections_on_timeout: self.replica.elections().on_timeout,
+            elections_on_transfer: self.replica.elections().on_transfer,
         }
     }
 

@@ -11,6 +11,7 @@ impl<T: Clone> Replica<T> {
         }
         self.leader_hint = None;
         self.leader_heard_at = None;
+        self.elections.on_transfer += 1;
         self.campaign();
     }
 

@@ -263,6 +263,17 @@ pub struct Replica<T> {
     /// repeated acknowledgement must not start a second stream of chunks
     /// (each chunk draws an acknowledgement, so streams would multiply).
     peer_serving: Vec<(NodeId, Slot, u64, MonoMs)>,
+    /// Elections this node started because its election timer ran out
+    /// (no leader heard), and because a leader handed over to it.
+    elections: Elections,
+}
+
+/// Elections a node started, by cause (for metrics: a hand-off that works
+/// starts no election on a timeout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Elections {
+    pub on_timeout: u64,
+    pub on_transfer: u64,
 }
 
 impl<T: Clone> Replica<T> {
@@ -339,6 +350,7 @@ impl<T: Clone> Replica<T> {
             snap_recv: None,
             snap_src: None,
             peer_serving: Vec::new(),
+            elections: Elections::default(),
             cfg,
         };
         r.install_membership(membership.0, membership.1);
@@ -504,6 +516,11 @@ impl<T: Clone> Replica<T> {
 
     /// At the leader: each peer's last reported commit index and the
     /// milliseconds since it was last heard from. Empty elsewhere.
+    /// Elections this node started, by cause.
+    pub fn elections(&self) -> Elections {
+        self.elections
+    }
+
     pub fn peer_progress(&self) -> Vec<(NodeId, Slot, u64)> {
         match &self.state {
             State::Leader(l) => l
@@ -588,6 +605,7 @@ impl<T: Clone> Replica<T> {
         }
         if self.now >= self.election_deadline {
             if self.is_voter() {
+                self.elections.on_timeout += 1;
                 self.pre_campaign();
             } else {
                 // A non-voter that hears no leader may be the one that has
