@@ -581,12 +581,22 @@ impl NodeConfig {
                 listen: None,
             });
         }
+        // Join mode: a node outside the bootstrap members (a StatefulSet
+        // scaled up, with the same flags as every other pod) starts at its
+        // templated address, reports "not in the configuration" and serves
+        // once the leader adds it.
+        let joining = self
+            .peer_address_template
+            .as_deref()
+            .filter(|_| !voters.contains_key(&id) && !observers.contains_key(&id))
+            .map(|template| crate::peer::templated_address(template, id));
         let own = voters
             .get(&id)
             .or_else(|| observers.get(&id))
+            .or(joining.as_ref())
             .ok_or_else(|| {
                 ConfigError(format!(
-                    "this node (id {id}) is not in --peers or --observers; set --node-id"
+                    "this node (id {id}) is not in --peers or --observers; set --node-id, or --peer-address-template to join an ensemble"
                 ))
             })?;
         let listen = match self.peer_addr {
@@ -754,6 +764,35 @@ mod tests {
         assert!(with("10.0.0.{id}:7100").validate().is_ok());
         let err = with("synod.peers:7100").validate().unwrap_err();
         assert!(err.0.contains("peer-address-template"), "{err}");
+    }
+
+    #[test]
+    fn a_node_outside_the_bootstrap_members_joins_only_with_a_template() {
+        let node = |extra: &[&str]| {
+            let mut args: Vec<String> = [
+                "synod",
+                "--node-id",
+                "4",
+                "--peers",
+                "1=a:7100,2=b:7100,3=c:7100",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            parse(args).ensemble()
+        };
+        let err = node(&[]).unwrap_err();
+        assert!(err.0.contains("not in --peers"), "{err}");
+        let joined = node(&["--peer-address-template", "synod-{ordinal}.peers:7100"]).unwrap();
+        assert_eq!(joined.id, 4);
+        assert_eq!(
+            joined.voters.len(),
+            3,
+            "the bootstrap members stay as given"
+        );
+        assert!(!joined.observers.contains_key(&4));
+        assert_eq!(joined.listen.map(|a| a.port()), Some(7100));
     }
 
     #[test]

@@ -260,8 +260,13 @@ async fn a_member_joins_at_its_templated_address() {
     let leader = settled(&mut apis, Duration::from_secs(60)).await;
     let leader_index = usize::try_from(leader - 1).expect("small id");
 
-    // Node 4 knows the voters; they were started without it.
-    let joiner = start(4, Some(format!("4={}", synod_node_peer(4, port))));
+    // Node 4 starts with the very flags the voters were started with (a
+    // StatefulSet's fourth pod): it is in no list, so it joins at its
+    // templated address and is not ready until the leader adds it.
+    let joiner = start(4, None);
+    let (status, why) = joiner.http_get("/readyz").expect("readyz");
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("not in the configuration"), "{why}");
     let added = apis[leader_index]
         .change_membership(pb::ChangeMembershipRequest {
             change: pb::MembershipChange::AddObserver as i32,
