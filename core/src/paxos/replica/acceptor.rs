@@ -237,10 +237,10 @@ impl<T: Clone> Replica<T> {
             return;
         }
         match &self.snap_recv {
-            Some((i, t, _)) if *i == index && *t == total => {}
+            Some((i, t, source, _)) if *i == index && *t == total && *source == from => {}
             // The start of another transfer: switch to it (the one we were
             // assembling may have no sender any more).
-            _ if offset == 0 => self.snap_recv = Some((index, total, Vec::new())),
+            _ if offset == 0 => self.snap_recv = Some((index, total, from, Vec::new())),
             // The middle of another transfer: tell the sender we have none
             // of it, so that it starts over from the beginning.
             _ => {
@@ -255,10 +255,12 @@ impl<T: Clone> Replica<T> {
                 return;
             }
         }
+        let mut extended = false;
         let have = match &mut self.snap_recv {
-            Some((_, _, buf)) => {
-                if offset == buf.len() as u64 {
+            Some((_, _, _, buf)) => {
+                if offset == buf.len() as u64 && !data.is_empty() {
                     buf.extend_from_slice(&data);
+                    extended = true;
                 }
                 buf.len() as u64
             }
@@ -266,7 +268,7 @@ impl<T: Clone> Replica<T> {
         };
         let old = self.commit;
         if have >= total
-            && let Some((_, _, buf)) = self.snap_recv.take()
+            && let Some((_, _, _, buf)) = self.snap_recv.take()
         {
             let data = Bytes::from(buf);
             self.log.compact(index);
@@ -283,15 +285,22 @@ impl<T: Clone> Replica<T> {
         self.snap_src = (peer_served && self.snap_recv.is_some()).then_some((from, self.now));
         if peer_served {
             if self.commit == old {
-                // Ask the peer for the next chunk (it keeps no state).
-                self.send(
-                    from,
-                    Message::SnapshotAck {
-                        ballot,
-                        index,
-                        offset: have,
-                    },
-                );
+                // Ask the peer for the next chunk (it keeps no state), but
+                // only when this one moved the transfer on: answering a
+                // duplicated or stale chunk too would start a second stream
+                // of chunks, and every further duplicate another (simulator
+                // seed 3451: 100,000 messages in flight). A lost chunk is
+                // asked for again by the retry in `tick`.
+                if extended {
+                    self.send(
+                        from,
+                        Message::SnapshotAck {
+                            ballot,
+                            index,
+                            offset: have,
+                        },
+                    );
+                }
             } else {
                 self.caught_up_from_peer(old);
             }

@@ -52,28 +52,6 @@ impl<T: Clone> Replica<T> {
         );
     }
 
-    /// Whether a peer-served transfer to `to` should send the chunk at
-    /// `offset` now: when the receiver moved forward, or when nothing was
-    /// served to it for a heartbeat (a lost chunk, a restarted receiver,
-    /// whose acknowledgements repeat). Records the serve.
-    fn peer_serve_due(&mut self, to: NodeId, index: Slot, offset: u64) -> bool {
-        let now = self.now;
-        let retry_after = self.cfg.heartbeat_ms.max(1);
-        let due = match self.peer_serving.iter().find(|(id, ..)| *id == to) {
-            Some(&(_, served_index, served_offset, at)) => {
-                served_index != index
-                    || offset > served_offset
-                    || now >= at.saturating_add(retry_after)
-            }
-            None => true,
-        };
-        if due {
-            self.peer_serving.retain(|(id, ..)| *id != to);
-            self.peer_serving.push((to, index, offset, now));
-        }
-        due
-    }
-
     /// A peer caught us up past `old`: a campaign started from the old
     /// commit index is stale, start again from the new one.
     pub(super) fn caught_up_from_peer(&mut self, old: Slot) {
@@ -134,11 +112,10 @@ impl<T: Clone> Replica<T> {
         offset: u64,
     ) {
         if ballot == Ballot::ZERO {
-            let held = self.snapshot.as_ref().is_some_and(|s| s.index == index);
-            if held
-                && self.peer_serve_due(from, index, offset)
-                && let Some(snap) = self.snapshot.clone()
+            if let Some(snap) = &self.snapshot
+                && snap.index == index
             {
+                let snap = snap.clone();
                 self.serve_snapshot_chunk(from, &snap, offset);
             }
             return;

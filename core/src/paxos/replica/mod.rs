@@ -254,15 +254,13 @@ pub struct Replica<T> {
     /// The latest snapshot, kept to serve lagging peers.
     snapshot: Option<Snapshot>,
     /// A snapshot being received: index, total length, bytes so far.
-    snap_recv: Option<(Slot, u64, Vec<u8>)>,
+    /// Also the node it comes from: two members' snapshots at one index
+    /// hold the same state in different byte orders, so chunks of two
+    /// sources must never be joined.
+    snap_recv: Option<(Slot, u64, NodeId, Vec<u8>)>,
     /// For a transfer served by a peer that is not the leader: the peer
     /// and when we last asked it (it keeps no state, so we retry).
     snap_src: Option<(NodeId, MonoMs)>,
-    /// Transfers this node serves as a peer (not as leader): per receiver,
-    /// the snapshot index and offset last served and when. A duplicated or
-    /// repeated acknowledgement must not start a second stream of chunks
-    /// (each chunk draws an acknowledgement, so streams would multiply).
-    peer_serving: Vec<(NodeId, Slot, u64, MonoMs)>,
     /// Elections this node started because its election timer ran out
     /// (no leader heard), and because a leader handed over to it.
     elections: Elections,
@@ -349,7 +347,6 @@ impl<T: Clone> Replica<T> {
             snapshot: durable.snapshot,
             snap_recv: None,
             snap_src: None,
-            peer_serving: Vec::new(),
             elections: Elections::default(),
             cfg,
         };
@@ -482,7 +479,7 @@ impl<T: Clone> Replica<T> {
                 ));
             }
         }
-        if let Some((i, t, b)) = &self.snap_recv {
+        if let Some((i, t, _, b)) = &self.snap_recv {
             s.push_str(&format!(" recv={i}:{}/{t}", b.len()));
         }
         s
@@ -592,7 +589,7 @@ impl<T: Clone> Replica<T> {
             }
             return;
         }
-        if let (Some((src, at)), Some((index, _, buf))) = (self.snap_src, &self.snap_recv)
+        if let (Some((src, at)), Some((index, _, _, buf))) = (self.snap_src, &self.snap_recv)
             && self.now >= at + 2 * self.cfg.heartbeat_ms
         {
             let msg = Message::SnapshotAck {
