@@ -22,6 +22,8 @@
 //! - [`apply`]: how a committed value reaches the state machine.
 //! - [`serving`]: whether the node serves clients (knows a leader, has
 //!   heard from it lately, has caught up).
+//! - [`reaping`]: which empty containers and expired TTL nodes the leader
+//!   proposes to reap on a tick.
 //!
 //! The driver keeps only I/O: channels, sockets, the storage thread, the
 //! encoding of the state a slice at a time, and the completions of the
@@ -31,6 +33,7 @@ pub mod apply;
 pub mod group_commit;
 pub mod liveness;
 pub mod reads;
+pub mod reaping;
 pub mod serving;
 pub mod sessions;
 pub mod snapshots;

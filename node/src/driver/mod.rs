@@ -35,10 +35,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use synod_core::acl::{Id, Identity, digest_id};
 use synod_core::node::group_commit::{Completion, GroupCommit};
 use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
+use synod_core::node::reaping::Reaping;
 use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
 use synod_core::node::snapshots::Snapshots;
 use synod_core::node::writes::{WriteAction, WritePath};
@@ -363,8 +364,9 @@ pub struct NodeState {
     deferred: FxHashMap<SessionId, DeferredReads>,
     /// The snapshot being encoded, a slice at a time.
     snapshotting: Option<PendingSnapshot>,
-    /// Containers and TTL nodes whose reap is on its way through the log.
-    reaping: FxHashSet<String>,
+    /// Which containers and TTL nodes to reap, and whose reap is on its
+    /// way through the log (`synod_core::node::reaping`).
+    reaping: Reaping,
 }
 
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
@@ -449,7 +451,7 @@ impl NodeState {
             storage_stats: StorageStats::default(),
             deferred: FxHashMap::default(),
             snapshotting: None,
-            reaping: FxHashSet::default(),
+            reaping: Reaping::new(MAX_REAPS_PER_TICK),
         }
     }
 
