@@ -14,6 +14,8 @@
 //!   at the leader or forwarded to it, held, refused, answered after a
 //!   leader change or a timeout; the count per session that keeps its
 //!   reads in order.
+//! - [`deferred`]: a session's reads held behind its own outstanding writes
+//!   (FIFO per session).
 //!
 //! - [`group_commit`]: what goes into the next log batch, what a completed
 //!   one makes durable, when a failed one is appended again.
@@ -30,6 +32,7 @@
 //! clients' requests.
 
 pub mod apply;
+pub mod deferred;
 pub mod group_commit;
 pub mod liveness;
 pub mod reads;
