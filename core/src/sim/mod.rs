@@ -66,6 +66,10 @@ pub struct Coverage {
     pub sequential: u64,
     /// Watch events delivered to a client.
     pub watch_events: u64,
+    /// Empty containers reaped (first applied).
+    pub containers_reaped: u64,
+    /// Expired TTL nodes reaped (first applied).
+    pub ttl_reaped: u64,
 }
 
 impl Coverage {
@@ -79,6 +83,8 @@ impl Coverage {
         self.ephemerals_deleted += other.ephemerals_deleted;
         self.sequential += other.sequential;
         self.watch_events += other.watch_events;
+        self.containers_reaped += other.containers_reaped;
+        self.ttl_reaped += other.ttl_reaped;
     }
 }
 

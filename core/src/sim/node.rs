@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::SessionId;
 use crate::node::group_commit::{Batch, GroupCommit, Records};
 use crate::node::reads::{ReadBarriers, ReadId};
+use crate::node::reaping::Reaping;
 use crate::node::serving::Serving;
 use crate::node::sessions::SessionLiveness;
 use crate::node::snapshots::{Snapshots, WriteFile};
@@ -35,6 +36,10 @@ const MAX_PENDING: usize = 64;
 
 /// Watches one session may hold at a node.
 const MAX_WATCHES: usize = 16;
+
+/// Reaps the leader proposes a tick: small, so that the limit is reached
+/// now and then.
+const MAX_REAPS_PER_TICK: usize = 2;
 
 /// The settings every simulated state machine shares: sessions of the
 /// simulated timeouts (tens of milliseconds) are allowed.
@@ -65,6 +70,9 @@ pub(super) enum Pending {
     /// The leader's expiry of a session: if it fails, the next tick tries
     /// again.
     Expire(SessionId),
+    /// The leader's reap of a container or TTL node: once answered, the
+    /// path may be proposed again.
+    Reap(String),
     /// The tester's probe.
     Probe,
 }
@@ -115,6 +123,8 @@ pub(super) struct Node {
     pub sessions: SessionLiveness,
     /// Whether it was the authoritative leader at the end of its last turn.
     pub authoritative: bool,
+    /// The containers and TTL nodes it reaps, and the reaps on their way.
+    pub reaping: Reaping,
     pub serving: Serving,
     pub wal: GroupCommit<Write<Vec<u8>>>,
     /// The log batch at the disk (one at a time).
@@ -152,6 +162,7 @@ impl Node {
             reads: ReadBarriers::new(1),
             read_ids: BTreeMap::new(),
             authoritative: false,
+            reaping: Reaping::new(MAX_REAPS_PER_TICK),
             serving: Serving::new(cfg.election_ms),
             wal: GroupCommit::new(1, WAL_RETRY_MS),
             batch: None,
@@ -222,6 +233,7 @@ impl Cluster {
         node.reads = ReadBarriers::new(first_id);
         node.read_ids.clear();
         node.authoritative = false;
+        node.reaping = Reaping::new(MAX_REAPS_PER_TICK);
         node.serving = Serving::new(sim.election_ms);
         node.wal = GroupCommit::new(1, WAL_RETRY_MS);
         node.batch = None;

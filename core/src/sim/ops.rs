@@ -1,8 +1,9 @@
 //! The clients' operations, at their node as `synod`'s API runs them:
 //! writes (setData with and without a version, create, delete of the
 //! register znodes; ephemeral creates; sequential creates, persistent and
-//! ephemeral) go through the node's write path (proposed at the leader or
-//! forwarded to it) and are answered when the node applies them; reads are
+//! ephemeral; containers and TTL nodes, their children and data) go
+//! through the node's write path (proposed at the leader or forwarded to
+//! it) and are answered when the node applies them; reads are
 //! linearizable getData at any member, through the node core's read
 //! barriers, and may leave a data watch. Each operation on a register is
 //! recorded in the history. Checked here: a read is answered only once its
@@ -16,9 +17,9 @@ use crate::acl::Identity;
 use crate::lincheck::{Op, Ret, Znode};
 use crate::node::reads::{ReadAction, ReadId, ReadIndex};
 use crate::state::Applied;
-use crate::txn::{CreateMode, OpOutcome, TxnOutcome};
+use crate::txn::{CreateMode, OpOutcome, TxnOutcome, WriteOp};
 use crate::watch::WatchKind;
-use crate::{Error, SessionId};
+use crate::{Error, Millis, SessionId};
 
 /// The prefix of sequential names (under the root).
 const SEQUENTIAL: &str = "/s-";
@@ -26,6 +27,20 @@ const SEQUENTIAL: &str = "/s-";
 /// Whether a created path is a sequential one.
 pub(super) fn is_sequential(path: &str) -> bool {
     path.starts_with(SEQUENTIAL)
+}
+
+/// The prefix of containers (`/c0`, `/c1`, with a child `x` each), and of
+/// TTL nodes (`/t0`, ...).
+const CONTAINER: &str = "/c";
+const TTL: &str = "/t";
+
+/// Containers and TTL nodes the clients write: few, so that creates, the
+/// children's creates and deletes, writes and the leader's reaps meet.
+const REAPABLE: u64 = 2;
+
+/// Whether a path is one of the containers (else a TTL node).
+pub(super) fn is_container(path: &str) -> bool {
+    path.starts_with(CONTAINER)
 }
 
 /// What a client's write answers.
@@ -37,6 +52,9 @@ pub(super) enum ClientOp {
     Ephemeral,
     /// A sequential create, asked at this tick.
     Sequential { asked: u64 },
+    /// A write on the containers and TTL nodes (checked by the reaping
+    /// invariant, not in the history).
+    Reapable,
 }
 
 impl Cluster {
@@ -49,7 +67,9 @@ impl Cluster {
         let key = self.rng.range(0, history::KEYS as u64) as usize;
         let path = history::key_path(key);
         let value = self.next_value;
-        let pick = self.rng.range(0, 100);
+        // 0..100: the registers, ephemerals and sequentials; 100..112:
+        // containers and TTL nodes.
+        let pick = self.rng.range(0, 112);
         if pick < 35 {
             let watch = self.rng.chance(0.5);
             self.start_read(i, Some(k), key, watch);
@@ -88,6 +108,7 @@ impl Cluster {
                 txns::create(&format!("/e-{value}"), value, CreateMode::Ephemeral),
                 None,
             ),
+            100.. => (self.reapable_op(value), None),
             _ => {
                 let mode = if self.rng.chance(0.5) {
                     CreateMode::EphemeralSequential
@@ -102,6 +123,7 @@ impl Cluster {
                 op: self.history.invoke(k as u64, key, lin, self.now),
             },
             None if matches!(pick, 87..93) => ClientOp::Ephemeral,
+            None if pick >= 100 => ClientOp::Reapable,
             None => ClientOp::Sequential { asked: self.now },
         };
         let request = self.submit(
@@ -171,7 +193,24 @@ impl Cluster {
                     self.coverage.sequential += 1;
                 }
             }
-            ClientOp::Ephemeral => {}
+            ClientOp::Ephemeral | ClientOp::Reapable => {}
+        }
+    }
+
+    /// A write on a container or a TTL node: create one (a TTL of 1 to 30
+    /// ms), create or delete its child, or (a TTL node) set its data,
+    /// which postpones its expiry.
+    fn reapable_op(&mut self, value: u64) -> WriteOp {
+        let n = self.rng.range(0, REAPABLE);
+        let (container, ttl) = (format!("{CONTAINER}{n}"), format!("{TTL}{n}"));
+        match self.rng.range(0, 7) {
+            0 => txns::create(&container, value, CreateMode::Container),
+            1 => txns::create(&format!("{container}/x"), value, CreateMode::Persistent),
+            2 => txns::delete(&format!("{container}/x"), -1),
+            3 => txns::create_ttl(&ttl, value, self.rng.range(1, 31) as Millis),
+            4 => txns::set_data(&ttl, value, -1),
+            5 => txns::create(&format!("{ttl}/x"), value, CreateMode::Persistent),
+            _ => txns::delete(&format!("{ttl}/x"), -1),
         }
     }
 

@@ -237,7 +237,8 @@ impl Cluster {
 
     /// Periodic work, as the driver's tick: requests, reads and keep-alives
     /// that waited too long are answered; a follower reports its sessions
-    /// to the leader; the authoritative leader expires silent sessions.
+    /// to the leader; the authoritative leader expires silent sessions; the
+    /// leader reaps empty containers and expired TTL nodes.
     pub(super) fn node_tick(&mut self, i: usize) {
         let now = self.clock(i);
         let node = &mut self.nodes[i];
@@ -273,6 +274,18 @@ impl Cluster {
                 super::txns::close_session(session, true),
                 Pending::Expire(session),
             );
+        }
+        // Stamped with the time its txns get (`route_txns`), as the
+        // driver's wall clock stamps both.
+        let node = &mut self.nodes[i];
+        let Some(r) = node.replica.as_ref() else {
+            return;
+        };
+        let due = node
+            .reaping
+            .due(r.role(), node.machine.tree(), now as crate::Millis);
+        for path in due {
+            self.submit(i, super::txns::reap(path.clone()), Pending::Reap(path));
         }
     }
 
@@ -318,12 +331,31 @@ impl Cluster {
             if slot <= self.nodes[i].applied() {
                 continue;
             }
+            // A reap is checked against the znode as it was just before.
+            let reap = invariants::reaping::target(&value).map(|(path, time)| {
+                let before = self.nodes[i].machine.tree().exists(&path).ok().flatten();
+                (path, time, before)
+            });
             match apply_value(&mut self.nodes[i].machine, slot, &value) {
                 AppliedValue::Txn {
                     origin,
                     request,
                     applied,
                 } => {
+                    if let (Some((path, time, before)), TxnOutcome::Reaped { deleted, .. }) =
+                        (&reap, &applied.outcome)
+                    {
+                        let found = invariants::reaping::on_reap(
+                            id,
+                            path,
+                            *time,
+                            before.as_ref(),
+                            *deleted,
+                        );
+                        if let Some(v) = found {
+                            self.violation(v);
+                        }
+                    }
                     if first_time {
                         self.first_applied_txn(slot, origin, request, &applied);
                     }
@@ -383,6 +415,16 @@ impl Cluster {
             TxnOutcome::SessionClosed { session, deleted } => {
                 self.closed_at.entry(*session).or_insert(self.now);
                 self.coverage.ephemerals_deleted += deleted.len() as u64;
+            }
+            TxnOutcome::Reaped {
+                path,
+                deleted: true,
+            } => {
+                if super::ops::is_container(path) {
+                    self.coverage.containers_reaped += 1;
+                } else {
+                    self.coverage.ttl_reaped += 1;
+                }
             }
             TxnOutcome::Write(Ok(OpOutcome::Created { path, .. }))
                 if super::ops::is_sequential(path) =>
@@ -516,6 +558,7 @@ impl Cluster {
                 self.coverage.expired += u64::from(result.is_ok());
                 self.nodes[i].sessions.close_failed(session);
             }
+            Pending::Reap(path) => self.nodes[i].reaping.done(&path),
             Pending::Probe => {}
         }
     }

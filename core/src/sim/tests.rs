@@ -35,6 +35,8 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         ephemerals_deleted,
         sequential,
         watch_events,
+        containers_reaped,
+        ttl_reaped,
     } = coverage;
     for (what, n) in [
         ("snapshots encoded", snapshots_encoded),
@@ -45,6 +47,8 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         ("ephemerals deleted", ephemerals_deleted),
         ("sequential creates", sequential),
         ("watch events", watch_events),
+        ("containers reaped", containers_reaped),
+        ("TTL nodes reaped", ttl_reaped),
     ] {
         assert!(n > 0, "seeds {start}..{}: no {what}", start + seeds);
     }

@@ -19,6 +19,7 @@
 //! | a closed session's ephemerals are gone; every ephemeral's session is open | `ephemerals` | a close is applied; the run ends |
 //! | sequential names are unique and increase, in commit order and in real time | `sequential` | a sequential create is first applied; the run ends |
 //! | a watch event comes before a read reply that shows its change | `watch_order` | a read is answered |
+//! | a reap removes only an empty container that had a child, or a childless TTL node unmodified for its TTL at the txn's time | `reaping` | a reap is applied |
 //! | the clients' operations on the registers form a linearizable history | `linearizable` | the run ends |
 //!
 //! Liveness (a healed cluster commits again in bounded time) is checked by
@@ -32,6 +33,7 @@ pub(super) mod monotonic;
 pub(super) mod prefix;
 pub(super) mod quorum_durable;
 pub(super) mod read_freshness;
+pub(super) mod reaping;
 pub(super) mod same_state;
 pub(super) mod sequential;
 pub(super) mod session_freshness;
