@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::SessionId;
+use crate::node::deferred::DeferredReads;
 use crate::node::group_commit::{Batch, GroupCommit, Records};
 use crate::node::reads::{ReadBarriers, ReadId};
 use crate::node::reaping::Reaping;
@@ -61,6 +62,7 @@ pub(super) enum Pending {
     /// Client `client`'s operation.
     Op {
         client: usize,
+        session: SessionId,
         op: super::ops::ClientOp,
     },
     /// Client `client` opens a session.
@@ -120,6 +122,9 @@ pub(super) struct Node {
     pub reads: ReadBarriers,
     /// The cluster's read id of each of the node's reads.
     pub read_ids: BTreeMap<ReadId, u64>,
+    /// Reads held behind their session's outstanding writes (cluster read
+    /// ids), as the driver's `in_order` holds them.
+    pub deferred: DeferredReads<u64>,
     pub sessions: SessionLiveness,
     /// Whether it was the authoritative leader at the end of its last turn.
     pub authoritative: bool,
@@ -161,6 +166,7 @@ impl Node {
             completions: BTreeMap::new(),
             reads: ReadBarriers::new(1),
             read_ids: BTreeMap::new(),
+            deferred: DeferredReads::new(),
             authoritative: false,
             reaping: Reaping::new(MAX_REAPS_PER_TICK),
             serving: Serving::new(cfg.election_ms),
@@ -232,6 +238,7 @@ impl Cluster {
         node.completions.clear();
         node.reads = ReadBarriers::new(first_id);
         node.read_ids.clear();
+        node.deferred = DeferredReads::new();
         node.authoritative = false;
         node.reaping = Reaping::new(MAX_REAPS_PER_TICK);
         node.serving = Serving::new(sim.election_ms);
@@ -251,6 +258,7 @@ impl Cluster {
         node.snapshot_file = None;
         node.snapshotting = None;
         node.completions.clear();
+        node.deferred = DeferredReads::new();
         node.paused_until = None;
         node.waiting_reads.clear();
         // Its clients' reads, writes and keep-alives are lost with it:

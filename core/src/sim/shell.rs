@@ -3,7 +3,8 @@
 //! commit index, compact, start the next log batch, decide whether it
 //! serves), the frames between nodes, applying committed slots to the
 //! state machine and firing watches, installing a snapshot from the
-//! leader, the periodic tick, and answering requests. Each step calls the
+//! leader, the periodic tick (with the leader's reaps), and answering
+//! requests (running the reads held behind them). Each step calls the
 //! same node-core piece `synod`'s driver (`node/src/driver/`) calls, in
 //! the same order; the checks run at the event that could break them.
 
@@ -542,16 +543,31 @@ impl Cluster {
     }
 
     /// Answers a request of node `i`, if it still waits.
+    /// When it was its session's last txn in flight here, the reads that
+    /// waited for it run, in order (the driver's `answer`).
     pub(super) fn answer(&mut self, i: usize, request: u64, result: Result<Applied, Error>) {
         let node = &mut self.nodes[i];
-        if node.writes.finish(request).is_none() {
-            return;
-        }
-        let Some(pending) = node.completions.remove(&request) else {
+        let Some(finished) = node.writes.finish(request) else {
             return;
         };
+        if let Some(pending) = node.completions.remove(&request) {
+            self.completed(i, pending, result);
+        }
+        if let Some(session) = finished.session_done {
+            for id in self.nodes[i].deferred.release(session) {
+                self.run_read(i, id);
+            }
+        }
+    }
+
+    /// What an answered request of node `i` does.
+    fn completed(&mut self, i: usize, pending: Pending, result: Result<Applied, Error>) {
         match pending {
-            Pending::Op { client, op } => self.op_answered(i, client, op, result),
+            Pending::Op {
+                client,
+                session,
+                op,
+            } => self.op_answered(i, client, session, op, result),
             Pending::OpenSession { client } => self.session_opened(client, result),
             Pending::CloseSession { client } => self.session_closed(client),
             Pending::Expire(session) => {
