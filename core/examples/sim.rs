@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p synod-core --example sim -- --seeds N [--start S] [--nodes K]
-//!     [--ticks T] [--plant lease-in-ticks|read-before-apply|ack-without-vouch] [--verbose]
+//!     [--ticks T] [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write]
+//!     [--verbose]
 //! ```
 //!
 //! `--plant` runs with a planted shell bug, to measure how many seeds the
@@ -55,11 +56,13 @@ fn parse() -> Result<Args, String> {
                 Some("lease-in-ticks") => args.plant = Some(Plant::LeaseInTicks),
                 Some("read-before-apply") => args.plant = Some(Plant::ReadBeforeApply),
                 Some("ack-without-vouch") => args.plant = Some(Plant::AckWithoutVouch),
+                Some("read-around-write") => args.plant = Some(Plant::ReadAroundWrite),
                 other => return Err(format!("--plant: unknown bug {other:?}")),
             },
             "--help" | "-h" => {
                 return Err("usage: sim --seeds N [--start S] [--nodes K] [--ticks T] \
-                     [--plant lease-in-ticks|read-before-apply|ack-without-vouch] [--verbose]"
+                     [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write] \
+                     [--verbose]"
                     .to_string());
             }
             other => return Err(format!("unknown argument {other}")),

@@ -14,6 +14,8 @@
 //!   at the leader or forwarded to it, held, refused, answered after a
 //!   leader change or a timeout; the count per session that keeps its
 //!   reads in order.
+//! - [`deferred`]: a session's reads held behind its own outstanding writes
+//!   (FIFO per session).
 //!
 //! - [`group_commit`]: what goes into the next log batch, what a completed
 //!   one makes durable, when a failed one is appended again.
@@ -22,16 +24,20 @@
 //! - [`apply`]: how a committed value reaches the state machine.
 //! - [`serving`]: whether the node serves clients (knows a leader, has
 //!   heard from it lately, has caught up).
+//! - [`reaping`]: which empty containers and expired TTL nodes the leader
+//!   proposes to reap on a tick.
 //!
 //! The driver keeps only I/O: channels, sockets, the storage thread, the
 //! encoding of the state a slice at a time, and the completions of the
 //! clients' requests.
 
 pub mod apply;
+pub mod deferred;
 pub mod group_commit;
 pub mod handoff;
 pub mod liveness;
 pub mod reads;
+pub mod reaping;
 pub mod serving;
 pub mod sessions;
 pub mod snapshots;

@@ -34,6 +34,11 @@ pub(super) struct Client {
     waiting: Option<(usize, PingId)>,
     /// The node its operation (a read or a write) waits at.
     pub(super) op_at: Option<usize>,
+    /// The node a read it sent right after its write, without waiting for
+    /// the write's answer, waits at.
+    pub(super) pipelined_at: Option<usize>,
+    /// What the read-your-writes check knows of its session.
+    pub(super) ryw: invariants::read_your_writes::Session,
     /// Its data watches with no event yet, at most one per node and path.
     pub(super) watches: Vec<Watched>,
 }
@@ -50,6 +55,8 @@ pub(super) fn new_clients(c: &mut Cluster) -> Vec<Client> {
             next_ping: 0,
             waiting: None,
             op_at: None,
+            pipelined_at: None,
+            ryw: Default::default(),
             watches: Vec::new(),
         })
         .collect()
@@ -80,7 +87,11 @@ impl Cluster {
                 self.keep_alive(k, session);
             }
             let client = &self.clients[k];
-            if client.session.is_none() || client.op_at.is_some() || client.waiting.is_some() {
+            if client.session.is_none()
+                || client.op_at.is_some()
+                || client.pipelined_at.is_some()
+                || client.waiting.is_some()
+            {
                 continue;
             }
             if self.rng.chance(self.cfg.close_rate) {
@@ -276,6 +287,7 @@ impl Cluster {
                 &mut client.opening_at,
                 &mut client.closing_at,
                 &mut client.op_at,
+                &mut client.pipelined_at,
             ] {
                 if *at == Some(i) {
                     *at = None;

@@ -19,6 +19,9 @@ pub enum Plant {
     /// without the leader's vouch and whether or not it still hears from
     /// the leader (what `synod` did before issue 10).
     AckWithoutVouch,
+    /// The shell serves a read of a session at once, without holding it
+    /// behind the session's own outstanding writes (no `in_order`).
+    ReadAroundWrite,
 }
 
 /// How a simulated cluster behaves.
@@ -60,7 +63,8 @@ pub struct SimConfig {
     /// A shell bug to plant (tests of the checks).
     pub plant: Option<Plant>,
     /// Clients, each with a session kept alive through one member at a
-    /// time, doing one operation at a time.
+    /// time, doing one operation at a time (or a write and a read
+    /// pipelined right after it).
     pub sessions: usize,
     /// Probability per tick that an idle client closes its session.
     pub close_rate: f64,

@@ -66,6 +66,12 @@ pub struct Coverage {
     pub sequential: u64,
     /// Watch events delivered to a client.
     pub watch_events: u64,
+    /// Empty containers reaped (first applied).
+    pub containers_reaped: u64,
+    /// Expired TTL nodes reaped (first applied).
+    pub ttl_reaped: u64,
+    /// Reads a node held behind their session's outstanding writes.
+    pub reads_held: u64,
 }
 
 impl Coverage {
@@ -79,6 +85,9 @@ impl Coverage {
         self.ephemerals_deleted += other.ephemerals_deleted;
         self.sequential += other.sequential;
         self.watch_events += other.watch_events;
+        self.containers_reaped += other.containers_reaped;
+        self.ttl_reaped += other.ttl_reaped;
+        self.reads_held += other.reads_held;
     }
 }
 
@@ -147,6 +156,9 @@ struct ReadAsk {
     op: usize,
     /// Whether it leaves a data watch.
     watch: bool,
+    /// Sent right after a write of its session, without waiting for the
+    /// write's answer.
+    pipelined: bool,
 }
 
 /// A simulated cluster. Nodes are indexed `0..n`; node `i` has id `i + 1`.
@@ -401,7 +413,7 @@ impl Cluster {
             return;
         }
         let key = (self.next_read % history::KEYS as u64) as usize;
-        self.start_read(i, None, key, false);
+        self.start_read(i, None, key, false, false);
     }
 
     fn violation(&mut self, what: String) {

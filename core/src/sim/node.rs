@@ -9,8 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::SessionId;
+use crate::node::deferred::DeferredReads;
 use crate::node::group_commit::{Batch, GroupCommit, Records};
 use crate::node::reads::{ReadBarriers, ReadId};
+use crate::node::reaping::Reaping;
 use crate::node::serving::Serving;
 use crate::node::sessions::SessionLiveness;
 use crate::node::snapshots::{Snapshots, WriteFile};
@@ -36,6 +38,10 @@ const MAX_PENDING: usize = 64;
 /// Watches one session may hold at a node.
 const MAX_WATCHES: usize = 16;
 
+/// Reaps the leader proposes a tick: small, so that the limit is reached
+/// now and then.
+const MAX_REAPS_PER_TICK: usize = 2;
+
 /// The settings every simulated state machine shares: sessions of the
 /// simulated timeouts (tens of milliseconds) are allowed.
 pub(super) fn state_config() -> StateConfig {
@@ -56,6 +62,7 @@ pub(super) enum Pending {
     /// Client `client`'s operation.
     Op {
         client: usize,
+        session: SessionId,
         op: super::ops::ClientOp,
     },
     /// Client `client` opens a session.
@@ -65,6 +72,9 @@ pub(super) enum Pending {
     /// The leader's expiry of a session: if it fails, the next tick tries
     /// again.
     Expire(SessionId),
+    /// The leader's reap of a container or TTL node: once answered, the
+    /// path may be proposed again.
+    Reap(String),
     /// The tester's probe.
     Probe,
 }
@@ -112,9 +122,14 @@ pub(super) struct Node {
     pub reads: ReadBarriers,
     /// The cluster's read id of each of the node's reads.
     pub read_ids: BTreeMap<ReadId, u64>,
+    /// Reads held behind their session's outstanding writes (cluster read
+    /// ids), as the driver's `in_order` holds them.
+    pub deferred: DeferredReads<u64>,
     pub sessions: SessionLiveness,
     /// Whether it was the authoritative leader at the end of its last turn.
     pub authoritative: bool,
+    /// The containers and TTL nodes it reaps, and the reaps on their way.
+    pub reaping: Reaping,
     pub serving: Serving,
     pub wal: GroupCommit<Write<Vec<u8>>>,
     /// The log batch at the disk (one at a time).
@@ -151,7 +166,9 @@ impl Node {
             completions: BTreeMap::new(),
             reads: ReadBarriers::new(1),
             read_ids: BTreeMap::new(),
+            deferred: DeferredReads::new(),
             authoritative: false,
+            reaping: Reaping::new(MAX_REAPS_PER_TICK),
             serving: Serving::new(cfg.election_ms),
             wal: GroupCommit::new(1, WAL_RETRY_MS),
             batch: None,
@@ -221,7 +238,9 @@ impl Cluster {
         node.completions.clear();
         node.reads = ReadBarriers::new(first_id);
         node.read_ids.clear();
+        node.deferred = DeferredReads::new();
         node.authoritative = false;
+        node.reaping = Reaping::new(MAX_REAPS_PER_TICK);
         node.serving = Serving::new(sim.election_ms);
         node.wal = GroupCommit::new(1, WAL_RETRY_MS);
         node.batch = None;
@@ -239,6 +258,7 @@ impl Cluster {
         node.snapshot_file = None;
         node.snapshotting = None;
         node.completions.clear();
+        node.deferred = DeferredReads::new();
         node.paused_until = None;
         node.waiting_reads.clear();
         // Its clients' reads, writes and keep-alives are lost with it:

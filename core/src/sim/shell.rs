@@ -3,7 +3,8 @@
 //! commit index, compact, start the next log batch, decide whether it
 //! serves), the frames between nodes, applying committed slots to the
 //! state machine and firing watches, installing a snapshot from the
-//! leader, the periodic tick, and answering requests. Each step calls the
+//! leader, the periodic tick (with the leader's reaps), and answering
+//! requests (running the reads held behind them). Each step calls the
 //! same node-core piece `synod`'s driver (`node/src/driver/`) calls, in
 //! the same order; the checks run at the event that could break them.
 
@@ -237,7 +238,8 @@ impl Cluster {
 
     /// Periodic work, as the driver's tick: requests, reads and keep-alives
     /// that waited too long are answered; a follower reports its sessions
-    /// to the leader; the authoritative leader expires silent sessions.
+    /// to the leader; the authoritative leader expires silent sessions; the
+    /// leader reaps empty containers and expired TTL nodes.
     pub(super) fn node_tick(&mut self, i: usize) {
         let now = self.clock(i);
         let node = &mut self.nodes[i];
@@ -273,6 +275,18 @@ impl Cluster {
                 super::txns::close_session(session, true),
                 Pending::Expire(session),
             );
+        }
+        // Stamped with the time its txns get (`route_txns`), as the
+        // driver's wall clock stamps both.
+        let node = &mut self.nodes[i];
+        let Some(r) = node.replica.as_ref() else {
+            return;
+        };
+        let due = node
+            .reaping
+            .due(r.role(), node.machine.tree(), now as crate::Millis);
+        for path in due {
+            self.submit(i, super::txns::reap(path.clone()), Pending::Reap(path));
         }
     }
 
@@ -318,12 +332,31 @@ impl Cluster {
             if slot <= self.nodes[i].applied() {
                 continue;
             }
+            // A reap is checked against the znode as it was just before.
+            let reap = invariants::reaping::target(&value).map(|(path, time)| {
+                let before = self.nodes[i].machine.tree().exists(&path).ok().flatten();
+                (path, time, before)
+            });
             match apply_value(&mut self.nodes[i].machine, slot, &value) {
                 AppliedValue::Txn {
                     origin,
                     request,
                     applied,
                 } => {
+                    if let (Some((path, time, before)), TxnOutcome::Reaped { deleted, .. }) =
+                        (&reap, &applied.outcome)
+                    {
+                        let found = invariants::reaping::on_reap(
+                            id,
+                            path,
+                            *time,
+                            before.as_ref(),
+                            *deleted,
+                        );
+                        if let Some(v) = found {
+                            self.violation(v);
+                        }
+                    }
                     if first_time {
                         self.first_applied_txn(slot, origin, request, &applied);
                     }
@@ -383,6 +416,16 @@ impl Cluster {
             TxnOutcome::SessionClosed { session, deleted } => {
                 self.closed_at.entry(*session).or_insert(self.now);
                 self.coverage.ephemerals_deleted += deleted.len() as u64;
+            }
+            TxnOutcome::Reaped {
+                path,
+                deleted: true,
+            } => {
+                if super::ops::is_container(path) {
+                    self.coverage.containers_reaped += 1;
+                } else {
+                    self.coverage.ttl_reaped += 1;
+                }
             }
             TxnOutcome::Write(Ok(OpOutcome::Created { path, .. }))
                 if super::ops::is_sequential(path) =>
@@ -500,22 +543,38 @@ impl Cluster {
     }
 
     /// Answers a request of node `i`, if it still waits.
+    /// When it was its session's last txn in flight here, the reads that
+    /// waited for it run, in order (the driver's `answer`).
     pub(super) fn answer(&mut self, i: usize, request: u64, result: Result<Applied, Error>) {
         let node = &mut self.nodes[i];
-        if node.writes.finish(request).is_none() {
-            return;
-        }
-        let Some(pending) = node.completions.remove(&request) else {
+        let Some(finished) = node.writes.finish(request) else {
             return;
         };
+        if let Some(pending) = node.completions.remove(&request) {
+            self.completed(i, pending, result);
+        }
+        if let Some(session) = finished.session_done {
+            for id in self.nodes[i].deferred.release(session) {
+                self.run_read(i, id);
+            }
+        }
+    }
+
+    /// What an answered request of node `i` does.
+    fn completed(&mut self, i: usize, pending: Pending, result: Result<Applied, Error>) {
         match pending {
-            Pending::Op { client, op } => self.op_answered(i, client, op, result),
+            Pending::Op {
+                client,
+                session,
+                op,
+            } => self.op_answered(i, client, session, op, result),
             Pending::OpenSession { client } => self.session_opened(client, result),
             Pending::CloseSession { client } => self.session_closed(client),
             Pending::Expire(session) => {
                 self.coverage.expired += u64::from(result.is_ok());
                 self.nodes[i].sessions.close_failed(session);
             }
+            Pending::Reap(path) => self.nodes[i].reaping.done(&path),
             Pending::Probe => {}
         }
     }

@@ -35,6 +35,9 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         ephemerals_deleted,
         sequential,
         watch_events,
+        containers_reaped,
+        ttl_reaped,
+        reads_held,
     } = coverage;
     for (what, n) in [
         ("snapshots encoded", snapshots_encoded),
@@ -45,6 +48,9 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         ("ephemerals deleted", ephemerals_deleted),
         ("sequential creates", sequential),
         ("watch events", watch_events),
+        ("containers reaped", containers_reaped),
+        ("TTL nodes reaped", ttl_reaped),
+        ("reads held behind their session's writes", reads_held),
     ] {
         assert!(n > 0, "seeds {start}..{}: no {what}", start + seeds);
     }
@@ -436,6 +442,18 @@ fn planted_read_served_before_its_index_is_applied_is_caught() {
     assert!(
         n > 0,
         "200 seeds did not catch a read served before the apply"
+    );
+}
+
+#[test]
+fn planted_read_around_its_sessions_write_is_caught() {
+    // Without `in_order`, a pipelined read runs before its session's
+    // write is applied; the history alone cannot tell (the read overlaps
+    // the write), the read-your-writes check does.
+    let n = caught(Plant::ReadAroundWrite, 100, "answered without it");
+    assert!(
+        n > 0,
+        "100 seeds did not catch a read served around its write"
     );
 }
 

@@ -64,6 +64,23 @@ pub(super) fn create(path: &str, value: u64, mode: CreateMode) -> WriteOp {
     }
 }
 
+/// `createTTL(path, value)`: a persistent znode reaped once it has been
+/// childless and unmodified for `ttl_ms`.
+pub(super) fn create_ttl(path: &str, value: u64, ttl_ms: Millis) -> WriteOp {
+    WriteOp::Create {
+        path: path.to_owned(),
+        data: Some(data(value)),
+        acl: Acl::open(),
+        mode: CreateMode::PersistentWithTtl,
+        ttl_ms,
+    }
+}
+
+/// The leader's removal of an empty container or an expired TTL node.
+pub(super) fn reap(path: String) -> Txn {
+    Txn::Reap { path }
+}
+
 /// `delete(path, version)`; version -1 deletes whatever the version.
 pub(super) fn delete(path: &str, version: i32) -> WriteOp {
     WriteOp::Delete {

@@ -35,10 +35,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use synod_core::acl::{Id, Identity, digest_id};
+use synod_core::node::deferred::DeferredReads;
 use synod_core::node::group_commit::{Completion, GroupCommit};
 use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
+use synod_core::node::reaping::Reaping;
 use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
 use synod_core::node::snapshots::Snapshots;
 use synod_core::node::writes::{WriteAction, WritePath};
@@ -288,16 +290,6 @@ impl std::fmt::Debug for Completions {
     }
 }
 
-/// Reads waiting for the txns of their session.
-#[derive(Default)]
-struct DeferredReads(Vec<Job>);
-
-impl std::fmt::Debug for DeferredReads {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} deferred reads", self.0.len())
-    }
-}
-
 /// The write-ahead log as the driver feeds it: the storage thread, and
 /// the group commit that decides what goes to it
 /// (`synod_core::node::group_commit`).
@@ -360,12 +352,14 @@ pub struct NodeState {
     request_timeout: Duration,
     metrics: Arc<Metrics>,
     storage_stats: StorageStats,
-    /// Reads waiting for their session's outstanding txns.
-    deferred: FxHashMap<SessionId, DeferredReads>,
+    /// Reads waiting for their session's outstanding txns
+    /// (`synod_core::node::deferred`).
+    deferred: DeferredReads<Job>,
     /// The snapshot being encoded, a slice at a time.
     snapshotting: Option<PendingSnapshot>,
-    /// Containers and TTL nodes whose reap is on its way through the log.
-    reaping: FxHashSet<String>,
+    /// Which containers and TTL nodes to reap, and whose reap is on its
+    /// way through the log (`synod_core::node::reaping`).
+    reaping: Reaping,
 }
 
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
@@ -448,9 +442,9 @@ impl NodeState {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             metrics,
             storage_stats: StorageStats::default(),
-            deferred: FxHashMap::default(),
+            deferred: DeferredReads::new(),
             snapshotting: None,
-            reaping: FxHashSet::default(),
+            reaping: Reaping::new(MAX_REAPS_PER_TICK),
         }
     }
 

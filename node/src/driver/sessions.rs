@@ -278,21 +278,16 @@ impl NodeState {
                 }),
             );
         }
-        let candidates: Vec<String> = self
-            .machine
-            .tree()
-            .reap_candidates(wall_clock_ms())
-            .into_iter()
-            .filter(|p| !self.reaping.contains(p))
-            .take(MAX_REAPS_PER_TICK)
-            .collect();
-        for path in candidates {
-            self.reaping.insert(path.clone());
+        let now_ms = wall_clock_ms();
+        for path in self
+            .reaping
+            .due(self.replica.role(), self.machine.tree(), now_ms)
+        {
             let done_path = path.clone();
             self.submit(
                 Txn::Reap { path },
                 Box::new(move |state, _| {
-                    state.reaping.remove(&done_path);
+                    state.reaping.done(&done_path);
                 }),
             );
         }

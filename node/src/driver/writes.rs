@@ -42,12 +42,7 @@ impl NodeState {
             done(self, result);
         }
         if let Some(session) = finished.session_done {
-            for job in self
-                .deferred
-                .remove(&session)
-                .map(|d| d.0)
-                .unwrap_or_default()
-            {
+            for job in self.deferred.release(session) {
                 job(self);
             }
         }
@@ -55,7 +50,8 @@ impl NodeState {
 
     /// Runs a read of `session` after every txn the session submitted
     /// before it has been answered: a client never reads around its own
-    /// write. Reads of a session with nothing in flight run at once.
+    /// write. Reads of a session with nothing in flight run at once
+    /// (`synod_core::node::deferred` decides).
     pub fn in_order<R, F>(&mut self, session: SessionId, read: F) -> Answer<R>
     where
         R: Send + 'static,
@@ -65,9 +61,7 @@ impl NodeState {
         let job: Job = Box::new(move |state| {
             let _ = tx.send(read(state));
         });
-        if self.writes.has_outstanding(session) {
-            self.deferred.entry(session).or_default().0.push(job);
-        } else {
+        if let Some(job) = self.deferred.admit(&self.writes, session, job) {
             job(self);
         }
         rx

@@ -19,6 +19,8 @@
 //! | a closed session's ephemerals are gone; every ephemeral's session is open | `ephemerals` | a close is applied; the run ends |
 //! | sequential names are unique and increase, in commit order and in real time | `sequential` | a sequential create is first applied; the run ends |
 //! | a watch event comes before a read reply that shows its change | `watch_order` | a read is answered |
+//! | read your writes: a session's read is not served from a state older than a write it sent earlier and had acknowledged (pipelined or not) | `read_your_writes` | a read is answered; a write is acknowledged |
+//! | a reap removes only an empty container that had a child, or a childless TTL node unmodified for its TTL at the txn's time | `reaping` | a reap is applied |
 //! | the clients' operations on the registers form a linearizable history | `linearizable` | the run ends |
 //!
 //! Liveness (a healed cluster commits again in bounded time) is checked by
@@ -32,6 +34,8 @@ pub(super) mod monotonic;
 pub(super) mod prefix;
 pub(super) mod quorum_durable;
 pub(super) mod read_freshness;
+pub(super) mod read_your_writes;
+pub(super) mod reaping;
 pub(super) mod same_state;
 pub(super) mod sequential;
 pub(super) mod session_freshness;
