@@ -22,6 +22,8 @@
 //! - [`apply`]: how a committed value reaches the state machine.
 //! - [`serving`]: whether the node serves clients (knows a leader, has
 //!   heard from it lately, has caught up).
+//! - [`membership`]: what an operator's membership call means against the
+//!   committed membership (propose, already done, or refused).
 //!
 //! The driver keeps only I/O: channels, sockets, the storage thread, the
 //! encoding of the state a slice at a time, and the completions of the
@@ -30,6 +32,7 @@
 pub mod apply;
 pub mod group_commit;
 pub mod liveness;
+pub mod membership;
 pub mod reads;
 pub mod serving;
 pub mod sessions;
