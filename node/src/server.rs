@@ -206,10 +206,7 @@ pub async fn run(
         )),
         _ => None,
     };
-    let admin = AdminServer::new(AdminService::new(
-        driver.clone(),
-        (config.heartbeat_ms / 2).max(1),
-    ));
+    let admin = AdminServer::new(AdminService::new(driver.clone(), config.cluster.clone()));
     let zookeeper_front =
         crate::api::zookeeper::ZooKeeperFrontEnd::new(driver.clone(), config.zookeeper_config());
     let zookeeper = zookeeper_listener
