@@ -6,7 +6,7 @@
 //! that it took effect, while a call that cannot be done (promoting a node
 //! that is not a member) stays an error.
 
-use crate::paxos::{Membership, NodeId};
+use crate::paxos::{Membership, NodeId, Slot};
 
 /// A membership change asked for through the admin API: one member moves
 /// one step (absent → observer ↔ voter, or out).
@@ -26,6 +26,9 @@ pub enum MembershipPlan {
     /// The committed membership already has the member where the change
     /// would put it.
     AlreadyDone,
+    /// The change in flight at this slot puts the member where the call
+    /// would: a retry of it, which waits for that change.
+    InFlight(Slot, Membership),
 }
 
 /// Why a change cannot be made from the committed membership.
@@ -37,18 +40,31 @@ pub enum MembershipRefusal {
     NotAMember(NodeId),
     #[error("node id 0 is reserved")]
     ReservedId,
+    #[error("another membership change is still being committed; retry once it is")]
+    OtherChangeInFlight,
 }
 
-/// Decides `change` of `node` against the committed membership `current`.
-/// Whether the node can be reached, whether it has caught up and whether
-/// another change is in flight are the replica's and the driver's to check.
+/// Decides `change` of `node` against the committed membership `current`
+/// and the change in flight, if any (`pending`: its slot and membership).
+/// While a change is in flight the committed membership is about to be
+/// replaced, so nothing is judged against it: a retry of that very change
+/// waits for it, any other call waits its turn. Whether the node can be
+/// reached and whether it has caught up are the driver's and the replica's
+/// to check.
 pub fn plan(
     current: &Membership,
+    pending: Option<(Slot, &Membership)>,
     change: MembershipChange,
     node: NodeId,
 ) -> Result<MembershipPlan, MembershipRefusal> {
     if node == 0 {
         return Err(MembershipRefusal::ReservedId);
+    }
+    if let Some((slot, pending)) = pending {
+        if has_taken_effect(pending, change, node) {
+            return Ok(MembershipPlan::InFlight(slot, pending.clone()));
+        }
+        return Err(MembershipRefusal::OtherChangeInFlight);
     }
     let voter = current.voters.contains(&node);
     let observer = current.observers.contains(&node);
@@ -120,35 +136,35 @@ mod tests {
     fn each_change_moves_one_member_one_step() {
         let m = three_and_observer();
         assert_eq!(
-            plan(&m, AddObserver, 5),
+            plan(&m, None, AddObserver, 5),
             Ok(MembershipPlan::Propose(Membership::new(
                 vec![1, 2, 3],
                 vec![4, 5]
             )))
         );
         assert_eq!(
-            plan(&m, PromoteVoter, 4),
+            plan(&m, None, PromoteVoter, 4),
             Ok(MembershipPlan::Propose(Membership::new(
                 vec![1, 2, 3, 4],
                 vec![]
             )))
         );
         assert_eq!(
-            plan(&m, DemoteVoter, 2),
+            plan(&m, None, DemoteVoter, 2),
             Ok(MembershipPlan::Propose(Membership::new(
                 vec![1, 3],
                 vec![4, 2]
             )))
         );
         assert_eq!(
-            plan(&m, Remove, 4),
+            plan(&m, None, Remove, 4),
             Ok(MembershipPlan::Propose(Membership::new(
                 vec![1, 2, 3],
                 vec![]
             )))
         );
         assert_eq!(
-            plan(&m, Remove, 3),
+            plan(&m, None, Remove, 3),
             Ok(MembershipPlan::Propose(Membership::new(
                 vec![1, 2],
                 vec![4]
@@ -159,28 +175,62 @@ mod tests {
     #[test]
     fn a_member_already_in_place_is_already_done() {
         let m = three_and_observer();
-        assert_eq!(plan(&m, AddObserver, 4), Ok(MembershipPlan::AlreadyDone));
-        assert_eq!(plan(&m, PromoteVoter, 1), Ok(MembershipPlan::AlreadyDone));
-        assert_eq!(plan(&m, DemoteVoter, 4), Ok(MembershipPlan::AlreadyDone));
-        assert_eq!(plan(&m, Remove, 9), Ok(MembershipPlan::AlreadyDone));
+        assert_eq!(
+            plan(&m, None, AddObserver, 4),
+            Ok(MembershipPlan::AlreadyDone)
+        );
+        assert_eq!(
+            plan(&m, None, PromoteVoter, 1),
+            Ok(MembershipPlan::AlreadyDone)
+        );
+        assert_eq!(
+            plan(&m, None, DemoteVoter, 4),
+            Ok(MembershipPlan::AlreadyDone)
+        );
+        assert_eq!(plan(&m, None, Remove, 9), Ok(MembershipPlan::AlreadyDone));
     }
 
     #[test]
     fn impossible_changes_stay_errors() {
         let m = three_and_observer();
         assert_eq!(
-            plan(&m, AddObserver, 2),
+            plan(&m, None, AddObserver, 2),
             Err(MembershipRefusal::AlreadyAVoter(2))
         );
         assert_eq!(
-            plan(&m, PromoteVoter, 9),
+            plan(&m, None, PromoteVoter, 9),
             Err(MembershipRefusal::NotAMember(9))
         );
         assert_eq!(
-            plan(&m, DemoteVoter, 9),
+            plan(&m, None, DemoteVoter, 9),
             Err(MembershipRefusal::NotAMember(9))
         );
-        assert_eq!(plan(&m, Remove, 0), Err(MembershipRefusal::ReservedId));
+        assert_eq!(
+            plan(&m, None, Remove, 0),
+            Err(MembershipRefusal::ReservedId)
+        );
+    }
+
+    #[test]
+    fn while_a_change_is_in_flight_only_its_retry_is_taken() {
+        let m = three_and_observer();
+        let demoting = Membership::new(vec![1, 3], vec![4, 2]);
+        let pending = Some((7, &demoting));
+        assert_eq!(
+            plan(&m, pending, DemoteVoter, 2),
+            Ok(MembershipPlan::InFlight(7, demoting.clone())),
+            "the retry waits for the change in flight"
+        );
+        // Still a voter in the committed membership, but not for long:
+        // "already done" would be wrong.
+        assert_eq!(
+            plan(&m, pending, PromoteVoter, 2),
+            Err(MembershipRefusal::OtherChangeInFlight)
+        );
+        assert_eq!(
+            plan(&m, pending, AddObserver, 5),
+            Err(MembershipRefusal::OtherChangeInFlight)
+        );
     }
 
     #[test]
@@ -188,7 +238,7 @@ mod tests {
         let m = three_and_observer();
         for change in [AddObserver, PromoteVoter, DemoteVoter, Remove] {
             for node in 1..=5 {
-                match plan(&m, change, node) {
+                match plan(&m, None, change, node) {
                     Ok(MembershipPlan::Propose(next)) => {
                         assert!(has_taken_effect(&next, change, node), "{change:?} {node}");
                         assert!(!has_taken_effect(&m, change, node), "{change:?} {node}");
@@ -196,6 +246,7 @@ mod tests {
                     Ok(MembershipPlan::AlreadyDone) => {
                         assert!(has_taken_effect(&m, change, node), "{change:?} {node}");
                     }
+                    Ok(MembershipPlan::InFlight(..)) => panic!("nothing is in flight"),
                     Err(_) => assert!(!has_taken_effect(&m, change, node), "{change:?} {node}"),
                 }
             }

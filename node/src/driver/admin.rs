@@ -99,26 +99,35 @@ impl NodeState {
         if !self.replica.leader_caught_up() {
             return Err(MembershipError::LeaderCatchingUp);
         }
-        let committed = self.replica.membership().clone();
-        if let Some((slot, pending)) = self.replica.pending_membership()
-            && has_taken_effect(&pending, change, node)
-            && !has_taken_effect(&committed, change, node)
-        {
-            return Ok(MembershipOutcome {
-                slot,
-                membership: pending,
-                already_done: false,
-            });
-        }
-        let next = match membership::plan(&committed, change, node)? {
-            MembershipPlan::AlreadyDone => {
+        let committed = self.replica.membership();
+        let pending = self.replica.pending_membership();
+        let planned = membership::plan(
+            committed,
+            pending.as_ref().map(|(slot, m)| (*slot, m)),
+            change,
+            node,
+        );
+        let next = match planned {
+            Ok(MembershipPlan::Propose(next)) => next,
+            Ok(MembershipPlan::AlreadyDone) => {
                 return Ok(MembershipOutcome {
                     slot: self.replica.commit_index(),
-                    membership: committed,
+                    membership: committed.clone(),
                     already_done: true,
                 });
             }
-            MembershipPlan::Propose(next) => next,
+            Ok(MembershipPlan::InFlight(slot, membership)) => {
+                return Ok(MembershipOutcome {
+                    slot,
+                    membership,
+                    already_done: false,
+                });
+            }
+            // The same refusal the replica gives, so callers see one.
+            Err(MembershipRefusal::OtherChangeInFlight) => {
+                return Err(PaxosError::ConfigChangePending.into());
+            }
+            Err(refusal) => return Err(refusal.into()),
         };
         let known = node == self.id || self.peers.as_ref().is_some_and(|p| p.knows(node));
         if change == MembershipChange::AddObserver && !known {
