@@ -35,5 +35,8 @@ fn logs_to_a_file_carry_no_colour_codes() {
     child.wait().expect("reap");
     let text = std::fs::read_to_string(&log_path).expect("read the log");
     assert!(text.contains("INFO"), "the node logged: {text:?}");
-    assert!(!text.contains('\u{1b}'), "escape codes in the log: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in the log: {text:?}"
+    );
 }

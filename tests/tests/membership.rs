@@ -309,3 +309,49 @@ async fn a_fourth_node_joins_is_promoted_demoted_and_removed_by_committed_calls(
         "the client kept writing through the changes"
     );
 }
+
+/// A change that cannot commit (the leader has lost both followers) is
+/// answered within the bound the call set, with an error that says the
+/// change may still commit; nothing hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_cannot_commit_times_out_clearly() {
+    // A long election timeout keeps the leader leading for a while after
+    // it has lost its majority, so the change is proposed and then waits.
+    let mut ensemble =
+        synod_tests::Ensemble::start(3, &["--election-timeout-ms", "4000"], None).expect("start");
+    ensemble
+        .wait_ready(Duration::from_secs(60))
+        .expect("the ensemble is ready");
+    let leader = ensemble.leader(Duration::from_secs(30)).expect("a leader");
+    let followers: Vec<usize> = ensemble
+        .ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    for id in &followers {
+        ensemble.kill(*id).expect("kill a follower");
+    }
+    let mut api = admin(ensemble.client_addr(leader));
+    let asked = Instant::now();
+    let refused = api
+        .change_membership(pb::ChangeMembershipRequest {
+            change: pb::MembershipChange::DemoteVoter as i32,
+            node_id: u64::try_from(followers[0]).expect("small id"),
+            wait_for_commit: true,
+            timeout_ms: 1_000,
+        })
+        .await
+        .expect_err("nothing can commit");
+    let took = asked.elapsed();
+    assert_eq!(refused.code(), tonic::Code::DeadlineExceeded, "{refused:?}");
+    assert!(
+        refused.message().contains("not committed in time"),
+        "{refused:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    let view = status(&mut api).await;
+    assert!(view.membership_change_pending, "{view:?}");
+}
