@@ -412,3 +412,69 @@ async fn list(cli: &Cli, endpoints: &[String], out: &mut Out) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::Command;
+
+    fn action(args: &[&str]) -> Option<Action> {
+        let cli = Cli::try_parse_from(args).ok()?;
+        match cli.command {
+            Command::Member { action } => Some(action),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn member_commands_parse() {
+        assert!(matches!(
+            action(&["synodctl", "member", "add", "4", "--observer"]),
+            Some(Action::Add {
+                node_id: 4,
+                observer: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            action(&["synodctl", "--json", "member", "add", "5"]),
+            Some(Action::Add {
+                node_id: 5,
+                observer: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            action(&["synodctl", "member", "list"]),
+            Some(Action::List)
+        ));
+        assert!(matches!(
+            action(&["synodctl", "member", "remove", "2"]),
+            Some(Action::Remove { node_id: 2 })
+        ));
+        assert!(action(&["synodctl", "member", "promote"]).is_none());
+        assert!(action(&["synodctl", "member", "demote", "x"]).is_none());
+    }
+
+    #[test]
+    fn only_passing_refusals_are_retried() {
+        let retry = |text: &str| retryable(&anyhow::anyhow!("{text}"));
+        assert!(retry(
+            "h: node 4 must be a caught-up observer before it can become a voter"
+        ));
+        assert!(retry(
+            "h: node 1 (the leader) refused: a membership change is still being committed"
+        ));
+        assert!(!retry(
+            "h: node 9 is not a member; add it as an observer first"
+        ));
+    }
+
+    #[test]
+    fn id_lists_are_sorted() {
+        assert_eq!(ids(&[3, 1, 2]), "1,2,3");
+        assert_eq!(ids(&[]), "none");
+    }
+}
