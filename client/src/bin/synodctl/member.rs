@@ -155,9 +155,9 @@ async fn change(
         };
         match api.change_membership(request).await {
             Ok(reply) => return Ok(reply.into_inner()),
-            // The node is going away or cannot reach the leader: another
-            // member may.
-            Err(status) if status.code() == tonic::Code::Unavailable => {
+            // The node is going away, cannot reach the leader or knows
+            // none: another member may.
+            Err(status) if passed_over(&status) => {
                 tracing::debug!(endpoint, "unavailable: {}", status.message());
                 last_error = Some(anyhow::anyhow!("{endpoint}: {}", status.message()));
             }
@@ -195,6 +195,15 @@ async fn already_a_voter(cli: &Cli, endpoints: &[String]) -> pb::ChangeMembershi
         already_done: true,
         committed: true,
     }
+}
+
+/// Whether another endpoint may do better than this answer: the node is
+/// unavailable or knows no leader to forward to (or the leader moved while
+/// the call was forwarded).
+fn passed_over(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        || status.code() == tonic::Code::FailedPrecondition
+            && status.message().contains("not the leader")
 }
 
 /// Every reachable endpoint's status, in the order given.
@@ -470,6 +479,19 @@ mod tests {
         assert!(!retry(
             "h: node 9 is not a member; add it as an observer first"
         ));
+    }
+
+    #[test]
+    fn endpoints_without_a_leader_are_passed_over() {
+        use tonic::{Code, Status};
+        assert!(passed_over(&Status::unavailable("shutting down")));
+        assert!(passed_over(&Status::failed_precondition(
+            "not the leader; the leader is unknown"
+        )));
+        assert!(!passed_over(&Status::failed_precondition(
+            "node 9 is not a member; add it as an observer first"
+        )));
+        assert!(!passed_over(&Status::new(Code::DeadlineExceeded, "late")));
     }
 
     #[test]
