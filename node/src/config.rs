@@ -752,6 +752,32 @@ mod tests {
         assert_eq!(from_env.max_data_bytes, 1000);
     }
 
+    /// A pod sets everything through its environment: every flag, each
+    /// listen address among them, has its `SYNOD_*` variable.
+    #[test]
+    fn every_flag_and_listen_address_reads_a_synod_variable() {
+        let command = <DefaultsOnly as clap::CommandFactory>::command();
+        let mut addrs = Vec::new();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" || long == "version" {
+                continue;
+            }
+            let wanted = format!("SYNOD_{}", long.replace('-', "_").to_uppercase());
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(env.as_deref(), Some(wanted.as_str()), "--{long}");
+            if long.ends_with("-addr") {
+                addrs.push(long.to_owned());
+            }
+        }
+        addrs.sort();
+        assert_eq!(
+            addrs,
+            ["client-addr", "http-addr", "peer-addr", "zookeeper-addr"],
+            "the listen addresses"
+        );
+    }
+
     #[test]
     fn a_peer_address_template_must_name_the_node() {
         let with = |template: &str| {

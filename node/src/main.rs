@@ -1,6 +1,7 @@
 //! The `synod` binary: `synod serve` runs one node, `synod dev` runs a
 //! local three-node ensemble in one process.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -91,9 +92,12 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_new(&cli.log).with_context(|| format!("bad --log filter {:?}", cli.log))?;
+    // Colour codes only for a person at a terminal: in a file or a
+    // container's log they are noise that hides the text.
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if cli.log_json {
         subscriber.json().init();
     } else {

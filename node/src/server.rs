@@ -229,10 +229,7 @@ pub async fn run(
         _ => None,
     };
     let driver_for_stop = driver.clone();
-    let admin = AdminServer::new(AdminService::new(
-        driver.clone(),
-        (config.heartbeat_ms / 2).max(1),
-    ));
+    let admin = AdminServer::new(AdminService::new(driver.clone(), config.cluster.clone()));
     let zookeeper_front =
         crate::api::zookeeper::ZooKeeperFrontEnd::new(driver.clone(), config.zookeeper_config());
     let zookeeper = zookeeper_listener

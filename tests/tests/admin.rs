@@ -115,6 +115,7 @@ async fn admin_api_reports_and_changes_the_ensemble() {
         .change_membership(pb::ChangeMembershipRequest {
             change: pb::MembershipChange::DemoteVoter as i32,
             node_id: follower,
+            ..Default::default()
         })
         .await
         .expect("demote")
@@ -127,6 +128,7 @@ async fn admin_api_reports_and_changes_the_ensemble() {
             .change_membership(pb::ChangeMembershipRequest {
                 change: pb::MembershipChange::PromoteVoter as i32,
                 node_id: follower,
+                ..Default::default()
             })
             .await;
         match promoted {
@@ -271,6 +273,7 @@ async fn a_member_joins_at_its_templated_address() {
         .change_membership(pb::ChangeMembershipRequest {
             change: pb::MembershipChange::AddObserver as i32,
             node_id: 4,
+            ..Default::default()
         })
         .await
         .expect("the leader adds node 4 by its templated address")

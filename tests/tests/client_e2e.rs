@@ -217,8 +217,12 @@ async fn synodctl_reads_well_and_fails_clearly() {
             .status
             .success()
     );
+    // As zkCli, the data ends with a newline even into a pipe, so the next
+    // line or prompt does not run on; --raw gives the bytes alone.
     let get = synodctl(&node, &["get", "/app"]);
-    assert!(String::from_utf8_lossy(&get.stdout).contains("hello"));
+    assert_eq!(get.stdout, b"hello\n");
+    let raw = synodctl(&node, &["get", "--raw", "/app"]);
+    assert_eq!(raw.stdout, b"hello");
     let json = synodctl(&node, &["--json", "stat", "/app"]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("one JSON value");
     assert_eq!(value["version"], 0);
@@ -238,6 +242,13 @@ async fn synodctl_reads_well_and_fails_clearly() {
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("/nope"), "{stderr}");
+    assert!(
+        synodctl(&node, &["set", "/app", "hello\n"])
+            .status
+            .success()
+    );
+    let get = synodctl(&node, &["get", "/app"]);
+    assert_eq!(get.stdout, b"hello\n", "no second newline");
     assert!(synodctl(&node, &["rm", "-r", "/app"]).status.success());
     assert!(!synodctl(&node, &["get", "/app"]).status.success());
 }

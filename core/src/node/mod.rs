@@ -26,6 +26,8 @@
 //!   heard from it lately, has caught up).
 //! - [`reaping`]: which empty containers and expired TTL nodes the leader
 //!   proposes to reap on a tick.
+//! - [`membership`]: what an operator's membership call means against the
+//!   committed membership (propose, already done, or refused).
 //!
 //! The driver keeps only I/O: channels, sockets, the storage thread, the
 //! encoding of the state a slice at a time, and the completions of the
@@ -36,6 +38,7 @@ pub mod deferred;
 pub mod group_commit;
 pub mod handoff;
 pub mod liveness;
+pub mod membership;
 pub mod reads;
 pub mod reaping;
 pub mod serving;

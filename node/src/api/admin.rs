@@ -1,28 +1,105 @@
 //! The gRPC `Admin` service: the node's view of the ensemble (status with
 //! members and lag) and the operations an operator runs against it
 //! (leadership transfer, membership changes one member at a time, a
-//! snapshot on demand). It decides nothing: the replica checks every
-//! change and refuses what is unsafe.
+//! snapshot on demand). It decides nothing: the driver and the replica
+//! check every change and refuse what is unsafe. A membership call may
+//! wait here until its change is committed, so an operator knows it took
+//! effect before the next step.
+
+use std::time::{Duration, Instant};
 
 use synod_core::paxos::{PaxosError, Role};
 use synod_proto::v1 as pb;
 use synod_proto::v1::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
-use crate::driver::{DriverHandle, MembershipChange, NodeState};
+use crate::driver::{
+    DriverHandle, MembershipCall, MembershipChange, MembershipError, MembershipOutcome, NodeState,
+};
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// How long a membership call waits for its commit unless it says.
+const DEFAULT_COMMIT_WAIT: Duration = Duration::from_secs(10);
+
+/// The longest wait a call may ask for.
+const MAX_COMMIT_WAIT: Duration = Duration::from_secs(300);
+
+/// How often a waiting call looks at the commit index: a change commits
+/// in a few heartbeats, and each look is one small job for the driver.
+const COMMIT_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct AdminService {
     driver: DriverHandle,
-    /// Milliseconds per replica tick, to report "last heard" in time.
-    tick_ms: u64,
+    /// The ensemble's name (`--cluster`), reported by `Status`.
+    cluster: String,
 }
 
 impl AdminService {
-    pub fn new(driver: DriverHandle, tick_ms: u64) -> Self {
-        AdminService { driver, tick_ms }
+    pub fn new(driver: DriverHandle, cluster: String) -> Self {
+        AdminService { driver, cluster }
+    }
+
+    /// Runs a membership call: here at the leader, or forwarded to it.
+    async fn membership_call(
+        &self,
+        change: MembershipChange,
+        node: u64,
+        deadline: Instant,
+    ) -> Result<MembershipOutcome, Status> {
+        let call = self
+            .driver
+            .call(move |state| state.membership_call(change, node))
+            .await
+            .map_err(|_| shutting_down())?;
+        match call {
+            MembershipCall::Done(done) => done.map_err(|e| membership_status(&e)),
+            MembershipCall::Forwarded { leader, answer } => {
+                match tokio::time::timeout_at(deadline.into(), answer).await {
+                    Ok(Ok(done)) => done.map_err(|e| membership_status(&e)),
+                    Ok(Err(_)) => Err(shutting_down()),
+                    Err(_) => Err(Status::deadline_exceeded(format!(
+                        "the leader (node {leader}) did not answer the forwarded membership call in time; call again"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Waits until `slot` is committed here, then answers with the
+    /// membership committed at it, or an error if the slot holds another
+    /// value (a new leader filled it) or the deadline passes.
+    async fn wait_for_commit(
+        &self,
+        change: MembershipChange,
+        node: u64,
+        slot: u64,
+        deadline: Instant,
+    ) -> Result<synod_core::paxos::Membership, Status> {
+        loop {
+            let committed = self
+                .driver
+                .call(move |state| state.membership_committed(slot, change, node))
+                .await
+                .map_err(|_| shutting_down())?;
+            match committed {
+                Some((membership, true)) => return Ok(membership),
+                Some((membership, false)) => {
+                    return Err(Status::aborted(format!(
+                        "slot {slot} committed another value (the leader changed before the change committed); the membership is voters {:?}, observers {:?}; call again",
+                        membership.voters, membership.observers
+                    )));
+                }
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "the membership change at slot {slot} was not committed in time; it may still commit: call again to find out"
+                )));
+            }
+            tokio::time::sleep(COMMIT_POLL).await;
+        }
     }
 
     async fn run<R, F>(&self, f: F) -> Result<R, Status>
@@ -33,8 +110,20 @@ impl AdminService {
         match self.driver.call(f).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(paxos_status(&error)),
-            Err(_) => Err(Status::unavailable("the node is shutting down")),
+            Err(_) => Err(shutting_down()),
         }
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the node is shutting down")
+}
+
+fn membership_status(error: &MembershipError) -> Status {
+    match error {
+        MembershipError::Paxos(error) => paxos_status(error),
+        MembershipError::Unforwarded { .. } => Status::unavailable(error.to_string()),
+        _ => Status::failed_precondition(error.to_string()),
     }
 }
 
@@ -63,7 +152,6 @@ fn role(role: Role) -> pb::Role {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn status(&self, _: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
-        let tick_ms = self.tick_ms;
         let (status, readiness) = self
             .run(|state| Ok((state.status(), state.readiness())))
             .await?;
@@ -81,7 +169,7 @@ impl Admin for AdminService {
                         .peers
                         .iter()
                         .find(|(p, _, _)| *p == id)
-                        .map_or((0, 0), |(_, commit, heard)| (*commit, heard * tick_ms))
+                        .map_or((0, 0), |(_, commit, heard_ms)| (*commit, *heard_ms))
                 };
                 pb::Member {
                     id,
@@ -105,6 +193,10 @@ impl Admin for AdminService {
             snapshot_index: status.snapshot_index,
             members,
             not_ready: readiness.err().unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            cluster: self.cluster.clone(),
+            membership_change_pending: status.membership_pending,
+            leader_commit_index: status.leader_commit,
         }))
     }
 
@@ -130,13 +222,38 @@ impl Admin for AdminService {
             _ => return Err(Status::invalid_argument("unknown membership change")),
         };
         let node = request.node_id;
-        let (slot, membership) = self
-            .run(move |state| state.change_membership(change, node))
-            .await?;
+        let wait = match request.timeout_ms {
+            0 => DEFAULT_COMMIT_WAIT,
+            ms => Duration::from_millis(ms).min(MAX_COMMIT_WAIT),
+        };
+        let deadline = Instant::now() + wait;
+        let outcome = self.membership_call(change, node, deadline).await?;
+        let (membership, committed) = if outcome.already_done {
+            (outcome.membership, true)
+        } else if request.wait_for_commit {
+            let membership = self
+                .wait_for_commit(change, node, outcome.slot, deadline)
+                .await?;
+            (membership, true)
+        } else {
+            (outcome.membership, false)
+        };
+        tracing::info!(
+            ?change,
+            node,
+            slot = outcome.slot,
+            already_done = outcome.already_done,
+            committed,
+            voters = ?membership.voters,
+            observers = ?membership.observers,
+            "membership call answered"
+        );
         Ok(Response::new(pb::ChangeMembershipResponse {
-            slot,
+            slot: outcome.slot,
             voters: membership.voters,
             observers: membership.observers,
+            already_done: outcome.already_done,
+            committed,
         }))
     }
 

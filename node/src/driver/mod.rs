@@ -79,7 +79,8 @@ mod zookeeper;
 
 pub use zookeeper::{Attach, SetWatchLists, ZkSummary};
 
-pub use admin::{MembershipChange, Status};
+pub use admin::{MembershipCall, MembershipError, MembershipOutcome, Status};
+pub use synod_core::node::membership::MembershipChange;
 
 /// A unit of work for the driver task.
 pub type Job = Box<dyn FnOnce(&mut NodeState) + Send>;
@@ -360,6 +361,11 @@ pub struct NodeState {
     /// Which containers and TTL nodes to reap, and whose reap is on its
     /// way through the log (`synod_core::node::reaping`).
     reaping: Reaping,
+    /// Membership calls forwarded to the leader, by request number: the
+    /// leader they went to and where its answer goes.
+    membership_calls: FxHashMap<u64, (NodeId, admin::MembershipReply)>,
+    /// The last request number given to a forwarded membership call.
+    membership_requests: u64,
 }
 
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
@@ -445,6 +451,10 @@ impl NodeState {
             deferred: DeferredReads::new(),
             snapshotting: None,
             reaping: Reaping::new(MAX_REAPS_PER_TICK),
+            membership_calls: FxHashMap::default(),
+            // Numbered from the boot time, as requests are, so that a late
+            // answer to an earlier run's call matches nothing.
+            membership_requests: u64::try_from(wall_clock_nanos()).unwrap_or(0),
         }
     }
 
@@ -527,6 +537,8 @@ impl NodeState {
             snapshot_index: self.replica.snapshot().map_or(0, |s| s.index),
             membership,
             peers: self.replica.peer_progress(),
+            leader_commit: self.replica.leader_commit(),
+            membership_pending: self.replica.pending_membership().is_some(),
         }
     }
 

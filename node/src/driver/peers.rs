@@ -1,6 +1,6 @@
 //! Frames to and from peers: the replica's messages (split to fit a
 //! frame), and the node's own frames (forwarded writes, refusals, read
-//! index, liveness reports).
+//! index, liveness reports, forwarded membership calls).
 
 use super::*;
 
@@ -133,6 +133,14 @@ impl NodeState {
                     lease_until: None,
                 });
                 self.read_confirmed(request, at);
+            }
+            PeerMessage::Membership {
+                request,
+                change,
+                node,
+            } => self.forwarded_membership_call(from, request, change, node),
+            PeerMessage::MembershipReply { request, answer } => {
+                self.membership_answered(from, request, answer);
             }
             PeerMessage::Refused(requests) => {
                 // Not in the log: the client may safely retry.

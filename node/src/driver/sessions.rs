@@ -238,10 +238,12 @@ impl NodeState {
     /// Periodic work. On the leader: expire sessions whose clients went
     /// silent and remove empty containers and expired TTL nodes. On a
     /// follower: report the sessions heard from to the leader. Everywhere:
-    /// answer requests that waited too long for the ensemble, and append a
-    /// failed log batch again.
+    /// answer requests that waited too long for the ensemble, forget
+    /// forwarded membership calls no one waits for, and append a failed log
+    /// batch again.
     pub fn tick(&mut self) {
         self.expire_requests();
+        self.forget_abandoned_membership_calls();
         let now = self.mono_now();
         if self.replica.role() != Role::Leader {
             if let Some(leader) = self.replica.leader().filter(|l| *l != self.id)

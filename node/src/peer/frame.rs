@@ -1,13 +1,14 @@
 //! The envelope of a frame between peers: a Paxos message, or the node's
 //! own traffic (writes a follower forwards to the leader, refusals, read
-//! index, session liveness reports and their answers). The decoder checks
+//! index, session liveness reports and their answers, membership calls
+//! forwarded to the leader and its answers). The decoder checks
 //! lengths against the bytes present and returns an error on anything
 //! malformed, because frames come from the network.
 
 use synod_core::SessionId;
 use synod_core::codec::{CodecError, Decoder, Encoder, decode_txn, encode_txn};
-use synod_core::paxos::Slot;
 use synod_core::paxos::codec::{WireMessage, decode_message, encode_message};
+use synod_core::paxos::{Membership, NodeId, Slot};
 use synod_core::txn::Txn;
 
 /// A frame between two nodes.
@@ -44,6 +45,28 @@ pub enum PeerMessage {
         request: u64,
         index: Option<Slot>,
     },
+    /// An operator's membership call that reached a follower, for the
+    /// leader, under the follower's request number. `change` is the
+    /// Admin API's `MembershipChange` number.
+    Membership {
+        request: u64,
+        change: u8,
+        node: NodeId,
+    },
+    /// The leader's answer to a forwarded membership call.
+    MembershipReply {
+        request: u64,
+        answer: Result<MembershipAnswer, String>,
+    },
+}
+
+/// What the leader did with a forwarded membership call (see
+/// `driver::MembershipOutcome`); a refusal travels as its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipAnswer {
+    pub slot: Slot,
+    pub membership: Membership,
+    pub already_done: bool,
 }
 
 const TAG_PAXOS: u8 = 0;
@@ -53,6 +76,20 @@ const TAG_REFUSED: u8 = 3;
 const TAG_READ_INDEX: u8 = 4;
 const TAG_READ_INDEX_REPLY: u8 = 5;
 const TAG_TOUCH_ACK: u8 = 6;
+const TAG_MEMBERSHIP: u8 = 7;
+const TAG_MEMBERSHIP_REPLY: u8 = 8;
+
+fn put_ids(e: &mut Encoder, ids: &[NodeId]) {
+    e.len(ids.len());
+    for id in ids {
+        e.u64(*id);
+    }
+}
+
+fn get_ids(d: &mut Decoder<'_>) -> Result<Vec<NodeId>, CodecError> {
+    let n = d.len("node ids", 8)?;
+    (0..n).map(|_| d.u64("node id")).collect()
+}
 
 fn put_sessions(e: &mut Encoder, sessions: &[SessionId]) {
     e.len(sessions.len());
@@ -114,6 +151,33 @@ impl PeerMessage {
                     None => e.u8(0),
                 }
             }
+            PeerMessage::Membership {
+                request,
+                change,
+                node,
+            } => {
+                e.u8(TAG_MEMBERSHIP);
+                e.u64(*request);
+                e.u8(*change);
+                e.u64(*node);
+            }
+            PeerMessage::MembershipReply { request, answer } => {
+                e.u8(TAG_MEMBERSHIP_REPLY);
+                e.u64(*request);
+                match answer {
+                    Ok(answer) => {
+                        e.u8(1);
+                        e.u64(answer.slot);
+                        e.u8(u8::from(answer.already_done));
+                        put_ids(&mut e, &answer.membership.voters);
+                        put_ids(&mut e, &answer.membership.observers);
+                    }
+                    Err(message) => {
+                        e.u8(0);
+                        e.str(message);
+                    }
+                }
+            }
         }
         e.buf
     }
@@ -157,6 +221,31 @@ impl PeerMessage {
                     }
                 };
                 PeerMessage::ReadIndexReply { request, index }
+            }
+            TAG_MEMBERSHIP => PeerMessage::Membership {
+                request: d.u64("request")?,
+                change: d.u8("membership change")?,
+                node: d.u64("node id")?,
+            },
+            TAG_MEMBERSHIP_REPLY => {
+                let request = d.u64("request")?;
+                let at = d.position();
+                let answer = match d.u8("answer flag")? {
+                    0 => Err(d.string("refusal")?),
+                    1 => Ok(MembershipAnswer {
+                        slot: d.u64("slot")?,
+                        already_done: d.u8("already done")? != 0,
+                        membership: Membership::new(get_ids(&mut d)?, get_ids(&mut d)?),
+                    }),
+                    tag => {
+                        return Err(CodecError::BadTag {
+                            what: "answer flag",
+                            tag,
+                            at,
+                        });
+                    }
+                };
+                PeerMessage::MembershipReply { request, answer }
             }
             tag => {
                 return Err(CodecError::BadTag {
@@ -225,6 +314,23 @@ mod tests {
                 request: 78,
                 index: None,
             },
+            PeerMessage::Membership {
+                request: 5,
+                change: 1,
+                node: 4,
+            },
+            PeerMessage::MembershipReply {
+                request: 5,
+                answer: Ok(MembershipAnswer {
+                    slot: 42,
+                    membership: Membership::new(vec![1, 2, 3], vec![4]),
+                    already_done: true,
+                }),
+            },
+            PeerMessage::MembershipReply {
+                request: 6,
+                answer: Err("node 9 is not a member".into()),
+            },
         ]
     }
 
@@ -251,7 +357,7 @@ mod tests {
 
         /// Fuzz: a valid frame with one byte changed decodes or fails, never panics.
         #[test]
-        fn mutated_frames_never_panic(index in 0usize..8, at in any::<prop::sample::Index>(), value in any::<u8>()) {
+        fn mutated_frames_never_panic(index in 0usize..11, at in any::<prop::sample::Index>(), value in any::<u8>()) {
             let mut bytes = samples().swap_remove(index).encode();
             let i = at.index(bytes.len());
             bytes[i] = value;

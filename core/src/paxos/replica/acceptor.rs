@@ -332,6 +332,9 @@ impl<T: Clone> Replica<T> {
     /// the leader's values: an entry accepted in the leader's own ballot is
     /// the value the leader got chosen; an older one may not be.
     pub(super) fn learn_commit(&mut self, ballot: Ballot, commit: Slot) {
+        // Committed slots stay committed under every later leader, so the
+        // highest announced is the leader's commit index as last heard.
+        self.leader_commit = self.leader_commit.max(commit);
         let old = self.commit;
         while self.commit < commit {
             match self.log.get(self.commit + 1) {

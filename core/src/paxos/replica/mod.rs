@@ -246,6 +246,10 @@ pub struct Replica<T> {
     /// acceptor's side of the leader's lease, kept on this node's clock.
     leader_heard_at: Option<MonoMs>,
     leader_hint: Option<NodeId>,
+    /// The highest commit index a leader has told this replica of (it may
+    /// be ahead of `commit` while the values are still on their way), so
+    /// that a follower can say how far behind it is without asking.
+    leader_commit: Slot,
     max_round: u64,
     last_token: u64,
     durable_token: u64,
@@ -340,6 +344,7 @@ impl<T: Clone> Replica<T> {
             election_deadline,
             leader_heard_at: Some(now),
             leader_hint: None,
+            leader_commit: 0,
             last_token: 0,
             durable_token: 0,
             pending: VecDeque::new(),
@@ -527,6 +532,27 @@ impl<T: Clone> Replica<T> {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// The leader's commit index as last heard: at the leader its own, at
+    /// a follower the highest a leader announced (never below its own).
+    pub fn leader_commit(&self) -> Slot {
+        self.leader_commit.max(self.commit)
+    }
+
+    /// A membership change accepted but not yet committed: the slot and
+    /// membership of the last one in the log above the commit index. At the
+    /// leader this is the change it proposed; at a follower one it accepted.
+    pub fn pending_membership(&self) -> Option<(Slot, Membership)> {
+        (self.commit + 1..=self.log.last())
+            .rev()
+            .find_map(|s| match self.log.get(s) {
+                Some(Entry {
+                    value: Value::Config(m),
+                    ..
+                }) => Some((s, m.as_ref().clone())),
+                _ => None,
+            })
     }
 
     /// At a follower: when it last heard from the leader it follows

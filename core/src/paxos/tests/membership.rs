@@ -270,3 +270,53 @@ fn candidate_needs_a_majority_of_every_membership_phase_1_finds() {
     r.persisted(1);
     assert_eq!(r.role(), Role::Leader);
 }
+
+/// A proposed change shows as pending, at the leader and at a follower
+/// that accepted it, until it commits; a follower knows the leader's commit
+/// index before it holds the values up to it.
+#[test]
+fn a_pending_change_and_the_leaders_commit_index_are_visible() {
+    let mut r = leader_with_observer();
+    assert_eq!(r.pending_membership(), None);
+    let next = Membership::new(vec![1, 2, 3], vec![]);
+    assert_eq!(r.propose_membership(next.clone()), Ok(2));
+    assert_eq!(r.pending_membership(), Some((2, next.clone())));
+    assert_eq!(r.leader_commit(), 1, "the leader's own");
+
+    let mut f: Replica<&'static str> = Replica::new(cfg(2, 3), 0).unwrap();
+    f.step(
+        1,
+        Message::Accept {
+            ballot: b(1, 1),
+            first: 1,
+            values: vec![Value::Noop, Value::Config(Box::new(next.clone()))],
+            commit: 0,
+        },
+        f.now(),
+    );
+    assert_eq!(f.pending_membership(), Some((2, next.clone())));
+    f.step(
+        1,
+        Message::Heartbeat {
+            ballot: b(1, 1),
+            commit: 2,
+            seq: 1,
+        },
+        f.now(),
+    );
+    assert_eq!(f.commit_index(), 2);
+    assert_eq!(f.pending_membership(), None, "committed");
+    assert_eq!(f.membership(), &next);
+    // The leader has committed further than the values this node holds.
+    f.step(
+        1,
+        Message::Heartbeat {
+            ballot: b(1, 1),
+            commit: 9,
+            seq: 2,
+        },
+        f.now(),
+    );
+    assert_eq!(f.commit_index(), 2);
+    assert_eq!(f.leader_commit(), 9);
+}

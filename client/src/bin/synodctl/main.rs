@@ -1,6 +1,9 @@
 //! synodctl: the command line for Synod. Reads and writes znodes, holds
-//! ephemeral nodes, follows watches, and prints either for people or, with
-//! `--json`, one JSON value per result or event for scripts.
+//! ephemeral nodes, follows watches, shows and changes the membership
+//! (`member`), and prints either for people or, with `--json`, one JSON
+//! value per result or event for scripts.
+
+mod member;
 
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -60,9 +63,14 @@ enum Command {
         /// The node's data (empty when left out)
         data: Option<String>,
     },
-    /// Print a node's data
+    /// Print a node's data, with a final newline unless it ends in one
+    /// (as zkCli prints it)
     Get {
         path: String,
+        /// Print the data byte for byte, with no newline added (for
+        /// redirecting binary data to a file)
+        #[arg(long)]
+        raw: bool,
         /// Reflect every write acknowledged anywhere in the ensemble before
         /// this read (the server catches up with the leader first)
         #[arg(short = 'l', long)]
@@ -128,6 +136,23 @@ enum Command {
     },
     /// Take a snapshot now on every endpoint
     Snapshot,
+    /// List the members, or change them one at a time; each change waits
+    /// until it is committed (sent to any endpoint: a follower forwards it
+    /// to the leader)
+    Member {
+        #[command(subcommand)]
+        action: member::Action,
+    },
+}
+
+/// The endpoints to use: --endpoints, SYNOD_ENDPOINTS or the defaults.
+fn endpoint_list(cli: &Cli) -> Result<Vec<String>> {
+    let list = cli.endpoints.as_deref().unwrap_or(DEFAULT_ENDPOINTS);
+    let endpoints = synod_client::parse_endpoints(list)?;
+    if endpoints.is_empty() {
+        bail!("no endpoints given");
+    }
+    Ok(endpoints)
 }
 
 fn main() -> ExitCode {
@@ -176,6 +201,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status | Command::TransferLeader { .. } | Command::Snapshot
     ) {
         return admin(&cli).await;
+    }
+    if let Command::Member { action } = &cli.command {
+        return member::run(&cli, action).await;
     }
     let client = connect(&cli).await?;
     let mut out = Out::new(cli.json);
@@ -230,7 +258,11 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
                 hold(client, &created, out.json).await?;
             }
         }
-        Command::Get { path, linearizable } => {
+        Command::Get {
+            path,
+            linearizable,
+            raw,
+        } => {
             let (data, stat) = if linearizable {
                 client.get_data_linearizable(&path).await?
             } else {
@@ -251,7 +283,7 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
                     "stat": stat,
                 }))?;
             } else {
-                out.data(&data)?;
+                out.data(&data, raw)?;
             }
         }
         Command::Set {
@@ -335,7 +367,10 @@ async fn execute(client: &Client, command: Command, out: &mut Out) -> Result<()>
             };
             watch(client, &path, mode, out).await?;
         }
-        Command::Status | Command::TransferLeader { .. } | Command::Snapshot => {
+        Command::Status
+        | Command::TransferLeader { .. }
+        | Command::Snapshot
+        | Command::Member { .. } => {
             bail!("admin commands run without a session")
         }
         Command::Tree { path } => {
@@ -618,12 +653,13 @@ impl Out {
         self.line(&text)
     }
 
-    /// Node data as is, so that `get` can be redirected to a file; a
-    /// terminal gets a final newline.
-    fn data(&mut self, data: &[u8]) -> Result<()> {
+    /// Node data followed by a newline unless it ends in one, as zkCli
+    /// prints it, so that the next prompt or line does not run on from it;
+    /// `raw` writes the bytes alone.
+    fn data(&mut self, data: &[u8], raw: bool) -> Result<()> {
         let mut lock = self.stdout.lock();
         lock.write_all(data)?;
-        if lock.is_terminal() && !data.ends_with(b"\n") {
+        if !raw && !data.ends_with(b"\n") {
             lock.write_all(b"\n")?;
         }
         lock.flush()?;
@@ -754,6 +790,10 @@ fn print_status(
             "ready": status.not_ready.is_empty(),
             "not_ready": status.not_ready,
             "members": members,
+            "version": status.version,
+            "cluster": status.cluster,
+            "membership_change_pending": status.membership_change_pending,
+            "leader_commit_index": status.leader_commit_index,
         }));
     }
     let ready = if status.not_ready.is_empty() {
@@ -761,8 +801,23 @@ fn print_status(
     } else {
         format!("not ready: {}", status.not_ready)
     };
+    // A follower's own estimate of its lag, from the leader's commit index
+    // as it last heard it.
+    let behind = status
+        .leader_commit_index
+        .saturating_sub(status.commit_index);
+    let behind = if role != "leader" && behind > 0 {
+        format!(" (leader at {})", status.leader_commit_index)
+    } else {
+        String::new()
+    };
+    let pending = if status.membership_change_pending {
+        "  membership change pending"
+    } else {
+        ""
+    };
     out.line(&format!(
-        "{endpoint}  node {}  {role}  leader {}  commit {}  applied {}  log {}..{}  snapshot {}  {ready}",
+        "{endpoint}  node {}  {role}  leader {}  commit {}{behind}  applied {}  log {}..{}  snapshot {}  {ready}{pending}  [{} v{}]",
         status.node_id,
         status.leader_id,
         status.commit_index,
@@ -770,6 +825,8 @@ fn print_status(
         status.log_start,
         status.log_last,
         status.snapshot_index,
+        status.cluster,
+        status.version,
     ))?;
     if role == "leader" {
         for m in &status.members {
