@@ -236,11 +236,19 @@ impl<T: Clone> Replica<T> {
             );
             return;
         }
+        // Another transfer replaces the one being assembled only when it is
+        // of a newer snapshot, or the current one made no progress for an
+        // election timeout (its sender may be gone). Otherwise two members
+        // offering their snapshots at once would restart each other's
+        // transfer forever (simulator seed 1744).
+        let current_stale = self.now >= self.snap_recv_progress + self.cfg.election_ms;
         match &self.snap_recv {
             Some((i, t, source, _)) if *i == index && *t == total && *source == from => {}
-            // The start of another transfer: switch to it (the one we were
-            // assembling may have no sender any more).
-            _ if offset == 0 => self.snap_recv = Some((index, total, from, Vec::new())),
+            Some((i, ..)) if offset == 0 && index <= *i && !current_stale => return,
+            _ if offset == 0 => {
+                self.snap_recv = Some((index, total, from, Vec::new()));
+                self.snap_recv_progress = self.now;
+            }
             // The middle of another transfer: tell the sender we have none
             // of it, so that it starts over from the beginning.
             _ => {
@@ -261,6 +269,7 @@ impl<T: Clone> Replica<T> {
                 if offset == buf.len() as u64 && !data.is_empty() {
                     buf.extend_from_slice(&data);
                     extended = true;
+                    self.snap_recv_progress = self.now;
                 }
                 buf.len() as u64
             }

@@ -262,6 +262,8 @@ pub struct Replica<T> {
     /// hold the same state in different byte orders, so chunks of two
     /// sources must never be joined.
     snap_recv: Option<(Slot, u64, NodeId, Vec<u8>)>,
+    /// When a chunk last moved the transfer in `snap_recv` on.
+    snap_recv_progress: MonoMs,
     /// For a transfer served by a peer that is not the leader: the peer
     /// and when we last asked it (it keeps no state, so we retry).
     snap_src: Option<(NodeId, MonoMs)>,
@@ -351,6 +353,7 @@ impl<T: Clone> Replica<T> {
             out: Vec::new(),
             snapshot: durable.snapshot,
             snap_recv: None,
+            snap_recv_progress: now,
             snap_src: None,
             elections: Elections::default(),
             cfg,

@@ -206,3 +206,31 @@ fn chunks_of_two_sources_are_never_joined() {
         .collect();
     assert_eq!(installed, vec![vec![1u8; 8]]);
 }
+
+#[test]
+fn an_older_snapshot_offered_mid_transfer_does_not_restart_it() {
+    // Simulator seed 1744: two members answered a lagging candidate's
+    // prepare with their snapshots (indexes 35 and 36); each offer
+    // restarted the transfer of the other, and it never completed.
+    let mut c = replica(3, 3);
+    let chunk = |index: Slot, offset: u64| Message::Snapshot {
+        ballot: Ballot::ZERO,
+        index,
+        membership: m3(),
+        total: 8,
+        offset,
+        data: vec![index as u8; 4],
+    };
+    c.step(1, chunk(36, 0), c.now());
+    c.take_commands();
+    // An older snapshot's first chunk from another member is ignored.
+    c.step(2, chunk(35, 0), c.now());
+    assert_eq!(c.take_commands(), vec![], "no answer, no restart");
+    c.step(1, chunk(36, 4), c.now());
+    assert!(
+        c.take_commands()
+            .iter()
+            .any(|c| matches!(c, Command::InstallSnapshot(s) if s.index == 36)),
+        "the newer transfer completed"
+    );
+}
