@@ -17,7 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::codec::Proposal;
 use crate::paxos::{MonoMs, NodeId, PaxosError, Replica, Role};
-use crate::txn::Txn;
+use crate::txn::{CloseReason, Txn};
 use crate::{Error, Millis, SessionId};
 
 /// Most txns in one proposal batch.
@@ -248,6 +248,28 @@ impl WritePath {
                 let queued = std::mem::take(&mut self.queued);
                 let mut txns = Vec::with_capacity(queued.len());
                 for q in queued {
+                    // An expiry this node decided while it led lapses with
+                    // its leadership: the new leader decides sessions
+                    // afresh (it gives every session a full timeout) and
+                    // vouches for them meanwhile, so proposing the old
+                    // decision there would close a session it just vouched
+                    // for (simulator seed 33833).
+                    if matches!(
+                        q.txn,
+                        Txn::CloseSession {
+                            reason: CloseReason::Expired,
+                            ..
+                        }
+                    ) {
+                        actions.push(WriteAction::Fail {
+                            request: q.request,
+                            error: Error::ConnectionLoss(
+                                "this node no longer leads: its expiry of the session lapses"
+                                    .into(),
+                            ),
+                        });
+                        continue;
+                    }
                     if let Some(w) = self.waiting.get_mut(&q.request) {
                         w.sent_to = Some(leader);
                         txns.push((q.request, q.txn));
@@ -488,6 +510,38 @@ mod tests {
         assert_eq!(proposed.len(), 1);
         assert_eq!((proposed[0].origin, proposed[0].request), (1, request));
         assert_eq!(proposed[0].time, 5);
+    }
+
+    #[test]
+    fn an_expiry_decided_as_leader_is_not_forwarded_to_the_next_one() {
+        // Simulator seed 33833: the old leader's queued expiry reached the
+        // new leader, which had vouched for the session meanwhile.
+        let mut f = follower_of(1);
+        let mut w = WritePath::new(2, 1, 10);
+        w.leader_is(Some(1));
+        let expiry = w.submit(
+            Txn::CloseSession {
+                session: 7,
+                reason: CloseReason::Expired,
+            },
+            0,
+        );
+        let close = Txn::CloseSession {
+            session: 8,
+            reason: CloseReason::ClientClosed,
+        };
+        let asked = w.submit(close.clone(), 0);
+        let actions = w.route(&mut f, 0, 1 << 20);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [
+                    WriteAction::Fail { request, error: Error::ConnectionLoss(_) },
+                    WriteAction::Forward { to: 1, txns },
+                ] if *request == expiry && txns == &vec![(asked, close.clone())]
+            ),
+            "{actions:?}"
+        );
     }
 
     #[test]
