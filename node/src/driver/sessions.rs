@@ -31,6 +31,7 @@ impl NodeState {
         if authoritative && !self.authoritative {
             let now = self.mono_now();
             self.sessions.became_leader(self.machine.sessions(), now);
+            self.mint_cluster_id();
         }
         self.authoritative = authoritative;
         if self.sessions.waiting() > 0 && self.is_vouching() {
