@@ -1,0 +1,125 @@
+//! Persisted identity through real binaries: a three-node ensemble agrees
+//! on one cluster id minted by its first leader and each member keeps its
+//! own incarnation; a node started on the directory of another cluster
+//! refuses to start, naming both; started with the right name it rejoins
+//! with the identity it had.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use synod_proto::v1 as pb;
+use synod_proto::v1::admin_client::AdminClient;
+use synod_tests::{Ensemble, TempDir};
+use tonic::transport::{Channel, Endpoint};
+
+fn admin(addr: SocketAddr) -> AdminClient<Channel> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint URI")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    AdminClient::new(channel)
+}
+
+/// Each node's (cluster id, incarnation id), once every node of `ids`
+/// reports a cluster id.
+async fn identities(ensemble: &Ensemble, ids: &[usize], limit: Duration) -> Vec<(u64, u64)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut views = Vec::new();
+        for &id in ids {
+            if let Ok(status) = admin(ensemble.client_addr(id))
+                .status(pb::StatusRequest {})
+                .await
+            {
+                views.push(status.into_inner());
+            }
+        }
+        if views.len() == ids.len() && views.iter().all(|s| s.cluster_id != 0) {
+            return views
+                .iter()
+                .map(|s| (s.cluster_id, s.incarnation_id))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every node learned a cluster id: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_has_one_cluster_id_and_refuses_another_clusters_directory() {
+    let root = TempDir::new("identity").expect("temp dir");
+    let mut ensemble =
+        Ensemble::start(3, &["--cluster", "blue"], Some(root.path())).expect("start");
+    ensemble.wait_ready(Duration::from_secs(30)).expect("ready");
+    let views = identities(&ensemble, &[1, 2, 3], Duration::from_secs(30)).await;
+    let cluster_id = views[0].0;
+    assert!(
+        views.iter().all(|(id, _)| *id == cluster_id),
+        "one cluster id on every member: {views:?}"
+    );
+    let mut incarnations: Vec<u64> = views.iter().map(|(_, inc)| *inc).collect();
+    incarnations.sort_unstable();
+    incarnations.dedup();
+    assert_eq!(
+        incarnations.len(),
+        3,
+        "an incarnation per member: {views:?}"
+    );
+    assert!(incarnations.iter().all(|inc| *inc != 0));
+    let metrics = ensemble.node(1).http_get("/metrics").expect("metrics").1;
+    assert!(
+        metrics.contains(&format!(
+            "synod_identity{{cluster=\"blue\",cluster_id=\"{cluster_id:016x}\""
+        )),
+        "{metrics}"
+    );
+
+    // Node 3's directory under another cluster's name is refused, and the
+    // message names both clusters.
+    let dir = ensemble.data_dir(3).expect("data dir").to_path_buf();
+    assert!(
+        dir.join("identity").exists(),
+        "the identity file is written"
+    );
+    ensemble.kill(3).expect("kill");
+    let client = synod_tests::free_addr().expect("addr").to_string();
+    let http = synod_tests::free_addr().expect("addr").to_string();
+    let mut other = Command::new(synod_tests::binary("synod").expect("binary"))
+        .args(["serve", "--client-addr", &client, "--http-addr", &http])
+        .args(["--zookeeper-addr", "off", "--cluster", "green"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while other.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            other.kill().expect("kill");
+            panic!("a node on another cluster's directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = other.wait_with_output().expect("output");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("\"blue\"") && stderr.contains("\"green\""),
+        "the refusal names both clusters: {stderr}"
+    );
+
+    // With its own cluster's name it rejoins, the same incarnation.
+    ensemble.restart(3).expect("restart");
+    ensemble
+        .wait_nodes_ready(&[3], Duration::from_secs(30))
+        .expect("node 3 ready");
+    let again = identities(&ensemble, &[3], Duration::from_secs(30)).await;
+    assert_eq!(again[0], views[2], "node 3 keeps its identity");
+}
