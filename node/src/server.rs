@@ -29,7 +29,7 @@ pub enum ServeError {
     DriverStopped(String),
     #[error(transparent)]
     Start(#[from] driver::StartError),
-    #[error("refusing to start: {0}")]
+    #[error("refusing to start")]
     Identity(#[from] crate::storage::identity::IdentityError),
     #[error("client API failed: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -123,3 +123,89 @@ async fn an_ensemble_has_one_cluster_id_and_refuses_another_clusters_directory()
     let again = identities(&ensemble, &[3], Duration::from_secs(30)).await;
     assert_eq!(again[0], views[2], "node 3 keeps its identity");
 }
+
+/// Starts a single node on `dir` and returns its cluster id once minted.
+async fn single_node_cluster_id(dir: &std::path::Path) -> u64 {
+    let mut node = synod_tests::TestNode::start(&[
+        "--cluster",
+        "c",
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ])
+    .expect("node");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        if let Ok(status) = admin(node.addr).status(pb::StatusRequest {}).await {
+            let id = status.into_inner().cluster_id;
+            if id != 0 {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "no cluster id minted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    node.kill().expect("kill");
+    id
+}
+
+/// Runs a node on `dir` that is expected to stop by itself; its stderr.
+fn refused(dir: &std::path::Path) -> String {
+    let client = synod_tests::free_addr().expect("addr").to_string();
+    let http = synod_tests::free_addr().expect("addr").to_string();
+    let mut node = Command::new(synod_tests::binary("synod").expect("binary"))
+        .args(["serve", "--client-addr", &client, "--http-addr", &http])
+        .args(["--zookeeper-addr", "off", "--cluster", "c"])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            node.kill().expect("kill");
+            panic!("a node with another ensemble's identity kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = node.wait_with_output().expect("output");
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Two ensembles of the same name have different cluster ids: a directory
+/// whose identity file is one's and whose state is the other's is refused
+/// at start; one whose state only later turns out to be another
+/// ensemble's (here: a fresh log that mints its own id) stops the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_of_another_cluster_id_is_refused() {
+    let root = TempDir::new("identity-mixed").expect("temp dir");
+    let (x, y, z) = (
+        root.path().join("x"),
+        root.path().join("y"),
+        root.path().join("z"),
+    );
+    let x_id = single_node_cluster_id(&x).await;
+    let y_id = single_node_cluster_id(&y).await;
+    assert_ne!(x_id, y_id);
+
+    // At start: y's state with x's identity file.
+    std::fs::copy(x.join("identity"), y.join("identity")).expect("copy");
+    let stderr = refused(&y);
+    assert!(
+        stderr.contains(&format!("{x_id:016x}")) && stderr.contains(&format!("{y_id:016x}")),
+        "the refusal names both ids: {stderr}"
+    );
+
+    // Later: x's identity file over an empty state, which then mints its
+    // own cluster id; the node stops rather than serve it.
+    std::fs::create_dir_all(&z).expect("dir");
+    std::fs::copy(x.join("identity"), z.join("identity")).expect("copy");
+    let stderr = refused(&z);
+    assert!(
+        stderr.contains(&format!("{x_id:016x}")) && stderr.contains("another ensemble"),
+        "the stop names the recorded id: {stderr}"
+    );
+}
