@@ -12,9 +12,11 @@ impl NodeState {
     /// state knows every committed id): mint the cluster id if the
     /// ensemble has none yet. Should two leaders mint in turn, the state
     /// machine keeps only the first applied, so every member still learns
-    /// the same one.
-    pub(super) fn mint_cluster_id(&mut self) {
-        if self.machine.cluster_id().is_some() {
+    /// the same one. Retried on the leader's ticks while none is applied
+    /// and none in flight (`new_leader` proposes regardless: a proposal of
+    /// an earlier term may never be answered here).
+    pub(super) fn mint_cluster_id(&mut self, new_leader: bool) {
+        if self.machine.cluster_id().is_some() || (self.minting_cluster_id && !new_leader) {
             return;
         }
         let id = match random_id() {
@@ -25,10 +27,12 @@ impl NodeState {
             }
         };
         tracing::info!(cluster_id = %format_id(id), "minting the ensemble's cluster id");
+        self.minting_cluster_id = true;
         self.submit(
             Txn::SetClusterId { id },
-            Box::new(|_, applied| {
-                // The next leader tries again; nothing waits for the id.
+            Box::new(|state, applied| {
+                state.minting_cluster_id = false;
+                // The next tick tries again; nothing waits for the id.
                 if let Err(error) = applied {
                     tracing::warn!(%error, "cannot record the cluster id yet");
                 }
@@ -63,6 +67,8 @@ impl NodeState {
                 );
                 self.identity_failure = Some(why);
             }
+            // Two fsyncs on the driver's thread, once in the directory's
+            // life: not worth a trip through the storage thread.
             None => match self.identity.set_cluster_id(state) {
                 Ok(()) => tracing::info!(
                     cluster_id = %format_id(state),

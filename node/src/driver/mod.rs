@@ -393,6 +393,8 @@ pub struct NodeState {
     /// Why this node must stop: its state is another ensemble's, or its
     /// identity cannot be recorded.
     identity_failure: Option<String>,
+    /// A `SetClusterId` of this node's is on its way through the log.
+    minting_cluster_id: bool,
 }
 
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
@@ -485,6 +487,7 @@ impl NodeState {
             membership_requests: u64::try_from(wall_clock_nanos()).unwrap_or(0),
             identity,
             identity_failure: None,
+            minting_cluster_id: false,
         }
     }
 
