@@ -79,6 +79,26 @@ async fn an_ensemble_has_one_cluster_id_and_refuses_another_clusters_directory()
         "{metrics}"
     );
 
+    // `synodctl status` prints both ids on every node's line.
+    let synodctl = synod_tests::binary("synodctl").expect("synodctl");
+    let printed = Command::new(synodctl)
+        .args(["status", "--endpoints", &ensemble.endpoints()])
+        .output()
+        .expect("run synodctl");
+    assert!(printed.status.success(), "{printed:?}");
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert_eq!(
+        text.matches(&format!("blue id {cluster_id:016x}")).count(),
+        3,
+        "{text}"
+    );
+    for (_, incarnation) in &views {
+        assert!(
+            text.contains(&format!("incarnation {incarnation:016x}")),
+            "{text}"
+        );
+    }
+
     // Node 3's directory under another cluster's name is refused, and the
     // message names both clusters.
     let dir = ensemble.data_dir(3).expect("data dir").to_path_buf();
