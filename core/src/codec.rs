@@ -379,6 +379,10 @@ pub fn encode_txn(e: &mut Encoder, txn: &Txn) {
             e.i64(*session);
             e.u64(*owner);
         }
+        Txn::SetClusterId { id } => {
+            e.u8(8);
+            e.u64(*id);
+        }
     }
 }
 
@@ -504,6 +508,9 @@ pub fn decode_txn(d: &mut Decoder<'_>) -> Result<Txn, CodecError> {
             session: d.i64("moved session")?,
             owner: d.u64("session owner")?,
         },
+        8 => Txn::SetClusterId {
+            id: d.u64("cluster id")?,
+        },
         tag => {
             return Err(CodecError::BadTag {
                 what: "txn",
@@ -612,6 +619,9 @@ mod tests {
                 reason: CloseReason::Expired,
             },
             Txn::Reap { path: "/c".into() },
+            Txn::SetClusterId {
+                id: 0xdead_beef_0123_4567,
+            },
             Txn::MoveSession {
                 session: 12,
                 owner: 3,

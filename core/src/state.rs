@@ -14,7 +14,9 @@ use crate::{Millis, Zxid};
 /// Format 2 added the config; format 1 snapshots still load, with the
 /// config given to the decoder.
 /// 3: sessions carry their password.
-const SNAPSHOT_FORMAT: u32 = 3;
+/// 4: the cluster id (0 for none), after the config; 1-3 load as "no
+/// cluster id yet".
+const SNAPSHOT_FORMAT: u32 = 4;
 
 /// Settings every replica must share.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +32,9 @@ pub struct StateMachine {
     sessions: SessionTable,
     applied: Zxid,
     session_limits: SessionLimits,
+    /// The ensemble's id from the first applied [`Txn::SetClusterId`];
+    /// `None` until the first leader has minted one.
+    cluster_id: Option<u64>,
     /// Size of the last snapshot encoded or decoded, to size the next one's
     /// buffer up front: growing a buffer of hundreds of megabytes copies it,
     /// inside one slice of the walk.
@@ -61,6 +66,7 @@ impl StateMachine {
             sessions: SessionTable::default(),
             applied: 0,
             session_limits: config.sessions,
+            cluster_id: None,
             last_snapshot_bytes: 0,
         }
     }
@@ -83,6 +89,11 @@ impl StateMachine {
             tree: self.tree.config().clone(),
             sessions: self.session_limits.clone(),
         }
+    }
+
+    /// The ensemble's cluster id, once the first leader has minted it.
+    pub fn cluster_id(&self) -> Option<u64> {
+        self.cluster_id
     }
 
     /// Zxid of the last applied txn.
@@ -113,6 +124,8 @@ impl StateMachine {
         e.u32(SNAPSHOT_FORMAT);
         e.i64(self.applied);
         encode_config(&mut e, &self.config());
+        // 0 stands for none: minted ids are never 0 (the driver redraws).
+        e.u64(self.cluster_id.unwrap_or(0));
         e.len(self.sessions.len());
         for (id, info) in self.sessions.iter() {
             e.i64(id);
@@ -157,6 +170,11 @@ impl StateMachine {
         } else {
             config
         };
+        let cluster_id = if format >= 4 {
+            Some(d.u64("cluster id")?).filter(|id| *id != 0)
+        } else {
+            None
+        };
         let mut sessions = SessionTable::default();
         for _ in 0..d.len("sessions", 16)? {
             let id = d.i64("session id")?;
@@ -175,6 +193,7 @@ impl StateMachine {
             sessions,
             applied,
             session_limits: config.sessions,
+            cluster_id,
             last_snapshot_bytes: bytes.len(),
         })
     }
@@ -251,6 +270,15 @@ impl StateMachine {
                     Err(Error::SessionExpired(*session))
                 })
             }
+            Txn::SetClusterId { id } => {
+                // The first one wins: a second leader that minted its own
+                // before learning of the first must not rename the ensemble.
+                // 0 is "none" in snapshots, so it is never taken as an id.
+                if self.cluster_id.is_none() && *id != 0 {
+                    self.cluster_id = Some(*id);
+                }
+                TxnOutcome::ClusterId(self.cluster_id.unwrap_or(0))
+            }
             Txn::Reap { path } => {
                 let deleted = self.tree.reap(path, zxid, time, &mut triggers);
                 TxnOutcome::Reaped {
@@ -264,5 +292,56 @@ impl StateMachine {
             outcome,
             triggers,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_first_cluster_id_counts() {
+        let mut sm = StateMachine::new(StateConfig::default());
+        assert_eq!(sm.cluster_id(), None);
+        // 0 is "none" in snapshots and never taken.
+        let zero = sm.apply(1, 0, &Txn::SetClusterId { id: 0 });
+        assert_eq!(zero.outcome, TxnOutcome::ClusterId(0));
+        assert_eq!(sm.cluster_id(), None);
+        let first = sm.apply(2, 0, &Txn::SetClusterId { id: 41 });
+        assert_eq!(first.outcome, TxnOutcome::ClusterId(41));
+        let second = sm.apply(3, 0, &Txn::SetClusterId { id: 42 });
+        assert_eq!(second.outcome, TxnOutcome::ClusterId(41));
+        assert_eq!(sm.cluster_id(), Some(41));
+    }
+
+    #[test]
+    fn snapshots_carry_the_cluster_id() {
+        let mut sm = StateMachine::new(StateConfig::default());
+        let none = sm.encode_snapshot();
+        let restored =
+            StateMachine::decode_snapshot(StateConfig::default(), &none).expect("decode");
+        assert_eq!(restored.cluster_id(), None);
+        sm.apply(1, 0, &Txn::SetClusterId { id: 0x5eed });
+        let bytes = sm.encode_snapshot();
+        let restored =
+            StateMachine::decode_snapshot(StateConfig::default(), &bytes).expect("decode");
+        assert_eq!(restored.cluster_id(), Some(0x5eed));
+        assert_eq!(restored.applied(), 1);
+    }
+
+    /// Format 3 had no cluster id: such a snapshot loads as "none yet".
+    #[test]
+    fn format_3_snapshots_load_without_a_cluster_id() {
+        let mut e = Encoder::default();
+        e.u32(3);
+        e.i64(0);
+        encode_config(&mut e, &StateConfig::default());
+        e.len(0);
+        let mut tree = DataTree::new(TreeConfig::default());
+        let mut cursor = tree.begin_snapshot(0, &mut e);
+        while !tree.snapshot_step(&mut cursor, &mut e, usize::MAX) {}
+        let restored =
+            StateMachine::decode_snapshot(StateConfig::default(), &e.buf).expect("decode format 3");
+        assert_eq!(restored.cluster_id(), None);
     }
 }

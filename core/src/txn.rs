@@ -136,6 +136,11 @@ pub enum Txn {
     /// answers the client; every other member lets go of its own connection
     /// of the session.
     MoveSession { session: SessionId, owner: u64 },
+    /// Names the ensemble: proposed by the first leader with an id the node
+    /// drew from the OS (core itself has no randomness). Only the first one
+    /// applied counts, so two leaders racing to mint still leave every
+    /// replica with the same id.
+    SetClusterId { id: u64 },
 }
 
 /// The outcome of one write operation.
@@ -178,4 +183,7 @@ pub enum TxnOutcome {
     },
     /// The session now belongs to `owner`, or it is no longer open.
     SessionMoved(Result<(SessionId, u64), crate::Error>),
+    /// The ensemble's cluster id after the txn: the proposed one if none
+    /// was set, else the one already set (the proposal was ignored).
+    ClusterId(u64),
 }

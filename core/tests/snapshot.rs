@@ -75,6 +75,8 @@ fn txn_strategy() -> impl Strategy<Value = Txn> {
         }),
         1 => (1i64..4).prop_map(|session| Txn::CloseSession { session, reason: CloseReason::Expired }),
         1 => path_strategy().prop_map(|path| Txn::Reap { path }),
+        // Only the first counts; a snapshot must carry the one that did.
+        1 => (0u64..3).prop_map(|id| Txn::SetClusterId { id }),
         // Limits change through the log; replay must check each txn with the
         // limits in force when it was first applied.
         1 => (0usize..6).prop_map(|max_data_bytes| Txn::SetConfig(StateConfig {
@@ -119,6 +121,7 @@ proptest! {
         }
         prop_assert_eq!(restored.applied(), full.applied());
         prop_assert_eq!(restored.config(), full.config());
+        prop_assert_eq!(restored.cluster_id(), full.cluster_id());
         prop_assert_eq!(restored.sessions(), full.sessions());
         prop_assert_eq!(restored.tree().dump(), full.tree().dump());
         prop_assert_eq!(restored.tree().get_ephemerals(1, "/"), full.tree().get_ephemerals(1, "/"));

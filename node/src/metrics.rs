@@ -107,7 +107,7 @@ const METHODS: [&str; 23] = [
 ];
 
 /// State read from the driver when scraped.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Gauges {
     pub znodes: u64,
     pub sessions: u64,
@@ -131,6 +131,19 @@ pub struct Gauges {
     pub elections_on_timeout: u64,
     /// Elections this node started because a stopping leader handed over.
     pub elections_on_transfer: u64,
+    /// The `--cluster` name, the ensemble's cluster id (0 until applied)
+    /// and this member's incarnation, for the `synod_identity` info metric.
+    pub cluster: String,
+    pub cluster_id: u64,
+    pub incarnation: u64,
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The node's metrics.
@@ -244,7 +257,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
-        let gauges = [
+        let values = [
             ("synod_znodes", "Znodes in the tree.", gauges.znodes as f64),
             ("synod_sessions", "Open sessions.", gauges.sessions as f64),
             (
@@ -329,12 +342,23 @@ impl Metrics {
                 self.started.elapsed().as_secs_f64(),
             ),
         ];
-        for (name, help, value) in gauges {
+        for (name, help, value) in values {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        // Ids are 64-bit and a float cannot hold them: an info metric
+        // carries them as labels (hex, as Status and the logs show them).
+        let _ = writeln!(
+            out,
+            "# HELP synod_identity The ensemble's name and cluster id (0 until known) and this \
+             member's incarnation id.\n# TYPE synod_identity gauge\n\
+             synod_identity{{cluster=\"{}\",cluster_id=\"{}\",incarnation=\"{}\"}} 1",
+            label_value(&gauges.cluster),
+            crate::storage::identity::format_id(gauges.cluster_id),
+            crate::storage::identity::format_id(gauges.incarnation),
+        );
         out
     }
 }
@@ -424,8 +448,18 @@ mod tests {
         metrics.observe_call("/weird", 1.0, false);
         let text = metrics.render(&Gauges {
             znodes: 4,
+            cluster: "a\"b".into(),
+            cluster_id: 0xab,
+            incarnation: 7,
             ..Gauges::default()
         });
+        assert!(
+            text.contains(
+                "synod_identity{cluster=\"a\\\"b\",cluster_id=\"00000000000000ab\",\
+                 incarnation=\"0000000000000007\"} 1"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("synod_requests_seconds_bucket{method=\"GetData\",le=\"0.00025\"} 1"),
             "{text}"

@@ -29,6 +29,8 @@ pub enum ServeError {
     DriverStopped(String),
     #[error(transparent)]
     Start(#[from] driver::StartError),
+    #[error("refusing to start")]
+    Identity(#[from] crate::storage::identity::IdentityError),
     #[error("client API failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -150,6 +152,27 @@ pub async fn run(
             )
         }
     };
+    // After recovery, which holds the directories' locks: no other process
+    // writes the identity file meanwhile.
+    let identity = match &config.data_dir {
+        Some(dir) => crate::storage::identity::IdentityFile::open_or_init(
+            Arc::new(crate::storage::RealFs),
+            dir,
+            &config.cluster,
+            crate::storage::identity::random_id,
+        )?,
+        None => crate::storage::identity::IdentityFile::in_memory(
+            &config.cluster,
+            crate::storage::identity::random_id()?,
+        ),
+    };
+    identity.check_state(recovered.machine.cluster_id())?;
+    tracing::info!(
+        cluster = %config.cluster,
+        cluster_id = %identity.identity().cluster_id.map_or("none yet".into(), crate::storage::identity::format_id),
+        incarnation = %crate::storage::identity::format_id(identity.identity().incarnation),
+        "identity"
+    );
     // Listen only once recovered, so that accepting connections means
     // ready to serve (and a second process on the same data directory
     // fails on the lock before it takes any port).
@@ -187,8 +210,15 @@ pub async fn run(
     } else {
         (None, None)
     };
-    let (driver, mut driver_task) =
-        driver::spawn(&config, &ensemble, recovered, log, metrics.clone(), network)?;
+    let (driver, mut driver_task) = driver::spawn(
+        &config,
+        &ensemble,
+        recovered,
+        log,
+        identity,
+        metrics.clone(),
+        network,
+    )?;
     if ensemble.voters.len() == 1 && ensemble.observers.is_empty() {
         // Alone, the node leads as soon as its own promise is on disk (a
         // few milliseconds). Clients that connect meanwhile wait in the
@@ -287,7 +317,8 @@ pub async fn run(
                 zookeeper.abort();
             }
             return Err(ServeError::DriverStopped(match ended {
-                Ok(()) => "its storage stopped".into(),
+                Ok(Ok(())) => "its job queue closed".into(),
+                Ok(Err(failed)) => failed.to_string(),
                 Err(error) => error.to_string(),
             }));
         }

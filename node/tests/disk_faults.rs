@@ -55,6 +55,7 @@ fn spawn(fs: &Arc<FaultFs>) -> DriverHandle {
         &ensemble,
         recovered,
         Some(log),
+        synod_node::storage::identity::IdentityFile::in_memory("synod", 1),
         Default::default(),
         None,
     )

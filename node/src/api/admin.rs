@@ -197,6 +197,8 @@ impl Admin for AdminService {
             cluster: self.cluster.clone(),
             membership_change_pending: status.membership_pending,
             leader_commit_index: status.leader_commit,
+            cluster_id: status.cluster_id.unwrap_or(0),
+            incarnation_id: status.incarnation,
         }))
     }
 

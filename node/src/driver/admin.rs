@@ -283,4 +283,9 @@ pub struct Status {
     pub leader_commit: Slot,
     /// A membership change accepted and not yet committed.
     pub membership_pending: bool,
+    /// The ensemble's id, once the first leader's is applied here.
+    pub cluster_id: Option<u64>,
+    /// This member's incarnation: drawn when its data directory was first
+    /// initialised.
+    pub incarnation: u64,
 }

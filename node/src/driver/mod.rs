@@ -62,12 +62,14 @@ use crate::peer::frame::PeerMessage;
 use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
 use crate::storage::durable::{DurableLog, LogWriter, Persisted, Recovered};
+use crate::storage::identity::IdentityFile;
 use crate::storage::record::{LogRecord, snapshot_file_prefix};
 use synod_core::node::apply::{AppliedValue, apply_value};
 use synod_core::node::serving::{Change, Serving};
 
 mod admin;
 mod client_ops;
+mod identity;
 mod peers;
 mod reads;
 mod sessions;
@@ -120,6 +122,11 @@ pub struct Network {
     pub inbound: mpsc::Receiver<Inbound>,
 }
 
+/// Why the driver stopped on its own, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DriverFailed(pub String);
+
 /// Why the driver could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -133,15 +140,24 @@ const MAX_EVENTS_PER_TURN: usize = 512;
 
 /// Starts the driver task over a recovered state; it ends when every
 /// handle is dropped. `log` makes writes durable before they count;
-/// without one the node keeps its state in memory only.
+/// without one the node keeps its state in memory only. The task ends with
+/// an error when the node cannot go on (its storage stopped, or its state
+/// turned out to be another ensemble's).
 pub fn spawn(
     config: &NodeConfig,
     ensemble: &Ensemble,
     recovered: Recovered,
     log: Option<DurableLog>,
+    identity: IdentityFile,
     metrics: Arc<Metrics>,
     network: Option<Network>,
-) -> Result<(DriverHandle, tokio::task::JoinHandle<()>), StartError> {
+) -> Result<
+    (
+        DriverHandle,
+        tokio::task::JoinHandle<Result<(), DriverFailed>>,
+    ),
+    StartError,
+> {
     let (jobs, mut inbox) = mpsc::channel::<Job>(4096);
     let durable = log.is_some();
     let (persisted_tx, mut persisted) = mpsc::unbounded_channel();
@@ -187,7 +203,7 @@ pub fn spawn(
         commit: GroupCommit::new(next_record, WAL_RETRY_MS),
     });
     let mut state = NodeState::new(
-        config, ensemble, started, machine, replica, wal, sender, metrics,
+        config, ensemble, started, machine, replica, wal, sender, metrics, identity,
     );
     state.storage_stats = storage_stats;
     state.record_limits(config.state_config());
@@ -232,7 +248,7 @@ pub fn spawn(
                         // make writes durable nor answer the ones in flight.
                         tracing::error!("the storage thread has stopped; stopping the node");
                         state.fail_all("the storage thread has stopped");
-                        break;
+                        return Err(DriverFailed("its storage stopped".into()));
                     }
                 },
                 _ = paxos_ticker.tick() => {
@@ -243,6 +259,10 @@ pub fn spawn(
                 () = std::future::ready(()), if state.snapshotting() => state.snapshot_work(),
             }
             state.turn();
+            if let Some(why) = state.identity_failure().map(str::to_owned) {
+                state.fail_all(&why);
+                return Err(DriverFailed(why));
+            }
             if state.snapshotting() {
                 // The snapshot branch is always ready, so without this the
                 // driver would keep its worker thread until the snapshot is
@@ -252,6 +272,7 @@ pub fn spawn(
             }
         }
         tracing::debug!("driver stopped");
+        Ok(())
     }
     // Its log lines carry the caller's span (the node id under `synod dev`).
     .in_current_span();
@@ -366,6 +387,14 @@ pub struct NodeState {
     membership_calls: FxHashMap<u64, (NodeId, admin::MembershipReply)>,
     /// The last request number given to a forwarded membership call.
     membership_requests: u64,
+    /// The data directory's identity: cluster name, incarnation and the
+    /// cluster id once applied.
+    identity: IdentityFile,
+    /// Why this node must stop: its state is another ensemble's, or its
+    /// identity cannot be recorded.
+    identity_failure: Option<String>,
+    /// A `SetClusterId` of this node's is on its way through the log.
+    minting_cluster_id: bool,
 }
 
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
@@ -401,6 +430,7 @@ impl NodeState {
         wal: Option<Wal>,
         peers: Option<PeerSender>,
         metrics: Arc<Metrics>,
+        identity: IdentityFile,
     ) -> Self {
         // Whoever decides expiry gives every recovered session a full
         // timeout, as a new ZooKeeper leader does.
@@ -455,6 +485,9 @@ impl NodeState {
             // Numbered from the boot time, as requests are, so that a late
             // answer to an earlier run's call matches nothing.
             membership_requests: u64::try_from(wall_clock_nanos()).unwrap_or(0),
+            identity,
+            identity_failure: None,
+            minting_cluster_id: false,
         }
     }
 
@@ -501,6 +534,9 @@ impl NodeState {
             observers: membership.observers.len() as u64,
             elections_on_timeout: self.replica.elections().on_timeout,
             elections_on_transfer: self.replica.elections().on_transfer,
+            cluster: self.identity.identity().cluster.clone(),
+            cluster_id: self.machine.cluster_id().unwrap_or(0),
+            incarnation: self.identity.identity().incarnation,
         }
     }
 
@@ -512,6 +548,9 @@ impl NodeState {
     /// leader and has applied everything it knows to be committed
     /// (decided in `synod_core::node::serving`).
     pub fn readiness(&self) -> Result<(), String> {
+        if let Some(why) = &self.identity_failure {
+            return Err(why.clone());
+        }
         let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
         synod_core::node::serving::readiness(
             &self.replica,
@@ -539,6 +578,8 @@ impl NodeState {
             peers: self.replica.peer_progress(),
             leader_commit: self.replica.leader_commit(),
             membership_pending: self.replica.pending_membership().is_some(),
+            cluster_id: self.machine.cluster_id(),
+            incarnation: self.identity.identity().incarnation,
         }
     }
 
@@ -565,6 +606,7 @@ impl NodeState {
         self.run_commands();
         self.try_compact();
         self.flush_wal();
+        self.check_cluster_id();
         let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
         let now = self.mono_now();
         let (change, lost) = self.serving.turn(&self.replica, applied, now);

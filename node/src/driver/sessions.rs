@@ -31,6 +31,7 @@ impl NodeState {
         if authoritative && !self.authoritative {
             let now = self.mono_now();
             self.sessions.became_leader(self.machine.sessions(), now);
+            self.mint_cluster_id(true);
         }
         self.authoritative = authoritative;
         if self.sessions.waiting() > 0 && self.is_vouching() {
@@ -255,6 +256,9 @@ impl NodeState {
                 }
             }
             return;
+        }
+        if self.authoritative {
+            self.mint_cluster_id(false);
         }
         // A leader still catching up decides no expiry: its clocks restart
         // when it is authoritative.

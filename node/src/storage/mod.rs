@@ -96,6 +96,7 @@
 pub mod durable;
 mod fault;
 mod fs;
+pub mod identity;
 pub mod record;
 pub mod snapshot;
 pub mod wal;

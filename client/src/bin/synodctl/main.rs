@@ -794,6 +794,10 @@ fn print_status(
             "cluster": status.cluster,
             "membership_change_pending": status.membership_change_pending,
             "leader_commit_index": status.leader_commit_index,
+            // Hex strings, as the text output, the logs and the metrics
+            // show them (JSON numbers lose precision above 2^53).
+            "cluster_id": hex_id(status.cluster_id),
+            "incarnation_id": hex_id(status.incarnation_id),
         }));
     }
     let ready = if status.not_ready.is_empty() {
@@ -816,8 +820,13 @@ fn print_status(
     } else {
         ""
     };
+    let cluster_id = if status.cluster_id == 0 {
+        "none yet".to_owned()
+    } else {
+        format!("{:016x}", status.cluster_id)
+    };
     out.line(&format!(
-        "{endpoint}  node {}  {role}  leader {}  commit {}{behind}  applied {}  log {}..{}  snapshot {}  {ready}{pending}  [{} v{}]",
+        "{endpoint}  node {}  {role}  leader {}  commit {}{behind}  applied {}  log {}..{}  snapshot {}  {ready}{pending}  [{} id {cluster_id}  incarnation {:016x}  v{}]",
         status.node_id,
         status.leader_id,
         status.commit_index,
@@ -826,6 +835,7 @@ fn print_status(
         status.log_last,
         status.snapshot_index,
         status.cluster,
+        status.incarnation_id,
         status.version,
     ))?;
     if role == "leader" {
@@ -841,6 +851,16 @@ fn print_status(
         }
     }
     Ok(())
+}
+
+/// A cluster or incarnation id for `--json`: 16 hex digits, or null for
+/// "not known yet" (0).
+fn hex_id(id: u64) -> serde_json::Value {
+    if id == 0 {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(format!("{id:016x}"))
+    }
 }
 
 #[cfg(test)]
