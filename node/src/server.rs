@@ -196,6 +196,7 @@ pub async fn run(
         let (sender, service) = crate::peer::start(
             crate::peer::PeerConfig {
                 cluster: config.cluster.clone(),
+                cluster_id: identity.shared_cluster_id(),
                 node_id: ensemble.id,
                 peers: ensemble.others(),
                 max_frame_bytes: config.max_peer_frame_bytes,

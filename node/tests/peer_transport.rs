@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 fn config(node_id: u64, peers: &[(u64, String)]) -> PeerConfig {
     PeerConfig {
+        cluster_id: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
         cluster: "test".into(),
         node_id,
         peers: peers.iter().cloned().collect::<BTreeMap<_, _>>(),

@@ -935,7 +935,16 @@ fn peer_frame(cluster: &str, from: u64, to: u64, payload: Vec<u8>) -> pb::PeerFr
         from,
         to,
         payload,
+        // Not known to the sender: taken by a node of any cluster id.
+        cluster_id: 0,
     }
+}
+
+/// Node `id`'s recorded cluster id, from its `synod_identity` metric.
+fn recorded_cluster_id(ensemble: &Ensemble, id: usize) -> Option<u64> {
+    let (_, metrics) = ensemble.node(id).http_get("/metrics").ok()?;
+    let label = metrics.split("cluster_id=\"").nth(1)?.split('"').next()?;
+    u64::from_str_radix(label, 16).ok().filter(|id| *id != 0)
 }
 
 /// Deterministic junk: bytes of a linear congruential generator.
@@ -968,6 +977,21 @@ async fn bad_peer_input() {
     );
     let target = 1u64;
     let cluster = ensemble.cluster().to_owned();
+    // Once node 1 has recorded the ensemble's cluster id, frames stamped
+    // with another one are refused, even under the same cluster name.
+    let deadline = std::time::Instant::now() + READY;
+    let known = loop {
+        if let Some(id) = blocking(|| recorded_cluster_id(&ensemble, 1)) {
+            break id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 1 recorded no cluster id"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut foreign = peer_frame(&cluster, 2, target, vec![1, 2, 3]);
+    foreign.cluster_id = known ^ 1;
     let channel = Endpoint::from_shared(format!("http://{}", ensemble.peer_addr(1)))
         .expect("peer URI")
         .connect_timeout(Duration::from_secs(2))
@@ -989,6 +1013,7 @@ async fn bad_peer_input() {
             peer_frame("another-ensemble", 2, target, vec![1, 2, 3]),
         ),
         ("another node", peer_frame(&cluster, 2, 3, vec![1, 2, 3])),
+        ("another cluster id under the same name", foreign),
         (
             "a member, but over the frame limit",
             peer_frame(&cluster, 2, target, vec![0; 200 * 1024]),

@@ -28,6 +28,9 @@ pub type NodeId = u64;
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
     pub cluster: String,
+    /// This node's cluster id (0: not known yet), kept current by the
+    /// identity file.
+    pub cluster_id: Arc<std::sync::atomic::AtomicU64>,
     pub node_id: NodeId,
     /// Every other member: id and `host:port` of its peer listener.
     pub peers: BTreeMap<NodeId, String>,
@@ -146,6 +149,7 @@ pub fn start(
     }
     let service = PeerService {
         cluster: config.cluster.clone(),
+        cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
         members: config.peers.keys().copied().collect(),
         any_member: config.address_template.is_some(),
@@ -217,6 +221,7 @@ async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::
             from: config.node_id,
             to,
             payload,
+            cluster_id: config.cluster_id.load(std::sync::atomic::Ordering::Acquire),
         };
         if tx.send(frame(first)).await.is_err() {
             continue;
@@ -250,6 +255,7 @@ async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::
 #[derive(Debug)]
 pub struct PeerService {
     cluster: String,
+    cluster_id: Arc<std::sync::atomic::AtomicU64>,
     node_id: NodeId,
     members: Vec<NodeId>,
     /// With an address template the membership can grow without a
@@ -266,6 +272,14 @@ impl PeerService {
             return Err(Status::permission_denied(format!(
                 "frame of ensemble {:?}, this is {:?}",
                 frame.cluster, self.cluster
+            )));
+        }
+        let mine = self.cluster_id.load(std::sync::atomic::Ordering::Acquire);
+        if frame.cluster_id != 0 && mine != 0 && frame.cluster_id != mine {
+            return Err(Status::permission_denied(format!(
+                "frame of cluster id {:016x}, this node belongs to cluster id {mine:016x} \
+                 (same name {:?}: a data directory of another ensemble?)",
+                frame.cluster_id, self.cluster
             )));
         }
         if frame.to != self.node_id {
@@ -345,6 +359,7 @@ mod tests {
     fn config(node_id: NodeId, address_template: Option<String>) -> PeerConfig {
         PeerConfig {
             cluster: "test".into(),
+            cluster_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             node_id,
             peers: BTreeMap::new(),
             max_frame_bytes: 1024,
@@ -353,6 +368,43 @@ mod tests {
             backoff_max: Duration::from_millis(200),
             address_template,
         }
+    }
+
+    #[test]
+    fn frames_of_another_cluster_id_are_refused() {
+        let mine = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (inbound, _unused) = mpsc::channel(1);
+        let service = PeerService {
+            cluster: "blue".into(),
+            cluster_id: mine.clone(),
+            node_id: 1,
+            members: vec![2],
+            any_member: false,
+            max_frame_bytes: 1024,
+            inbound,
+        };
+        let frame = |cluster_id| PeerFrame {
+            cluster: "blue".into(),
+            from: 2,
+            to: 1,
+            payload: Vec::new(),
+            cluster_id,
+        };
+        // Neither side may know its id yet (a new ensemble).
+        assert!(service.check(&frame(0)).is_ok());
+        assert!(service.check(&frame(7)).is_ok(), "this node knows none yet");
+        mine.store(7, std::sync::atomic::Ordering::Release);
+        assert!(service.check(&frame(7)).is_ok());
+        assert!(
+            service.check(&frame(0)).is_ok(),
+            "the sender knows none yet"
+        );
+        let refused = service.check(&frame(9)).expect_err("another ensemble");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(
+            refused.message().contains("0000000000000009"),
+            "{refused:?}"
+        );
     }
 
     #[test]

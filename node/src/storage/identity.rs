@@ -16,6 +16,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::fs::FileSystem;
 
@@ -87,6 +88,10 @@ pub struct IdentityFile {
     /// `None` when the node keeps its state in memory only.
     dir: Option<PathBuf>,
     identity: Identity,
+    /// The recorded cluster id (0: none yet), shared with the peer
+    /// transport, which stamps it on every frame and refuses frames of
+    /// another cluster id.
+    shared_cluster_id: Arc<AtomicU64>,
 }
 
 impl IdentityFile {
@@ -113,11 +118,7 @@ impl IdentityFile {
                         flag: cluster.to_owned(),
                     });
                 }
-                Ok(IdentityFile {
-                    fs,
-                    dir: Some(dir.to_path_buf()),
-                    identity,
-                })
+                Ok(IdentityFile::new(fs, Some(dir.to_path_buf()), identity))
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 let identity = Identity {
@@ -132,11 +133,7 @@ impl IdentityFile {
                     incarnation = %format_id(identity.incarnation),
                     "initialised the data directory's identity"
                 );
-                Ok(IdentityFile {
-                    fs,
-                    dir: Some(dir.to_path_buf()),
-                    identity,
-                })
+                Ok(IdentityFile::new(fs, Some(dir.to_path_buf()), identity))
             }
             Err(source) => Err(IdentityError::Io {
                 op: "read",
@@ -149,15 +146,31 @@ impl IdentityFile {
     /// An identity for a node without a data directory: nothing to
     /// remember it in, so every run is a new incarnation.
     pub fn in_memory(cluster: &str, incarnation: u64) -> IdentityFile {
-        IdentityFile {
-            fs: Arc::new(super::RealFs),
-            dir: None,
-            identity: Identity {
+        IdentityFile::new(
+            Arc::new(super::RealFs),
+            None,
+            Identity {
                 cluster: cluster.to_owned(),
                 incarnation,
                 cluster_id: None,
             },
+        )
+    }
+
+    fn new(fs: Arc<dyn FileSystem>, dir: Option<PathBuf>, identity: Identity) -> IdentityFile {
+        let shared_cluster_id = Arc::new(AtomicU64::new(identity.cluster_id.unwrap_or(0)));
+        IdentityFile {
+            fs,
+            dir,
+            identity,
+            shared_cluster_id,
         }
+    }
+
+    /// The cluster id as the peer transport reads it (0: none yet); it
+    /// follows [`IdentityFile::set_cluster_id`].
+    pub fn shared_cluster_id(&self) -> Arc<AtomicU64> {
+        self.shared_cluster_id.clone()
     }
 
     pub fn identity(&self) -> &Identity {
@@ -173,6 +186,7 @@ impl IdentityFile {
             write(&*self.fs, dir, &next)?;
         }
         self.identity = next;
+        self.shared_cluster_id.store(id, Ordering::Release);
         Ok(())
     }
 
