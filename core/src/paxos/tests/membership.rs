@@ -6,33 +6,7 @@ use super::*;
 fn leader_with_observer() -> Replica<&'static str> {
     let mut c = cfg(1, 3);
     c.observers = vec![4];
-    let mut r: Replica<&'static str> = Replica::new(c, 0).unwrap();
-    r.campaign();
-    r.step(
-        2,
-        Message::Promise {
-            ballot: b(1, 1),
-            from: 1,
-            accepted: vec![],
-            commit: 0,
-        },
-        r.now(),
-    );
-    r.persisted(1);
-    r.persisted(2);
-    r.step(
-        2,
-        Message::Accepted {
-            ballot: b(1, 1),
-            first: 1,
-            last: 1,
-            commit: 0,
-        },
-        r.now(),
-    );
-    assert_eq!(r.commit_index(), 1);
-    r.take_commands();
-    r
+    leader_of(c)
 }
 
 #[test]

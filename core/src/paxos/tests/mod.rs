@@ -55,7 +55,13 @@ fn data(v: &'static str) -> Value<&'static str> {
 /// Makes node 1 of a 3-node cluster leader at ballot (1, 1) with an empty
 /// log and its no-op at slot 1 committed by node 2's vote.
 fn leader3() -> Replica<&'static str> {
-    let mut r = replica(1, 3);
+    leader_of(cfg(1, 3))
+}
+
+/// Makes node 1 with configuration `c` (voters 1, 2, 3) leader at ballot
+/// (1, 1), its no-op at slot 1 committed by node 2's vote.
+fn leader_of(c: Config) -> Replica<&'static str> {
+    let mut r: Replica<&'static str> = Replica::new(c, 0).unwrap();
     r.campaign();
     r.step(
         2,

@@ -6,30 +6,7 @@ use super::*;
 fn lagging_peer_gets_the_snapshot_in_chunks_and_installs_it() {
     let mut c = cfg(1, 3);
     c.snapshot_chunk = 2;
-    let mut r: Replica<&'static str> = Replica::new(c, 0).unwrap();
-    r.campaign();
-    r.step(
-        2,
-        Message::Promise {
-            ballot: b(1, 1),
-            from: 1,
-            accepted: vec![],
-            commit: 0,
-        },
-        r.now(),
-    );
-    r.persisted(1);
-    r.persisted(2);
-    r.step(
-        2,
-        Message::Accepted {
-            ballot: b(1, 1),
-            first: 1,
-            last: 1,
-            commit: 0,
-        },
-        r.now(),
-    );
+    let mut r = leader_of(c);
     r.compact(1, vec![10u8, 11, 12, 13, 14].into()).unwrap();
     r.take_commands();
     r.step(
