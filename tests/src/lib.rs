@@ -70,6 +70,32 @@ pub fn test_loopback() -> std::net::Ipv4Addr {
     std::net::Ipv4Addr::new(127, 1 + (high & 0x7f), middle, low.max(1))
 }
 
+/// The first three octets of this process's loopback network
+/// ([`test_loopback`]): node `id` of a test listens for peers on
+/// `<prefix>.id`, so that every member can use the same port (as a
+/// `--peer-address-template` of `<prefix>.{id}:port` needs).
+pub fn loopback_prefix() -> String {
+    let [a, b, c, _] = test_loopback().octets();
+    format!("{a}.{b}.{c}")
+}
+
+/// A port that is free on `<prefix>.1` to `<prefix>.count` ([`loopback_prefix`]).
+pub fn port_free_on_loopbacks(count: u8) -> u16 {
+    let prefix = loopback_prefix();
+    for _attempt in 0..50 {
+        let Ok(first) = TcpListener::bind(format!("{prefix}.1:0")) else {
+            continue;
+        };
+        let Ok(port) = first.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if (2..=count).all(|i| TcpListener::bind(format!("{prefix}.{i}:{port}")).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no port free on every loopback address");
+}
+
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind((test_loopback(), 0)).context("cannot bind a probe port")?;

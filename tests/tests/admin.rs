@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use synod_proto::v1::coordination_client::CoordinationClient;
-use synod_tests::{Ensemble, TestNode};
+use synod_tests::{Ensemble, TestNode, loopback_prefix, port_free_on_loopbacks};
 use tonic::transport::{Channel, Endpoint};
 
 type Admin = AdminClient<Channel>;
@@ -192,30 +192,6 @@ async fn admin_api_reports_and_changes_the_ensemble() {
     assert_eq!(text.matches("  node ").count(), 3, "{text}");
     assert_eq!(text.matches(" leader ").count(), 4, "{text}");
     assert_eq!(text.matches("    member ").count(), 3, "{text}");
-}
-
-/// The first three octets of this test process's loopback network: node
-/// `id` listens for peers on `<prefix>.id`. Not 127.0.0.x, whose ports
-/// outgoing loopback connections take (see `synod_tests::test_loopback`).
-fn loopback_prefix() -> String {
-    let [a, b, c, _] = synod_tests::test_loopback().octets();
-    format!("{a}.{b}.{c}")
-}
-
-/// A port that is free on `<prefix>.1` to `<prefix>.count`, so that node
-/// `id` can listen for peers on `<prefix>.id` at the same port.
-fn port_free_on_loopbacks(count: u8) -> u16 {
-    let prefix = loopback_prefix();
-    for _attempt in 0..50 {
-        let first = std::net::TcpListener::bind(format!("{prefix}.1:0")).expect("bind loopback");
-        let port = first.local_addr().expect("address").port();
-        let free = (2..=count)
-            .all(|i| std::net::TcpListener::bind(format!("{prefix}.{i}:{port}")).is_ok());
-        if free {
-            return port;
-        }
-    }
-    panic!("no port free on every loopback address");
 }
 
 /// With `--peer-address-template`, a node that no member was started with

@@ -15,7 +15,7 @@ use serde_json::Value;
 use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use synod_proto::v1::coordination_client::CoordinationClient;
-use synod_tests::TestNode;
+use synod_tests::{TestNode, loopback_prefix, port_free_on_loopbacks};
 use tonic::transport::{Channel, Endpoint};
 
 type Admin = AdminClient<Channel>;
@@ -57,27 +57,6 @@ async fn settled(apis: &mut [Admin], limit: Duration) -> u64 {
         assert!(Instant::now() < deadline, "no settled leader: {views:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The first three octets of this process's loopback network (see
-/// `synod_tests::test_loopback`): node `id` listens for peers on `.id`.
-fn loopback_prefix() -> String {
-    let [a, b, c, _] = synod_tests::test_loopback().octets();
-    format!("{a}.{b}.{c}")
-}
-
-/// A port free on `<prefix>.1` to `<prefix>.count`.
-fn port_free_on_loopbacks(count: u8) -> u16 {
-    let prefix = loopback_prefix();
-    for _attempt in 0..50 {
-        let first = std::net::TcpListener::bind(format!("{prefix}.1:0")).expect("bind loopback");
-        let port = first.local_addr().expect("address").port();
-        if (2..=count).all(|i| std::net::TcpListener::bind(format!("{prefix}.{i}:{port}")).is_ok())
-        {
-            return port;
-        }
-    }
-    panic!("no port free on every loopback address");
 }
 
 /// Runs synodctl with `args` and returns its output.
