@@ -437,7 +437,7 @@ impl NodeConfig {
 
     /// The ZooKeeper listener's settings; `conf` lists what the `conf`
     /// four-letter word reports.
-    pub fn zookeeper_config(&self) -> crate::api::zookeeper::ZkConfig {
+    pub fn zookeeper_config(&self, ensemble: &Ensemble) -> crate::api::zookeeper::ZkConfig {
         let storage = self.storage_config();
         let mut conf = vec![
             (
@@ -490,10 +490,14 @@ impl NodeConfig {
             words: crate::api::zookeeper::WordList::parse(&self.four_letter_words),
             conf,
             ensemble_addresses: self.zookeeper_address_template.as_ref().map(|template| {
-                let peers = self
-                    .ensemble()
-                    .map(|e| e.voters.into_iter().chain(e.observers).collect())
-                    .unwrap_or_default();
+                let peers = ensemble
+                    .voters
+                    .iter()
+                    .chain(&ensemble.observers)
+                    // A single node has no peer address.
+                    .filter(|(_, address)| !address.is_empty())
+                    .map(|(id, address)| (*id, address.clone()))
+                    .collect();
                 std::sync::Arc::new(crate::api::zookeeper::ensemble_config::EnsembleAddresses {
                     peers,
                     peer_template: self.peer_address_template.clone(),

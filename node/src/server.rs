@@ -261,8 +261,10 @@ pub async fn run(
     };
     let driver_for_stop = driver.clone();
     let admin = AdminServer::new(AdminService::new(driver.clone(), config.cluster.clone()));
-    let zookeeper_front =
-        crate::api::zookeeper::ZooKeeperFrontEnd::new(driver.clone(), config.zookeeper_config());
+    let zookeeper_front = crate::api::zookeeper::ZooKeeperFrontEnd::new(
+        driver.clone(),
+        config.zookeeper_config(&ensemble),
+    );
     let zookeeper = zookeeper_listener
         .map(|listener| tokio::spawn(zookeeper_front.clone().serve(listener, stopped())));
     let http = tokio::spawn(

@@ -7,9 +7,11 @@
 use super::*;
 use synod_core::watch::EventType;
 
-/// The answer to a connection's handshake for an existing session.
+/// The answer to a connection's handshake.
 #[derive(Debug)]
 pub enum Attach {
+    /// The client asked for a new session: the caller creates it.
+    New,
     /// The client has seen state this member has not applied yet; it must
     /// try another member (the connection is closed without an answer).
     Behind { applied: Zxid },
@@ -17,14 +19,17 @@ pub enum Attach {
     NotServing(String),
     /// The session is gone, or the password is not its password.
     Expired,
+    /// An existing session, re-attached here.
     Attached {
         timeout_ms: Millis,
         password: SessionPassword,
         header: Header,
-        /// For an existing session: answered once the move of the session
-        /// to this member is committed (the ensemble still counts it open),
-        /// or with SessionExpired.
-        moved: Option<Answer<()>>,
+        /// Answered once the move of the session to this member is
+        /// committed (the ensemble still counts it open), or with
+        /// SessionExpired.
+        moved: Answer<()>,
+        /// The session's watch events from now on.
+        events: Result<mpsc::Receiver<synod_proto::v1::WatchEvent>, Error>,
     },
 }
 
@@ -64,13 +69,7 @@ impl NodeState {
             return Attach::Behind { applied };
         }
         if session == 0 {
-            // A new session: the caller creates it.
-            return Attach::Attached {
-                timeout_ms: 0,
-                password: SessionPassword::default(),
-                header: self.header(0),
-                moved: None,
-            };
+            return Attach::New;
         }
         match self.machine.sessions().get(session) {
             Some(info) if info.password[..] == *password => {
@@ -92,11 +91,13 @@ impl NodeState {
                         let _ = tx.send(moved);
                     }),
                 );
+                let header = self.header(session);
                 Attach::Attached {
                     timeout_ms: info.timeout_ms,
                     password: info.password,
-                    header: self.header(session),
-                    moved: Some(rx),
+                    header,
+                    moved: rx,
+                    events: self.subscribe(session, header.watch_seq),
                 }
             }
             _ => Attach::Expired,
@@ -231,12 +232,6 @@ impl NodeState {
             m.observers.clone(),
             self.replica.membership_slot(),
         )
-    }
-
-    /// The watch event sequence a new connection of `session` starts
-    /// after: events queued before it are not sent to it.
-    pub fn watch_seq(&self, session: SessionId) -> u64 {
-        self.header(session).watch_seq
     }
 
     pub fn zk_summary(&self) -> ZkSummary {

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::jute::Reader;
 use super::ops::{self, Caller, Pending, Prepared, Reply};
-use super::proto::{self, ConnectRequest, PASSWORD_LEN, Request, op};
+use super::proto::{self, ConnectRequest, PASSWORD_LEN, Request};
 use super::{ConnStats, Registration, Shared, lock, words};
 use crate::driver::Attach;
 
@@ -179,62 +179,42 @@ async fn handshake(
     let last_zxid = connect.last_zxid_seen;
     let attached = shared
         .driver
-        .call(move |state| {
-            let attach = state.attach_session(asked, &password, last_zxid);
-            let events = match &attach {
-                Attach::Attached { .. } if asked != 0 => {
-                    let seq = state.watch_seq(asked);
-                    Some(state.subscribe(asked, seq))
-                }
-                _ => None,
-            };
-            (attach, events)
-        })
+        .call(move |state| state.attach_session(asked, &password, last_zxid))
         .await
         .map_err(|_| "the node is shutting down".to_owned())?;
     match attached {
-        (Attach::Behind { applied }, _) => Err(format!(
+        Attach::Behind { applied } => Err(format!(
             "the client has seen zxid {last_zxid:#x}, this member only {applied:#x}: it must try another member"
         )),
-        (Attach::NotServing(why), _) => Err(format!("not serving clients: {why}")),
-        (Attach::Expired, _) => {
+        Attach::NotServing(why) => Err(format!("not serving clients: {why}")),
+        Attach::Expired => {
             tracing::debug!(peer = %stats.peer, session = format_args!("{asked:#x}"), "ZooKeeper session expired or wrong password");
-            let _ = wr
-                .write_all(&proto::connect_response(0, 0, &[0; PASSWORD_LEN]))
-                .await;
-            let _ = wr.shutdown().await;
+            refuse_as_expired(wr).await;
             Ok(None)
         }
-        (
-            Attach::Attached {
-                timeout_ms,
-                password,
-                header,
-                moved,
-            },
-            Some(events),
-        ) => {
+        Attach::Attached {
+            timeout_ms,
+            password,
+            header,
+            moved,
+            events,
+        } => {
             let events = events.map_err(|e| format!("cannot follow the session's events: {e}"))?;
             // Answer only once the ensemble has the session here: it may
             // have expired it meanwhile, and the member the client left
             // must let go of its connection.
-            if let Some(moved) = moved {
-                match moved.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(synod_core::Error::SessionExpired(_))) => {
-                        let _ = wr
-                            .write_all(&proto::connect_response(0, 0, &[0; PASSWORD_LEN]))
-                            .await;
-                        let _ = wr.shutdown().await;
-                        return Ok(None);
-                    }
-                    Ok(Err(error)) => return Err(format!("cannot move the session here: {error}")),
-                    Err(_) => return Err("the node is shutting down".into()),
+            match moved.await {
+                Ok(Ok(())) => {}
+                Ok(Err(synod_core::Error::SessionExpired(_))) => {
+                    refuse_as_expired(wr).await;
+                    return Ok(None);
                 }
+                Ok(Err(error)) => return Err(format!("cannot move the session here: {error}")),
+                Err(_) => return Err("the node is shutting down".into()),
             }
             Ok(Some((asked, timeout_ms, password, header.zxid, events)))
         }
-        (Attach::Attached { .. }, None) => {
+        Attach::New => {
             let requested = i64::from(connect.timeout_ms);
             let created = shared
                 .driver
@@ -255,6 +235,15 @@ async fn handshake(
             Ok(Some((session, timeout_ms, password, header.zxid, events)))
         }
     }
+}
+
+/// Tells the client its session has expired (or was never its own: a
+/// wrong password), as ZooKeeper does, and closes the connection.
+async fn refuse_as_expired(wr: &mut OwnedWriteHalf) {
+    let _ = wr
+        .write_all(&proto::connect_response(0, 0, &[0; PASSWORD_LEN]))
+        .await;
+    let _ = wr.shutdown().await;
 }
 
 /// Most requests submitted to the driver in one job.
@@ -282,7 +271,6 @@ fn decode(frame: &[u8]) -> Result<(i32, i32, Request), Closed> {
     if let Request::Unknown(unknown) = request {
         tracing::debug!(opcode = unknown, "unknown ZooKeeper opcode");
     }
-    debug_assert!(opcode != op::NOTIFICATION || matches!(request, Request::Unknown(_)));
     Ok((xid, opcode, request))
 }
 

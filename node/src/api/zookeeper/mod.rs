@@ -137,6 +137,7 @@ struct Registration {
     shared: Arc<Shared>,
     id: u64,
     ip: IpAddr,
+    stats: Arc<ConnStats>,
 }
 
 impl Drop for Registration {
@@ -150,8 +151,15 @@ impl Drop for Registration {
         }
         drop(per_ip);
         lock(&self.shared.connections).remove(&self.id);
+        // The session this connection carried, if it still carries it.
+        let session = self.stats.session.load(Ordering::Relaxed);
         let mut owners = lock(&self.shared.owners);
-        owners.retain(|_, (conn, _)| *conn != self.id);
+        if owners
+            .get(&session)
+            .is_some_and(|(conn, _)| *conn == self.id)
+        {
+            owners.remove(&session);
+        }
     }
 }
 
@@ -183,6 +191,7 @@ impl Shared {
                 shared: self.clone(),
                 id,
                 ip,
+                stats: stats.clone(),
             },
             stats,
         ))
