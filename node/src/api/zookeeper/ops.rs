@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
-use synod_core::acl::Acl;
 use synod_core::txn::{CreateMode, MultiOutcome, OpOutcome, WriteOp};
 use synod_core::watch::WatchKind;
 use synod_core::{Error, SessionId, Zxid};
@@ -199,7 +198,7 @@ fn create_op(c: Create, opcode: i32) -> Result<WriteOp, Error> {
     Ok(WriteOp::Create {
         path: c.path,
         data: c.data,
-        acl: dedup(c.acl),
+        acl: c.acl,
         mode: c.mode,
         ttl_ms: c.ttl_ms,
     })
@@ -305,11 +304,7 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             }
             deferred(
                 xid,
-                write(WriteOp::SetAcl {
-                    path,
-                    acl: dedup(acl),
-                    version,
-                }),
+                write(WriteOp::SetAcl { path, acl, version }),
                 |(outcome, h)| match outcome {
                     OpOutcome::AclSet { stat } => {
                         Ok((Some(h.zxid), body(|w| write_stat(w, &stat))))
@@ -673,15 +668,4 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             close: true,
         }),
     }
-}
-
-/// ZooKeeper removes duplicate entries from an ACL it is given.
-pub fn dedup(acl: Vec<Acl>) -> Vec<Acl> {
-    let mut out: Vec<Acl> = Vec::with_capacity(acl.len());
-    for entry in acl {
-        if !out.contains(&entry) {
-            out.push(entry);
-        }
-    }
-    out
 }
