@@ -13,12 +13,12 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     tokio::task::block_in_place(f)
 }
 
-/// A counter from node `id`'s metrics.
+/// A counter from node `id`'s metrics (0 when it is not exported).
 fn metric(ensemble: &Ensemble, id: usize, name: &str) -> u64 {
-    let (_, body) = ensemble.node(id).http_get("/metrics").expect("metrics");
-    body.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    ensemble
+        .node(id)
+        .metric(name)
+        .expect("metrics")
         .map_or(0, |v| v as u64)
 }
 
