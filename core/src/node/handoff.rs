@@ -27,10 +27,7 @@ mod tests {
     use super::*;
 
     fn three() -> Membership {
-        Membership {
-            voters: vec![1, 2, 3],
-            observers: vec![4],
-        }
+        Membership::new(vec![1, 2, 3], vec![4])
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::paxos::{MonoMs, NodeId, Replica, Role, Slot};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotReady {
     NotMember(NodeId),
+    /// A voter that keeps out of every quorum until it is removed and
+    /// re-added (its directory is new: see `Replica::awaiting_readd`).
+    AwaitingReadd(NodeId),
     NoLeader,
     LeaderSilent {
         leader: NodeId,
@@ -38,6 +41,13 @@ impl fmt::Display for NotReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotReady::NotMember(id) => write!(f, "node {id} is not in the configuration"),
+            NotReady::AwaitingReadd(id) => write!(
+                f,
+                "node {id} started on an empty data directory in an existing ensemble (or the \
+                 configuration binds its id to another incarnation): it votes in nothing until \
+                 it is removed and re-added (synodctl member remove {id}, then add {id} \
+                 --observer, then promote {id})"
+            ),
             NotReady::NoLeader => write!(f, "no leader known"),
             NotReady::LeaderSilent { leader, silence_ms } => write!(
                 f,
@@ -80,6 +90,9 @@ pub fn readiness<T: Clone>(
 ) -> Result<(), NotReady> {
     if !replica.membership().contains(replica.id()) {
         return Err(NotReady::NotMember(replica.id()));
+    }
+    if replica.awaiting_readd() {
+        return Err(NotReady::AwaitingReadd(replica.id()));
     }
     let Some(leader) = replica.leader() else {
         return Err(NotReady::NoLeader);

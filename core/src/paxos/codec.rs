@@ -42,13 +42,31 @@ fn get_ids(d: &mut Decoder<'_>, what: &'static str) -> Result<Vec<u64>, CodecErr
 fn membership(e: &mut Encoder, m: &Membership) {
     ids(e, &m.voters);
     ids(e, &m.observers);
+    e.len(m.incarnations.len());
+    for (id, incarnation) in &m.incarnations {
+        e.u64(*id);
+        e.u64(*incarnation);
+    }
+}
+
+/// A membership as written before incarnations were bound (value tag 2):
+/// voters and observers only.
+fn get_unbound_membership(d: &mut Decoder<'_>) -> Result<Membership, CodecError> {
+    Ok(Membership::new(
+        get_ids(d, "voters")?,
+        get_ids(d, "observers")?,
+    ))
 }
 
 fn get_membership(d: &mut Decoder<'_>) -> Result<Membership, CodecError> {
-    Ok(Membership {
-        voters: get_ids(d, "voters")?,
-        observers: get_ids(d, "observers")?,
-    })
+    let mut m = get_unbound_membership(d)?;
+    let n = d.len("incarnations", 16)?;
+    for _ in 0..n {
+        let id = d.u64("member")?;
+        let incarnation = d.u64("incarnation")?;
+        m.bind(id, incarnation);
+    }
+    Ok(m)
 }
 
 fn value(e: &mut Encoder, v: &Value<Vec<u8>>) {
@@ -59,7 +77,7 @@ fn value(e: &mut Encoder, v: &Value<Vec<u8>>) {
             e.bytes(bytes);
         }
         Value::Config(m) => {
-            e.u8(2);
+            e.u8(3);
             membership(e, m);
         }
     }
@@ -70,7 +88,9 @@ fn get_value(d: &mut Decoder<'_>) -> Result<Value<Vec<u8>>, CodecError> {
     Ok(match d.u8("value tag")? {
         0 => Value::Noop,
         1 => Value::Data(d.bytes("value data")?.to_vec()),
-        2 => Value::Config(Box::new(get_membership(d)?)),
+        // Tag 2: a log written before incarnations were bound.
+        2 => Value::Config(Box::new(get_unbound_membership(d)?)),
+        3 => Value::Config(Box::new(get_membership(d)?)),
         tag => {
             return Err(CodecError::BadTag {
                 what: "value",
@@ -395,6 +415,7 @@ mod tests {
         let m = Membership {
             voters: vec![1, 2, 3],
             observers: vec![4],
+            incarnations: vec![(1, 0xfeed), (4, 7)],
         };
         let vals = vec![
             Value::Noop,
@@ -487,6 +508,21 @@ mod tests {
                 assert!(decode_message(&bytes[..cut]).is_err(), "{m:?} cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn a_membership_written_before_incarnations_decodes_unbound() {
+        // Tag 2, voters [1, 2], observers [3], as older logs hold it.
+        let mut e = Encoder::default();
+        e.u8(2);
+        ids(&mut e, &[1, 2]);
+        ids(&mut e, &[3]);
+        let mut d = Decoder::new(&e.buf);
+        let value = get_value(&mut d).unwrap();
+        assert_eq!(
+            value,
+            Value::Config(Box::new(Membership::new(vec![1, 2], vec![3])))
+        );
     }
 
     #[test]

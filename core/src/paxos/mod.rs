@@ -39,8 +39,10 @@
 //!
 //! [`Command::Apply`] carries committed entries in log order. They are chosen
 //! (durable on a majority), so the shell may apply them before its own copy
-//! is durable. After a restart the replica starts from the snapshot index
-//! (or 0) and emits `Apply` again from there as it learns the commit index.
+//! is durable. After a restart the replica starts from the durable commit
+//! index ([`Durable::commit`], bounded by the entries it holds after the
+//! snapshot): the shell applies the snapshot and those entries itself, and
+//! the replica emits `Apply` for what commits after them.
 //!
 //! Other inputs: [`Replica::read`] (linearizable reads by lease or read
 //! index), [`Replica::compact`] (the shell made a snapshot durable; the log
@@ -97,18 +99,36 @@ impl Ballot {
     }
 }
 
-/// Who votes and who only follows the log.
+/// Who votes and who only follows the log, and which incarnation of each
+/// member counts.
+///
+/// An incarnation is the id a member's data directory drew when it was
+/// first initialised. A member whose directory was wiped comes back empty
+/// under the same node id but with another incarnation; it has forgotten
+/// every promise and acceptance it made, so its votes must count toward no
+/// quorum (an amnesiac acceptor and a lagging one could otherwise form a
+/// majority that misses a chosen value). The binding makes that checkable:
+/// messages carry the sender's [`Claim`], and a member bound to one
+/// incarnation is ignored when it speaks as another. See docs/consensus.md.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Membership {
     pub voters: Vec<NodeId>,
     /// Non-voting members: they receive and apply the log but never vote or
     /// campaign. A new voter joins as an observer first.
     pub observers: Vec<NodeId>,
+    /// `(member, incarnation)`, sorted by member, for the members whose
+    /// incarnation is known. A member not listed is unbound: the leader
+    /// binds it the first time it hears from it.
+    pub incarnations: Vec<(NodeId, u64)>,
 }
 
 impl Membership {
     pub fn new(voters: Vec<NodeId>, observers: Vec<NodeId>) -> Self {
-        Membership { voters, observers }
+        Membership {
+            voters,
+            observers,
+            incarnations: Vec::new(),
+        }
     }
 
     pub fn is_voter(&self, id: NodeId) -> bool {
@@ -121,6 +141,40 @@ impl Membership {
 
     pub fn quorum(&self) -> usize {
         self.voters.len() / 2 + 1
+    }
+
+    /// The incarnation `id` is bound to; 0 when unbound.
+    pub fn incarnation(&self, id: NodeId) -> u64 {
+        self.incarnations
+            .binary_search_by_key(&id, |(m, _)| *m)
+            .map_or(0, |i| self.incarnations[i].1)
+    }
+
+    /// Binds `id` to `incarnation` (0 unbinds it).
+    pub fn bind(&mut self, id: NodeId, incarnation: u64) {
+        match self.incarnations.binary_search_by_key(&id, |(m, _)| *m) {
+            Ok(i) if incarnation == 0 => {
+                self.incarnations.remove(i);
+            }
+            Ok(i) => self.incarnations[i].1 = incarnation,
+            Err(_) if incarnation == 0 => {}
+            Err(i) => self.incarnations.insert(i, (id, incarnation)),
+        }
+    }
+
+    /// Whether a message claiming `claim` from `from` may be taken in: a
+    /// vote from it may count toward a quorum, and a proposer's message
+    /// from it may be obeyed. A member bound to an incarnation is admitted
+    /// as that incarnation only (what it says of itself may lag: a voter
+    /// just re-added still calls itself abstaining until it learns of its
+    /// binding). An unbound voter is admitted unless it abstains.
+    /// Observers and non-members count toward nothing, so their messages
+    /// are taken in (an observer being re-added must be heard to catch up).
+    pub fn admits(&self, from: NodeId, claim: Claim) -> bool {
+        match self.incarnation(from) {
+            0 => !(claim.abstaining && self.is_voter(from)),
+            bound => bound == claim.incarnation,
+        }
     }
 
     fn validate(&self) -> Result<(), PaxosError> {
@@ -137,8 +191,40 @@ impl Membership {
         if all.contains(&0) {
             return Err(PaxosError::InvalidConfig("node id 0 is reserved"));
         }
+        let sorted = self.incarnations.windows(2).all(|w| w[0].0 < w[1].0);
+        let members = self
+            .incarnations
+            .iter()
+            .all(|(id, inc)| *inc != 0 && all.binary_search(id).is_ok());
+        if !sorted || !members {
+            return Err(PaxosError::InvalidConfig(
+                "incarnations: one nonzero id per member, sorted",
+            ));
+        }
         Ok(())
     }
+}
+
+/// What a message says about its sender, beyond its node id (which the
+/// transport knows): the incarnation of the sender's data directory, and
+/// whether the sender abstains from voting (it started on an empty
+/// directory in an ensemble that already existed, or the configuration
+/// binds its id to another incarnation). The shell attaches
+/// [`Replica::claim`] to every message it sends and passes the claim it
+/// received to [`Replica::step_claimed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Claim {
+    pub incarnation: u64,
+    pub abstaining: bool,
+}
+
+impl Claim {
+    /// A sender that reports no incarnation (tests, and shells that do not
+    /// bind incarnations): it counts wherever its id is unbound.
+    pub const NONE: Claim = Claim {
+        incarnation: 0,
+        abstaining: false,
+    };
 }
 
 /// What a log slot holds.
@@ -332,6 +418,12 @@ pub struct Durable<T> {
     pub promised: Ballot,
     pub entries: Vec<(Slot, Entry<T>)>,
     pub snapshot: Option<Snapshot>,
+    /// The highest commit index the replica knew when a durable write was
+    /// made (the node writes it in every log record). A restored replica
+    /// takes the entries it holds up to there as committed, so that it
+    /// knows the membership in force without asking anyone; the shell
+    /// applies them itself (see [`Replica::restore`]).
+    pub commit: Slot,
 }
 
 impl<T> Default for Durable<T> {
@@ -340,6 +432,7 @@ impl<T> Default for Durable<T> {
             promised: Ballot::ZERO,
             entries: Vec::new(),
             snapshot: None,
+            commit: 0,
         }
     }
 }
@@ -415,6 +508,14 @@ pub struct Config {
     pub snapshot_chunk: usize,
     /// Seed of the replica's RNG (election timeouts).
     pub seed: u64,
+    /// This member's incarnation (its data directory's id); 0 when the
+    /// shell binds none.
+    pub incarnation: u64,
+    /// The data directory was initialised empty in an ensemble that already
+    /// existed (`--initial-cluster-state existing`): the replica votes in
+    /// nothing until the membership binds its id to its incarnation, which
+    /// happens only when it is re-added (observer, caught up, voter).
+    pub joined_existing: bool,
 }
 
 impl Config {
@@ -432,6 +533,8 @@ impl Config {
             read_mode: ReadMode::Lease { drift_ms: 1 },
             snapshot_chunk: 64 * 1024,
             seed: id,
+            incarnation: 0,
+            joined_existing: false,
         }
     }
 }

@@ -26,9 +26,34 @@ impl<T: Clone> Replica<T> {
                 };
                 self.send(from, msg);
             }
-        } else if let Some(snap) = self.snapshot.clone() {
+        } else if let Some(snap) = self.snapshot_for(from, None) {
             self.serve_snapshot_chunk(from, &snap, 0);
         }
+    }
+
+    /// The snapshot to serve `to`, at `index` when it asks for more of
+    /// one: the one pinned for it while it keeps asking for chunks of it;
+    /// on a fresh request (`index` none) the latest, pinned anew once the
+    /// pinned one went unasked for an election timeout. Pins of peers that
+    /// went quiet are dropped, so that old snapshots are not kept alive.
+    fn snapshot_for(&mut self, to: NodeId, index: Option<Slot>) -> Option<Snapshot> {
+        let now = self.now;
+        let idle = self.cfg.election_ms;
+        self.served.retain(|_, (_, asked)| now < *asked + idle);
+        match (self.served.get_mut(&to), index) {
+            (Some((pinned, asked)), Some(i)) if pinned.index == i => {
+                *asked = now;
+                return Some(pinned.clone());
+            }
+            (Some((pinned, _)), None) => return Some(pinned.clone()),
+            _ => {}
+        }
+        let latest = self
+            .snapshot
+            .clone()
+            .filter(|s| index.is_none_or(|i| s.index == i))?;
+        self.served.insert(to, (latest.clone(), now));
+        Some(latest)
     }
 
     pub(super) fn serve_snapshot_chunk(&mut self, to: NodeId, snap: &Snapshot, offset: u64) {
@@ -112,10 +137,7 @@ impl<T: Clone> Replica<T> {
         offset: u64,
     ) {
         if ballot == Ballot::ZERO {
-            if let Some(snap) = &self.snapshot
-                && snap.index == index
-            {
-                let snap = snap.clone();
+            if let Some(snap) = self.snapshot_for(from, Some(index)) {
                 self.serve_snapshot_chunk(from, &snap, offset);
             }
             return;

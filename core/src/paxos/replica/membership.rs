@@ -1,5 +1,6 @@
-//! Membership: proposing a change (one voter at a time), installing a
-//! committed one, the membership at a slot, and the leader's peer table.
+//! Membership: proposing a change (one voter at a time), binding members
+//! to their incarnations, installing a committed change, the membership at
+//! a slot, and the leader's peer table.
 
 use super::*;
 
@@ -8,7 +9,11 @@ impl<T: Clone> Replica<T> {
     /// or removed at a time; an added voter must be an observer that has
     /// caught up. Nothing else is proposed until the change commits; it
     /// governs every slot after its own.
-    pub fn propose_membership(&mut self, m: Membership) -> Result<Slot, PaxosError> {
+    pub fn propose_membership(&mut self, mut m: Membership) -> Result<Slot, PaxosError> {
+        // The caller may start from the current membership: bindings of
+        // members it leaves out go with them.
+        let members: Vec<NodeId> = m.voters.iter().chain(&m.observers).copied().collect();
+        m.incarnations.retain(|(id, _)| members.contains(id));
         m.validate()?;
         let commit = self.commit;
         let max_batch = self.cfg.max_batch as Slot;
@@ -49,13 +54,76 @@ impl<T: Clone> Replica<T> {
         if self.universe.len() + fresh > 64 {
             return Err(PaxosError::InvalidConfig("at most 64 members"));
         }
-        let first = l.next_slot;
+        let m = self.with_bindings(m);
+        Ok(self.propose_config(m))
+    }
+
+    /// At the leader, with no membership change in flight: binds every
+    /// member it can (see [`Replica::with_bindings`]) by proposing the
+    /// same membership with the bindings added. The voters do not change,
+    /// so the quorums of the old and new membership are the same.
+    pub(super) fn bind_incarnations(&mut self) {
+        if !self.leader_caught_up() {
+            return;
+        }
+        let bound = self.with_bindings(self.membership.clone());
+        // The scan for a change in flight is the costly part: only when
+        // there is something to bind.
+        if bound != self.membership && self.pending_membership().is_none() {
+            self.propose_config(bound);
+        }
+    }
+
+    /// `m` with its bindings made safe and complete:
+    /// - a member that stays a voter keeps the binding it has (rebinding a
+    ///   voter would let a wiped directory vote in its place);
+    /// - this leader, and any voter still unbound, is bound to the
+    ///   incarnation it claims unless it abstains;
+    /// - an observer (which votes in nothing) and a voter that joins from
+    ///   the observers are bound to the incarnation they last claimed;
+    /// - bindings of non-members are dropped.
+    ///
+    /// Members that reported no incarnation stay as they are.
+    fn with_bindings(&self, mut m: Membership) -> Membership {
+        let old = &self.membership;
+        let members: Vec<NodeId> = m.voters.iter().chain(&m.observers).copied().collect();
+        m.incarnations.retain(|(id, _)| members.contains(id));
+        for id in members {
+            let claim = if id == self.cfg.id {
+                Some(self.claim())
+            } else {
+                self.last_claim(id)
+            };
+            let staying_voter = old.is_voter(id) && m.is_voter(id);
+            let bound = if staying_voter {
+                old.incarnation(id)
+            } else {
+                m.incarnation(id)
+            };
+            let rebindable = !m.is_voter(id) || !old.is_voter(id);
+            let target = match claim {
+                Some(c) if c.incarnation != 0 && (rebindable || bound == 0 && !c.abstaining) => {
+                    c.incarnation
+                }
+                _ => bound,
+            };
+            m.bind(id, target);
+        }
+        m
+    }
+
+    /// Proposes membership `m` (already checked) in the next slot.
+    fn propose_config(&mut self, m: Membership) -> Slot {
+        let first = match &self.state {
+            State::Leader(l) => l.next_slot,
+            _ => return 0,
+        };
         self.start_phase2(first, vec![Value::Config(Box::new(m))]);
         if let State::Leader(l) = &mut self.state {
             l.pending_config = first;
         }
         self.sync_peers(&[]);
-        Ok(first)
+        first
     }
 
     pub(super) fn bit_for(&mut self, id: NodeId) -> u32 {
@@ -131,16 +199,12 @@ impl<T: Clone> Replica<T> {
 
     /// Installs the last membership change among the newly committed slots.
     pub(super) fn committed(&mut self, old: Slot, new: Slot) {
-        let mut found = None;
-        for s in old + 1..=new {
-            if let Some(Entry {
-                value: Value::Config(m),
-                ..
-            }) = self.log.get(s)
-            {
-                found = Some((s, m.as_ref().clone()));
-            }
-        }
+        let found = self
+            .log
+            .configs_after(old)
+            .take_while(|(s, _)| *s <= new)
+            .last()
+            .map(|(s, m)| (s, m.clone()));
         if let Some((s, m)) = found {
             self.install_membership(s, m);
         }
@@ -157,14 +221,8 @@ impl<T: Clone> Replica<T> {
             .chain(extra)
             .copied()
             .collect();
-        for s in self.commit + 1..=self.log.last() {
-            if let Some(Entry {
-                value: Value::Config(m),
-                ..
-            }) = self.log.get(s)
-            {
-                ids.extend(m.voters.iter().chain(&m.observers));
-            }
+        for (_, m) in self.log.configs_after(self.commit) {
+            ids.extend(m.voters.iter().chain(&m.observers));
         }
         ids.sort_unstable();
         ids.dedup();

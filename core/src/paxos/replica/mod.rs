@@ -18,8 +18,8 @@ use bytes::Bytes;
 
 use super::rng::Rng;
 use super::{
-    Ballot, Command, Config, Durable, Entry, Membership, Message, MonoMs, NodeId, PaxosError,
-    ReadMode, Slot, Snapshot, Value, Write,
+    Ballot, Claim, Command, Config, Durable, Entry, Membership, Message, MonoMs, NodeId,
+    PaxosError, ReadMode, Slot, Snapshot, Value, Write,
 };
 
 mod acceptor;
@@ -48,6 +48,9 @@ pub enum Role {
 struct Log<T> {
     base: Slot,
     slots: VecDeque<Option<Entry<T>>>,
+    /// The slots that hold a membership change, so that the changes in
+    /// flight are found without scanning the log.
+    configs: std::collections::BTreeSet<Slot>,
 }
 
 impl<T> Log<T> {
@@ -55,6 +58,7 @@ impl<T> Log<T> {
         Log {
             base: 1,
             slots: VecDeque::new(),
+            configs: std::collections::BTreeSet::new(),
         }
     }
 
@@ -70,6 +74,11 @@ impl<T> Log<T> {
     fn set(&mut self, slot: Slot, entry: Entry<T>) {
         if slot < self.base {
             return;
+        }
+        if matches!(entry.value, Value::Config(_)) {
+            self.configs.insert(slot);
+        } else {
+            self.configs.remove(&slot);
         }
         let i = (slot - self.base) as usize;
         while self.slots.len() <= i {
@@ -87,11 +96,25 @@ impl<T> Log<T> {
             }
             self.base += 1;
         }
+        self.configs = self.configs.split_off(&(upto + 1));
     }
 
     /// Highest slot that holds anything (or `base - 1`).
     fn last(&self) -> Slot {
         self.base + self.slots.len() as Slot - 1
+    }
+
+    /// The membership changes held after `slot`, oldest first.
+    fn configs_after(&self, slot: Slot) -> impl Iterator<Item = (Slot, &Membership)> {
+        self.configs
+            .range(slot + 1..)
+            .filter_map(|&s| match self.get(s) {
+                Some(Entry {
+                    value: Value::Config(m),
+                    ..
+                }) => Some((s, m.as_ref())),
+                _ => None,
+            })
     }
 }
 
@@ -270,6 +293,17 @@ pub struct Replica<T> {
     /// Elections this node started because its election timer ran out
     /// (no leader heard), and because a leader handed over to it.
     elections: Elections,
+    /// The claim each peer last sent, and when: what the leader binds an
+    /// unbound member to, and how it knows that a member came back wiped.
+    claims: BTreeMap<NodeId, (Claim, MonoMs)>,
+    /// Messages dropped because their sender's claim is not admitted.
+    refused_claims: u64,
+    /// Snapshots served chunk by chunk to peers that asked (`CatchUp`, then
+    /// `SnapshotAck` under `Ballot::ZERO`), by peer, with when it last
+    /// asked: pinned so that a newer compaction here does not strand a
+    /// transfer in progress (it would restart from nothing, and with
+    /// frequent compactions never end).
+    served: BTreeMap<NodeId, (Snapshot, MonoMs)>,
 }
 
 /// Elections a node started, by cause (for metrics: a hand-off that works
@@ -292,7 +326,10 @@ impl<T: Clone> Replica<T> {
     /// A replica rebuilt at `now` from what its disk holds after a crash.
     /// It presumes that a leader's lease may still be running (it cannot
     /// know whom it acknowledged before the crash), so it ignores other
-    /// proposers' prepares for one election timeout.
+    /// proposers' prepares for one election timeout. Its commit index is
+    /// the snapshot's, or [`Durable::commit`] where the entries after the
+    /// snapshot reach that far: the shell has applied those itself, and
+    /// `Apply` follows from there.
     pub fn restore(cfg: Config, durable: Durable<T>, now: MonoMs) -> Result<Self, PaxosError> {
         if cfg.id == 0 {
             return Err(PaxosError::InvalidConfig("node id 0 is reserved"));
@@ -328,6 +365,14 @@ impl<T: Clone> Replica<T> {
         for (slot, entry) in durable.entries {
             log.set(slot, entry);
         }
+        // The entries held up to the durable commit index are committed:
+        // knowing so now tells the replica the membership in force after a
+        // restart, before it hears from anyone (a wiped member is refused
+        // by the binding it committed, not the bootstrap's).
+        let restored_from = commit;
+        while commit < durable.commit && log.get(commit + 1).is_some() {
+            commit += 1;
+        }
         let mut rng = Rng::new(cfg.seed);
         let election_deadline = now + draw_timeout(&mut rng, cfg.election_ms);
         let mut r = Replica {
@@ -356,9 +401,14 @@ impl<T: Clone> Replica<T> {
             snap_recv_progress: now,
             snap_src: None,
             elections: Elections::default(),
+            claims: BTreeMap::new(),
+            refused_claims: 0,
+            served: BTreeMap::new(),
             cfg,
         };
         r.install_membership(membership.0, membership.1);
+        r.committed(restored_from, commit);
+        r.leader_commit = commit;
         Ok(r)
     }
 
@@ -444,8 +494,64 @@ impl<T: Clone> Replica<T> {
         matches!(self.state, State::Leader(_))
     }
 
+    /// Whether this replica votes: a voter of the committed membership
+    /// that does not abstain.
     fn is_voter(&self) -> bool {
-        self.membership.is_voter(self.cfg.id)
+        self.membership.is_voter(self.cfg.id) && !self.abstains()
+    }
+
+    /// Whether this replica must keep out of every quorum: the membership
+    /// binds its id to another incarnation (its directory was wiped after
+    /// the binding), or it joined an existing ensemble on an empty
+    /// directory and has not been bound yet (re-added).
+    fn abstains(&self) -> bool {
+        match self.membership.incarnation(self.cfg.id) {
+            0 => self.cfg.joined_existing,
+            bound => bound != self.cfg.incarnation,
+        }
+    }
+
+    /// A voter of the committed membership that keeps out of every quorum
+    /// until it is removed and re-added (see [`Config::joined_existing`]).
+    pub fn awaiting_readd(&self) -> bool {
+        self.membership.is_voter(self.cfg.id) && self.abstains()
+    }
+
+    /// What this replica's messages say about it: the shell attaches it to
+    /// every message it sends.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            incarnation: self.cfg.incarnation,
+            abstaining: self.abstains(),
+        }
+    }
+
+    /// Members whose messages of the last two election timeouts are
+    /// refused for their claim (the leader's view is the one that
+    /// matters): voters whose directory was wiped, which must be removed
+    /// and re-added. An older claim may be from before a wipe that has
+    /// since been repaired; a wiped voter speaks at least once per
+    /// election timeout (it campaigns, or answers the leader).
+    pub fn foreign_members(&self) -> Vec<NodeId> {
+        self.claims
+            .iter()
+            .filter(|(id, (claim, at))| {
+                self.now.saturating_sub(*at) < 2 * self.cfg.election_ms
+                    && self.membership.contains(**id)
+                    && !self.admits(**id, *claim)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The claim `id` last sent, if any.
+    fn last_claim(&self, id: NodeId) -> Option<Claim> {
+        self.claims.get(&id).map(|(claim, _)| *claim)
+    }
+
+    /// Messages dropped so far because the sender's claim was not admitted.
+    pub fn refused_claims(&self) -> u64 {
+        self.refused_claims
     }
 
     /// A one-line description of the replica's state, for logs and tests.
@@ -463,8 +569,8 @@ impl<T: Clone> Replica<T> {
             self.leader_heard_at.map(|at| self.now - at),
         );
         s.push_str(&format!(
-            " voters={:?} observers={:?}",
-            self.membership.voters, self.membership.observers
+            " voters={:?} observers={:?} incarnations={:?}",
+            self.membership.voters, self.membership.observers, self.membership.incarnations
         ));
         if let State::Candidate(c) = &self.state {
             s.push_str(&format!(
@@ -547,15 +653,34 @@ impl<T: Clone> Replica<T> {
     /// membership of the last one in the log above the commit index. At the
     /// leader this is the change it proposed; at a follower one it accepted.
     pub fn pending_membership(&self) -> Option<(Slot, Membership)> {
-        (self.commit + 1..=self.log.last())
-            .rev()
-            .find_map(|s| match self.log.get(s) {
-                Some(Entry {
-                    value: Value::Config(m),
-                    ..
-                }) => Some((s, m.as_ref().clone())),
-                _ => None,
+        self.log
+            .configs_after(self.commit)
+            .last()
+            .map(|(s, m)| (s, m.clone()))
+    }
+
+    /// Whether a message from `from` with `claim` is taken in (see
+    /// [`Membership::admits`]), judged by the newest binding of `from`
+    /// this replica holds: that of the last membership change above its
+    /// commit index that binds it, else the committed one. Changes in
+    /// flight count because a member may not have learned that the change
+    /// binding a wiped voter committed (a restart forgets the commit
+    /// index). The newest wins because a member is bound anew only after
+    /// a committed change removed it (a voter keeps its binding), so an
+    /// older binding is one that was superseded.
+    fn admits(&self, from: NodeId, claim: Claim) -> bool {
+        let newest = self
+            .log
+            .configs_after(self.commit)
+            .filter_map(|(_, m)| match m.incarnation(from) {
+                0 => None,
+                bound => Some(bound),
             })
+            .last();
+        match newest {
+            Some(bound) => bound == claim.incarnation,
+            None => self.membership.admits(from, claim),
+        }
     }
 
     /// At a follower: when it last heard from the leader it follows
@@ -616,6 +741,7 @@ impl<T: Clone> Replica<T> {
             if now >= l.heartbeat_at + self.cfg.heartbeat_ms || commit_moved {
                 self.broadcast_heartbeat();
             }
+            self.bind_incarnations();
             return;
         }
         if let (Some((src, at)), Some((index, _, _, buf))) = (self.snap_src, &self.snap_recv)
@@ -633,9 +759,10 @@ impl<T: Clone> Replica<T> {
             if self.is_voter() {
                 self.elections.on_timeout += 1;
                 self.pre_campaign();
-            } else {
+            } else if !self.receiving_snapshot() {
                 // A non-voter that hears no leader may be the one that has
-                // not learned it became a voter: ask around.
+                // not learned it became a voter: ask around (not while a
+                // snapshot comes in: every answer would offer another).
                 self.reset_election_timer();
                 let commit = self.commit;
                 let members: Vec<NodeId> = self
@@ -686,10 +813,88 @@ impl<T: Clone> Replica<T> {
         }
     }
 
-    /// Handles a message from `from` that arrived before `now` (the shell
-    /// reads its clock after taking the message in, never before).
+    /// What is left of a message whose sender's claim is not admitted.
+    /// Chosen values are taken from anyone, as a peer serves them
+    /// (`Ballot::ZERO`: nothing is promised or followed): a commit index
+    /// only ever covers chosen values, whoever holds it. That is also how a
+    /// member whose log binds a re-added member to its old incarnation
+    /// learns the change that binds the new one. Everything else (votes,
+    /// a proposer's orders) is dropped; a would-be leader's accept or
+    /// heartbeat is answered with a request to catch up, so that a member
+    /// refusing only because it lags is sent the chosen log.
+    fn refused(&mut self, from: NodeId, msg: Message<T>) -> Option<Message<T>> {
+        match msg {
+            Message::CatchUp { .. } => Some(msg),
+            Message::Learn {
+                first,
+                values,
+                commit,
+                ..
+            } => Some(Message::Learn {
+                ballot: Ballot::ZERO,
+                first,
+                values,
+                commit,
+            }),
+            Message::Snapshot {
+                index,
+                membership,
+                total,
+                offset,
+                data,
+                ..
+            } => Some(Message::Snapshot {
+                ballot: Ballot::ZERO,
+                index,
+                membership,
+                total,
+                offset,
+                data,
+            }),
+            Message::Accept { .. } | Message::Heartbeat { .. } => {
+                self.refused_claims += 1;
+                if !self.receiving_snapshot() {
+                    let commit = self.commit;
+                    self.send(from, Message::CatchUp { commit });
+                }
+                None
+            }
+            _ => {
+                self.refused_claims += 1;
+                None
+            }
+        }
+    }
+
+    /// Whether a snapshot transfer to this replica is under way and moved
+    /// on within the last election timeout.
+    fn receiving_snapshot(&self) -> bool {
+        self.snap_recv.is_some() && self.now < self.snap_recv_progress + self.cfg.election_ms
+    }
+
+    /// Handles a message from `from` that reports no claim
+    /// ([`Claim::NONE`]); see [`Replica::step_claimed`].
     pub fn step(&mut self, from: NodeId, msg: Message<T>, now: MonoMs) {
+        self.step_claimed(from, Claim::NONE, msg, now);
+    }
+
+    /// Handles a message from `from`, sent with `claim`, that arrived
+    /// before `now` (the shell reads its clock after taking the message
+    /// in, never before). A message whose claim the committed membership
+    /// does not admit (a wiped member's, an abstaining voter's) is dropped,
+    /// except a request to catch up: it is neither a vote nor a proposer's
+    /// order, and the member needs the log to be re-added.
+    pub fn step_claimed(&mut self, from: NodeId, claim: Claim, msg: Message<T>, now: MonoMs) {
         self.advance(now);
+        self.claims.insert(from, (claim, self.now));
+        let msg = if self.admits(from, claim) {
+            msg
+        } else {
+            match self.refused(from, msg) {
+                Some(msg) => msg,
+                None => return,
+            }
+        };
         let mut round = msg.ballot().round;
         if msg.ballot() == Ballot::CHOSEN {
             round = 0;

@@ -91,6 +91,7 @@ fn leader_of(c: Config) -> Replica<&'static str> {
     r
 }
 
+mod incarnations;
 mod membership;
 mod peer_catch_up;
 mod protocol;
