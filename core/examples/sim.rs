@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p synod-core --example sim -- --seeds N [--start S] [--nodes K]
-//!     [--ticks T] [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write]
+//!     [--ticks T] [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write|ignore-incarnations]
 //!     [--verbose]
 //! ```
 //!
@@ -57,11 +57,12 @@ fn parse() -> Result<Args, String> {
                 Some("read-before-apply") => args.plant = Some(Plant::ReadBeforeApply),
                 Some("ack-without-vouch") => args.plant = Some(Plant::AckWithoutVouch),
                 Some("read-around-write") => args.plant = Some(Plant::ReadAroundWrite),
+                Some("ignore-incarnations") => args.plant = Some(Plant::IgnoreIncarnations),
                 other => return Err(format!("--plant: unknown bug {other:?}")),
             },
             "--help" | "-h" => {
                 return Err("usage: sim --seeds N [--start S] [--nodes K] [--ticks T] \
-                     [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write] \
+                     [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write|ignore-incarnations] \
                      [--verbose]"
                     .to_string());
             }
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
     let mut coverage = Coverage::default();
     let mut failed_seeds = 0u64;
     let mut worst_recovery = 0u64;
+    let (mut wipes, mut readded) = (0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let nodes = args.nodes.unwrap_or_else(|| nodes_for_seed(seed));
         let mut cfg = SimConfig::for_seed(seed, nodes);
@@ -95,6 +97,10 @@ fn main() -> ExitCode {
                 // The planted lease bug shows only where leases serve reads.
                 cfg.read_mode = ReadMode::Lease { drift_ms: 3 };
             }
+            if plant == Plant::IgnoreIncarnations {
+                // It shows only where disks are wiped.
+                cfg.wipes = nodes >= 3;
+            }
             cfg.plant = Some(plant);
         }
         let out = run(seed, cfg);
@@ -103,6 +109,8 @@ fn main() -> ExitCode {
         operations += out.operations;
         coverage.add(&out.coverage);
         worst_recovery = worst_recovery.max(out.recovery_ticks.unwrap_or(0));
+        wipes += out.wipes;
+        readded += out.readded;
         if args.verbose {
             println!(
                 "seed={seed} nodes={nodes} steps={} commits={} operations={} recovery={:?} violations={}",
@@ -133,6 +141,7 @@ fn main() -> ExitCode {
     if args.verbose {
         println!("worst recovery after heal: {worst_recovery} ticks");
         println!("exercised: {coverage:?}");
+        println!("disks wiped: {wipes}, wiped members re-added: {readded}");
     }
     println!(
         "seeds={} steps={steps} commits={commits} operations={operations} \

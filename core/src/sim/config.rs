@@ -22,6 +22,10 @@ pub enum Plant {
     /// The shell serves a read of a session at once, without holding it
     /// behind the session's own outstanding writes (no `in_order`).
     ReadAroundWrite,
+    /// Nodes bind no incarnation and a wiped node starts as a fresh
+    /// bootstrap member would: an amnesiac acceptor votes (what `synod` did
+    /// before issue 12).
+    IgnoreIncarnations,
 }
 
 /// How a simulated cluster behaves.
@@ -80,6 +84,10 @@ pub struct SimConfig {
     pub observers: usize,
     /// Whether faults include membership changes and leadership transfers.
     pub reconfigure: bool,
+    /// Whether faults include wiping a node's disk: it restarts empty with
+    /// a new incarnation, as joined to an existing ensemble, and the
+    /// simulated operator removes and re-adds it.
+    pub wipes: bool,
 }
 
 impl SimConfig {
@@ -114,6 +122,7 @@ impl SimConfig {
             compact_every: 0,
             observers: 0,
             reconfigure: false,
+            wipes: false,
         }
     }
 }
@@ -140,6 +149,8 @@ impl SimConfig {
         }
         cfg.reconfigure = rng.chance(0.7);
         cfg.disk_failures = [0.0, 0.0, 0.05][rng.range(0, 3) as usize];
+        // Drawn last, so that every earlier choice of a seed is as it was.
+        cfg.wipes = nodes >= 3 && rng.chance(0.3);
         cfg
     }
 }

@@ -33,6 +33,8 @@ impl Cluster {
             .sum();
         node.snapshots.logged(bytes as u64 + 16);
         let token = write.token;
+        let commit = node.replica.as_ref().map_or(0, |r| r.commit_index());
+        node.commit_at.push_back((token, commit));
         node.wal.push(write, token);
     }
 
@@ -88,6 +90,15 @@ impl Cluster {
                     self.violation(v);
                 }
                 let node = &mut self.nodes[i];
+                while node
+                    .commit_at
+                    .front()
+                    .is_some_and(|(t, _)| *t <= batch.token)
+                {
+                    if let Some((_, commit)) = node.commit_at.pop_front() {
+                        node.disk.commit = node.disk.commit.max(commit);
+                    }
+                }
                 if batch.token > 0
                     && let Some(r) = node.replica.as_mut()
                 {

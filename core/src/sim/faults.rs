@@ -15,6 +15,12 @@ impl Cluster {
             self.random_pause();
             return;
         }
+        // Drawn only when wipes are on, so that other runs keep their
+        // schedules.
+        if self.cfg.wipes && self.rng.chance(0.1) {
+            self.random_wipe();
+            return;
+        }
         match self.rng.range(0, kinds) {
             0 => {
                 let i = self.rng.range(0, n as u64) as usize;
@@ -113,6 +119,9 @@ impl Cluster {
         };
         let promote = self.rng.chance(0.5);
         let pick = self.rng.next_u64();
+        // While a wiped member is being replaced its vote is missing: an
+        // operator demotes no other voter then (it could leave too few).
+        let replacing = self.nodes.iter().any(|n| n.replacing.is_some());
         let Some(r) = self.nodes[l].replica.as_mut() else {
             return;
         };
@@ -122,7 +131,7 @@ impl Cluster {
                 .observers
                 .remove((pick % m.observers.len() as u64) as usize);
             m.voters.push(o);
-        } else if m.voters.len() > 1 {
+        } else if m.voters.len() > 1 && !replacing {
             let v = m.voters.remove((pick % m.voters.len() as u64) as usize);
             m.observers.push(v);
         } else {

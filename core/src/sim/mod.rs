@@ -40,7 +40,9 @@ use std::hash::{DefaultHasher, Hasher};
 
 use crate::SessionId;
 use crate::paxos::rng::Rng;
-use crate::paxos::{Config, Membership, Message, MonoMs, NodeId, Replica, Role, Slot, Value};
+use crate::paxos::{
+    Claim, Config, Membership, Message, MonoMs, NodeId, Replica, Role, Slot, Value,
+};
 use crate::txn::Txn;
 
 pub use config::{Plant, SimConfig};
@@ -104,6 +106,9 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Ticks from healing to a new value applied on every replica.
     pub recovery_ticks: Option<u64>,
+    /// Disks wiped, and wiped members re-added as voters.
+    pub wipes: u64,
+    pub readded: u64,
     pub coverage: Coverage,
     /// A hash of every command every node emitted, with when and where:
     /// two runs of one seed must agree on it exactly.
@@ -114,7 +119,8 @@ pub struct Outcome {
 /// node's own frames, as between real ones.
 #[derive(Debug, Clone)]
 enum Frame {
-    Paxos(Message<Vec<u8>>),
+    /// A replica's message and its sender's claim.
+    Paxos(Message<Vec<u8>>, Claim),
     /// Txns forwarded to the leader (request number, txn).
     Forward(Vec<(u64, Txn)>),
     /// The leader did not propose these forwarded requests.
@@ -199,6 +205,13 @@ pub struct Cluster {
     pub violations: Vec<String>,
     pub steps: u64,
     pub coverage: Coverage,
+    /// Disks wiped so far, and wiped members the simulated operator has
+    /// re-added.
+    wipes: u64,
+    readded: u64,
+    /// Disks as they were when wiped, by node: a vote cast before the wipe
+    /// was durable when it counted.
+    lost_disks: Vec<(NodeId, crate::paxos::Durable<Vec<u8>>)>,
     /// When set, every delivered message is recorded here (debugging).
     pub trace: Option<Vec<String>>,
     /// Hashes every command executed (see [`Outcome::trace_hash`]); the
@@ -243,6 +256,9 @@ impl Cluster {
             violations: Vec::new(),
             steps: 0,
             coverage: Coverage::default(),
+            wipes: 0,
+            readded: 0,
+            lost_disks: Vec::new(),
             trace: None,
             trace_hash: DefaultHasher::new(),
         };
@@ -273,6 +289,10 @@ impl Cluster {
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(node.id << 32)
             .wrapping_add(node.incarnation);
+        if self.cfg.plant != Some(Plant::IgnoreIncarnations) {
+            cfg.incarnation = node.directory;
+            cfg.joined_existing = node.joined_existing;
+        }
         cfg
     }
 
@@ -431,7 +451,7 @@ impl Cluster {
         if to >= self.nodes.len() || !self.links[from][to] || self.rng.chance(self.cfg.loss) {
             return;
         }
-        if matches!(frame, Frame::Paxos(_)) && self.rng.chance(self.cfg.duplicate) {
+        if matches!(frame, Frame::Paxos(..)) && self.rng.chance(self.cfg.duplicate) {
             self.enqueue(from, to, frame.clone());
         }
         self.enqueue(from, to, frame);
@@ -508,6 +528,9 @@ impl Cluster {
                 self.node_tick(i);
             }
             self.turn(i);
+        }
+        if self.cfg.wipes && now.is_multiple_of(OPERATOR_EVERY) {
+            self.operator_step();
         }
         self.clients_step();
     }
@@ -616,7 +639,12 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
     let all: Vec<usize> = (0..n).collect();
     // Every round trip of an election or a retransmission fails more
     // often on a lossy network: at 20% loss the bound is twice as long.
-    let bound = c.cfg.heal_bound + (c.cfg.heal_bound as f64 * c.cfg.loss * 5.0) as u64;
+    let mut bound = c.cfg.heal_bound + (c.cfg.heal_bound as f64 * c.cfg.loss * 5.0) as u64;
+    if c.nodes.iter().any(|n| n.replacing.is_some()) {
+        // The operator still has to remove, re-add and promote a wiped
+        // member, one committed change at a time, and it has to catch up.
+        bound += 400;
+    }
     let recovery = c.commit_within(&all, bound);
     if recovery.is_none() {
         c.violation(format!(
@@ -634,6 +662,8 @@ pub fn run_cluster(mut c: Cluster) -> (Outcome, Cluster) {
         operations: c.history.len() as u64,
         violations: c.violations.clone(),
         recovery_ticks: recovery,
+        wipes: c.wipes,
+        readded: c.readded,
         coverage: c.coverage,
         trace_hash: c.trace_hash.finish(),
     };
@@ -657,3 +687,7 @@ mod shell;
 #[cfg(test)]
 mod tests;
 mod txns;
+mod wipes;
+
+/// The simulated operator looks at the ensemble every this many ticks.
+const OPERATOR_EVERY: u64 = 10;

@@ -104,6 +104,14 @@ pub(super) struct Node {
     /// What the monotonicity checks last saw of it.
     pub seen: invariants::monotonic::Seen,
     pub incarnation: u64,
+    /// The incarnation of its data directory (drawn anew when the disk is
+    /// wiped), and whether the directory was initialised as joined to an
+    /// existing ensemble (after a wipe).
+    pub directory: u64,
+    pub joined_existing: bool,
+    /// Wiped and not yet re-added by the simulated operator: whether it
+    /// was a voter when its disk was wiped.
+    pub replacing: Option<bool>,
     pub disk_delay: u64,
     /// Clock skew: +1 (fast), -1 (slow) or 0, applied every drift period.
     pub skew: i8,
@@ -134,6 +142,10 @@ pub(super) struct Node {
     pub wal: GroupCommit<Write<Vec<u8>>>,
     /// The log batch at the disk (one at a time).
     pub batch: Option<DiskBatch>,
+    /// The replica's commit index when each write waiting for the disk was
+    /// made, by token: the node writes it in the write's log record, and
+    /// the disk knows it once the record is durable.
+    pub commit_at: std::collections::VecDeque<(u64, Slot)>,
     pub snapshots: Snapshots,
     /// The snapshot being encoded, a slice at a time.
     pub snapshotting: Option<PendingSnapshot>,
@@ -153,6 +165,9 @@ impl Node {
             jumped_at: 0,
             seen: Default::default(),
             incarnation: 0,
+            directory: id << 32 | 1,
+            joined_existing: false,
+            replacing: None,
             disk_delay: cfg.max_disk_delay.min(1),
             skew,
             skew_phase,
@@ -172,6 +187,7 @@ impl Node {
             serving: Serving::new(cfg.election_ms),
             wal: GroupCommit::new(1, WAL_RETRY_MS),
             batch: None,
+            commit_at: Default::default(),
             snapshots: snapshots(cfg, 0, id),
             snapshotting: None,
             snapshot_file: None,
@@ -212,6 +228,17 @@ impl Cluster {
             },
             None => StateMachine::new(state_config()),
         };
+        // As `synod` recovers: the entries after the snapshot up to the
+        // durable commit index are applied before the replica starts (it
+        // takes them as committed).
+        let mut machine = machine;
+        let base = node.disk.snapshot.as_ref().map_or(0, |s| s.index);
+        for (expected, (slot, entry)) in (base + 1..).zip(&node.disk.entries) {
+            if *slot != expected || *slot > node.disk.commit {
+                break;
+            }
+            crate::node::apply::apply_value(&mut machine, *slot, &entry.value);
+        }
         let replica = if node.incarnation == 0 {
             Replica::new(cfg, now)
         } else {
@@ -255,6 +282,7 @@ impl Cluster {
         let node = &mut self.nodes[i];
         node.replica = None;
         node.batch = None;
+        node.commit_at.clear();
         node.snapshot_file = None;
         node.snapshotting = None;
         node.completions.clear();

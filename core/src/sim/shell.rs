@@ -94,12 +94,16 @@ impl Cluster {
             Command::Send { to, msg } => {
                 let node = &self.nodes[i];
                 let commit = node.replica.as_ref().map_or(0, |r| r.commit_index());
+                let claim = match (&node.replica, self.cfg.plant) {
+                    (Some(r), p) if p != Some(super::Plant::IgnoreIncarnations) => r.claim(),
+                    _ => crate::paxos::Claim::NONE,
+                };
                 if let Some(v) =
                     invariants::durable_send::on_send(node.id, &node.disk, commit, &msg)
                 {
                     self.violation(v);
                 }
-                self.send_frame(i, to, Frame::Paxos(msg));
+                self.send_frame(i, to, Frame::Paxos(msg, claim));
             }
             Command::Apply { first, values } => self.apply_committed(i, first, values),
             Command::ReadReady {
@@ -120,7 +124,7 @@ impl Cluster {
             return;
         };
         match frame {
-            Frame::Paxos(msg) => r.step(from, msg, now),
+            Frame::Paxos(msg, claim) => r.step_claimed(from, claim, msg, now),
             Frame::Forward(txns) => {
                 self.coverage.forwarded += txns.len() as u64;
                 let actions = node.writes.forwarded(r, from, txns);
@@ -396,8 +400,14 @@ impl Cluster {
             .find(|(at, _)| *at < slot)
             .map(|(_, m)| m)
             .expect("the initial membership governs from slot 1");
-        let disks: Vec<(NodeId, &Durable<Vec<u8>>)> =
-            self.nodes.iter().map(|n| (n.id, &n.disk)).collect();
+        // A disk wiped after it voted still counts for its vote: the value
+        // was durable there when it was chosen.
+        let disks: Vec<(NodeId, &Durable<Vec<u8>>)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.id, &n.disk))
+            .chain(self.lost_disks.iter().map(|(id, d)| (*id, d)))
+            .collect();
         let violation = invariants::quorum_durable::on_first_apply(slot, value, governing, &disks);
         if let Value::Config(m) = value {
             self.memberships.push((slot, (**m).clone()));
