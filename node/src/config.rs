@@ -11,6 +11,16 @@ use synod_core::session::SessionLimits;
 use synod_core::state::StateConfig;
 use synod_core::tree::{TreeConfig, TreeLimits};
 
+/// What an empty data directory means (`--initial-cluster-state`, as
+/// etcd's flag of the same name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialClusterState {
+    /// Bootstrap a new ensemble.
+    New,
+    /// Join an ensemble that already exists: vote only once re-added.
+    Existing,
+}
+
 /// Settings of one node.
 #[derive(Debug, Clone, Args)]
 pub struct NodeConfig {
@@ -177,6 +187,21 @@ pub struct NodeConfig {
     /// Name of the ensemble; frames from another ensemble are refused.
     #[arg(long, env = "SYNOD_CLUSTER", default_value = "synod")]
     pub cluster: String,
+
+    /// What an EMPTY data directory means. `new`: this node bootstraps a
+    /// new ensemble with the others in --peers. `existing`: the ensemble
+    /// already exists (this member's disk was lost or replaced), so the
+    /// node votes in nothing until it has been removed and re-added
+    /// (observer, caught up, voter): it may have forgotten promises it
+    /// made. Set `existing` once the ensemble has bootstrapped (the
+    /// operator does). A directory keeps what it was created as.
+    #[arg(
+        long,
+        env = "SYNOD_INITIAL_CLUSTER_STATE",
+        value_enum,
+        default_value_t = InitialClusterState::New
+    )]
+    pub initial_cluster_state: InitialClusterState,
 
     /// Interval of the leader's heartbeats, in milliseconds.
     #[arg(long, env = "SYNOD_HEARTBEAT_MS", default_value_t = 100)]

@@ -136,6 +136,13 @@ pub struct Gauges {
     pub cluster: String,
     pub cluster_id: u64,
     pub incarnation: u64,
+    /// Members whose recent messages are refused for their incarnation
+    /// (at the leader: wiped voters awaiting removal and re-adding).
+    pub foreign_members: u64,
+    /// This node keeps out of every quorum until it is re-added.
+    pub awaiting_readd: bool,
+    /// Peer messages dropped for their sender's incarnation.
+    pub refused_claims: u64,
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
@@ -337,6 +344,23 @@ impl Metrics {
                 gauges.elections_on_transfer as f64,
             ),
             (
+                "synod_foreign_members",
+                "Members whose messages are refused because they speak with another incarnation \
+                 than the configuration binds (a wiped disk): remove and re-add them.",
+                gauges.foreign_members as f64,
+            ),
+            (
+                "synod_awaiting_readd",
+                "1 when this node votes in nothing until it is removed and re-added (its data \
+                 directory is new in an existing ensemble).",
+                f64::from(u8::from(gauges.awaiting_readd)),
+            ),
+            (
+                "synod_refused_claims",
+                "Peer messages dropped because of the sender's incarnation (a counter).",
+                gauges.refused_claims as f64,
+            ),
+            (
                 "synod_uptime_seconds",
                 "Seconds since the node started.",
                 self.started.elapsed().as_secs_f64(),
@@ -451,8 +475,12 @@ mod tests {
             cluster: "a\"b".into(),
             cluster_id: 0xab,
             incarnation: 7,
+            foreign_members: 1,
+            awaiting_readd: true,
             ..Gauges::default()
         });
+        assert!(text.contains("\nsynod_foreign_members 1\n"), "{text}");
+        assert!(text.contains("\nsynod_awaiting_readd 1\n"), "{text}");
         assert!(
             text.contains(
                 "synod_identity{cluster=\"a\\\"b\",cluster_id=\"00000000000000ab\",\

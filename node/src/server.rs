@@ -159,6 +159,7 @@ pub async fn run(
             Arc::new(crate::storage::RealFs),
             dir,
             &config.cluster,
+            config.initial_cluster_state == crate::config::InitialClusterState::Existing,
             crate::storage::identity::random_id,
         )?,
         None => crate::storage::identity::IdentityFile::in_memory(
@@ -198,6 +199,10 @@ pub async fn run(
                 cluster: config.cluster.clone(),
                 cluster_id: identity.shared_cluster_id(),
                 node_id: ensemble.id,
+                incarnation: identity.identity().incarnation,
+                abstaining: Arc::new(std::sync::atomic::AtomicBool::new(
+                    identity.identity().joined_existing,
+                )),
                 peers: ensemble.others(),
                 max_frame_bytes: config.max_peer_frame_bytes,
                 queue: 4096,

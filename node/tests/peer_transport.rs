@@ -15,6 +15,8 @@ fn config(node_id: u64, peers: &[(u64, String)]) -> PeerConfig {
         cluster_id: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
         cluster: "test".into(),
         node_id,
+        incarnation: 100 + node_id,
+        abstaining: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
         peers: peers.iter().cloned().collect::<BTreeMap<_, _>>(),
         max_frame_bytes: 1024,
         queue: 64,
@@ -65,6 +67,8 @@ async fn frames_flow_both_ways_and_a_late_peer_is_reached() {
         receive(&mut at_b).await,
         Some(Inbound {
             from: 1,
+            incarnation: 101,
+            abstaining: false,
             payload: b"hello".to_vec()
         })
     );
@@ -73,8 +77,17 @@ async fn frames_flow_both_ways_and_a_late_peer_is_reached() {
         receive(&mut at_a).await,
         Some(Inbound {
             from: 2,
+            incarnation: 102,
+            abstaining: false,
             payload: b"back".to_vec()
         })
+    );
+    // Frames say whether their sender abstains, as it says now.
+    to_a.set_abstaining(true);
+    to_a.send(1, b"abstaining".to_vec()).unwrap();
+    assert_eq!(
+        receive(&mut at_a).await.map(|f| (f.abstaining, f.payload)),
+        Some((true, b"abstaining".to_vec()))
     );
     for i in 0..20u8 {
         to_b.send(2, vec![i]).unwrap();

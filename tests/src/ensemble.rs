@@ -382,6 +382,22 @@ impl Ensemble {
         self.restart_many(&[id])
     }
 
+    /// Kills node `id`, deletes its data directory (a lost volume) and
+    /// starts it again with `extra` flags added to its own, kept for later
+    /// restarts; waits until it accepts clients.
+    pub fn wipe_and_restart(&mut self, id: usize, extra: &[&str]) -> anyhow::Result<()> {
+        self.kill(id)?;
+        let member = self.member_mut(id);
+        let dir = member
+            .data_dir
+            .clone()
+            .with_context(|| format!("node {id} has no data directory to wipe"))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("wipe {}", dir.display()))?;
+        member.args.extend(extra.iter().map(|&a| a.to_owned()));
+        member.spawn()?;
+        member.wait_accepting(START_LIMIT)
+    }
+
     /// Restarts every node: all are started before any is waited for, so
     /// nodes that need a quorum to finish starting can find one.
     pub fn restart_all(&mut self) -> anyhow::Result<()> {

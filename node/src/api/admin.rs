@@ -177,6 +177,8 @@ impl Admin for AdminService {
                     commit_index,
                     lag: status.commit_index.saturating_sub(commit_index),
                     last_heard_ms,
+                    incarnation_id: status.membership.incarnation(id),
+                    foreign_incarnation: status.foreign.contains(&id),
                 }
             })
             .collect();
@@ -199,6 +201,7 @@ impl Admin for AdminService {
             leader_commit_index: status.leader_commit,
             cluster_id: status.cluster_id.unwrap_or(0),
             incarnation_id: status.incarnation,
+            awaiting_readd: status.awaiting_readd,
         }))
     }
 

@@ -288,4 +288,10 @@ pub struct Status {
     /// This member's incarnation: drawn when its data directory was first
     /// initialised.
     pub incarnation: u64,
+    /// Members whose recent messages are refused for their incarnation
+    /// (at the leader: wiped voters to remove and re-add).
+    pub foreign: Vec<NodeId>,
+    /// This node is a voter that keeps out of every quorum until it is
+    /// removed and re-added.
+    pub awaiting_readd: bool,
 }

@@ -2,7 +2,9 @@
 //! ensemble's cluster id (from the OS's randomness, which core does not
 //! have) and proposes it through the log; every node that applies it
 //! records it in its data directory's identity file, and a node whose
-//! state comes to carry another ensemble's id stops serving.
+//! state comes to carry another ensemble's id stops serving. Also what the
+//! node says about incarnations: whether it abstains from voting (stamped
+//! on its frames), and which members the leader refuses as wiped.
 
 use super::*;
 use crate::storage::identity::{IdentityFile, format_id, random_id};
@@ -93,5 +95,42 @@ impl NodeState {
     /// The data directory's identity (not a client's: see `identity`).
     pub fn node_identity(&self) -> &IdentityFile {
         &self.identity
+    }
+
+    /// After each turn: stamp whether this node abstains on its frames,
+    /// and log when it starts or stops abstaining, and when members start
+    /// being refused for their incarnation (a wiped voter: the operator
+    /// must remove and re-add it).
+    pub(super) fn watch_claim(&mut self) {
+        let abstaining = self.replica.claim().abstaining;
+        if let Some(peers) = &self.peers {
+            peers.set_abstaining(abstaining);
+        }
+        let foreign = self.replica.foreign_members();
+        if (abstaining, &foreign) == (self.claim_seen.0, &self.claim_seen.1) {
+            return;
+        }
+        if abstaining != self.claim_seen.0 {
+            if abstaining {
+                tracing::warn!(
+                    incarnation = %format_id(self.identity.identity().incarnation),
+                    "this member votes in nothing until it is removed and re-added: its data \
+                     directory is new in an existing ensemble, or the configuration binds its \
+                     id to another incarnation"
+                );
+            } else {
+                tracing::info!("this member's incarnation is bound: it votes again");
+            }
+        }
+        for id in foreign.iter().filter(|id| !self.claim_seen.1.contains(id)) {
+            tracing::warn!(
+                member = id,
+                bound = %format_id(self.replica.membership().incarnation(*id)),
+                "member speaks with another incarnation than the configuration binds (its disk \
+                 was wiped or replaced): its votes count toward no quorum until it is removed \
+                 and re-added"
+            );
+        }
+        self.claim_seen = (abstaining, foreign);
     }
 }

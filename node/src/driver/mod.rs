@@ -45,8 +45,8 @@ use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLivenes
 use synod_core::node::snapshots::Snapshots;
 use synod_core::node::writes::{WriteAction, WritePath};
 use synod_core::paxos::{
-    self, Ballot, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode, Replica,
-    Role, Slot, Snapshot, Value, Write,
+    self, Ballot, Claim, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode,
+    Replica, Role, Slot, Snapshot, Value, Write,
 };
 use synod_core::session::SessionPassword;
 use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
@@ -180,6 +180,8 @@ pub fn spawn(
         snapshot_chunk: (config.max_peer_frame_bytes / 2).clamp(4096, 4 << 20),
         // Election timeouts must differ between nodes and between runs.
         seed: ensemble.id ^ (wall_clock_nanos() as u64),
+        incarnation: identity.identity().incarnation,
+        joined_existing: identity.identity().joined_existing,
     };
     let Recovered {
         machine,
@@ -395,6 +397,9 @@ pub struct NodeState {
     identity_failure: Option<String>,
     /// A `SetClusterId` of this node's is on its way through the log.
     minting_cluster_id: bool,
+    /// What this node last reported of incarnations: whether it abstains,
+    /// and the members refused for theirs (logged on change only).
+    claim_seen: (bool, Vec<NodeId>),
 }
 
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
@@ -488,6 +493,7 @@ impl NodeState {
             identity,
             identity_failure: None,
             minting_cluster_id: false,
+            claim_seen: (false, Vec::new()),
         }
     }
 
@@ -537,6 +543,9 @@ impl NodeState {
             cluster: self.identity.identity().cluster.clone(),
             cluster_id: self.machine.cluster_id().unwrap_or(0),
             incarnation: self.identity.identity().incarnation,
+            foreign_members: self.claim_seen.1.len() as u64,
+            awaiting_readd: self.replica.awaiting_readd(),
+            refused_claims: self.replica.refused_claims(),
         }
     }
 
@@ -580,6 +589,8 @@ impl NodeState {
             membership_pending: self.replica.pending_membership().is_some(),
             cluster_id: self.machine.cluster_id(),
             incarnation: self.identity.identity().incarnation,
+            foreign: self.replica.foreign_members(),
+            awaiting_readd: self.replica.awaiting_readd(),
         }
     }
 
@@ -607,6 +618,7 @@ impl NodeState {
         self.try_compact();
         self.flush_wal();
         self.check_cluster_id();
+        self.watch_claim();
         let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
         let now = self.mono_now();
         let (change, lost) = self.serving.turn(&self.replica, applied, now);

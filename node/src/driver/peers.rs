@@ -106,7 +106,11 @@ impl NodeState {
         match message {
             PeerMessage::Paxos(msg) => {
                 let now = self.mono_now();
-                self.replica.step(from, msg, now);
+                let claim = Claim {
+                    incarnation: inbound.incarnation,
+                    abstaining: inbound.abstaining,
+                };
+                self.replica.step_claimed(from, claim, msg, now);
             }
             PeerMessage::Forward(txns) => {
                 let actions = self.writes.forwarded(&self.replica, from, txns);

@@ -32,6 +32,11 @@ pub struct PeerConfig {
     /// identity file.
     pub cluster_id: Arc<std::sync::atomic::AtomicU64>,
     pub node_id: NodeId,
+    /// This node's incarnation, stamped on every frame.
+    pub incarnation: u64,
+    /// Whether this node abstains from voting, kept current by the driver
+    /// and stamped on every frame.
+    pub abstaining: Arc<std::sync::atomic::AtomicBool>,
     /// Every other member: id and `host:port` of its peer listener.
     pub peers: BTreeMap<NodeId, String>,
     /// Largest payload accepted or sent, in bytes.
@@ -58,6 +63,10 @@ pub fn templated_address(template: &str, id: NodeId) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
     pub from: NodeId,
+    /// The sender's incarnation and whether it abstains, as stamped on
+    /// the frame.
+    pub incarnation: u64,
+    pub abstaining: bool,
     pub payload: Vec<u8>,
 }
 
@@ -68,6 +77,8 @@ pub struct PeerSender {
     max_frame_bytes: usize,
     /// Set with an address template: how to dial a node first met later.
     dial_new: Option<Arc<PeerConfig>>,
+    /// Shared with every dialing task, which stamps it on each frame.
+    abstaining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why a frame was not queued.
@@ -82,6 +93,13 @@ pub enum SendError {
 }
 
 impl PeerSender {
+    /// Whether this node abstains from voting, as its frames will say from
+    /// now on.
+    pub fn set_abstaining(&self, abstaining: bool) {
+        self.abstaining
+            .store(abstaining, std::sync::atomic::Ordering::Release);
+    }
+
     /// Whether `id` has an address here.
     pub fn knows(&self, id: NodeId) -> bool {
         self.lock().contains_key(&id) || self.templated(id).is_some()
@@ -163,6 +181,7 @@ pub fn start(
         PeerSender {
             queues: Arc::new(Mutex::new(queues)),
             max_frame_bytes: config.max_frame_bytes,
+            abstaining: config.abstaining.clone(),
             dial_new: config
                 .address_template
                 .is_some()
@@ -222,6 +241,8 @@ async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::
             to,
             payload,
             cluster_id: config.cluster_id.load(std::sync::atomic::Ordering::Acquire),
+            incarnation: config.incarnation,
+            abstaining: config.abstaining.load(std::sync::atomic::Ordering::Acquire),
         };
         if tx.send(frame(first)).await.is_err() {
             continue;
@@ -333,6 +354,8 @@ impl Peer for PeerService {
             }
             let inbound = Inbound {
                 from: frame.from,
+                incarnation: frame.incarnation,
+                abstaining: frame.abstaining,
                 payload: frame.payload,
             };
             if self.inbound.send(inbound).await.is_err() {
@@ -360,6 +383,8 @@ mod tests {
         PeerConfig {
             cluster: "test".into(),
             cluster_id: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            incarnation: 5,
+            abstaining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             node_id,
             peers: BTreeMap::new(),
             max_frame_bytes: 1024,
@@ -389,6 +414,8 @@ mod tests {
             to: 1,
             payload: Vec::new(),
             cluster_id,
+            incarnation: 9,
+            abstaining: false,
         };
         // Neither side may know its id yet (a new ensemble).
         assert!(service.check(&frame(0)).is_ok());
@@ -448,6 +475,8 @@ mod tests {
             got,
             Inbound {
                 from: 1,
+                incarnation: 5,
+                abstaining: false,
                 payload: b"hello".to_vec()
             }
         );

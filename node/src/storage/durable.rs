@@ -164,12 +164,14 @@ impl DurableLog {
         }
         // Apply the committed prefix the log holds, so the node serves its
         // last known state at once instead of after hearing from a leader.
+        // The replica takes the same prefix as committed (`Durable::commit`).
         for (expected, (slot, entry)) in (snapshot_slot + 1..).zip(&durable.entries) {
             if *slot != expected || *slot > commit {
                 break;
             }
             replay_value(&mut machine, *slot, &entry.value);
         }
+        durable.commit = commit;
         tracing::info!(
             snapshot_slot,
             records = found.entries.len(),

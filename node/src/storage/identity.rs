@@ -3,12 +3,15 @@
 //! adopted, and which incarnation of its member it is.
 //!
 //! ```text
-//! identity = "SYNODID\0" version:u32 incarnation:u64 cluster_id:u64 name_len:u32 name[name_len] crc:u32
+//! identity = "SYNODID\0" version:u32 incarnation:u64 cluster_id:u64 flags:u32 name_len:u32 name[name_len] crc:u32
 //! ```
 //!
 //! Little-endian; `crc` is CRC32C of every byte before it; `cluster_id` 0
 //! means "not known yet" (the first leader has not minted it, or this node
-//! has not applied it). The file is `<data-dir>/identity`, always replaced
+//! has not applied it). `flags` bit 0: the directory was initialised empty
+//! in an ensemble that already existed (`--initial-cluster-state
+//! existing`), so its member votes in nothing until it has been re-added.
+//! Version 1 files have no `flags` (read as 0). The file is `<data-dir>/identity`, always replaced
 //! whole: written as `identity.tmp`, fsynced, renamed over the old one and
 //! the directory fsynced, so a crash leaves either the old or the new file,
 //! never a mix. Any mismatch on read is damage and refuses the start.
@@ -21,9 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::fs::FileSystem;
 
 const MAGIC: &[u8; 8] = b"SYNODID\0";
-const FORMAT_VERSION: u32 = 1;
-/// Magic, version, incarnation, cluster id and the name's length.
-const FIXED_LEN: usize = 8 + 4 + 8 + 8 + 4;
+const FORMAT_VERSION: u32 = 2;
+/// Magic, version, incarnation, cluster id, flags and the name's length.
+const FIXED_LEN: usize = 8 + 4 + 8 + 8 + 4 + 4;
+/// Version 1 had no flags.
+const FIXED_LEN_V1: usize = FIXED_LEN - 4;
+const FLAG_JOINED_EXISTING: u32 = 1;
 /// Cluster names are flags, not data: anything longer is damage.
 const MAX_NAME_BYTES: usize = 4096;
 pub const IDENTITY_FILE: &str = "identity";
@@ -39,6 +45,10 @@ pub struct Identity {
     pub incarnation: u64,
     /// The ensemble's id, once this node has applied it.
     pub cluster_id: Option<u64>,
+    /// The directory was initialised empty in an ensemble that already
+    /// existed: the member votes in nothing until the configuration binds
+    /// its id to this incarnation (it was re-added).
+    pub joined_existing: bool,
 }
 
 /// Why the identity file cannot be used, phrased for the operator.
@@ -95,15 +105,17 @@ pub struct IdentityFile {
 }
 
 impl IdentityFile {
-    /// Loads `<dir>/identity`, or initialises it with `cluster` and a new
-    /// incarnation from `mint` when the directory has none (a fresh
-    /// directory, or one written before identity files existed). Refuses a
-    /// directory of another cluster. Call it only while holding the
-    /// storage lock, so that no other process writes the file meanwhile.
+    /// Loads `<dir>/identity`, or initialises it with `cluster`, a new
+    /// incarnation from `mint` and `joined_existing` when the directory has
+    /// none (a fresh directory, or one written before identity files
+    /// existed). Refuses a directory of another cluster. Call it only while
+    /// holding the storage lock, so that no other process writes the file
+    /// meanwhile.
     pub fn open_or_init(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         cluster: &str,
+        joined_existing: bool,
         mint: impl FnOnce() -> Result<u64, IdentityError>,
     ) -> Result<IdentityFile, IdentityError> {
         let path = dir.join(IDENTITY_FILE);
@@ -125,12 +137,14 @@ impl IdentityFile {
                     cluster: cluster.to_owned(),
                     incarnation: mint()?,
                     cluster_id: None,
+                    joined_existing,
                 };
                 write(&*fs, dir, &identity)?;
                 tracing::info!(
                     dir = %dir.display(),
                     cluster,
                     incarnation = %format_id(identity.incarnation),
+                    joined_existing,
                     "initialised the data directory's identity"
                 );
                 Ok(IdentityFile::new(fs, Some(dir.to_path_buf()), identity))
@@ -153,6 +167,7 @@ impl IdentityFile {
                 cluster: cluster.to_owned(),
                 incarnation,
                 cluster_id: None,
+                joined_existing: false,
             },
         )
     }
@@ -228,6 +243,12 @@ pub fn encode(identity: &Identity) -> Vec<u8> {
     b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     b.extend_from_slice(&identity.incarnation.to_le_bytes());
     b.extend_from_slice(&identity.cluster_id.unwrap_or(0).to_le_bytes());
+    let flags = if identity.joined_existing {
+        FLAG_JOINED_EXISTING
+    } else {
+        0
+    };
+    b.extend_from_slice(&flags.to_le_bytes());
     // Names are flags of at most a few dozen bytes; longer ones are
     // refused by decode, so they are never written either.
     b.extend_from_slice(&(name.len() as u32).to_le_bytes());
@@ -251,7 +272,7 @@ fn le_u64(b: &[u8]) -> u64 {
 
 /// Checks a whole identity file, or says what is wrong with it.
 pub fn decode(bytes: &[u8]) -> Result<Identity, String> {
-    if bytes.len() < FIXED_LEN + 4 {
+    if bytes.len() < FIXED_LEN_V1 + 4 {
         return Err(format!("it is cut short ({} bytes)", bytes.len()));
     }
     if &bytes[..8] != MAGIC {
@@ -262,27 +283,39 @@ pub fn decode(bytes: &[u8]) -> Result<Identity, String> {
         return Err("the checksum does not match".into());
     }
     let version = le_u32(&body[8..]);
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "format version {version} is not supported (this build reads version \
-             {FORMAT_VERSION}); run the Synod version that wrote it"
-        ));
+    let fixed = match version {
+        1 => FIXED_LEN_V1,
+        FORMAT_VERSION => FIXED_LEN,
+        _ => {
+            return Err(format!(
+                "format version {version} is not supported (this build reads versions 1 to \
+                 {FORMAT_VERSION}); run the Synod version that wrote it"
+            ));
+        }
+    };
+    if body.len() < fixed {
+        return Err(format!("it is cut short ({} bytes)", bytes.len()));
     }
     let incarnation = le_u64(&body[12..]);
     let cluster_id = le_u64(&body[20..]);
-    let name_len = le_u32(&body[28..]) as usize;
-    if name_len > MAX_NAME_BYTES || body.len() != FIXED_LEN + name_len {
+    let flags = if version == 1 { 0 } else { le_u32(&body[28..]) };
+    let name_len = le_u32(&body[fixed - 4..]) as usize;
+    if name_len > MAX_NAME_BYTES || body.len() != fixed + name_len {
         return Err(format!(
             "the cluster name's length {name_len} does not match the file's length {}",
             bytes.len()
         ));
     }
-    let cluster = String::from_utf8(body[FIXED_LEN..].to_vec())
+    if flags & !FLAG_JOINED_EXISTING != 0 {
+        return Err(format!("unknown flags {flags:#x}"));
+    }
+    let cluster = String::from_utf8(body[fixed..].to_vec())
         .map_err(|_| "the cluster name is not UTF-8".to_string())?;
     Ok(Identity {
         cluster,
         incarnation,
         cluster_id: (cluster_id != 0).then_some(cluster_id),
+        joined_existing: flags & FLAG_JOINED_EXISTING != 0,
     })
 }
 
@@ -320,7 +353,7 @@ mod tests {
         cluster: &str,
         mint: impl FnOnce() -> Result<u64, IdentityError>,
     ) -> Result<IdentityFile, IdentityError> {
-        IdentityFile::open_or_init(fs.clone(), &dir(), cluster, mint)
+        IdentityFile::open_or_init(fs.clone(), &dir(), cluster, false, mint)
     }
 
     fn mint(id: u64) -> impl FnOnce() -> Result<u64, IdentityError> {
@@ -334,11 +367,13 @@ mod tests {
                 cluster: "prod-eu".into(),
                 incarnation: 7,
                 cluster_id: None,
+                joined_existing: false,
             },
             Identity {
                 cluster: String::new(),
                 incarnation: u64::MAX,
                 cluster_id: Some(0xfeed_f00d),
+                joined_existing: true,
             },
         ] {
             assert_eq!(decode(&encode(&identity)), Ok(identity));
@@ -360,7 +395,43 @@ mod tests {
                 cluster: "a".into(),
                 incarnation: 5,
                 cluster_id: Some(99),
+                joined_existing: false,
             }
+        );
+    }
+
+    #[test]
+    fn joined_existing_is_recorded_at_initialisation_only() {
+        let fs = Arc::new(FaultFs::new());
+        let file =
+            IdentityFile::open_or_init(fs.clone(), &dir(), "a", true, mint(6)).expect("init");
+        assert!(file.identity().joined_existing);
+        // A restart with `new` keeps what the directory was created as.
+        let again =
+            IdentityFile::open_or_init(fs.clone(), &dir(), "a", false, mint(7)).expect("reload");
+        assert!(again.identity().joined_existing);
+        assert_eq!(again.identity().incarnation, 6);
+    }
+
+    #[test]
+    fn a_version_1_file_reads_without_flags() {
+        let mut b = Vec::new();
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&9u64.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(b"a");
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode(&b),
+            Ok(Identity {
+                cluster: "a".into(),
+                incarnation: 9,
+                cluster_id: None,
+                joined_existing: false,
+            })
         );
     }
 
@@ -419,6 +490,7 @@ mod tests {
                         cluster: "a".into(),
                         incarnation: 1,
                         cluster_id: None,
+                        joined_existing: false,
                     })[..cut]
                 )
                 .is_err()

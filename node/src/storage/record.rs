@@ -48,8 +48,9 @@ impl LogRecord {
     }
 }
 
-/// Version of the snapshot file payload.
-const SNAPSHOT_FILE_FORMAT: u32 = 1;
+/// Version of the snapshot file payload: 2 adds the members' incarnation
+/// bindings after the observers; version 1 files (none) still read.
+const SNAPSHOT_FILE_FORMAT: u32 = 2;
 
 fn put_ids(e: &mut Encoder, ids: &[NodeId]) {
     e.len(ids.len());
@@ -80,6 +81,11 @@ pub fn snapshot_file_prefix(slot: Slot, membership: &Membership) -> Vec<u8> {
     e.u64(slot);
     put_ids(&mut e, &membership.voters);
     put_ids(&mut e, &membership.observers);
+    e.len(membership.incarnations.len());
+    for (id, incarnation) in &membership.incarnations {
+        e.u64(*id);
+        e.u64(*incarnation);
+    }
     e.buf
 }
 
@@ -88,7 +94,7 @@ pub fn snapshot_file_prefix(slot: Slot, membership: &Membership) -> Vec<u8> {
 pub fn decode_snapshot_file_header(bytes: &[u8]) -> Result<(Slot, Membership, usize), CodecError> {
     let mut d = Decoder::new(bytes);
     let format = d.u32("snapshot file format")?;
-    if format != SNAPSHOT_FILE_FORMAT {
+    if format != 1 && format != SNAPSHOT_FILE_FORMAT {
         return Err(CodecError::BadTag {
             what: "snapshot file format",
             tag: u8::try_from(format).unwrap_or(u8::MAX),
@@ -98,7 +104,16 @@ pub fn decode_snapshot_file_header(bytes: &[u8]) -> Result<(Slot, Membership, us
     let slot = d.u64("snapshot slot")?;
     let voters = get_ids(&mut d, "voters")?;
     let observers = get_ids(&mut d, "observers")?;
-    Ok((slot, Membership::new(voters, observers), d.position()))
+    let mut membership = Membership::new(voters, observers);
+    if format >= 2 {
+        let n = d.len("incarnations", 16)?;
+        for _ in 0..n {
+            let id = d.u64("member")?;
+            let incarnation = d.u64("incarnation")?;
+            membership.bind(id, incarnation);
+        }
+    }
+    Ok((slot, membership, d.position()))
 }
 
 #[cfg(test)]
@@ -128,7 +143,9 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(LogRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let membership = Membership::new(vec![1, 2, 3], vec![4]);
+        let mut membership = Membership::new(vec![1, 2, 3], vec![4]);
+        membership.bind(2, 0xabc);
+        membership.bind(4, 7);
         let file = encode_snapshot_file(42, &membership, b"state");
         let (slot, decoded, at) = decode_snapshot_file_header(&file).unwrap();
         assert_eq!(

@@ -15,6 +15,10 @@ fn peer_frame(cluster: &str, from: u64, to: u64, payload: Vec<u8>) -> pb::PeerFr
         payload,
         // Not known to the sender: taken by a node of any cluster id.
         cluster_id: 0,
+        // No incarnation: decoded and checked like any frame, though the
+        // consensus core counts no vote of a bound member claiming none.
+        incarnation: 0,
+        abstaining: false,
     }
 }
 

@@ -774,6 +774,8 @@ fn print_status(
                     "commit_index": m.commit_index,
                     "lag": m.lag,
                     "last_heard_ms": m.last_heard_ms,
+                    "incarnation_id": hex_id(m.incarnation_id),
+                    "foreign_incarnation": m.foreign_incarnation,
                 })
             })
             .collect();
@@ -798,6 +800,7 @@ fn print_status(
             // show them (JSON numbers lose precision above 2^53).
             "cluster_id": hex_id(status.cluster_id),
             "incarnation_id": hex_id(status.incarnation_id),
+            "awaiting_readd": status.awaiting_readd,
         }));
     }
     let ready = if status.not_ready.is_empty() {
@@ -841,12 +844,17 @@ fn print_status(
     if role == "leader" {
         for m in &status.members {
             out.line(&format!(
-                "    member {} {}  commit {}  lag {}  heard {} ms ago",
+                "    member {} {}  commit {}  lag {}  heard {} ms ago{}",
                 m.id,
                 if m.voter { "voter" } else { "observer" },
                 m.commit_index,
                 m.lag,
-                m.last_heard_ms
+                m.last_heard_ms,
+                if m.foreign_incarnation {
+                    "  (wiped: another incarnation; remove and re-add it)"
+                } else {
+                    ""
+                }
             ))?;
         }
     }
@@ -855,7 +863,7 @@ fn print_status(
 
 /// A cluster or incarnation id for `--json`: 16 hex digits, or null for
 /// "not known yet" (0).
-fn hex_id(id: u64) -> serde_json::Value {
+pub(crate) fn hex_id(id: u64) -> serde_json::Value {
     if id == 0 {
         serde_json::Value::Null
     } else {

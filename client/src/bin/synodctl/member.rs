@@ -375,6 +375,8 @@ async fn list(cli: &Cli, endpoints: &[String], out: &mut Out) -> Result<()> {
                     "commit_index": from_leader.then_some(m.commit_index),
                     "lag": from_leader.then_some(m.lag),
                     "last_heard_ms": from_leader.then_some(m.last_heard_ms),
+                    "incarnation_id": crate::hex_id(m.incarnation_id),
+                    "foreign_incarnation": from_leader.then_some(m.foreign_incarnation),
                 })
             })
             .collect();
@@ -406,8 +408,13 @@ async fn list(cli: &Cli, endpoints: &[String], out: &mut Out) -> Result<()> {
         } else {
             ("-".into(), "-".into(), "-".into())
         };
+        let warning = if from_leader && m.foreign_incarnation {
+            "  wiped: another incarnation; remove and re-add it"
+        } else {
+            ""
+        };
         out.line(&format!(
-            "{:<6} {role:<9} {commit:>12} {lag:>8} {heard:>10}",
+            "{:<6} {role:<9} {commit:>12} {lag:>8} {heard:>10}{warning}",
             m.id
         ))?;
     }
