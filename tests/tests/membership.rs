@@ -196,8 +196,11 @@ async fn a_fourth_node_joins_is_promoted_demoted_and_removed_by_committed_calls(
     assert!(view.leader_commit_index >= view.commit_index, "{view:?}");
     assert!(!view.membership_change_pending, "{view:?}");
 
-    // Node 4 starts knowing the voters; they were started without it.
-    let _joiner = start(4, Some(format!("4={}", peer(4))));
+    // Node 4 starts with the same bootstrap flags as the voters (a
+    // StatefulSet's fourth pod): in no list, it boots not ready.
+    let joiner = start(4, None);
+    let why = status(&mut admin(joiner.addr)).await.not_ready;
+    assert!(why.contains("not in the configuration"), "{why}");
 
     // Added as an observer: answered once committed; again: already done.
     let added = member(&all, &["add", "4", "--observer"]).await;

@@ -25,6 +25,10 @@ const DEFAULT_COMMIT_WAIT: Duration = Duration::from_secs(10);
 /// The longest wait a call may ask for.
 const MAX_COMMIT_WAIT: Duration = Duration::from_secs(300);
 
+/// How long a membership call waits before it asks again after a refusal
+/// that passes by itself.
+const TRANSIENT_RETRY: Duration = Duration::from_millis(50);
+
 /// How often a waiting call looks at the commit index: a change commits
 /// in a few heartbeats, and each look is one small job for the driver.
 const COMMIT_POLL: Duration = Duration::from_millis(20);
@@ -232,7 +236,20 @@ impl Admin for AdminService {
             ms => Duration::from_millis(ms).min(MAX_COMMIT_WAIT),
         };
         let deadline = Instant::now() + wait;
-        let outcome = self.membership_call(change, node, deadline).await?;
+        // Refusals that pass by themselves within a round trip or two (a
+        // leader just elected, an incarnation being recorded) are retried
+        // here, within the call's deadline; their messages end in "retry".
+        let outcome = loop {
+            match self.membership_call(change, node, deadline).await {
+                Err(status)
+                    if status.message().ends_with("; retry")
+                        && Instant::now() + TRANSIENT_RETRY < deadline =>
+                {
+                    tokio::time::sleep(TRANSIENT_RETRY).await;
+                }
+                done => break done?,
+            }
+        };
         let (membership, committed) = if outcome.already_done {
             (outcome.membership, true)
         } else if request.wait_for_commit {

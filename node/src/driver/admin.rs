@@ -32,6 +32,10 @@ pub enum MembershipError {
     NoAddress(NodeId),
     #[error("the leader was just elected and is still committing what earlier leaders left; retry")]
     LeaderCatchingUp,
+    /// The change in flight only binds members to their incarnations (no
+    /// member's role changes): it commits in one round trip.
+    #[error("the leader is recording a member's incarnation; retry")]
+    BindingInFlight,
     /// The leader's refusal of a call this node forwarded to it.
     #[error("node {leader} (the leader) refused: {message}")]
     AtLeader { leader: NodeId, message: String },
@@ -101,6 +105,12 @@ impl NodeState {
         }
         let committed = self.replica.membership();
         let pending = self.replica.pending_membership();
+        if let Some((_, p)) = &pending
+            && p.voters == committed.voters
+            && p.observers == committed.observers
+        {
+            return Err(MembershipError::BindingInFlight);
+        }
         let planned = membership::plan(
             committed,
             pending.as_ref().map(|(slot, m)| (*slot, m)),
