@@ -261,6 +261,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_ZOOKEEPER_ADDRESS_TEMPLATE")]
     pub zookeeper_address_template: Option<String>,
 
+    /// Let ZooKeeper clients change the membership with `reconfig`
+    /// (ZooKeeper's `reconfigEnabled`), authorised for the super user
+    /// only, as ZooKeeper does. Needs `--zookeeper-address-template`.
+    /// Joining servers must name the address this ensemble dials them at.
+    #[arg(long, env = "SYNOD_ZOOKEEPER_RECONFIG", default_value_t = false)]
+    pub zookeeper_reconfig: bool,
+
     /// The four-letter words answered on the ZooKeeper port, comma
     /// separated, or `*` (ZooKeeper's `4lw.commands.whitelist`).
     #[arg(
@@ -500,6 +507,10 @@ impl NodeConfig {
             ),
             ("heartbeatMs".into(), self.heartbeat_ms.to_string()),
             (
+                "reconfigEnabled".into(),
+                self.zookeeper_reconfig.to_string(),
+            ),
+            (
                 "electionTimeoutMs".into(),
                 self.election_timeout_ms.to_string(),
             ),
@@ -513,6 +524,7 @@ impl NodeConfig {
             max_outstanding: self.zookeeper_max_outstanding,
             handshake_timeout: Duration::from_secs(10),
             words: crate::api::zookeeper::WordList::parse(&self.four_letter_words),
+            reconfig: self.zookeeper_reconfig,
             conf,
             ensemble_addresses: self.zookeeper_address_template.as_ref().map(|template| {
                 let peers = ensemble

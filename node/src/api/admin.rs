@@ -71,6 +71,46 @@ impl AdminService {
         }
     }
 
+    /// [`AdminService::membership_call`], asking again after refusals that
+    /// pass by themselves within a round trip or two (a leader just
+    /// elected, an incarnation being recorded: their messages end in
+    /// "retry"), within the deadline.
+    async fn membership_call_retried(
+        &self,
+        change: MembershipChange,
+        node: u64,
+        deadline: Instant,
+    ) -> Result<MembershipOutcome, Status> {
+        loop {
+            match self.membership_call(change, node, deadline).await {
+                Err(status)
+                    if status.message().ends_with("; retry")
+                        && Instant::now() + TRANSIENT_RETRY < deadline =>
+                {
+                    tokio::time::sleep(TRANSIENT_RETRY).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Makes one membership change and waits until it is committed (or
+    /// finds it already done); the ZooKeeper front end's `reconfig` runs
+    /// its steps through this.
+    pub async fn change_committed(
+        &self,
+        change: MembershipChange,
+        node: u64,
+        deadline: Instant,
+    ) -> Result<synod_core::paxos::Membership, Status> {
+        let outcome = self.membership_call_retried(change, node, deadline).await?;
+        if outcome.already_done {
+            return Ok(outcome.membership);
+        }
+        self.wait_for_commit(change, node, outcome.slot, deadline)
+            .await
+    }
+
     /// Waits until `slot` is committed here, then answers with the
     /// membership committed at it, or an error if the slot holds another
     /// value (a new leader filled it) or the deadline passes.
@@ -236,20 +276,7 @@ impl Admin for AdminService {
             ms => Duration::from_millis(ms).min(MAX_COMMIT_WAIT),
         };
         let deadline = Instant::now() + wait;
-        // Refusals that pass by themselves within a round trip or two (a
-        // leader just elected, an incarnation being recorded) are retried
-        // here, within the call's deadline; their messages end in "retry".
-        let outcome = loop {
-            match self.membership_call(change, node, deadline).await {
-                Err(status)
-                    if status.message().ends_with("; retry")
-                        && Instant::now() + TRANSIENT_RETRY < deadline =>
-                {
-                    tokio::time::sleep(TRANSIENT_RETRY).await;
-                }
-                done => break done?,
-            }
-        };
+        let outcome = self.membership_call_retried(change, node, deadline).await?;
         let (membership, committed) = if outcome.already_done {
             (outcome.membership, true)
         } else if request.wait_for_commit {

@@ -141,6 +141,7 @@ async fn run(
         session,
         peer: Some(stats.peer.ip()),
         ensemble: shared.config.ensemble_addresses.clone(),
+        reconfig: shared.config.reconfig,
     };
     // The server gives up on a client silent for its whole session timeout,
     // as ZooKeeper does; clients ping at a third of it.

@@ -25,6 +25,16 @@ pub struct EnsembleAddresses {
 }
 
 impl EnsembleAddresses {
+    /// The peer address the ensemble dials member `id` at: listed, or
+    /// from the template.
+    pub fn peer_address(&self, id: u64) -> Option<String> {
+        self.peers.get(&id).cloned().or_else(|| {
+            self.peer_template
+                .as_ref()
+                .map(|t| templated_address(t, id))
+        })
+    }
+
     /// The text of `/zookeeper/config` for the committed membership
     /// committed at `slot`.
     pub fn render(&self, voters: &[u64], observers: &[u64], slot: u64) -> String {
@@ -39,16 +49,7 @@ impl EnsembleAddresses {
             let client = templated_address(&self.zookeeper_template, id);
             // ZooKeeper wants two quorum ports; Synod has one peer port.
             // Clients do not use them, but parsers need host:port:port.
-            let peer = self
-                .peers
-                .get(&id)
-                .cloned()
-                .or_else(|| {
-                    self.peer_template
-                        .as_ref()
-                        .map(|t| templated_address(t, id))
-                })
-                .unwrap_or_else(|| client.clone());
+            let peer = self.peer_address(id).unwrap_or_else(|| client.clone());
             let _ = writeln!(out, "server.{id}={peer}:{}:{role};{client}", port_of(&peer));
         }
         let _ = write!(out, "version={slot:x}");

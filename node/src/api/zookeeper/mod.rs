@@ -13,6 +13,7 @@ pub mod ensemble_config;
 pub mod jute;
 mod ops;
 pub mod proto;
+pub mod reconfig;
 mod words;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -74,6 +75,8 @@ pub struct ZkConfig {
     pub conf: Vec<(String, String)>,
     /// What `/zookeeper/config` lists; `None` leaves it empty.
     pub ensemble_addresses: Option<std::sync::Arc<ensemble_config::EnsembleAddresses>>,
+    /// Whether `reconfig` changes the membership.
+    pub reconfig: bool,
 }
 
 /// Counters of one connection, for `cons` and `stat`.

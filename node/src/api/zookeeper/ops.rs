@@ -39,9 +39,11 @@ pub struct Caller {
     pub peer: Option<IpAddr>,
     /// What `/zookeeper/config` lists, when configured.
     pub ensemble: Option<std::sync::Arc<EnsembleAddresses>>,
+    /// Whether `reconfig` changes the membership (`--zookeeper-reconfig`).
+    pub reconfig: bool,
 }
 
-fn ready(reply: Reply) -> Pending {
+pub(super) fn ready(reply: Reply) -> Pending {
     Box::pin(std::future::ready(reply))
 }
 
@@ -171,7 +173,7 @@ where
 }
 
 /// ZooKeeper's dynamic configuration node (`getConfig`).
-const CONFIG_PATH: &str = "/zookeeper/config";
+pub(super) const CONFIG_PATH: &str = "/zookeeper/config";
 
 /// The write a create request asks for, checked against its opcode as
 /// ZooKeeper checks it: TTL modes only through createTTL (with a TTL in
@@ -653,13 +655,34 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             reply.close = true;
             reply
         }),
-        // Membership changes through ZooKeeper's reconfig are not enabled:
-        // answered as ZooKeeper answers with reconfigEnabled=false.
-        Request::Reconfig => answered(Reply {
-            xid,
-            result: Err(code::RECONFIG_DISABLED),
-            close: false,
-        }),
+        // Membership changes through ZooKeeper's reconfig: only with
+        // --zookeeper-reconfig and the address template (otherwise answered
+        // as ZooKeeper answers with reconfigEnabled=false).
+        Request::Reconfig {
+            joining,
+            leaving,
+            new_members,
+            config_id,
+        } => match caller.ensemble.clone().filter(|_| caller.reconfig) {
+            None => answered(Reply {
+                xid,
+                result: Err(code::RECONFIG_DISABLED),
+                close: false,
+            }),
+            Some(ensemble) => super::reconfig::prepare(
+                super::reconfig::Asked {
+                    xid,
+                    session,
+                    peer,
+                    joining,
+                    leaving,
+                    new_members,
+                    config_id,
+                },
+                caller.driver.clone(),
+                ensemble,
+            ),
+        },
         // No SASL, and opcodes nobody should send: ZooKeeper answers
         // UNIMPLEMENTED and closes the connection.
         Request::Sasl | Request::Unknown(_) => answered(Reply {

@@ -227,7 +227,14 @@ pub enum Request {
     },
     Multi(Vec<MultiOp>),
     MultiRead(Vec<ReadOp>),
-    Reconfig,
+    /// `joiningServers`, `leavingServers`, `newMembers` (each may be
+    /// null) and `curConfigId` (-1: any).
+    Reconfig {
+        joining: Option<String>,
+        leaving: Option<String>,
+        new_members: Option<String>,
+        config_id: i64,
+    },
     CheckWatches {
         path: String,
         watcher_type: WatcherType,
@@ -437,7 +444,12 @@ impl Request {
                     }
                 })
             })?),
-            op::RECONFIG => Request::Reconfig,
+            op::RECONFIG => Request::Reconfig {
+                joining: r.ustring_opt("joiningServers")?,
+                leaving: r.ustring_opt("leavingServers")?,
+                new_members: r.ustring_opt("newMembers")?,
+                config_id: r.long("curConfigId")?,
+            },
             op::CHECK_WATCHES | op::REMOVE_WATCHES => {
                 let path = r.ustring("path")?;
                 let watcher_type = watcher_type(r.int("watcher type")?)?;
