@@ -1,0 +1,6 @@
+//! The Synod Kubernetes operator as a library: the `CoordinationEnsemble`
+//! resource, the pure builders of the objects it owns, the pure planner of
+//! ensemble actions and the reconciler that drives them. The binary
+//! (`src/main.rs`) only parses flags and starts these.
+
+pub mod crd;
