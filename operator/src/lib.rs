@@ -3,4 +3,6 @@
 //! ensemble actions and the reconciler that drives them. The binary
 //! (`src/main.rs`) only parses flags and starts these.
 
+pub mod build;
 pub mod crd;
+pub mod render;
