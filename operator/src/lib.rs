@@ -5,4 +5,5 @@
 
 pub mod build;
 pub mod crd;
+pub mod planner;
 pub mod render;
