@@ -480,8 +480,13 @@ pub struct CoordinationEnsembleStatus {
     /// The `--cluster` value in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
-    /// Set once, when the ensemble first formed (or was adopted with data):
-    /// from then on new pods start with `--initial-cluster-state existing`.
+    /// The ids given in `--peers`, recorded at the first reconcile and never
+    /// changed: scaling never changes the pod template (T11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap_voters: Vec<u64>,
+    /// Set once, when a leader was first seen (the ensemble formed, or was
+    /// adopted with its data): from then on pods start with
+    /// `--initial-cluster-state existing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapRecord>,
     /// Committed voters and observers, from the leader.
@@ -494,8 +499,6 @@ pub struct CoordinationEnsembleStatus {
     pub voter_count: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderRef>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit_index: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -511,13 +514,12 @@ pub struct CoordinationEnsembleStatus {
     pub last_action: Option<String>,
 }
 
-/// When and with which voters the ensemble was first formed.
+/// The ensemble formed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BootstrapRecord {
-    /// The ids given in `--peers` at creation; never changed, so scaling
-    /// never changes the pod template.
-    pub voters: Vec<u64>,
+    /// When the operator first saw a leader (RFC 3339).
+    pub formed_at: String,
     /// The ensemble's cluster id (16 hex digits) once a node reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
@@ -539,8 +541,11 @@ pub struct MemberStatus {
     /// leader, follower or observer.
     pub role: String,
     pub ready: bool,
-    pub lag: u64,
-    pub last_heard_ms: u64,
+    /// The leader reports it within `upgrade.maxLagForPromotion` and heard
+    /// from recently. (Lag and commit index themselves are not recorded:
+    /// they change with every write, and each status change would trigger
+    /// another reconcile; `synodctl member list` shows them.)
+    pub caught_up: bool,
     /// The member came back with another data directory than the one the
     /// configuration binds (a wiped disk): it must be removed and re-added.
     #[serde(default)]

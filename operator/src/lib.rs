@@ -3,7 +3,11 @@
 //! ensemble actions and the reconciler that drives them. The binary
 //! (`src/main.rs`) only parses flags and starts these.
 
+pub mod admin;
 pub mod build;
 pub mod crd;
+pub mod metrics;
 pub mod planner;
+pub mod reconcile;
 pub mod render;
+pub mod status;

@@ -1,5 +1,6 @@
-//! `synod-operator`: `crdgen` writes the CRD, `render` prints the objects
-//! for a resource. (The controller follows.)
+//! `synod-operator`: `run` reconciles CoordinationEnsembles (and serves
+//! its metrics), `crdgen` writes the CRD, `render` prints the objects for a
+//! resource without a cluster.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller against the cluster (in-cluster config or
+    /// KUBECONFIG).
+    Run {
+        /// Where to serve /metrics, /healthz and /readyz.
+        #[arg(
+            long,
+            env = "SYNOD_OPERATOR_METRICS_ADDR",
+            default_value = "0.0.0.0:8080"
+        )]
+        metrics_addr: std::net::SocketAddr,
+        /// Watch only this namespace (default: all).
+        #[arg(long, env = "SYNOD_OPERATOR_NAMESPACE")]
+        namespace: Option<String>,
+        /// Log lines as JSON.
+        #[arg(long, env = "SYNOD_OPERATOR_LOG_JSON")]
+        log_json: bool,
+        #[command(flatten)]
+        image: ImageArgs,
+    },
     /// Write the CoordinationEnsemble CRD as YAML (to stdout, or to each
     /// `--out` file).
     Crdgen {
@@ -62,6 +82,16 @@ impl ImageArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            metrics_addr,
+            namespace,
+            log_json,
+            image,
+        } => {
+            init_tracing(log_json);
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(run(metrics_addr, namespace, image.context()))
+        }
         Command::Crdgen { out } => crdgen(&out),
         Command::Render {
             file,
@@ -91,5 +121,60 @@ fn crdgen(out: &[PathBuf]) -> anyhow::Result<()> {
     for path in out {
         std::fs::write(path, &yaml).with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNOD_OPERATOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(
+    metrics_addr: std::net::SocketAddr,
+    namespace: Option<String>,
+    build: synod_operator::build::BuildContext,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use synod_operator::metrics::Metrics;
+    use synod_operator::reconcile::{Context, run as run_controller};
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let metrics = Arc::new(Metrics::default());
+    let served = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = served.clone();
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("binding {metrics_addr}"))?;
+    tracing::info!(%metrics_addr, ?namespace, "synod-operator starting");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let ctx = Arc::new(Context::new(client, metrics, build));
+    run_controller(ctx, namespace).await;
+    server.abort();
+    tracing::info!("synod-operator stopped");
     Ok(())
 }

@@ -110,16 +110,17 @@ impl Recorded {
         }
     }
 
-    /// From the status, when it holds a bootstrap record.
+    /// From the status: the frozen bootstrap voters once recorded (else the
+    /// spec's size, as at creation) and whether the ensemble formed.
     pub fn from_status(ce: &CoordinationEnsemble, statefulset_replicas: Option<i32>) -> Self {
         let initial = Recorded::initial(ce);
-        let bootstrap = ce.status.as_ref().and_then(|s| s.bootstrap.as_ref());
+        let status = ce.status.as_ref();
         Recorded {
-            bootstrap_voters: bootstrap
-                .and_then(|b| b.voters.iter().max().copied())
+            bootstrap_voters: status
+                .and_then(|s| s.bootstrap_voters.iter().max().copied())
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(initial.bootstrap_voters),
-            bootstrapped: bootstrap.is_some(),
+            bootstrapped: status.is_some_and(|s| s.bootstrap.is_some()),
             statefulset_replicas: statefulset_replicas.unwrap_or(initial.statefulset_replicas),
         }
     }

@@ -86,8 +86,8 @@ pub fn statefulset(
                 spec: Some(pod_spec(ce, &names, ctx)),
             },
             volume_claim_templates: Some(vec![
-                claim_template("log", &spec.storage.log),
-                claim_template("snapshot", &spec.storage.snapshot),
+                claim_template(&names, "log", &spec.storage.log),
+                claim_template(&names, "snapshot", &spec.storage.snapshot),
             ]),
             ..StatefulSetSpec::default()
         }),
@@ -95,10 +95,12 @@ pub fn statefulset(
     })
 }
 
-fn claim_template(name: &str, volume: &VolumeSpec) -> PersistentVolumeClaim {
+fn claim_template(names: &Names, name: &str, volume: &VolumeSpec) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(name.into()),
+            // The operator lists a member's volumes by these labels.
+            labels: Some(selector_labels(names)),
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeClaimSpec {

@@ -1,0 +1,213 @@
+//! From the Kubernetes objects and the nodes' `Status` answers to the
+//! planner's `Observed`. Nodes are asked by pod IP (no dependence on the
+//! operator's own DNS view), all at once, each with a short timeout; a node
+//! that does not answer simply does not report.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::Timestamp;
+use synod_proto::v1 as pb;
+use tracing::debug;
+
+use crate::admin;
+use crate::build::CLIENT_PORT;
+use crate::planner::{ClaimRef, LeaderView, NodeId, NodeView, Observed, PodView, StatefulSetView};
+
+/// The Kubernetes side, as listed.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub name: String,
+    pub statefulset: Option<StatefulSet>,
+    pub pods: Vec<Pod>,
+    pub claims: Vec<PersistentVolumeClaim>,
+}
+
+/// The answers of the nodes, by the id of the pod they run in.
+#[derive(Debug, Clone, Default)]
+pub struct NodeStatuses {
+    pub by_pod: BTreeMap<NodeId, (String, pb::StatusResponse)>,
+}
+
+impl NodeStatuses {
+    /// The answer of the node that says it leads.
+    pub fn leader(&self) -> Option<&pb::StatusResponse> {
+        self.by_pod
+            .values()
+            .map(|(_, s)| s)
+            .find(|s| admin::is_leader(s))
+    }
+
+    pub fn leader_address(&self) -> Option<String> {
+        self.by_pod
+            .values()
+            .find(|(_, s)| admin::is_leader(s))
+            .map(|(a, _)| a.clone())
+    }
+}
+
+/// `<name>-<ordinal>` → id ordinal + 1, as the node derives it.
+pub fn id_of(statefulset: &str, object_name: &str) -> Option<NodeId> {
+    let ordinal: u64 = object_name
+        .strip_prefix(statefulset)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()?;
+    ordinal.checked_add(1)
+}
+
+/// A claim's member: `log-<name>-<ordinal>` or `snapshot-<name>-<ordinal>`.
+fn claim_id(statefulset: &str, claim: &str) -> Option<NodeId> {
+    ["log-", "snapshot-"]
+        .iter()
+        .find_map(|prefix| id_of(statefulset, claim.strip_prefix(prefix)?))
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl World {
+    pub fn statefulset_replicas(&self) -> Option<i32> {
+        self.statefulset.as_ref()?.spec.as_ref()?.replicas
+    }
+
+    /// The planner's input.
+    pub fn to_observed(&self, nodes: &NodeStatuses) -> Observed {
+        let now = Timestamp::now();
+        let statefulset = self.statefulset.as_ref().map(|sts| StatefulSetView {
+            replicas: sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .and_then(|r| u32::try_from(r).ok())
+                .unwrap_or(0),
+            update_revision: sts.status.as_ref().and_then(|s| s.update_revision.clone()),
+        });
+        let pods = self
+            .pods
+            .iter()
+            .filter_map(|pod| {
+                let id = id_of(&self.name, pod.metadata.name.as_deref()?)?;
+                let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                let age = created
+                    .map(|t| now.duration_since(t).as_secs().max(0))
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(0);
+                Some((
+                    id,
+                    PodView {
+                        uid: pod.metadata.uid.clone().unwrap_or_default(),
+                        ready: pod_ready(pod),
+                        terminating: pod.metadata.deletion_timestamp.is_some(),
+                        revision: pod
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("controller-revision-hash").cloned()),
+                        age_seconds: age,
+                    },
+                ))
+            })
+            .collect();
+        let mut claims: BTreeMap<NodeId, Vec<ClaimRef>> = BTreeMap::new();
+        for claim in &self.claims {
+            let Some(name) = claim.metadata.name.as_deref() else {
+                continue;
+            };
+            if let Some(id) = claim_id(&self.name, name) {
+                claims.entry(id).or_default().push(ClaimRef {
+                    name: name.to_owned(),
+                    uid: claim.metadata.uid.clone().unwrap_or_default(),
+                });
+            }
+        }
+        let node_views = nodes
+            .by_pod
+            .iter()
+            .map(|(id, (_, s))| {
+                (
+                    *id,
+                    NodeView {
+                        node_id: s.node_id,
+                        awaiting_readd: admin::awaiting_readd(s),
+                    },
+                )
+            })
+            .collect();
+        let leader = nodes.leader().map(|s| LeaderView {
+            id: s.node_id,
+            commit_index: s.commit_index,
+            change_pending: s.membership_change_pending,
+            members: s
+                .members
+                .iter()
+                .map(|m| (m.id, admin::member_view(m)))
+                .collect(),
+        });
+        Observed {
+            statefulset,
+            pods,
+            claims,
+            nodes: node_views,
+            leader,
+            bootstrapped: false,
+        }
+    }
+}
+
+/// `Status` of every running pod with an IP, concurrently.
+pub async fn observe_nodes(world: &World) -> NodeStatuses {
+    let targets: Vec<(NodeId, String)> = world
+        .pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|pod| {
+            let id = id_of(&world.name, pod.metadata.name.as_deref()?)?;
+            let ip = pod.status.as_ref()?.pod_ip.clone()?;
+            // An IPv6 pod address needs brackets in host:port.
+            let host = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip
+            };
+            Some((id, format!("{host}:{CLIENT_PORT}")))
+        })
+        .collect();
+    let answers = futures::future::join_all(targets.into_iter().map(|(id, address)| async move {
+        let answer = admin::status(&address).await;
+        (id, address, answer)
+    }))
+    .await;
+    let mut statuses = NodeStatuses::default();
+    for (id, address, answer) in answers {
+        match answer {
+            Ok(status) => {
+                statuses.by_pod.insert(id, (address, status));
+            }
+            Err(e) => debug!(id, error = %e, "node did not report"),
+        }
+    }
+    statuses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_come_from_ordinals_as_numbers() {
+        assert_eq!(id_of("synod", "synod-0"), Some(1));
+        assert_eq!(id_of("synod", "synod-10"), Some(11));
+        assert_eq!(id_of("my-ens", "my-ens-2"), Some(3));
+        assert_eq!(id_of("synod", "synodx-1"), None);
+        assert_eq!(id_of("synod", "synod-a"), None);
+        assert_eq!(claim_id("synod", "log-synod-3"), Some(4));
+        assert_eq!(claim_id("synod", "snapshot-synod-0"), Some(1));
+        assert_eq!(claim_id("synod", "data-synod-0"), None);
+    }
+}
