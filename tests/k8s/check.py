@@ -1,0 +1,219 @@
+"""Offline checks of the Kubernetes artefacts (no cluster can run here).
+
+- The Helm chart is rendered with the real Helm library (helm-python-sdk)
+  for default and non-default values and linted strictly; any lint finding
+  of severity >= 2 (warning, error) fails.
+- values.schema.json rejects bad values.
+- Every rendered object, both CRD files, and every object that
+  `synod-operator render` prints for the example resources are validated
+  with kubernetes-validate --strict against Kubernetes 1.33; a missing
+  schema fails for every kind but the Prometheus Operator's ServiceMonitor.
+- The example CoordinationEnsembles are validated against the CRD's
+  openAPIV3Schema (jsonschema), and bad ones are rejected.
+
+Usage: check.py REPO_ROOT SYNOD_OPERATOR_BINARY
+Prints "k8s: N passed, N failed" and exits non-zero on any failure.
+"""
+
+import copy
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import yaml
+
+KUBE_VERSION = "1.33.0"
+# Kinds whose schemas kubernetes-validate does not ship (not built in).
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+passed = 0
+failed = 0
+
+
+def check(name, fn):
+    global passed, failed
+    try:
+        fn()
+    except Exception as e:  # a check's failure is reported, not raised
+        failed += 1
+        print(f"FAIL {name}: {type(e).__name__}: {e}")
+    else:
+        passed += 1
+        print(f"ok   {name}")
+
+
+def documents(text):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def validate_object(obj, where):
+    key = (obj.get("apiVersion"), obj.get("kind"))
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        if key not in FOREIGN_KINDS:
+            raise AssertionError(f"{where}: no Kubernetes {KUBE_VERSION} schema for {key}")
+    except kubernetes_validate.ValidationError as e:
+        path = "/".join(str(p) for p in e.path)
+        raise AssertionError(f"{where}: {key[1]}/{obj['metadata'].get('name')}: {path}: {e.message}")
+
+
+def main():
+    root, binary = sys.argv[1], sys.argv[2]
+    chart_dir = os.path.join(root, "charts", "synod-operator")
+    chart = helm.Chart.load(chart_dir)
+
+    value_sets = {
+        "default": {},
+        "everything-on": {
+            "watchNamespace": "release",
+            "image": {"repository": "registry.example.com/synod/operator", "tag": "9.9.9",
+                      "pullPolicy": "Always"},
+            "imagePullSecrets": ["regcred"],
+            "nodeImage": {"repository": "registry.example.com/synod/synod", "tag": "9.9.9"},
+            "serviceAccount": {"create": True, "name": "synod-op",
+                               "annotations": {"example.com/role": "operator"}},
+            "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "interval": "15s",
+                                                         "labels": {"release": "prom"}}},
+            "networkPolicy": {"enabled": True, "namespaces": ["apps", "platform"],
+                              "clientNamespaceSelectors": [{"matchLabels": {"team": "a"}}]},
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra",
+                             "effect": "NoSchedule"}],
+            "priorityClassName": "system-cluster-critical",
+            "podAnnotations": {"example.com/a": "b"},
+            "logJson": False,
+        },
+        "existing-service-account": {"serviceAccount": {"create": False, "name": "prebuilt"}},
+    }
+
+    for label, values in value_sets.items():
+        def lint(values=values):
+            result = helm.lint(chart_dir, values, strict=True, namespace="synod-system",
+                               kube_version=KUBE_VERSION)
+            bad = [m for m in result["messages"] if m["severity"] >= 2]
+            assert result["total_charts_linted"] == 1, result
+            assert not bad and not result["errors"], result
+        check(f"helm lint --strict ({label})", lint)
+
+        def render(values=values, label=label):
+            out = chart.render(values, name="synod-operator", namespace="synod-system",
+                               is_install=True)
+            objects = [o for text in out.values() for o in documents(text)]
+            kinds = sorted({o["kind"] for o in objects})
+            assert "Deployment" in kinds and "ServiceAccount" in kinds or label == "existing-service-account", kinds
+            for obj in objects:
+                validate_object(obj, f"chart ({label})")
+            deployment = next(o for o in objects if o["kind"] == "Deployment")
+            assert deployment["spec"]["strategy"]["type"] == "Recreate"
+            assert deployment["spec"]["replicas"] == 1
+            if label == "everything-on":
+                assert {"ServiceMonitor", "NetworkPolicy", "Role", "RoleBinding"} <= set(kinds), kinds
+                policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+                assert sorted(p["metadata"]["namespace"] for p in policies) == ["apps", "platform"]
+            if label == "default":
+                assert "ServiceMonitor" not in kinds and "NetworkPolicy" not in kinds, kinds
+                assert {"ClusterRole", "ClusterRoleBinding"} <= set(kinds), kinds
+            return objects
+        check(f"helm render + kubernetes-validate --strict ({label})", render)
+
+    bad_values = {
+        "unknown key": {"replicaCount": 2},
+        "bad pull policy": {"image": {"repository": "x", "pullPolicy": "Sometimes"}},
+        "bad watchNamespace": {"watchNamespace": "some"},
+        "port as string": {"metrics": {"port": "8080"}},
+        "bad interval": {"metrics": {"serviceMonitor": {"interval": "soon"}}},
+    }
+    for label, values in bad_values.items():
+        def rejected(values=values):
+            try:
+                chart.render(values, name="synod-operator", namespace="synod-system")
+            except helm.HelmError:
+                return
+            raise AssertionError(f"values.schema.json accepted {values}")
+        check(f"values.schema.json rejects {label}", rejected)
+
+    crd_files = [os.path.join(root, "crds", "coordinationensemble.yaml"),
+                 os.path.join(chart_dir, "crds", "coordinationensemble.yaml")]
+    crd = None
+    for path in crd_files:
+        def crd_valid(path=path):
+            with open(path) as f:
+                (obj,) = documents(f.read())
+            validate_object(obj, path)
+        check(f"CRD valid: {os.path.relpath(path, root)}", crd_valid)
+    with open(crd_files[0]) as f:
+        crd = documents(f.read())[0]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+    examples = sorted(glob.glob(os.path.join(root, "operator", "examples", "*.yaml")))
+    assert examples, "no example resources"
+    for path in examples:
+        name = os.path.relpath(path, root)
+
+        def rendered(path=path, name=name):
+            out = subprocess.run([binary, "render", "-f", path], check=True,
+                                 capture_output=True, text=True, timeout=60).stdout
+            objects = documents(out)
+            assert len(objects) >= 6, f"only {len(objects)} objects"
+            for obj in objects:
+                validate_object(obj, f"render {name}")
+            assert "cluster.local" not in out
+        check(f"synod-operator render + kubernetes-validate --strict: {name}", rendered)
+
+        def against_crd(path=path):
+            with open(path) as f:
+                for obj in documents(f.read()):
+                    validate_cr(schema, obj)
+        check(f"example valid against the CRD schema: {name}", against_crd)
+
+    with open(examples[0]) as f:
+        good = documents(f.read())[0]
+    bad_crs = {
+        "replicas above 9": ("spec", "replicas", 11),
+        "replicas as text": ("spec", "replicas", "three"),
+        "unknown reclaim policy": ("storage", "reclaimOnScaleDown", "Maybe"),
+        "unknown anti-affinity type": ("antiAffinity", "type", "Sometimes"),
+    }
+    for label, (section, field, value) in bad_crs.items():
+        def rejected(section=section, field=field, value=value):
+            obj = copy.deepcopy(good)
+            target = obj["spec"] if section == "spec" else obj["spec"].setdefault(section, {})
+            target[field] = value
+            try:
+                validate_cr(schema, obj)
+            except jsonschema.ValidationError:
+                return
+            raise AssertionError("accepted")
+        check(f"CRD schema rejects {label}", rejected)
+
+    print(f"k8s: {passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+def openapi_to_jsonschema(node):
+    """The CRD's structural schema as JSON Schema: `nullable: true` allows
+    null; `x-kubernetes-*` are extensions jsonschema ignores anyway."""
+    if isinstance(node, dict):
+        out = {k: openapi_to_jsonschema(v) for k, v in node.items()
+               if not k.startswith("x-kubernetes-") and k != "nullable"}
+        if node.get("nullable") and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
+    if isinstance(node, list):
+        return [openapi_to_jsonschema(v) for v in node]
+    return node
+
+
+def validate_cr(schema, obj):
+    assert obj["apiVersion"] == "synod.io/v1alpha1" and obj["kind"] == "CoordinationEnsemble"
+    jsonschema.Draft7Validator(openapi_to_jsonschema(schema)).validate(obj)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
