@@ -301,11 +301,16 @@ pub fn plan(observed: &Observed, goal: &Goal) -> Action {
 
     // Outdated pods that are not Ready first: they add nothing to any quorum,
     // and a reverted bad template is only fixed by restarting them (T13).
-    if let Some((id, pod)) = observed
-        .pods
-        .iter()
-        .find(|(_, p)| !p.ready && !p.terminating && outdated(p))
-    {
+    // Without a leader every pod is unready (an election): then only a pod
+    // whose node does not even answer `Status` (crashlooping, a bad image) is
+    // restarted, never one that is taking part in the election.
+    let leader_known = observed.leader.is_some();
+    if let Some((id, pod)) = observed.pods.iter().find(|(id, p)| {
+        !p.ready
+            && !p.terminating
+            && outdated(p)
+            && (leader_known || !observed.nodes.contains_key(id))
+    }) {
         return Action::DeletePod {
             id: *id,
             uid: pod.uid.clone(),

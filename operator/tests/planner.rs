@@ -609,6 +609,29 @@ fn t14_roll_restarts_followers_most_lagged_first_and_the_leader_last_after_one_t
 }
 
 #[test]
+fn an_election_during_a_roll_restarts_nothing_but_silent_pods_are_restarted() {
+    // Mid-election every pod is unready and outdated; all still answer
+    // Status, so none is restarted (restarting them one per reconcile
+    // would eat the ensemble).
+    let mut world = World::formed(3);
+    world.revision = "r2".into();
+    world.leader = None;
+    for pod in world.pods.values_mut() {
+        pod.ready = false;
+    }
+    let action = plan(&world.observe(), &goal(3));
+    assert!(!action.mutates(), "{action:?}");
+    // A bad image everywhere (T13, reverted): no node answers; restart.
+    let mut observed = world.observe();
+    observed.nodes.clear();
+    let action = plan(&observed, &goal(3));
+    assert!(
+        matches!(action, Action::DeletePod { id: 1, reason: RestartReason::UnreadyOutdated, .. }),
+        "{action:?}"
+    );
+}
+
+#[test]
 fn t14_no_leader_no_restart() {
     let mut world = World::formed(3);
     world.revision = "r2".into();
