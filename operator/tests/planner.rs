@@ -626,7 +626,14 @@ fn an_election_during_a_roll_restarts_nothing_but_silent_pods_are_restarted() {
     observed.nodes.clear();
     let action = plan(&observed, &goal(3));
     assert!(
-        matches!(action, Action::DeletePod { id: 1, reason: RestartReason::UnreadyOutdated, .. }),
+        matches!(
+            action,
+            Action::DeletePod {
+                id: 1,
+                reason: RestartReason::UnreadyOutdated,
+                ..
+            }
+        ),
         "{action:?}"
     );
 }
