@@ -60,10 +60,13 @@ fn synod_binary() -> PathBuf {
     path
 }
 
-/// 127.x.y.* for this process, away from 127.0.0.x (other tests use it).
-fn loopback_prefix() -> String {
-    let [_, high, middle, _] = std::process::id().to_be_bytes();
-    format!("127.{}.{}", 130 + (high & 0x3f), middle)
+/// 127.x.y.* for this process and test, away from 127.0.0.x (other tests
+/// use it): tests of one process run side by side, each on its own
+/// addresses, so none can take a port another just found free.
+fn loopback_prefix(test: &str) -> String {
+    let [_, high, middle, low] = std::process::id().to_be_bytes();
+    let salt = test.bytes().fold(low, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
+    format!("127.{}.{}", 130 + (high & 0x3f), middle ^ salt)
 }
 
 /// `count` ports, each free on `<prefix>.1` .. `<prefix>.nodes`.
@@ -116,7 +119,7 @@ struct Harness {
 
 impl Harness {
     fn new(name: &str, bootstrap: u64) -> Harness {
-        let prefix = loopback_prefix();
+        let prefix = loopback_prefix(name);
         let ports = ports_free(&prefix, 7, 3);
         let dir =
             std::env::temp_dir().join(format!("synod-operator-{name}-{}", std::process::id()));
@@ -176,6 +179,13 @@ impl Harness {
             ])
             .args(["--zookeeper-addr", "off", "--heartbeat-ms", "50"])
             .args(["--election-timeout-ms", "500", "--shutdown-grace-ms", "200"])
+            // The "broken" revision is a template the node refuses to start
+            // with (a bad image or flag): the process exits at once.
+            .args(if self.revision == "broken" {
+                &["--max-data-bytes", "0"][..]
+            } else {
+                &[][..]
+            })
             .arg("--data-dir")
             .arg(&data)
             // As the bootstrap-state ConfigMap would deliver it; a node
@@ -394,7 +404,20 @@ struct Run {
 }
 
 /// Plans and acts until the world matches the goal and the planner is idle.
-async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, repeat_changes: bool) -> Run {
+/// How the operator meets its Admin calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Calls {
+    /// Each call is answered.
+    Answered,
+    /// Each membership change is answered, then asked again, as by an
+    /// operator that died before it learnt the answer.
+    Repeated,
+    /// Each membership change is cut off after a few milliseconds, as by an
+    /// operator killed mid-call: it may or may not commit.
+    Cut,
+}
+
+async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, calls: Calls) -> Run {
     let deadline = Instant::now() + limit;
     let mut run = Run::default();
     let mut leaderless_since: Option<Instant> = None;
@@ -443,10 +466,22 @@ async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, repeat_changes:
         if let Action::Blocked { .. } = action {
             panic!("blocked: {action:?}");
         }
-        if action.mutates() {
+        if calls == Calls::Cut
+            && let Action::ChangeMembership { change, id } = action
+        {
+            let leader = leader
+                .clone()
+                .expect("a change is planned only with a leader");
+            let call = admin::change_membership(&leader, change, id);
+            let cut = Duration::from_millis(1 + run.actions.len() as u64 % 7);
+            let _ = tokio::time::timeout(cut, call).await;
+            run.actions.push(action);
+        } else if action.mutates() {
             match h.act(&action, leader.as_deref()).await {
                 Ok(()) => {
-                    if repeat_changes && let Action::ChangeMembership { change, id } = action {
+                    if calls == Calls::Repeated
+                        && let Action::ChangeMembership { change, id } = action
+                    {
                         // The operator died before it learnt the answer and
                         // asks again: the node must say it is already done.
                         let leader = h.observe().await.1.expect("a leader after a change");
@@ -530,11 +565,11 @@ async fn assert_all_present(h: &mut Harness, acked: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_three_to_five_to_three_under_load() {
     let mut h = Harness::new("scale", 3);
-    converge(&mut h, &goal(3), Duration::from_secs(60), false).await;
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = start_load(&h, stop.clone());
-    let up = converge(&mut h, &goal(5), Duration::from_secs(120), true).await;
+    let up = converge(&mut h, &goal(5), Duration::from_secs(120), Calls::Repeated).await;
     let changes: Vec<(Change, NodeId)> = up
         .actions
         .iter()
@@ -552,7 +587,7 @@ async fn scale_three_to_five_to_three_under_load() {
             (Change::Promote, 5)
         ]
     );
-    let down = converge(&mut h, &goal(3), Duration::from_secs(120), true).await;
+    let down = converge(&mut h, &goal(3), Duration::from_secs(120), Calls::Repeated).await;
     let changes: Vec<(Change, NodeId)> = down
         .actions
         .iter()
@@ -594,10 +629,10 @@ async fn scale_three_to_five_to_three_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_goes_leader_last_with_one_hand_off() {
     let mut h = Harness::new("roll", 3);
-    converge(&mut h, &goal(3), Duration::from_secs(60), false).await;
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
     let leader_before = h.observe().await.0.leader.expect("leader").id;
     h.revision = "r2".into();
-    let run = converge(&mut h, &goal(3), Duration::from_secs(120), false).await;
+    let run = converge(&mut h, &goal(3), Duration::from_secs(120), Calls::Answered).await;
     let restarts: Vec<NodeId> = run
         .actions
         .iter()
@@ -619,5 +654,72 @@ async fn rolling_restart_goes_leader_last_with_one_hand_off() {
         run.longest_leaderless < Duration::from_secs(3),
         "{:?}",
         run.longest_leaderless
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_calls_cut_off_mid_flight_still_converge() {
+    let mut h = Harness::new("cut", 3);
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
+    converge(&mut h, &goal(5), Duration::from_secs(120), Calls::Cut).await;
+    converge(&mut h, &goal(3), Duration::from_secs(120), Calls::Cut).await;
+    let (observed, _) = h.observe().await;
+    let members: Vec<NodeId> = observed
+        .leader
+        .expect("leader")
+        .members
+        .into_keys()
+        .collect();
+    assert_eq!(members, vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_never_becomes_ready_stops_the_roll_and_a_revert_recovers() {
+    let mut h = Harness::new("stall", 3);
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
+    let mut g = goal(3);
+    g.pod_ready_timeout_seconds = 3;
+    h.revision = "broken".into();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut restarted = Vec::new();
+    let stalled = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the roll never stalled: {restarted:?}"
+        );
+        let (observed, leader) = h.observe().await;
+        let action = plan(&observed, &g);
+        if let Action::Blocked { reason, .. } = &action {
+            break *reason;
+        }
+        if let Action::DeletePod { id, .. } = &action {
+            restarted.push(*id);
+        }
+        h.act(&action, leader.as_deref()).await.expect("act");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        stalled,
+        synod_operator::planner::BlockReason::UpgradeStalled
+    );
+    assert_eq!(
+        restarted.len(),
+        1,
+        "restarted more than the first pod: {restarted:?}"
+    );
+    // Still blocked a while later: no further restarts.
+    for _ in 0..5 {
+        let (observed, _) = h.observe().await;
+        let action = plan(&observed, &g);
+        assert!(!action.mutates(), "{action:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The user reverts: the stuck pod is restarted first, and all is well.
+    h.revision = "r1".into();
+    let run = converge(&mut h, &g, Duration::from_secs(60), Calls::Answered).await;
+    assert!(
+        matches!(run.actions.first(), Some(Action::DeletePod { id, .. }) if *id == restarted[0]),
+        "{:?}",
+        run.actions
     );
 }
