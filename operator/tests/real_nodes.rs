@@ -65,7 +65,9 @@ fn synod_binary() -> PathBuf {
 /// addresses, so none can take a port another just found free.
 fn loopback_prefix(test: &str) -> String {
     let [_, high, middle, low] = std::process::id().to_be_bytes();
-    let salt = test.bytes().fold(low, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
+    let salt = test
+        .bytes()
+        .fold(low, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
     format!("127.{}.{}", 130 + (high & 0x3f), middle ^ salt)
 }
 

@@ -299,3 +299,83 @@ async fn a_new_resource_is_built_applied_given_a_status_and_events() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_unbuildable_spec_is_refused_in_the_status_and_nothing_is_applied() {
+    let (client, handle) = mock();
+    let (task, seen) = serve(handle);
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        BuildContext::default(),
+    ));
+    let mut ce = ensemble();
+    ce.spec
+        .config
+        .extra
+        .insert("peers".into(), "1=elsewhere:7100".into());
+    reconcile(Arc::new(ce), ctx.clone())
+        .await
+        .expect("reconciled");
+    let metrics = ctx.metrics.render();
+    drop(ctx);
+    finish(task).await;
+    let seen = seen.lock().expect("lock").clone();
+    let writes: Vec<&Seen> = seen.iter().filter(|s| s.method != Method::GET).collect();
+    assert!(
+        writes[0]
+            .uri
+            .starts_with("/apis/synod.io/v1alpha1/namespaces/ns/coordinationensembles/demo/status"),
+        "{writes:?}"
+    );
+    let blocked = &writes[0].body["status"]["conditions"][0];
+    assert_eq!(blocked["type"], "Blocked");
+    assert_eq!(blocked["status"], "True");
+    assert_eq!(blocked["reason"], "InvalidSpec");
+    assert!(
+        blocked["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("peers")),
+        "{blocked}"
+    );
+    // One Warning event, and nothing else written.
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(writes[1].body["type"], "Warning");
+    assert!(
+        metrics.contains("synod_operator_blocked{ensemble=\"ns/demo\",reason=\"InvalidSpec\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_ensemble_gets_its_status_and_no_other_write() {
+    let (client, handle) = mock();
+    let (task, seen) = serve(handle);
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        BuildContext::default(),
+    ));
+    let mut ce = ensemble();
+    ce.spec.paused = true;
+    reconcile(Arc::new(ce), ctx.clone())
+        .await
+        .expect("reconciled");
+    drop(ctx);
+    finish(task).await;
+    let seen = seen.lock().expect("lock").clone();
+    let patches: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == Method::PATCH)
+        .map(|s| s.uri.as_str())
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert!(patches[0].contains("/coordinationensembles/demo/status"));
+    let progressing = seen
+        .iter()
+        .find(|s| s.method == Method::PATCH)
+        .and_then(|s| s.body["status"]["conditions"].as_array().cloned())
+        .and_then(|cs| cs.into_iter().find(|c| c["type"] == "Progressing"))
+        .expect("Progressing");
+    assert_eq!(progressing["reason"], "Paused");
+}

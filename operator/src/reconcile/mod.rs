@@ -162,8 +162,11 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
         }
     };
 
-    // Apply every owned object (server-side apply, one field manager).
-    io.apply(&owned).await?;
+    // Apply every owned object (server-side apply, one field manager);
+    // a paused ensemble gets no writes but its status.
+    if !ce.spec.paused {
+        io.apply(&owned).await?;
+    }
 
     // Observe the nodes.
     let nodes = observe_nodes(&world).await;
@@ -182,7 +185,9 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
             cluster_id: (leader.cluster_id != 0).then(|| format!("{:016x}", leader.cluster_id)),
         });
         recorded.bootstrapped = true;
-        io.apply_state_config_map(ce, &recorded).await?;
+        if !ce.spec.paused {
+            io.apply_state_config_map(ce, &recorded).await?;
+        }
     }
     observed.bootstrapped = new_status.bootstrap.is_some();
 
