@@ -13,7 +13,7 @@
 //!
 //! Needs the `synod` binary: `$SYNOD_BIN`, or the one built next to this
 //! test (built on demand unless `SYNOD_BINARIES_BUILT` says scripts/test
-//! built it).
+//! built it). `HARNESS_TRACE=1` prints every planned action.
 
 #![allow(
     clippy::print_stderr,
@@ -448,6 +448,9 @@ async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, calls: Calls) -
             );
         }
         let action = plan(&observed, goal);
+        if std::env::var_os("HARNESS_TRACE").is_some() {
+            eprintln!("{:?} {action:?}", Instant::now());
+        }
         let members_match = observed.leader.as_ref().is_some_and(|l| {
             l.members.len() == goal.replicas as usize
                 && l.members
@@ -724,4 +727,37 @@ async fn a_restart_that_never_becomes_ready_stops_the_roll_and_a_revert_recovers
         "{:?}",
         run.actions
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_from_one_node_keeps_its_data() {
+    // T4: the new pods start outside the configuration, so they cannot form
+    // a majority of their own; they join the one node and get its data.
+    // (Slow: a node joining a one-voter ensemble answers Status only after
+    // the node's 30 s start-up limit, while it cannot record its limits.)
+    let mut h = Harness::new("grow", 1);
+    converge(&mut h, &goal(1), Duration::from_secs(60), Calls::Answered).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = start_load(&h, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    converge(&mut h, &goal(3), Duration::from_secs(120), Calls::Answered).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.expect("load task");
+    assert!(!acked.is_empty());
+    assert_all_present(&mut h, &acked).await;
+    // Every new member serves the data written before it joined.
+    for id in [2, 3] {
+        let mut client = CoordinationClient::connect(format!("http://{}", h.client_addr(id)))
+            .await
+            .expect("connect to a new member");
+        let read = client
+            .get_data(pb::GetDataRequest {
+                session_id: 0,
+                path: acked[0].clone(),
+                watch: false,
+                linearizable: true,
+            })
+            .await;
+        assert!(read.is_ok(), "node {id} lacks {}: {read:?}", acked[0]);
+    }
 }
