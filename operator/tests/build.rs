@@ -279,8 +279,14 @@ fn volumes_retention_and_mounts() {
 
 #[test]
 fn owner_references_point_at_the_resource() {
-    let ce = ensemble("  replicas: 3\n");
-    for object in objects(&ce) {
+    let ce = ensemble("  replicas: 3\n  monitoring:\n    serviceMonitor:\n      enabled: true\n");
+    let objects = objects(&ce);
+    assert_eq!(
+        objects.len(),
+        7,
+        "every object, the ServiceMonitor included"
+    );
+    for object in objects {
         let owners = &object["metadata"]["ownerReferences"];
         assert_eq!(owners[0]["kind"], "CoordinationEnsemble", "{object}");
         assert_eq!(owners[0]["uid"], "6f1c-uid");

@@ -129,8 +129,14 @@ pub fn service_monitor(ce: &CoordinationEnsemble) -> Result<Option<serde_json::V
         },
     });
     if let Some(owner) = owner_reference(ce) {
-        value["metadata"]["ownerReferences"] =
-            serde_json::to_value(vec![owner]).unwrap_or_default();
+        value["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": owner.api_version,
+            "kind": owner.kind,
+            "name": owner.name,
+            "uid": owner.uid,
+            "controller": owner.controller,
+            "blockOwnerDeletion": owner.block_owner_deletion,
+        }]);
     }
     Ok(Some(value))
 }

@@ -43,8 +43,6 @@ pub enum Error {
     Admin(#[from] AdminError),
     #[error("the resource has no {0}")]
     Missing(&'static str),
-    #[error("cannot serialize: {0}")]
-    Serialize(#[from] serde_json::Error),
 }
 
 impl Error {
@@ -55,7 +53,6 @@ impl Error {
             Error::Spec(_) => "spec",
             Error::Admin(e) => e.kind(),
             Error::Missing(_) => "missing",
-            Error::Serialize(_) => "serialize",
         }
     }
 }
