@@ -228,6 +228,33 @@ fn probes_are_http_only_and_no_hook_touches_membership() {
 }
 
 #[test]
+fn the_pod_hostname_is_the_pod_name_so_the_node_derives_its_id() {
+    // The node takes id N+1 from a hostname ending in -N (node/src/config.rs),
+    // and the kubelet sets HOSTNAME to the pod name unless the pod spec
+    // overrides it: it must not, and no SYNOD_NODE_ID may be pinned in the
+    // shared template.
+    let ce = ensemble("  replicas: 3\n");
+    let owned = build_all(&ce, &Recorded::initial(&ce), &BuildContext::default()).expect("builds");
+    let pod = owned
+        .statefulset
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod");
+    assert!(pod.hostname.is_none() && pod.subdomain.is_none());
+    assert_ne!(pod.set_hostname_as_fqdn, Some(true));
+    let env = pod.containers[0].env.clone().unwrap_or_default();
+    assert!(
+        env.iter()
+            .all(|e| e.name != "SYNOD_NODE_ID" && e.name != "HOSTNAME"),
+        "{env:?}"
+    );
+    let config = node_config(&ce, &Recorded::initial(&ce)).expect("config");
+    assert!(!config.contains("node-id"), "{config}");
+}
+
+#[test]
 fn termination_grace_exceeds_hand_off_plus_shutdown_grace() {
     let ce = ensemble("  config:\n    shutdownGraceMs: 5000\n    electionTimeoutMs: 3000\n");
     // 5 s + 2 x 3 s = 11 s, plus margin.
