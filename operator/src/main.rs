@@ -39,11 +39,17 @@ enum Command {
         #[command(flatten)]
         image: ImageArgs,
     },
-    /// Write the CoordinationEnsemble CRD as YAML (to stdout, or to each
-    /// `--out` file).
+    /// Write the CoordinationEnsemble CRD as YAML: by default to
+    /// `crds/coordinationensemble.yaml` and the chart's copy (run from the
+    /// repository root), or to each `--out` file, or to stdout (`--stdout`).
     Crdgen {
-        #[arg(long)]
+        #[arg(
+            long,
+            default_values = ["crds/coordinationensemble.yaml", "charts/synod-operator/crds/coordinationensemble.yaml"]
+        )]
         out: Vec<PathBuf>,
+        #[arg(long, conflicts_with = "out")]
+        stdout: bool,
     },
     /// Print the objects the operator would apply for the resources in a
     /// file, as a YAML stream (like `helm template`); no cluster needed.
@@ -92,7 +98,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(run(metrics_addr, namespace, image.context()))
         }
-        Command::Crdgen { out } => crdgen(&out),
+        Command::Crdgen { out, stdout } => crdgen(if stdout { &[] } else { &out }),
         Command::Render {
             file,
             namespace,

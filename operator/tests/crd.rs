@@ -22,8 +22,7 @@ fn committed_crds_match_the_type() {
         assert!(
             repo_file(path) == generated,
             "{path} drifted from operator/src/crd.rs: run \
-             `cargo run -p synod-operator -- crdgen --out crds/coordinationensemble.yaml \
-             --out charts/synod-operator/crds/coordinationensemble.yaml`"
+             `cargo run -p synod-operator -- crdgen` from the repository root"
         );
     }
 }
