@@ -40,6 +40,9 @@ pub struct PodView {
     pub revision: Option<String>,
     /// Seconds since the pod was created.
     pub age_seconds: u64,
+    /// The node refused to start because its volume holds another
+    /// ensemble's data (its last termination message says so).
+    pub foreign_data: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +136,7 @@ pub enum BlockReason {
     QuorumLost,
     WipedVoter,
     UpgradeStalled,
+    ForeignData,
 }
 
 /// Why a pod is deleted.
@@ -295,6 +299,16 @@ pub fn plan(observed: &Observed, goal: &Goal) -> Action {
     let Some(sts) = &observed.statefulset else {
         return wait(WaitReason::Creating, "waiting for the StatefulSet");
     };
+    // A volume of another ensemble (a left-over claim, a wrong mount): the
+    // node refuses it and no action here can fix it (T19).
+    if let Some((id, _)) = observed.pods.iter().find(|(_, p)| p.foreign_data) {
+        return blocked(
+            BlockReason::ForeignData,
+            format!(
+                "the volumes of node {id} hold another ensemble's data and the node refuses to start: delete its PersistentVolumeClaims (or fix spec.clusterName) to let it rejoin empty"
+            ),
+        );
+    }
     let update_revision = sts.update_revision.as_deref();
     let outdated =
         |pod: &PodView| update_revision.is_some_and(|rev| pod.revision.as_deref() != Some(rev));

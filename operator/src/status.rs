@@ -64,6 +64,7 @@ pub fn block_reason(reason: BlockReason) -> &'static str {
         BlockReason::QuorumLost => "QuorumLost",
         BlockReason::WipedVoter => "WipedVoter",
         BlockReason::UpgradeStalled => "UpgradeStalled",
+        BlockReason::ForeignData => "ForeignData",
     }
 }
 

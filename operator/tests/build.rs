@@ -208,6 +208,11 @@ fn probes_are_http_only_and_no_hook_touches_membership() {
         .expect("pod");
     let container = &pod.containers[0];
     assert!(container.lifecycle.is_none());
+    // A node's refusal of its volume reaches the operator (T19).
+    assert_eq!(
+        container.termination_message_policy.as_deref(),
+        Some("FallbackToLogsOnError")
+    );
     for (probe, path) in [
         (&container.readiness_probe, "/readyz"),
         (&container.liveness_probe, "/healthz"),

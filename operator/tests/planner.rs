@@ -37,6 +37,8 @@ struct Pod {
     awaiting_readd: bool,
     /// The image of this revision never becomes ready.
     broken: bool,
+    /// Its volume holds another ensemble's data: the node refuses to start.
+    foreign: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,7 @@ impl World {
                 age: 0,
                 awaiting_readd: fresh && self.bootstrapped,
                 broken: false,
+                foreign: false,
             },
         );
     }
@@ -115,6 +118,7 @@ impl World {
                             terminating: false,
                             revision: Some(p.revision.clone()),
                             age_seconds: p.age,
+                            foreign_data: p.foreign,
                         },
                     )
                 })
@@ -634,6 +638,19 @@ fn an_election_during_a_roll_restarts_nothing_but_silent_pods_are_restarted() {
                 ..
             }
         ),
+        "{action:?}"
+    );
+}
+
+#[test]
+fn t19_another_ensembles_volume_blocks_with_a_reason() {
+    let mut world = World::formed(3);
+    let pod = world.pods.get_mut(&3).expect("pod");
+    pod.ready = false;
+    pod.foreign = true;
+    let action = plan(&world.observe(), &goal(5));
+    assert!(
+        matches!(&action, Action::Blocked { reason: BlockReason::ForeignData, message } if message.contains("node 3")),
         "{action:?}"
     );
 }

@@ -298,6 +298,7 @@ impl Harness {
                         terminating: false,
                         revision: Some(p.revision.clone()),
                         age_seconds: p.started.elapsed().as_secs(),
+                        foreign_data: false,
                     },
                 )
             })

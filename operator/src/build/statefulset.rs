@@ -206,6 +206,9 @@ fn pod_spec(ce: &CoordinationEnsemble, names: &Names, ctx: &BuildContext) -> Pod
             port("http", HTTP_PORT),
             port("zookeeper", ZOOKEEPER_PORT),
         ]),
+        // The node's last log lines become the termination message, which
+        // is how the operator learns that a node refused its volume.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         readiness_probe: Some(http_probe("/readyz", 5, 2)),
         liveness_probe: Some(http_probe("/healthz", 10, 3)),
         startup_probe: Some(http_probe(

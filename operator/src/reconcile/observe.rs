@@ -71,6 +71,31 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// What the node prints when it refuses its data directory at start-up
+/// (node/src/storage/identity.rs, node/src/driver/identity.rs); the pod's
+/// `FallbackToLogsOnError` policy makes it the termination message.
+const FOREIGN_DATA_MARKERS: [&str; 3] = [
+    "but this node was started with --cluster",
+    "the directories were mixed",
+    "this node was put in another ensemble",
+];
+
+fn holds_foreign_data(pod: &Pod) -> bool {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    statuses.into_iter().flatten().any(|c| {
+        [c.state.as_ref(), c.last_state.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|state| state.terminated.as_ref())
+            .filter(|t| t.exit_code != 0)
+            .filter_map(|t| t.message.as_deref())
+            .any(|m| FOREIGN_DATA_MARKERS.iter().any(|marker| m.contains(marker)))
+    })
+}
+
 impl World {
     pub fn statefulset_replicas(&self) -> Option<i32> {
         self.statefulset.as_ref()?.spec.as_ref()?.replicas
@@ -110,6 +135,7 @@ impl World {
                             .as_ref()
                             .and_then(|l| l.get("controller-revision-hash").cloned()),
                         age_seconds: age,
+                        foreign_data: holds_foreign_data(pod),
                     },
                 ))
             })
@@ -198,6 +224,26 @@ pub async fn observe_nodes(world: &World) -> NodeStatuses {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_data_directory_is_recognised_from_the_termination_message() {
+        let pod = |exit: i32, message: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "synod-1"},
+                "status": {"containerStatuses": [{
+                    "name": "synod", "image": "synod", "imageID": "", "ready": false,
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": exit, "message": message}},
+                }]},
+            }))
+            .expect("pod")
+        };
+        let refusal = "Error: the data directory /var/lib/synod belongs to cluster \"blue\", but this node was started with --cluster \"green\": it is another ensemble's directory.";
+        assert!(holds_foreign_data(&pod(1, refusal)));
+        assert!(!holds_foreign_data(&pod(0, refusal)));
+        assert!(!holds_foreign_data(&pod(1, "Error: address in use")));
+    }
 
     #[test]
     fn ids_come_from_ordinals_as_numbers() {
