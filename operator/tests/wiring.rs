@@ -49,7 +49,15 @@ fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
 /// Serves requests like a minimal API server until the client is dropped:
 /// a GET of a single object is NotFound, a list is empty, a write echoes its
 /// body. Records every request.
-fn serve(mut handle: Handle) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen>>>) {
+fn serve(handle: Handle) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen>>>) {
+    serve_failing(handle, None)
+}
+
+/// As `serve`, but a PATCH of a path ending in `fail` is refused as invalid.
+fn serve_failing(
+    mut handle: Handle,
+    fail: Option<&'static str>,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let task = tokio::spawn(async move {
@@ -75,7 +83,12 @@ fn serve(mut handle: Handle) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen
                 body: body.clone(),
             });
             let path = parts.uri.path().to_owned();
+            let refused = parts.method == Method::PATCH && fail.is_some_and(|f| path.ends_with(f));
             let response = match parts.method {
+                _ if refused => json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": "StatefulSet.apps \"demo\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than ... are forbidden"}),
+                ),
                 Method::GET
                     if path.ends_with("/pods") || path.ends_with("/persistentvolumeclaims") =>
                 {
@@ -378,4 +391,44 @@ async fn a_paused_ensemble_gets_its_status_and_no_other_write() {
         .and_then(|cs| cs.into_iter().find(|c| c["type"] == "Progressing"))
         .expect("Progressing");
     assert_eq!(progressing["reason"], "Paused");
+}
+
+#[tokio::test]
+async fn a_refused_apply_is_reported_in_the_status_and_nothing_is_planned() {
+    let (client, handle) = mock();
+    let (task, seen) = serve_failing(handle, Some("/statefulsets/demo"));
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        BuildContext::default(),
+    ));
+    let result = reconcile(Arc::new(ensemble()), ctx.clone()).await;
+    assert!(result.is_err(), "the error goes to the error policy");
+    let metrics = ctx.metrics.render();
+    drop(ctx);
+    finish(task).await;
+    let seen = seen.lock().expect("lock").clone();
+    let status = seen
+        .iter()
+        .find(|s| s.uri.contains("/status"))
+        .map(|s| s.body["status"].clone())
+        .expect("the status is written even so");
+    let progressing = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing").cloned())
+        .expect("Progressing");
+    assert_eq!(progressing["status"], "False");
+    assert_eq!(progressing["reason"], "ApplyFailed");
+    assert!(
+        progressing["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Forbidden")),
+        "{progressing}"
+    );
+    // Nothing after the refused StatefulSet was applied.
+    assert!(!seen.iter().any(|s| s.uri.contains("poddisruptionbudgets")));
+    assert!(
+        metrics.contains("synod_operator_reconcile_failures_total{reason=\"kube\"} 1"),
+        "{metrics}"
+    );
 }

@@ -160,10 +160,13 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
     };
 
     // Apply every owned object (server-side apply, one field manager);
-    // a paused ensemble gets no writes but its status.
-    if !ce.spec.paused {
-        io.apply(&owned).await?;
-    }
+    // a paused ensemble gets no writes but its status. A failed apply is
+    // reported in the status, and nothing is planned on top of it.
+    let applied = if ce.spec.paused {
+        Ok(())
+    } else {
+        io.apply(&owned).await
+    };
 
     // Observe the nodes.
     let nodes = observe_nodes(&world).await;
@@ -190,8 +193,14 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
 
     // Plan exactly one action, then act.
     let goal = goal(ce);
-    let action = planner::plan(&observed, &goal);
-    let acted = act(ctx, &io, ce, &recorded, &nodes, &action).await;
+    let (action, acted) = match applied {
+        Ok(()) => {
+            let action = planner::plan(&observed, &goal);
+            let acted = act(ctx, &io, ce, &recorded, &nodes, &action).await;
+            (action, acted)
+        }
+        Err(e) => (Action::Idle { paused: false }, Err(e)),
+    };
 
     // Status, always (even when acting failed).
     let health = observed
@@ -207,9 +216,26 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
         health.as_ref(),
         &action,
     );
+    let mut desired = status::desired_conditions(&observed, health.as_ref(), &action);
+    if let Err(e) = &acted {
+        // The step did not happen: say so instead of the plan.
+        for d in desired
+            .iter_mut()
+            .filter(|d| d.type_ == status::PROGRESSING)
+        {
+            d.status = false;
+            d.reason = if action.mutates() {
+                "ActionFailed"
+            } else {
+                "ApplyFailed"
+            }
+            .into();
+            d.message = e.to_string();
+        }
+    }
     let (conditions, transitions) = status::merge(
         &new_status.conditions,
-        status::desired_conditions(&observed, health.as_ref(), &action),
+        desired,
         &now(),
         ce.metadata.generation,
     );
