@@ -144,22 +144,66 @@ pub fn member_view(member: &pb::Member) -> MemberView {
     }
 }
 
-/// `Member.foreign_incarnation` (field 7): the member came back with a
-/// wiped disk. NOT WIRED on this branch: the field is being added to
-/// admin.proto in parallel and is not in the synod-proto this branch builds
-/// against; until then a wiped voter is only caught through the node's own
-/// `awaiting_readd`, which is not there either (see docs/operator.md).
-pub fn foreign_incarnation(_member: &pb::Member) -> bool {
-    false
+/// `Member.foreign_incarnation`: at the leader, the member answers with
+/// another incarnation than the configuration binds (its disk was wiped).
+pub fn foreign_incarnation(member: &pb::Member) -> bool {
+    member.foreign_incarnation
 }
 
-/// `StatusResponse.awaiting_readd` (field 19). NOT WIRED on this branch, for
-/// the same reason as `foreign_incarnation`.
-pub fn awaiting_readd(_status: &pb::StatusResponse) -> bool {
-    false
+/// `StatusResponse.awaiting_readd`: the node started on an empty directory
+/// with `--initial-cluster-state existing` (or is bound to another
+/// incarnation) and votes in nothing until it is removed and re-added.
+pub fn awaiting_readd(status: &pb::StatusResponse) -> bool {
+    status.awaiting_readd
+}
+
+/// At the leader: every voter is bound to an incarnation. Before that, a
+/// bootstrap voter that lost its disk cannot be told from one that never
+/// started (docs/operations.md, "Replacing a member's disk"), so pods keep
+/// starting `new` until it holds.
+pub fn every_voter_bound(leader: &pb::StatusResponse) -> bool {
+    let mut voters = leader.members.iter().filter(|m| m.voter).peekable();
+    voters.peek().is_some() && voters.all(|m| m.incarnation_id != 0)
 }
 
 /// Whether the node says it leads.
 pub fn is_leader(status: &pb::StatusResponse) -> bool {
     status.role == pb::Role::Leader as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64, voter: bool, incarnation_id: u64) -> pb::Member {
+        pb::Member {
+            id,
+            voter,
+            incarnation_id,
+            ..pb::Member::default()
+        }
+    }
+
+    #[test]
+    fn bootstrap_is_over_only_when_every_voter_is_bound() {
+        let leader = |members| pb::StatusResponse {
+            members,
+            ..pb::StatusResponse::default()
+        };
+        assert!(every_voter_bound(&leader(vec![
+            member(1, true, 7),
+            member(2, true, 9)
+        ])));
+        assert!(!every_voter_bound(&leader(vec![
+            member(1, true, 7),
+            member(2, true, 0)
+        ])));
+        // Observers need no binding to end the bootstrap; no voters at all
+        // is no ensemble yet.
+        assert!(every_voter_bound(&leader(vec![
+            member(1, true, 7),
+            member(4, false, 0)
+        ])));
+        assert!(!every_voter_bound(&leader(vec![])));
+    }
 }

@@ -484,9 +484,9 @@ pub struct CoordinationEnsembleStatus {
     /// changed: scaling never changes the pod template (T11).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bootstrap_voters: Vec<u64>,
-    /// Set once, when a leader was first seen (the ensemble formed, or was
-    /// adopted with its data): from then on pods start with
-    /// `--initial-cluster-state existing`.
+    /// Set once, when a leader first reported every voter bound to its
+    /// incarnation (the ensemble formed, or was adopted with its data): from
+    /// then on pods start with `--initial-cluster-state existing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapRecord>,
     /// Committed voters and observers, from the leader.
@@ -518,7 +518,7 @@ pub struct CoordinationEnsembleStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BootstrapRecord {
-    /// When the operator first saw a leader (RFC 3339).
+    /// When the operator first saw every voter bound (RFC 3339).
     pub formed_at: String,
     /// The ensemble's cluster id (16 hex digits) once a node reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

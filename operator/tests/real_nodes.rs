@@ -9,7 +9,9 @@
 //!
 //! Scenarios: 3 → 5 → 3 under client load (every acknowledged write still
 //! there, a leader known throughout, repeated changes answered
-//! `already_done`), and a rolling restart (leader last, one hand-off).
+//! `already_done`), a rolling restart (leader last, one hand-off), a stalled
+//! roll and its revert, membership calls cut off mid-flight, growing from
+//! one node, and a voter whose volume was wiped, replaced.
 //!
 //! Needs the `synod` binary: `$SYNOD_BIN`, or the one built next to this
 //! test (built on demand unless `SYNOD_BINARIES_BUILT` says scripts/test
@@ -283,7 +285,12 @@ impl Harness {
                 }
             }
         }
-        if leader.is_some() {
+        // As the reconciler records it: pods start `existing` once the
+        // leader has bound every voter.
+        if leader
+            .as_ref()
+            .is_some_and(|(_, status)| admin::every_voter_bound(status))
+        {
             self.bootstrapped = true;
         }
         let pods = self
@@ -761,4 +768,52 @@ async fn growing_from_one_node_keeps_its_data() {
             .await;
         assert!(read.is_ok(), "node {id} lacks {}: {read:?}", acked[0]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_whose_volume_was_wiped_is_removed_re_added_and_promoted() {
+    // T21: the pod comes back on an empty volume; it starts `existing`
+    // (the ensemble had bound every voter), so it votes in nothing, says it
+    // awaits re-adding, and the planner replaces it.
+    let mut h = Harness::new("wiped", 3);
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
+    assert!(h.bootstrapped, "the leader bound every voter");
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = start_load(&h, stop.clone());
+    let leader = h.observe().await.0.leader.expect("leader").id;
+    let victim = if leader == 2 { 3 } else { 2 };
+    h.stop(victim);
+    std::fs::remove_dir_all(h.dir.join(victim.to_string())).expect("wipe");
+    h.start(victim);
+    let run = converge(&mut h, &goal(3), Duration::from_secs(120), Calls::Answered).await;
+    let changes: Vec<(Change, NodeId)> = run
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ChangeMembership { change, id } => Some((*change, *id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (Change::Remove, victim),
+            (Change::AddObserver, victim),
+            (Change::Promote, victim)
+        ],
+        "{:?}",
+        run.actions
+    );
+    stop.store(true, Ordering::Relaxed);
+    let acked = load.await.expect("load task");
+    assert_all_present(&mut h, &acked).await;
+    let (observed, _) = h.observe().await;
+    let view = observed.leader.expect("leader");
+    assert!(
+        view.members
+            .values()
+            .all(|m| m.voter && !m.foreign_incarnation),
+        "{view:?}"
+    );
+    assert!(!observed.nodes.values().any(|n| n.awaiting_readd));
 }

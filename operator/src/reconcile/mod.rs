@@ -177,9 +177,11 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
     }
     if new_status.bootstrap.is_none()
         && let Some(leader) = nodes.leader()
+        && admin::every_voter_bound(leader)
     {
-        // The ensemble formed (or was adopted with its data, T19): from now
-        // on a pod with an empty directory starts `existing`.
+        // The ensemble formed and the leader bound every voter to its
+        // incarnation (or it was adopted with its data, T19): from now on a
+        // pod with an empty directory starts `existing`.
         new_status.bootstrap = Some(BootstrapRecord {
             formed_at: now(),
             cluster_id: (leader.cluster_id != 0).then(|| format!("{:016x}", leader.cluster_id)),
