@@ -104,7 +104,11 @@ def main():
         def render(values=values, label=label):
             out = chart.render(values, name="synod-operator", namespace="synod-system",
                                is_install=True)
-            objects = [o for text in out.values() for o in documents(text)]
+            # NOTES.txt is shown to the user after an install, not applied.
+            notes = [t for path, t in out.items() if path.endswith("/NOTES.txt")]
+            assert len(notes) == 1 and "CoordinationEnsemble" in notes[0], notes
+            objects = [o for path, text in out.items() if not path.endswith("/NOTES.txt")
+                       for o in documents(text)]
             kinds = sorted({o["kind"] for o in objects})
             assert "Deployment" in kinds and "ServiceAccount" in kinds or label == "existing-service-account", kinds
             for obj in objects:

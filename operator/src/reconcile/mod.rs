@@ -151,6 +151,7 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
                 ce.metadata.generation,
             );
             merge_conditions(&mut new_status, conditions);
+            new_status.observed_generation = ce.metadata.generation;
             io.write_status(&new_status).await?;
             publish(ctx, ce, &transitions).await;
             ctx.metrics.set_blocked(&key, Some("InvalidSpec"));
