@@ -7,6 +7,10 @@
 //! Admin API (`synod_operator::admin`) and `/readyz`; actions through the
 //! same Admin calls the reconciler makes.
 //!
+//! The reconciler itself (`reconcile::reconcile`) also runs against real
+//! nodes, with a mocked API server that lists the harness's processes as
+//! pods whose IPs are their loopback addresses.
+//!
 //! Scenarios: 3 → 5 → 3 under client load (every acknowledged write still
 //! there, a leader known throughout, repeated changes answered
 //! `already_done`), a rolling restart (leader last, one hand-off), a stalled
@@ -21,6 +25,8 @@
     clippy::print_stderr,
     reason = "helpers report retried actions and where the node logs were kept"
 )]
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -123,8 +129,23 @@ struct Harness {
 
 impl Harness {
     fn new(name: &str, bootstrap: u64) -> Harness {
+        Harness::with_client_port(name, bootstrap, None)
+    }
+
+    /// With the nodes' client port fixed (the reconciler dials pod IPs on
+    /// the node's port 7000, as in a cluster).
+    fn with_client_port(name: &str, bootstrap: u64, client_port: Option<u16>) -> Harness {
         let prefix = loopback_prefix(name);
-        let ports = ports_free(&prefix, 7, 3);
+        let mut ports = ports_free(&prefix, 7, 3);
+        if let Some(port) = client_port {
+            for i in 1..=7 {
+                assert!(
+                    TcpListener::bind(format!("{prefix}.{i}:{port}")).is_ok(),
+                    "port {port} is taken on {prefix}.{i}"
+                );
+            }
+            ports[1] = port;
+        }
         let dir =
             std::env::temp_dir().join(format!("synod-operator-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -816,4 +837,183 @@ async fn a_voter_whose_volume_was_wiped_is_removed_re_added_and_promoted() {
         "{view:?}"
     );
     assert!(!observed.nodes.values().any(|n| n.awaiting_readd));
+}
+
+/// What the mocked API server lists: the StatefulSet and its pods, as the
+/// harness runs them (pod IP = the node's loopback address).
+fn cluster_objects(h: &Harness, sts_replicas: u32) -> (serde_json::Value, serde_json::Value) {
+    use serde_json::json;
+    let statefulset = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "demo", "namespace": "ns", "uid": "uid-sts"},
+        "spec": {"replicas": sts_replicas, "selector": {}, "serviceName": "demo-peers", "template": {}},
+        "status": {"replicas": h.pods.len(), "readyReplicas": h.pods.len(),
+                   "currentRevision": h.revision, "updateRevision": h.revision},
+    });
+    let pods: Vec<serde_json::Value> = h
+        .pods
+        .iter()
+        .map(|(id, p)| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("demo-{}", id - 1), "namespace": "ns", "uid": p.uid,
+                             "labels": {"controller-revision-hash": p.revision},
+                             "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "status": {"podIP": format!("{}.{id}", h.prefix),
+                           "conditions": [{"type": "Ready", "status": if h.ready(*id) { "True" } else { "False" }}]},
+            })
+        })
+        .collect();
+    let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": pods});
+    (statefulset, list)
+}
+
+fn mocked_cluster(
+    statefulset: serde_json::Value,
+    pods: serde_json::Value,
+) -> (
+    std::sync::Arc<synod_operator::reconcile::Context>,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<common::Seen>>>,
+) {
+    let (client, handle) = common::mock();
+    let (task, seen) = common::serve_with(handle, move |method, path| {
+        if *method != http::Method::GET {
+            return None;
+        }
+        if path.ends_with("/statefulsets/demo") {
+            return Some((http::StatusCode::OK, statefulset.clone()));
+        }
+        path.ends_with("/pods")
+            .then(|| (http::StatusCode::OK, pods.clone()))
+    });
+    let ctx = Arc::new(synod_operator::reconcile::Context::new(
+        client,
+        Arc::new(synod_operator::metrics::Metrics::default()),
+        synod_operator::build::BuildContext::default(),
+    ));
+    (ctx, task, seen)
+}
+
+fn resource(replicas: u32) -> synod_operator::crd::CoordinationEnsemble {
+    serde_yaml_ng::from_str(&format!(
+        "apiVersion: synod.io/v1alpha1\nkind: CoordinationEnsemble\nmetadata:\n  name: demo\n  namespace: ns\n  uid: uid-ce\n  generation: 1\nspec:\n  replicas: {replicas}\n  config:\n    electionTimeoutMs: 500\nstatus:\n  bootstrapVoters: [1, 2, 3]\n"
+    ))
+    .expect("resource")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_reads_real_nodes_records_the_bootstrap_and_reports_them() {
+    let mut h = Harness::with_client_port("reconcile-status", 3, Some(7000));
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
+    let leader = h.observe().await.0.leader.expect("leader").id;
+    let (statefulset, pods) = cluster_objects(&h, 3);
+    let (ctx, task, seen) = mocked_cluster(statefulset, pods);
+    let requeue = synod_operator::reconcile::reconcile(Arc::new(resource(3)), ctx.clone())
+        .await
+        .expect("reconciled");
+    // Nothing to do: the idle resync.
+    assert_eq!(
+        requeue,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+    );
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("mock stops")
+        .expect("task");
+    let seen = seen.lock().expect("lock").clone();
+    // The leader had bound every voter: pods start `existing` from now on.
+    let states: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|s| s.uri.contains("/configmaps/demo-bootstrap"))
+        .map(|s| &s.body["data"]["initial-cluster-state"])
+        .collect();
+    assert_eq!(states, ["new", "existing"], "{states:?}");
+    let status = seen
+        .iter()
+        .find(|s| s.uri.contains("/status"))
+        .map(|s| s.body["status"].clone())
+        .expect("status written");
+    assert!(
+        status["bootstrap"]["clusterId"]
+            .as_str()
+            .is_some_and(|id| id.len() == 16),
+        "{status}"
+    );
+    assert_eq!(status["leader"]["id"], leader);
+    assert_eq!(status["leader"]["pod"], format!("demo-{}", leader - 1));
+    assert_eq!(status["voters"], serde_json::json!([1, 2, 3]));
+    assert_eq!(status["voterCount"], 3);
+    let members = status["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    assert!(
+        members
+            .iter()
+            .all(|m| m["caughtUp"] == true && m["ready"] == true),
+        "{members:?}"
+    );
+    let condition = |t: &str| {
+        status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t).cloned())
+            .expect("condition")
+    };
+    assert_eq!(condition("Available")["status"], "True", "{status}");
+    assert_eq!(condition("Available")["reason"], "QuorumHealthy");
+    assert_eq!(condition("Degraded")["status"], "False");
+    assert_eq!(condition("Progressing")["reason"], "Stable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_adds_a_new_pod_through_the_real_leader() {
+    let mut h = Harness::with_client_port("reconcile-add", 3, Some(7000));
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
+    // The StatefulSet was scaled to 4 (a step toward 5): pod demo-3 runs,
+    // outside the configuration.
+    h.scale(4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !h.observe().await.0.nodes.contains_key(&4) {
+        assert!(Instant::now() < deadline, "node 4 never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (statefulset, pods) = cluster_objects(&h, 4);
+    let (ctx, task, seen) = mocked_cluster(statefulset, pods);
+    let requeue = synod_operator::reconcile::reconcile(Arc::new(resource(5)), ctx.clone())
+        .await
+        .expect("reconciled");
+    assert_eq!(
+        requeue,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(2))
+    );
+    let metrics = ctx.metrics.render();
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("mock stops")
+        .expect("task");
+    // The change reached the real ensemble, committed.
+    let view = h.observe().await.0.leader.expect("leader");
+    assert_eq!(
+        view.members.get(&4).map(|m| m.voter),
+        Some(false),
+        "{view:?}"
+    );
+    assert!(
+        metrics.contains("synod_operator_actions_total{action=\"AddingObserver\"} 1"),
+        "{metrics}"
+    );
+    let seen = seen.lock().expect("lock").clone();
+    let status = seen
+        .iter()
+        .find(|s| s.uri.contains("/status"))
+        .map(|s| s.body["status"].clone())
+        .expect("status written");
+    assert_eq!(status["lastAction"], "node 4 added as an observer");
+    let progressing = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing").cloned())
+        .expect("Progressing");
+    assert_eq!(progressing["status"], "True");
+    assert_eq!(progressing["reason"], "AddingObserver");
 }

@@ -4,131 +4,24 @@
 //! one whole reconcile of a new resource. Decisions are tested in the
 //! planner's tests; these only check what goes over the wire.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::Client;
-use kube::client::Body;
+use common::{Seen, finish, mock, serve, serve_failing};
+use http::Method;
 use serde_json::{Value, json};
 use synod_operator::build::{BuildContext, Recorded, build_all};
 use synod_operator::crd::CoordinationEnsemble;
 use synod_operator::metrics::Metrics;
 use synod_operator::reconcile::{Context, KubeIo, reconcile};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    uri: String,
-    content_type: String,
-    body: Value,
-}
-
-fn mock() -> (Client, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), handle)
-}
-
 fn ensemble() -> CoordinationEnsemble {
     serde_yaml_ng::from_str(
         "apiVersion: synod.io/v1alpha1\nkind: CoordinationEnsemble\nmetadata:\n  name: demo\n  namespace: ns\n  uid: uid-ce\n  generation: 2\nspec:\n  replicas: 3\n",
     )
     .expect("valid resource")
-}
-
-fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).expect("json")))
-        .expect("response")
-}
-
-/// Serves requests like a minimal API server until the client is dropped:
-/// a GET of a single object is NotFound, a list is empty, a write echoes its
-/// body. Records every request.
-fn serve(handle: Handle) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen>>>) {
-    serve_failing(handle, None)
-}
-
-/// As `serve`, but a PATCH of a path ending in `fail` is refused as invalid.
-fn serve_failing(
-    mut handle: Handle,
-    fail: Option<&'static str>,
-) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Seen>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let task = tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.expect("body");
-            let body: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-            };
-            let uri = parts.uri.to_string();
-            let content_type = parts
-                .headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            log.lock().expect("lock").push(Seen {
-                method: parts.method.clone(),
-                uri: uri.clone(),
-                content_type,
-                body: body.clone(),
-            });
-            let path = parts.uri.path().to_owned();
-            let refused = parts.method == Method::PATCH && fail.is_some_and(|f| path.ends_with(f));
-            let response = match parts.method {
-                _ if refused => json_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": "StatefulSet.apps \"demo\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than ... are forbidden"}),
-                ),
-                Method::GET
-                    if path.ends_with("/pods") || path.ends_with("/persistentvolumeclaims") =>
-                {
-                    json_response(
-                        StatusCode::OK,
-                        &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []}),
-                    )
-                }
-                Method::GET => json_response(
-                    StatusCode::NOT_FOUND,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-                ),
-                Method::DELETE => json_response(
-                    StatusCode::OK,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-                ),
-                _ => {
-                    let mut echo = body.clone();
-                    if echo["metadata"].is_null() {
-                        echo["metadata"] = json!({"name": "demo", "namespace": "ns"});
-                    }
-                    // The API server answers a status patch with the whole
-                    // object.
-                    if path.ends_with("/status") {
-                        echo["spec"] = json!({"replicas": 3});
-                    }
-                    json_response(StatusCode::OK, &echo)
-                }
-            };
-            send.send_response(response);
-        }
-    });
-    (task, seen)
-}
-
-async fn finish(task: tokio::task::JoinHandle<()>) {
-    tokio::time::timeout(Duration::from_secs(2), task)
-        .await
-        .expect("mock server stops when the client is dropped")
-        .expect("mock server task");
 }
 
 #[tokio::test]
