@@ -225,7 +225,13 @@ pub async fn run(
         metrics.clone(),
         network,
     )?;
-    if ensemble.voters.len() == 1 && ensemble.observers.is_empty() {
+    // Only the one voter itself: a node joining a one-voter ensemble (in no
+    // list, with the voter's flags) is not alone and cannot serve until it
+    // is added, so it must not wait here.
+    if ensemble.voters.len() == 1
+        && ensemble.voters.contains_key(&ensemble.id)
+        && ensemble.observers.is_empty()
+    {
         // Alone, the node leads as soon as its own promise is on disk (a
         // few milliseconds). Clients that connect meanwhile wait in the
         // listen backlog instead of being told "not serving yet", so that
