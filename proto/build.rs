@@ -14,6 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // A peer frame's payload is handed on as it was received, not
+        // copied out of the receive buffer (it was 4-5% of a node's CPU
+        // under write load).
+        .bytes(".synod.v1.PeerFrame.payload")
         .compile_fds(descriptors)?;
     Ok(())
 }

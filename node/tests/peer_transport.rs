@@ -69,7 +69,7 @@ async fn frames_flow_both_ways_and_a_late_peer_is_reached() {
             from: 1,
             incarnation: 101,
             abstaining: false,
-            payload: b"hello".to_vec()
+            payload: b"hello".to_vec().into()
         })
     );
     to_a.send(1, b"back".to_vec()).unwrap();
@@ -79,14 +79,16 @@ async fn frames_flow_both_ways_and_a_late_peer_is_reached() {
             from: 2,
             incarnation: 102,
             abstaining: false,
-            payload: b"back".to_vec()
+            payload: b"back".to_vec().into()
         })
     );
     // Frames say whether their sender abstains, as it says now.
     to_a.set_abstaining(true);
     to_a.send(1, b"abstaining".to_vec()).unwrap();
     assert_eq!(
-        receive(&mut at_a).await.map(|f| (f.abstaining, f.payload)),
+        receive(&mut at_a)
+            .await
+            .map(|f| (f.abstaining, f.payload.to_vec())),
         Some((true, b"abstaining".to_vec()))
     );
     for i in 0..20u8 {
@@ -94,7 +96,7 @@ async fn frames_flow_both_ways_and_a_late_peer_is_reached() {
     }
     for i in 0..20u8 {
         assert_eq!(
-            receive(&mut at_b).await.map(|f| f.payload),
+            receive(&mut at_b).await.map(|f| f.payload.to_vec()),
             Some(vec![i]),
             "in order"
         );

@@ -67,7 +67,8 @@ pub struct Inbound {
     /// the frame.
     pub incarnation: u64,
     pub abstaining: bool,
-    pub payload: Vec<u8>,
+    /// As received: a view into the receive buffer, not a copy.
+    pub payload: bytes::Bytes,
 }
 
 /// Sends frames to peers; cheap to clone.
@@ -235,11 +236,11 @@ async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::
         backoff = config.backoff_min;
         tracing::debug!(peer = to, %address, "connected to peer");
         let (tx, rx) = mpsc::channel::<PeerFrame>(config.queue.max(1));
-        let frame = |payload| PeerFrame {
+        let frame = |payload: Vec<u8>| PeerFrame {
             cluster: config.cluster.clone(),
             from: config.node_id,
             to,
-            payload,
+            payload: payload.into(),
             cluster_id: config.cluster_id.load(std::sync::atomic::Ordering::Acquire),
             incarnation: config.incarnation,
             abstaining: config.abstaining.load(std::sync::atomic::Ordering::Acquire),
@@ -412,7 +413,7 @@ mod tests {
             cluster: "blue".into(),
             from: 2,
             to: 1,
-            payload: Vec::new(),
+            payload: Default::default(),
             cluster_id,
             incarnation: 9,
             abstaining: false,
@@ -477,7 +478,7 @@ mod tests {
                 from: 1,
                 incarnation: 5,
                 abstaining: false,
-                payload: b"hello".to_vec()
+                payload: bytes::Bytes::from_static(b"hello")
             }
         );
 

@@ -12,7 +12,7 @@ fn peer_frame(cluster: &str, from: u64, to: u64, payload: Vec<u8>) -> pb::PeerFr
         cluster: cluster.into(),
         from,
         to,
-        payload,
+        payload: payload.into(),
         // Not known to the sender: taken by a node of any cluster id.
         cluster_id: 0,
         // No incarnation: decoded and checked like any frame, though the
