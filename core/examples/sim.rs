@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p synod-core --example sim -- --seeds N [--start S] [--nodes K]
-//!     [--ticks T] [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write|ignore-incarnations]
+//!     [--ticks T] [--wipes-anytime] [--plant lease-in-ticks|read-before-apply|ack-without-vouch|read-around-write|ignore-incarnations]
 //!     [--verbose]
 //! ```
 //!
@@ -27,6 +27,9 @@ struct Args {
     ticks: Option<u64>,
     plant: Option<Plant>,
     verbose: bool,
+    /// Disks wiped at any time on every seed of 3 nodes or more; only
+    /// agreement is checked.
+    wipes_anytime: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -37,6 +40,7 @@ fn parse() -> Result<Args, String> {
         ticks: None,
         plant: None,
         verbose: false,
+        wipes_anytime: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -52,6 +56,7 @@ fn parse() -> Result<Args, String> {
             "--nodes" => args.nodes = Some(value("--nodes")? as usize),
             "--ticks" => args.ticks = Some(value("--ticks")?),
             "--verbose" | "-v" => args.verbose = true,
+            "--wipes-anytime" => args.wipes_anytime = true,
             "--plant" => match it.next().as_deref() {
                 Some("lease-in-ticks") => args.plant = Some(Plant::LeaseInTicks),
                 Some("read-before-apply") => args.plant = Some(Plant::ReadBeforeApply),
@@ -91,6 +96,10 @@ fn main() -> ExitCode {
         let mut cfg = SimConfig::for_seed(seed, nodes);
         if let Some(t) = args.ticks {
             cfg.ticks = t;
+        }
+        if args.wipes_anytime {
+            cfg.wipes = nodes >= 3;
+            cfg.wipes_anytime = true;
         }
         if let Some(plant) = args.plant {
             if plant == Plant::LeaseInTicks {

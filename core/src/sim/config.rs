@@ -88,6 +88,11 @@ pub struct SimConfig {
     /// a new incarnation, as joined to an existing ensemble, and the
     /// simulated operator removes and re-adds it.
     pub wipes: bool,
+    /// Wipes strike at any time, however many disks are already lost (no
+    /// health check first). Agreement must still hold; progress after the
+    /// heal is not demanded, since losing a majority's disks may rightly
+    /// stop the ensemble.
+    pub wipes_anytime: bool,
 }
 
 impl SimConfig {
@@ -123,6 +128,7 @@ impl SimConfig {
             observers: 0,
             reconfigure: false,
             wipes: false,
+            wipes_anytime: false,
         }
     }
 }

@@ -547,6 +547,28 @@ fn wiped_disks_are_replaced_and_agreement_holds() {
 }
 
 #[test]
+fn disks_wiped_at_any_time_never_break_agreement() {
+    // No health check before a wipe, any number of disks lost at once (a
+    // majority too): the ensemble may stop, but what it chose stays chosen
+    // and every other check holds.
+    let mut wipes = 0;
+    for seed in 0..150 {
+        let nodes = [3, 5][(seed % 2) as usize];
+        let mut cfg = SimConfig::for_seed(seed, nodes);
+        cfg.wipes = true;
+        cfg.wipes_anytime = true;
+        let out = run(seed, cfg);
+        assert!(
+            out.violations.is_empty(),
+            "seed {seed}: {:?}",
+            out.violations
+        );
+        wipes += out.wipes;
+    }
+    assert!(wipes > 100, "wipes {wipes}");
+}
+
+#[test]
 fn planted_wiped_voter_that_votes_is_caught() {
     // Without incarnations a wiped voter votes at once with what it forgot,
     // and some seeds apply two values in one slot.

@@ -14,46 +14,60 @@ impl Cluster {
     /// repaired: losing a second disk before the first is replaced can
     /// lose a majority's disks, and then refusing to go on is right.
     pub(super) fn random_wipe(&mut self) {
-        let planted = self.cfg.plant == Some(Plant::IgnoreIncarnations);
-        if !planted && self.nodes.iter().any(|n| n.replacing.is_some()) {
+        // Ungated: the plant (to show what goes wrong without incarnations)
+        // and `wipes_anytime` (agreement must hold whatever disks are lost,
+        // however many, whenever; only progress may stop).
+        let ungated = self.cfg.plant == Some(Plant::IgnoreIncarnations) || self.cfg.wipes_anytime;
+        if !ungated && self.nodes.iter().any(|n| n.replacing.is_some()) {
             return;
         }
-        // Only once the ensemble has bound every member (before that a
-        // wiped member cannot be told from a new one: docs/consensus.md),
-        // and only where one lost disk leaves a majority of voters.
-        let Some(leader) = self
+        let membership = self
             .leaders()
             .first()
             .and_then(|&l| self.nodes[l].replica.as_ref())
-        else {
-            return;
-        };
-        let m = leader.membership();
-        let bound = m
-            .voters
-            .iter()
-            .chain(&m.observers)
-            .all(|&id| m.incarnation(id) != 0);
-        if !planted && (!bound || m.voters.len() < 3 || leader.pending_membership().is_some()) {
-            return;
+            .map(|r| {
+                (
+                    r.membership().clone(),
+                    r.membership_slot(),
+                    r.pending_membership().is_some(),
+                )
+            });
+        if !ungated {
+            // Only once the ensemble has bound every member (before that a
+            // wiped member cannot be told from a new one:
+            // docs/consensus.md), and only where one lost disk leaves a
+            // majority of voters.
+            let Some((m, _, pending)) = &membership else {
+                return;
+            };
+            let bound = m
+                .voters
+                .iter()
+                .chain(&m.observers)
+                .all(|&id| m.incarnation(id) != 0);
+            if !bound || m.voters.len() < 3 || *pending {
+                return;
+            }
         }
         let i = self.rng.range(0, self.nodes.len() as u64) as usize;
-        // And only when every other node runs and knows the membership in
-        // force committed: the health an operator checks before it takes
-        // a member down. A disk may of course die at any time, but then
-        // whether the ensemble can go on depends on what the survivors
-        // know (a restarted node forgets its commit index here), and the
-        // run's final liveness check could not be demanded.
-        let settled = leader.membership_slot();
-        let healthy = self.nodes.iter().enumerate().all(|(j, n)| {
-            j == i
-                || n.replica
-                    .as_ref()
-                    .is_some_and(|r| r.commit_index() >= settled && r.membership() == m)
-        });
-        if !planted && !healthy {
-            return;
+        if let (false, Some((m, settled, _))) = (ungated, &membership) {
+            // And only when every other node runs and knows the membership
+            // in force committed: the health an operator checks before it
+            // takes a member down. A disk may of course die at any time,
+            // but then whether the ensemble can go on depends on what the
+            // survivors know, and the run's final liveness check could not
+            // be demanded (`wipes_anytime` checks agreement alone).
+            let healthy = self.nodes.iter().enumerate().all(|(j, n)| {
+                j == i
+                    || n.replica
+                        .as_ref()
+                        .is_some_and(|r| r.commit_index() >= *settled && r.membership() == m)
+            });
+            if !healthy {
+                return;
+            }
         }
+        let m = membership.map(|(m, _, _)| m).unwrap_or_default();
         let id = self.nodes[i].id;
         let was_voter = m.is_voter(id) || !m.contains(id);
         self.crash(i);
