@@ -176,4 +176,10 @@ impl<T: Clone> Replica<T> {
             p.snap = None;
         }
     }
+
+    /// Whether a snapshot transfer to this replica is under way and moved
+    /// on within the last election timeout.
+    pub(super) fn receiving_snapshot(&self) -> bool {
+        self.snap_recv.is_some() && self.now < self.snap_recv_progress + self.cfg.election_ms
+    }
 }

@@ -1,6 +1,5 @@
-//! Membership: proposing a change (one voter at a time), binding members
-//! to their incarnations, installing a committed change, the membership at
-//! a slot, and the leader's peer table.
+//! Membership: proposing a change (one voter at a time), installing a
+//! committed change, the membership at a slot, and the leader's peer table.
 
 use super::*;
 
@@ -58,62 +57,8 @@ impl<T: Clone> Replica<T> {
         Ok(self.propose_config(m))
     }
 
-    /// At the leader, with no membership change in flight: binds every
-    /// member it can (see [`Replica::with_bindings`]) by proposing the
-    /// same membership with the bindings added. The voters do not change,
-    /// so the quorums of the old and new membership are the same.
-    pub(super) fn bind_incarnations(&mut self) {
-        if !self.leader_caught_up() {
-            return;
-        }
-        let bound = self.with_bindings(self.membership.clone());
-        // The scan for a change in flight is the costly part: only when
-        // there is something to bind.
-        if bound != self.membership && self.pending_membership().is_none() {
-            self.propose_config(bound);
-        }
-    }
-
-    /// `m` with its bindings made safe and complete:
-    /// - a member that stays a voter keeps the binding it has (rebinding a
-    ///   voter would let a wiped directory vote in its place);
-    /// - this leader, and any voter still unbound, is bound to the
-    ///   incarnation it claims unless it abstains;
-    /// - an observer (which votes in nothing) and a voter that joins from
-    ///   the observers are bound to the incarnation they last claimed;
-    /// - bindings of non-members are dropped.
-    ///
-    /// Members that reported no incarnation stay as they are.
-    fn with_bindings(&self, mut m: Membership) -> Membership {
-        let old = &self.membership;
-        let members: Vec<NodeId> = m.voters.iter().chain(&m.observers).copied().collect();
-        m.incarnations.retain(|(id, _)| members.contains(id));
-        for id in members {
-            let claim = if id == self.cfg.id {
-                Some(self.claim())
-            } else {
-                self.last_claim(id)
-            };
-            let staying_voter = old.is_voter(id) && m.is_voter(id);
-            let bound = if staying_voter {
-                old.incarnation(id)
-            } else {
-                m.incarnation(id)
-            };
-            let rebindable = !m.is_voter(id) || !old.is_voter(id);
-            let target = match claim {
-                Some(c) if c.incarnation != 0 && (rebindable || bound == 0 && !c.abstaining) => {
-                    c.incarnation
-                }
-                _ => bound,
-            };
-            m.bind(id, target);
-        }
-        m
-    }
-
     /// Proposes membership `m` (already checked) in the next slot.
-    fn propose_config(&mut self, m: Membership) -> Slot {
+    pub(super) fn propose_config(&mut self, m: Membership) -> Slot {
         let first = match &self.state {
             State::Leader(l) => l.next_slot,
             _ => return 0,

@@ -10,7 +10,8 @@
 //! construction, the queries, the input dispatch (`step`, `tick`) and the
 //! plumbing every role uses (persist, defer, send). The roles and
 //! sub-protocols are in the files beside it: `acceptor`, `election`,
-//! `leader`, `reads`, `catch_up` and `membership`.
+//! `leader`, `reads`, `catch_up`, `membership` and `incarnations`; the log
+//! is in `log`.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -25,9 +26,13 @@ use super::{
 mod acceptor;
 mod catch_up;
 mod election;
+mod incarnations;
 mod leader;
+mod log;
 mod membership;
 mod reads;
+
+use log::Log;
 
 /// Snapshot chunks in flight per peer.
 const SNAPSHOT_WINDOW: u64 = 4;
@@ -40,82 +45,6 @@ pub enum Role {
     PreCandidate,
     Candidate,
     Leader,
-}
-
-/// The accepted values, indexed by slot from `base`. Slots above the commit
-/// index may have holes (accepts can arrive out of order).
-#[derive(Debug)]
-struct Log<T> {
-    base: Slot,
-    slots: VecDeque<Option<Entry<T>>>,
-    /// The slots that hold a membership change, so that the changes in
-    /// flight are found without scanning the log.
-    configs: std::collections::BTreeSet<Slot>,
-}
-
-impl<T> Log<T> {
-    fn new() -> Self {
-        Log {
-            base: 1,
-            slots: VecDeque::new(),
-            configs: std::collections::BTreeSet::new(),
-        }
-    }
-
-    fn get(&self, slot: Slot) -> Option<&Entry<T>> {
-        if slot < self.base {
-            return None;
-        }
-        self.slots
-            .get((slot - self.base) as usize)
-            .and_then(Option::as_ref)
-    }
-
-    fn set(&mut self, slot: Slot, entry: Entry<T>) {
-        if slot < self.base {
-            return;
-        }
-        if matches!(entry.value, Value::Config(_)) {
-            self.configs.insert(slot);
-        } else {
-            self.configs.remove(&slot);
-        }
-        let i = (slot - self.base) as usize;
-        while self.slots.len() <= i {
-            self.slots.push_back(None);
-        }
-        self.slots[i] = Some(entry);
-    }
-
-    /// Drops every slot up to `upto`.
-    fn compact(&mut self, upto: Slot) {
-        while self.base <= upto {
-            if self.slots.pop_front().is_none() {
-                self.base = upto + 1;
-                break;
-            }
-            self.base += 1;
-        }
-        self.configs = self.configs.split_off(&(upto + 1));
-    }
-
-    /// Highest slot that holds anything (or `base - 1`).
-    fn last(&self) -> Slot {
-        self.base + self.slots.len() as Slot - 1
-    }
-
-    /// The membership changes held after `slot`, oldest first.
-    fn configs_after(&self, slot: Slot) -> impl Iterator<Item = (Slot, &Membership)> {
-        self.configs
-            .range(slot + 1..)
-            .filter_map(|&s| match self.get(s) {
-                Some(Entry {
-                    value: Value::Config(m),
-                    ..
-                }) => Some((s, m.as_ref())),
-                _ => None,
-            })
-    }
 }
 
 /// Something that must wait until a write is durable.
@@ -500,60 +429,6 @@ impl<T: Clone> Replica<T> {
         self.membership.is_voter(self.cfg.id) && !self.abstains()
     }
 
-    /// Whether this replica must keep out of every quorum: the membership
-    /// binds its id to another incarnation (its directory was wiped after
-    /// the binding), or it joined an existing ensemble on an empty
-    /// directory and has not been bound yet (re-added).
-    fn abstains(&self) -> bool {
-        match self.membership.incarnation(self.cfg.id) {
-            0 => self.cfg.joined_existing,
-            bound => bound != self.cfg.incarnation,
-        }
-    }
-
-    /// A voter of the committed membership that keeps out of every quorum
-    /// until it is removed and re-added (see [`Config::joined_existing`]).
-    pub fn awaiting_readd(&self) -> bool {
-        self.membership.is_voter(self.cfg.id) && self.abstains()
-    }
-
-    /// What this replica's messages say about it: the shell attaches it to
-    /// every message it sends.
-    pub fn claim(&self) -> Claim {
-        Claim {
-            incarnation: self.cfg.incarnation,
-            abstaining: self.abstains(),
-        }
-    }
-
-    /// Members whose messages of the last two election timeouts are
-    /// refused for their claim (the leader's view is the one that
-    /// matters): voters whose directory was wiped, which must be removed
-    /// and re-added. An older claim may be from before a wipe that has
-    /// since been repaired; a wiped voter speaks at least once per
-    /// election timeout (it campaigns, or answers the leader).
-    pub fn foreign_members(&self) -> Vec<NodeId> {
-        self.claims
-            .iter()
-            .filter(|(id, (claim, at))| {
-                self.now.saturating_sub(*at) < 2 * self.cfg.election_ms
-                    && self.membership.contains(**id)
-                    && !self.admits(**id, *claim)
-            })
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    /// The claim `id` last sent, if any.
-    fn last_claim(&self, id: NodeId) -> Option<Claim> {
-        self.claims.get(&id).map(|(claim, _)| *claim)
-    }
-
-    /// Messages dropped so far because the sender's claim was not admitted.
-    pub fn refused_claims(&self) -> u64 {
-        self.refused_claims
-    }
-
     /// A one-line description of the replica's state, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -657,30 +532,6 @@ impl<T: Clone> Replica<T> {
             .configs_after(self.commit)
             .last()
             .map(|(s, m)| (s, m.clone()))
-    }
-
-    /// Whether a message from `from` with `claim` is taken in (see
-    /// [`Membership::admits`]), judged by the newest binding of `from`
-    /// this replica holds: that of the last membership change above its
-    /// commit index that binds it, else the committed one. Changes in
-    /// flight count because a member may not have learned that the change
-    /// binding a wiped voter committed (a restart forgets the commit
-    /// index). The newest wins because a member is bound anew only after
-    /// a committed change removed it (a voter keeps its binding), so an
-    /// older binding is one that was superseded.
-    fn admits(&self, from: NodeId, claim: Claim) -> bool {
-        let newest = self
-            .log
-            .configs_after(self.commit)
-            .filter_map(|(_, m)| match m.incarnation(from) {
-                0 => None,
-                bound => Some(bound),
-            })
-            .last();
-        match newest {
-            Some(bound) => bound == claim.incarnation,
-            None => self.membership.admits(from, claim),
-        }
     }
 
     /// At a follower: when it last heard from the leader it follows
@@ -813,65 +664,6 @@ impl<T: Clone> Replica<T> {
         }
     }
 
-    /// What is left of a message whose sender's claim is not admitted.
-    /// Chosen values are taken from anyone, as a peer serves them
-    /// (`Ballot::ZERO`: nothing is promised or followed): a commit index
-    /// only ever covers chosen values, whoever holds it. That is also how a
-    /// member whose log binds a re-added member to its old incarnation
-    /// learns the change that binds the new one. Everything else (votes,
-    /// a proposer's orders) is dropped; a would-be leader's accept or
-    /// heartbeat is answered with a request to catch up, so that a member
-    /// refusing only because it lags is sent the chosen log.
-    fn refused(&mut self, from: NodeId, msg: Message<T>) -> Option<Message<T>> {
-        match msg {
-            Message::CatchUp { .. } => Some(msg),
-            Message::Learn {
-                first,
-                values,
-                commit,
-                ..
-            } => Some(Message::Learn {
-                ballot: Ballot::ZERO,
-                first,
-                values,
-                commit,
-            }),
-            Message::Snapshot {
-                index,
-                membership,
-                total,
-                offset,
-                data,
-                ..
-            } => Some(Message::Snapshot {
-                ballot: Ballot::ZERO,
-                index,
-                membership,
-                total,
-                offset,
-                data,
-            }),
-            Message::Accept { .. } | Message::Heartbeat { .. } => {
-                self.refused_claims += 1;
-                if !self.receiving_snapshot() {
-                    let commit = self.commit;
-                    self.send(from, Message::CatchUp { commit });
-                }
-                None
-            }
-            _ => {
-                self.refused_claims += 1;
-                None
-            }
-        }
-    }
-
-    /// Whether a snapshot transfer to this replica is under way and moved
-    /// on within the last election timeout.
-    fn receiving_snapshot(&self) -> bool {
-        self.snap_recv.is_some() && self.now < self.snap_recv_progress + self.cfg.election_ms
-    }
-
     /// Handles a message from `from` that reports no claim
     /// ([`Claim::NONE`]); see [`Replica::step_claimed`].
     pub fn step(&mut self, from: NodeId, msg: Message<T>, now: MonoMs) {
@@ -880,20 +672,13 @@ impl<T: Clone> Replica<T> {
 
     /// Handles a message from `from`, sent with `claim`, that arrived
     /// before `now` (the shell reads its clock after taking the message
-    /// in, never before). A message whose claim the committed membership
-    /// does not admit (a wiped member's, an abstaining voter's) is dropped,
-    /// except a request to catch up: it is neither a vote nor a proposer's
-    /// order, and the member needs the log to be re-added.
+    /// in, never before). A message whose claim is not admitted (a wiped
+    /// member's, an abstaining voter's) counts for nothing: see
+    /// `incarnations.rs`.
     pub fn step_claimed(&mut self, from: NodeId, claim: Claim, msg: Message<T>, now: MonoMs) {
         self.advance(now);
-        self.claims.insert(from, (claim, self.now));
-        let msg = if self.admits(from, claim) {
-            msg
-        } else {
-            match self.refused(from, msg) {
-                Some(msg) => msg,
-                None => return,
-            }
+        let Some(msg) = self.admit(from, claim, msg) else {
+            return;
         };
         let mut round = msg.ballot().round;
         if msg.ballot() == Ballot::CHOSEN {
