@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
+use synod_core::tree::Stat;
 use synod_core::txn::{CreateMode, MultiOutcome, OpOutcome, WriteOp};
 use synod_core::watch::WatchKind;
 use synod_core::{Error, SessionId, Zxid};
@@ -58,7 +59,7 @@ fn error_reply(xid: i32, error: &Error) -> Reply {
     }
 }
 
-fn body(f: impl FnOnce(&mut Writer)) -> Vec<u8> {
+pub(super) fn body(f: impl FnOnce(&mut Writer)) -> Vec<u8> {
     let mut w = Writer::default();
     f(&mut w);
     w.buf
@@ -174,6 +175,21 @@ where
 
 /// ZooKeeper's dynamic configuration node (`getConfig`).
 pub(super) const CONFIG_PATH: &str = "/zookeeper/config";
+
+/// `/zookeeper/config`'s data, rendered when asked (the membership lives
+/// in the replica, not in the tree), with `stat` (the tree node's) made to
+/// match: its length, and the slot of the membership as its mzxid.
+pub(super) fn config_data(
+    state: &NodeState,
+    ensemble: &EnsembleAddresses,
+    stat: &mut Stat,
+) -> Vec<u8> {
+    let (voters, observers, slot) = state.config_members();
+    let text = ensemble.render(&voters, &observers, slot);
+    stat.data_length = i32::try_from(text.len()).unwrap_or(i32::MAX);
+    stat.mzxid = i64::try_from(slot).unwrap_or(i64::MAX);
+    text.into_bytes()
+}
 
 /// The write a create request asks for, checked against its opcode as
 /// ZooKeeper checks it: TTL modes only through createTTL (with a TTL in
@@ -413,14 +429,8 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
                 if path == CONFIG_PATH
                     && let Some(ensemble) = &ensemble
                 {
-                    // The membership, rendered when asked (it lives in the
-                    // replica, not in the tree).
-                    let (voters, observers, slot) = state.config_members();
-                    let text = ensemble.render(&voters, &observers, slot);
                     let ((data, stat), _) = &mut result;
-                    stat.data_length = i32::try_from(text.len()).unwrap_or(i32::MAX);
-                    stat.mzxid = i64::try_from(slot).unwrap_or(i64::MAX);
-                    *data = Some(text.into_bytes());
+                    *data = Some(config_data(state, ensemble, stat));
                 }
                 if watch {
                     state.watch(session, &path, WatchKind::Data)?;

@@ -66,6 +66,10 @@ pub mod code {
     pub const AUTH_FAILED: i32 = -115;
     pub const SESSION_MOVED: i32 = -118;
     pub const RECONFIG_DISABLED: i32 = -123;
+    /// A reconfig that could not be committed.
+    pub const NEW_CONFIG_NO_QUORUM: i32 = -13;
+    /// A reconfig refused because another one is under way.
+    pub const RECONFIG_IN_PROGRESS: i32 = -14;
 }
 
 /// The state a watch event reports: the client is connected.

@@ -13,12 +13,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use synod_core::SessionId;
 use synod_core::acl::perms;
 use synod_core::node::membership::MembershipChange;
+use synod_core::{ErrorCode, SessionId};
 
 use super::ensemble_config::EnsembleAddresses;
-use super::ops::{CONFIG_PATH, Prepared, Reply, ready};
+use super::ops::{CONFIG_PATH, Prepared, Reply, body, config_data, ready};
 use super::proto::{code, write_stat};
 use crate::api::admin::AdminService;
 use crate::driver::DriverHandle;
@@ -29,13 +29,6 @@ const RECONFIG_WAIT: Duration = Duration::from_secs(60);
 
 /// How often a promotion waiting for its observer to catch up asks again.
 const PROMOTION_RETRY: Duration = Duration::from_millis(100);
-
-/// ZooKeeper's codes for a reconfig that could not be committed, and for
-/// one refused because another is under way.
-const NEW_CONFIG_NO_QUORUM: i32 = -13;
-const RECONFIG_IN_PROGRESS: i32 = -14;
-const NO_AUTH: i32 = -102;
-const BAD_VERSION: i32 = -103;
 
 /// A decoded `reconfig` request and who asked.
 #[derive(Debug)]
@@ -72,11 +65,11 @@ pub fn prepare(asked: Asked, driver: DriverHandle, ensemble: Arc<EnsembleAddress
             .acl
             .permits(&[], perms::WRITE, &identity)
         {
-            return refuse(NO_AUTH);
+            return refuse(ErrorCode::NoAuth.zookeeper_code());
         }
         let (voters, observers, version) = state.config_members();
         if asked.config_id != -1 && u64::try_from(asked.config_id).ok() != Some(version) {
-            return refuse(BAD_VERSION);
+            return refuse(ErrorCode::BadVersion.zookeeper_code());
         }
         let current: Vec<u64> = voters.iter().chain(&observers).copied().collect();
         let request = match asked
@@ -110,34 +103,29 @@ pub fn prepare(asked: Asked, driver: DriverHandle, ensemble: Arc<EnsembleAddress
             }
             let answer = driver
                 .call(move |state| {
-                    let (voters, observers, version) = state.config_members();
-                    let text = ensemble.render(&voters, &observers, version);
-                    let stat = state
+                    let mut stat = state
                         .machine()
                         .tree()
                         .get_data_or_null(CONFIG_PATH, &synod_core::acl::Identity::default())
-                        .map(|(_, stat)| stat);
-                    (text, stat, version, state.machine().applied())
+                        .map(|(_, stat)| stat)
+                        .ok()?;
+                    let data = config_data(state, &ensemble, &mut stat);
+                    Some((data, stat, state.machine().applied()))
                 })
                 .await;
-            match answer {
-                Ok((text, Ok(mut stat), version, zxid)) => {
-                    stat.data_length = i32::try_from(text.len()).unwrap_or(i32::MAX);
-                    stat.mzxid = i64::try_from(version).unwrap_or(i64::MAX);
-                    let mut w = super::jute::Writer::default();
-                    w.buffer(text.as_bytes());
-                    write_stat(&mut w, &stat);
-                    Reply {
-                        xid,
-                        result: Ok((Some(zxid), w.buf)),
-                        close: false,
-                    }
-                }
-                _ => Reply {
-                    xid,
-                    result: Err(NEW_CONFIG_NO_QUORUM),
-                    close: false,
+            Reply {
+                xid,
+                result: match answer {
+                    Ok(Some((data, stat, zxid))) => Ok((
+                        Some(zxid),
+                        body(|w| {
+                            w.buffer(&data);
+                            write_stat(w, &stat);
+                        }),
+                    )),
+                    _ => Err(code::NEW_CONFIG_NO_QUORUM),
                 },
+                close: false,
             }
         })
     }))
@@ -170,9 +158,9 @@ async fn step(
 /// way is "reconfig in progress"; a refusal is a bad argument.
 fn failure_code(status: &tonic::Status) -> i32 {
     match status.code() {
-        tonic::Code::DeadlineExceeded | tonic::Code::Unavailable => NEW_CONFIG_NO_QUORUM,
-        _ if status.message().contains("still being committed") => RECONFIG_IN_PROGRESS,
-        _ if status.message().contains("not the leader") => NEW_CONFIG_NO_QUORUM,
+        tonic::Code::DeadlineExceeded | tonic::Code::Unavailable => code::NEW_CONFIG_NO_QUORUM,
+        _ if status.message().contains("still being committed") => code::RECONFIG_IN_PROGRESS,
+        _ if status.message().contains("not the leader") => code::NEW_CONFIG_NO_QUORUM,
         _ => code::BAD_ARGUMENTS,
     }
 }
