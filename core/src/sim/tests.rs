@@ -521,16 +521,16 @@ fn a_member_cut_off_from_the_leader_stops_acknowledging_keep_alives() {
 
 // ----- wiped disks -----
 
-#[test]
-fn wiped_disks_are_replaced_and_agreement_holds() {
-    // Every seed wipes disks now and then; the simulated operator removes
-    // the member the leader reports foreign, re-adds it as an observer and
-    // promotes it. Nothing chosen is lost and every node serves again.
+/// Runs seeds 0..150 (3 and 5 nodes) with disk wipes, `anytime` as
+/// [`SimConfig::wipes_anytime`]; every run must be free of violations.
+/// Returns the disks wiped and the wiped members re-added.
+fn runs_with_wipes(anytime: bool) -> (u64, u64) {
     let (mut wipes, mut readded) = (0, 0);
     for seed in 0..150 {
         let nodes = [3, 5][(seed % 2) as usize];
         let mut cfg = SimConfig::for_seed(seed, nodes);
         cfg.wipes = true;
+        cfg.wipes_anytime = anytime;
         let out = run(seed, cfg);
         assert!(
             out.violations.is_empty(),
@@ -540,6 +540,15 @@ fn wiped_disks_are_replaced_and_agreement_holds() {
         wipes += out.wipes;
         readded += out.readded;
     }
+    (wipes, readded)
+}
+
+#[test]
+fn wiped_disks_are_replaced_and_agreement_holds() {
+    // Every seed wipes disks now and then; the simulated operator removes
+    // the member the leader reports foreign, re-adds it as an observer and
+    // promotes it. Nothing chosen is lost and every node serves again.
+    let (wipes, readded) = runs_with_wipes(false);
     assert!(
         wipes > 20 && readded > 10,
         "wipes {wipes}, re-added {readded}"
@@ -551,20 +560,7 @@ fn disks_wiped_at_any_time_never_break_agreement() {
     // No health check before a wipe, any number of disks lost at once (a
     // majority too): the ensemble may stop, but what it chose stays chosen
     // and every other check holds.
-    let mut wipes = 0;
-    for seed in 0..150 {
-        let nodes = [3, 5][(seed % 2) as usize];
-        let mut cfg = SimConfig::for_seed(seed, nodes);
-        cfg.wipes = true;
-        cfg.wipes_anytime = true;
-        let out = run(seed, cfg);
-        assert!(
-            out.violations.is_empty(),
-            "seed {seed}: {:?}",
-            out.violations
-        );
-        wipes += out.wipes;
-    }
+    let (wipes, _) = runs_with_wipes(true);
     assert!(wipes > 100, "wipes {wipes}");
 }
 
