@@ -96,6 +96,44 @@ pub fn port_free_on_loopbacks(count: u8) -> u16 {
     panic!("no port free on every loopback address");
 }
 
+/// A channel to the node whose client port is `addr`, connected on first
+/// use: 2 s to connect, `timeout` per call.
+pub fn channel(addr: SocketAddr, timeout: Duration) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint URI")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .connect_lazy()
+}
+
+/// The Admin API of the node whose client port is `addr` (5 s per call).
+pub fn admin(
+    addr: SocketAddr,
+) -> synod_proto::v1::admin_client::AdminClient<tonic::transport::Channel> {
+    synod_proto::v1::admin_client::AdminClient::new(channel(addr, Duration::from_secs(5)))
+}
+
+/// `synodctl --json --endpoints <endpoints> member <args>`: whether it
+/// succeeded, and its JSON answer (the last line when it prints several;
+/// null when there is none).
+pub async fn synodctl_member(endpoints: &str, args: &[&str]) -> (bool, serde_json::Value) {
+    let bin = binary("synodctl").expect("synodctl");
+    let mut all = vec!["--json", "--endpoints", endpoints, "member"];
+    all.extend_from_slice(args);
+    let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(bin).args(&all).output().expect("run synodctl")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let last = text.lines().last().unwrap_or("null");
+    (
+        output.status.success(),
+        serde_json::from_str(last).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind((test_loopback(), 0)).context("cannot bind a probe port")?;

@@ -4,26 +4,16 @@
 //! demand compacts the log, `synodctl status` prints every node, and with
 //! an address template a node joins without restarting the others.
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use synod_proto::v1::coordination_client::CoordinationClient;
-use synod_tests::{Ensemble, TestNode, loopback_prefix, port_free_on_loopbacks};
-use tonic::transport::{Channel, Endpoint};
+use synod_tests::{Ensemble, TestNode, admin, loopback_prefix, port_free_on_loopbacks};
+use tonic::transport::Channel;
 
 type Admin = AdminClient<Channel>;
-
-fn admin(addr: SocketAddr) -> Admin {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint URI")
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .connect_lazy();
-    AdminClient::new(channel)
-}
 
 async fn status(api: &mut Admin) -> pb::StatusResponse {
     api.status(pb::StatusRequest {})

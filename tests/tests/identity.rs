@@ -4,23 +4,11 @@
 //! refuses to start, naming both; started with the right name it rejoins
 //! with the identity it had.
 
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use synod_proto::v1 as pb;
-use synod_proto::v1::admin_client::AdminClient;
-use synod_tests::{Ensemble, TempDir};
-use tonic::transport::{Channel, Endpoint};
-
-fn admin(addr: SocketAddr) -> AdminClient<Channel> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint URI")
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .connect_lazy();
-    AdminClient::new(channel)
-}
+use synod_tests::{Ensemble, TempDir, admin};
 
 /// Each node's (cluster id, incarnation id), once every node of `ids`
 /// reports a cluster id.

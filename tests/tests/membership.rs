@@ -16,19 +16,14 @@ use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use synod_proto::v1::coordination_client::CoordinationClient;
 use synod_tests::{TestNode, loopback_prefix, port_free_on_loopbacks};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 type Admin = AdminClient<Channel>;
 
 const CLUSTER: &str = "membership-test";
 
 fn admin(addr: SocketAddr) -> Admin {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint URI")
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30))
-        .connect_lazy();
-    AdminClient::new(channel)
+    AdminClient::new(synod_tests::channel(addr, Duration::from_secs(30)))
 }
 
 async fn status(api: &mut Admin) -> pb::StatusResponse {
@@ -73,20 +68,11 @@ async fn synodctl(args: Vec<String>) -> std::process::Output {
 }
 
 /// `synodctl --json --endpoints <endpoints> member <args>`: its one JSON
-/// answer (the last line when it prints several).
+/// answer, which must be a success.
 async fn member(endpoints: &str, args: &[&str]) -> Value {
-    let mut all = vec![
-        "--json".to_owned(),
-        "--endpoints".to_owned(),
-        endpoints.to_owned(),
-        "member".to_owned(),
-    ];
-    all.extend(args.iter().map(|&a| a.to_owned()));
-    let output = synodctl(all).await;
-    assert!(output.status.success(), "member {args:?}: {output:?}");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let last = text.lines().last().expect("an answer");
-    serde_json::from_str(last).expect("JSON")
+    let (ok, answer) = synod_tests::synodctl_member(endpoints, args).await;
+    assert!(ok, "member {args:?}: {answer}");
+    answer
 }
 
 fn ids(value: &Value) -> Vec<u64> {

@@ -9,7 +9,6 @@
 //! existing` says it awaits re-adding.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,14 +16,10 @@ use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use synod_proto::v1::coordination_client::CoordinationClient;
 use synod_tests::{Ensemble, TempDir};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint URI")
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .connect_lazy()
+    synod_tests::channel(addr, Duration::from_secs(5))
 }
 
 async fn status(addr: SocketAddr) -> Option<pb::StatusResponse> {
@@ -81,24 +76,8 @@ async fn read(addr: SocketAddr, path: &str) -> Result<Vec<u8>, tonic::Status> {
         .map(|r| r.into_inner().data)
 }
 
-/// `synodctl --json --endpoints <endpoints> member <args>`: its last JSON
-/// line, and whether it succeeded.
 async fn member(endpoints: &str, args: &[&str]) -> (bool, Value) {
-    let bin = synod_tests::binary("synodctl").expect("synodctl");
-    let mut all = vec!["--json", "--endpoints", endpoints, "member"];
-    all.extend_from_slice(args);
-    let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(bin).args(&all).output().expect("run synodctl")
-    })
-    .await
-    .expect("join");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let last = text.lines().last().unwrap_or("null");
-    (
-        output.status.success(),
-        serde_json::from_str(last).unwrap_or(Value::Null),
-    )
+    synod_tests::synodctl_member(endpoints, args).await
 }
 
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
