@@ -47,14 +47,7 @@ async fn scale_three_to_five_to_three_under_load() {
     let stop = Arc::new(AtomicBool::new(false));
     let load = start_load(&h, stop.clone());
     let up = converge(&mut h, &goal(5), Duration::from_secs(120), Calls::Repeated).await;
-    let changes: Vec<(Change, NodeId)> = up
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::ChangeMembership { change, id } => Some((*change, *id)),
-            _ => None,
-        })
-        .collect();
+    let changes = up.membership_changes();
     assert_eq!(
         changes,
         vec![
@@ -65,14 +58,7 @@ async fn scale_three_to_five_to_three_under_load() {
         ]
     );
     let down = converge(&mut h, &goal(3), Duration::from_secs(120), Calls::Repeated).await;
-    let changes: Vec<(Change, NodeId)> = down
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::ChangeMembership { change, id } => Some((*change, *id)),
-            _ => None,
-        })
-        .collect();
+    let changes = down.membership_changes();
     assert_eq!(
         changes,
         vec![
@@ -250,14 +236,7 @@ async fn a_voter_whose_volume_was_wiped_is_removed_re_added_and_promoted() {
     std::fs::remove_dir_all(h.dir.join(victim.to_string())).expect("wipe");
     h.start(victim);
     let run = converge(&mut h, &goal(3), Duration::from_secs(120), Calls::Answered).await;
-    let changes: Vec<(Change, NodeId)> = run
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::ChangeMembership { change, id } => Some((*change, *id)),
-            _ => None,
-        })
-        .collect();
+    let changes = run.membership_changes();
     assert_eq!(
         changes,
         vec![

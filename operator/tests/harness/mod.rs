@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use synod_operator::admin;
 use synod_operator::planner::{
-    Action, ClaimRef, Goal, LeaderView, NodeId, NodeView, Observed, PodView, StatefulSetView, plan,
-    quorum,
+    Action, Change, ClaimRef, Goal, LeaderView, NodeId, NodeView, Observed, PodView,
+    StatefulSetView, plan, quorum,
 };
 use synod_proto::v1 as pb;
 use synod_proto::v1::coordination_client::CoordinationClient;
@@ -395,6 +395,19 @@ pub struct Run {
     pub actions: Vec<Action>,
     /// Longest stretch without a known leader after the first one.
     pub longest_leaderless: Duration,
+}
+
+impl Run {
+    /// The membership changes among the actions, in order.
+    pub fn membership_changes(&self) -> Vec<(Change, NodeId)> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ChangeMembership { change, id } => Some((*change, *id)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Plans and acts until the world matches the goal and the planner is idle.
