@@ -145,8 +145,8 @@ async fn a_watch_event_arrives_before_the_response_that_observes_its_change() {
 
 #[tokio::test]
 async fn a_session_survives_a_restart_of_its_server() {
-    let dir = std::env::temp_dir().join(format!("synod-client-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let temp = synod_tests::TempDir::new("client-restart").expect("temp dir");
+    let dir = temp.path().to_path_buf();
     let args = ["--data-dir", dir.to_str().unwrap()];
     let mut node = TestNode::start(&args).expect("node");
     let addr = node.addr;

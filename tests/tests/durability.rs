@@ -53,7 +53,8 @@ async fn get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
-    let dir = tempdir("kill9");
+    let temp = synod_tests::TempDir::new("kill9").expect("temp dir");
+    let dir = temp.path().to_path_buf();
     let data_dir = dir.to_str().unwrap();
     let mut node =
         TestNode::start(&["--data-dir", data_dir, "--snapshot-every-txns", "150"]).expect("node");
@@ -110,7 +111,8 @@ async fn acknowledged_writes_survive_kill_9() {
 
 #[tokio::test]
 async fn state_survives_a_clean_restart_with_separate_log_and_snapshot_dirs() {
-    let dir = tempdir("restart");
+    let temp = synod_tests::TempDir::new("restart").expect("temp dir");
+    let dir = temp.path().to_path_buf();
     let log = dir.join("wal-volume");
     let snap = dir.join("snap-volume");
     let args = [
@@ -200,7 +202,8 @@ async fn state_survives_a_clean_restart_with_separate_log_and_snapshot_dirs() {
 
 #[tokio::test]
 async fn lowering_a_limit_keeps_what_was_accepted_under_the_old_one() {
-    let dir = tempdir("limits");
+    let temp = synod_tests::TempDir::new("limits").expect("temp dir");
+    let dir = temp.path().to_path_buf();
     let data_dir = dir.to_str().unwrap();
     let mut node = TestNode::start(&["--data-dir", data_dir]).expect("node");
     let mut api = connect(&node).await;
@@ -240,7 +243,8 @@ async fn lowering_a_limit_keeps_what_was_accepted_under_the_old_one() {
 
 #[tokio::test]
 async fn snapshots_are_also_taken_by_logged_bytes() {
-    let dir = tempdir("bytes");
+    let temp = synod_tests::TempDir::new("bytes").expect("temp dir");
+    let dir = temp.path().to_path_buf();
     let data_dir = dir.to_str().unwrap();
     // Never by count here; 64 KiB of log is enough.
     let args = [
@@ -280,7 +284,8 @@ async fn snapshots_are_also_taken_by_logged_bytes() {
 
 #[tokio::test]
 async fn a_second_process_cannot_share_the_data_directory() {
-    let dir = tempdir("lock");
+    let temp = synod_tests::TempDir::new("lock").expect("temp dir");
+    let dir = temp.path().to_path_buf();
     let _first = TestNode::start(&["--data-dir", dir.to_str().unwrap()]).expect("node");
     let bin = synod_tests::binary("synod").unwrap();
     let addr = synod_tests::free_addr().unwrap().to_string();
@@ -314,11 +319,4 @@ async fn a_second_process_cannot_share_the_data_directory() {
         stderr.contains("LOCK") || stderr.contains("lock"),
         "clear message: {stderr}"
     );
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("synod-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
