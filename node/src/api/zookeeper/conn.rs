@@ -178,17 +178,37 @@ async fn handshake(
     let asked = connect.session_id.max(0);
     let password = connect.password.clone();
     let last_zxid = connect.last_zxid_seen;
-    let attached = shared
-        .driver
-        .call(move |state| state.attach_session(asked, &password, last_zxid))
+    let attach = |password: Vec<u8>| {
+        shared
+            .driver
+            .call(move |state| state.attach_session(asked, &password, last_zxid))
+    };
+    let mut attached = attach(password.clone())
         .await
         .map_err(|_| "the node is shutting down".to_owned())?;
+    if matches!(attached, Attach::Unknown) {
+        // Perhaps created on another member a moment ago: look again once
+        // this member has applied what the leader has committed.
+        let caught_up = shared
+            .driver
+            .call(|state| state.catch_up())
+            .await
+            .map_err(|_| "the node is shutting down".to_owned())?;
+        match caught_up.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(format!("cannot look the session up: {error}")),
+            Err(_) => return Err("the node is shutting down".to_owned()),
+        }
+        attached = attach(password)
+            .await
+            .map_err(|_| "the node is shutting down".to_owned())?;
+    }
     match attached {
         Attach::Behind { applied } => Err(format!(
             "the client has seen zxid {last_zxid:#x}, this member only {applied:#x}: it must try another member"
         )),
         Attach::NotServing(why) => Err(format!("not serving clients: {why}")),
-        Attach::Expired => {
+        Attach::Expired | Attach::Unknown => {
             tracing::debug!(peer = %stats.peer, session = format_args!("{asked:#x}"), "ZooKeeper session expired or wrong password");
             refuse_as_expired(wr).await;
             Ok(None)
