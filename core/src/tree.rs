@@ -14,7 +14,7 @@ use crate::path;
 use crate::txn::{CreateMode, MultiOutcome, OpOutcome, WriteOp};
 use crate::watch::{EventType, Trigger};
 use crate::{Millis, SessionId, Zxid};
-use node_map::NodeMap;
+use store::{NodeStore, Znode};
 
 /// ZooKeeper's `Stat`, field for field.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -81,63 +81,6 @@ pub struct TreeConfig {
     pub acl: AclPolicy,
 }
 
-#[derive(Debug, Clone)]
-struct Znode {
-    czxid: Zxid,
-    mzxid: Zxid,
-    pzxid: Zxid,
-    ctime: Millis,
-    mtime: Millis,
-    version: i32,
-    cversion: i32,
-    aversion: i32,
-    ephemeral_owner: i64,
-    acl: AclRef,
-    /// `None`: ZooKeeper's null data (no allocation, same size).
-    data: Option<Box<[u8]>>,
-    children: BTreeSet<Box<str>>,
-}
-
-impl Znode {
-    fn stat(&self) -> Stat {
-        Stat {
-            czxid: self.czxid,
-            mzxid: self.mzxid,
-            ctime: self.ctime,
-            mtime: self.mtime,
-            version: self.version,
-            cversion: self.cversion,
-            aversion: self.aversion,
-            ephemeral_owner: self.ephemeral_owner,
-            data_length: i32::try_from(self.bytes().len()).unwrap_or(i32::MAX),
-            num_children: i32::try_from(self.children.len()).unwrap_or(i32::MAX),
-            pzxid: self.pzxid,
-        }
-    }
-
-    /// The data; null reads as empty.
-    fn bytes(&self) -> &[u8] {
-        self.data.as_deref().unwrap_or_default()
-    }
-
-    fn fresh(acl: AclRef, data: Option<Box<[u8]>>, owner: i64, zxid: Zxid, time: Millis) -> Self {
-        Znode {
-            czxid: zxid,
-            mzxid: zxid,
-            pzxid: zxid,
-            ctime: time,
-            mtime: time,
-            version: 0,
-            cversion: 0,
-            aversion: 0,
-            ephemeral_owner: owner,
-            acl,
-            data,
-            children: BTreeSet::new(),
-        }
-    }
-}
-
 /// Who applies a write, and when.
 #[derive(Debug, Clone, Copy)]
 pub struct WriteCtx<'a> {
@@ -157,12 +100,12 @@ enum Undo {
     },
     Deleted {
         path: String,
-        node: Box<Znode>,
+        node: Znode,
         parent_pzxid: Zxid,
     },
     DataSet {
         path: String,
-        data: Option<Box<[u8]>>,
+        data: Option<Vec<u8>>,
         mzxid: Zxid,
         mtime: Millis,
         version: i32,
@@ -194,7 +137,7 @@ pub struct NodeView {
 /// The tree of znodes.
 #[derive(Debug)]
 pub struct DataTree {
-    nodes: NodeMap,
+    nodes: NodeStore,
     acls: AclCache,
     ephemerals: FxHashMap<SessionId, BTreeSet<String>>,
     containers: BTreeSet<String>,
@@ -216,7 +159,7 @@ impl DataTree {
     /// `/zookeeper/quota` and `/zookeeper/config`, all with zxid 0.
     pub fn new(config: TreeConfig) -> Self {
         let mut tree = DataTree {
-            nodes: NodeMap::default(),
+            nodes: NodeStore::default(),
             acls: AclCache::default(),
             ephemerals: FxHashMap::default(),
             containers: BTreeSet::new(),
@@ -225,18 +168,16 @@ impl DataTree {
             journal: Journal::default(),
             capture: None,
         };
-        let open = tree.acls.acquire(&Acl::open());
-        tree.nodes.insert(
-            "/".into(),
-            Box::new(Znode::fresh(open, Some(Box::default()), 0, 0, 0)),
-        );
-        for reserved in ["/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
+        for reserved in ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"] {
             let acl = tree.acls.acquire(&Acl::open());
-            tree.nodes.insert(
-                reserved.into(),
-                Box::new(Znode::fresh(acl, Some(Box::default()), 0, 0, 0)),
-            );
-            tree.attach_child(reserved);
+            let name = if reserved == "/" {
+                ""
+            } else {
+                path::name(reserved)
+            };
+            let node = Znode::fresh(name, acl, Some(&[]), 0, 0, 0);
+            let added = tree.nodes.insert(reserved, node);
+            debug_assert!(added.is_ok(), "{reserved} is new and its parent exists");
         }
         tree
     }
@@ -299,12 +240,6 @@ impl DataTree {
     /// Number of distinct ACL lists in use.
     pub fn acl_lists(&self) -> usize {
         self.acls.len()
-    }
-
-    fn attach_child(&mut self, child_path: &str) {
-        if let Some(parent) = self.nodes.get_mut(path::parent(child_path)) {
-            parent.children.insert(path::name(child_path).into());
-        }
     }
 
     fn node(&self, path: &str) -> Result<&Znode, Error> {
@@ -488,9 +423,7 @@ impl DataTree {
                     self.acls.release(node.acl);
                 }
                 if let Some(parent) = self.nodes.get_mut(path::parent(&path)) {
-                    parent.children.remove(path::name(&path));
-                    parent.cversion = parent_cversion;
-                    parent.pzxid = parent_pzxid;
+                    parent.set_child_stat(parent_cversion, parent_pzxid);
                 }
             }
             Undo::Deleted {
@@ -499,10 +432,10 @@ impl DataTree {
                 parent_pzxid,
             } => {
                 self.index(&path, node.ephemeral_owner);
-                self.nodes.insert(path.as_str().into(), node);
+                let restored = self.nodes.insert(&path, node);
+                debug_assert!(restored.is_ok(), "undone in reverse: the parent is back");
                 if let Some(parent) = self.nodes.get_mut(path::parent(&path)) {
-                    parent.children.insert(path::name(&path).into());
-                    parent.pzxid = parent_pzxid;
+                    parent.set_child_stat(parent.cversion(), parent_pzxid);
                 }
             }
             Undo::DataSet {
@@ -513,7 +446,7 @@ impl DataTree {
                 version,
             } => {
                 if let Some(node) = self.nodes.get_mut(path.as_str()) {
-                    node.data = data;
+                    node.set_data(data.as_deref());
                     node.mzxid = mzxid;
                     node.mtime = mtime;
                     node.version = version;
@@ -628,16 +561,16 @@ impl DataTree {
             return Err(Error::NoChildrenForEphemerals(parent_path.to_owned()));
         }
         let max_children = self.config.limits.max_children;
-        if parent.children.len() >= max_children {
+        if parent.num_children() >= max_children {
             return Err(Error::TooLarge {
                 what: "children of a node",
                 limit: max_children as u64,
-                actual: parent.children.len() as u64 + 1,
+                actual: parent.num_children() as u64 + 1,
             });
         }
         let acl = self.config.acl.fixup(acl, ctx.identity)?;
         let created = if mode.is_sequential() {
-            format!("{requested}{:010}", parent.cversion)
+            format!("{requested}{:010}", parent.cversion())
         } else {
             requested.to_owned()
         };
@@ -646,7 +579,14 @@ impl DataTree {
         }
 
         let acl_ref = self.acls.acquire(&acl);
-        let node = Znode::fresh(acl_ref, data.map(Box::from), owner, ctx.zxid, ctx.time);
+        let node = Znode::fresh(
+            path::name(&created),
+            acl_ref,
+            data,
+            owner,
+            ctx.zxid,
+            ctx.time,
+        );
         let stat = node.stat();
         self.before_change(parent_path);
         let parent = self
@@ -656,14 +596,14 @@ impl DataTree {
         if self.journal.recording {
             self.journal.entries.push(Undo::Created {
                 path: created.clone(),
-                parent_cversion: parent.cversion,
-                parent_pzxid: parent.pzxid,
+                parent_cversion: parent.cversion(),
+                parent_pzxid: parent.pzxid(),
             });
         }
-        parent.cversion = parent.cversion.wrapping_add(1);
-        parent.pzxid = ctx.zxid;
-        parent.children.insert(path::name(&created).into());
-        self.nodes.insert(created.as_str().into(), Box::new(node));
+        parent.set_child_stat(parent.cversion().wrapping_add(1), ctx.zxid);
+        self.nodes
+            .insert(&created, node)
+            .expect("the parent exists and the path is free, both checked above");
         self.index(&created, owner);
         triggers.push(Trigger {
             path: created.clone(),
@@ -702,7 +642,7 @@ impl DataTree {
         )?;
         let node = self.node(p)?;
         Self::check_version(p, version, node.version)?;
-        if !node.children.is_empty() {
+        if node.has_children() {
             return Err(Error::NotEmpty(p.to_owned()));
         }
         self.remove_node(p, ctx.zxid, triggers);
@@ -721,9 +661,8 @@ impl DataTree {
             .nodes
             .get_mut(parent_path)
             .expect("a node's parent exists");
-        parent.children.remove(path::name(p));
-        let parent_pzxid = parent.pzxid;
-        parent.pzxid = zxid;
+        let parent_pzxid = parent.pzxid();
+        parent.set_child_stat(parent.cversion(), zxid);
         self.unindex(p, node.ephemeral_owner);
         if self.journal.recording {
             self.journal.entries.push(Undo::Deleted {
@@ -766,16 +705,16 @@ impl DataTree {
             .acl
             .check(self.acls.get(node.acl), perms::WRITE, ctx.identity, p)?;
         Self::check_version(p, version, node.version)?;
-        let old = std::mem::replace(&mut node.data, data.map(Box::from));
         if self.journal.recording {
             self.journal.entries.push(Undo::DataSet {
                 path: p.to_owned(),
-                data: old,
+                data: node.data().map(<[u8]>::to_vec),
                 mzxid: node.mzxid,
                 mtime: node.mtime,
                 version: node.version,
             });
         }
+        node.set_data(data);
         node.mzxid = ctx.zxid;
         node.mtime = ctx.time;
         node.version = node.version.wrapping_add(1);
@@ -859,7 +798,7 @@ impl DataTree {
             .filter(|p| {
                 self.nodes
                     .get(p.as_str())
-                    .is_some_and(|n| n.children.is_empty() && n.cversion > 0)
+                    .is_some_and(|n| !n.has_children() && n.cversion() > 0)
             })
             .cloned()
             .collect();
@@ -874,7 +813,7 @@ impl DataTree {
 
     fn ttl_expired(&self, p: &str, now: Millis) -> bool {
         self.nodes.get(p).is_some_and(|n| {
-            n.children.is_empty()
+            !n.has_children()
                 && ttl_of(n.ephemeral_owner).is_some_and(|ttl| now.saturating_sub(n.mtime) > ttl)
         })
     }
@@ -883,7 +822,7 @@ impl DataTree {
     pub fn reap(&mut self, p: &str, zxid: Zxid, now: Millis, triggers: &mut Vec<Trigger>) -> bool {
         let qualifies = match self.nodes.get(p) {
             Some(n) if n.ephemeral_owner == CONTAINER_OWNER => {
-                n.children.is_empty() && n.cversion > 0
+                !n.has_children() && n.cversion() > 0
             }
             Some(_) => self.ttl_expired(p, now),
             None => false,
@@ -899,8 +838,8 @@ impl DataTree {
         let mut out: Vec<NodeView> = self
             .nodes
             .iter()
-            .map(|(p, n)| NodeView {
-                path: p.to_string(),
+            .map(|(path, n)| NodeView {
+                path,
                 data: n.bytes().to_vec(),
                 acl: self.acls.get(n.acl).to_vec(),
                 stat: n.stat(),
@@ -911,10 +850,11 @@ impl DataTree {
     }
 }
 
+mod children;
 mod jump;
-mod node_map;
 mod reads;
 mod snapshot;
+mod store;
 pub use snapshot::SnapshotCursor;
 
 #[cfg(test)]

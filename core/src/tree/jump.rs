@@ -52,7 +52,7 @@ fn collect_below(tree: &DataTree, root: &str, out: &mut BTreeSet<String>) {
         let Some(node) = tree.nodes.get(&dir) else {
             continue;
         };
-        for name in &node.children {
+        for name in tree.nodes.child_names(node) {
             let child = path::join(&dir, name);
             if !node_is_leaf(tree, &child) {
                 stack.push(child.clone());
@@ -63,7 +63,7 @@ fn collect_below(tree: &DataTree, root: &str, out: &mut BTreeSet<String>) {
 }
 
 fn node_is_leaf(tree: &DataTree, p: &str) -> bool {
-    tree.nodes.get(p).is_none_or(|n| n.children.is_empty())
+    tree.nodes.get(p).is_none_or(|n| !n.has_children())
 }
 
 fn changes(before: Option<&Znode>, after: Option<&Znode>) -> Vec<EventType> {
@@ -79,7 +79,7 @@ fn changes(before: Option<&Znode>, after: Option<&Znode>) -> Vec<EventType> {
             if a.mzxid != b.mzxid {
                 events.push(EventType::NodeDataChanged);
             }
-            if a.pzxid != b.pzxid {
+            if a.pzxid() != b.pzxid() {
                 events.push(EventType::NodeChildrenChanged);
             }
             events

@@ -22,7 +22,7 @@ impl DataTree {
         self.config
             .acl
             .check(self.acls.get(node.acl), perms::READ, identity, p)?;
-        Ok((node.data.as_deref(), node.stat()))
+        Ok((node.data(), node.stat()))
     }
 
     /// Stat of a node if it exists; like ZooKeeper, needs no permission.
@@ -40,7 +40,7 @@ impl DataTree {
             .acl
             .check(self.acls.get(node.acl), perms::READ, identity, p)?;
         Ok((
-            node.children.iter().map(|c| c.to_string()).collect(),
+            self.nodes.child_names(node).map(str::to_owned).collect(),
             node.stat(),
         ))
     }
@@ -55,7 +55,7 @@ impl DataTree {
         let mut stack = vec![p.to_owned()];
         while let Some(current) = stack.pop() {
             if let Some(node) = self.nodes.get(current.as_str()) {
-                for child in &node.children {
+                for child in self.nodes.child_names(node) {
                     count += 1;
                     stack.push(path::join(&current, child));
                 }

@@ -3,7 +3,6 @@
 //! are derived on restore, so a snapshot cannot contradict itself about them.
 
 use std::collections::BTreeSet;
-use std::ops::Bound::{Excluded, Unbounded};
 
 use rustc_hash::FxHashMap;
 
@@ -137,9 +136,9 @@ impl DataTree {
                         e,
                         key,
                         stat_of(n),
-                        [n.version, n.cversion, n.aversion],
+                        [n.version, n.cversion(), n.aversion],
                         acl,
-                        n.data.as_deref(),
+                        n.data(),
                     );
                     cursor.written += 1;
                 }
@@ -166,15 +165,7 @@ impl DataTree {
             let names: Vec<Box<str>> = self
                 .nodes
                 .get(dir.as_str())
-                .map(|node| {
-                    let after = match last {
-                        Some(last) => node
-                            .children
-                            .range::<str, _>((Excluded(&**last), Unbounded)),
-                        None => node.children.range::<str, _>(..),
-                    };
-                    after.take(batch).cloned().collect()
-                })
+                .map(|node| self.nodes.child_names_after(node, last.as_deref(), batch))
                 .unwrap_or_default();
             if names.is_empty() {
                 cursor.stack.pop();
@@ -188,10 +179,7 @@ impl DataTree {
                 // Children the node had at the index and has lost since are
                 // encoded from their preimages at the end, so only a node
                 // with children now needs descending into.
-                let descend = self
-                    .nodes
-                    .get(&child)
-                    .is_some_and(|n| !n.children.is_empty());
+                let descend = self.nodes.get(&child).is_some_and(Znode::has_children);
                 if let Some((_, last)) = cursor.stack.last_mut() {
                     *last = Some(name);
                 }
@@ -248,12 +236,12 @@ impl DataTree {
         {
             let preimage = Preimage {
                 stat: stat_of(n),
-                versions: [n.version, n.cversion, n.aversion],
+                versions: [n.version, n.cversion(), n.aversion],
                 acl: self
                     .acls
                     .get_shared(n.acl)
                     .unwrap_or_else(|| Arc::from(Vec::new())),
-                data: n.data.clone(),
+                data: n.data().map(Box::from),
             };
             capture
                 .changed
@@ -285,7 +273,7 @@ impl DataTree {
             return Err(CodecError::Truncated { what: "nodes", at });
         }
         let mut tree = DataTree {
-            nodes: super::node_map::NodeMap::default(),
+            nodes: super::store::NodeStore::default(),
             acls: AclCache::default(),
             ephemerals: FxHashMap::default(),
             containers: BTreeSet::new(),
@@ -295,6 +283,7 @@ impl DataTree {
             capture: None,
         };
         tree.nodes.reserve(count as usize);
+        let mut orphans: Vec<(String, Znode)> = Vec::new();
         for _ in 0..count {
             let at = d.position();
             let p = d.string("node path")?;
@@ -319,55 +308,56 @@ impl DataTree {
                 )));
             };
             let acl = acls.acquire(acl);
-            let data: Option<Box<[u8]>> = d.opt_bytes("node data")?.map(Box::from);
-            let node = Znode {
-                czxid,
-                mzxid,
-                pzxid,
-                ctime,
-                mtime,
-                version,
-                cversion,
-                aversion,
-                ephemeral_owner,
-                acl,
-                data,
-                children: BTreeSet::new(),
-            };
-            tree.index(&p, ephemeral_owner);
-            if tree
-                .nodes
-                .insert(p.as_str().into(), Box::new(node))
-                .is_some()
-            {
+            let data = d.opt_bytes("node data")?;
+            let name = if p == "/" { "" } else { path::name(&p) };
+            let mut node = Znode::fresh(name, acl, data, ephemeral_owner, czxid, ctime);
+            node.mzxid = mzxid;
+            node.mtime = mtime;
+            node.version = version;
+            node.aversion = aversion;
+            if (cversion, pzxid) != (0, czxid) {
+                node.set_child_stat(cversion, pzxid);
+            }
+            if tree.nodes.contains_key(&p) {
                 return Err(CodecError::Corrupt(format!("node {p} appears twice")));
+            }
+            match tree.nodes.insert(&p, node) {
+                Ok(()) => tree.index(&p, ephemeral_owner),
+                // Written parents first; any other order still decodes.
+                Err(node) => orphans.push((p, node)),
             }
         }
         tree.acls = acls;
+        while !orphans.is_empty() {
+            let before = orphans.len();
+            for (p, node) in std::mem::take(&mut orphans) {
+                if tree.nodes.contains_key(&p) {
+                    return Err(CodecError::Corrupt(format!("node {p} appears twice")));
+                }
+                match tree.nodes.insert(&p, node) {
+                    Ok(()) => tree.index(&p, ephemeral_owner_of(&tree, &p)),
+                    Err(node) => orphans.push((p, node)),
+                }
+            }
+            if orphans.len() == before {
+                if !tree.nodes.contains_key("/") {
+                    return Err(CodecError::Corrupt("snapshot has no root node".into()));
+                }
+                return Err(CodecError::Corrupt(format!(
+                    "node {} has no parent in the snapshot",
+                    orphans[0].0
+                )));
+            }
+        }
         if !tree.nodes.contains_key("/") {
             return Err(CodecError::Corrupt("snapshot has no root node".into()));
         }
-        let paths: Vec<String> = tree
-            .nodes
-            .keys()
-            .filter(|p| *p != "/")
-            .map(|p| p.to_string())
-            .collect();
-        for p in paths {
-            let parent = path::parent(&p);
-            match tree.nodes.get_mut(parent) {
-                Some(node) => {
-                    node.children.insert(path::name(&p).into());
-                }
-                None => {
-                    return Err(CodecError::Corrupt(format!(
-                        "node {p} has no parent in the snapshot"
-                    )));
-                }
-            }
-        }
         Ok(tree)
     }
+}
+
+fn ephemeral_owner_of(tree: &DataTree, p: &str) -> i64 {
+    tree.nodes.get(p).map_or(0, |n| n.ephemeral_owner)
 }
 
 /// czxid, mzxid, pzxid, ctime, mtime, ephemeral owner.
@@ -375,7 +365,7 @@ fn stat_of(n: &Znode) -> [i64; 6] {
     [
         n.czxid,
         n.mzxid,
-        n.pzxid,
+        n.pzxid(),
         n.ctime,
         n.mtime,
         n.ephemeral_owner,
