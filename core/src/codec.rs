@@ -78,6 +78,18 @@ impl Encoder {
     pub fn len(&mut self, n: usize) {
         self.u32(u32::try_from(n).expect("encoded collections hold fewer than 2^32 items"));
     }
+    /// LEB128: seven bits a byte, low first; small numbers take one byte.
+    pub fn uvar(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+    /// Zigzag, then LEB128: small numbers of either sign take one byte.
+    pub fn ivar(&mut self, v: i64) {
+        self.uvar(((v << 1) ^ (v >> 63)) as u64);
+    }
 }
 
 /// Reads encoded values from a slice.
@@ -109,6 +121,11 @@ impl<'a> Decoder<'a> {
         Ok(out)
     }
 
+    /// `n` bytes whose length the caller knows.
+    pub fn raw(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+        self.take(n, what)
+    }
+
     pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N, what)?);
@@ -117,6 +134,32 @@ impl<'a> Decoder<'a> {
 
     pub fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
         Ok(self.take(1, what)?[0])
+    }
+
+    /// A number written by [`Encoder::uvar`]; more than 64 bits is corrupt.
+    pub fn uvar(&mut self, what: &'static str) -> Result<u64, CodecError> {
+        let at = self.pos;
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8(what)?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                break;
+            }
+            v |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CodecError::Corrupt(format!(
+            "{what} at byte {at} does not fit 64 bits"
+        )))
+    }
+
+    /// A number written by [`Encoder::ivar`].
+    pub fn ivar(&mut self, what: &'static str) -> Result<i64, CodecError> {
+        let v = self.uvar(what)?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
     }
     pub fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
         Ok(u32::from_le_bytes(self.array(what)?))
@@ -596,6 +639,42 @@ impl Proposal {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// Every number reads back as written, at the length LEB128 gives.
+        #[test]
+        fn varints_round_trip(u in any::<u64>(), i in any::<i64>()) {
+            let mut e = Encoder::default();
+            e.uvar(u);
+            e.ivar(i);
+            let mut d = Decoder::new(&e.buf);
+            prop_assert_eq!(d.uvar("u")?, u);
+            prop_assert_eq!(d.ivar("i")?, i);
+            prop_assert!(d.finish("varints").is_ok());
+            let width = |v: u64| (64 - v.leading_zeros()).max(1).div_ceil(7) as usize;
+            prop_assert_eq!(e.buf.len(), width(u) + width(((i << 1) ^ (i >> 63)) as u64));
+        }
+
+        /// Any bytes give a number or an error, never a panic.
+        #[test]
+        fn any_bytes_decode_as_a_varint_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..12)) {
+            let _ = Decoder::new(&bytes).uvar("u");
+            let _ = Decoder::new(&bytes).ivar("i");
+        }
+    }
+
+    #[test]
+    fn a_varint_past_64_bits_is_corrupt() {
+        let mut too_long = vec![0xff; 9];
+        too_long.push(0x02);
+        assert!(matches!(
+            Decoder::new(&too_long).uvar("u"),
+            Err(CodecError::Corrupt(_))
+        ));
+        let mut max = vec![0xff; 9];
+        max.push(0x01);
+        assert_eq!(Decoder::new(&max).uvar("u"), Ok(u64::MAX));
+    }
 
     fn sample_txns() -> Vec<Txn> {
         let acl = vec![

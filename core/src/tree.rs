@@ -855,7 +855,7 @@ mod jump;
 mod reads;
 mod snapshot;
 mod store;
-pub use snapshot::SnapshotCursor;
+pub use snapshot::{NodeEncoding, SnapshotCursor};
 
 #[cfg(test)]
 mod tests;

@@ -74,6 +74,21 @@ pub struct SnapshotCursor {
     by_content: FxHashMap<Arc<[Acl]>, u32>,
     count_at: usize,
     written: u64,
+    /// The path encoded last: the next one is written as what it shares
+    /// with it and the rest.
+    previous_path: Vec<u8>,
+}
+
+/// How the nodes of a snapshot are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeEncoding {
+    /// Snapshot formats 1-4: the full path, then every Stat field at its
+    /// full width (about 87 bytes per node beside the data).
+    Fixed,
+    /// Format 5 on: the path as the length it shares with the previous
+    /// node's path plus the rest, and the Stat as varints, zxids and
+    /// times relative to the node's creation (about 25 bytes per node).
+    Compact,
 }
 
 impl DataTree {
@@ -106,6 +121,7 @@ impl DataTree {
             by_content,
             count_at,
             written: 0,
+            previous_path: Vec::new(),
         };
         self.visit("/", &mut cursor, e);
         cursor
@@ -122,7 +138,13 @@ impl DataTree {
             Some(entry @ Captured::Pending(_)) => {
                 if let Captured::Pending(pre) = std::mem::replace(entry, Captured::Used) {
                     let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
-                    encode_node(e, key, pre.stat, pre.versions, acl, pre.data.as_deref());
+                    let node = NodeRecord {
+                        stat: pre.stat,
+                        versions: pre.versions,
+                        acl,
+                        data: pre.data.as_deref(),
+                    };
+                    node.encode(e, &mut cursor.previous_path, key);
                     cursor.written += 1;
                 }
             }
@@ -132,14 +154,13 @@ impl DataTree {
                     && n.czxid <= cursor.index
                 {
                     let acl = cursor.by_ref.get(&n.acl).copied().unwrap_or_default();
-                    encode_node(
-                        e,
-                        key,
-                        stat_of(n),
-                        [n.version, n.cversion(), n.aversion],
+                    let node = NodeRecord {
+                        stat: stat_of(n),
+                        versions: [n.version, n.cversion(), n.aversion],
                         acl,
-                        n.data(),
-                    );
+                        data: n.data(),
+                    };
+                    node.encode(e, &mut cursor.previous_path, key);
                     cursor.written += 1;
                 }
             }
@@ -206,7 +227,13 @@ impl DataTree {
             deleted.sort_by(|a, b| a.0.cmp(b.0));
             for (key, pre) in deleted {
                 let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
-                encode_node(e, key, pre.stat, pre.versions, acl, pre.data.as_deref());
+                let node = NodeRecord {
+                    stat: pre.stat,
+                    versions: pre.versions,
+                    acl,
+                    data: pre.data.as_deref(),
+                };
+                node.encode(e, &mut cursor.previous_path, key);
                 cursor.written += 1;
             }
         }
@@ -259,6 +286,7 @@ impl DataTree {
     pub fn decode_snapshot(
         config: TreeConfig,
         d: &mut Decoder<'_>,
+        encoding: NodeEncoding,
     ) -> Result<DataTree, CodecError> {
         let list_count = d.len("acl lists", 4)?;
         let mut acls = AclCache::default();
@@ -268,8 +296,13 @@ impl DataTree {
         }
         let at = d.position();
         let count = d.u64("node count")?;
-        // A node takes at least 4 + 5*8 + 3*4 + 8 + 4 + 4 bytes.
-        if count.saturating_mul(72) > d.remaining() as u64 {
+        let least = match encoding {
+            // 4 + 5*8 + 3*4 + 8 + 4 + 4 bytes.
+            NodeEncoding::Fixed => 72,
+            // One byte for each of the 13 fields.
+            NodeEncoding::Compact => 13,
+        };
+        if count.saturating_mul(least) > d.remaining() as u64 {
             return Err(CodecError::Truncated { what: "nodes", at });
         }
         let mut tree = DataTree {
@@ -284,31 +317,28 @@ impl DataTree {
         };
         tree.nodes.reserve(count as usize);
         let mut orphans: Vec<(String, Znode)> = Vec::new();
+        let mut previous_path = Vec::new();
         for _ in 0..count {
             let at = d.position();
-            let p = d.string("node path")?;
+            let (p, record) = match encoding {
+                NodeEncoding::Fixed => NodeRecord::decode_fixed(d)?,
+                NodeEncoding::Compact => NodeRecord::decode_compact(d, &mut previous_path)?,
+            };
             if path::validate(&p).is_err() {
                 return Err(CodecError::Corrupt(format!(
                     "invalid node path {p:?} at byte {at}"
                 )));
             }
-            let czxid = d.i64("czxid")?;
-            let mzxid = d.i64("mzxid")?;
-            let pzxid = d.i64("pzxid")?;
-            let ctime = d.i64("ctime")?;
-            let mtime = d.i64("mtime")?;
-            let version = d.i32("version")?;
-            let cversion = d.i32("cversion")?;
-            let aversion = d.i32("aversion")?;
-            let ephemeral_owner = d.i64("ephemeral owner")?;
-            let list = d.u32("acl ref")? as usize;
+            let [czxid, mzxid, pzxid, ctime, mtime, ephemeral_owner] = record.stat;
+            let [version, cversion, aversion] = record.versions;
+            let list = record.acl as usize;
             let Some(acl) = lists.get(list) else {
                 return Err(CodecError::Corrupt(format!(
                     "node {p} names ACL list {list} of {list_count}"
                 )));
             };
             let acl = acls.acquire(acl);
-            let data = d.opt_bytes("node data")?;
+            let data = record.data;
             let name = if p == "/" { "" } else { path::name(&p) };
             let mut node = Znode::fresh(name, acl, data, ephemeral_owner, czxid, ctime);
             node.mzxid = mzxid;
@@ -372,25 +402,123 @@ fn stat_of(n: &Znode) -> [i64; 6] {
     ]
 }
 
-fn encode_node(
-    e: &mut Encoder,
-    path: &str,
+/// One node as a snapshot holds it, without its path.
+struct NodeRecord<'a> {
+    /// czxid, mzxid, pzxid, ctime, mtime, ephemeral owner.
     stat: [i64; 6],
+    /// version, cversion, aversion.
     versions: [i32; 3],
     acl: u32,
-    data: Option<&[u8]>,
-) {
-    let [czxid, mzxid, pzxid, ctime, mtime, owner] = stat;
-    e.str(path);
-    e.i64(czxid);
-    e.i64(mzxid);
-    e.i64(pzxid);
-    e.i64(ctime);
-    e.i64(mtime);
-    e.i32(versions[0]);
-    e.i32(versions[1]);
-    e.i32(versions[2]);
-    e.i64(owner);
-    e.u32(acl);
-    e.opt_bytes(data);
+    data: Option<&'a [u8]>,
+}
+
+impl<'a> NodeRecord<'a> {
+    /// Writes the node at `path` in the compact encoding; `previous` is
+    /// the path written before, and becomes `path`.
+    fn encode(&self, e: &mut Encoder, previous: &mut Vec<u8>, path: &str) {
+        let path = path.as_bytes();
+        let shared = previous
+            .iter()
+            .zip(path)
+            .take_while(|(a, b)| a == b)
+            .count();
+        e.uvar(shared as u64);
+        e.uvar((path.len() - shared) as u64);
+        e.raw(&path[shared..]);
+        previous.truncate(shared);
+        previous.extend_from_slice(&path[shared..]);
+        let [czxid, mzxid, pzxid, ctime, mtime, owner] = self.stat;
+        e.ivar(czxid);
+        e.ivar(mzxid.wrapping_sub(czxid));
+        e.ivar(pzxid.wrapping_sub(czxid));
+        e.ivar(ctime);
+        e.ivar(mtime.wrapping_sub(ctime));
+        for version in self.versions {
+            e.ivar(i64::from(version));
+        }
+        e.ivar(owner);
+        e.uvar(u64::from(self.acl));
+        match self.data {
+            None => e.uvar(0),
+            Some(data) => {
+                e.uvar(data.len() as u64 + 1);
+                e.raw(data);
+            }
+        }
+    }
+
+    fn decode_compact(
+        d: &mut Decoder<'a>,
+        previous: &mut Vec<u8>,
+    ) -> Result<(String, Self), CodecError> {
+        let at = d.position();
+        let shared = d.uvar("shared path length")?;
+        let rest = d.uvar("path length")?;
+        if shared > previous.len() as u64 || rest > d.remaining() as u64 {
+            return Err(CodecError::Corrupt(format!(
+                "node path at byte {at} shares {shared} bytes of a {}-byte path and adds {rest}",
+                previous.len()
+            )));
+        }
+        previous.truncate(shared as usize);
+        previous.extend_from_slice(d.raw(rest as usize, "node path")?);
+        let path = String::from_utf8(previous.clone()).map_err(|_| CodecError::BadUtf8 {
+            what: "node path",
+            at,
+        })?;
+        let czxid = d.ivar("czxid")?;
+        let mzxid = czxid.wrapping_add(d.ivar("mzxid")?);
+        let pzxid = czxid.wrapping_add(d.ivar("pzxid")?);
+        let ctime = d.ivar("ctime")?;
+        let mtime = ctime.wrapping_add(d.ivar("mtime")?);
+        let mut versions = [0i32; 3];
+        for version in &mut versions {
+            let v = d.ivar("version")?;
+            *version = i32::try_from(v)
+                .map_err(|_| CodecError::Corrupt(format!("version {v} of {path} is not an i32")))?;
+        }
+        let owner = d.ivar("ephemeral owner")?;
+        let acl = d.uvar("acl ref")?;
+        let acl = u32::try_from(acl)
+            .map_err(|_| CodecError::Corrupt(format!("acl ref {acl} of {path} is not a u32")))?;
+        let data = match d.uvar("data length")? {
+            0 => None,
+            n if n - 1 > d.remaining() as u64 => {
+                return Err(CodecError::Truncated {
+                    what: "node data",
+                    at: d.position(),
+                });
+            }
+            n => Some(d.raw((n - 1) as usize, "node data")?),
+        };
+        let record = NodeRecord {
+            stat: [czxid, mzxid, pzxid, ctime, mtime, owner],
+            versions,
+            acl,
+            data,
+        };
+        Ok((path, record))
+    }
+
+    fn decode_fixed(d: &mut Decoder<'a>) -> Result<(String, Self), CodecError> {
+        let path = d.string("node path")?;
+        let czxid = d.i64("czxid")?;
+        let mzxid = d.i64("mzxid")?;
+        let pzxid = d.i64("pzxid")?;
+        let ctime = d.i64("ctime")?;
+        let mtime = d.i64("mtime")?;
+        let version = d.i32("version")?;
+        let cversion = d.i32("cversion")?;
+        let aversion = d.i32("aversion")?;
+        let owner = d.i64("ephemeral owner")?;
+        let acl = d.u32("acl ref")?;
+        let data = d.opt_bytes("node data")?;
+        let record = NodeRecord {
+            stat: [czxid, mzxid, pzxid, ctime, mtime, owner],
+            versions: [version, cversion, aversion],
+            acl,
+            data,
+        };
+        Ok((path, record))
+    }
 }
