@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench/footprint.sh: the footprint of one durable `synod serve` holding N
+# znodes of 100 bytes (issue #14), measured as a user would: load it with
+# `synod-bench --op create --max-requests N`, then print
+#   * its RSS (VmRSS) and RSS per znode, and the peak (VmHWM);
+#   * the data directory's size (log and snapshots, `du`), per znode;
+#   * after kill -9, the time from starting it again to /readyz answering
+#     200, the recovery breakdown the node logs ("recovered state"), and
+#     the RSS once ready.
+#
+# Usage: bench/footprint.sh            (N=1000000)
+# Needs target/release/synod and target/release/synod-bench
+# (`cargo build --release --bin synod --bin synod-bench`) and curl or python3.
+# Environment: N=1000000 znodes, VALUE_SIZE=100, PORT_BASE=7650 (client
+# PORT_BASE, HTTP PORT_BASE+1), TMPDIR (a real disk), KEEP=1 keeps the
+# directory. Every wait is bounded; the node is stopped on exit.
+set -euo pipefail
+
+N=${N:-1000000}
+VALUE_SIZE=${VALUE_SIZE:-100}
+PORT_BASE=${PORT_BASE:-7650}
+CLIENT="127.0.0.1:${PORT_BASE}"
+HTTP="127.0.0.1:$((PORT_BASE + 1))"
+cd "$(dirname "$0")/.."
+SYNOD=target/release/synod
+BENCH=target/release/synod-bench
+for bin in "$SYNOD" "$BENCH"; do
+  [[ -x $bin ]] || { echo "missing $bin: cargo build --release --bin synod --bin synod-bench" >&2; exit 1; }
+done
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/synod-footprint.XXXXXX")
+PID=
+cleanup() {
+  [[ -n $PID ]] && kill -9 "$PID" 2>/dev/null || true
+  [[ -n ${KEEP:-} ]] || rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+ready() {
+  python3 - "$HTTP" <<'EOF'
+import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen(f"http://{sys.argv[1]}/readyz", timeout=1).status == 200 else 1)
+except Exception:
+    sys.exit(1)
+EOF
+}
+
+start() {
+  SYNOD_LOG=${SYNOD_LOG:-info} "$SYNOD" serve --client-addr "$CLIENT" --http-addr "$HTTP" \
+    --data-dir "$DIR/data" >>"$DIR/node.log" 2>&1 &
+  PID=$!
+  local started=$EPOCHREALTIME
+  for _ in $(seq 1 1200); do
+    if ready; then
+      python3 -c "print(f'{$EPOCHREALTIME - $started:.2f}')"
+      return
+    fi
+    sleep 0.05
+  done
+  echo "not ready after 60 s; log: $DIR/node.log" >&2
+  exit 1
+}
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
+per_znode() { python3 -c "print(f'{$1 * 1024 / $N:.0f}')"; }
+
+start >/dev/null
+"$BENCH" --endpoints "$CLIENT" --op create --max-requests "$N" --duration 3600 \
+  --value-size "$VALUE_SIZE" >"$DIR/load.txt"
+sleep 2
+rss=$(rss_kb)
+hwm=$(hwm_kb)
+du_log=$(du -sk "$DIR/data/log" 2>/dev/null | cut -f1 || echo 0)
+du_snap=$(du -sk "$DIR/data/snapshot" 2>/dev/null | cut -f1 || echo 0)
+du_all=$(du -sk "$DIR/data" | cut -f1)
+echo "footprint: znodes=$N value_size=$VALUE_SIZE"
+echo "footprint: load: $(grep -m1 -E 'ops/s|throughput' "$DIR/load.txt" || head -1 "$DIR/load.txt")"
+echo "footprint: steady RSS $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $((hwm / 1024)) MB)"
+echo "footprint: data dir $((du_all / 1024)) MB = $(per_znode "$du_all") bytes per znode (log $((du_log / 1024)) MB, snapshots $((du_snap / 1024)) MB)"
+kill -9 "$PID"
+wait "$PID" 2>/dev/null || true
+PID=
+restart=$(start)
+sleep 1
+rss=$(rss_kb)
+echo "footprint: restart to ready ${restart} s; RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $(( $(hwm_kb) / 1024)) MB)"
+grep 'recovered state' "$DIR/node.log" | tail -1 | sed 's/^/footprint: /'
