@@ -45,6 +45,8 @@ except Exception:
 EOF
 }
 
+# Starts the node (PID) and waits until it is ready; READY_SECS is how long
+# that took.
 start() {
   SYNOD_LOG=${SYNOD_LOG:-info} "$SYNOD" serve --client-addr "$CLIENT" --http-addr "$HTTP" \
     --data-dir "$DIR/data" >>"$DIR/node.log" 2>&1 &
@@ -52,7 +54,7 @@ start() {
   local started=$EPOCHREALTIME
   for _ in $(seq 1 1200); do
     if ready; then
-      python3 -c "print(f'{$EPOCHREALTIME - $started:.2f}')"
+      READY_SECS=$(python3 -c "print(f'{$EPOCHREALTIME - $started:.2f}')")
       return
     fi
     sleep 0.05
@@ -65,7 +67,7 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
 per_znode() { python3 -c "print(f'{$1 * 1024 / $N:.0f}')"; }
 
-start >/dev/null
+start
 "$BENCH" --endpoints "$CLIENT" --op create --max-requests "$N" --duration 3600 \
   --value-size "$VALUE_SIZE" >"$DIR/load.txt"
 sleep 2
@@ -81,7 +83,8 @@ echo "footprint: data dir $((du_all / 1024)) MB = $(per_znode "$du_all") bytes p
 kill -9 "$PID"
 wait "$PID" 2>/dev/null || true
 PID=
-restart=$(start)
+start
+restart=$READY_SECS
 sleep 1
 rss=$(rss_kb)
 echo "footprint: restart to ready ${restart} s; RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $(( $(hwm_kb) / 1024)) MB)"
