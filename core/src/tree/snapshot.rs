@@ -123,48 +123,20 @@ impl DataTree {
             written: 0,
             previous_path: Vec::new(),
         };
-        self.visit("/", &mut cursor, e);
+        self.visit("/", None, &mut cursor, e);
         cursor
     }
 
-    /// Encodes one node of the walk as it was at the snapshot's index.
-    fn visit(&mut self, key: &str, cursor: &mut SnapshotCursor, e: &mut Encoder) {
-        let Some(capture) = self.capture.as_mut() else {
-            return;
-        };
-        capture.position.clear();
-        capture.position.push_str(key);
-        match capture.changed.get_mut(key) {
-            Some(entry @ Captured::Pending(_)) => {
-                if let Captured::Pending(pre) = std::mem::replace(entry, Captured::Used) {
-                    let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
-                    let node = NodeRecord {
-                        stat: pre.stat,
-                        versions: pre.versions,
-                        acl,
-                        data: pre.data.as_deref(),
-                    };
-                    node.encode(e, &mut cursor.previous_path, key);
-                    cursor.written += 1;
-                }
-            }
-            Some(Captured::Used) => {}
-            None => {
-                if let Some(n) = self.nodes.get(key)
-                    && n.czxid <= cursor.index
-                {
-                    let acl = cursor.by_ref.get(&n.acl).copied().unwrap_or_default();
-                    let node = NodeRecord {
-                        stat: stat_of(n),
-                        versions: [n.version, n.cversion(), n.aversion],
-                        acl,
-                        data: n.data(),
-                    };
-                    node.encode(e, &mut cursor.previous_path, key);
-                    cursor.written += 1;
-                }
-            }
-        }
+    /// Encodes one node of the walk, `key` (in `slot` if known), as it
+    /// was at the snapshot's index.
+    fn visit(
+        &mut self,
+        key: &str,
+        slot: Option<u32>,
+        cursor: &mut SnapshotCursor,
+        e: &mut Encoder,
+    ) {
+        visit(&self.nodes, &mut self.capture, key, slot, cursor, e);
     }
 
     /// Encodes up to `budget` more nodes; true when the snapshot is complete
@@ -183,31 +155,62 @@ impl DataTree {
             // The next few children in one search of the child set, rather
             // than one search per child: a directory can hold millions.
             let batch = (budget - done).min(WALK_BATCH);
-            let names: Vec<Box<str>> = self
+            let slots = self
                 .nodes
                 .get(dir.as_str())
-                .map(|node| self.nodes.child_names_after(node, last.as_deref(), batch))
+                .map(|node| self.nodes.child_slots_after(node, last.as_deref(), batch))
                 .unwrap_or_default();
-            if names.is_empty() {
+            if slots.is_empty() {
                 cursor.stack.pop();
                 continue;
             }
             let dir = dir.clone();
-            for name in names {
-                let child = path::join(&dir, &name);
-                self.visit(&child, cursor, e);
+            let mut child = String::with_capacity(dir.len() + 32);
+            let mut last_visited = None;
+            let mut descend = false;
+            for slot in slots {
+                let Some(node) = self.nodes.node_at(slot) else {
+                    continue;
+                };
+                let name = node.name_str();
+                child.clear();
+                child.push_str(&dir);
+                if dir != "/" {
+                    child.push('/');
+                }
+                child.push_str(name);
+                visit(
+                    &self.nodes,
+                    &mut self.capture,
+                    &child,
+                    Some(slot),
+                    cursor,
+                    e,
+                );
                 done += 1;
+                last_visited = Some(slot);
                 // Children the node had at the index and has lost since are
                 // encoded from their preimages at the end, so only a node
                 // with children now needs descending into.
-                let descend = self.nodes.get(&child).is_some_and(Znode::has_children);
-                if let Some((_, last)) = cursor.stack.last_mut() {
-                    *last = Some(name);
-                }
-                if descend {
-                    cursor.stack.push((child, None));
+                if node.has_children() {
+                    descend = true;
                     break;
                 }
+            }
+            let last_name = last_visited
+                .and_then(|slot| self.nodes.node_at(slot))
+                .map(|node| Box::from(node.name_str()));
+            if last_name.is_none() {
+                // Never: the child sets hold live slots. Leaving the
+                // directory keeps the walk finite all the same.
+                cursor.stack.pop();
+                continue;
+            }
+            if let Some((_, last)) = cursor.stack.last_mut() {
+                *last = last_name;
+            }
+            if descend {
+                cursor.stack.push((child, None));
             }
         }
         if !cursor.stack.is_empty() {
@@ -400,6 +403,65 @@ fn stat_of(n: &Znode) -> [i64; 6] {
         n.mtime,
         n.ephemeral_owner,
     ]
+}
+
+/// Encodes the node at `key` (in `slot` if the caller found it) as it was
+/// at the snapshot's index: from its preimage if it changed since the
+/// snapshot began, not at all if it is newer.
+fn visit(
+    nodes: &super::store::NodeStore,
+    capture: &mut Option<Capture>,
+    key: &str,
+    slot: Option<u32>,
+    cursor: &mut SnapshotCursor,
+    e: &mut Encoder,
+) {
+    let Some(capture) = capture.as_mut() else {
+        return;
+    };
+    capture.position.clear();
+    capture.position.push_str(key);
+    // Most snapshots see few changes: no hashing of every path for those.
+    let changed = if capture.changed.is_empty() {
+        None
+    } else {
+        capture.changed.get_mut(key)
+    };
+    match changed {
+        Some(entry @ Captured::Pending(_)) => {
+            if let Captured::Pending(pre) = std::mem::replace(entry, Captured::Used) {
+                let acl = cursor.by_content.get(&pre.acl).copied().unwrap_or_default();
+                let node = NodeRecord {
+                    stat: pre.stat,
+                    versions: pre.versions,
+                    acl,
+                    data: pre.data.as_deref(),
+                };
+                node.encode(e, &mut cursor.previous_path, key);
+                cursor.written += 1;
+            }
+        }
+        Some(Captured::Used) => {}
+        None => {
+            let node = match slot {
+                Some(slot) => nodes.node_at(slot),
+                None => nodes.get(key),
+            };
+            if let Some(n) = node
+                && n.czxid <= cursor.index
+            {
+                let acl = cursor.by_ref.get(&n.acl).copied().unwrap_or_default();
+                let node = NodeRecord {
+                    stat: stat_of(n),
+                    versions: [n.version, n.cversion(), n.aversion],
+                    acl,
+                    data: n.data(),
+                };
+                node.encode(e, &mut cursor.previous_path, key);
+                cursor.written += 1;
+            }
+        }
+    }
 }
 
 /// One node as a snapshot holds it, without its path.

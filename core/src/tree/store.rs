@@ -151,6 +151,11 @@ impl Znode {
         self.dir.as_ref().map_or(0, |d| d.children.len())
     }
 
+    /// The name as text: it was a valid path component when created.
+    pub(super) fn name_str(&self) -> &str {
+        name_str(self)
+    }
+
     pub(super) fn has_children(&self) -> bool {
         self.num_children() > 0
     }
@@ -376,13 +381,14 @@ impl NodeStore {
             .map(name_str)
     }
 
-    /// Up to `limit` names of the children of `node` after `after`, in order.
-    pub(super) fn child_names_after(
+    /// The slots of up to `limit` children of `node` named after `after`,
+    /// in order.
+    pub(super) fn child_slots_after(
         &self,
         node: &Znode,
         after: Option<&str>,
         limit: usize,
-    ) -> Vec<Box<str>> {
+    ) -> Vec<u32> {
         let Some(dir) = &node.dir else {
             return Vec::new();
         };
@@ -390,9 +396,12 @@ impl NodeStore {
         dir.children
             .iter_after(after.map(str::as_bytes), name_of)
             .take(limit)
-            .filter_map(|s| self.slot(s))
-            .map(|n| name_str(n).into())
             .collect()
+    }
+
+    /// The node in `slot`, if one is.
+    pub(super) fn node_at(&self, slot: u32) -> Option<&Znode> {
+        self.slot(slot)
     }
 
     /// Every node with its full path, in no particular order.
