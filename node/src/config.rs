@@ -60,9 +60,10 @@ pub struct NodeConfig {
     pub snapshot_every_txns: u64,
 
     /// Also take a snapshot once at most this many bytes were logged since
-    /// the last one (spread the same way), so large values do not grow the
-    /// log unbounded between snapshots.
-    #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_BYTES", default_value_t = 1 << 30)]
+    /// the last one (spread the same way). The replica keeps the log since
+    /// its last snapshot in memory (about 1.2 bytes per byte logged), so
+    /// this bounds that memory whatever the tree's size.
+    #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_BYTES", default_value_t = 64 << 20)]
     pub snapshot_every_bytes: u64,
 
     /// A snapshot due by --snapshot-every-txns waits until the txns since
