@@ -35,6 +35,9 @@ pub struct ClientConfig {
     pub event_barrier_timeout: Duration,
     /// Largest gRPC message sent or accepted.
     pub max_message_size: usize,
+    /// TLS to the ensemble: its CA bundle, and this client's certificate
+    /// when the servers ask for one. `None`: plaintext.
+    pub tls: Option<Arc<synod_tls::Tls>>,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +49,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(10),
             event_barrier_timeout: Duration::from_secs(2),
             max_message_size: 64 << 20,
+            tls: None,
         }
     }
 }

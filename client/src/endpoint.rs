@@ -22,7 +22,9 @@ pub fn normalize_endpoint(raw: &str) -> Result<String> {
             if scheme.eq_ignore_ascii_case("http") {
                 rest
             } else if scheme.eq_ignore_ascii_case("https") {
-                return Err(invalid("TLS is not supported by this client; use http://"));
+                return Err(invalid(
+                    "write host:port: TLS is turned on by a CA bundle (ClientConfig::tls, --tls-ca), not by the scheme",
+                ));
             } else {
                 return Err(invalid("scheme must be http"));
             }

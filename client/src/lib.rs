@@ -33,6 +33,7 @@
 
 mod barrier;
 mod client;
+pub mod connect;
 mod endpoint;
 mod error;
 mod pipeline;

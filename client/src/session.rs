@@ -220,12 +220,21 @@ async fn open(config: &ClientConfig, endpoint: &str) -> Result<Rpc> {
         .map_err(|err| Error::transport(&err))?
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true);
-    let channel = tokio::time::timeout(config.connect_timeout, endpoint_cfg.connect())
-        .await
-        .map_err(|_| Error::ConnectionLoss {
-            message: format!("connect timed out after {:?}", config.connect_timeout),
-        })?
-        .map_err(|err| Error::transport(&err))?;
+    let channel = tokio::time::timeout(
+        config.connect_timeout,
+        crate::connect::channel(endpoint_cfg, config.tls.as_ref()),
+    )
+    .await
+    .map_err(|_| Error::ConnectionLoss {
+        message: format!("connect timed out after {:?}", config.connect_timeout),
+    })?
+    .map_err(|err| match err {
+        crate::connect::ConnectError::Transport(err) => Error::transport(&err),
+        tls @ crate::connect::ConnectError::Tls(_) => Error::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason: tls.to_string(),
+        },
+    })?;
     let streams = CoordinationClient::new(channel)
         .max_decoding_message_size(config.max_message_size)
         .max_encoding_message_size(config.max_message_size);

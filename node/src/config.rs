@@ -21,6 +21,29 @@ pub enum InitialClusterState {
     Existing,
 }
 
+/// Whether the client ports ask clients for a certificate
+/// (`--tls-client-certs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientCertMode {
+    /// Not asked for.
+    None,
+    /// Verified against --tls-ca if presented; clients without one are
+    /// served too.
+    Optional,
+    /// Clients without a certificate from --tls-ca are refused.
+    Required,
+}
+
+impl From<ClientCertMode> for synod_tls::ClientCerts {
+    fn from(mode: ClientCertMode) -> Self {
+        match mode {
+            ClientCertMode::None => synod_tls::ClientCerts::None,
+            ClientCertMode::Optional => synod_tls::ClientCerts::Optional,
+            ClientCertMode::Required => synod_tls::ClientCerts::Required,
+        }
+    }
+}
+
 /// Settings of one node.
 #[derive(Debug, Clone, Args)]
 pub struct NodeConfig {
@@ -269,6 +292,52 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_ZOOKEEPER_RECONFIG", default_value_t = false)]
     pub zookeeper_reconfig: bool,
 
+    /// ZooKeeper's secure port (its `secureClientPort`): the ZooKeeper
+    /// protocol over TLS, opened only when --tls-cert is set, or `off`.
+    /// The plaintext --zookeeper-addr stays open beside it unless it is
+    /// `off` too.
+    #[arg(
+        long,
+        env = "SYNOD_ZOOKEEPER_SECURE_ADDR",
+        default_value = "127.0.0.1:2281"
+    )]
+    pub zookeeper_secure_addr: OptionalAddr,
+
+    /// This node's certificate (PEM, chain first to last). With --tls-key,
+    /// the client, peer and ZooKeeper secure ports speak TLS only. The
+    /// files are read again every --tls-reload-secs: new connections use
+    /// new files, established ones keep theirs.
+    #[arg(long, env = "SYNOD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SYNOD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA bundle (PEM) of the ensemble: peers must present a
+    /// certificate from it valid for the address they are members at
+    /// (mutual TLS), and so must clients as --tls-client-certs says.
+    #[arg(long, env = "SYNOD_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificates on the client and ZooKeeper secure ports.
+    #[arg(
+        long,
+        env = "SYNOD_TLS_CLIENT_CERTS",
+        value_enum,
+        default_value_t = ClientCertMode::Optional
+    )]
+    pub tls_client_certs: ClientCertMode,
+
+    /// How often the TLS files are read again, in seconds.
+    #[arg(long, env = "SYNOD_TLS_RELOAD_SECS", default_value_t = 10)]
+    pub tls_reload_secs: u64,
+
+    /// A TLS handshake not complete after this many milliseconds is
+    /// dropped (a silent or slow client holds nothing longer).
+    #[arg(long, env = "SYNOD_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub tls_handshake_timeout_ms: u64,
+
     /// The four-letter words answered on the ZooKeeper port, comma
     /// separated, or `*` (ZooKeeper's `4lw.commands.whitelist`).
     #[arg(
@@ -365,6 +434,15 @@ fn parse_members(
 pub struct ConfigError(pub String);
 
 impl NodeConfig {
+    /// The TLS files, if TLS is on.
+    pub fn tls_files(&self) -> Option<synod_tls::TlsFiles> {
+        self.tls_cert.as_ref().map(|cert| synod_tls::TlsFiles {
+            cert: Some(cert.clone()),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+        })
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("max-data-bytes", self.max_data_bytes),
@@ -405,6 +483,25 @@ impl NodeConfig {
                 "--snapshot-txns-per-znode ({}) must be between 0 and 100",
                 self.snapshot_txns_per_znode
             )));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError("--tls-cert and --tls-key go together".into()));
+        }
+        if self.tls_cert.is_some() && self.tls_ca.is_none() {
+            return Err(ConfigError(
+                "TLS needs --tls-ca too: peers verify each other against it".into(),
+            ));
+        }
+        if self.tls_cert.is_none() && self.tls_ca.is_some() {
+            return Err(ConfigError(
+                "--tls-ca without --tls-cert and --tls-key: a TLS server needs its own certificate"
+                    .into(),
+            ));
+        }
+        if self.tls_reload_secs == 0 || self.tls_handshake_timeout_ms == 0 {
+            return Err(ConfigError(
+                "--tls-reload-secs and --tls-handshake-timeout-ms must be at least 1".into(),
+            ));
         }
         if self.snapshot_every_txns == 0 {
             return Err(ConfigError(

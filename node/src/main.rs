@@ -52,6 +52,12 @@ enum Command {
         /// Number of nodes (1 to 9).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
         nodes: u64,
+        /// TLS everywhere, with a throwaway CA made under <data-dir>/tls
+        /// (kept for the next run): mutual TLS between the nodes, TLS for
+        /// clients (a client certificate is made too), and the ZooKeeper
+        /// secure port 127.0.0.1:228i.
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -107,14 +113,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(config) => {
             synod_node::run(*config, synod_node::server::shutdown_signal()).await?;
         }
-        Command::Dev { data_dir, nodes } => dev(&data_dir, nodes).await?,
+        Command::Dev {
+            data_dir,
+            nodes,
+            tls,
+        } => dev(&data_dir, nodes, tls).await?,
     }
     Ok(())
 }
 
 /// Runs `nodes` nodes in this process, each a full `synod serve` with its
 /// own ports and data directory, until ctrl-c stops them all.
-async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
+async fn dev(data_dir: &std::path::Path, nodes: u64, tls: bool) -> anyhow::Result<()> {
+    let tls_dir = data_dir.join("tls");
+    if tls {
+        dev_certificates(&tls_dir, nodes)?;
+    }
     let peers = (1..=nodes)
         .map(|i| format!("{i}=127.0.0.1:{}", 7100 + i))
         .collect::<Vec<_>>()
@@ -132,6 +146,13 @@ async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
         config.zookeeper_addr =
             synod_node::config::OptionalAddr(Some(([127, 0, 0, 1], 2180 + i as u16).into()));
         config.data_dir = Some(data_dir.join(i.to_string()));
+        if tls {
+            config.tls_cert = Some(tls_dir.join(format!("node-{i}.crt")));
+            config.tls_key = Some(tls_dir.join(format!("node-{i}.key")));
+            config.tls_ca = Some(tls_dir.join("ca.crt"));
+            config.zookeeper_secure_addr =
+                synod_node::config::OptionalAddr(Some(([127, 0, 0, 1], 2280 + i as u16).into()));
+        }
         endpoints.push(config.client_addr.to_string());
         #[allow(
             clippy::print_stdout,
@@ -173,6 +194,15 @@ async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(",")
         );
+        if tls {
+            let file = |name: &str| tls_dir.join(name).display().to_string();
+            println!(
+                "synod dev: TLS on; synodctl --tls-ca {} --tls-cert {} --tls-key {} status; ZooKeeper secure ports 127.0.0.1:2281..",
+                file("ca.crt"),
+                file("client.crt"),
+                file("client.key"),
+            );
+        }
     }
     let mut failure = None;
     tokio::select! {
@@ -195,4 +225,22 @@ async fn dev(data_dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
         Some(Err(error)) => Err(anyhow::anyhow!("a node panicked: {error}")),
         None => Ok(()),
     }
+}
+
+/// A throwaway CA and a certificate for each node and for a client, in
+/// `dir`, unless an earlier run left them there.
+fn dev_certificates(dir: &std::path::Path, nodes: u64) -> anyhow::Result<()> {
+    let names = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let missing = |stem: &str| !dir.join(format!("{stem}.crt")).exists();
+    if !missing("ca") && !missing("client") && (1..=nodes).all(|i| !missing(&format!("node-{i}"))) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = synod_tls::generate::DevCa::new("synod dev CA")?;
+    for i in 1..=nodes {
+        ca.write(dir, &format!("node-{i}"), &format!("node-{i}"), &names)?;
+    }
+    ca.write(dir, "client", "synod dev client", &names)?;
+    tracing::info!(dir = %dir.display(), "made a throwaway CA and certificates for synod dev --tls");
+    Ok(())
 }

@@ -33,7 +33,17 @@ pub enum ServeError {
     Identity(#[from] crate::storage::identity::IdentityError),
     #[error("client API failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] synod_tls::TlsError),
 }
+
+/// A gRPC server's run, whichever kind of connections it serves.
+type Serving<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send + 'a>,
+>;
+
+/// HTTP/2 is what gRPC speaks; TLS clients say so in ALPN.
+const H2: &[&[u8]] = &[b"h2"];
 
 /// Accepted connections, with Nagle's algorithm off (a response is a few
 /// small HTTP/2 frames that must not wait for the peer's delayed ACK). A
@@ -129,6 +139,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     config.validate()?;
+    // Before anything else: a node whose certificates are unusable must
+    // say so at once, not after recovering.
+    let tls = config.tls_files().map(synod_tls::Tls::load).transpose()?;
+    let handshake_timeout = Duration::from_millis(config.tls_handshake_timeout_ms);
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -187,6 +201,10 @@ pub async fn run(
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    let zookeeper_secure_listener = match (&tls, config.zookeeper_secure_addr.0) {
+        (Some(_), Some(addr)) => Some(bind(addr).await?),
+        _ => None,
+    };
     let local = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: config.client_addr,
         source,
@@ -209,6 +227,7 @@ pub async fn run(
                 backoff_min: Duration::from_millis(50),
                 backoff_max: Duration::from_secs(2),
                 address_template: config.peer_address_template.clone(),
+                tls: tls.clone(),
             },
             inbound_tx,
         );
@@ -250,6 +269,8 @@ pub async fn run(
         client_api = %local,
         http = %config.http_addr,
         zookeeper = %config.zookeeper_addr,
+        zookeeper_secure = ?zookeeper_secure_listener.as_ref().and_then(|l| l.local_addr().ok()),
+        tls = tls.is_some(),
         peers = ?ensemble.listen,
         voters = ?ensemble.voters.keys().collect::<Vec<_>>(),
         "synod node serving"
@@ -263,13 +284,30 @@ pub async fn run(
         }
     };
     let peers = match (peer_listener, peer_service) {
-        (Some(listener), Some(service)) => Some(tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming(listener), stopped()),
-        )),
+        (Some(listener), Some(service)) => {
+            let server = tonic::transport::Server::builder().add_service(service);
+            let serving: Serving<'static> = match &tls {
+                // Peers always present a certificate from the CA.
+                Some(tls) => Box::pin(server.serve_with_incoming_shutdown(
+                    synod_tls::accept::incoming(
+                        listener,
+                        tls.server_config(synod_tls::ClientCerts::Required, H2)?,
+                        handshake_timeout,
+                        "peer",
+                    ),
+                    stopped(),
+                )),
+                None => {
+                    Box::pin(server.serve_with_incoming_shutdown(incoming(listener), stopped()))
+                }
+            };
+            Some(tokio::spawn(serving))
+        }
         _ => None,
     };
+    let tls_watch = tls
+        .as_ref()
+        .map(|tls| tls.watch(Duration::from_secs(config.tls_reload_secs)));
     let driver_for_stop = driver.clone();
     let admin = AdminServer::new(AdminService::new(driver.clone(), config.cluster.clone()));
     let zookeeper_front = crate::api::zookeeper::ZooKeeperFrontEnd::new(
@@ -278,6 +316,20 @@ pub async fn run(
     );
     let zookeeper = zookeeper_listener
         .map(|listener| tokio::spawn(zookeeper_front.clone().serve(listener, stopped())));
+    let zookeeper_secure = match (zookeeper_secure_listener, &tls) {
+        (Some(listener), Some(tls)) => {
+            let connections = synod_tls::accept::incoming(
+                listener,
+                tls.server_config(config.tls_client_certs.into(), &[])?,
+                handshake_timeout,
+                "zookeeper-secure",
+            );
+            Some(tokio::spawn(
+                zookeeper_front.clone().serve_tls(connections, stopped()),
+            ))
+        }
+        _ => None,
+    };
     let http = tokio::spawn(
         axum::serve(
             http_listener,
@@ -301,11 +353,22 @@ pub async fn run(
             let _ = stop_tx.send(true);
         }
     };
-    let serve = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .layer(MetricsLayer::new(metrics))
         .add_service(service)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming(listener), signal);
+        .add_service(admin);
+    let serve: Serving<'_> = match &tls {
+        Some(tls) => Box::pin(server.serve_with_incoming_shutdown(
+            synod_tls::accept::incoming(
+                listener,
+                tls.server_config(config.tls_client_certs.into(), H2)?,
+                handshake_timeout,
+                "client",
+            ),
+            signal,
+        )),
+        None => Box::pin(server.serve_with_incoming_shutdown(incoming(listener), signal)),
+    };
     // Graceful shutdown waits for clients to close their connections; a
     // client that keeps one open must not hold the node up for long.
     let grace = config.shutdown_grace();
@@ -327,8 +390,11 @@ pub async fn run(
             if let Some(peers) = &peers {
                 peers.abort();
             }
-            if let Some(zookeeper) = &zookeeper {
-                zookeeper.abort();
+            for task in [&zookeeper, &zookeeper_secure].into_iter().flatten() {
+                task.abort();
+            }
+            if let Some(watch) = &tls_watch {
+                watch.abort();
             }
             return Err(ServeError::DriverStopped(match ended {
                 Ok(Ok(())) => "its job queue closed".into(),
@@ -340,6 +406,12 @@ pub async fn run(
     http.abort();
     if let Some(peers) = peers {
         peers.abort();
+    }
+    if let Some(watch) = &tls_watch {
+        watch.abort();
+    }
+    if let Some(zookeeper) = &zookeeper_secure {
+        zookeeper.abort();
     }
     if let Some(zookeeper) = zookeeper {
         zookeeper.abort();

@@ -23,6 +23,7 @@ fn config(node_id: u64, peers: &[(u64, String)]) -> PeerConfig {
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         address_template: None,
+        tls: None,
     }
 }
 

@@ -143,6 +143,10 @@ pub fn incoming(
                         };
                         let _ = tx.send(Ok(conn)).await;
                     }
+                    // Closed before a byte: a TCP health probe, not a client.
+                    Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(%remote, port, %error, "connection closed before a TLS handshake");
+                    }
                     Ok(Err(error)) => {
                         tracing::warn!(%remote, port, %error, "TLS handshake failed; connection closed");
                     }

@@ -28,6 +28,13 @@ impl Connector {
     }
 }
 
+/// The name a server's certificate must be valid for, from a host (a DNS
+/// name or an IP address, IPv6 bare or bracketed).
+pub fn server_name(host: &str) -> Option<ServerName<'static>> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_owned()).ok()
+}
+
 /// A TLS connection as hyper wants it.
 pub type ClientConn = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
 

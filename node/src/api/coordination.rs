@@ -104,8 +104,17 @@ impl CoordinationService {
     }
 }
 
+/// The client's address, for the `ip` ACL scheme, over TLS or not.
 fn peer<T>(request: &Request<T>) -> Option<IpAddr> {
-    request.remote_addr().map(|a| a.ip())
+    request
+        .remote_addr()
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<synod_tls::accept::TlsConnInfo>()
+                .and_then(|info| info.remote_addr)
+        })
+        .map(|a| a.ip())
 }
 
 fn mismatch() -> Status {

@@ -6,6 +6,11 @@
 //! checked before a single frame is accepted: the sender must be a member,
 //! the frame addressed to this node, in this ensemble, and within the size
 //! limit. Delivery is best effort: consensus tolerates loss and retransmits.
+//!
+//! With TLS, peers dial and accept mutual TLS against the ensemble's CA,
+//! and a stream is refused unless the sender's certificate is valid for
+//! the host of the address the node it claims to be is a member at: a
+//! certificate from the CA does not let one member speak for another.
 
 pub mod frame;
 
@@ -50,6 +55,8 @@ pub struct PeerConfig {
     /// for a StatefulSet. With it, members added later (Admin API) are
     /// reached without a restart, and frames from any node id are taken.
     pub address_template: Option<String>,
+    /// Mutual TLS with the other members, if on.
+    pub tls: Option<Arc<synod_tls::Tls>>,
 }
 
 /// The address `template` gives node `id`.
@@ -167,6 +174,10 @@ pub fn start(
         tokio::spawn(dial(config.clone(), id, address.clone(), rx));
     }
     let service = PeerService {
+        identities: config.tls.is_some().then(|| Identities {
+            peers: config.peers.clone(),
+            template: config.address_template.clone(),
+        }),
         cluster: config.cluster.clone(),
         cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
@@ -211,11 +222,24 @@ async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::
         };
         let channel = match tonic::transport::Endpoint::from_shared(uri.clone()) {
             Ok(endpoint) => {
-                endpoint
+                let endpoint = endpoint
                     .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await
+                    .tcp_nodelay(true);
+                match &config.tls {
+                    None => endpoint.connect().await,
+                    Some(tls) => match tls.client_config(&[b"h2"]) {
+                        Ok(client) => {
+                            endpoint
+                                .connect_with_connector(synod_tls::connect::Connector::new(client))
+                                .await
+                        }
+                        Err(error) => {
+                            tracing::error!(peer = to, %error, "cannot dial peers over TLS; frames to it are dropped");
+                            while queue.recv().await.is_some() {}
+                            return;
+                        }
+                    },
+                }
             }
             Err(error) => {
                 tracing::error!(peer = to, %address, %error, "peer address is not a valid URI; frames to it are dropped");
@@ -273,9 +297,62 @@ async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::
     }
 }
 
+/// Where each member is, to check that a peer's certificate is its own.
+#[derive(Debug)]
+struct Identities {
+    peers: BTreeMap<NodeId, String>,
+    template: Option<String>,
+}
+
+impl Identities {
+    /// The host (DNS name or IP) node `id` is a member at.
+    fn host(&self, id: NodeId) -> Option<String> {
+        let address = match self.peers.get(&id) {
+            Some(address) => address.clone(),
+            None => templated_address(self.template.as_deref()?, id),
+        };
+        let host = match address.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => host,
+            _ => address.as_str(),
+        };
+        Some(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+    }
+
+    /// Whether the certificate chain `certs` may speak for node `from`.
+    fn check(
+        &self,
+        from: NodeId,
+        certs: Option<&[synod_tls::CertificateDer<'static>]>,
+    ) -> Result<(), Status> {
+        let Some(cert) = certs.and_then(<[_]>::first) else {
+            return Err(Status::unauthenticated(
+                "peers must present a certificate from the ensemble's CA",
+            ));
+        };
+        let Some(host) = self.host(from) else {
+            return Err(Status::permission_denied(format!(
+                "node {from} has no known address to check its certificate against"
+            )));
+        };
+        if synod_tls::valid_for(cert, &host) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "the certificate presented is not valid for {host}, where node {from} is a member"
+            )))
+        }
+    }
+}
+
 /// Receives streams from peers.
 #[derive(Debug)]
 pub struct PeerService {
+    /// With TLS: the names each member's certificate must be valid for.
+    identities: Option<Identities>,
     cluster: String,
     cluster_id: Arc<std::sync::atomic::AtomicU64>,
     node_id: NodeId,
@@ -338,7 +415,13 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<PeerFrame>>,
     ) -> Result<Response<PeerExchangeEnd>, Status> {
-        let remote = request.remote_addr();
+        let tls = request
+            .extensions()
+            .get::<synod_tls::accept::TlsConnInfo>()
+            .cloned();
+        let remote = request
+            .remote_addr()
+            .or_else(|| tls.as_ref().and_then(|info| info.remote_addr));
         let mut frames = request.into_inner();
         let mut sender = None;
         while let Some(frame) = frames.next().await {
@@ -346,6 +429,17 @@ impl Peer for PeerService {
             if let Err(status) = self.check(&frame) {
                 tracing::warn!(?remote, from = frame.from, %status, "refused a peer stream");
                 return Err(status);
+            }
+            if sender.is_none()
+                && let Some(identities) = &self.identities
+            {
+                let certs = tls
+                    .as_ref()
+                    .and_then(|info| info.peer_certificates.as_deref());
+                if let Err(status) = identities.check(frame.from, certs) {
+                    tracing::warn!(?remote, from = frame.from, %status, "refused a peer stream");
+                    return Err(status);
+                }
             }
             // One stream speaks for one sender.
             if *sender.get_or_insert(frame.from) != frame.from {
@@ -393,7 +487,62 @@ mod tests {
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(200),
             address_template,
+            tls: None,
         }
+    }
+
+    #[test]
+    fn a_peer_speaks_only_for_the_member_its_certificate_names() {
+        let ca = synod_tls::generate::DevCa::new("test ca").expect("ca");
+        let der = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            let issued = ca.issue("peer", &names).expect("issue");
+            use rustls_pki_types::pem::PemObject as _;
+            synod_tls::CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("pem")
+        };
+        let identities = Identities {
+            peers: BTreeMap::from([
+                (2, "b.peers.test:7100".to_owned()),
+                (5, "[::1]:7100".to_owned()),
+            ]),
+            template: Some("n{id}.peers.test:7100".to_owned()),
+        };
+        let b = [der(&["b.peers.test"])];
+        assert!(identities.check(2, Some(&b)).is_ok(), "its own name");
+        let refused = identities
+            .check(4, Some(&b))
+            .expect_err("another member's id");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(
+            refused.message().contains("n4.peers.test"),
+            "{}",
+            refused.message()
+        );
+        let templated = [der(&["n4.peers.test"])];
+        assert!(
+            identities.check(4, Some(&templated)).is_ok(),
+            "a member known by the template"
+        );
+        let v6 = [der(&["::1"])];
+        assert!(identities.check(5, Some(&v6)).is_ok(), "an IPv6 member");
+        assert_eq!(
+            identities
+                .check(2, None)
+                .expect_err("no certificate")
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+        let closed = Identities {
+            peers: BTreeMap::new(),
+            template: None,
+        };
+        assert_eq!(
+            closed
+                .check(7, Some(&b))
+                .expect_err("unknown member")
+                .code(),
+            tonic::Code::PermissionDenied
+        );
     }
 
     #[test]
@@ -401,6 +550,7 @@ mod tests {
         let mine = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (inbound, _unused) = mpsc::channel(1);
         let service = PeerService {
+            identities: None,
             cluster: "blue".into(),
             cluster_id: mine.clone(),
             node_id: 1,

@@ -119,10 +119,10 @@ pub async fn run(cli: &Cli, action: &Action) -> Result<()> {
 }
 
 async fn connect(endpoint: &str, cli: &Cli, call: Duration) -> Result<AdminClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+    let dial = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
         .connect_timeout(cli.timeout.min(Duration::from_secs(2)))
-        .timeout(call)
-        .connect()
+        .timeout(call);
+    let channel = synod_client::connect::channel(dial, super::tls(cli)?.as_ref())
         .await
         .with_context(|| format!("{endpoint} is unreachable"))?;
     Ok(AdminClient::new(channel))

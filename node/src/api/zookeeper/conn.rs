@@ -15,8 +15,10 @@ use futures::FutureExt as _;
 use synod_core::SessionId;
 use synod_proto::v1 as pb;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader, BufWriter};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+/// A connection's reading half, plaintext or TLS.
+pub(super) type ReadHalf = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+/// A connection's writing half, plaintext or TLS.
+pub(super) type WriteHalf = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
 use tokio::sync::mpsc;
 
 use super::jute::Reader;
@@ -30,7 +32,7 @@ type Closed = String;
 
 /// Serves one accepted connection to its end.
 pub(super) async fn serve(
-    stream: TcpStream,
+    stream: (ReadHalf, WriteHalf),
     shared: Arc<Shared>,
     registration: Registration,
     stats: Arc<ConnStats>,
@@ -70,12 +72,12 @@ async fn frame_body<R: AsyncRead + Unpin>(
 }
 
 async fn run(
-    stream: TcpStream,
+    stream: (ReadHalf, WriteHalf),
     shared: &Arc<Shared>,
     registration: &Registration,
     stats: &Arc<ConnStats>,
 ) -> Result<(), Closed> {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = stream;
     let limit = shared.config.handshake_timeout;
     let mut first = [0u8; 4];
     tokio::time::timeout(limit, rd.read_exact(&mut first))
@@ -171,7 +173,7 @@ async fn handshake(
     shared: &Arc<Shared>,
     connect: &ConnectRequest,
     stats: &ConnStats,
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf,
 ) -> Result<Handshake, Closed> {
     // A session id at or below zero is a new session: clients have sent
     // -1 where they meant none.
@@ -260,7 +262,7 @@ async fn handshake(
 
 /// Tells the client its session has expired (or was never its own: a
 /// wrong password), as ZooKeeper does, and closes the connection.
-async fn refuse_as_expired(wr: &mut OwnedWriteHalf) {
+async fn refuse_as_expired(wr: &mut WriteHalf) {
     let _ = wr
         .write_all(&proto::connect_response(0, 0, &[0; PASSWORD_LEN]))
         .await;
@@ -301,7 +303,7 @@ fn decode(frame: &[u8]) -> Result<(i32, i32, Request), Closed> {
 /// read buffer) go to the driver in one job: one wake-up of the driver
 /// for a burst of pipelined requests instead of one each.
 async fn read_loop(
-    rd: &mut BufReader<OwnedReadHalf>,
+    rd: &mut BufReader<ReadHalf>,
     caller: &Caller,
     shared: &Arc<Shared>,
     stats: &ConnStats,
@@ -376,7 +378,7 @@ async fn read_loop(
 
 /// Writes replies in request order and watch events as they come.
 async fn write_loop(
-    mut out: BufWriter<OwnedWriteHalf>,
+    mut out: BufWriter<WriteHalf>,
     mut replies: mpsc::Receiver<(Pending, Instant)>,
     mut events: mpsc::Receiver<pb::WatchEvent>,
     mut zxid: i64,
@@ -435,7 +437,7 @@ async fn write_loop(
 }
 
 async fn write_event(
-    out: &mut BufWriter<OwnedWriteHalf>,
+    out: &mut BufWriter<WriteHalf>,
     event: &pb::WatchEvent,
     shared: &Shared,
     stats: &ConnStats,
@@ -452,7 +454,7 @@ async fn write_event(
 }
 
 async fn write_reply(
-    out: &mut BufWriter<OwnedWriteHalf>,
+    out: &mut BufWriter<WriteHalf>,
     reply: Reply,
     zxid: &mut i64,
     shared: &Shared,

@@ -257,7 +257,9 @@ impl ZooKeeperFrontEnd {
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::debug!(%error, "cannot disable Nagle's algorithm");
                         }
-                        connections.spawn(conn::serve(stream, shared.clone(), registration, stats));
+                        let (rd, wr) = stream.into_split();
+                        let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
+                        connections.spawn(conn::serve(halves, shared.clone(), registration, stats));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accepting a ZooKeeper connection failed; retrying");
@@ -267,5 +269,47 @@ impl ZooKeeperFrontEnd {
             }
         }
         connections.shutdown().await;
+    }
+
+    /// Serves ZooKeeper clients on `connections`, whose TLS handshakes are
+    /// done (ZooKeeper's secure port), until `stop` resolves. The per-IP
+    /// limit counts them with the plaintext ones.
+    pub async fn serve_tls(
+        self,
+        mut connections: impl futures::Stream<Item = std::io::Result<synod_tls::accept::TlsConn>>
+        + Unpin,
+        stop: impl Future<Output = ()>,
+    ) {
+        use futures::StreamExt as _;
+        let shared = self.shared;
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                next = connections.next() => match next {
+                    Some(Ok(conn)) => {
+                        let Some(peer) = conn.remote_addr() else {
+                            continue;
+                        };
+                        let Some((registration, stats)) = shared.register(peer) else {
+                            tracing::warn!(
+                                %peer,
+                                limit = shared.config.max_connections_per_ip,
+                                "too many ZooKeeper connections from this address; closing the new one"
+                            );
+                            continue;
+                        };
+                        let (rd, wr) = tokio::io::split(conn);
+                        let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
+                        tasks.spawn(conn::serve(halves, shared.clone(), registration, stats));
+                    }
+                    Some(Err(error)) => tracing::warn!(%error, "a secure ZooKeeper connection failed"),
+                    None => break,
+                },
+            }
+        }
+        tasks.shutdown().await;
     }
 }
