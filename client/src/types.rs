@@ -90,7 +90,7 @@ pub mod perms {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Acl {
     pub perms: u32,
-    /// "world", "auth", "digest", "ip" or "super".
+    /// "world", "auth", "digest", "ip", "x509" or "super".
     pub scheme: String,
     pub id: String,
 }

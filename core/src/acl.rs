@@ -1,5 +1,5 @@
 //! Access control: permissions, identities, ACL validation and checks with
-//! ZooKeeper's schemes (`world`, `auth`, `digest`, `ip`) and super user, and
+//! ZooKeeper's schemes (`world`, `auth`, `digest`, `ip`, `x509`) and super user, and
 //! the reference-counted cache that lets a million znodes share a handful of
 //! ACL lists.
 
@@ -183,6 +183,16 @@ impl AclPolicy {
                     }
                     out.push(entry.clone());
                 }
+                "x509" => {
+                    // The subject of a client certificate, as the node
+                    // names it (RFC 2253), matched exactly.
+                    if entry.id.id.is_empty() {
+                        return Err(Error::InvalidAcl(
+                            "an x509 id is a certificate subject, like CN=client,O=Example".into(),
+                        ));
+                    }
+                    out.push(entry.clone());
+                }
                 "ip" => {
                     parse_ip_pattern(&entry.id.id).ok_or_else(|| {
                         Error::InvalidAcl(format!("bad ip pattern {:?}", entry.id.id))
@@ -316,6 +326,50 @@ mod tests {
             "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
         );
         assert!(digest_id("nocolon").is_err());
+    }
+
+    #[test]
+    fn x509_ids_grant_exactly_their_subject() {
+        let policy = AclPolicy::default();
+        let client = Identity {
+            ids: vec![Id::new("x509", "CN=client,O=Example")],
+        };
+        let acl = policy
+            .fixup(
+                &[Acl {
+                    perms: perms::READ,
+                    id: Id::new("x509", "CN=client,O=Example"),
+                }],
+                &client,
+            )
+            .expect("valid");
+        assert!(policy.permits(&acl, perms::READ, &client));
+        let other = Identity {
+            ids: vec![Id::new("x509", "CN=other,O=Example")],
+        };
+        assert!(!policy.permits(&acl, perms::READ, &other));
+        // `auth` takes the certificate's subject as it takes a digest.
+        let auth = policy
+            .fixup(
+                &[Acl {
+                    perms: perms::ALL,
+                    id: Id::new("auth", ""),
+                }],
+                &client,
+            )
+            .expect("auth");
+        assert_eq!(auth[0].id, Id::new("x509", "CN=client,O=Example"));
+        assert!(
+            policy
+                .fixup(
+                    &[Acl {
+                        perms: perms::READ,
+                        id: Id::new("x509", ""),
+                    }],
+                    &client,
+                )
+                .is_err()
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! mutual TLS serves TLS clients (the Rust client and `synodctl`) and
 //! refuses plaintext ones; certificates rotated in place are taken without
 //! a restart and without dropping sessions; the ZooKeeper secure port
-//! speaks the ZooKeeper protocol over TLS; unusable files stop a node at
-//! start with the file named. (That a peer's certificate must be valid for
+//! speaks the ZooKeeper protocol over TLS; an `x509` ACL admits the client
+//! certificate it names; unusable files stop a node at start with the file
+//! named. (That a peer's certificate must be valid for
 //! the address of the member it claims to be is tested in `synod-node`'s
 //! peer module: every test node shares one loopback address.)
 
@@ -289,5 +290,61 @@ fn a_node_refuses_to_start_on_unusable_tls_files() {
     assert!(
         stderr.contains(&key.display().to_string()),
         "the error names the file: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_x509_acl_admits_the_certificate_it_names_and_no_other() {
+    let temp = TempDir::new("tls-x509").expect("temp dir");
+    let here = synod_tests::test_loopback().to_string();
+    let ca = DevCa::new("test ca").expect("ca");
+    let node_files = issue(&ca, temp.path(), "node", std::slice::from_ref(&here));
+    let mut flags = tls_flags(&node_files);
+    flags.extend(["--zookeeper-secure-addr".into(), "off".into()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = TestNode::start(&flags).expect("node");
+    let endpoint = node.endpoint();
+    let as_client = |stem: &str| {
+        let mut files = ca
+            .write(temp.path(), stem, stem, std::slice::from_ref(&here))
+            .expect("certificate");
+        files.ca = node_files.ca.clone();
+        Tls::load(files).expect("client tls")
+    };
+    let alice = Client::connect(client_config(&endpoint, Some(as_client("alice"))))
+        .await
+        .expect("alice");
+    let only_alice = CreateOptions {
+        acl: vec![synod_client::Acl {
+            perms: 31,
+            scheme: "x509".into(),
+            id: "CN=alice".into(),
+        }],
+        ..CreateOptions::default()
+    };
+    alice
+        .create("/alice", b"mine", &only_alice)
+        .await
+        .expect("create with an x509 ACL");
+    assert_eq!(
+        alice.get_data("/alice").await.expect("alice reads").0,
+        b"mine"
+    );
+
+    let bob = Client::connect(client_config(&endpoint, Some(as_client("bob"))))
+        .await
+        .expect("bob");
+    let refused = bob.get_data("/alice").await;
+    assert!(
+        matches!(refused, Err(synod_client::Error::NoAuth { .. })),
+        "another certificate is refused: {refused:?}"
+    );
+    let anonymous = Client::connect(client_config(&endpoint, Some(trusting(&node_files))))
+        .await
+        .expect("no certificate");
+    let refused = anonymous.get_data("/alice").await;
+    assert!(
+        matches!(refused, Err(synod_client::Error::NoAuth { .. })),
+        "no certificate is refused: {refused:?}"
     );
 }

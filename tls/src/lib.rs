@@ -340,6 +340,45 @@ pub fn valid_for(cert: &CertificateDer<'_>, name: &str) -> bool {
     cert.verify_is_valid_for_subject_name(&name).is_ok()
 }
 
+/// The subject of a certificate as ZooKeeper's `x509` scheme names it
+/// (Java's `X500Principal.getName()`, RFC 2253): most specific attribute
+/// first, `CN=client,OU=apps,O=Example`. `None` if the certificate cannot
+/// be parsed or its subject holds a value that is not text.
+pub fn subject(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::objects::{oid_registry, oid2abbrev};
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let registry = oid_registry();
+    let mut rdns = Vec::new();
+    for rdn in parsed.subject().iter_rdn() {
+        let mut parts = Vec::new();
+        for attr in rdn.iter() {
+            let name = oid2abbrev(attr.attr_type(), registry)
+                .map(str::to_owned)
+                .unwrap_or_else(|_| attr.attr_type().to_id_string());
+            parts.push(format!("{name}={}", escape_dn_value(attr.as_str().ok()?)));
+        }
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    Some(rdns.join(","))
+}
+
+/// RFC 2253's escaping of an attribute value.
+fn escape_dn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Resolves to the current certificate, as a server and as a client.
 #[derive(Debug)]
 struct Current(Arc<Tls>);

@@ -338,3 +338,19 @@ fn a_certificate_is_valid_only_for_its_own_names() {
     assert!(!valid_for(&der, "127.0.0.3"));
     assert!(!valid_for(&der, "not a name"));
 }
+
+#[test]
+fn a_subject_reads_as_zookeeper_names_it() {
+    let ca = DevCa::new("test ca").expect("ca");
+    let issued = ca
+        .issue("client, one", &["client.test".to_owned()])
+        .expect("issue");
+    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("pem");
+    assert_eq!(subject(&der).as_deref(), Some("CN=client\\, one"));
+    assert_eq!(escape_dn_value(" a+b "), "\\ a\\+b\\ ");
+    assert_eq!(
+        subject(&CertificateDer::from(vec![1, 2, 3])),
+        None,
+        "garbage is no subject"
+    );
+}

@@ -1,7 +1,6 @@
 //! The gRPC `Coordination` service: decodes requests, runs them on the
 //! driver, and encodes results and errors. It holds no state of its own.
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -93,28 +92,31 @@ impl CoordinationService {
     async fn write(
         &self,
         session: SessionId,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         op: WriteOp,
     ) -> Result<(OpOutcome, Header), Status> {
         self.submit(move |state| {
-            let identity = state.identity(session, peer);
+            let identity = state.identity(session, &peer);
             state.write(session, identity, op)
         })
         .await
     }
 }
 
-/// The client's address, for the `ip` ACL scheme, over TLS or not.
-fn peer<T>(request: &Request<T>) -> Option<IpAddr> {
-    request
+/// Where the request comes from: the client's address (the `ip` scheme)
+/// and, over TLS, its certificate's subject (the `x509` scheme).
+fn peer<T>(request: &Request<T>) -> crate::driver::Origin {
+    let tls = request.extensions().get::<synod_tls::accept::TlsConnInfo>();
+    let ip = request
         .remote_addr()
-        .or_else(|| {
-            request
-                .extensions()
-                .get::<synod_tls::accept::TlsConnInfo>()
-                .and_then(|info| info.remote_addr)
-        })
-        .map(|a| a.ip())
+        .or_else(|| tls.and_then(|info| info.remote_addr))
+        .map(|a| a.ip());
+    let x509 = tls
+        .and_then(|info| info.peer_certificates.as_deref())
+        .and_then(<[_]>::first)
+        .and_then(synod_tls::subject)
+        .map(Arc::from);
+    crate::driver::Origin { ip, x509 }
 }
 
 fn mismatch() -> Status {
@@ -127,7 +129,7 @@ fn mismatch() -> Status {
 impl CoordinationService {
     async fn handle_create_session(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::CreateSessionRequest,
     ) -> Result<pb::CreateSessionResponse, Status> {
         let timeout = r.timeout_ms;
@@ -147,7 +149,7 @@ impl CoordinationService {
 
     async fn handle_close_session(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::CloseSessionRequest,
     ) -> Result<pb::CloseSessionResponse, Status> {
         let session = r.session_id;
@@ -157,7 +159,7 @@ impl CoordinationService {
 
     async fn handle_add_auth(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::AddAuthRequest,
     ) -> Result<pb::AddAuthResponse, Status> {
         let h = self
@@ -168,7 +170,7 @@ impl CoordinationService {
 
     async fn handle_create(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::CreateRequest,
     ) -> Result<pb::CreateResponse, Status> {
         let session = r.session_id;
@@ -185,7 +187,7 @@ impl CoordinationService {
 
     async fn handle_delete(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::DeleteRequest,
     ) -> Result<pb::DeleteResponse, Status> {
         let (_, h) = self
@@ -203,7 +205,7 @@ impl CoordinationService {
 
     async fn handle_set_data(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::SetDataRequest,
     ) -> Result<pb::SetDataResponse, Status> {
         let op = WriteOp::SetData {
@@ -222,7 +224,7 @@ impl CoordinationService {
 
     async fn handle_check(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::CheckRequest,
     ) -> Result<pb::CheckResponse, Status> {
         let (_, h) = self
@@ -240,7 +242,7 @@ impl CoordinationService {
 
     async fn handle_set_acl(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::SetAclRequest,
     ) -> Result<pb::SetAclResponse, Status> {
         let acl = if r.acl.is_empty() {
@@ -266,7 +268,7 @@ impl CoordinationService {
 
     async fn handle_multi(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::MultiRequest,
     ) -> Result<pb::MultiResponse, Status> {
         let ops = convert::multi_ops(r.ops).map_err(|e| convert::status(&e))?;
@@ -285,13 +287,13 @@ impl CoordinationService {
 
     async fn handle_get_data(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::GetDataRequest,
     ) -> Result<pb::GetDataResponse, Status> {
         self.barrier(r.linearizable).await?;
         let ((data, s), h) = self
             .read(r.session_id, move |state| {
-                let identity = state.identity(r.session_id, peer);
+                let identity = state.identity(r.session_id, &peer);
                 let result = state.read(r.session_id, |m| {
                     m.tree()
                         .get_data(&r.path, &identity)
@@ -312,7 +314,7 @@ impl CoordinationService {
 
     async fn handle_exists(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::ExistsRequest,
     ) -> Result<pb::ExistsResponse, Status> {
         self.barrier(r.linearizable).await?;
@@ -335,13 +337,13 @@ impl CoordinationService {
 
     async fn handle_get_children(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::GetChildrenRequest,
     ) -> Result<pb::GetChildrenResponse, Status> {
         self.barrier(r.linearizable).await?;
         let ((children, s), h) = self
             .read(r.session_id, move |state| {
-                let identity = state.identity(r.session_id, peer);
+                let identity = state.identity(r.session_id, &peer);
                 let result =
                     state.read(r.session_id, |m| m.tree().get_children(&r.path, &identity))?;
                 if r.watch {
@@ -359,12 +361,12 @@ impl CoordinationService {
 
     async fn handle_get_all_children_number(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::GetAllChildrenNumberRequest,
     ) -> Result<pb::GetAllChildrenNumberResponse, Status> {
         let (number, h) = self
             .read(r.session_id, move |state| {
-                let identity = state.identity(r.session_id, peer);
+                let identity = state.identity(r.session_id, &peer);
                 state.read(r.session_id, |m| {
                     m.tree().get_all_children_number(&r.path, &identity)
                 })
@@ -379,7 +381,7 @@ impl CoordinationService {
 
     async fn handle_get_ephemerals(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::GetEphemeralsRequest,
     ) -> Result<pb::GetEphemeralsResponse, Status> {
         if r.session_id == 0 {
@@ -407,12 +409,12 @@ impl CoordinationService {
 
     async fn handle_get_acl(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::GetAclRequest,
     ) -> Result<pb::GetAclResponse, Status> {
         let ((acl, s), h) = self
             .read(r.session_id, move |state| {
-                let identity = state.identity(r.session_id, peer);
+                let identity = state.identity(r.session_id, &peer);
                 state.read(r.session_id, |m| m.tree().get_acl(&r.path, &identity))
             })
             .await?;
@@ -425,12 +427,12 @@ impl CoordinationService {
 
     async fn handle_multi_read(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         r: pb::MultiReadRequest,
     ) -> Result<pb::MultiReadResponse, Status> {
         let (results, h) = self
             .read(r.session_id, move |state| {
-                let identity = state.identity(r.session_id, peer);
+                let identity = state.identity(r.session_id, &peer);
                 state.read(r.session_id, |m| {
                     let tree = m.tree();
                     let results = r
@@ -474,7 +476,7 @@ impl CoordinationService {
 
     async fn handle_sync(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::SyncRequest,
     ) -> Result<pb::SyncResponse, Status> {
         if !r.path.is_empty() {
@@ -486,7 +488,7 @@ impl CoordinationService {
 
     async fn handle_add_watch(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::AddWatchRequest,
     ) -> Result<pb::AddWatchResponse, Status> {
         let kind = match pb::AddWatchMode::try_from(r.mode) {
@@ -507,7 +509,7 @@ impl CoordinationService {
 
     async fn handle_remove_watches(
         &self,
-        _peer: Option<IpAddr>,
+        _peer: crate::driver::Origin,
         r: pb::RemoveWatchesRequest,
     ) -> Result<pb::RemoveWatchesResponse, Status> {
         let watcher_type =
@@ -521,7 +523,7 @@ impl CoordinationService {
     /// Runs one call of a `Pipeline` stream, as its unary method would.
     async fn handle_pipelined(
         &self,
-        peer: Option<IpAddr>,
+        peer: crate::driver::Origin,
         request: pb::PipelineRequest,
     ) -> pb::PipelineResponse {
         use pb::pipeline_request::Call;
@@ -799,7 +801,7 @@ impl Coordination for CoordinationService {
                         }
                     }
                     next = requests.next(), if reading && running.len() < limit => match next {
-                        Some(Ok(call)) => running.push(service.handle_pipelined(peer, call)),
+                        Some(Ok(call)) => running.push(service.handle_pipelined(peer.clone(), call)),
                         Some(Err(status)) => {
                             tracing::debug!(%status, "pipeline stream failed; answering what it sent");
                             failure = Some(status);

@@ -87,8 +87,13 @@ impl NodeState {
     }
 
     /// The identity requests of `session` from `peer` run under.
-    pub fn identity(&self, session: SessionId, peer: Option<std::net::IpAddr>) -> Identity {
-        let mut identity = peer.map(Identity::with_ip).unwrap_or_default();
+    pub fn identity(&self, session: SessionId, origin: &crate::driver::Origin) -> Identity {
+        let mut identity = origin.ip.map(Identity::with_ip).unwrap_or_default();
+        if let Some(subject) = &origin.x509 {
+            identity
+                .ids
+                .push(synod_core::acl::Id::new("x509", subject.as_ref()));
+        }
         if let Some(ids) = self.auth.get(&session) {
             identity.ids.extend(ids.iter().cloned());
         }

@@ -685,6 +685,15 @@ impl NodeState {
 /// A result that arrives once a txn has gone through the log.
 pub type Answer<T> = oneshot::Receiver<Result<T, Error>>;
 
+/// Where a request comes from, as its connection tells: the client's
+/// address (the `ip` ACL scheme) and the subject of the certificate it
+/// presented over TLS (the `x509` scheme).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub ip: Option<std::net::IpAddr>,
+    pub x509: Option<Arc<str>>,
+}
+
 /// Each txn kind has exactly one outcome kind; anything else is a bug in the
 /// state machine, answered as a system error rather than a crash.
 fn unreachable_outcome<T>(outcome: &TxnOutcome) -> Result<T, Error> {

@@ -229,7 +229,7 @@ impl NodeState {
     pub fn who_am_i(
         &self,
         session: SessionId,
-        peer: Option<std::net::IpAddr>,
+        peer: &crate::driver::Origin,
     ) -> Vec<(String, String)> {
         self.identity(session, peer)
             .ids

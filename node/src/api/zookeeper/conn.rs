@@ -33,12 +33,13 @@ type Closed = String;
 /// Serves one accepted connection to its end.
 pub(super) async fn serve(
     stream: (ReadHalf, WriteHalf),
+    x509: Option<Arc<str>>,
     shared: Arc<Shared>,
     registration: Registration,
     stats: Arc<ConnStats>,
 ) {
     let peer = stats.peer;
-    match run(stream, &shared, &registration, &stats).await {
+    match run(stream, x509, &shared, &registration, &stats).await {
         Ok(()) => tracing::debug!(%peer, "ZooKeeper connection closed"),
         Err(reason) => tracing::debug!(%peer, %reason, "ZooKeeper connection closed"),
     }
@@ -71,8 +72,12 @@ async fn frame_body<R: AsyncRead + Unpin>(
     Ok(frame)
 }
 
+/// `x509`: the subject of the client's TLS certificate, if it sent one:
+/// an identity of every request on this connection, as ZooKeeper's
+/// X509AuthenticationProvider makes it.
 async fn run(
     stream: (ReadHalf, WriteHalf),
+    x509: Option<Arc<str>>,
     shared: &Arc<Shared>,
     registration: &Registration,
     stats: &Arc<ConnStats>,
@@ -141,7 +146,10 @@ async fn run(
     let caller = Caller {
         driver: shared.driver.clone(),
         session,
-        peer: Some(stats.peer.ip()),
+        peer: crate::driver::Origin {
+            ip: Some(stats.peer.ip()),
+            x509: x509.clone(),
+        },
         ensemble: shared.config.ensemble_addresses.clone(),
         reconfig: shared.config.reconfig,
     };

@@ -259,7 +259,7 @@ impl ZooKeeperFrontEnd {
                         }
                         let (rd, wr) = stream.into_split();
                         let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
-                        connections.spawn(conn::serve(halves, shared.clone(), registration, stats));
+                        connections.spawn(conn::serve(halves, None, shared.clone(), registration, stats));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accepting a ZooKeeper connection failed; retrying");
@@ -301,9 +301,16 @@ impl ZooKeeperFrontEnd {
                             );
                             continue;
                         };
+                        let x509 = conn
+                            .info()
+                            .peer_certificates
+                            .as_deref()
+                            .and_then(<[_]>::first)
+                            .and_then(synod_tls::subject)
+                            .map(Arc::from);
                         let (rd, wr) = tokio::io::split(conn);
                         let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
-                        tasks.spawn(conn::serve(halves, shared.clone(), registration, stats));
+                        tasks.spawn(conn::serve(halves, x509, shared.clone(), registration, stats));
                     }
                     Some(Err(error)) => tracing::warn!(%error, "a secure ZooKeeper connection failed"),
                     None => break,

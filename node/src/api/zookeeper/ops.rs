@@ -5,7 +5,6 @@
 //! awaits the answers concurrently, writing them back in the same order.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 
 use synod_core::tree::Stat;
@@ -37,7 +36,7 @@ pub type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
 pub struct Caller {
     pub driver: DriverHandle,
     pub session: SessionId,
-    pub peer: Option<IpAddr>,
+    pub peer: crate::driver::Origin,
     /// What `/zookeeper/config` lists, when configured.
     pub ensemble: Option<std::sync::Arc<EnsembleAddresses>>,
     /// Whether `reconfig` changes the membership (`--zookeeper-reconfig`).
@@ -266,11 +265,12 @@ fn error_entry(w: &mut Writer, err: i32) {
 /// Prepares one request of this connection's session for the driver.
 pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prepared {
     let session = caller.session;
-    let peer = caller.peer;
+    let peer = caller.peer.clone();
     let ensemble = caller.ensemble.clone();
     let write = |op: WriteOp| {
+        let peer = peer.clone();
         move |state: &mut NodeState| {
-            let identity = state.identity(session, peer);
+            let identity = state.identity(session, &peer);
             state.write(session, identity, op)
         }
     };
@@ -420,7 +420,7 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             caller,
             xid,
             move |state| {
-                let identity = state.identity(session, peer);
+                let identity = state.identity(session, &peer);
                 let mut result = state.read(session, |m| {
                     m.tree()
                         .get_data_or_null(&path, &identity)
@@ -474,7 +474,7 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             caller,
             xid,
             move |state| {
-                let identity = state.identity(session, peer);
+                let identity = state.identity(session, &peer);
                 let result = state.read(session, |m| m.tree().get_children(&path, &identity))?;
                 if watch {
                     state.watch(session, &path, WatchKind::Child)?;
@@ -497,7 +497,7 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             caller,
             xid,
             move |state| {
-                let identity = state.identity(session, peer);
+                let identity = state.identity(session, &peer);
                 state.read(session, |m| m.tree().get_acl(&path, &identity))
             },
             |((acl, stat), h)| {
@@ -514,7 +514,7 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             caller,
             xid,
             move |state| {
-                let identity = state.identity(session, peer);
+                let identity = state.identity(session, &peer);
                 state.read(session, |m| {
                     let tree = m.tree();
                     Ok(body(|w| {
@@ -564,7 +564,7 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
             caller,
             xid,
             move |state| {
-                let identity = state.identity(session, peer);
+                let identity = state.identity(session, &peer);
                 state.read(session, |m| {
                     m.tree().get_all_children_number(&path, &identity)
                 })
@@ -577,7 +577,7 @@ pub fn prepare(caller: &Caller, xid: i32, opcode: i32, request: Request) -> Prep
         Request::WhoAmI => read(
             caller,
             xid,
-            move |state| Ok(state.who_am_i(session, peer)),
+            move |state| Ok(state.who_am_i(session, &peer)),
             |ids| {
                 Ok((
                     None,

@@ -9,7 +9,6 @@
 //! `ops` runs the plan.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +34,7 @@ const PROMOTION_RETRY: Duration = Duration::from_millis(100);
 pub struct Asked {
     pub xid: i32,
     pub session: SessionId,
-    pub peer: Option<IpAddr>,
+    pub peer: crate::driver::Origin,
     pub joining: Option<String>,
     pub leaving: Option<String>,
     pub new_members: Option<String>,
@@ -57,7 +56,7 @@ pub fn prepare(asked: Asked, driver: DriverHandle, ensemble: Arc<EnsembleAddress
         })
     };
     Prepared::OnDriver(Box::new(move |state| {
-        let identity = state.identity(asked.session, asked.peer);
+        let identity = state.identity(asked.session, &asked.peer);
         if !state
             .machine()
             .tree()
