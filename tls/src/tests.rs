@@ -354,3 +354,25 @@ fn a_subject_reads_as_zookeeper_names_it() {
         "garbage is no subject"
     );
 }
+
+proptest::proptest! {
+    /// Fuzz: any bytes, and any certificate with bytes changed, give a
+    /// subject or none, never a panic.
+    #[test]
+    fn any_bytes_give_a_subject_or_none(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        value in proptest::prelude::any::<u8>(),
+    ) {
+        let _ = subject(&CertificateDer::from(bytes));
+        let ca = DevCa::new("fuzz ca").expect("ca");
+        let issued = ca.issue("fuzz", &["fuzz.test".to_owned()]).expect("issue");
+        let mut der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+            .expect("pem")
+            .to_vec();
+        let i = at.index(der.len());
+        der[i] = value;
+        let _ = subject(&CertificateDer::from(der.clone()));
+        let _ = valid_for(&CertificateDer::from(der), "fuzz.test");
+    }
+}
