@@ -10,10 +10,15 @@
 //! `--protocol
 //! zookeeper` speaks the ZooKeeper wire protocol through the `zookeeper-client`
 //! crate: one ZooKeeper session per bench session, whose D tasks share (clone)
-//! one client and so pipeline their requests on that session's connection. Key
-//! layout, value size, ops and output are the same for both, so Apache
-//! ZooKeeper, Synod over gRPC and (once it speaks it) Synod over the ZooKeeper
-//! protocol are measured by the same loop; only `--endpoints` differs.
+//! one client and so pipeline their requests on that session's connection.
+//! `--protocol etcd` speaks etcd's v3 KV gRPC API (tests/proto/etcd): one
+//! HTTP/2 connection per session, its D tasks' unary calls multiplexed on it
+//! as etcd's own Go client does; set is `Put`, get is `Range` (serializable,
+//! or linearizable with `--linearizable`), create is a `Txn` that puts the
+//! key only if it was never created. Key layout, value size, ops and output
+//! are the same for all, so Apache ZooKeeper, etcd, and Synod over gRPC and
+//! over the ZooKeeper protocol are measured by the same loop; only
+//! `--endpoints` differs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -27,6 +32,22 @@ use synod_proto::v1::coordination_client::CoordinationClient;
 use synod_proto::v1::pipeline_request::Call;
 use tonic::transport::Channel;
 use zookeeper_client as zk;
+
+use etcd::etcdserverpb as etcdpb;
+use etcd::etcdserverpb::kv_client::KvClient;
+
+/// The code generated from the test-side copy of etcd's v3 KV API
+/// (tests/proto/etcd, compiled by tests/build.rs). The two packages are
+/// siblings because the generated `etcdserverpb` names `super::mvccpb`.
+#[allow(clippy::all, clippy::pedantic, missing_debug_implementations)]
+mod etcd {
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+}
 
 /// A faster allocator than the system's for a process that allocates per
 /// request.
@@ -50,16 +71,21 @@ enum Protocol {
     GrpcUnary,
     /// The ZooKeeper wire protocol (Apache ZooKeeper, or any server speaking it).
     Zookeeper,
+    /// etcd's v3 KV gRPC API (Range, Put, Txn), one unary call per request.
+    Etcd,
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Closed-loop load generator for Synod's gRPC API and ZooKeeper-protocol servers")]
+#[command(
+    about = "Closed-loop load generator for Synod's gRPC API, ZooKeeper-protocol servers and etcd"
+)]
 struct Args {
     /// Wire protocol to load.
     #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
     protocol: Protocol,
     /// Endpoints (host:port), used round-robin by sessions. Default:
-    /// 127.0.0.1:7001 for grpc, 127.0.0.1:2181 for zookeeper.
+    /// 127.0.0.1:7001 for grpc, 127.0.0.1:2181 for zookeeper, 127.0.0.1:2379
+    /// for etcd.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
     /// Concurrent sessions, one connection each.
@@ -86,7 +112,10 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// `get` reads linearizably: Synod's `linearizable = true` (the
-    /// leader's lease or a read index), ZooKeeper's `sync` then `getData`.
+    /// leader's lease or a read index), ZooKeeper's `sync` then `getData`,
+    /// etcd's default `Range` (without it, etcd's reads are `serializable`:
+    /// served by the member from its own state, as Synod's and ZooKeeper's
+    /// plain reads are).
     #[arg(long)]
     linearizable: bool,
 }
@@ -113,6 +142,7 @@ enum Api {
     Grpc(Arc<Pipeline>),
     GrpcUnary(CoordinationClient<Channel>),
     Zk(zk::Client),
+    Etcd(KvClient<Channel>),
 }
 
 impl Api {
@@ -129,6 +159,7 @@ impl Api {
             Api::Zk(client) => {
                 client.create(&path, data, &ZK_CREATE).await?;
             }
+            Api::Etcd(kv) => etcd_create(kv, path, data).await?,
         }
         Ok(())
     }
@@ -143,6 +174,9 @@ impl Api {
             }
             Api::Zk(client) => {
                 client.set_data(&path, data, None).await?;
+            }
+            Api::Etcd(kv) => {
+                kv.put(etcd_put(path, data)).await?;
             }
         }
         Ok(())
@@ -164,9 +198,65 @@ impl Api {
                 }
                 client.get_data(&path).await?;
             }
+            Api::Etcd(kv) => {
+                let reply = kv
+                    .range(etcdpb::RangeRequest {
+                        key: path.into_bytes(),
+                        serializable: !linearizable,
+                    })
+                    .await?
+                    .into_inner();
+                // A missing key is an empty answer in etcd, not an error
+                // as in ZooKeeper (NoNode) and Synod: count it as one so
+                // that the three protocols' error columns mean the same.
+                anyhow::ensure!(!reply.kvs.is_empty(), "key not found");
+            }
         }
         Ok(())
     }
+}
+
+/// etcd has no create: a transaction puts the key only if its
+/// create_revision is 0 (it does not exist), and a failed compare is
+/// counted as an error, like a ZooKeeper create of an existing znode.
+async fn etcd_create(kv: &mut KvClient<Channel>, path: String, data: &[u8]) -> anyhow::Result<()> {
+    let key = path.into_bytes();
+    let txn = etcdpb::TxnRequest {
+        compare: vec![etcdpb::Compare {
+            result: etcdpb::compare::CompareResult::Equal as i32,
+            target: etcdpb::compare::CompareTarget::Create as i32,
+            key: key.clone(),
+            target_union: Some(etcdpb::compare::TargetUnion::CreateRevision(0)),
+        }],
+        success: vec![etcdpb::RequestOp {
+            request: Some(etcdpb::request_op::Request::RequestPut(
+                etcdpb::PutRequest {
+                    key,
+                    value: data.to_vec(),
+                },
+            )),
+        }],
+    };
+    let reply = kv.txn(txn).await?.into_inner();
+    anyhow::ensure!(reply.succeeded, "key already exists");
+    Ok(())
+}
+
+fn etcd_put(path: String, data: &[u8]) -> etcdpb::PutRequest {
+    etcdpb::PutRequest {
+        key: path.into_bytes(),
+        value: data.to_vec(),
+    }
+}
+
+/// Opens one HTTP/2 connection to an etcd member.
+async fn etcd_connect(endpoint: &str) -> anyhow::Result<KvClient<Channel>> {
+    let channel = Channel::from_shared(format!("http://{endpoint}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to etcd at {endpoint}"))?;
+    Ok(KvClient::new(channel))
 }
 
 /// Opens one ZooKeeper session on `endpoint` (a ZooKeeper connect string).
@@ -225,6 +315,24 @@ async fn setup(
             }
             Ok(Some(client.state_watcher()))
         }
+        Protocol::Etcd => {
+            // etcd's keyspace is flat: there is no root to create, only the
+            // keys (the same names as the znodes of the other protocols).
+            let kv = etcd_connect(endpoint).await?;
+            if args.op != Op::Create {
+                let puts = (0..args.keys).map(|k| {
+                    let mut kv = kv.clone();
+                    let put = etcd_put(format!("{prefix}/k{k}"), value);
+                    async move { kv.put(put).await }
+                });
+                // Multiplexed on the one connection, as the ZooKeeper path
+                // pipelines its creates.
+                for result in futures::future::join_all(puts).await {
+                    result.context("cannot put a bench key")?;
+                }
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -248,6 +356,7 @@ async fn main() -> anyhow::Result<()> {
             match args.protocol {
                 Protocol::Grpc | Protocol::GrpcUnary => "127.0.0.1:7001",
                 Protocol::Zookeeper => "127.0.0.1:2181",
+                Protocol::Etcd => "127.0.0.1:2379",
             }
             .to_owned(),
         ];
@@ -293,6 +402,19 @@ async fn main() -> anyhow::Result<()> {
                 let client = zk_connect(endpoint).await?;
                 zk_sessions.push(client.state_watcher());
                 Api::Zk(client)
+            }
+            Protocol::Etcd => {
+                let mut kv = etcd_connect(endpoint).await?;
+                // As the sync of the gRPC path: a linearizable read makes
+                // this member apply the setup's puts before the run's
+                // serializable reads look for them.
+                kv.range(etcdpb::RangeRequest {
+                    key: format!("{prefix}/k0").into_bytes(),
+                    serializable: false,
+                })
+                .await
+                .with_context(|| format!("cannot read from {endpoint}"))?;
+                Api::Etcd(kv)
             }
         };
         for d in 0..args.depth {
