@@ -19,7 +19,7 @@
 #   DEPTH=8           outstanding requests per session
 #   VALUE_SIZE=100    value bytes
 #   KEYS=1000         znodes that set/get touch
-#   OPS="set get create"
+#   OPS="set get create"  also get-linearizable (sync, then getData)
 #   JSON=1            print synod-bench's JSON lines instead of text
 #   SKIP_BUILD=1      do not run cargo build (use the existing binary)
 #   KEEP=1            keep the temporary directory (logs, data) after the run
@@ -188,9 +188,11 @@ note "$SESSIONS sessions x $DEPTH outstanding, ${VALUE_SIZE}-byte values, ${DURA
 json=()
 if [[ ${JSON:-0} == 1 ]]; then json=(--json); fi
 bench() { # op duration [--json]
+    local op=(--op "$1")
+    if [[ $1 == get-linearizable ]]; then op=(--op get --linearizable); fi
     # synod-bench bounds itself (duration + 60 s drain); the timeout is a backstop.
     timeout $((${2%.*} + 300)) "$BENCH_BIN" --protocol zookeeper --endpoints "$ENDPOINTS" \
-        --op "$1" --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" \
+        "${op[@]}" --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" \
         --keys "$KEYS" --duration "$2" "${@:3}"
 }
 for op in $OPS; do
