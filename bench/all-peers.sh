@@ -47,7 +47,9 @@
 # chart (CHART) with matplotlib, pinned, from a virtualenv it creates under
 # target/ (bench/all-peers-report.py draws it and prints the tables).
 # It refuses to start if any of its ports is in use, bounds every wait, and
-# always stops what it started and removes its temporary directory (trap).
+# always stops what it started and removes its temporary directory (trap;
+# ctrl-c stops the running synod-bench with it, a SIGTERM to the script
+# alone takes effect once that synod-bench returns, within its bound).
 #
 # Usage: bench/all-peers.sh
 # Needs the release binaries target/release/synod and target/release/synod-bench
@@ -180,23 +182,29 @@ MEMORY="$WORK/memory.jsonl" # one JSON object per system
 : >"$RESULTS"
 : >"$MEMORY"
 declare -A RUNNING=() # pid -> name, of every server process still running
+# pids of RUNNING that lead a process group of their own (timeout(1) makes
+# one): they are signalled as a group, so that the servers and the
+# synod-bench under them stop at once.
+declare -A GROUP=()
 
 # Stops one server: SIGTERM (SIGINT for synod: its ctrl-c handling), up to
 # 30 s, then SIGKILL.
 stop_pid() {
     local pid=$1 sig=${2:-TERM} how
     [[ -n ${RUNNING[$pid]:-} ]] || return 0
+    local target=$pid
+    if [[ -n ${GROUP[$pid]:-} ]]; then target=-$pid; fi
     how=SIG$sig
-    kill "-$sig" "$pid" 2>/dev/null || true
+    kill "-$sig" -- "$target" 2>/dev/null || true
     for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
         how=SIGKILL
         log "${RUNNING[$pid]} (pid $pid) still running 30 s after SIG$sig; sending SIGKILL"
-        kill -9 "$pid" 2>/dev/null || true
+        kill -9 -- "$target" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
     log "${RUNNING[$pid]} (pid $pid) stopped ($how)"
-    unset "RUNNING[$pid]"
+    unset "RUNNING[$pid]" "GROUP[$pid]"
 }
 # SIGKILL, as a crash: the restart measurement starts from this.
 kill9_pid() {
@@ -237,8 +245,10 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0;
 bench() { # protocol endpoints op duration [extra synod-bench args...]
     local op=(--op "$3")
     if [[ $3 == get-linearizable ]]; then op=(--op get --linearizable); fi
-    # synod-bench bounds itself (duration + 60 s drain); the timeout is a backstop.
-    timeout $(($4 + 300)) "$BENCH_BIN" --protocol "$1" --endpoints "$2" "${op[@]}" \
+    # synod-bench bounds itself (duration + 60 s drain); the timeout is a
+    # backstop. --foreground keeps synod-bench in this script's process
+    # group, where ctrl-c reaches it.
+    timeout --foreground $(($4 + 300)) "$BENCH_BIN" --protocol "$1" --endpoints "$2" "${op[@]}" \
         --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" \
         --keys "$KEYS" --duration "$4" "${@:5}"
 }
@@ -306,15 +316,24 @@ synod_round() { # system round protocol endpoints
 
 # --- Apache ZooKeeper (bench/zookeeper-baseline.sh) ---------------------------------
 zk_round() {
-    local round=$1 out="$WORK/zk-r$1.jsonl" err="$WORK/zk-r$1.err" nops line n=0 rc=0
+    local round=$1 out="$WORK/zk-r$1.jsonl" err="$WORK/zk-r$1.err" nops line n=0 rc=0 pid
     nops=$(wc -w <<<"$OPS")
     check_ports "${ZK_PORTS[@]}"
     log "round $round: zookeeper (bench/zookeeper-baseline.sh)"
-    # The baseline bounds each of its own waits; this is a backstop.
+    # The baseline bounds each of its own waits; the timeout is a backstop.
+    # In the background so that a signal to this script runs its trap at
+    # once. timeout(1) leads a process group of its own: the trap's SIGTERM
+    # to that group stops the baseline's servers and its synod-bench, and
+    # the baseline's own trap removes its directory.
     SKIP_BUILD=1 JSON=1 DURATION=$DURATION WARMUP=$WARMUP SESSIONS=$SESSIONS DEPTH=$DEPTH \
         VALUE_SIZE=$VALUE_SIZE KEYS=$KEYS OPS=$OPS KEEP=0 \
         timeout --kill-after=60 $((1800 + nops * (WARMUP + DURATION + 700))) \
-        "$ZK_SCRIPT" >"$out" 2>"$err" </dev/null || rc=$?
+        "$ZK_SCRIPT" >"$out" 2>"$err" </dev/null &
+    pid=$!
+    RUNNING[$pid]="bench/zookeeper-baseline.sh"
+    GROUP[$pid]=1
+    wait "$pid" || rc=$?
+    unset "RUNNING[$pid]" "GROUP[$pid]"
     # Its comment lines (version, load, disk) go to stderr with JSON=1.
     grep '^# ' "$err" | sed "s/^# /# round $round zookeeper: /" || true
     if ((rc != 0)); then
@@ -410,7 +429,7 @@ load_keys() { # protocol endpoint
     # At least 5 minutes, or 1,000 creates/s, whichever is longer: a bound,
     # not a target; the run stops at MILLION requests.
     local secs=$((MILLION / 1000 > 300 ? MILLION / 1000 : 300))
-    timeout $((secs + 300)) "$BENCH_BIN" --protocol "$1" --endpoints "$2" --op create \
+    timeout --foreground $((secs + 300)) "$BENCH_BIN" --protocol "$1" --endpoints "$2" --op create \
         --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" \
         --max-requests "$MILLION" --duration "$secs" --json
 }

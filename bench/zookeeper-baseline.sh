@@ -191,7 +191,9 @@ bench() { # op duration [--json]
     local op=(--op "$1")
     if [[ $1 == get-linearizable ]]; then op=(--op get --linearizable); fi
     # synod-bench bounds itself (duration + 60 s drain); the timeout is a backstop.
-    timeout $((${2%.*} + 300)) "$BENCH_BIN" --protocol zookeeper --endpoints "$ENDPOINTS" \
+    # --foreground keeps synod-bench in this script's process group, so that
+    # ctrl-c, or a signal to the group (bench/all-peers.sh), reaches it too.
+    timeout --foreground $((${2%.*} + 300)) "$BENCH_BIN" --protocol zookeeper --endpoints "$ENDPOINTS" \
         "${op[@]}" --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" \
         --keys "$KEYS" --duration "$2" "${@:3}"
 }
