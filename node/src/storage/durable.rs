@@ -19,7 +19,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::storage::record::{LogRecord, decode_snapshot_file_header};
 use crate::storage::{
-    FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats, WrittenSnapshot,
+    FileSystem, RealFs, RecoveredSnapshot, Storage, StorageConfig, StorageError, StorageStats,
+    WrittenSnapshot,
 };
 
 /// Work for the storage thread.
@@ -136,7 +137,11 @@ impl DurableLog {
         }
         let mut durable = Durable::default();
         let (mut machine, snapshot_slot) = match found.snapshot.take() {
-            Some((index, bytes)) => {
+            Some(RecoveredSnapshot {
+                index,
+                payload: bytes,
+                ..
+            }) => {
                 let bad = |source| RecoveryError::Snapshot { index, source };
                 let (slot, membership, at) = decode_snapshot_file_header(&bytes).map_err(bad)?;
                 // The replica keeps the file's state part as it was read.
