@@ -15,6 +15,10 @@
 //! S, the replica's log is dropped up to S. A crash at any point leaves
 //! either the old snapshot and the whole log, or the new one and the log
 //! from its checkpoint. Without a disk a snapshot is "written" at once.
+//! The encoded bytes are held only until the file is written: from then on
+//! the snapshot is the shell's durable copy ([`SnapshotBytes`], a file the
+//! node reads on demand), which is what the replica keeps to serve lagging
+//! peers.
 //!
 //! This module decides; the shell encodes the state, appends the
 //! checkpoint record, writes the file and compacts the replica as the
@@ -23,18 +27,20 @@
 use bytes::Bytes;
 
 use crate::paxos::rng::Rng;
-use crate::paxos::{Membership, Slot};
+use crate::paxos::{Membership, Slot, SnapshotBytes};
 
 /// Where a snapshot is in its protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
-    /// Waiting for the checkpoint record at this log index to be durable.
-    Checkpoint(u64),
-    /// The file is being written.
-    Writing,
-    /// Durable (or, in memory, nothing to write): the log can be dropped
-    /// once the replica has committed the slot.
-    Written,
+    /// Waiting for the checkpoint record at this log index to be durable;
+    /// the encoded bytes wait here for the file.
+    Checkpoint { record: u64, state: Bytes },
+    /// The file at this log index is being written (the writer has the
+    /// bytes).
+    Writing(u64),
+    /// Durable (or, in memory, nothing to write), as these bytes: the log
+    /// can be dropped once the replica has committed the slot.
+    Written(SnapshotBytes),
 }
 
 /// An encoded snapshot on its way to disk.
@@ -42,7 +48,6 @@ pub enum Stage {
 pub struct Snapshot {
     pub slot: Slot,
     pub membership: Membership,
-    pub state: Bytes,
     pub stage: Stage,
 }
 
@@ -131,7 +136,7 @@ impl Snapshots {
     /// A snapshot at `slot` is encoded (or installed from the leader). With
     /// a disk, `checkpoint` is the index of the checkpoint record the shell
     /// appended for it; without one it is `None` and the snapshot counts as
-    /// written.
+    /// written, in memory.
     pub fn encoded(
         &mut self,
         slot: Slot,
@@ -139,51 +144,68 @@ impl Snapshots {
         state: Bytes,
         checkpoint: Option<u64>,
     ) {
-        let stage = checkpoint.map_or(Stage::Written, Stage::Checkpoint);
+        let stage = match checkpoint {
+            Some(record) => Stage::Checkpoint { record, state },
+            None => Stage::Written(SnapshotBytes::Memory(state)),
+        };
         self.in_progress = Some(Snapshot {
             slot,
             membership,
-            state,
             stage,
         });
     }
 
     /// Log records up to `last_record` are durable: if the checkpoint of
-    /// the snapshot in progress is among them, its file is to be written.
+    /// the snapshot in progress is among them, its file is to be written
+    /// (the bytes go with it, not kept here).
     pub fn checkpoint_durable(&mut self, last_record: u64) -> Option<WriteFile> {
         let snapshot = self.in_progress.as_mut()?;
-        let Stage::Checkpoint(checkpoint) = snapshot.stage else {
+        let Stage::Checkpoint { record, state } = &snapshot.stage else {
             return None;
         };
-        if checkpoint > last_record {
+        if *record > last_record {
             return None;
         }
-        snapshot.stage = Stage::Writing;
-        Some(WriteFile {
-            log_index: checkpoint - 1,
+        let file = WriteFile {
+            log_index: record - 1,
             slot: snapshot.slot,
             membership: snapshot.membership.clone(),
-            state: snapshot.state.clone(),
-        })
+            state: state.clone(),
+        };
+        snapshot.stage = Stage::Writing(file.log_index);
+        Some(file)
     }
 
-    /// The file was written (`true`) or could not be (`false`: the
-    /// snapshot is dropped, and the next one is taken when due).
-    pub fn file_written(&mut self, ok: bool) {
-        if !ok {
-            self.in_progress = None;
-        } else if let Some(snapshot) = self.in_progress.as_mut() {
-            snapshot.stage = Stage::Written;
+    /// The file at `log_index` was written, and reads back as `stored`
+    /// (`None`: it could not be written; the snapshot is dropped, and the
+    /// next one is taken when due). The report of a file whose snapshot
+    /// was superseded meanwhile (by one installed from the leader) is
+    /// ignored: its bytes are not the new snapshot's.
+    pub fn file_written(&mut self, log_index: u64, stored: Option<SnapshotBytes>) {
+        let Some(snapshot) = self
+            .in_progress
+            .as_mut()
+            .filter(|s| s.stage == Stage::Writing(log_index))
+        else {
+            return;
+        };
+        match stored {
+            None => self.in_progress = None,
+            Some(stored) => snapshot.stage = Stage::Written(stored),
         }
     }
 
     /// With the replica's commit index at `commit`: the snapshot whose log
-    /// may now be dropped (durable, and its slot committed), taken out.
-    pub fn compactable(&mut self, commit: Slot) -> Option<(Slot, Bytes)> {
+    /// may now be dropped (durable, and its slot committed), taken out,
+    /// with the bytes the replica is to keep.
+    pub fn compactable(&mut self, commit: Slot) -> Option<(Slot, SnapshotBytes)> {
         let snapshot = self
             .in_progress
-            .take_if(|s| s.stage == Stage::Written && s.slot <= commit)?;
-        Some((snapshot.slot, snapshot.state))
+            .take_if(|s| matches!(s.stage, Stage::Written(_)) && s.slot <= commit)?;
+        match snapshot.stage {
+            Stage::Written(stored) => Some((snapshot.slot, stored)),
+            _ => None,
+        }
     }
 
     /// The state machine was replaced by a snapshot from the leader at
@@ -233,10 +255,53 @@ mod tests {
         let file = s.checkpoint_durable(42).expect("the checkpoint is durable");
         assert_eq!((file.log_index, file.slot), (41, 10));
         assert_eq!(s.compactable(100), None, "the file is not durable yet");
-        s.file_written(true);
+        assert_eq!(file.state, Bytes::from_static(b"state"));
+        assert_eq!(s.in_progress().map(|s| &s.stage), Some(&Stage::Writing(41)));
+        let stored = SnapshotBytes::from(vec![7u8]);
+        s.file_written(40, Some(stored.clone()));
+        assert_eq!(
+            s.in_progress().map(|s| &s.stage),
+            Some(&Stage::Writing(41)),
+            "another file's report"
+        );
+        s.file_written(41, Some(stored.clone()));
         assert_eq!(s.compactable(9), None, "slot 10 is not committed yet");
-        assert_eq!(s.compactable(10).map(|(slot, _)| slot), Some(10));
+        assert_eq!(
+            s.compactable(10),
+            Some((10, stored)),
+            "the replica gets what was stored, not the encoded bytes"
+        );
         assert!(s.in_progress().is_none());
+    }
+
+    #[test]
+    fn a_superseded_file_does_not_stand_for_the_snapshot_installed_since() {
+        let mut s = snapshots();
+        s.encoded(
+            10,
+            Membership::default(),
+            Bytes::from_static(b"old"),
+            Some(5),
+        );
+        let old = s.checkpoint_durable(5).expect("written next");
+        // The leader's snapshot replaces the state while the file is written.
+        s.replaced(30);
+        s.encoded(
+            30,
+            Membership::default(),
+            Bytes::from_static(b"new"),
+            Some(9),
+        );
+        s.file_written(old.log_index, Some(SnapshotBytes::from(b"old".to_vec())));
+        assert_eq!(
+            s.compactable(30),
+            None,
+            "the old file is not the new snapshot"
+        );
+        let new = s.checkpoint_durable(9).expect("its own file");
+        let stored = SnapshotBytes::from(b"new".to_vec());
+        s.file_written(new.log_index, Some(stored.clone()));
+        assert_eq!(s.compactable(30), Some((30, stored)));
     }
 
     #[test]
@@ -244,9 +309,13 @@ mod tests {
         let mut s = snapshots();
         s.encoded(10, Membership::default(), Bytes::new(), Some(1));
         s.checkpoint_durable(1);
-        s.file_written(false);
+        s.file_written(0, None);
         assert!(s.in_progress().is_none());
-        s.encoded(20, Membership::default(), Bytes::new(), None);
-        assert_eq!(s.compactable(20).map(|(slot, _)| slot), Some(20));
+        s.encoded(20, Membership::default(), Bytes::from_static(b"x"), None);
+        s.file_written(0, None);
+        assert_eq!(
+            s.compactable(20),
+            Some((20, SnapshotBytes::from(b"x".to_vec())))
+        );
     }
 }

@@ -3,11 +3,17 @@
 //! entries) that go through the write-ahead log. Payloads are opaque bytes
 //! (encoded txns). Decoding checks every length against the bytes present,
 //! so a hostile or corrupt frame gives an error, never a panic or a huge
-//! allocation.
+//! allocation. A snapshot chunk that names its bytes in a source is read
+//! here, straight into the frame: encoding is the shell's work, and that
+//! read is the one way it can fail.
+
+use std::io;
+
+use bytes::Bytes;
 
 use crate::codec::{CodecError, Decoder, Encoder};
 
-use super::{Ballot, Entry, Membership, Message, Slot, Value, Write};
+use super::{Ballot, Chunk, Entry, Membership, Message, Slot, Value, Write};
 
 /// A peer message with txn payloads.
 pub type WireMessage = Message<Vec<u8>>;
@@ -139,8 +145,58 @@ fn get_entries(d: &mut Decoder<'_>) -> Result<SlotEntries, CodecError> {
         .collect()
 }
 
-/// Encodes a peer message.
-pub fn encode_message(m: &WireMessage) -> Vec<u8> {
+/// Why a message could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("cannot read bytes {offset}..{} of the snapshot at slot {index} to send them: {source}", offset + len)]
+    SnapshotRead {
+        index: Slot,
+        offset: u64,
+        len: u64,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Writes a snapshot chunk as length-prefixed bytes, reading a source's
+/// bytes into the frame's buffer (no copy in between).
+fn chunk(e: &mut Encoder, index: Slot, data: &Chunk) -> Result<(), EncodeError> {
+    let (source, offset, len) = match data {
+        Chunk::Bytes(bytes) => {
+            e.bytes(bytes);
+            return Ok(());
+        }
+        Chunk::Source {
+            source,
+            offset,
+            len,
+        } => (source, *offset, *len),
+    };
+    let failed = |source| EncodeError::SnapshotRead {
+        index,
+        offset,
+        len,
+        source,
+    };
+    let n = u32::try_from(len).map_err(|_| {
+        failed(io::Error::other(
+            "a chunk of 4 GiB or more cannot be framed",
+        ))
+    })?;
+    e.u32(n);
+    let start = e.buf.len();
+    e.buf.resize(start + n as usize, 0);
+    let read = source.read_exact_at(offset, &mut e.buf[start..]);
+    if let Err(error) = read {
+        e.buf.truncate(start);
+        return Err(failed(error));
+    }
+    Ok(())
+}
+
+/// Encodes a peer message. Fails only when a snapshot chunk's source
+/// cannot be read.
+pub fn encode_message(m: &WireMessage) -> Result<Vec<u8>, EncodeError> {
     let mut e = Encoder::default();
     match m {
         Message::PreVote { ballot: b } => {
@@ -238,7 +294,7 @@ pub fn encode_message(m: &WireMessage) -> Vec<u8> {
             membership(&mut e, m);
             e.u64(*total);
             e.u64(*offset);
-            e.bytes(data);
+            chunk(&mut e, *index, data)?;
         }
         Message::SnapshotAck {
             ballot: b,
@@ -271,7 +327,7 @@ pub fn encode_message(m: &WireMessage) -> Vec<u8> {
             ballot(&mut e, *promised);
         }
     }
-    e.buf
+    Ok(e.buf)
 }
 
 /// Decodes a peer message; the whole input must be one message.
@@ -329,7 +385,7 @@ pub fn decode_message(bytes: &[u8]) -> Result<WireMessage, CodecError> {
             membership: get_membership(&mut d)?,
             total: d.u64("total")?,
             offset: d.u64("offset")?,
-            data: d.bytes("snapshot chunk")?.to_vec(),
+            data: Chunk::Bytes(Bytes::copy_from_slice(d.bytes("snapshot chunk")?)),
         },
         11 => Message::SnapshotAck {
             ballot: get_ballot(&mut d)?,
@@ -482,7 +538,7 @@ mod tests {
                 membership: m,
                 total: 9,
                 offset: 3,
-                data: vec![1, 2, 3],
+                data: vec![1, 2, 3].into(),
             },
             Message::SnapshotAck {
                 ballot: b(2, 1),
@@ -502,12 +558,64 @@ mod tests {
     #[test]
     fn every_message_round_trips_and_every_cut_is_refused() {
         for m in samples() {
-            let bytes = encode_message(&m);
+            let bytes = encode_message(&m).unwrap();
             assert_eq!(decode_message(&bytes).unwrap(), m);
             for cut in 0..bytes.len() {
                 assert!(decode_message(&bytes[..cut]).is_err(), "{m:?} cut at {cut}");
             }
         }
+    }
+
+    /// A source that holds its bytes, or fails every read.
+    #[derive(Debug)]
+    struct Source(Option<Vec<u8>>);
+
+    impl super::super::SnapshotSource for Source {
+        fn len(&self) -> u64 {
+            self.0.as_ref().map_or(64, |b| b.len() as u64)
+        }
+
+        fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            let bytes = self.0.as_ref().ok_or_else(|| io::Error::other("gone"))?;
+            let at = offset as usize;
+            buf.copy_from_slice(&bytes[at..at + buf.len()]);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_chunk_in_a_source_is_read_into_the_frame_or_refused() {
+        let snapshot = |data| Message::Snapshot {
+            ballot: b(2, 1),
+            index: 100,
+            membership: Membership::new(vec![1], vec![]),
+            total: 9,
+            offset: 3,
+            data,
+        };
+        let held = super::super::SnapshotBytes::Source(std::sync::Arc::new(Source(Some(
+            (0u8..9).collect(),
+        ))));
+        let sent = encode_message(&snapshot(held.chunk(3, 4))).unwrap();
+        assert_eq!(
+            decode_message(&sent).unwrap(),
+            snapshot(vec![3, 4, 5, 6].into()),
+            "the receiver gets the bytes"
+        );
+        let gone = super::super::SnapshotBytes::Source(std::sync::Arc::new(Source(None)));
+        let refused = encode_message(&snapshot(gone.chunk(3, 4))).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                EncodeError::SnapshotRead {
+                    index: 100,
+                    offset: 3,
+                    len: 4,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
     }
 
     #[test]
@@ -558,7 +666,7 @@ mod tests {
         /// Fuzz: a valid frame with one byte changed decodes or is refused.
         #[test]
         fn mutated_frames_never_panic(index in 0usize..15, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-            let mut bytes = encode_message(&samples()[index]);
+            let mut bytes = encode_message(&samples()[index]).unwrap();
             let i = at.index(bytes.len());
             bytes[i] = byte;
             let _ = decode_message(&bytes);

@@ -53,15 +53,15 @@
 //!
 //! See `docs/consensus.md` for the protocol and the safety argument.
 
-use bytes::Bytes;
-
 pub mod codec;
 mod replica;
 pub mod rng;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use replica::{Elections, Replica, Role};
+pub use snapshot::{Chunk, SnapshotBytes, SnapshotSource};
 
 /// A replica's identity, unique in the ensemble. Must not be 0: ballot
 /// `(0, 0)` means "nothing promised yet".
@@ -246,11 +246,11 @@ pub enum Value<T> {
 pub struct Snapshot {
     pub index: Slot,
     pub membership: Membership,
-    /// Shared, not copied, by the replica, the node that writes it to disk
-    /// and the catch-up of every lagging peer; `Bytes` takes the encoder's
-    /// buffer as it is, where an `Arc<[u8]>` would copy a snapshot that can
-    /// be hundreds of megabytes.
-    pub data: Bytes,
+    /// Shared, not copied, by the replica, the shell and the catch-up of
+    /// every lagging peer: in memory, or (the node, once the snapshot is on
+    /// disk) in the shell's file, so that the replica does not keep
+    /// hundreds of megabytes only to serve peers now and then.
+    pub data: SnapshotBytes,
 }
 
 /// A value as accepted by an acceptor, with the ballot it was accepted in.
@@ -319,14 +319,16 @@ pub enum Message<T> {
     },
     /// Catch-up by snapshot, for a peer that needs slots the leader has
     /// compacted away: bytes `offset..offset+data.len()` of the snapshot at
-    /// `index`, `total` bytes long.
+    /// `index`, `total` bytes long. A sender names its bytes in its
+    /// snapshot's source ([`Chunk::Source`]), read when the shell encodes
+    /// the message; a receiver gets them as bytes.
     Snapshot {
         ballot: Ballot,
         index: Slot,
         membership: Membership,
         total: u64,
         offset: u64,
-        data: Vec<u8>,
+        data: Chunk,
     },
     /// The receiver holds the first `offset` bytes of the snapshot at
     /// `index`; the transfer resumes from there.

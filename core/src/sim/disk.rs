@@ -13,7 +13,7 @@
 use super::node::DiskBatch;
 use super::{Cluster, invariants};
 use crate::node::group_commit::Completion;
-use crate::paxos::{Membership, Slot, Snapshot, Write};
+use crate::paxos::{Membership, Slot, Snapshot, SnapshotBytes, Write};
 
 /// Znodes encoded per slice of a running snapshot: small, so that an
 /// encoding spans ticks and txns apply in between.
@@ -120,14 +120,15 @@ impl Cluster {
             let fails = self.rng.chance(self.cfg.disk_failures);
             self.coverage.disk_failures += u64::from(fails);
             let node = &mut self.nodes[i];
-            if !fails {
+            let stored = (!fails).then(|| SnapshotBytes::Memory(file.state));
+            if let Some(data) = &stored {
                 node.disk.set_snapshot(Snapshot {
                     index: file.slot,
                     membership: file.membership,
-                    data: file.state,
+                    data: data.clone(),
                 });
             }
-            node.snapshots.file_written(!fails);
+            node.snapshots.file_written(file.log_index, stored);
             self.try_compact(i);
         }
         done

@@ -218,7 +218,14 @@ impl Cluster {
         let sim = self.cfg.clone();
         let node = &mut self.nodes[i];
         let machine = match &node.disk.snapshot {
-            Some(snap) => match StateMachine::decode_snapshot(state_config(), &snap.data) {
+            // The simulated disk holds its snapshots in memory.
+            Some(snap) => match snap
+                .data
+                .read_all()
+                .map_err(|e| e.to_string())
+                .and_then(|data| {
+                    StateMachine::decode_snapshot(state_config(), &data).map_err(|e| e.to_string())
+                }) {
                 Ok(machine) => machine,
                 Err(e) => {
                     let id = node.id;

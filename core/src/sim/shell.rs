@@ -499,17 +499,27 @@ impl Cluster {
     fn install_snapshot(&mut self, i: usize, snap: Snapshot) {
         let id = self.nodes[i].id;
         let config = super::node::state_config();
+        // A snapshot received is assembled in memory: this read only shares it.
+        let data = match snap.data.read_all() {
+            Ok(data) => data,
+            Err(e) => {
+                self.violation(format!(
+                    "node {id} cannot read the snapshot it installed: {e}"
+                ));
+                return;
+            }
+        };
         if let Some(v) = invariants::snapshot::on_snapshot(
             &self.digests,
             id,
             "installed",
             snap.index,
             &config,
-            &snap.data,
+            &data,
         ) {
             self.violation(v);
         }
-        let machine = match StateMachine::decode_snapshot(config, &snap.data) {
+        let machine = match StateMachine::decode_snapshot(config, &data) {
             Ok(machine) => machine,
             Err(_) => return,
         };
@@ -524,7 +534,7 @@ impl Cluster {
         let node = &mut self.nodes[i];
         node.sessions.restart(node.machine.sessions(), now);
         // Compacted already inside the replica; only the file is owed.
-        self.begin_snapshot_file(i, snap.index, snap.membership, snap.data);
+        self.begin_snapshot_file(i, snap.index, snap.membership, data);
     }
 
     /// After a jump from `old` to the installed state: fires the watches

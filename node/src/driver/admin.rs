@@ -163,13 +163,12 @@ impl NodeState {
         };
         self.membership_requests += 1;
         let request = self.membership_requests;
-        let frame = PeerMessage::Membership {
+        let call = PeerMessage::Membership {
             request,
             change: change_code(change),
             node,
-        }
-        .encode();
-        if let Err(error) = self.send_frame(leader, frame) {
+        };
+        if let Err(error) = self.send_message(leader, &call) {
             return MembershipCall::Done(Err(MembershipError::Unforwarded {
                 leader,
                 message: error.to_string(),
@@ -201,8 +200,8 @@ impl NodeState {
                 .map_err(|error| error.to_string()),
             None => Err(format!("unknown membership change {change}")),
         };
-        let frame = PeerMessage::MembershipReply { request, answer }.encode();
-        if let Err(error) = self.send_frame(from, frame) {
+        let reply = PeerMessage::MembershipReply { request, answer };
+        if let Err(error) = self.send_message(from, &reply) {
             tracing::debug!(%error, to = from, "cannot answer a forwarded membership call");
         }
     }

@@ -553,6 +553,11 @@ impl NodeState {
         &self.machine
     }
 
+    /// The consensus replica, to look at (tests, diagnostics).
+    pub fn replica(&self) -> &Replica<Vec<u8>> {
+        &self.replica
+    }
+
     /// Whether this node should receive clients: it is a member, knows a
     /// leader and has applied everything it knows to be committed
     /// (decided in `synod_core::node::serving`).

@@ -7,9 +7,18 @@ use super::*;
 impl NodeState {
     /// Sends a consensus message, split when its frame would be too large
     /// (accepts and catch-up carry consecutive slots, which split cleanly).
+    /// A snapshot chunk that names its bytes in the snapshot file is read
+    /// here, as the frame is made; if that fails the chunk is skipped, and
+    /// the peer's acknowledgement (or its silence) asks for it again.
     pub(super) fn send_paxos(&mut self, to: NodeId, msg: Message<Vec<u8>>) {
         let message = PeerMessage::Paxos(msg);
-        let frame = message.encode();
+        let frame = match message.encode() {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::warn!(%error, to, "snapshot chunk not sent; the transfer resumes from the peer's next acknowledgement");
+                return;
+            }
+        };
         if frame.len() <= self.max_frame {
             if let Err(error) = self.send_frame(to, frame) {
                 tracing::trace!(%error, to, "consensus message dropped");
@@ -69,6 +78,16 @@ impl NodeState {
         let second = first + values.len() as Slot;
         self.send_paxos(to, make(ballot, first, values, commit));
         self.send_paxos(to, make(ballot, second, rest, commit));
+    }
+
+    /// Sends one of the node's own frames (consensus messages go through
+    /// [`Self::send_paxos`]).
+    pub(super) fn send_message(
+        &self,
+        to: NodeId,
+        message: &PeerMessage,
+    ) -> Result<(), crate::peer::SendError> {
+        self.send_frame(to, message.encode()?)
     }
 
     pub(super) fn send_frame(

@@ -26,8 +26,7 @@ impl NodeState {
         for action in actions {
             match action {
                 ReadAction::AskLeader { to, request } => {
-                    let frame = PeerMessage::ReadIndex(request).encode();
-                    if let Err(e) = self.send_frame(to, frame) {
+                    if let Err(e) = self.send_message(to, &PeerMessage::ReadIndex(request)) {
                         let error = ReadError::NotLeader(format!(
                             "cannot reach the leader (node {to}): {e}"
                         ));
@@ -37,7 +36,7 @@ impl NodeState {
                 }
                 ReadAction::ReplyIndex { to, request, index } => {
                     let reply = PeerMessage::ReadIndexReply { request, index };
-                    if let Err(error) = self.send_frame(to, reply.encode()) {
+                    if let Err(error) = self.send_message(to, &reply) {
                         tracing::debug!(%error, to, "cannot answer a read-index request");
                     }
                 }

@@ -60,7 +60,7 @@ impl NodeState {
             .on_report(sessions, self.machine.sessions(), may_vouch, now);
         if let Some(expired) = answer {
             let ack = PeerMessage::TouchAck { round, expired };
-            if let Err(error) = self.send_frame(from, ack.encode()) {
+            if let Err(error) = self.send_message(from, &ack) {
                 tracing::debug!(%error, from, "cannot answer a liveness report");
             }
         }
@@ -250,8 +250,8 @@ impl NodeState {
             if let Some(leader) = self.replica.leader().filter(|l| *l != self.id)
                 && let Some((round, sessions)) = self.sessions.report(leader, now)
             {
-                let frame = PeerMessage::Touch { round, sessions }.encode();
-                if let Err(error) = self.send_frame(leader, frame) {
+                let report = PeerMessage::Touch { round, sessions };
+                if let Err(error) = self.send_message(leader, &report) {
                     tracing::debug!(%error, "cannot report session liveness to the leader");
                 }
             }

@@ -26,7 +26,10 @@ impl NodeState {
     }
 
     /// Drops the replica's log up to the snapshot once the file is durable
-    /// (or at once in memory) and the replica has committed its slot.
+    /// (or at once in memory) and the replica has committed its slot. The
+    /// replica keeps the file to serve lagging peers, not the bytes (and
+    /// swaps a snapshot it installed from a peer for the file written of
+    /// it).
     pub(super) fn try_compact(&mut self) {
         let commit = self.replica.commit_index();
         let Some((slot, state)) = self.snapshots.compactable(commit) else {
@@ -37,10 +40,18 @@ impl NodeState {
         }
     }
 
-    /// The leader sent a snapshot: it replaces the state machine.
+    /// The leader sent a snapshot: it replaces the state machine. The
+    /// replica assembled it in memory; it stays there until its file is
+    /// written.
     pub(super) fn install_snapshot(&mut self, snapshot: Snapshot) {
-        let machine = match StateMachine::decode_snapshot(self.state_config.clone(), &snapshot.data)
-        {
+        let bytes = match snapshot.data.read_all() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(index = snapshot.index, %error, "snapshot from the leader cannot be read; ignored");
+                return;
+            }
+        };
+        let machine = match StateMachine::decode_snapshot(self.state_config.clone(), &bytes) {
             Ok(machine) => machine,
             Err(error) => {
                 tracing::error!(index = snapshot.index, %error, "snapshot from the leader does not decode; ignored");
@@ -49,7 +60,7 @@ impl NodeState {
         };
         tracing::info!(
             index = snapshot.index,
-            bytes = snapshot.data.len(),
+            bytes = bytes.len(),
             "installed a snapshot from the leader"
         );
         let old = std::mem::replace(&mut self.machine, machine);
@@ -61,7 +72,7 @@ impl NodeState {
         self.sessions.restart(self.machine.sessions(), now);
         if self.wal.is_some() {
             // Compacted already inside the replica; only the file is owed.
-            self.begin_snapshot_file(snapshot.index, snapshot.membership, snapshot.data);
+            self.begin_snapshot_file(snapshot.index, snapshot.membership, bytes);
         }
     }
 

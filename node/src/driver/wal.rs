@@ -81,14 +81,16 @@ impl NodeState {
             } => {
                 self.storage_stats = stats;
                 match result {
-                    Ok(()) => {
+                    Ok(stored) => {
                         tracing::info!(log_index = index, "snapshot written");
-                        self.snapshots.file_written(true);
+                        // From here on the snapshot is the file: the
+                        // replica serves lagging peers from it.
+                        self.snapshots.file_written(index, Some(stored));
                         self.try_compact();
                     }
                     Err(message) => {
                         tracing::error!(log_index = index, %message, "snapshot failed; will retry");
-                        self.snapshots.file_written(false);
+                        self.snapshots.file_written(index, None);
                     }
                 }
             }

@@ -86,8 +86,7 @@ impl NodeState {
             match action {
                 WriteAction::Forward { to, txns } => self.forward(to, txns),
                 WriteAction::Refuse { to, requests } => {
-                    let frame = PeerMessage::Refused(requests).encode();
-                    if let Err(error) = self.send_frame(to, frame) {
+                    if let Err(error) = self.send_message(to, &PeerMessage::Refused(requests)) {
                         tracing::debug!(%error, to, "cannot refuse forwarded writes; they time out");
                     }
                 }
@@ -106,12 +105,14 @@ impl NodeState {
         while !txns.is_empty() {
             let mut take = txns.len();
             loop {
-                let frame = PeerMessage::Forward(txns[..take].to_vec()).encode();
-                if frame.len() <= self.max_frame || take == 1 {
+                let frame = PeerMessage::Forward(txns[..take].to_vec())
+                    .encode()
+                    .map_err(crate::peer::SendError::from);
+                if frame.as_ref().map_or(0, Vec::len) <= self.max_frame || take == 1 {
                     let rest = txns.split_off(take);
                     let sent = txns;
                     txns = rest;
-                    if let Err(error) = self.send_frame(leader, frame) {
+                    if let Err(error) = frame.and_then(|frame| self.send_frame(leader, frame)) {
                         // The frame is lost: answer now rather than at the
                         // timeout, since the leader never saw these.
                         tracing::debug!(%error, "cannot forward writes to the leader");

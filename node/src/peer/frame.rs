@@ -3,11 +3,13 @@
 //! index, session liveness reports and their answers, membership calls
 //! forwarded to the leader and its answers). The decoder checks
 //! lengths against the bytes present and returns an error on anything
-//! malformed, because frames come from the network.
+//! malformed, because frames come from the network. Encoding reads a
+//! snapshot chunk that a Paxos message names in a snapshot file: that read
+//! is the one way encoding fails.
 
 use synod_core::SessionId;
 use synod_core::codec::{CodecError, Decoder, Encoder, decode_txn, encode_txn};
-use synod_core::paxos::codec::{WireMessage, decode_message, encode_message};
+use synod_core::paxos::codec::{EncodeError, WireMessage, decode_message, encode_message};
 use synod_core::paxos::{Membership, NodeId, Slot};
 use synod_core::txn::Txn;
 
@@ -104,12 +106,13 @@ fn get_sessions(d: &mut Decoder<'_>) -> Result<Vec<SessionId>, CodecError> {
 }
 
 impl PeerMessage {
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encodes the frame; fails only when a snapshot chunk cannot be read.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut e = Encoder::default();
         match self {
             PeerMessage::Paxos(m) => {
                 e.u8(TAG_PAXOS);
-                e.buf.extend_from_slice(&encode_message(m));
+                e.buf.extend_from_slice(&encode_message(m)?);
             }
             PeerMessage::Forward(txns) => {
                 e.u8(TAG_FORWARD);
@@ -179,7 +182,7 @@ impl PeerMessage {
                 }
             }
         }
-        e.buf
+        Ok(e.buf)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<PeerMessage, CodecError> {
@@ -337,7 +340,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_truncations_fail() {
         for m in samples() {
-            let bytes = m.encode();
+            let bytes = m.encode().unwrap();
             assert_eq!(PeerMessage::decode(&bytes).unwrap(), m);
             for cut in 0..bytes.len() {
                 assert!(
@@ -358,7 +361,7 @@ mod tests {
         /// Fuzz: a valid frame with one byte changed decodes or fails, never panics.
         #[test]
         fn mutated_frames_never_panic(index in 0usize..11, at in any::<prop::sample::Index>(), value in any::<u8>()) {
-            let mut bytes = samples().swap_remove(index).encode();
+            let mut bytes = samples().swap_remove(index).encode().unwrap();
             let i = at.index(bytes.len());
             bytes[i] = value;
             let _ = PeerMessage::decode(&bytes);

@@ -98,6 +98,16 @@ pub enum SendError {
     TooLarge { len: usize, limit: usize },
     #[error("the queue to node {0} is full; frame dropped")]
     QueueFull(NodeId),
+    /// The frame could not be made: a snapshot chunk it carries could not
+    /// be read from its file.
+    #[error("frame not sent: {0}")]
+    Unencodable(String),
+}
+
+impl From<synod_core::paxos::codec::EncodeError> for SendError {
+    fn from(error: synod_core::paxos::codec::EncodeError) -> Self {
+        SendError::Unencodable(error.to_string())
+    }
 }
 
 impl PeerSender {

@@ -7,20 +7,69 @@
 //! snapshot thread that writes snapshot files beside it, so a large
 //! snapshot never delays an append; the storage thread registers each
 //! finished file and purges.
+//!
+//! A snapshot's state bytes are not kept in memory once they are on disk:
+//! the replica gets a [`SnapshotState`], which reads them from the file
+//! (held open) when a chunk is sent to a lagging peer. Recovery decodes the
+//! snapshot into the state machine, drops the bytes it read and hands the
+//! replica the file the same way.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use synod_core::node::apply::{AppliedValue, apply_value};
-use synod_core::paxos::{Durable, Slot, Snapshot, Value};
+use synod_core::paxos::{Durable, Slot, Snapshot, SnapshotBytes, SnapshotSource, Value};
 use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::storage::record::{LogRecord, decode_snapshot_file_header};
 use crate::storage::{
-    FileSystem, RealFs, Storage, StorageConfig, StorageError, StorageStats, WrittenSnapshot,
+    FileSystem, RealFs, RecoveredSnapshot, SnapshotReader, Storage, StorageConfig, StorageError,
+    StorageStats, WrittenSnapshot,
 };
+
+/// The state machine's bytes in a snapshot file (the payload after the
+/// slot and membership), read on demand: what the replica serves to
+/// lagging peers instead of a copy in memory.
+#[derive(Debug)]
+pub struct SnapshotState {
+    file: SnapshotReader,
+    /// Where the state starts in the file's payload.
+    start: u64,
+    len: u64,
+}
+
+impl SnapshotState {
+    /// The `len` bytes at `start` of `file`'s payload.
+    pub fn new(file: SnapshotReader, start: u64, len: u64) -> Self {
+        SnapshotState { file, start, len }
+    }
+}
+
+impl SnapshotSource for SnapshotState {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let in_state = offset
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= self.len);
+        if !in_state {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} bytes at {offset} are past the end of a {}-byte snapshot",
+                    buf.len(),
+                    self.len
+                ),
+            ));
+        }
+        self.file.read_payload_at(self.start + offset, buf)
+    }
+}
 
 /// Work for the storage thread.
 #[derive(Debug)]
@@ -29,10 +78,11 @@ enum StorageJob {
         batch: u64,
         records: Vec<(u64, Vec<u8>)>,
     },
-    /// A snapshot file the snapshot thread wrote (or failed to write).
+    /// A snapshot file the snapshot thread wrote (or failed to write),
+    /// with its state bytes to serve from it.
     SnapshotWritten {
         index: u64,
-        written: Result<WrittenSnapshot, String>,
+        written: Result<(WrittenSnapshot, SnapshotState), String>,
     },
 }
 
@@ -50,10 +100,11 @@ pub enum Persisted {
         fsync_micros: u64,
         stats: StorageStats,
     },
-    /// A snapshot at `index` was written (or not) and old files purged.
+    /// A snapshot at `index` was written (or not) and old files purged;
+    /// once written, its state bytes as the file holds them.
     Snapshot {
         index: u64,
-        result: Result<(), String>,
+        result: Result<SnapshotBytes, String>,
         stats: StorageStats,
     },
 }
@@ -136,16 +187,22 @@ impl DurableLog {
         }
         let mut durable = Durable::default();
         let (mut machine, snapshot_slot) = match found.snapshot.take() {
-            Some((index, bytes)) => {
+            Some(RecoveredSnapshot {
+                index,
+                payload: bytes,
+                file,
+            }) => {
                 let bad = |source| RecoveryError::Snapshot { index, source };
                 let (slot, membership, at) = decode_snapshot_file_header(&bytes).map_err(bad)?;
-                // The replica keeps the file's state part as it was read.
-                let state = Bytes::from(bytes).slice(at..);
-                let machine = StateMachine::decode_snapshot(state_config, &state).map_err(bad)?;
+                let state = &bytes[at..];
+                let machine = StateMachine::decode_snapshot(state_config, state).map_err(bad)?;
+                // The replica serves the state from the file: the bytes
+                // read here go once decoded.
+                let state = SnapshotState::new(file, at as u64, state.len() as u64);
                 durable.snapshot = Some(Snapshot {
                     index: slot,
                     membership,
-                    data: state,
+                    data: SnapshotBytes::Source(Arc::new(state)),
                 });
                 (machine, slot)
             }
@@ -206,9 +263,20 @@ impl DurableLog {
                     state,
                 }) = snapshot_inbox.recv()
                 {
+                    // Only once the file is durable does the replica
+                    // get the bytes from it (through the storage thread,
+                    // which registers the file first).
                     let written = writer
                         .write(index, &[&prefix, &state])
+                        .map(|written| {
+                            let at = prefix.len() as u64;
+                            let state =
+                                SnapshotState::new(written.reader(), at, state.len() as u64);
+                            (written, state)
+                        })
                         .map_err(|e| e.to_string());
+                    // The encoded bytes are not needed any more.
+                    drop(state);
                     if registrar
                         .send(StorageJob::SnapshotWritten { index, written })
                         .is_err()
@@ -241,8 +309,9 @@ impl DurableLog {
                             }
                         }
                         StorageJob::SnapshotWritten { index, written } => {
-                            let result = written.and_then(|written| {
-                                storage.add_snapshot(written).map_err(|e| e.to_string())
+                            let result = written.and_then(|(written, state)| {
+                                storage.add_snapshot(written).map_err(|e| e.to_string())?;
+                                Ok(SnapshotBytes::Source(Arc::new(state)))
                             });
                             Persisted::Snapshot {
                                 index,
@@ -270,8 +339,8 @@ pub struct LogWriter {
     snapshots: std::sync::mpsc::Sender<SnapshotJob>,
 }
 
-/// A snapshot file for the snapshot thread: `prefix` then `state`, which is
-/// shared with the replica rather than copied.
+/// A snapshot file for the snapshot thread: `prefix` then `state`, the
+/// encoded bytes (shared, not copied), dropped once written.
 #[derive(Debug)]
 struct SnapshotJob {
     index: u64,

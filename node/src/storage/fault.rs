@@ -346,6 +346,12 @@ impl FileSystem for FaultFs {
         }))
     }
 
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        // Writes through it are not refused: the storage layer never makes
+        // them, and the real filesystem's refusal needs no simulating.
+        self.open(path)
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.lock().alive()?;
         self.contents(path).ok_or_else(|| not_found(path))
@@ -407,6 +413,23 @@ impl FileSystem for FaultFs {
 }
 
 impl StorageFile for FaultFile {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let inner = self.fs.lock();
+        inner.alive()?;
+        // The contents outlive the name, as an open file's do.
+        let data = &inner
+            .files
+            .get(&self.id)
+            .ok_or_else(|| io::Error::other("FaultFs: stale file handle"))?
+            .data;
+        let bytes = usize::try_from(offset)
+            .ok()
+            .and_then(|at| data.get(at..at.checked_add(buf.len())?))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+
     fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let mut inner = self.fs.lock();
         inner.alive()?;

@@ -35,6 +35,8 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Opens an existing file for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// Opens an existing file for reading only (its writes fail).
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Reads a whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Atomically replaces `to` with `from`.
@@ -49,8 +51,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
 }
 
-/// An open file.
-pub trait StorageFile: Send + fmt::Debug {
+/// An open file. Shared reads need no `&mut`: a snapshot file is read by
+/// whichever thread encodes a frame from it.
+pub trait StorageFile: Send + Sync + fmt::Debug {
+    /// Fills `buf` from `offset` (pread); past the end is an error. An open
+    /// file stays readable after its name is removed, as on POSIX.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `buf` at `offset`, extending the file if needed.
     fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Truncates or extends (with zeros) the file to `len`.
@@ -118,6 +124,10 @@ impl FileSystem for RealFs {
         Ok(Box::new(RealFile(file)))
     }
 
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        Ok(Box::new(RealFile(File::open(path)?)))
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
     }
@@ -152,6 +162,10 @@ impl FileSystem for RealFs {
 }
 
 impl StorageFile for RealFile {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
+
     fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
     }

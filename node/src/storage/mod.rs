@@ -16,8 +16,9 @@
 //! * `open` locks `<log_dir>/LOCK` and `<snapshot_dir>/LOCK` (one lock when
 //!   both are the same directory) and fails with [`StorageError::Locked`]
 //!   if another process (or another `Storage`) holds either. It then
-//!   recovers: [`Recovered`] has the newest valid snapshot and every log
-//!   record after its index, in order.
+//!   recovers: [`Recovered`] has the newest valid snapshot (its payload,
+//!   and its file held open to be read again after the payload is dropped)
+//!   and every log record after its index, in order.
 //! * `append` takes records whose indexes continue `last_index()` by one
 //!   each (the first ever record is index 1, or the successor of a snapshot
 //!   index), writes them with one write and makes them durable with one
@@ -25,7 +26,9 @@
 //!   counts: the log is cut back to where the previous batch ended and the
 //!   same indexes can be appended again once the cause is gone.
 //!   [`StorageError::is_disk_full`] tells ENOSPC apart.
-//! * `write_snapshot` writes `snap-<index>.snap.tmp`, fsyncs it, renames it
+//! * `write_snapshot` (or a [`SnapshotWriter`] on another thread, whose
+//!   [`WrittenSnapshot::reader`] keeps the file open to read) writes
+//!   `snap-<index>.snap.tmp`, fsyncs it, renames it
 //!   into place and fsyncs the directory; then it purges: only the newest
 //!   `keep_snapshots` snapshots stay, and log segments that hold nothing
 //!   above the oldest kept snapshot's index are deleted. A snapshot may be
@@ -108,6 +111,7 @@ use std::time::Instant;
 
 pub use fault::FaultFs;
 pub use fs::{DirEntry, FileLock, FileSystem, RealFs, StorageFile};
+pub use snapshot::{SnapshotReader, SnapshotWriter, WrittenSnapshot};
 
 /// The largest record payload: the frame's length field is 32 bits.
 pub const MAX_RECORD_BYTES: usize = u32::MAX as usize;
@@ -151,8 +155,8 @@ impl StorageConfig {
 /// What recovery found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
-    /// The newest valid snapshot: its index and payload.
-    pub snapshot: Option<(u64, Vec<u8>)>,
+    /// The newest valid snapshot.
+    pub snapshot: Option<RecoveredSnapshot>,
     /// Every log record after the snapshot's index (or from index 1), in
     /// order and contiguous.
     pub entries: Vec<(u64, Vec<u8>)>,
@@ -161,6 +165,17 @@ pub struct Recovered {
     /// Damaged snapshots skipped because the log covered them (renamed to
     /// `.corrupt`), with what was wrong.
     pub corrupt_snapshots: Vec<(PathBuf, String)>,
+}
+
+/// The snapshot recovery chose.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecoveredSnapshot {
+    pub index: u64,
+    /// The payload, as read and checked.
+    pub payload: Vec<u8>,
+    /// The file, held open: what serves the payload again once it has
+    /// been decoded and dropped.
+    pub file: SnapshotReader,
 }
 
 /// Sizes for metrics.
@@ -281,59 +296,6 @@ struct SnapshotFile {
     bytes: u64,
 }
 
-/// Writes snapshot files (temporary file, fsync, rename, directory fsync).
-#[derive(Debug, Clone)]
-pub struct SnapshotWriter {
-    fs: Arc<dyn FileSystem>,
-    dir: PathBuf,
-}
-
-/// A snapshot file on disk, durable and in place, not yet registered.
-#[derive(Debug)]
-pub struct WrittenSnapshot {
-    index: u64,
-    path: PathBuf,
-    bytes: u64,
-}
-
-impl SnapshotWriter {
-    /// Writes the snapshot whose payload is `parts`, one after another, so
-    /// that a caller never has to join a large payload into one buffer.
-    pub fn write(&self, index: u64, parts: &[&[u8]]) -> Result<WrittenSnapshot, StorageError> {
-        let dir = &self.dir;
-        let path = dir.join(snapshot::snapshot_name(index));
-        let tmp = tmp_path(&path);
-        let written = (|| {
-            let mut file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
-            let header = snapshot::encode_header(index, parts);
-            file.write_all_at(0, &header)
-                .map_err(io_err("write", &tmp))?;
-            let mut offset = header.len() as u64;
-            for part in parts {
-                file.write_all_at(offset, part)
-                    .map_err(io_err("write", &tmp))?;
-                offset += part.len() as u64;
-            }
-            file.sync_all().map_err(io_err("fsync", &tmp))?;
-            drop(file);
-            self.fs
-                .rename(&tmp, &path)
-                .map_err(io_err("rename", &tmp))?;
-            self.fs
-                .sync_dir(dir)
-                .map_err(io_err("fsync directory", dir))?;
-            Ok(offset)
-        })();
-        match written {
-            Ok(bytes) => Ok(WrittenSnapshot { index, path, bytes }),
-            Err(e) => {
-                let _ = self.fs.remove(&tmp);
-                Err(e)
-            }
-        }
-    }
-}
-
 /// The write-ahead log and the snapshots. See the module documentation.
 #[derive(Debug)]
 pub struct Storage {
@@ -396,7 +358,7 @@ impl Storage {
         };
         let recovered = storage.recover()?;
         tracing::info!(
-            snapshot_index = recovered.snapshot.as_ref().map_or(0, |(i, _)| *i),
+            snapshot_index = recovered.snapshot.as_ref().map_or(0, |s| s.index),
             entries = recovered.entries.len(),
             last_index = storage.last_index,
             segments = storage.segments.len(),
@@ -713,20 +675,33 @@ impl Storage {
         }
         segments.sort_by_key(|s| s.first_index);
 
-        // The newest snapshot that reads back intact.
-        let mut chosen: Option<(u64, Vec<u8>)> = None;
+        // The newest snapshot that reads back intact, read through the
+        // handle that is kept to serve it: the bytes served are the bytes
+        // checked.
+        let mut chosen: Option<RecoveredSnapshot> = None;
         let mut damaged: Vec<(u64, PathBuf, String)> = Vec::new();
-        for (index, path, _) in snaps.iter().rev() {
-            let file = fs.read(path).map_err(io_err("read", path))?;
-            match snapshot::decode(file, *index) {
+        for (index, path, len) in snaps.iter().rev() {
+            let file = fs.open_read(path).map_err(io_err("open", path))?;
+            let len = usize::try_from(*len)
+                .map_err(|_| io_err("read", path)(io::Error::other("too large to read")))?;
+            let mut bytes = vec![0; len];
+            file.read_exact_at(0, &mut bytes)
+                .map_err(io_err("read", path))?;
+            match snapshot::decode(bytes, *index) {
                 Ok(payload) => {
-                    chosen = Some((*index, payload));
+                    let file =
+                        SnapshotReader::new(file, path.clone(), *index, payload.len() as u64);
+                    chosen = Some(RecoveredSnapshot {
+                        index: *index,
+                        payload,
+                        file,
+                    });
                     break;
                 }
                 Err(reason) => damaged.push((*index, path.clone(), reason)),
             }
         }
-        let base = chosen.as_ref().map_or(0, |(i, _)| *i);
+        let base = chosen.as_ref().map_or(0, |s| s.index);
         // Records missing after an older snapshot mean the damaged newer one
         // cannot be replaced: report the snapshot, which is the real cause.
         let missing = |path: &Path, offset: u64, reason: String| match damaged.first() {

@@ -1,4 +1,5 @@
-//! The on-disk format of snapshot files.
+//! Snapshot files: their on-disk format, the writer, and the reader that
+//! serves a file's bytes on demand.
 //!
 //! ```text
 //! snapshot = "SYNODSNP" version:u32 reserved:u32 index:u64 len:u64 payload_crc:u32 header_crc:u32 payload[len]
@@ -9,6 +10,17 @@
 //! `snap-<index, 20 digits>.snap` and is written as `<name>.tmp`, fsynced and
 //! renamed, so a file with the final name was complete when it was written:
 //! any mismatch on read is damage, never a torn write.
+//!
+//! A [`SnapshotReader`] keeps a snapshot file open, so that the node can send
+//! its bytes to lagging peers without holding them in memory. The writer
+//! hands one out for the file it wrote, and recovery for the file it chose.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::fs::{FileSystem, StorageFile};
+use super::{StorageError, io_err, tmp_path};
 
 pub(crate) const SNAPSHOT_PREFIX: &str = "snap-";
 pub(crate) const SNAPSHOT_SUFFIX: &str = ".snap";
@@ -98,6 +110,146 @@ pub(crate) fn decode(mut file: Vec<u8>, index: u64) -> Result<Vec<u8>, String> {
     file.drain(..HEADER_LEN);
     Ok(file)
 }
+
+/// Writes snapshot files (temporary file, fsync, rename, directory fsync).
+#[derive(Debug, Clone)]
+pub struct SnapshotWriter {
+    pub(super) fs: Arc<dyn FileSystem>,
+    pub(super) dir: PathBuf,
+}
+
+/// A snapshot file on disk, durable and in place, not yet registered.
+#[derive(Debug)]
+pub struct WrittenSnapshot {
+    pub(super) index: u64,
+    pub(super) path: PathBuf,
+    pub(super) bytes: u64,
+    reader: SnapshotReader,
+}
+
+impl WrittenSnapshot {
+    /// The file, open to read its payload.
+    pub fn reader(&self) -> SnapshotReader {
+        self.reader.clone()
+    }
+}
+
+impl SnapshotWriter {
+    /// Writes the snapshot whose payload is `parts`, one after another, so
+    /// that a caller never has to join a large payload into one buffer.
+    /// The file stays open for its [`WrittenSnapshot::reader`].
+    pub fn write(&self, index: u64, parts: &[&[u8]]) -> Result<WrittenSnapshot, StorageError> {
+        let dir = &self.dir;
+        let path = dir.join(snapshot_name(index));
+        let tmp = tmp_path(&path);
+        let written = (|| {
+            let mut file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
+            let header = encode_header(index, parts);
+            file.write_all_at(0, &header)
+                .map_err(io_err("write", &tmp))?;
+            let mut offset = header.len() as u64;
+            for part in parts {
+                file.write_all_at(offset, part)
+                    .map_err(io_err("write", &tmp))?;
+                offset += part.len() as u64;
+            }
+            file.sync_all().map_err(io_err("fsync", &tmp))?;
+            // Renaming keeps the open file: it is the one now in place.
+            self.fs
+                .rename(&tmp, &path)
+                .map_err(io_err("rename", &tmp))?;
+            self.fs
+                .sync_dir(dir)
+                .map_err(io_err("fsync directory", dir))?;
+            Ok((offset, file))
+        })();
+        match written {
+            Ok((bytes, file)) => {
+                let reader =
+                    SnapshotReader::new(file, path.clone(), index, bytes - HEADER_LEN as u64);
+                Ok(WrittenSnapshot {
+                    index,
+                    path,
+                    bytes,
+                    reader,
+                })
+            }
+            Err(e) => {
+                let _ = self.fs.remove(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A snapshot file held open to read its payload on demand. Cheap to clone
+/// (the clones share one open file). Holding it keeps the bytes readable
+/// after the purge removes the file's name: an open file lives until it is
+/// closed, so a transfer in flight survives the purge.
+#[derive(Debug, Clone)]
+pub struct SnapshotReader {
+    file: Arc<dyn StorageFile>,
+    path: PathBuf,
+    index: u64,
+    payload_len: u64,
+}
+
+impl SnapshotReader {
+    /// Opens the snapshot at `index` whose payload (checked already) is
+    /// `payload_len` bytes long.
+    pub(super) fn new(
+        file: Box<dyn StorageFile>,
+        path: PathBuf,
+        index: u64,
+        payload_len: u64,
+    ) -> Self {
+        SnapshotReader {
+            file: Arc::from(file),
+            path,
+            index,
+            payload_len,
+        }
+    }
+
+    /// The snapshot's log index.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    /// Fills `buf` with the payload's bytes from `offset` on; bytes past
+    /// the payload's end are an error, not the next file's.
+    pub fn read_payload_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let in_payload = offset
+            .checked_add(buf.len() as u64)
+            .is_some_and(|end| end <= self.payload_len);
+        if !in_payload {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{} bytes at {offset} are past the end of the {}-byte payload of {}",
+                    buf.len(),
+                    self.payload_len,
+                    self.path.display()
+                ),
+            ));
+        }
+        self.file.read_exact_at(HEADER_LEN as u64 + offset, buf)
+    }
+}
+
+/// The same open file, not the same contents: a reader is compared only in
+/// tests of what recovery found.
+impl PartialEq for SnapshotReader {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
+    }
+}
+
+impl Eq for SnapshotReader {}
 
 #[cfg(test)]
 mod tests {

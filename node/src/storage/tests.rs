@@ -38,6 +38,11 @@ fn append_each(s: &mut Storage, first: u64, last: u64, len: usize) {
     }
 }
 
+/// The index and payload of the snapshot recovery chose.
+fn snapshot_of(r: &Recovered) -> Option<(u64, Vec<u8>)> {
+    r.snapshot.as_ref().map(|s| (s.index, s.payload.clone()))
+}
+
 fn expect_entries(r: &Recovered, first: u64, last: u64, len: usize) {
     let want: Vec<_> = (first..=last).map(|i| (i, payload(i, 0, len))).collect();
     assert_eq!(r.entries, want);
@@ -236,7 +241,7 @@ fn corrupt_snapshot_falls_back_when_the_log_covers_it() {
     let snap = PathBuf::from("/data/snapshot").join(snapshot::snapshot_name(15));
     fs.flip_bit(&snap, 10, 0).unwrap();
     let (s, r) = open(&fs, &cfg).unwrap();
-    assert_eq!(r.snapshot, Some((5, snap_bytes(5))));
+    assert_eq!(snapshot_of(&r), Some((5, snap_bytes(5))));
     expect_entries(&r, 6, 20, 40);
     assert_eq!(r.corrupt_snapshots.len(), 1);
     assert_eq!(r.corrupt_snapshots[0].0, snap);
@@ -262,7 +267,7 @@ fn recovery_reads_only_segments_above_the_snapshot() {
     // from snapshot 31 never reads it, so damage there does not matter.
     fs.flip_bit(&segment_path(13), 100, 4).unwrap();
     let (s, r) = open(&fs, &cfg).unwrap();
-    assert_eq!(r.snapshot, Some((31, snap_bytes(31))));
+    assert_eq!(snapshot_of(&r), Some((31, snap_bytes(31))));
     expect_entries(&r, 32, 40, 40);
     drop(s);
     // With both newer snapshots damaged the fall back to 10 must read it:
@@ -354,7 +359,7 @@ fn real_fs_lock_round_trip_and_recovery() {
     assert_eq!(s.stats().log_bytes, 1 << 20, "the segment is preallocated");
     drop(s);
     let (s, r) = Storage::open(cfg.clone(), Arc::new(RealFs)).unwrap();
-    assert_eq!(r.snapshot, Some((50, b"fifty".to_vec())));
+    assert_eq!(snapshot_of(&r), Some((50, b"fifty".to_vec())));
     expect_entries(&r, 51, 100, 100);
     assert_eq!(s.last_index(), 100);
     // Same directory for both: one lock.
@@ -432,7 +437,7 @@ fn purge_keeps_k_snapshots_and_deletes_covered_segments() {
     drop(s);
     fs.crash();
     let (mut s, r) = open(&fs, &cfg).unwrap();
-    assert_eq!(r.snapshot, Some((46, snap_bytes(46))));
+    assert_eq!(snapshot_of(&r), Some((46, snap_bytes(46))));
     assert!(r.entries.is_empty());
     assert_eq!(s.last_index(), 46);
     // The log continues after a snapshot that is ahead of it.
@@ -486,7 +491,7 @@ fn interrupted_roll_and_snapshot_leave_no_debris() {
     drop(s);
     fs.crash_with(|_, n| n);
     let (_, r) = open(&fs, &cfg).unwrap();
-    assert_eq!(r.snapshot, Some((4, snap_bytes(4))));
+    assert_eq!(snapshot_of(&r), Some((4, snap_bytes(4))));
     let all = [
         fs.file_names(&log_dir()),
         fs.file_names(Path::new("/data/snapshot")),
@@ -565,13 +570,13 @@ struct Model {
 impl Model {
     /// Checks a recovery against the model and adopts what it found.
     fn check(&mut self, r: &Recovered, s: &Storage) -> Result<(), TestCaseError> {
-        let base = r.snapshot.as_ref().map_or(0, |(i, _)| *i);
+        let base = r.snapshot.as_ref().map_or(0, |s| s.index);
         prop_assert!(
             base >= self.snapshot,
             "snapshot {base} is older than the acked {}",
             self.snapshot
         );
-        if let Some((i, bytes)) = &r.snapshot {
+        if let Some((i, bytes)) = &snapshot_of(r) {
             prop_assert!(
                 *i == self.snapshot || Some(*i) == self.snapshot_in_doubt,
                 "snapshot {i} came from nowhere"
@@ -731,4 +736,60 @@ proptest! {
     ) {
         run(config(segment_bytes, preallocate, keep_snapshots), ops)?;
     }
+}
+
+/// Reads a reader's whole payload.
+fn read_payload(reader: &SnapshotReader) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; reader.payload_len() as usize];
+    reader.read_payload_at(0, &mut buf)?;
+    Ok(buf)
+}
+
+/// The file a snapshot was written to, and the one recovery chose, stay
+/// readable through their readers after the purge removed their names.
+fn readers_outlive_the_purge(fs: Arc<dyn FileSystem>, dir: &Path) {
+    let cfg = StorageConfig {
+        keep_snapshots: 1,
+        ..StorageConfig::new(dir)
+    };
+    let (mut s, _) = Storage::open(cfg.clone(), fs.clone()).unwrap();
+    let written = s.snapshot_writer().write(5, &[b"sta", b"te@5"]).unwrap();
+    let at_5 = written.reader();
+    s.add_snapshot(written).unwrap();
+    assert_eq!(read_payload(&at_5).unwrap(), b"state@5");
+    let mut part = [0u8; 2];
+    at_5.read_payload_at(3, &mut part).unwrap();
+    assert_eq!(&part, b"te");
+    assert!(
+        at_5.read_payload_at(6, &mut part).is_err(),
+        "past the payload's end"
+    );
+    drop(s);
+    let (mut s, r) = Storage::open(cfg, fs.clone()).unwrap();
+    let recovered = r.snapshot.expect("the snapshot at 5").file;
+    assert_eq!(recovered.index(), 5);
+    assert_eq!(read_payload(&recovered).unwrap(), b"state@5");
+    s.write_snapshot(9, b"state@9").unwrap();
+    let names = fs.list(&cfg_snapshot_dir(dir)).unwrap();
+    assert!(
+        !names.iter().any(|e| e.name == snapshot::snapshot_name(5)),
+        "purged: {names:?}"
+    );
+    assert_eq!(read_payload(&at_5).unwrap(), b"state@5");
+    assert_eq!(read_payload(&recovered).unwrap(), b"state@5");
+}
+
+fn cfg_snapshot_dir(dir: &Path) -> PathBuf {
+    StorageConfig::new(dir).snapshot_dir
+}
+
+#[test]
+fn snapshot_readers_outlive_the_purge_in_memory() {
+    readers_outlive_the_purge(Arc::new(FaultFs::new()), Path::new("/data"));
+}
+
+#[test]
+fn snapshot_readers_outlive_the_purge_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    readers_outlive_the_purge(Arc::new(RealFs), dir.path());
 }

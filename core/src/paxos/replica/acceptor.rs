@@ -207,8 +207,13 @@ impl<T: Clone> Replica<T> {
         (index, membership): (Slot, Membership),
         total: u64,
         offset: u64,
-        data: Vec<u8>,
+        data: Chunk,
     ) {
+        // A chunk that only names its bytes never comes off the wire (the
+        // sender's shell reads them into the frame): taken as lost.
+        let Chunk::Bytes(data) = data else {
+            return;
+        };
         let peer_served = ballot == Ballot::ZERO;
         if ballot < self.promised && !peer_served || peer_served && self.is_leader() {
             return;
@@ -279,7 +284,9 @@ impl<T: Clone> Replica<T> {
         if have >= total
             && let Some((_, _, _, buf)) = self.snap_recv.take()
         {
-            let data = Bytes::from(buf);
+            // Held in memory until the shell has stored it and hands the
+            // replica its durable copy (`compact` at this index).
+            let data = SnapshotBytes::Memory(Bytes::from(buf));
             self.log.compact(index);
             self.commit = index;
             let snap = Snapshot {

@@ -57,13 +57,15 @@ impl<T: Clone> Replica<T> {
     }
 
     pub(super) fn serve_snapshot_chunk(&mut self, to: NodeId, snap: &Snapshot, offset: u64) {
-        let total = snap.data.len() as u64;
+        let total = snap.data.len();
         if offset >= total && total > 0 {
             // The peer has it all: nothing to send.
             return;
         }
-        let start = offset.min(total) as usize;
-        let end = (start + self.cfg.snapshot_chunk.max(1)).min(snap.data.len());
+        let start = offset.min(total);
+        let data = snap
+            .data
+            .chunk(start, self.cfg.snapshot_chunk.max(1) as u64);
         self.send(
             to,
             Message::Snapshot {
@@ -71,8 +73,8 @@ impl<T: Clone> Replica<T> {
                 index: snap.index,
                 membership: snap.membership.clone(),
                 total,
-                offset: start as u64,
-                data: snap.data[start..end].to_vec(),
+                offset: start,
+                data,
             },
         );
     }
@@ -104,22 +106,24 @@ impl<T: Clone> Replica<T> {
         else {
             return;
         };
-        let total = data.len() as u64;
+        let total = data.len();
         let limit = total.min(p.snap_offset + SNAPSHOT_WINDOW * chunk);
         let mut msgs = Vec::new();
         // An empty snapshot still needs one (empty) chunk.
         while p.snap_sent < limit || (total == 0 && msgs.is_empty()) {
-            let start = p.snap_sent.min(total) as usize;
-            let end = (start + chunk as usize).min(data.len());
+            let start = p.snap_sent.min(total);
+            // A chunk of a snapshot the shell holds only names its bytes:
+            // the shell reads them as it sends the message.
+            let piece = data.chunk(start, chunk);
+            p.snap_sent = start + piece.len();
             msgs.push(Message::Snapshot {
                 ballot,
                 index,
                 membership: membership.clone(),
                 total,
-                offset: start as u64,
-                data: data[start..end].to_vec(),
+                offset: start,
+                data: piece,
             });
-            p.snap_sent = end as u64;
             if total == 0 {
                 break;
             }
@@ -169,7 +173,7 @@ impl<T: Clone> Replica<T> {
         p.snap_offset = offset;
         p.snap_sent = p.snap_sent.max(offset);
         p.learn_sent_at = now;
-        if offset < data.data.len() as u64 {
+        if offset < data.data.len() {
             self.send_snapshot_window(from, ballot);
         } else {
             p.commit = p.commit.max(index);

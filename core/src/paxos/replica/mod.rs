@@ -19,8 +19,8 @@ use bytes::Bytes;
 
 use super::rng::Rng;
 use super::{
-    Ballot, Claim, Command, Config, Durable, Entry, Membership, Message, MonoMs, NodeId,
-    PaxosError, ReadMode, Slot, Snapshot, Value, Write,
+    Ballot, Chunk, Claim, Command, Config, Durable, Entry, Membership, Message, MonoMs, NodeId,
+    PaxosError, ReadMode, Slot, Snapshot, SnapshotBytes, Value, Write,
 };
 
 mod acceptor;
@@ -386,15 +386,29 @@ impl<T: Clone> Replica<T> {
 
     /// The shell has made a snapshot of the state machine at `upto`
     /// durable: drop the log up to there. The replica keeps `data` to send
-    /// to peers that lag behind the log's new start.
-    pub fn compact(&mut self, upto: Slot, data: Bytes) -> Result<(), PaxosError> {
+    /// to peers that lag behind the log's new start; a shell with a disk
+    /// passes a source it reads on demand, so that the bytes are not held
+    /// in memory.
+    ///
+    /// At the index of the snapshot the replica holds in memory (one it
+    /// installed from a peer), `data` is the shell's durable copy of the
+    /// same bytes: the replica serves them from there and lets the bytes
+    /// it received go. A snapshot it already serves from a source is never
+    /// swapped: another encoding of the same state may order its bytes
+    /// differently, and a peer's transfer must not join two of them.
+    pub fn compact(&mut self, upto: Slot, data: SnapshotBytes) -> Result<(), PaxosError> {
         if upto > self.commit {
             return Err(PaxosError::NotCommitted {
                 slot: upto,
                 commit: self.commit,
             });
         }
-        if self.snapshot.as_ref().is_some_and(|s| s.index >= upto) {
+        if let Some(held) = &mut self.snapshot
+            && held.index >= upto
+        {
+            if held.index == upto && held.data.in_memory() && !data.in_memory() {
+                held.data = data;
+            }
             return Ok(());
         }
         let membership = self.membership_at(upto);

@@ -70,7 +70,7 @@ fn a_peer_served_snapshot_the_receiver_already_has_ends_the_exchange() {
             membership: m3(),
             total: 16,
             offset: 16,
-            data: vec![],
+            data: vec![].into(),
         },
         c.now(),
     );
@@ -78,8 +78,7 @@ fn a_peer_served_snapshot_the_receiver_already_has_ends_the_exchange() {
     // And a peer asked for the chunk after the end of its snapshot sends
     // nothing.
     let mut a = replica(2, 3);
-    a.compact(0, bytes::Bytes::from_static(b"0123456789abcdef"))
-        .unwrap();
+    a.compact(0, b"0123456789abcdef".to_vec().into()).unwrap();
     a.take_commands();
     a.step(
         3,
@@ -110,7 +109,7 @@ fn a_leader_takes_no_catch_up_from_peers() {
             membership: m3(),
             total: 4,
             offset: 0,
-            data: vec![1, 2, 3, 4],
+            data: vec![1, 2, 3, 4].into(),
         },
         r.now(),
     );
@@ -142,7 +141,7 @@ fn a_duplicated_chunk_of_a_peer_served_transfer_draws_no_acknowledgement() {
         membership: m3(),
         total: 8,
         offset,
-        data: vec![1, 2, 3, 4],
+        data: vec![1, 2, 3, 4].into(),
     };
     let acks = |cmds: Vec<Cmd>| {
         cmds.iter()
@@ -183,7 +182,7 @@ fn chunks_of_two_sources_are_never_joined() {
         membership: m3(),
         total: 8,
         offset,
-        data: vec![byte; 4],
+        data: vec![byte; 4].into(),
     };
     c.step(2, chunk(0, 1), c.now());
     c.take_commands();
@@ -200,7 +199,7 @@ fn chunks_of_two_sources_are_never_joined() {
         .take_commands()
         .into_iter()
         .filter_map(|c| match c {
-            Command::InstallSnapshot(s) => Some(s.data.to_vec()),
+            Command::InstallSnapshot(s) => Some(s.data.read_all().unwrap().to_vec()),
             _ => None,
         })
         .collect();
@@ -219,7 +218,7 @@ fn an_older_snapshot_offered_mid_transfer_does_not_restart_it() {
         membership: m3(),
         total: 8,
         offset,
-        data: vec![index as u8; 4],
+        data: vec![index as u8; 4].into(),
     };
     c.step(1, chunk(36, 0), c.now());
     c.take_commands();

@@ -111,10 +111,10 @@ fn compaction_needs_a_committed_slot_and_moves_the_log_start() {
     let mut r = leader3();
     let snap = bytes::Bytes::from(vec![1u8, 2, 3]);
     assert_eq!(
-        r.compact(2, snap.clone()),
+        r.compact(2, snap.clone().into()),
         Err(PaxosError::NotCommitted { slot: 2, commit: 1 })
     );
-    r.compact(1, snap).unwrap();
+    r.compact(1, snap.into()).unwrap();
     assert_eq!(r.log_start(), 2);
 }
 
@@ -156,7 +156,7 @@ fn acceptor_that_compacted_past_the_candidate_does_not_promise() {
                 membership: m3(),
                 total: 1,
                 offset: 0,
-                data: vec![9],
+                data: vec![9].into(),
             }
         )]
     );
