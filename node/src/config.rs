@@ -912,7 +912,13 @@ mod tests {
         addrs.sort();
         assert_eq!(
             addrs,
-            ["client-addr", "http-addr", "peer-addr", "zookeeper-addr"],
+            [
+                "client-addr",
+                "http-addr",
+                "peer-addr",
+                "zookeeper-addr",
+                "zookeeper-secure-addr"
+            ],
             "the listen addresses"
         );
     }
