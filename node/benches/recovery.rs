@@ -148,18 +148,22 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let (_log, recovered) =
         DurableLog::recover(config, StateConfig::default()).context("recover")?;
-    let recovered = recovered.machine;
     let elapsed = started.elapsed();
+    let timings = recovered.timings;
+    let recovered = recovered.machine;
     anyhow::ensure!(
         recovered.tree().len() == expected,
         "recovered {} znodes, expected {expected}",
         recovered.tree().len()
     );
     println!(
-        "recovery: znodes={} snapshot_bytes={} log_records={records} restart={:.2}s snapshot_encode={:.0}ms (longest pause: begin {:.0}ms, slice {:.1}ms) snapshot_write={:.0}ms",
+        "recovery: znodes={} snapshot_bytes={} log_records={records} restart={:.2}s (read {:.0}ms, snapshot decode {:.0}ms, log {:.0}ms) snapshot_encode={:.0}ms (longest pause: begin {:.0}ms, slice {:.1}ms) snapshot_write={:.0}ms",
         recovered.tree().len(),
         snapshot.len(),
         elapsed.as_secs_f64(),
+        timings.read.as_secs_f64() * 1000.0,
+        timings.snapshot.as_secs_f64() * 1000.0,
+        timings.log.as_secs_f64() * 1000.0,
         encode.as_secs_f64() * 1000.0,
         begin.as_secs_f64() * 1000.0,
         longest_slice.as_secs_f64() * 1000.0,

@@ -161,6 +161,7 @@ pub async fn run(
                 crate::storage::durable::Recovered {
                     machine: synod_core::state::StateMachine::new(config.state_config()),
                     durable: Default::default(),
+                    timings: Default::default(),
                 },
                 None,
             )

@@ -186,6 +186,7 @@ pub fn spawn(
     let Recovered {
         machine,
         durable: durable_state,
+        ..
     } = recovered;
     let single = replica_config.voters == [ensemble.id];
     // The origin of the monotonic clock the replica and the session
