@@ -2,11 +2,12 @@
 # bench/footprint.sh: the footprint of one durable `synod serve` holding N
 # znodes of 100 bytes (issue #14), measured as a user would: load it with
 # `synod-bench --op create --max-requests N`, then print
-#   * its RSS (VmRSS) and RSS per znode, and the peak (VmHWM);
+#   * its RSS (VmRSS) and RSS per znode, and the peak (VmHWM), right after
+#     the load and again after SETTLE_SECS (10) of light traffic;
 #   * the data directory's size (log and snapshots, `du`), per znode;
 #   * after kill -9, the time from starting it again to /readyz answering
 #     200, the recovery breakdown the node logs ("recovered state"), and
-#     the RSS once ready.
+#     the RSS once ready and again after SETTLE_SECS of light traffic.
 #
 # Usage: bench/footprint.sh            (N=1000000)
 # Needs target/release/synod and target/release/synod-bench
@@ -80,6 +81,13 @@ echo "footprint: znodes=$N value_size=$VALUE_SIZE"
 echo "footprint: load: $(grep -m1 -E 'ops/s|throughput' "$DIR/load.txt" || head -1 "$DIR/load.txt")"
 echo "footprint: steady RSS $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $((hwm / 1024)) MB)"
 echo "footprint: data dir $((du_all / 1024)) MB = $(per_znode "$du_all") bytes per znode (log $((du_log / 1024)) MB, snapshots $((du_snap / 1024)) MB)"
+# Settled: after SETTLE_SECS of light traffic (sets on 100 keys at depth 1)
+# the allocator has had frees to purge what the load and the last
+# snapshot left resident.
+"$BENCH" --endpoints "$CLIENT" --op set --keys 100 --sessions 1 --depth 1 \
+  --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" >/dev/null
+rss=$(rss_kb)
+echo "footprint: settled RSS (after ${SETTLE_SECS:-10} s of light sets) $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode"
 kill -9 "$PID"
 wait "$PID" 2>/dev/null || true
 PID=
@@ -89,3 +97,7 @@ sleep 1
 rss=$(rss_kb)
 echo "footprint: restart to ready ${restart} s; RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $(( $(hwm_kb) / 1024)) MB)"
 grep 'recovered state' "$DIR/node.log" | tail -1 | sed 's/^/footprint: /'
+"$BENCH" --endpoints "$CLIENT" --op set --keys 100 --sessions 1 --depth 1 \
+  --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" >/dev/null
+rss=$(rss_kb)
+echo "footprint: settled RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode"
