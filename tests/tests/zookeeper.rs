@@ -415,6 +415,71 @@ fn closed(stream: &mut TcpStream) -> bool {
     receive(stream).is_none()
 }
 
+/// A request frame: xid, opcode, then `path` as a jute ustring, then
+/// `tail`.
+fn request(xid: i32, opcode: i32, path: &str, tail: &[u8]) -> Vec<u8> {
+    let mut body = xid.to_be_bytes().to_vec();
+    body.extend_from_slice(&opcode.to_be_bytes());
+    body.extend_from_slice(&(path.len() as i32).to_be_bytes());
+    body.extend_from_slice(path.as_bytes());
+    body.extend_from_slice(tail);
+    body
+}
+
+/// A sync and a getData sent together, on a member other than the one the
+/// write went through: the getData must not run before the sync's barrier
+/// (a read index, not a log entry) has been applied, so it always finds
+/// the node, and the replies come in request order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sent_with_a_sync_sees_what_was_committed_before_it() {
+    let ensemble = blocking(|| Ensemble::start(3, &[], None)).expect("ensemble");
+    blocking(|| ensemble.wait_ready(Duration::from_secs(30))).expect("ready");
+    let writer = connect(&ensemble.zookeeper_addr(1).to_string()).await;
+    for reader in [2, 3] {
+        let mut stream = blocking(|| raw_session(ensemble.zookeeper_addr(reader)));
+        for i in 0..25 {
+            let path = format!("/synced-{reader}-{i}");
+            writer
+                .create(&path, b"there", &open())
+                .await
+                .expect("create");
+            let frames = blocking(|| {
+                let mut both = Vec::new();
+                // sync = 9, getData = 4 (no watch).
+                for body in [
+                    request(2 * i, 9, &path, &[]),
+                    request(2 * i + 1, 4, &path, &[0]),
+                ] {
+                    both.extend_from_slice(&(body.len() as i32).to_be_bytes());
+                    both.extend_from_slice(&body);
+                }
+                stream.write_all(&both).expect("write");
+                [receive(&mut stream), receive(&mut stream)]
+            });
+            let [Some(sync), Some(get)] = frames else {
+                panic!("member {reader} closed the connection");
+            };
+            let header = |reply: &[u8]| {
+                let xid = i32::from_be_bytes(reply[0..4].try_into().expect("xid"));
+                let err = i32::from_be_bytes(reply[12..16].try_into().expect("err"));
+                (xid, err)
+            };
+            assert_eq!(
+                header(&sync),
+                (2 * i, 0),
+                "the sync is answered first, without error"
+            );
+            assert_eq!(
+                header(&get),
+                (2 * i + 1, 0),
+                "{path} is found on member {reader}"
+            );
+            let len = i32::from_be_bytes(get[16..20].try_into().expect("len")) as usize;
+            assert_eq!(&get[20..20 + len], b"there");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_letter_words_and_bad_input() {
     let (node, addr) = blocking(|| {

@@ -14,6 +14,11 @@
 //! leader) releases its reads too: its outcome is unknown, and the reads
 //! are answered rather than held for ever.
 //!
+//! A ZooKeeper `sync` is a read barrier (the leader's commit index, applied
+//! here) that the session's later reads must not overtake: while one is in
+//! flight ([`DeferredReads::begin_barrier`]) the session's reads are held
+//! as behind a write, and when it ends they run.
+//!
 //! Generic over what is held: the driver holds the read's closure, the
 //! simulator its read id.
 
@@ -26,12 +31,15 @@ use crate::node::writes::WritePath;
 /// Reads waiting for their session's outstanding txns.
 pub struct DeferredReads<T> {
     held: BTreeMap<SessionId, Vec<T>>,
+    /// Barriers in flight per session.
+    barriers: BTreeMap<SessionId, usize>,
 }
 
 impl<T> Default for DeferredReads<T> {
     fn default() -> Self {
         DeferredReads {
             held: BTreeMap::new(),
+            barriers: BTreeMap::new(),
         }
     }
 }
@@ -51,7 +59,7 @@ impl<T> DeferredReads<T> {
     /// A read of `session` arrived: returned if it may run now; held (and
     /// `None` returned) while the session has txns outstanding in `writes`.
     pub fn admit(&mut self, writes: &WritePath, session: SessionId, read: T) -> Option<T> {
-        if writes.has_outstanding(session) {
+        if self.blocked(writes, session) {
             self.held.entry(session).or_default().push(read);
             None
         } else {
@@ -59,11 +67,60 @@ impl<T> DeferredReads<T> {
         }
     }
 
+    /// Whether a read of `session` must wait now: it has txns or a barrier
+    /// outstanding, or reads already waiting (which go first).
+    pub fn blocked(&self, writes: &WritePath, session: SessionId) -> bool {
+        session != 0
+            && (writes.has_outstanding(session)
+                || self.barriers.contains_key(&session)
+                || self.held.contains_key(&session))
+    }
+
     /// The last outstanding txn of `session` was answered
     /// ([`crate::node::writes::Finished::session_done`]): the reads that
-    /// waited for it, in the order they arrived.
+    /// waited for it, in the order they arrived, unless a barrier still
+    /// holds them. The caller runs them in order and, should one of them
+    /// start a barrier, gives the rest back with [`DeferredReads::hold_again`].
     pub fn release(&mut self, session: SessionId) -> Vec<T> {
+        if self.barriers.contains_key(&session) {
+            return Vec::new();
+        }
         self.held.remove(&session).unwrap_or_default()
+    }
+
+    /// Reads released by [`DeferredReads::release`] or
+    /// [`DeferredReads::end_barrier`] that must wait again (a read before
+    /// them started a barrier or a txn): ahead of any held since.
+    pub fn hold_again(&mut self, session: SessionId, reads: Vec<T>) {
+        if reads.is_empty() {
+            return;
+        }
+        let held = self.held.entry(session).or_default();
+        let later = std::mem::replace(held, reads);
+        held.extend(later);
+    }
+
+    /// A barrier of `session` started: the session's reads admitted from
+    /// now on wait until it ends.
+    pub fn begin_barrier(&mut self, session: SessionId) {
+        if session != 0 {
+            *self.barriers.entry(session).or_default() += 1;
+        }
+    }
+
+    /// A barrier of `session` ended (answered or failed): the reads that
+    /// waited for it, in order, if nothing else holds them.
+    pub fn end_barrier(&mut self, writes: &WritePath, session: SessionId) -> Vec<T> {
+        if let Some(count) = self.barriers.get_mut(&session) {
+            *count -= 1;
+            if *count == 0 {
+                self.barriers.remove(&session);
+            }
+        }
+        if writes.has_outstanding(session) {
+            return Vec::new();
+        }
+        self.release(session)
     }
 
     /// Reads held.
@@ -72,7 +129,7 @@ impl<T> DeferredReads<T> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.held.is_empty() && self.barriers.is_empty()
     }
 }
 
@@ -114,6 +171,49 @@ mod tests {
         assert_eq!(deferred.release(7), ["r1", "r2"]);
         assert!(deferred.is_empty());
         assert_eq!(deferred.admit(&writes, 7, "after"), Some("after"));
+    }
+
+    #[test]
+    fn a_barrier_holds_the_reads_after_it_until_it_ends() {
+        let mut writes = WritePath::new(1, 1, 64);
+        let mut deferred = DeferredReads::new();
+        // write, sync, read: the sync waits for the write like a read.
+        let w = writes.submit(set(7), 0);
+        assert_eq!(deferred.admit(&writes, 7, "sync"), None);
+        assert_eq!(deferred.admit(&writes, 7, "r1"), None);
+        let done = writes.finish(w).and_then(|f| f.session_done);
+        assert_eq!(done, Some(7));
+        let mut released = deferred.release(7).into_iter();
+        assert_eq!(released.next(), Some("sync"));
+        // Running the sync starts its barrier: the rest waits again.
+        deferred.begin_barrier(7);
+        deferred.hold_again(7, released.collect());
+        assert_eq!(deferred.admit(&writes, 7, "r2"), None, "behind the barrier");
+        assert_eq!(deferred.admit(&writes, 8, "other"), Some("other"));
+        // A write finishing meanwhile does not release them.
+        let w2 = writes.submit(set(7), 0);
+        let done = writes.finish(w2).and_then(|f| f.session_done);
+        assert_eq!(done, Some(7));
+        assert!(deferred.release(7).is_empty(), "the barrier still holds");
+        assert_eq!(deferred.end_barrier(&writes, 7), ["r1", "r2"]);
+        assert!(deferred.is_empty());
+        assert_eq!(deferred.admit(&writes, 7, "after"), Some("after"));
+    }
+
+    #[test]
+    fn a_barrier_ending_before_the_writes_leaves_the_reads_to_them() {
+        let mut writes = WritePath::new(1, 1, 64);
+        let mut deferred = DeferredReads::new();
+        deferred.begin_barrier(7);
+        let w = writes.submit(set(7), 0);
+        assert_eq!(deferred.admit(&writes, 7, "r"), None);
+        assert!(
+            deferred.end_barrier(&writes, 7).is_empty(),
+            "the write still holds it"
+        );
+        let done = writes.finish(w).and_then(|f| f.session_done);
+        assert_eq!(done, Some(7));
+        assert_eq!(deferred.release(7), ["r"]);
     }
 
     #[test]

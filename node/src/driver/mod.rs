@@ -324,8 +324,17 @@ struct Wal {
     commit: GroupCommit<Vec<u8>>,
 }
 
-/// Where a linearizable read's barrier is answered.
-type ReadReply = oneshot::Sender<Result<(), Error>>;
+/// Who waits for a read barrier.
+#[derive(Debug)]
+enum ReadReply {
+    /// A linearizable read: it reads once answered.
+    Read(oneshot::Sender<Result<(), Error>>),
+    /// A ZooKeeper `sync` of `session`, whose later reads wait for it.
+    Sync {
+        session: SessionId,
+        reply: oneshot::Sender<Result<Header, Error>>,
+    },
+}
 
 /// Where a keep-alive is answered: the session's timeout, or why not.
 type PingReply = oneshot::Sender<Result<Millis, Error>>;

@@ -42,9 +42,8 @@ impl NodeState {
             done(self, result);
         }
         if let Some(session) = finished.session_done {
-            for job in self.deferred.release(session) {
-                job(self);
-            }
+            let jobs = self.deferred.release(session);
+            self.run_released(session, jobs);
         }
     }
 
@@ -164,25 +163,5 @@ impl NodeState {
         self.answer_pings(late_pings);
         let late_writes = self.writes.expire(now, timeout_ms);
         self.write_actions(late_writes);
-    }
-
-    /// Answers once everything submitted before it, and everything the
-    /// leader committed before it, has been applied here (a no-op goes
-    /// through the leader, as ZooKeeper's sync does).
-    pub fn sync(&mut self, session: SessionId) -> Result<Answer<Header>, Error> {
-        self.live(session)?;
-        let (tx, rx) = oneshot::channel();
-        if self.replica.membership().voters == [self.id] && self.writes.is_idle() {
-            // Alone, and everything submitted is applied already.
-            let _ = tx.send(Ok(self.header(session)));
-            return Ok(rx);
-        }
-        self.submit(
-            Txn::Noop,
-            Box::new(move |state, applied| {
-                let _ = tx.send(applied.map(|_| state.header(session)));
-            }),
-        );
-        Ok(rx)
     }
 }
