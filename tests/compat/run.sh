@@ -11,7 +11,9 @@ cd "$(dirname "$0")/../.."
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/synod-compat.XXXXXX")
 cleanup() {
-  tests/compat/synod-ensemble.sh stop "$dir" || true
+  # The ensemble lives in "$dir/ensemble": a suite that fails must not
+  # leave it running (and holding its ports for the next run).
+  tests/compat/synod-ensemble.sh stop "$dir/ensemble" || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
