@@ -227,6 +227,13 @@ async fn a_voter_whose_volume_was_wiped_is_removed_re_added_and_promoted() {
     // awaits re-adding, and the planner replaces it.
     let mut h = Harness::new("wiped", 3);
     converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
+    // The ensemble can be settled a moment before the leader has bound the
+    // last voter's incarnation (a configuration entry of its own).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !h.bootstrapped && std::time::Instant::now() < deadline {
+        h.observe().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(h.bootstrapped, "the leader bound every voter");
     let stop = Arc::new(AtomicBool::new(false));
     let load = start_load(&h, stop.clone());
