@@ -24,7 +24,9 @@ use tokio_stream::wrappers::ReceiverStream;
 #[derive(Debug)]
 pub struct TlsConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
-    remote_addr: Option<SocketAddr>,
+    /// Worked out once, at the handshake: tonic hands a copy to every
+    /// request, and the subject takes parsing the certificate.
+    info: TlsConnInfo,
 }
 
 /// Who is on the other end of a [`TlsConn`]: what tonic hands each
@@ -34,24 +36,39 @@ pub struct TlsConnInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The client's certificate chain (its own first), if it sent one.
     pub peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
+    /// The subject of the client's certificate, as the `x509` ACL scheme
+    /// names it ([`crate::subject`]).
+    pub subject: Option<Arc<str>>,
 }
 
 impl TlsConn {
-    pub fn info(&self) -> TlsConnInfo {
-        let peer_certificates = self
-            .inner
+    fn new(inner: tokio_rustls::server::TlsStream<TcpStream>, remote_addr: SocketAddr) -> Self {
+        let peer_certificates: Option<Arc<[CertificateDer<'static>]>> = inner
             .get_ref()
             .1
             .peer_certificates()
             .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
-        TlsConnInfo {
-            remote_addr: self.remote_addr,
-            peer_certificates,
+        let subject = peer_certificates
+            .as_deref()
+            .and_then(<[_]>::first)
+            .and_then(crate::subject)
+            .map(Arc::from);
+        TlsConn {
+            inner,
+            info: TlsConnInfo {
+                remote_addr: Some(remote_addr),
+                peer_certificates,
+                subject,
+            },
         }
     }
 
+    pub fn info(&self) -> TlsConnInfo {
+        self.info.clone()
+    }
+
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.remote_addr
+        self.info.remote_addr
     }
 }
 
@@ -137,11 +154,7 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(inner)) => {
-                        let conn = TlsConn {
-                            inner,
-                            remote_addr: Some(remote),
-                        };
-                        let _ = tx.send(Ok(conn)).await;
+                        let _ = tx.send(Ok(TlsConn::new(inner, remote))).await;
                     }
                     // Closed before a byte: a TCP health probe, not a client.
                     Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {

@@ -111,11 +111,7 @@ fn peer<T>(request: &Request<T>) -> crate::driver::Origin {
         .remote_addr()
         .or_else(|| tls.and_then(|info| info.remote_addr))
         .map(|a| a.ip());
-    let x509 = tls
-        .and_then(|info| info.peer_certificates.as_deref())
-        .and_then(<[_]>::first)
-        .and_then(synod_tls::subject)
-        .map(Arc::from);
+    let x509 = tls.and_then(|info| info.subject.clone());
     crate::driver::Origin { ip, x509 }
 }
 

@@ -301,13 +301,7 @@ impl ZooKeeperFrontEnd {
                             );
                             continue;
                         };
-                        let x509 = conn
-                            .info()
-                            .peer_certificates
-                            .as_deref()
-                            .and_then(<[_]>::first)
-                            .and_then(synod_tls::subject)
-                            .map(Arc::from);
+                        let x509 = conn.info().subject;
                         let (rd, wr) = tokio::io::split(conn);
                         let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
                         tasks.spawn(conn::serve(halves, x509, shared.clone(), registration, stats));
