@@ -21,7 +21,9 @@ pub enum Attach {
     Expired,
     /// No session of that id has been applied here. It may be gone, or
     /// created on another member a moment ago and not applied here yet:
-    /// the caller catches up with the leader ([`DriverState::catch_up`])
+    /// the caller catches up with the leader (a read barrier,
+    /// [`NodeState::read_barrier`], as ZooKeeper's followers ask the leader
+    /// to revalidate a session they do not know)
     /// and asks once more before it calls the session expired.
     Unknown,
     /// An existing session, re-attached here.
@@ -108,21 +110,6 @@ impl NodeState {
             Some(_) => Attach::Expired,
             None => Attach::Unknown,
         }
-    }
-
-    /// Answers once this member has applied everything the leader had
-    /// committed when it was asked: a no-op goes through the leader, as
-    /// ZooKeeper's followers ask the leader to revalidate a session they
-    /// do not know.
-    pub fn catch_up(&mut self) -> Answer<()> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(
-            Txn::Noop,
-            Box::new(move |_state, applied| {
-                let _ = tx.send(applied.map(|_| ()));
-            }),
-        );
-        rx
     }
 
     /// Applied everywhere: a session moved to another member is no longer

@@ -201,9 +201,10 @@ async fn handshake(
         // this member has applied what the leader has committed.
         let caught_up = shared
             .driver
-            .call(|state| state.catch_up())
+            .call(|state| state.read_barrier())
             .await
-            .map_err(|_| "the node is shutting down".to_owned())?;
+            .map_err(|_| "the node is shutting down".to_owned())?
+            .map_err(|error| format!("cannot look the session up: {error}"))?;
         match caught_up.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(format!("cannot look the session up: {error}")),
