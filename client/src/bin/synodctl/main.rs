@@ -4,6 +4,7 @@
 //! value per result or event for scripts.
 
 mod member;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
@@ -39,17 +40,8 @@ struct Cli {
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
 
-    /// CA bundle (PEM) that signed the servers' certificates: talk TLS
-    #[arg(long, env = "SYNOD_TLS_CA", global = true, value_name = "FILE")]
-    tls_ca: Option<std::path::PathBuf>,
-
-    /// This client's certificate (PEM), for servers that ask for one
-    #[arg(long, env = "SYNOD_TLS_CERT", global = true, value_name = "FILE")]
-    tls_cert: Option<std::path::PathBuf>,
-
-    /// The key of --tls-cert (PEM)
-    #[arg(long, env = "SYNOD_TLS_KEY", global = true, value_name = "FILE")]
-    tls_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -238,7 +230,7 @@ async fn connect(cli: &Cli) -> Result<Client> {
         endpoints,
         connect_timeout: cli.timeout.min(Duration::from_secs(5)),
         request_timeout: cli.timeout,
-        tls: tls(cli)?,
+        tls: cli.tls.load()?,
         ..ClientConfig::default()
     };
     Ok(Client::connect(config).await?)
@@ -701,7 +693,7 @@ async fn admin(cli: &Cli) -> Result<()> {
     let list = cli.endpoints.as_deref().unwrap_or(DEFAULT_ENDPOINTS);
     let endpoints = synod_client::parse_endpoints(list)?;
     let mut out = Out::new(cli.json);
-    let tls = tls(cli)?;
+    let tls = cli.tls.load()?;
     let mut reached = 0;
     let mut last_error = None;
     for endpoint in endpoints {
@@ -881,24 +873,6 @@ pub(crate) fn hex_id(id: u64) -> serde_json::Value {
     } else {
         serde_json::Value::String(format!("{id:016x}"))
     }
-}
-
-/// The TLS material the flags name, if any: a CA bundle turns TLS on.
-fn tls(cli: &Cli) -> Result<Option<std::sync::Arc<synod_tls::Tls>>> {
-    if cli.tls_ca.is_none() {
-        if cli.tls_cert.is_some() || cli.tls_key.is_some() {
-            anyhow::bail!(
-                "--tls-cert and --tls-key need --tls-ca, the CA that signed the servers' certificates"
-            );
-        }
-        return Ok(None);
-    }
-    let files = synod_tls::TlsFiles {
-        cert: cli.tls_cert.clone(),
-        key: cli.tls_key.clone(),
-        ca: cli.tls_ca.clone(),
-    };
-    Ok(Some(synod_tls::Tls::load(files)?))
 }
 
 #[cfg(test)]

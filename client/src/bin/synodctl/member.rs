@@ -122,7 +122,7 @@ async fn connect(endpoint: &str, cli: &Cli, call: Duration) -> Result<AdminClien
     let dial = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
         .connect_timeout(cli.timeout.min(Duration::from_secs(2)))
         .timeout(call);
-    let channel = synod_client::connect::channel(dial, super::tls(cli)?.as_ref())
+    let channel = synod_client::connect::channel(dial, cli.tls.load()?.as_ref())
         .await
         .with_context(|| format!("{endpoint} is unreachable"))?;
     Ok(AdminClient::new(channel))
