@@ -9,6 +9,10 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod tls;
+
+pub use tls::{ClientCertsMode, IssuerKind, IssuerRef, TlsSecrets, TlsSpec};
+
 /// API group of the resource.
 pub const GROUP: &str = "synod.io";
 
@@ -71,6 +75,7 @@ pub const GROUP: &str = "synod.io";
     validation = Rule::new("(has(self.clusterName) ? self.clusterName : '') == (has(oldSelf.clusterName) ? oldSelf.clusterName : '')").message("clusterName is immutable: the data directories are bound to it"),
     validation = Rule::new("(has(self.storage) && has(self.storage.log) && has(self.storage.log.storageClassName) ? self.storage.log.storageClassName : '') == (has(oldSelf.storage) && has(oldSelf.storage.log) && has(oldSelf.storage.log.storageClassName) ? oldSelf.storage.log.storageClassName : '')").message("storage.log.storageClassName is immutable (volumeClaimTemplates cannot change)"),
     validation = Rule::new("(has(self.storage) && has(self.storage.snapshot) && has(self.storage.snapshot.storageClassName) ? self.storage.snapshot.storageClassName : '') == (has(oldSelf.storage) && has(oldSelf.storage.snapshot) && has(oldSelf.storage.snapshot.storageClassName) ? oldSelf.storage.snapshot.storageClassName : '')").message("storage.snapshot.storageClassName is immutable (volumeClaimTemplates cannot change)"),
+    validation = Rule::new("has(self.tls) == has(oldSelf.tls)").message("tls cannot be added or removed on an existing ensemble: members with and without TLS cannot talk to each other while the pods roll"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CoordinationEnsembleSpec {
@@ -133,6 +138,12 @@ pub struct CoordinationEnsembleSpec {
     /// Prometheus Operator integration.
     #[serde(default)]
     pub monitoring: Monitoring,
+
+    /// TLS on every node port and mutual TLS for peers and the Admin API,
+    /// with certificates from cert-manager or existing Secrets. Fixed at
+    /// creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 
     /// Gates of scale-up and rolling restarts.
     #[serde(default)]
