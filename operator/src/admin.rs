@@ -4,14 +4,65 @@
 //! waits for its commit (`wait_for_commit`) so that the next reconcile sees
 //! it in the committed configuration; a repeated change answers
 //! `already_done`, which is how a change whose answer was lost is resolved.
+//!
+//! Calls go to the node's admin listener (port 7300), in plaintext or, for
+//! an ensemble with `spec.tls`, over mutual TLS with the operator's admin
+//! client certificate ([`credentials`]).
 
+mod credentials;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use tonic::transport::{Channel, Endpoint};
 
+pub use credentials::{AdminCredentials, CredentialsError};
+
 use crate::planner::{Change, MemberView, NodeId};
+
+/// One node's Admin API: where to dial, and how to speak TLS to it.
+#[derive(Clone)]
+pub struct Target {
+    /// `host:port` (a pod IP and the admin port).
+    pub address: String,
+    /// With TLS: the configuration that presents the operator's certificate
+    /// and verifies the node's against its stable DNS name.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("address", &self.address)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Target {
+    /// A plaintext admin listener.
+    pub fn plain(address: impl Into<String>) -> Self {
+        Target {
+            address: address.into(),
+            tls: None,
+        }
+    }
+
+    /// Over TLS: `server_name` is the name the node's certificate must be
+    /// valid for (its DNS name), whatever address is dialled.
+    pub fn tls(
+        address: impl Into<String>,
+        credentials: &AdminCredentials,
+        server_name: &str,
+    ) -> Result<Self, AdminError> {
+        Ok(Target {
+            address: address.into(),
+            tls: Some(credentials.client_config(server_name)?),
+        })
+    }
+}
 
 /// How long one `Status` call may take; a node that does not answer in time
 /// counts as not reporting.
@@ -37,6 +88,8 @@ pub enum AdminError {
         address: String,
         status: Box<tonic::Status>,
     },
+    #[error("admin client certificate: {0}")]
+    Credentials(#[from] CredentialsError),
 }
 
 impl AdminError {
@@ -46,38 +99,47 @@ impl AdminError {
             AdminError::Address { .. } => "admin_address",
             AdminError::Connect { .. } => "admin_connect",
             AdminError::Call { .. } => "admin_call",
+            AdminError::Credentials(_) => "admin_credentials",
         }
     }
 }
 
-async fn connect(address: &str, timeout: Duration) -> Result<AdminClient<Channel>, AdminError> {
+async fn connect(target: &Target, timeout: Duration) -> Result<AdminClient<Channel>, AdminError> {
+    let address = &target.address;
+    // `http` even over TLS: the connector does the TLS, tonic speaks h2 on it.
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|source| AdminError::Address {
-            address: address.to_owned(),
+            address: address.clone(),
             source,
         })?
         .connect_timeout(timeout)
         .timeout(timeout);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|source| AdminError::Connect {
-            address: address.to_owned(),
-            source,
-        })?;
+    let connected = match &target.tls {
+        None => endpoint.connect().await,
+        Some(config) => {
+            endpoint
+                .connect_with_connector(synod_tls::connect::Connector::new(config.clone()))
+                .await
+        }
+    };
+    let channel = connected.map_err(|source| AdminError::Connect {
+        address: address.clone(),
+        source,
+    })?;
     Ok(AdminClient::new(channel))
 }
 
 /// One node's `Status`.
-pub async fn status(address: &str) -> Result<pb::StatusResponse, AdminError> {
-    let mut client = connect(address, STATUS_TIMEOUT).await?;
+pub async fn status(target: &Target) -> Result<pb::StatusResponse, AdminError> {
+    let address = &target.address;
+    let mut client = connect(target, STATUS_TIMEOUT).await?;
     client
         .status(pb::StatusRequest {})
         .await
         .map(tonic::Response::into_inner)
         .map_err(|status| AdminError::Call {
             call: "Status",
-            address: address.to_owned(),
+            address: address.clone(),
             status: Box::new(status),
         })
 }
@@ -90,11 +152,12 @@ pub struct ChangeOutcome {
 }
 
 pub async fn change_membership(
-    address: &str,
+    target: &Target,
     change: Change,
     id: NodeId,
 ) -> Result<ChangeOutcome, AdminError> {
-    let mut client = connect(address, COMMIT_TIMEOUT + STATUS_TIMEOUT).await?;
+    let address = &target.address;
+    let mut client = connect(target, COMMIT_TIMEOUT + STATUS_TIMEOUT).await?;
     let change = match change {
         Change::AddObserver => pb::MembershipChange::AddObserver,
         Change::Promote => pb::MembershipChange::PromoteVoter,
@@ -111,7 +174,7 @@ pub async fn change_membership(
         .await
         .map_err(|status| AdminError::Call {
             call: "ChangeMembership",
-            address: address.to_owned(),
+            address: address.clone(),
             status: Box::new(status),
         })?
         .into_inner();
@@ -121,14 +184,15 @@ pub async fn change_membership(
     })
 }
 
-pub async fn transfer_leadership(address: &str, to: NodeId) -> Result<(), AdminError> {
-    let mut client = connect(address, COMMIT_TIMEOUT).await?;
+pub async fn transfer_leadership(target: &Target, to: NodeId) -> Result<(), AdminError> {
+    let address = &target.address;
+    let mut client = connect(target, COMMIT_TIMEOUT).await?;
     client
         .transfer_leadership(pb::TransferLeadershipRequest { node_id: to })
         .await
         .map_err(|status| AdminError::Call {
             call: "TransferLeadership",
-            address: address.to_owned(),
+            address: address.clone(),
             status: Box::new(status),
         })?;
     Ok(())

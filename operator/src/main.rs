@@ -38,6 +38,8 @@ enum Command {
         log_json: bool,
         #[command(flatten)]
         image: ImageArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
     /// Write the CoordinationEnsemble CRD as YAML: by default to
     /// `crds/coordinationensemble.yaml` and the chart's copy (run from the
@@ -62,6 +64,8 @@ enum Command {
         namespace: String,
         #[command(flatten)]
         image: ImageArgs,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
 }
 
@@ -76,12 +80,49 @@ struct ImageArgs {
     node_version: String,
 }
 
-impl ImageArgs {
-    fn context(&self) -> synod_operator::build::BuildContext {
-        synod_operator::build::BuildContext {
-            default_image_repository: self.node_image.clone(),
-            default_version: self.node_version.clone(),
-        }
+/// Where the operator's own pods are: the ensembles' NetworkPolicies let
+/// only them reach the nodes' admin port.
+#[derive(Debug, clap::Args)]
+struct OperatorArgs {
+    /// The operator's namespace (the chart passes the pod's). Default: the
+    /// in-cluster namespace for `run`, `synod-system` for `render`.
+    #[arg(long, env = "SYNOD_OPERATOR_POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// Labels of the operator's pods, `key=value,...` (the chart passes
+    /// its selector labels).
+    #[arg(
+        long,
+        env = "SYNOD_OPERATOR_POD_LABELS",
+        default_value = "app.kubernetes.io/name=synod-operator",
+        value_parser = parse_pod_labels
+    )]
+    operator_pod_labels: std::collections::BTreeMap<String, String>,
+}
+
+fn parse_pod_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    match synod_operator::build::parse_labels(text) {
+        Some(labels) if !labels.is_empty() => Ok(labels),
+        _ => Err(format!(
+            "{text:?}: expected key=value pairs separated by commas"
+        )),
+    }
+}
+
+fn context(
+    image: &ImageArgs,
+    operator: &OperatorArgs,
+    fallback_namespace: &str,
+) -> synod_operator::build::BuildContext {
+    synod_operator::build::BuildContext {
+        default_image_repository: image.node_image.clone(),
+        default_version: image.node_version.clone(),
+        operator: synod_operator::build::OperatorPods {
+            namespace: operator
+                .operator_namespace
+                .clone()
+                .unwrap_or_else(|| fallback_namespace.to_owned()),
+            pod_labels: operator.operator_pod_labels.clone(),
+        },
     }
 }
 
@@ -93,16 +134,18 @@ fn main() -> anyhow::Result<()> {
             namespace,
             log_json,
             image,
+            operator,
         } => {
             init_tracing(log_json);
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            runtime.block_on(run(metrics_addr, namespace, image.context()))
+            runtime.block_on(run(metrics_addr, namespace, image, operator))
         }
         Command::Crdgen { out, stdout } => crdgen(if stdout { &[] } else { &out }),
         Command::Render {
             file,
             namespace,
             image,
+            operator,
         } => {
             let input = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading stdin")?
@@ -110,7 +153,8 @@ fn main() -> anyhow::Result<()> {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            let yaml = synod_operator::render::render(&input, &namespace, &image.context())?;
+            let ctx = context(&image, &operator, "synod-system");
+            let yaml = synod_operator::render::render(&input, &namespace, &ctx)?;
             use std::io::Write as _;
             std::io::stdout().write_all(yaml.as_bytes())?;
             Ok(())
@@ -146,7 +190,8 @@ fn init_tracing(json: bool) {
 async fn run(
     metrics_addr: std::net::SocketAddr,
     namespace: Option<String>,
-    build: synod_operator::build::BuildContext,
+    image: ImageArgs,
+    operator: OperatorArgs,
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
 
@@ -156,6 +201,7 @@ async fn run(
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API")?;
+    let build = context(&image, &operator, client.default_namespace());
     let metrics = Arc::new(Metrics::default());
     let served = metrics.clone();
     let app = axum::Router::new()
@@ -176,7 +222,7 @@ async fn run(
     let listener = tokio::net::TcpListener::bind(metrics_addr)
         .await
         .with_context(|| format!("binding {metrics_addr}"))?;
-    tracing::info!(%metrics_addr, ?namespace, "synod-operator starting");
+    tracing::info!(%metrics_addr, ?namespace, operator_namespace = %build.operator.namespace, "synod-operator starting");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let ctx = Arc::new(Context::new(client, metrics, build));
     run_controller(ctx, namespace).await;

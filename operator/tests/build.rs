@@ -315,8 +315,8 @@ fn owner_references_point_at_the_resource() {
     let objects = objects(&ce);
     assert_eq!(
         objects.len(),
-        7,
-        "every object, the ServiceMonitor included"
+        8,
+        "every object, the NetworkPolicy and the ServiceMonitor included"
     );
     for object in objects {
         let owners = &object["metadata"]["ownerReferences"];
@@ -474,12 +474,14 @@ fn render_prints_every_owned_object_of_every_resource_in_a_stream() {
             "ConfigMap/synod-bootstrap",
             "Service/synod-peers",
             "Service/synod",
+            "NetworkPolicy/synod",
             "StatefulSet/synod",
             "PodDisruptionBudget/synod",
             "ConfigMap/coord-config",
             "ConfigMap/coord-bootstrap",
             "Service/coord-peers",
             "Service/coord",
+            "NetworkPolicy/coord",
             "StatefulSet/coord",
             "PodDisruptionBudget/coord",
             "ServiceMonitor/coord",

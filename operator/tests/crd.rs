@@ -137,6 +137,59 @@ fn storage_classes_are_immutable() {
 }
 
 #[test]
+fn tls_names_exactly_one_source_and_the_admin_issuer_only_with_an_issuer() {
+    let with = |tls: Value| json!({"replicas": 3, "tls": tls});
+    let issuer = json!({"name": "ca", "kind": "ClusterIssuer"});
+    let secrets = json!({"server": "node-tls", "admin": "admin-tls"});
+    for good in [
+        json!({"issuerRef": issuer}),
+        json!({"issuerRef": issuer, "adminIssuerRef": {"name": "admin-ca"}, "clientCerts": "Required"}),
+        json!({"secrets": secrets, "plaintextZooKeeper": true}),
+    ] {
+        assert_eq!(
+            errors(with(good.clone()), None),
+            Vec::<String>::new(),
+            "{good}"
+        );
+    }
+    for (bad, message) in [
+        (json!({"clientCerts": "None"}), "exactly one of issuerRef"),
+        (
+            json!({"issuerRef": issuer, "secrets": secrets}),
+            "exactly one of issuerRef",
+        ),
+        (
+            json!({"secrets": secrets, "adminIssuerRef": {"name": "x"}}),
+            "adminIssuerRef goes with issuerRef",
+        ),
+    ] {
+        let errs = errors(with(bad.clone()), None);
+        assert!(errs.iter().any(|e| e.contains(message)), "{bad}: {errs:?}");
+    }
+    // Unknown kinds and modes are the schema's to refuse (enums), which
+    // kube-cel does not check: tests/k8s/check.py does.
+}
+
+#[test]
+fn tls_cannot_be_added_or_removed_on_an_existing_ensemble() {
+    let plain = json!({"replicas": 3});
+    let tls = json!({"replicas": 3, "tls": {"issuerRef": {"name": "ca"}}});
+    for (new, old) in [(tls.clone(), plain.clone()), (plain.clone(), tls.clone())] {
+        let errs = errors(new, Some(old));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("tls cannot be added or removed")),
+            "{errs:?}"
+        );
+    }
+    // Within TLS, settings may change (a new issuer re-issues in place).
+    let mut other = tls.clone();
+    other["tls"]["clientCerts"] = json!("Required");
+    assert!(errors(other, Some(tls)).is_empty());
+    assert!(errors(plain.clone(), Some(plain)).is_empty());
+}
+
+#[test]
 fn volume_sizes_must_be_quantities() {
     let spec =
         |size: &str| json!({"storage": {"log": {"size": size}, "snapshot": {"size": "1Gi"}}});

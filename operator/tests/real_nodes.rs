@@ -9,7 +9,8 @@
 //!
 //! The reconciler itself (`reconcile::reconcile`) also runs against real
 //! nodes, with a mocked API server that lists the harness's processes as
-//! pods whose IPs are their loopback addresses.
+//! pods whose IPs are their loopback addresses and whose `admin` container
+//! port is the nodes' admin listener (7300).
 //!
 //! Scenarios: 3 → 5 → 3 under client load (every acknowledged write still
 //! there, a leader known throughout, repeated changes answered
@@ -288,6 +289,10 @@ fn cluster_objects(h: &Harness, sts_replicas: u32) -> (serde_json::Value, serde_
                 "metadata": {"name": format!("demo-{}", id - 1), "namespace": "ns", "uid": p.uid,
                              "labels": {"controller-revision-hash": p.revision},
                              "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "synod", "ports": [
+                    {"name": "client", "containerPort": 7000},
+                    {"name": "admin", "containerPort": 7300},
+                ]}]},
                 "status": {"podIP": format!("{}.{id}", h.prefix),
                            "conditions": [{"type": "Ready", "status": if h.ready(*id) { "True" } else { "False" }}]},
             })
@@ -333,7 +338,7 @@ fn resource(replicas: u32) -> synod_operator::crd::CoordinationEnsemble {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_reads_real_nodes_records_the_bootstrap_and_reports_them() {
-    let mut h = Harness::with_client_port("reconcile-status", 3, Some(7000));
+    let mut h = Harness::with_admin_port("reconcile-status", 3, Some(7300));
     converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
     let leader = h.observe().await.0.leader.expect("leader").id;
     let (statefulset, pods) = cluster_objects(&h, 3);
@@ -396,7 +401,7 @@ async fn the_reconciler_reads_real_nodes_records_the_bootstrap_and_reports_them(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_adds_a_new_pod_through_the_real_leader() {
-    let mut h = Harness::with_client_port("reconcile-add", 3, Some(7000));
+    let mut h = Harness::with_admin_port("reconcile-add", 3, Some(7300));
     converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
     // The StatefulSet was scaled to 4 (a step toward 5): pod demo-3 runs,
     // outside the configuration.

@@ -133,7 +133,7 @@ async fn a_new_resource_is_built_applied_given_a_status_and_events() {
         })
         .collect();
     assert_eq!(
-        calls[..10],
+        calls[..11],
         [
             "GET /apis/apps/v1/namespaces/ns/statefulsets/demo",
             "GET /api/v1/namespaces/ns/pods",
@@ -142,6 +142,7 @@ async fn a_new_resource_is_built_applied_given_a_status_and_events() {
             "PATCH /api/v1/namespaces/ns/configmaps/demo-bootstrap",
             "PATCH /api/v1/namespaces/ns/services/demo-peers",
             "PATCH /api/v1/namespaces/ns/services/demo",
+            "PATCH /apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/demo",
             "PATCH /apis/apps/v1/namespaces/ns/statefulsets/demo",
             "PATCH /apis/policy/v1/namespaces/ns/poddisruptionbudgets/demo",
             "PATCH /apis/synod.io/v1alpha1/namespaces/ns/coordinationensembles/demo/status",
@@ -166,7 +167,7 @@ async fn a_new_resource_is_built_applied_given_a_status_and_events() {
     }
     // Not formed yet: pods start `new`, and the status says so.
     assert_eq!(seen[4].body["data"]["initial-cluster-state"], "new");
-    let status = &seen[9].body["status"];
+    let status = &seen[10].body["status"];
     assert_eq!(status["bootstrapVoters"], json!([1, 2, 3]));
     assert!(status.get("bootstrap").is_none());
     assert_eq!(status["observedGeneration"], 2);
@@ -182,7 +183,7 @@ async fn a_new_resource_is_built_applied_given_a_status_and_events() {
     assert_eq!(condition("Progressing")["status"], "True");
     assert_eq!(condition("Blocked")["status"], "False");
     // Events: one per transition that is news, through events.k8s.io/v1.
-    let events: Vec<&Seen> = seen[10..].iter().collect();
+    let events: Vec<&Seen> = seen[11..].iter().collect();
     assert!(!events.is_empty());
     for event in &events {
         assert_eq!(event.method, Method::POST);
@@ -324,4 +325,190 @@ async fn a_refused_apply_is_reported_in_the_status_and_nothing_is_planned() {
         metrics.contains("synod_operator_reconcile_failures_total{reason=\"kube\"} 1"),
         "{metrics}"
     );
+}
+
+fn tls_ensemble() -> CoordinationEnsemble {
+    serde_yaml_ng::from_str(
+        "apiVersion: synod.io/v1alpha1\nkind: CoordinationEnsemble\nmetadata:\n  name: demo\n  namespace: ns\n  uid: uid-ce\n  generation: 1\nspec:\n  replicas: 3\n  tls:\n    issuerRef:\n      name: ca\n      kind: ClusterIssuer\n",
+    )
+    .expect("valid resource")
+}
+
+fn path_of(seen: &Seen) -> String {
+    format!(
+        "{} {}",
+        seen.method,
+        seen.uri.split('?').next().unwrap_or_default()
+    )
+}
+
+fn progressing(seen: &[Seen]) -> Value {
+    seen.iter()
+        .find(|s| s.uri.contains("/status"))
+        .and_then(|s| s.body["status"]["conditions"].as_array().cloned())
+        .and_then(|cs| cs.into_iter().find(|c| c["type"] == "Progressing"))
+        .expect("Progressing")
+}
+
+#[tokio::test]
+async fn a_tls_ensemble_gets_its_certificates_and_network_policy_before_its_pods() {
+    let (client, handle) = mock();
+    let (task, seen) = serve(handle);
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        BuildContext::default(),
+    ));
+    reconcile(Arc::new(tls_ensemble()), ctx.clone())
+        .await
+        .expect("reconciled");
+    drop(ctx);
+    finish(task).await;
+    let seen = seen.lock().expect("lock").clone();
+    let calls: Vec<String> = seen.iter().map(path_of).collect();
+    let at = |call: &str| {
+        calls
+            .iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("{call} not in {calls:#?}"))
+    };
+    let policy = at("PATCH /apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/demo");
+    let server = at("PATCH /apis/cert-manager.io/v1/namespaces/ns/certificates/demo-server");
+    let admin = at("PATCH /apis/cert-manager.io/v1/namespaces/ns/certificates/demo-operator-admin");
+    let statefulset = at("PATCH /apis/apps/v1/namespaces/ns/statefulsets/demo");
+    assert!(
+        policy < server && server < admin && admin < statefulset,
+        "{calls:#?}"
+    );
+    let certificate = &seen[server];
+    assert!(certificate.uri.contains("fieldManager=synod-operator"));
+    assert_eq!(certificate.content_type, "application/apply-patch+yaml");
+    assert_eq!(certificate.body["apiVersion"], "cert-manager.io/v1");
+    assert_eq!(certificate.body["kind"], "Certificate");
+    assert_eq!(certificate.body["spec"]["secretName"], "demo-tls");
+    assert_eq!(
+        certificate.body["spec"]["issuerRef"]["kind"],
+        "ClusterIssuer"
+    );
+    assert_eq!(
+        certificate.body["metadata"]["ownerReferences"][0]["uid"],
+        "uid-ce"
+    );
+    assert_eq!(seen[admin].body["spec"]["secretName"], "demo-admin-tls");
+    assert_eq!(
+        seen[policy].body["spec"]["ingress"][2]["ports"],
+        json!([{"port": 7300, "protocol": "TCP"}])
+    );
+    // The operator then reads its admin credentials; cert-manager has not
+    // written them yet (the mock has no Secrets): nobody can be asked, and
+    // the status says why.
+    assert!(
+        calls.contains(&"GET /api/v1/namespaces/ns/secrets/demo-tls".to_owned()),
+        "{calls:#?}"
+    );
+    let progressing = progressing(&seen);
+    assert_eq!(progressing["status"], "False");
+    assert_eq!(progressing["reason"], "AdminCredentialsUnavailable");
+    assert!(
+        progressing["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("demo-tls")),
+        "{progressing}"
+    );
+}
+
+#[tokio::test]
+async fn with_its_secrets_written_a_tls_ensemble_is_observed_as_usual() {
+    let ca = synod_tls::generate::DevCa::new("test CA").expect("CA");
+    let admin = ca.issue("synod-operator", &[]).expect("admin cert");
+    let secret = |name: &str, data: &[(&str, &str)]| {
+        use k8s_openapi::ByteString;
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(secret).expect("json");
+        value["apiVersion"] = "v1".into();
+        value["kind"] = "Secret".into();
+        value
+    };
+    let ca_pem = ca.cert_pem();
+    let server_secret = secret("demo-tls", &[("ca.crt", &ca_pem)]);
+    let admin_secret = secret(
+        "demo-admin-tls",
+        &[
+            ("tls.crt", &admin.cert_pem),
+            ("tls.key", &admin.key_pem),
+            ("ca.crt", &ca_pem),
+        ],
+    );
+    let (client, handle) = mock();
+    let (task, seen) = common::serve_with(handle, move |method, path| {
+        if *method != Method::GET {
+            return None;
+        }
+        if path.ends_with("/secrets/demo-tls") {
+            return Some((http::StatusCode::OK, server_secret.clone()));
+        }
+        path.ends_with("/secrets/demo-admin-tls")
+            .then(|| (http::StatusCode::OK, admin_secret.clone()))
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        BuildContext::default(),
+    ));
+    reconcile(Arc::new(tls_ensemble()), ctx.clone())
+        .await
+        .expect("reconciled");
+    drop(ctx);
+    finish(task).await;
+    let seen = seen.lock().expect("lock").clone();
+    let progressing = progressing(&seen);
+    // The credentials loaded; the StatefulSet is not there yet (the mock
+    // never shows it), as for an ensemble without TLS.
+    assert_eq!(progressing["reason"], "Creating", "{progressing}");
+    assert_eq!(progressing["status"], "True");
+}
+
+#[tokio::test]
+async fn without_cert_manager_a_tls_ensemble_is_not_started() {
+    let (client, handle) = mock();
+    let (task, seen) = common::serve_with(handle, |method, path| {
+        (*method == Method::PATCH && path.contains("/apis/cert-manager.io/")).then(|| {
+            (
+                http::StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"}),
+            )
+        })
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        BuildContext::default(),
+    ));
+    let result = reconcile(Arc::new(tls_ensemble()), ctx.clone()).await;
+    assert!(result.is_err());
+    drop(ctx);
+    finish(task).await;
+    let seen = seen.lock().expect("lock").clone();
+    // Pods that would wait forever for their Secrets are not created.
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.uri.contains("/statefulsets/demo?") && s.method == Method::PATCH)
+    );
+    let progressing = progressing(&seen);
+    assert_eq!(progressing["status"], "False");
+    assert_eq!(progressing["reason"], "ApplyFailed");
 }

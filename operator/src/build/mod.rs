@@ -5,11 +5,14 @@
 //!
 //! Owned objects: the node ConfigMap (the `--config` TOML file), the
 //! bootstrap-state ConfigMap (`initial-cluster-state`), the headless peer
-//! Service, the client Service, the StatefulSet, the PodDisruptionBudget and,
-//! if asked, a ServiceMonitor.
+//! Service, the client Service, the NetworkPolicy, with `spec.tls` and an
+//! issuer the cert-manager Certificates, the StatefulSet, the
+//! PodDisruptionBudget and, if asked, a ServiceMonitor.
 
+mod network_policy;
 mod services;
 mod statefulset;
+pub mod tls;
 
 use std::collections::BTreeMap;
 
@@ -20,8 +23,10 @@ use sha1::Digest as _;
 
 use crate::crd::CoordinationEnsemble;
 
+pub use network_policy::{NAMESPACE_NAME_LABEL, network_policy};
 pub use services::{client_service, pdb, peer_service, service_monitor};
 pub use statefulset::{statefulset, termination_grace_seconds};
+pub use tls::{Certificate, TlsSecretNames, certificates};
 
 /// Container ports of a node (the node's defaults; fixed so that every
 /// address template, probe and Service agrees).
@@ -29,6 +34,10 @@ pub const CLIENT_PORT: i32 = 7000;
 pub const PEER_PORT: i32 = 7100;
 pub const HTTP_PORT: i32 = 7200;
 pub const ZOOKEEPER_PORT: i32 = 2181;
+/// ZooKeeper over TLS (ZooKeeper's `secureClientPort`), with `spec.tls`.
+pub const ZOOKEEPER_SECURE_PORT: i32 = 2281;
+/// The node's Admin API listener, which the operator calls.
+pub const ADMIN_PORT: i32 = 7300;
 
 /// Where the node reads its config file.
 pub const CONFIG_DIR: &str = "/etc/synod";
@@ -67,6 +76,14 @@ pub const RESERVED_FLAGS: &[&str] = &[
     "zookeeper-address-template",
     "cluster",
     "initial-cluster-state",
+    "admin-addr",
+    "admin-allow-remote",
+    "tls-cert",
+    "tls-key",
+    "tls-ca",
+    "tls-admin-ca",
+    "tls-client-certs",
+    "zookeeper-secure-addr",
 ];
 
 /// What the builders need beyond the resource itself.
@@ -76,6 +93,9 @@ pub struct BuildContext {
     pub default_image_repository: String,
     /// Node image tag when the resource names no version.
     pub default_version: String,
+    /// Where the operator's own pods run: the only ones the NetworkPolicy
+    /// lets reach the admin port.
+    pub operator: OperatorPods,
 }
 
 impl Default for BuildContext {
@@ -83,8 +103,43 @@ impl Default for BuildContext {
         BuildContext {
             default_image_repository: "synod".into(),
             default_version: env!("CARGO_PKG_VERSION").into(),
+            operator: OperatorPods::default(),
         }
     }
+}
+
+/// The operator's pods: their namespace and labels (the chart passes its
+/// release namespace and selector labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorPods {
+    pub namespace: String,
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+impl Default for OperatorPods {
+    fn default() -> Self {
+        OperatorPods {
+            namespace: "synod-system".into(),
+            pod_labels: BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "synod-operator".to_owned(),
+            )]),
+        }
+    }
+}
+
+/// `key=value,key=value` (the form of `--operator-pod-labels`) as labels;
+/// `None` if a pair has no `=` or an empty key.
+pub fn parse_labels(text: &str) -> Option<BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let key = key.trim();
+            (!key.is_empty()).then(|| (key.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
 }
 
 /// Facts recorded in the status that shape the objects.
@@ -135,6 +190,8 @@ pub enum SpecError {
     ReservedFlag(String),
     #[error("spec.config.extra key {0:?} is not a flag name (lowercase letters, digits and '-')")]
     BadFlagName(String),
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 /// Names of the ensemble's objects and DNS.
@@ -193,6 +250,24 @@ impl Names {
             Some(domain) => format!("{service}.{}.svc.{domain}", self.namespace),
             None => format!("{service}.{}.svc", self.namespace),
         }
+    }
+
+    /// Every name of a Service a certificate must cover: `<svc>.<ns>.svc`,
+    /// and with the domain too when one was given.
+    pub fn service_hosts(&self, service: &str) -> Vec<String> {
+        let relative = format!("{service}.{}.svc", self.namespace);
+        match &self.domain {
+            Some(domain) => vec![relative.clone(), format!("{relative}.{domain}")],
+            None => vec![relative],
+        }
+    }
+
+    /// Every name of pod `ordinal` under the headless Service.
+    pub fn pod_hosts(&self, ordinal: &str) -> Vec<String> {
+        self.service_hosts(&self.peer_service())
+            .into_iter()
+            .map(|host| format!("{}-{ordinal}.{host}", self.name))
+            .collect()
     }
 
     /// Host of pod `ordinal` through the headless peer Service.
@@ -269,14 +344,32 @@ pub fn node_config(ce: &CoordinationEnsemble, recorded: &Recorded) -> Result<Str
         "peer-address-template",
         text(format!("{}:{PEER_PORT}", names.pod_host("{ordinal}"))),
     );
+    // The address ZooKeeper clients are told about (`/zookeeper/config`):
+    // the secure port when there is one.
+    let zookeeper_ports = tls::zookeeper_ports(ce);
+    let advertised = zookeeper_ports
+        .iter()
+        .map(|(_, port)| *port)
+        .max()
+        .unwrap_or(ZOOKEEPER_PORT);
     put(
         "zookeeper-address-template",
-        text(format!("{}:{ZOOKEEPER_PORT}", names.pod_host("{ordinal}"))),
+        text(format!("{}:{advertised}", names.pod_host("{ordinal}"))),
     );
     put("client-addr", text(format!("0.0.0.0:{CLIENT_PORT}")));
     put("peer-addr", text(format!("0.0.0.0:{PEER_PORT}")));
     put("http-addr", text(format!("0.0.0.0:{HTTP_PORT}")));
-    put("zookeeper-addr", text(format!("0.0.0.0:{ZOOKEEPER_PORT}")));
+    let plaintext_zookeeper = zookeeper_ports
+        .iter()
+        .any(|(_, port)| *port == ZOOKEEPER_PORT);
+    put(
+        "zookeeper-addr",
+        text(if plaintext_zookeeper {
+            format!("0.0.0.0:{ZOOKEEPER_PORT}")
+        } else {
+            "off".into()
+        }),
+    );
     put("data-dir", text(DATA_DIR.into()));
     put("log-dir", text(format!("{DATA_DIR}/log")));
     put("snapshot-dir", text(format!("{SNAPSHOT_MOUNT}/snapshot")));
@@ -370,6 +463,9 @@ pub struct Owned {
     pub state_config_map: ConfigMap,
     pub peer_service: k8s_openapi::api::core::v1::Service,
     pub client_service: k8s_openapi::api::core::v1::Service,
+    pub network_policy: k8s_openapi::api::networking::v1::NetworkPolicy,
+    /// cert-manager Certificates (with `spec.tls.issuerRef` only).
+    pub certificates: Vec<Certificate>,
     pub statefulset: k8s_openapi::api::apps::v1::StatefulSet,
     pub pdb: Option<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
     pub service_monitor: Option<serde_json::Value>,
@@ -393,6 +489,8 @@ pub fn build_all(
         state_config_map: state_config_map(ce, recorded)?,
         peer_service: peer_service(ce)?,
         client_service: client_service(ce)?,
+        network_policy: network_policy(ce, ctx)?,
+        certificates: certificates(ce)?,
         statefulset: statefulset(ce, recorded, ctx, &hash)?,
         pdb: pdb(ce)?,
         service_monitor: service_monitor(ce)?,
@@ -417,8 +515,12 @@ impl Owned {
             typed(&self.state_config_map)?,
             typed(&self.peer_service)?,
             typed(&self.client_service)?,
-            typed(&self.statefulset)?,
+            typed(&self.network_policy)?,
         ];
+        for certificate in &self.certificates {
+            out.push(serde_json::to_value(certificate)?);
+        }
+        out.push(typed(&self.statefulset)?);
         if let Some(pdb) = &self.pdb {
             out.push(typed(pdb)?);
         }

@@ -11,8 +11,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 use super::{
-    CLIENT_PORT, HTTP_PORT, Names, PEER_PORT, SpecError, ZOOKEEPER_PORT, labels, metadata,
-    owner_reference, selector_labels,
+    CLIENT_PORT, HTTP_PORT, Names, PEER_PORT, SpecError, labels, metadata, owner_reference,
+    selector_labels, tls,
 };
 use crate::crd::CoordinationEnsemble;
 
@@ -36,19 +36,32 @@ pub fn peer_service(ce: &CoordinationEnsemble) -> Result<Service, SpecError> {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&names)),
-            ports: Some(vec![
-                service_port("peer", PEER_PORT, None),
-                service_port("client", CLIENT_PORT, Some("grpc")),
-                service_port("zookeeper", ZOOKEEPER_PORT, None),
-                service_port("http", HTTP_PORT, Some("http")),
-            ]),
+            ports: Some({
+                let mut ports = vec![
+                    service_port("peer", PEER_PORT, None),
+                    service_port("client", CLIENT_PORT, Some("grpc")),
+                ];
+                ports.extend(zookeeper_ports(ce));
+                ports.push(service_port("http", HTTP_PORT, Some("http")));
+                ports
+            }),
             ..ServiceSpec::default()
         }),
         status: None,
     })
 }
 
-/// What clients connect to: gRPC on 7000, ZooKeeper on 2181.
+/// The ZooKeeper ports: 2181, or with TLS 2281 (and 2181 if asked for).
+fn zookeeper_ports(ce: &CoordinationEnsemble) -> Vec<ServicePort> {
+    tls::zookeeper_ports(ce)
+        .into_iter()
+        .map(|(name, port)| service_port(name, port, None))
+        .collect()
+}
+
+/// What clients connect to: gRPC on 7000, ZooKeeper on 2181 (with TLS on
+/// 2281). The admin port is in no Service: only the operator calls it, by
+/// pod IP.
 pub fn client_service(ce: &CoordinationEnsemble) -> Result<Service, SpecError> {
     let names = Names::of(ce)?;
     let mut meta = metadata(ce, &names, names.client_service(), "client");
@@ -60,17 +73,18 @@ pub fn client_service(ce: &CoordinationEnsemble) -> Result<Service, SpecError> {
         spec: Some(ServiceSpec {
             type_: Some(ce.spec.service.kind.as_str().into()),
             selector: Some(selector_labels(&names)),
-            ports: Some(vec![
-                ServicePort {
+            ports: Some({
+                let mut ports = vec![ServicePort {
                     name: Some("grpc".into()),
                     port: CLIENT_PORT,
                     target_port: Some(IntOrString::String("client".into())),
                     protocol: Some("TCP".into()),
                     app_protocol: Some("grpc".into()),
                     ..ServicePort::default()
-                },
-                service_port("zookeeper", ZOOKEEPER_PORT, None),
-            ]),
+                }];
+                ports.extend(zookeeper_ports(ce));
+                ports
+            }),
             ..ServiceSpec::default()
         }),
         status: None,

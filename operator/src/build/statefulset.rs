@@ -21,9 +21,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    BuildContext, CLIENT_PORT, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, DATA_DIR, HTTP_PORT,
-    INITIAL_STATE_KEY, Names, PEER_PORT, Recorded, SNAPSHOT_MOUNT, SpecError, ZOOKEEPER_PORT,
-    labels, metadata, selector_labels,
+    ADMIN_PORT, BuildContext, CLIENT_PORT, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY,
+    DATA_DIR, HTTP_PORT, INITIAL_STATE_KEY, Names, PEER_PORT, Recorded, SNAPSHOT_MOUNT, SpecError,
+    labels, metadata, selector_labels, tls,
 };
 use crate::crd::{AntiAffinityType, CoordinationEnsemble, ReclaimOnDelete, VolumeSpec};
 
@@ -83,7 +83,7 @@ pub fn statefulset(
                     annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(ce, &names, ctx)),
+                spec: Some(pod_spec(ce, &names, ctx)?),
             },
             volume_claim_templates: Some(vec![
                 claim_template(&names, "log", &spec.storage.log),
@@ -160,7 +160,11 @@ fn port(name: &str, number: i32) -> ContainerPort {
     }
 }
 
-fn pod_spec(ce: &CoordinationEnsemble, names: &Names, ctx: &BuildContext) -> PodSpec {
+fn pod_spec(
+    ce: &CoordinationEnsemble,
+    names: &Names,
+    ctx: &BuildContext,
+) -> Result<PodSpec, SpecError> {
     let spec = &ce.spec;
     let image_spec = spec.image.clone().unwrap_or_default();
     let repository = image_spec
@@ -178,16 +182,59 @@ fn pod_spec(ce: &CoordinationEnsemble, names: &Names, ctx: &BuildContext) -> Pod
             .div_ceil(STARTUP_PERIOD_SECONDS as u64),
     )
     .unwrap_or(i32::MAX);
+    let mut args = vec![
+        "serve".to_owned(),
+        "--config".to_owned(),
+        format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+    ];
+    args.extend(tls::node_args(ce));
+    let mut ports = vec![
+        port("client", CLIENT_PORT),
+        port("peer", PEER_PORT),
+        port("http", HTTP_PORT),
+    ];
+    ports.extend(
+        tls::zookeeper_ports(ce)
+            .into_iter()
+            .map(|(name, number)| port(name, number)),
+    );
+    // The operator finds a pod's admin port by this name.
+    ports.push(port("admin", ADMIN_PORT));
+    let (tls_volumes, tls_mounts) = tls::volumes(ce)?;
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "log".into(),
+            mount_path: DATA_DIR.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "snapshot".into(),
+            mount_path: SNAPSHOT_MOUNT.into(),
+            ..VolumeMount::default()
+        },
+    ];
+    mounts.extend(tls_mounts);
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.config_map(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    volumes.extend(tls_volumes);
 
     let container = Container {
         name: "synod".into(),
         image: Some(format!("{repository}:{tag}")),
         image_pull_policy: image_spec.pull_policy.map(|p| p.as_str().to_owned()),
-        args: Some(vec![
-            "serve".into(),
-            "--config".into(),
-            format!("{CONFIG_DIR}/{CONFIG_KEY}"),
-        ]),
+        args: Some(args),
         env: Some(vec![EnvVar {
             name: "SYNOD_INITIAL_CLUSTER_STATE".into(),
             value_from: Some(EnvVarSource {
@@ -200,12 +247,7 @@ fn pod_spec(ce: &CoordinationEnsemble, names: &Names, ctx: &BuildContext) -> Pod
             }),
             ..EnvVar::default()
         }]),
-        ports: Some(vec![
-            port("client", CLIENT_PORT),
-            port("peer", PEER_PORT),
-            port("http", HTTP_PORT),
-            port("zookeeper", ZOOKEEPER_PORT),
-        ]),
+        ports: Some(ports),
         // The node's last log lines become the termination message, which
         // is how the operator learns that a node refused its volume.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -231,37 +273,13 @@ fn pod_spec(ce: &CoordinationEnsemble, names: &Names, ctx: &BuildContext) -> Pod
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "log".into(),
-                mount_path: DATA_DIR.into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "snapshot".into(),
-                mount_path: SNAPSHOT_MOUNT.into(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
 
-    PodSpec {
+    Ok(PodSpec {
         containers: vec![container],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: names.config_map(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        }]),
+        volumes: Some(volumes),
         termination_grace_period_seconds: Some(termination_grace_seconds(ce)),
         // The node never calls the Kubernetes API.
         automount_service_account_token: Some(false),
@@ -289,7 +307,7 @@ fn pod_spec(ce: &CoordinationEnsemble, names: &Names, ctx: &BuildContext) -> Pod
         }),
         affinity: anti_affinity(ce, names),
         ..PodSpec::default()
-    }
+    })
 }
 
 fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {

@@ -5,7 +5,8 @@
 //! mistake.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
@@ -17,7 +18,14 @@ use serde_json::json;
 use tracing::warn;
 
 use super::{Error, World};
-use crate::build::{FIELD_MANAGER, Names, Owned, Recorded, selector_labels, state_config_map};
+use crate::admin::AdminCredentials;
+use crate::build::tls::{
+    CERTIFICATE_API_VERSION, CERTIFICATE_KIND, Certificate, SECRET_CA_KEY, SECRET_CERT_KEY,
+    SECRET_KEY_KEY,
+};
+use crate::build::{
+    FIELD_MANAGER, Names, Owned, Recorded, TlsSecretNames, selector_labels, state_config_map,
+};
 use crate::crd::{CoordinationEnsemble, CoordinationEnsembleStatus};
 
 #[derive(Clone)]
@@ -117,6 +125,17 @@ impl KubeIo {
             &owned.client_service,
         )
         .await?;
+        self.apply_one::<NetworkPolicy>(
+            &name_of(&owned.network_policy.metadata),
+            &owned.network_policy,
+        )
+        .await?;
+        // Before the StatefulSet: its pods cannot start without the
+        // Secrets cert-manager writes from these. Without cert-manager's
+        // CRD this fails, and the failure is reported: TLS needs it.
+        for certificate in &owned.certificates {
+            self.apply_certificate(certificate).await?;
+        }
         self.apply_statefulset(&owned.statefulset).await?;
         if let Some(pdb) = &owned.pdb {
             self.apply_one::<PodDisruptionBudget>(&name_of(&pdb.metadata), pdb)
@@ -143,6 +162,62 @@ impl KubeIo {
     ) -> Result<(), Error> {
         let cm: ConfigMap = state_config_map(ce, recorded)?;
         self.apply_one(&name_of(&cm.metadata), &cm).await
+    }
+
+    async fn apply_certificate(&self, certificate: &Certificate) -> Result<(), Error> {
+        let (group, version) = CERTIFICATE_API_VERSION
+            .split_once('/')
+            .unwrap_or(("cert-manager.io", "v1"));
+        let gvk = GroupVersionKind::gvk(group, version, CERTIFICATE_KIND);
+        let resource = ApiResource::from_gvk_with_plural(&gvk, "certificates");
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
+        api.patch(
+            &name_of(&certificate.metadata),
+            &apply_params(),
+            &Patch::Apply(certificate),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The operator's admin credentials for a TLS ensemble: the node CA
+    /// from the node Secret, the client certificate and key from the admin
+    /// Secret.
+    pub async fn admin_credentials(
+        &self,
+        secrets: &TlsSecretNames,
+    ) -> Result<AdminCredentials, Error> {
+        let api = self.api::<Secret>();
+        let read = |secret: Option<Secret>, name: &str, keys: &[&'static str]| {
+            let secret = secret.ok_or_else(|| Error::SecretMissing {
+                name: name.to_owned(),
+            })?;
+            let data = secret.data.unwrap_or_default();
+            keys.iter()
+                .map(|key| {
+                    data.get(*key).map(|bytes| bytes.0.clone()).ok_or_else(|| {
+                        Error::SecretKeyMissing {
+                            name: name.to_owned(),
+                            key,
+                        }
+                    })
+                })
+                .collect::<Result<Vec<Vec<u8>>, Error>>()
+        };
+        let server = read(
+            api.get_opt(&secrets.server).await?,
+            &secrets.server,
+            &[SECRET_CA_KEY],
+        )?;
+        let admin = read(
+            api.get_opt(&secrets.admin).await?,
+            &secrets.admin,
+            &[SECRET_CERT_KEY, SECRET_KEY_KEY],
+        )?;
+        let credentials = AdminCredentials::from_pem(&server[0], &admin[0], &admin[1])
+            .map_err(crate::admin::AdminError::from)?;
+        Ok(credentials)
     }
 
     async fn apply_service_monitor(&self, sm: &serde_json::Value) -> Result<(), Error> {

@@ -24,7 +24,7 @@ pub use kube_io::KubeIo;
 pub use observe::{World, observe_nodes};
 
 use crate::admin::{self, AdminError};
-use crate::build::{BuildContext, Recorded, SpecError, build_all};
+use crate::build::{BuildContext, Names, Recorded, SpecError, TlsSecretNames, build_all};
 use crate::crd::{BootstrapRecord, CoordinationEnsemble, CoordinationEnsembleStatus};
 use crate::metrics::Metrics;
 use crate::planner::{self, Action, Goal, Health};
@@ -43,6 +43,12 @@ pub enum Error {
     Admin(#[from] AdminError),
     #[error("the resource has no {0}")]
     Missing(&'static str),
+    #[error(
+        "Secret {name} not found (cert-manager has not written it yet, or spec.tls.secrets names a Secret that does not exist)"
+    )]
+    SecretMissing { name: String },
+    #[error("Secret {name} has no {key}")]
+    SecretKeyMissing { name: String, key: &'static str },
 }
 
 impl Error {
@@ -53,6 +59,7 @@ impl Error {
             Error::Spec(_) => "spec",
             Error::Admin(e) => e.kind(),
             Error::Missing(_) => "missing",
+            Error::SecretMissing { .. } | Error::SecretKeyMissing { .. } => "secret",
         }
     }
 }
@@ -169,8 +176,23 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
         io.apply(&owned).await
     };
 
-    // Observe the nodes.
-    let nodes = observe_nodes(&world).await;
+    // Observe the nodes: over mutual TLS with the operator's admin
+    // certificate if the ensemble has TLS. Until its Secrets exist no node
+    // can be asked, and the status says why.
+    let names = Names::of(ce)?;
+    let (nodes, credentials_error) = match &ce.spec.tls {
+        None => (observe_nodes(&world, &names, None).await, None),
+        Some(tls) => match io.admin_credentials(&TlsSecretNames::of(&names, tls)).await {
+            Ok(credentials) => (
+                observe_nodes(&world, &names, Some(&credentials)).await,
+                None,
+            ),
+            Err(e) => {
+                warn!(ensemble = %io.name, namespace = %io.namespace, error = %e, "no admin credentials: the nodes cannot be asked");
+                (observe::NodeStatuses::default(), Some(e))
+            }
+        },
+    };
     let mut observed = world.to_observed(&nodes);
     let mut new_status = ce.status.clone().unwrap_or_default();
     if new_status.bootstrap_voters.is_empty() {
@@ -220,6 +242,16 @@ async fn reconcile_inner(ce: &CoordinationEnsemble, ctx: &Context) -> Result<Req
         &action,
     );
     let mut desired = status::desired_conditions(&observed, health.as_ref(), &action);
+    if let Some(e) = &credentials_error {
+        for d in desired
+            .iter_mut()
+            .filter(|d| d.type_ == status::PROGRESSING)
+        {
+            d.status = false;
+            d.reason = "AdminCredentialsUnavailable".into();
+            d.message = e.to_string();
+        }
+    }
     if let Err(e) = &acted {
         // The step did not happen: say so instead of the plan.
         for d in desired
@@ -361,17 +393,17 @@ async fn act(
             io.apply_statefulset(&owned.statefulset).await?;
         }
         Action::ChangeMembership { change, id } => {
-            let address = nodes
-                .leader_address()
+            let leader = nodes
+                .leader_target()
                 .ok_or(Error::Missing("leader address"))?;
-            let outcome = admin::change_membership(&address, *change, *id).await?;
+            let outcome = admin::change_membership(&leader, *change, *id).await?;
             info!(ensemble = %io.name, ?change, id, slot = outcome.slot, already_done = outcome.already_done, "membership change committed");
         }
         Action::TransferLeadership { to, .. } => {
-            let address = nodes
-                .leader_address()
+            let leader = nodes
+                .leader_target()
                 .ok_or(Error::Missing("leader address"))?;
-            admin::transfer_leadership(&address, *to).await?;
+            admin::transfer_leadership(&leader, *to).await?;
         }
         Action::DeletePod { id, uid, .. } => {
             io.delete_pod(&io.pod_name(*id), uid).await?;

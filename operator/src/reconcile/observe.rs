@@ -1,7 +1,9 @@
 //! From the Kubernetes objects and the nodes' `Status` answers to the
 //! planner's `Observed`. Nodes are asked by pod IP (no dependence on the
-//! operator's own DNS view), all at once, each with a short timeout; a node
-//! that does not answer simply does not report.
+//! operator's own DNS view) on the port their pod declares as `admin`, all
+//! at once, each with a short timeout; a node that does not answer simply
+//! does not report. Over TLS the node's certificate is checked against the
+//! pod's stable DNS name.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,8 @@ use k8s_openapi::jiff::Timestamp;
 use synod_proto::v1 as pb;
 use tracing::debug;
 
-use crate::admin;
-use crate::build::CLIENT_PORT;
+use crate::admin::{self, AdminCredentials, Target};
+use crate::build::{CLIENT_PORT, Names};
 use crate::planner::{ClaimRef, LeaderView, NodeId, NodeView, Observed, PodView, StatefulSetView};
 
 /// The Kubernetes side, as listed.
@@ -27,7 +29,7 @@ pub struct World {
 /// The answers of the nodes, by the id of the pod they run in.
 #[derive(Debug, Clone, Default)]
 pub struct NodeStatuses {
-    pub by_pod: BTreeMap<NodeId, (String, pb::StatusResponse)>,
+    pub by_pod: BTreeMap<NodeId, (Target, pb::StatusResponse)>,
 }
 
 impl NodeStatuses {
@@ -39,11 +41,12 @@ impl NodeStatuses {
             .find(|s| admin::is_leader(s))
     }
 
-    pub fn leader_address(&self) -> Option<String> {
+    /// How to reach the leader's Admin API.
+    pub fn leader_target(&self) -> Option<Target> {
         self.by_pod
             .values()
             .find(|(_, s)| admin::is_leader(s))
-            .map(|(a, _)| a.clone())
+            .map(|(t, _)| t.clone())
     }
 }
 
@@ -186,34 +189,76 @@ impl World {
     }
 }
 
-/// `Status` of every running pod with an IP, concurrently.
-pub async fn observe_nodes(world: &World) -> NodeStatuses {
-    let targets: Vec<(NodeId, String)> = world
+/// The port a pod serves the Admin API on: the container port named
+/// `admin` (7300). A pod started from a template of an operator before the
+/// admin listener has none and serves it on the client port; it is asked
+/// there until the roll replaces it.
+pub fn admin_port(pod: &Pod) -> i32 {
+    pod.spec
+        .iter()
+        .flat_map(|spec| &spec.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("admin"))
+        .map_or(CLIENT_PORT, |p| p.container_port)
+}
+
+/// `Status` of every running pod with an IP, concurrently; over TLS with
+/// `credentials` (each node's certificate checked against its pod's name
+/// under the headless Service).
+pub async fn observe_nodes(
+    world: &World,
+    names: &Names,
+    credentials: Option<&AdminCredentials>,
+) -> NodeStatuses {
+    let mut targets: Vec<(NodeId, Target)> = Vec::new();
+    for pod in world
         .pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|pod| {
-            let id = id_of(&world.name, pod.metadata.name.as_deref()?)?;
-            let ip = pod.status.as_ref()?.pod_ip.clone()?;
-            // An IPv6 pod address needs brackets in host:port.
-            let host = if ip.contains(':') {
-                format!("[{ip}]")
-            } else {
-                ip
-            };
-            Some((id, format!("{host}:{CLIENT_PORT}")))
-        })
-        .collect();
-    let answers = futures::future::join_all(targets.into_iter().map(|(id, address)| async move {
-        let answer = admin::status(&address).await;
-        (id, address, answer)
+    {
+        let Some(id) = pod
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|n| id_of(&world.name, n))
+        else {
+            continue;
+        };
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
+        // An IPv6 pod address needs brackets in host:port.
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip
+        };
+        let address = format!("{host}:{}", admin_port(pod));
+        let target = match credentials {
+            None => Target::plain(address),
+            Some(credentials) => {
+                let name = names.pod_host(&id.saturating_sub(1).to_string());
+                match Target::tls(address, credentials, &name) {
+                    Ok(target) => target,
+                    Err(e) => {
+                        debug!(id, error = %e, "node cannot be asked");
+                        continue;
+                    }
+                }
+            }
+        };
+        targets.push((id, target));
+    }
+    let answers = futures::future::join_all(targets.into_iter().map(|(id, target)| async move {
+        let answer = admin::status(&target).await;
+        (id, target, answer)
     }))
     .await;
     let mut statuses = NodeStatuses::default();
-    for (id, address, answer) in answers {
+    for (id, target, answer) in answers {
         match answer {
             Ok(status) => {
-                statuses.by_pod.insert(id, (address, status));
+                statuses.by_pod.insert(id, (target, status));
             }
             Err(e) => debug!(id, error = %e, "node did not report"),
         }
@@ -224,6 +269,7 @@ pub async fn observe_nodes(world: &World) -> NodeStatuses {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::ADMIN_PORT;
 
     #[test]
     fn a_refused_data_directory_is_recognised_from_the_termination_message() {
@@ -243,6 +289,35 @@ mod tests {
         assert!(holds_foreign_data(&pod(1, refusal)));
         assert!(!holds_foreign_data(&pod(0, refusal)));
         assert!(!holds_foreign_data(&pod(1, "Error: address in use")));
+    }
+
+    #[test]
+    fn the_admin_port_is_the_one_the_pod_names_admin_else_the_client_port() {
+        let pod = |ports: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "synod-0"},
+                "spec": {"containers": [{"name": "synod", "ports": ports}]},
+            }))
+            .expect("pod")
+        };
+        assert_eq!(
+            admin_port(&pod(serde_json::json!([
+                {"name": "client", "containerPort": 7000},
+                {"name": "admin", "containerPort": ADMIN_PORT},
+            ]))),
+            7300
+        );
+        // A pod from before the admin listener: Admin on the client port.
+        assert_eq!(
+            admin_port(&pod(
+                serde_json::json!([{"name": "client", "containerPort": 7000}])
+            )),
+            7000
+        );
+        let no_spec: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "synod-0"}}))
+                .expect("pod");
+        assert_eq!(admin_port(&no_spec), CLIENT_PORT);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! serve` processes on loopback (one per ordinal, node id = ordinal + 1, at
 //! `<prefix>.<id>` with the same ports on every address), keeps or deletes
 //! their directories (the volumes), labels each process with the template
-//! revision it was started from, observes them through the Admin API and
-//! `/readyz`, and runs the planner's actions against them; plus a client
+//! revision it was started from, observes them through the Admin API (on
+//! each node's admin listener) and `/readyz`, and runs the planner's actions against them; plus a client
 //! load and the check that every acknowledged write is still there.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use synod_operator::admin;
+use synod_operator::admin::{self, Target};
 use synod_operator::planner::{
     Action, Change, ClaimRef, Goal, LeaderView, NodeId, NodeView, Observed, PodView,
     StatefulSetView, plan, quorum,
@@ -82,6 +82,7 @@ pub struct Harness {
     pub peer_port: u16,
     pub client_port: u16,
     pub http_port: u16,
+    pub admin_port: u16,
     pub bootstrap: u64,
     pub replicas: u32,
     pub revision: String,
@@ -92,22 +93,22 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(name: &str, bootstrap: u64) -> Harness {
-        Harness::with_client_port(name, bootstrap, None)
+        Harness::with_admin_port(name, bootstrap, None)
     }
 
-    /// With the nodes' client port fixed (the reconciler dials pod IPs on
-    /// the node's port 7000, as in a cluster).
-    pub fn with_client_port(name: &str, bootstrap: u64, client_port: Option<u16>) -> Harness {
+    /// With the nodes' admin port fixed (the reconciler dials pod IPs on
+    /// the port the pod declares as `admin`, 7300, as in a cluster).
+    pub fn with_admin_port(name: &str, bootstrap: u64, admin_port: Option<u16>) -> Harness {
         let prefix = loopback_prefix(name);
-        let mut ports = ports_free(&prefix, 7, 3);
-        if let Some(port) = client_port {
+        let mut ports = ports_free(&prefix, 7, 4);
+        if let Some(port) = admin_port {
             for i in 1..=7 {
                 assert!(
                     TcpListener::bind(format!("{prefix}.{i}:{port}")).is_ok(),
                     "port {port} is taken on {prefix}.{i}"
                 );
             }
-            ports[1] = port;
+            ports[3] = port;
         }
         let dir =
             std::env::temp_dir().join(format!("synod-operator-{name}-{}", std::process::id()));
@@ -120,6 +121,7 @@ impl Harness {
             peer_port: ports[0],
             client_port: ports[1],
             http_port: ports[2],
+            admin_port: ports[3],
             bootstrap,
             replicas: 0,
             revision: "r1".into(),
@@ -133,6 +135,11 @@ impl Harness {
 
     pub fn client_addr(&self, id: NodeId) -> String {
         format!("{}.{id}:{}", self.prefix, self.client_port)
+    }
+
+    /// The node's admin listener (on loopback, so no `--admin-allow-remote`).
+    pub fn admin_addr(&self, id: NodeId) -> String {
+        format!("{}.{id}:{}", self.prefix, self.admin_port)
     }
 
     pub fn start(&mut self, id: NodeId) {
@@ -152,6 +159,7 @@ impl Harness {
                 "harness",
             ])
             .args(["--client-addr", &self.client_addr(id)])
+            .args(["--admin-addr", &self.admin_addr(id)])
             .args([
                 "--http-addr",
                 &format!("{}.{id}:{}", self.prefix, self.http_port),
@@ -255,8 +263,8 @@ impl Harness {
         let mut nodes = BTreeMap::new();
         let mut leader = None;
         for id in self.pods.keys().copied().collect::<Vec<_>>() {
-            let address = self.client_addr(id);
-            if let Ok(status) = admin::status(&address).await {
+            let address = self.admin_addr(id);
+            if let Ok(status) = admin::status(&Target::plain(address.clone())).await {
                 nodes.insert(
                     id,
                     NodeView {
@@ -339,13 +347,13 @@ impl Harness {
             Action::ScaleStatefulSet { replicas } => self.scale(*replicas),
             Action::ChangeMembership { change, id } => {
                 let leader = leader.ok_or("no leader")?;
-                admin::change_membership(leader, *change, *id)
+                admin::change_membership(&Target::plain(leader), *change, *id)
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Action::TransferLeadership { to, .. } => {
                 let leader = leader.ok_or("no leader")?;
-                admin::transfer_leadership(leader, *to)
+                admin::transfer_leadership(&Target::plain(leader), *to)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -482,6 +490,7 @@ pub async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, calls: Call
             let leader = leader
                 .clone()
                 .expect("a change is planned only with a leader");
+            let leader = Target::plain(leader);
             let call = admin::change_membership(&leader, change, id);
             let cut = Duration::from_millis(1 + run.actions.len() as u64 % 7);
             let _ = tokio::time::timeout(cut, call).await;
@@ -495,7 +504,7 @@ pub async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, calls: Call
                         // The operator died before it learnt the answer and
                         // asks again: the node must say it is already done.
                         let leader = h.observe().await.1.expect("a leader after a change");
-                        let again = admin::change_membership(&leader, change, id)
+                        let again = admin::change_membership(&Target::plain(leader), change, id)
                             .await
                             .expect("a repeated change is answered");
                         assert!(again.already_done, "{change:?} {id} repeated: {again:?}");
@@ -555,8 +564,8 @@ pub fn start_load(h: &Harness, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle
 }
 
 pub async fn assert_all_present(h: &mut Harness, acked: &[String]) {
-    let leader = h.observe().await.1.expect("a leader at the end");
-    let mut client = CoordinationClient::connect(format!("http://{leader}"))
+    let leader = h.observe().await.0.leader.expect("a leader at the end").id;
+    let mut client = CoordinationClient::connect(format!("http://{}", h.client_addr(leader)))
         .await
         .expect("connect to the leader");
     for path in acked {
