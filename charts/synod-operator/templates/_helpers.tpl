@@ -57,4 +57,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   verbs: ["get", "create", "patch"]
+# Each ensemble's NetworkPolicy (the admin port for the operator only).
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
+# spec.tls with an issuer: the node and admin Certificates.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["get", "create", "patch"]
+# spec.tls: the operator reads its admin client certificate and the node
+# CA from the ensemble's Secrets (get by name only: no list, no watch).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end -}}
+
+{{/* The operator's pod labels in the form of --operator-pod-labels. */}}
+{{- define "synod-operator.podLabelsFlag" -}}
+app.kubernetes.io/name=synod-operator,app.kubernetes.io/instance={{ .Release.Name }}
 {{- end -}}
