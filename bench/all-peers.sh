@@ -479,7 +479,7 @@ memory_synod() {
     # gets MILLION children, more than Synod's default --max-children allows.
     synod_serve() {
         SYNOD_LOG=warn "$SYNOD_BIN" serve --data-dir "$dir/data" --client-addr 127.0.0.1:7001 \
-            --http-addr 127.0.0.1:7201 --zookeeper-addr off --max-children $((MILLION + 1000)) \
+            --http-addr 127.0.0.1:7201 --zookeeper-addr off --admin-addr off --max-children $((MILLION + 1000)) \
             >>"$dir/synod.log" 2>&1 </dev/null &
         pid=$!
         RUNNING[$pid]="synod serve"

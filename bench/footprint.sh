@@ -49,7 +49,7 @@ EOF
 # Starts the node (PID) and waits until it is ready; READY_SECS is how long
 # that took.
 start() {
-  SYNOD_LOG=${SYNOD_LOG:-info} "$SYNOD" serve --client-addr "$CLIENT" --http-addr "$HTTP" \
+  SYNOD_LOG=${SYNOD_LOG:-info} "$SYNOD" serve --client-addr "$CLIENT" --http-addr "$HTTP" --admin-addr off \
     --data-dir "$DIR/data" >>"$DIR/node.log" 2>&1 &
   PID=$!
   local started=$EPOCHREALTIME

@@ -303,6 +303,20 @@ pub struct NodeConfig {
     )]
     pub zookeeper_secure_addr: OptionalAddr,
 
+    /// The Admin API (status, membership changes, leadership transfer,
+    /// snapshots), on its own port so that no client of the data API can
+    /// reach it, or `off`. With TLS it requires a client certificate from
+    /// --tls-admin-ca; without TLS it may only listen on loopback unless
+    /// --admin-allow-remote says otherwise.
+    #[arg(long, env = "SYNOD_ADMIN_ADDR", default_value = "127.0.0.1:7300")]
+    pub admin_addr: OptionalAddr,
+
+    /// Without TLS, let the Admin API listen on a non-loopback address
+    /// (anyone who reaches it can remove members: guard it with a
+    /// NetworkPolicy or a firewall).
+    #[arg(long, env = "SYNOD_ADMIN_ALLOW_REMOTE", default_value_t = false)]
+    pub admin_allow_remote: bool,
+
     /// This node's certificate (PEM, chain first to last). With --tls-key,
     /// the client, peer and ZooKeeper secure ports speak TLS only. The
     /// files are read again every --tls-reload-secs: new connections use
@@ -319,6 +333,13 @@ pub struct NodeConfig {
     /// (mutual TLS), and so must clients as --tls-client-certs says.
     #[arg(long, env = "SYNOD_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+
+    /// The CA bundle (PEM) that admin client certificates must chain to;
+    /// with TLS on, the Admin API accepts no connection without one.
+    /// Defaults to --tls-ca; give the admins their own CA when clients of
+    /// the data API also get certificates from the ensemble's.
+    #[arg(long, env = "SYNOD_TLS_ADMIN_CA")]
+    pub tls_admin_ca: Option<PathBuf>,
 
     /// Client certificates on the client and ZooKeeper secure ports.
     #[arg(
@@ -443,6 +464,15 @@ impl NodeConfig {
         })
     }
 
+    /// The TLS files of the Admin port: the node's certificate, and the
+    /// admin CA to verify callers with.
+    pub fn admin_tls_files(&self) -> Option<synod_tls::TlsFiles> {
+        self.tls_files().map(|files| synod_tls::TlsFiles {
+            ca: self.tls_admin_ca.clone().or(files.ca.clone()),
+            ..files
+        })
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("max-data-bytes", self.max_data_bytes),
@@ -553,6 +583,23 @@ impl NodeConfig {
         {
             return Err(ConfigError(
                 "--super-digest must look like super:base64hash".into(),
+            ));
+        }
+        // With TLS the admin port verifies callers against the admin CA
+        // (or --tls-ca, which TLS requires); without, only the address
+        // guards it.
+        if let Some(admin) = self.admin_addr.0
+            && self.tls_cert.is_none()
+            && !admin.ip().is_loopback()
+            && !self.admin_allow_remote
+        {
+            return Err(ConfigError(format!(
+                "--admin-addr {admin} is not a loopback address and TLS is off: anyone who reaches it could change the membership; use TLS (--tls-cert, --tls-admin-ca), a loopback address, or --admin-allow-remote behind a NetworkPolicy"
+            )));
+        }
+        if self.tls_admin_ca.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError(
+                "--tls-admin-ca needs TLS on (--tls-cert and --tls-key)".into(),
             ));
         }
         // A ZooKeeper frame must hold the largest value plus its request.

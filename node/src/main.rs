@@ -143,6 +143,8 @@ async fn dev(data_dir: &std::path::Path, nodes: u64, tls: bool) -> anyhow::Resul
         config.peer_addr = None;
         config.client_addr = ([127, 0, 0, 1], 7000 + i as u16).into();
         config.http_addr = ([127, 0, 0, 1], 7200 + i as u16).into();
+        config.admin_addr =
+            synod_node::config::OptionalAddr(Some(([127, 0, 0, 1], 7300 + i as u16).into()));
         config.zookeeper_addr =
             synod_node::config::OptionalAddr(Some(([127, 0, 0, 1], 2180 + i as u16).into()));
         config.data_dir = Some(data_dir.join(i.to_string()));
@@ -160,9 +162,10 @@ async fn dev(data_dir: &std::path::Path, nodes: u64, tls: bool) -> anyhow::Resul
         )]
         {
             println!(
-                "node {i}: clients {}  zookeeper {}  peers 127.0.0.1:{}  http http://{}/metrics  data {}",
+                "node {i}: clients {}  zookeeper {}  admin {}  peers 127.0.0.1:{}  http http://{}/metrics  data {}",
                 config.client_addr,
                 config.zookeeper_addr,
+                config.admin_addr,
                 7100 + i,
                 config.http_addr,
                 data_dir.join(i.to_string()).display()

@@ -8,7 +8,7 @@ use synod_proto::v1::coordination_server::CoordinationServer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::admin::AdminService;
+use crate::api::admin::{AdminElsewhere, AdminService};
 use crate::api::coordination::CoordinationService;
 use crate::config::{ConfigError, NodeConfig};
 use crate::driver::{self, DriverHandle};
@@ -142,6 +142,15 @@ pub async fn run(
     // Before anything else: a node whose certificates are unusable must
     // say so at once, not after recovering.
     let tls = config.tls_files().map(synod_tls::Tls::load).transpose()?;
+    // The Admin port's own material: the node's certificate, and the CA
+    // whose certificates make a caller an admin.
+    let admin_tls = match config.admin_addr.0 {
+        Some(_) => config
+            .admin_tls_files()
+            .map(synod_tls::Tls::load)
+            .transpose()?,
+        None => None,
+    };
     let handshake_timeout = Duration::from_millis(config.tls_handshake_timeout_ms);
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr)
@@ -202,6 +211,13 @@ pub async fn run(
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    let admin_listener = match config.admin_addr.0 {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let admin_local = admin_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
     let zookeeper_secure_listener = match (&tls, config.zookeeper_secure_addr.0) {
         (Some(_), Some(addr)) => Some(bind(addr).await?),
         _ => None,
@@ -270,6 +286,7 @@ pub async fn run(
         client_api = %local,
         http = %config.http_addr,
         zookeeper = %config.zookeeper_addr,
+        admin = ?admin_local,
         zookeeper_secure = ?zookeeper_secure_listener.as_ref().and_then(|l| l.local_addr().ok()),
         tls = tls.is_some(),
         peers = ?ensemble.listen,
@@ -306,11 +323,41 @@ pub async fn run(
         }
         _ => None,
     };
-    let tls_watch = tls
-        .as_ref()
-        .map(|tls| tls.watch(Duration::from_secs(config.tls_reload_secs)));
+    let tls_watch: Vec<_> = [&tls, &admin_tls]
+        .into_iter()
+        .flatten()
+        .map(|tls| tls.watch(Duration::from_secs(config.tls_reload_secs)))
+        .collect();
     let driver_for_stop = driver.clone();
-    let admin = AdminServer::new(AdminService::new(driver.clone(), config.cluster.clone()));
+    let admin = match admin_listener {
+        Some(listener) => {
+            let server = tonic::transport::Server::builder()
+                .layer(MetricsLayer::new(metrics.clone()))
+                .add_service(AdminServer::new(AdminService::new(
+                    driver.clone(),
+                    config.cluster.clone(),
+                )));
+            let serving: Serving<'static> = match &admin_tls {
+                // Only callers with a certificate from the admin CA.
+                Some(tls) => Box::pin(server.serve_with_incoming_shutdown(
+                    synod_tls::accept::incoming(
+                        listener,
+                        tls.server_config(synod_tls::ClientCerts::Required, H2)?,
+                        handshake_timeout,
+                        "admin",
+                    ),
+                    stopped(),
+                )),
+                // Loopback unless --admin-allow-remote (checked by
+                // validate).
+                None => {
+                    Box::pin(server.serve_with_incoming_shutdown(incoming(listener), stopped()))
+                }
+            };
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let zookeeper_front = crate::api::zookeeper::ZooKeeperFrontEnd::new(
         driver.clone(),
         config.zookeeper_config(&ensemble),
@@ -357,7 +404,7 @@ pub async fn run(
     let server = tonic::transport::Server::builder()
         .layer(MetricsLayer::new(metrics))
         .add_service(service)
-        .add_service(admin);
+        .add_service(AdminServer::new(AdminElsewhere::new(admin_local)));
     let serve: Serving<'_> = match &tls {
         Some(tls) => Box::pin(server.serve_with_incoming_shutdown(
             synod_tls::accept::incoming(
@@ -388,13 +435,13 @@ pub async fn run(
         // half alive behind a green health check.
         ended = &mut driver_task => {
             http.abort();
-            if let Some(peers) = &peers {
-                peers.abort();
+            for task in [&peers, &admin].into_iter().flatten() {
+                task.abort();
             }
             for task in [&zookeeper, &zookeeper_secure].into_iter().flatten() {
                 task.abort();
             }
-            if let Some(watch) = &tls_watch {
+            for watch in &tls_watch {
                 watch.abort();
             }
             return Err(ServeError::DriverStopped(match ended {
@@ -405,10 +452,10 @@ pub async fn run(
         }
     }
     http.abort();
-    if let Some(peers) = peers {
-        peers.abort();
+    for task in [&peers, &admin].into_iter().flatten() {
+        task.abort();
     }
-    if let Some(watch) = &tls_watch {
+    for watch in &tls_watch {
         watch.abort();
     }
     if let Some(zookeeper) = &zookeeper_secure {

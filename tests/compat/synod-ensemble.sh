@@ -34,6 +34,7 @@ start)
       --node-id "$i" --peers "$peers" --peer-addr "127.0.0.1:$((base + 20 + i))" \
       --client-addr "127.0.0.1:$((base + i))" --http-addr "127.0.0.1:$((base + 10 + i))" \
       --zookeeper-addr "127.0.0.1:$((base + 80 + i))" --four-letter-words '*' \
+      --admin-addr "127.0.0.1:$((base + 30 + i))" \
       --data-dir "$dir/$i" >"$dir/node-$i.log" 2>&1 &
     echo $! >"$dir/node-$i.pid"
   done

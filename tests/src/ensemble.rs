@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::{Proxy, TestNode, free_addrs};
+use crate::{Proxy, TestNode, flag_value, free_addrs};
 
 /// How long a started node may take to accept client connections.
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -42,6 +42,8 @@ struct Member {
     peer: SocketAddr,
     /// The ZooKeeper-protocol listener.
     zookeeper: SocketAddr,
+    /// The Admin API's listener.
+    admin: SocketAddr,
     data_dir: Option<PathBuf>,
     /// Every flag after the client and HTTP addresses, kept for restarts.
     args: Vec<String>,
@@ -147,9 +149,10 @@ impl Ensemble {
         dirs: &[Option<PathBuf>],
         proxied: bool,
     ) -> Result<Ensemble, StartError> {
-        let addrs = free_addrs(4 * n).map_err(StartError::Other)?;
+        let addrs = free_addrs(5 * n).map_err(StartError::Other)?;
         let (clients, rest) = addrs.split_at(n);
         let (https, rest) = rest.split_at(n);
+        let (admins, rest) = rest.split_at(n);
         let (peers, zookeepers) = rest.split_at(n);
         let mut links = BTreeMap::new();
         if proxied {
@@ -184,6 +187,9 @@ impl Ensemble {
                 "--zookeeper-addr".to_owned(),
                 zookeepers[id - 1].to_string(),
             ];
+            if flag_value(extra, "--admin-addr").is_none() {
+                args.extend(["--admin-addr".to_owned(), admins[id - 1].to_string()]);
+            }
             if observers > 0 {
                 args.extend(["--observers".to_owned(), list(voters + 1..=n)]);
             }
@@ -201,6 +207,7 @@ impl Ensemble {
                 http: https[id - 1],
                 peer: peers[id - 1],
                 zookeeper: zookeepers[id - 1],
+                admin: admins[id - 1],
                 data_dir,
                 args,
                 node: None,
@@ -314,6 +321,21 @@ impl Ensemble {
     /// Node `id`'s client address as a client endpoint string.
     pub fn endpoint(&self, id: usize) -> String {
         self.member(id).client.to_string()
+    }
+
+    /// Node `id`'s Admin API address; it stays the same across restarts.
+    pub fn admin_addr(&self, id: usize) -> SocketAddr {
+        self.member(id).admin
+    }
+
+    /// Every node's Admin API address, comma separated (for
+    /// `synodctl --admin-endpoints`).
+    pub fn admin_endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.admin.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn http_addr(&self, id: usize) -> SocketAddr {
@@ -554,21 +576,4 @@ impl Drop for Ensemble {
         }
         self.links.clear();
     }
-}
-
-/// The value of `--name value` or `--name=value` in `flags`.
-fn flag_value(flags: &[&str], name: &str) -> Option<String> {
-    let mut iter = flags.iter();
-    while let Some(&flag) = iter.next() {
-        if flag == name {
-            return iter.next().map(|&value| value.to_owned());
-        }
-        if let Some(value) = flag
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('='))
-        {
-            return Some(value.to_owned());
-        }
-    }
-    None
 }

@@ -106,19 +106,19 @@ pub fn channel(addr: SocketAddr, timeout: Duration) -> tonic::transport::Channel
         .connect_lazy()
 }
 
-/// The Admin API of the node whose client port is `addr` (5 s per call).
+/// The Admin API of the node whose admin port is `addr` (5 s per call).
 pub fn admin(
     addr: SocketAddr,
 ) -> synod_proto::v1::admin_client::AdminClient<tonic::transport::Channel> {
     synod_proto::v1::admin_client::AdminClient::new(channel(addr, Duration::from_secs(5)))
 }
 
-/// `synodctl --json --endpoints <endpoints> member <args>`: whether it
+/// `synodctl --json --admin-endpoints <endpoints> member <args>`: whether it
 /// succeeded, and its JSON answer (the last line when it prints several;
 /// null when there is none).
 pub async fn synodctl_member(endpoints: &str, args: &[&str]) -> (bool, serde_json::Value) {
     let bin = binary("synodctl").expect("synodctl");
-    let mut all = vec!["--json", "--endpoints", endpoints, "member"];
+    let mut all = vec!["--json", "--admin-endpoints", endpoints, "member"];
     all.extend_from_slice(args);
     let all: Vec<String> = all.into_iter().map(str::to_owned).collect();
     let output = tokio::task::spawn_blocking(move || {
@@ -183,10 +183,20 @@ impl Drop for TempDir {
 pub struct TestNode {
     pub addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The Admin API's port (`--admin-addr`), unless a test turned it off.
+    admin: Option<SocketAddr>,
     child: Child,
 }
 
 impl TestNode {
+    /// The Admin API's address.
+    ///
+    /// # Panics
+    /// When the node was started with `--admin-addr off`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("this node's admin port is off")
+    }
+
     /// Starts `synod serve` on a free port with `extra` flags and waits
     /// until it accepts connections.
     pub fn start(extra: &[&str]) -> anyhow::Result<TestNode> {
@@ -232,10 +242,23 @@ impl TestNode {
         } else {
             &["--zookeeper-addr", "off"]
         };
+        // Nor on the default admin port: a free one unless the test names
+        // its own (to keep it across a restart, or to turn it off).
+        let (admin_addr, admin_flag) = match flag_value(extra, "--admin-addr") {
+            Some(given) => (given.parse().ok(), Vec::new()),
+            None => {
+                let addr = free_addr()?;
+                (
+                    Some(addr),
+                    vec!["--admin-addr".to_owned(), addr.to_string()],
+                )
+            }
+        };
         let child = Command::new(&bin)
             .args(["serve", "--client-addr", &addr.to_string()])
             .args(["--http-addr", &http_addr.to_string()])
             .args(zookeeper)
+            .args(&admin_flag)
             .args(extra)
             // SYNOD_TEST_LOG=debug (say) makes the nodes of a failing test
             // tell more.
@@ -251,6 +274,7 @@ impl TestNode {
         Ok(TestNode {
             addr,
             http_addr,
+            admin: admin_addr,
             child,
         })
     }
@@ -385,4 +409,21 @@ pub fn parse_metric(scrape: &str, name: &str) -> Option<f64> {
             }
             fields.next()?.parse().ok()
         })
+}
+
+/// The value of `flag` in `args`, given as `--flag value` or `--flag=value`.
+pub fn flag_value(args: &[&str], flag: &str) -> Option<String> {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if *arg == flag {
+            return args.next().map(|value| (*value).to_owned());
+        }
+        if let Some(value) = arg
+            .strip_prefix(flag)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
+            return Some(value.to_owned());
+        }
+    }
+    None
 }

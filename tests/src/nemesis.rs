@@ -197,7 +197,7 @@ pub fn coordination(addr: SocketAddr) -> anyhow::Result<CoordinationClient<Chann
 /// Node `id`'s view of the ensemble from Admin `Status`, or why there is
 /// none within a short limit (a paused or dead node has none).
 pub async fn status(ensemble: &Ensemble, id: usize) -> anyhow::Result<pb::StatusResponse> {
-    let mut admin = AdminClient::new(channel(ensemble.client_addr(id))?);
+    let mut admin = AdminClient::new(channel(ensemble.admin_addr(id))?);
     match tokio::time::timeout(STATUS_LIMIT, admin.status(pb::StatusRequest {})).await {
         Ok(Ok(reply)) => Ok(reply.into_inner()),
         Ok(Err(status)) => bail!("node {id}: Status failed: {status}"),

@@ -58,7 +58,7 @@ async fn admin_api_reports_and_changes_the_ensemble() {
     let mut apis: Vec<Admin> = ensemble
         .ids()
         .into_iter()
-        .map(|id| admin(ensemble.client_addr(id)))
+        .map(|id| admin(ensemble.admin_addr(id)))
         .collect();
     let leader = settled(&mut apis, Duration::from_secs(20)).await;
 
@@ -171,7 +171,7 @@ async fn admin_api_reports_and_changes_the_ensemble() {
     let synodctl = synod_tests::binary("synodctl").expect("synodctl");
     let printed = tokio::task::spawn_blocking(move || {
         Command::new(synodctl)
-            .args(["status", "--endpoints", &ensemble.endpoints()])
+            .args(["status", "--admin-endpoints", &ensemble.admin_endpoints()])
             .output()
             .expect("run synodctl")
     })
@@ -224,7 +224,7 @@ async fn a_member_joins_at_its_templated_address() {
         node
     };
     let voters: Vec<TestNode> = (1..=3).map(|id| start(id, None)).collect();
-    let mut apis: Vec<Admin> = voters.iter().map(|n| admin(n.addr)).collect();
+    let mut apis: Vec<Admin> = voters.iter().map(|n| admin(n.admin_addr())).collect();
     let leader = settled(&mut apis, Duration::from_secs(60)).await;
     let leader_index = usize::try_from(leader - 1).expect("small id");
 

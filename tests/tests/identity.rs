@@ -17,7 +17,7 @@ async fn identities(ensemble: &Ensemble, ids: &[usize], limit: Duration) -> Vec<
     loop {
         let mut views = Vec::new();
         for &id in ids {
-            if let Ok(status) = admin(ensemble.client_addr(id))
+            if let Ok(status) = admin(ensemble.admin_addr(id))
                 .status(pb::StatusRequest {})
                 .await
             {
@@ -70,7 +70,7 @@ async fn an_ensemble_has_one_cluster_id_and_refuses_another_clusters_directory()
     // `synodctl status` prints both ids on every node's line.
     let synodctl = synod_tests::binary("synodctl").expect("synodctl");
     let printed = Command::new(synodctl)
-        .args(["status", "--endpoints", &ensemble.endpoints()])
+        .args(["status", "--admin-endpoints", &ensemble.admin_endpoints()])
         .output()
         .expect("run synodctl");
     assert!(printed.status.success(), "{printed:?}");
@@ -143,7 +143,7 @@ async fn single_node_cluster_id(dir: &std::path::Path) -> u64 {
     .expect("node");
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
-        if let Ok(status) = admin(node.addr).status(pb::StatusRequest {}).await {
+        if let Ok(status) = admin(node.admin_addr()).status(pb::StatusRequest {}).await {
             let id = status.into_inner().cluster_id;
             if id != 0 {
                 break id;

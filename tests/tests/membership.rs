@@ -131,16 +131,16 @@ async fn a_fourth_node_joins_is_promoted_demoted_and_removed_by_committed_calls(
         node
     };
     let voters: Vec<TestNode> = (1..=3).map(|id| start(id, None)).collect();
-    let mut apis: Vec<Admin> = voters.iter().map(|n| admin(n.addr)).collect();
+    let mut apis: Vec<Admin> = voters.iter().map(|n| admin(n.admin_addr())).collect();
     let leader = settled(&mut apis, Duration::from_secs(60)).await;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let index = |id: u64| usize::try_from(id - 1).expect("small id");
     let all = voters
         .iter()
-        .map(|n| format!("http://{}", n.addr))
+        .map(|n| format!("http://{}", n.admin_addr()))
         .collect::<Vec<_>>()
         .join(",");
-    let at_follower = format!("http://{}", voters[index(follower)].addr);
+    let at_follower = format!("http://{}", voters[index(follower)].admin_addr());
 
     // A client keeps writing through the whole sequence.
     let stop = Arc::new(AtomicBool::new(false));
@@ -185,7 +185,7 @@ async fn a_fourth_node_joins_is_promoted_demoted_and_removed_by_committed_calls(
     // Node 4 starts with the same bootstrap flags as the voters (a
     // StatefulSet's fourth pod): in no list, it boots not ready.
     let joiner = start(4, None);
-    let why = status(&mut admin(joiner.addr)).await.not_ready;
+    let why = status(&mut admin(joiner.admin_addr())).await.not_ready;
     assert!(why.contains("not in the configuration"), "{why}");
 
     // Added as an observer: answered once committed; again: already done.
@@ -259,7 +259,7 @@ async fn a_fourth_node_joins_is_promoted_demoted_and_removed_by_committed_calls(
 
     // The human table lists the three voters, the leader marked.
     let table = synodctl(vec![
-        "--endpoints".into(),
+        "--admin-endpoints".into(),
         all.clone(),
         "member".into(),
         "list".into(),
@@ -299,7 +299,7 @@ async fn a_change_that_cannot_commit_times_out_clearly() {
     for id in &followers {
         ensemble.kill(*id).expect("kill a follower");
     }
-    let mut api = admin(ensemble.client_addr(leader));
+    let mut api = admin(ensemble.admin_addr(leader));
     let asked = Instant::now();
     let refused = api
         .change_membership(pb::ChangeMembershipRequest {

@@ -30,7 +30,8 @@ async fn status(addr: SocketAddr) -> Option<pb::StatusResponse> {
         .map(tonic::Response::into_inner)
 }
 
-/// Polls node `addr`'s Status until `done` holds.
+/// Polls the Status of the node whose admin port is `addr` until `done`
+/// holds.
 async fn status_until(
     addr: SocketAddr,
     limit: Duration,
@@ -98,9 +99,10 @@ async fn a_wiped_follower_votes_in_nothing_until_it_is_removed_and_re_added() {
     blocking(|| ensemble.wait_ready(Duration::from_secs(30))).expect("ready");
     let leader = blocking(|| ensemble.leader(Duration::from_secs(10))).expect("a leader");
     let leader_addr = ensemble.client_addr(leader);
+    let leader_admin = ensemble.admin_addr(leader);
     // The leader binds every member to its incarnation.
     status_until(
-        leader_addr,
+        leader_admin,
         Duration::from_secs(20),
         "every member bound",
         |s| s.members.len() == 3 && s.members.iter().all(|m| m.incarnation_id != 0),
@@ -137,14 +139,14 @@ async fn a_wiped_follower_votes_in_nothing_until_it_is_removed_and_re_added() {
             "a write committed with only the leader and the wiped node"
         );
     }
-    let commit_before = status(leader_addr).await.map_or(0, |s| s.commit_index);
+    let commit_before = status(leader_admin).await.map_or(0, |s| s.commit_index);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = status(leader_addr).await.map_or(0, |s| s.commit_index);
+    let after = status(leader_admin).await.map_or(0, |s| s.commit_index);
     assert_eq!(after, commit_before, "the commit index moved");
 
     // The old leader reports the wiped member in Status and metrics.
     let view = status_until(
-        leader_addr,
+        leader_admin,
         Duration::from_secs(20),
         "the leader reports the wiped member",
         |s| {
@@ -163,7 +165,7 @@ async fn a_wiped_follower_votes_in_nothing_until_it_is_removed_and_re_added() {
 
     // The other follower returns: a quorum without the wiped node.
     blocking(|| ensemble.restart(other)).expect("restart the other follower");
-    let endpoints = ensemble.endpoints();
+    let endpoints = ensemble.admin_endpoints();
     let deadline = Instant::now() + Duration::from_secs(60);
     let (removed, answer) = loop {
         let (ok, answer) = member(&endpoints, &["remove", &wiped.to_string()]).await;
@@ -182,7 +184,7 @@ async fn a_wiped_follower_votes_in_nothing_until_it_is_removed_and_re_added() {
     // The re-added member serves every acknowledged write.
     let wiped_addr = ensemble.client_addr(wiped);
     let ready = status_until(
-        wiped_addr,
+        ensemble.admin_addr(wiped),
         Duration::from_secs(30),
         "re-added and ready",
         |s| s.not_ready.is_empty() && !s.awaiting_readd,
@@ -203,7 +205,7 @@ async fn a_wiped_follower_votes_in_nothing_until_it_is_removed_and_re_added() {
     blocking(|| ensemble.wipe_and_restart(again, &["--initial-cluster-state", "existing"]))
         .expect("restart on an empty directory");
     let view = status_until(
-        ensemble.client_addr(again),
+        ensemble.admin_addr(again),
         Duration::from_secs(20),
         "awaiting re-adding",
         |s| s.awaiting_readd,

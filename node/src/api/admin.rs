@@ -316,3 +316,57 @@ impl Admin for AdminService {
         }))
     }
 }
+
+/// What the client port answers to Admin calls: the Admin API has its own
+/// port, which a NetworkPolicy or a firewall can keep apart from the data
+/// API's clients. The refusal names that port, so a caller that still
+/// dials the client port learns where to go instead of seeing
+/// "unimplemented".
+#[derive(Debug, Clone)]
+pub struct AdminElsewhere {
+    /// `--admin-addr`, or `None` when it is off.
+    admin_addr: Option<std::net::SocketAddr>,
+}
+
+impl AdminElsewhere {
+    pub fn new(admin_addr: Option<std::net::SocketAddr>) -> Self {
+        AdminElsewhere { admin_addr }
+    }
+
+    fn refuse<T>(&self) -> Reply<T> {
+        Err(Status::permission_denied(match self.admin_addr {
+            Some(addr) => format!(
+                "the Admin API is not served on the client port: use the admin port ({addr}, --admin-addr)"
+            ),
+            None => "the Admin API is not served on the client port, and this node's admin port is off (--admin-addr)".to_owned(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminElsewhere {
+    async fn status(&self, _: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+        self.refuse()
+    }
+
+    async fn transfer_leadership(
+        &self,
+        _: Request<pb::TransferLeadershipRequest>,
+    ) -> Reply<pb::TransferLeadershipResponse> {
+        self.refuse()
+    }
+
+    async fn change_membership(
+        &self,
+        _: Request<pb::ChangeMembershipRequest>,
+    ) -> Reply<pb::ChangeMembershipResponse> {
+        self.refuse()
+    }
+
+    async fn take_snapshot(
+        &self,
+        _: Request<pb::TakeSnapshotRequest>,
+    ) -> Reply<pb::TakeSnapshotResponse> {
+        self.refuse()
+    }
+}

@@ -62,6 +62,7 @@ fn every_flag_and_listen_address_reads_a_synod_variable() {
     assert_eq!(
         addrs,
         [
+            "admin-addr",
             "client-addr",
             "http-addr",
             "peer-addr",
@@ -155,4 +156,55 @@ fn bad_files_are_refused_with_their_name() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn the_admin_port_is_loopback_only_without_tls_unless_opened() {
+    let with = |flags: &[&str]| {
+        let mut args = vec!["synod".to_owned()];
+        args.extend(flags.iter().map(|f| (*f).to_owned()));
+        parse(args)
+    };
+    let default = with(&[]);
+    assert_eq!(default.admin_addr.0, Some(([127, 0, 0, 1], 7300).into()));
+    assert!(default.validate().is_ok());
+    assert!(with(&["--admin-addr", "[::1]:7300"]).validate().is_ok());
+    assert!(with(&["--admin-addr", "off"]).validate().is_ok());
+    let err = with(&["--admin-addr", "0.0.0.0:7300"])
+        .validate()
+        .unwrap_err();
+    assert!(err.0.contains("--admin-allow-remote"), "{err}");
+    assert!(
+        with(&["--admin-addr", "0.0.0.0:7300", "--admin-allow-remote"])
+            .validate()
+            .is_ok()
+    );
+    // With TLS, callers need a certificate from the admin CA (which TLS's
+    // own --tls-ca stands in for): any address will do.
+    let remote = [
+        "--tls-cert",
+        "n.crt",
+        "--tls-key",
+        "n.key",
+        "--admin-addr",
+        "0.0.0.0:7300",
+    ];
+    let mut with_ca = remote.to_vec();
+    with_ca.extend(["--tls-ca", "ca.crt"]);
+    let config = with(&with_ca);
+    assert!(config.validate().is_ok());
+    assert_eq!(
+        config.admin_tls_files().and_then(|f| f.ca),
+        Some("ca.crt".into()),
+        "the admin CA defaults to the ensemble's"
+    );
+    with_ca.extend(["--tls-admin-ca", "admins.crt"]);
+    assert_eq!(
+        with(&with_ca).admin_tls_files().and_then(|f| f.ca),
+        Some("admins.crt".into())
+    );
+    let err = with(&["--tls-admin-ca", "admins.crt"])
+        .validate()
+        .unwrap_err();
+    assert!(err.0.contains("needs TLS"), "{err}");
 }

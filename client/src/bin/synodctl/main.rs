@@ -24,6 +24,9 @@ use synod_client::{
 /// the local three-node `synod dev` ensemble, then a single `synod serve`.
 const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7000";
 
+/// The Admin ports of `synod dev`'s nodes, then a single node's default.
+const DEFAULT_ADMIN_ENDPOINTS: &str = "127.0.0.1:7301,127.0.0.1:7302,127.0.0.1:7303,127.0.0.1:7300";
+
 #[derive(Debug, Parser)]
 #[command(name = "synodctl", version, about = "Command line client for Synod")]
 struct Cli {
@@ -31,6 +34,18 @@ struct Cli {
     /// [default: 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7000]
     #[arg(long, env = "SYNOD_ENDPOINTS", global = true, value_name = "LIST")]
     endpoints: Option<String>,
+
+    /// Comma-separated Admin API endpoints (each node's --admin-addr), for
+    /// status, transfer-leader, snapshot and member; with TLS they need a
+    /// client certificate from the admin CA (--tls-cert, --tls-key)
+    /// [default: 127.0.0.1:7301,127.0.0.1:7302,127.0.0.1:7303,127.0.0.1:7300]
+    #[arg(
+        long,
+        env = "SYNOD_ADMIN_ENDPOINTS",
+        global = true,
+        value_name = "LIST"
+    )]
+    admin_endpoints: Option<String>,
 
     /// Print one JSON value per result or event
     #[arg(long, global = true)]
@@ -149,14 +164,31 @@ enum Command {
     },
 }
 
-/// The endpoints to use: --endpoints, SYNOD_ENDPOINTS or the defaults.
-fn endpoint_list(cli: &Cli) -> Result<Vec<String>> {
-    let list = cli.endpoints.as_deref().unwrap_or(DEFAULT_ENDPOINTS);
+/// The Admin endpoints: --admin-endpoints, SYNOD_ADMIN_ENDPOINTS or the
+/// defaults.
+fn admin_endpoint_list(cli: &Cli) -> Result<Vec<String>> {
+    let list = cli
+        .admin_endpoints
+        .as_deref()
+        .unwrap_or(DEFAULT_ADMIN_ENDPOINTS);
     let endpoints = synod_client::parse_endpoints(list)?;
     if endpoints.is_empty() {
-        bail!("no endpoints given");
+        bail!("no admin endpoints given");
     }
     Ok(endpoints)
+}
+
+/// A failed admin command, with what most often causes it: over TLS the
+/// Admin API refuses a caller without a certificate from the admin CA,
+/// which a TLS 1.3 client only learns from a broken connection.
+fn admin_hint(err: anyhow::Error, cli: &Cli) -> anyhow::Error {
+    if cli.tls.without_client_cert() {
+        err.context(
+            "the Admin API takes only callers with a client certificate from the admin CA (--tls-cert, --tls-key)",
+        )
+    } else {
+        err
+    }
 }
 
 fn main() -> ExitCode {
@@ -204,10 +236,12 @@ async fn run(cli: Cli) -> Result<()> {
         cli.command,
         Command::Status | Command::TransferLeader { .. } | Command::Snapshot
     ) {
-        return admin(&cli).await;
+        return admin(&cli).await.map_err(|err| admin_hint(err, &cli));
     }
     if let Command::Member { action } = &cli.command {
-        return member::run(&cli, action).await;
+        return member::run(&cli, action)
+            .await
+            .map_err(|err| admin_hint(err, &cli));
     }
     let client = connect(&cli).await?;
     let mut out = Out::new(cli.json);
@@ -690,8 +724,7 @@ impl Out {
 /// without a session.
 async fn admin(cli: &Cli) -> Result<()> {
     use synod_proto::v1::admin_client::AdminClient;
-    let list = cli.endpoints.as_deref().unwrap_or(DEFAULT_ENDPOINTS);
-    let endpoints = synod_client::parse_endpoints(list)?;
+    let endpoints = admin_endpoint_list(cli)?;
     let mut out = Out::new(cli.json);
     let tls = cli.tls.load()?;
     let mut reached = 0;

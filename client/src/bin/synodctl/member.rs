@@ -13,7 +13,7 @@ use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use tonic::transport::Channel;
 
-use super::{Cli, Out, endpoint_list};
+use super::{Cli, Out, admin_endpoint_list};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -56,7 +56,7 @@ const CALL_MARGIN: Duration = Duration::from_secs(5);
 const CATCH_UP_POLL: Duration = Duration::from_millis(200);
 
 pub async fn run(cli: &Cli, action: &Action) -> Result<()> {
-    let endpoints = endpoint_list(cli)?;
+    let endpoints = admin_endpoint_list(cli)?;
     let mut out = Out::new(cli.json);
     match *action {
         Action::List => list(cli, &endpoints, &mut out).await,

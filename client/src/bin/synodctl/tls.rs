@@ -21,6 +21,11 @@ pub(crate) struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// TLS is on, but this client has no certificate to show.
+    pub(crate) fn without_client_cert(&self) -> bool {
+        self.tls_ca.is_some() && self.tls_cert.is_none()
+    }
+
     /// The TLS material the flags name, if any: a CA bundle turns TLS on.
     pub(crate) fn load(&self) -> Result<Option<Arc<synod_tls::Tls>>> {
         if self.tls_ca.is_none() {
