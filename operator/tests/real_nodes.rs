@@ -12,6 +12,10 @@
 //! pods whose IPs are their loopback addresses and whose `admin` container
 //! port is the nodes' admin listener (7300).
 //!
+//! With TLS on every node port and a separate admin CA, the reconciler
+//! reads the real nodes through the admin certificate it finds in the
+//! (mocked) Secrets.
+//!
 //! Scenarios: 3 → 5 → 3 under client load (every acknowledged write still
 //! there, a leader known throughout, repeated changes answered
 //! `already_done`), a rolling restart (leader last, one hand-off), a stalled
@@ -310,6 +314,45 @@ fn mocked_cluster(
     tokio::task::JoinHandle<()>,
     std::sync::Arc<std::sync::Mutex<Vec<common::Seen>>>,
 ) {
+    mocked_cluster_with_secrets(statefulset, pods, Vec::new())
+}
+
+/// A `kubernetes.io/tls` Secret as the API server returns it.
+fn secret(name: &str, data: &[(&str, &str)]) -> (String, serde_json::Value) {
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let mut value = serde_json::to_value(secret).expect("json");
+    value["apiVersion"] = "v1".into();
+    value["kind"] = "Secret".into();
+    (format!("/secrets/{name}"), value)
+}
+
+fn mocked_cluster_with_secrets(
+    statefulset: serde_json::Value,
+    pods: serde_json::Value,
+    secrets: Vec<(String, serde_json::Value)>,
+) -> (
+    std::sync::Arc<synod_operator::reconcile::Context>,
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<common::Seen>>>,
+) {
     let (client, handle) = common::mock();
     let (task, seen) = common::serve_with(handle, move |method, path| {
         if *method != http::Method::GET {
@@ -317,6 +360,9 @@ fn mocked_cluster(
         }
         if path.ends_with("/statefulsets/demo") {
             return Some((http::StatusCode::OK, statefulset.clone()));
+        }
+        if let Some((_, secret)) = secrets.iter().find(|(p, _)| path.ends_with(p.as_str())) {
+            return Some((http::StatusCode::OK, secret.clone()));
         }
         path.ends_with("/pods")
             .then(|| (http::StatusCode::OK, pods.clone()))
@@ -450,4 +496,58 @@ async fn the_reconciler_adds_a_new_pod_through_the_real_leader() {
         .expect("Progressing");
     assert_eq!(progressing["status"], "True");
     assert_eq!(progressing["reason"], "AddingObserver");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_reads_real_tls_nodes_with_its_admin_certificate_from_the_secrets() {
+    let mut h = Harness::with_tls("reconcile-tls", 3, Some(7300));
+    converge(&mut h, &goal(3), Duration::from_secs(60), Calls::Answered).await;
+    let leader = h.observe().await.0.leader.expect("leader").id;
+    let tls = h.tls.as_ref().expect("tls");
+    let secrets = vec![
+        secret("demo-tls", &[("ca.crt", &tls.ca_pem)]),
+        secret(
+            "demo-admin-tls",
+            &[
+                ("tls.crt", &tls.admin_cert_pem),
+                ("tls.key", &tls.admin_key_pem),
+            ],
+        ),
+    ];
+    let (statefulset, pods) = cluster_objects(&h, 3);
+    let (ctx, task, seen) = mocked_cluster_with_secrets(statefulset, pods, secrets);
+    let mut ce = resource(3);
+    ce.spec.tls = Some(serde_yaml_ng::from_str("issuerRef: {name: ca}").expect("tls spec"));
+    let requeue = synod_operator::reconcile::reconcile(Arc::new(ce), ctx.clone())
+        .await
+        .expect("reconciled");
+    assert_eq!(
+        requeue,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(60))
+    );
+    drop(ctx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("mock stops")
+        .expect("task");
+    let seen = seen.lock().expect("lock").clone();
+    // The nodes' admin ports take only TLS with a certificate from the
+    // admin CA: the leader and members were read through the Secrets.
+    let status = seen
+        .iter()
+        .find(|s| s.uri.contains("/status"))
+        .map(|s| s.body["status"].clone())
+        .expect("status written");
+    assert_eq!(status["leader"]["id"], leader, "{status}");
+    assert_eq!(status["voters"], serde_json::json!([1, 2, 3]));
+    let available = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Available").cloned())
+        .expect("Available");
+    assert_eq!(available["status"], "True", "{status}");
+    assert!(
+        seen.iter()
+            .any(|s| s.uri.contains("/certificates/demo-operator-admin")),
+        "the Certificates are applied"
+    );
 }

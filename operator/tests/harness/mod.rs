@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use synod_operator::admin::{self, Target};
+use synod_operator::admin::{self, AdminCredentials, Target};
 use synod_operator::planner::{
     Action, Change, ClaimRef, Goal, LeaderView, NodeId, NodeView, Observed, PodView,
     StatefulSetView, plan, quorum,
@@ -67,6 +67,64 @@ pub fn ports_free(prefix: &str, nodes: u64, count: usize) -> Vec<u16> {
     panic!("no ports free on every loopback address");
 }
 
+/// TLS for the harness's nodes, as `spec.tls` sets it up: one node
+/// certificate shared by every member (valid for each pod's DNS name, and
+/// for the loopback addresses peers dial here), and the operator's admin
+/// certificate from a separate admin CA.
+pub struct HarnessTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub admin_ca: PathBuf,
+    /// PEM of the node CA and of the operator's certificate and key, as
+    /// the Secrets hold them.
+    pub ca_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+    pub credentials: AdminCredentials,
+}
+
+/// The pod name a node's certificate is checked against (ensemble `demo`
+/// in namespace `ns`, as the reconciler tests name it).
+pub fn pod_dns_name(id: NodeId) -> String {
+    format!("demo-{}.demo-peers.ns.svc", id - 1)
+}
+
+impl HarnessTls {
+    fn generate(dir: &std::path::Path, prefix: &str) -> HarnessTls {
+        use synod_tls::generate::DevCa;
+        let node_ca = DevCa::new("harness node CA").expect("CA");
+        let admin_ca = DevCa::new("harness admin CA").expect("CA");
+        let mut names: Vec<String> = (1..=7).map(pod_dns_name).collect();
+        names.extend((1..=7).map(|id| format!("{prefix}.{id}")));
+        let node = node_ca.issue("demo", &names).expect("node certificate");
+        let operator = admin_ca
+            .issue("synod-operator", &[])
+            .expect("admin certificate");
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write PEM");
+            path
+        };
+        let ca_pem = node_ca.cert_pem();
+        HarnessTls {
+            cert: write("node.crt", &node.cert_pem),
+            key: write("node.key", &node.key_pem),
+            ca: write("ca.crt", &ca_pem),
+            admin_ca: write("admin-ca.crt", &admin_ca.cert_pem()),
+            credentials: AdminCredentials::from_pem(
+                ca_pem.as_bytes(),
+                operator.cert_pem.as_bytes(),
+                operator.key_pem.as_bytes(),
+            )
+            .expect("admin credentials"),
+            ca_pem,
+            admin_cert_pem: operator.cert_pem,
+            admin_key_pem: operator.key_pem,
+        }
+    }
+}
+
 pub struct Proc {
     pub child: Child,
     pub uid: String,
@@ -89,6 +147,8 @@ pub struct Harness {
     pub pods: BTreeMap<NodeId, Proc>,
     pub bootstrapped: bool,
     pub next_uid: u64,
+    /// Nodes with TLS on every port (and on their admin port) when set.
+    pub tls: Option<HarnessTls>,
 }
 
 impl Harness {
@@ -99,6 +159,15 @@ impl Harness {
     /// With the nodes' admin port fixed (the reconciler dials pod IPs on
     /// the port the pod declares as `admin`, 7300, as in a cluster).
     pub fn with_admin_port(name: &str, bootstrap: u64, admin_port: Option<u16>) -> Harness {
+        Harness::build(name, bootstrap, admin_port, false)
+    }
+
+    /// As `with_admin_port`, with TLS on every node port (`HarnessTls`).
+    pub fn with_tls(name: &str, bootstrap: u64, admin_port: Option<u16>) -> Harness {
+        Harness::build(name, bootstrap, admin_port, true)
+    }
+
+    fn build(name: &str, bootstrap: u64, admin_port: Option<u16>, tls: bool) -> Harness {
         let prefix = loopback_prefix(name);
         let mut ports = ports_free(&prefix, 7, 4);
         if let Some(port) = admin_port {
@@ -114,6 +183,7 @@ impl Harness {
             std::env::temp_dir().join(format!("synod-operator-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
+        let tls = tls.then(|| HarnessTls::generate(&dir, &prefix));
         let mut harness = Harness {
             bin: synod_binary(),
             dir,
@@ -128,6 +198,7 @@ impl Harness {
             pods: BTreeMap::new(),
             bootstrapped: false,
             next_uid: 0,
+            tls,
         };
         harness.scale(u32::try_from(bootstrap).expect("small"));
         harness
@@ -140,6 +211,23 @@ impl Harness {
     /// The node's admin listener (on loopback, so no `--admin-allow-remote`).
     pub fn admin_addr(&self, id: NodeId) -> String {
         format!("{}.{id}:{}", self.prefix, self.admin_port)
+    }
+
+    /// How the operator calls node `id`: over TLS, checking the node's
+    /// certificate against its pod's DNS name, when the nodes have TLS.
+    pub fn admin_target(&self, id: NodeId) -> Target {
+        match &self.tls {
+            None => Target::plain(self.admin_addr(id)),
+            Some(tls) => Target::tls(self.admin_addr(id), &tls.credentials, &pod_dns_name(id))
+                .expect("admin target"),
+        }
+    }
+
+    /// The target of the node whose admin listener is at `address`.
+    pub fn target_at(&self, address: &str) -> Target {
+        (1..=9)
+            .find(|id| self.admin_addr(*id) == address)
+            .map_or_else(|| Target::plain(address), |id| self.admin_target(id))
     }
 
     pub fn start(&mut self, id: NodeId) {
@@ -160,6 +248,21 @@ impl Harness {
             ])
             .args(["--client-addr", &self.client_addr(id)])
             .args(["--admin-addr", &self.admin_addr(id)])
+            .args(match &self.tls {
+                None => Vec::new(),
+                Some(tls) => vec![
+                    "--tls-cert".into(),
+                    tls.cert.display().to_string(),
+                    "--tls-key".into(),
+                    tls.key.display().to_string(),
+                    "--tls-ca".into(),
+                    tls.ca.display().to_string(),
+                    "--tls-admin-ca".into(),
+                    tls.admin_ca.display().to_string(),
+                    "--zookeeper-secure-addr".into(),
+                    "off".into(),
+                ],
+            })
             .args([
                 "--http-addr",
                 &format!("{}.{id}:{}", self.prefix, self.http_port),
@@ -264,7 +367,7 @@ impl Harness {
         let mut leader = None;
         for id in self.pods.keys().copied().collect::<Vec<_>>() {
             let address = self.admin_addr(id);
-            if let Ok(status) = admin::status(&Target::plain(address.clone())).await {
+            if let Ok(status) = admin::status(&self.admin_target(id)).await {
                 nodes.insert(
                     id,
                     NodeView {
@@ -347,13 +450,13 @@ impl Harness {
             Action::ScaleStatefulSet { replicas } => self.scale(*replicas),
             Action::ChangeMembership { change, id } => {
                 let leader = leader.ok_or("no leader")?;
-                admin::change_membership(&Target::plain(leader), *change, *id)
+                admin::change_membership(&self.target_at(leader), *change, *id)
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Action::TransferLeadership { to, .. } => {
                 let leader = leader.ok_or("no leader")?;
-                admin::transfer_leadership(&Target::plain(leader), *to)
+                admin::transfer_leadership(&self.target_at(leader), *to)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -490,7 +593,7 @@ pub async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, calls: Call
             let leader = leader
                 .clone()
                 .expect("a change is planned only with a leader");
-            let leader = Target::plain(leader);
+            let leader = h.target_at(&leader);
             let call = admin::change_membership(&leader, change, id);
             let cut = Duration::from_millis(1 + run.actions.len() as u64 % 7);
             let _ = tokio::time::timeout(cut, call).await;
@@ -504,7 +607,7 @@ pub async fn converge(h: &mut Harness, goal: &Goal, limit: Duration, calls: Call
                         // The operator died before it learnt the answer and
                         // asks again: the node must say it is already done.
                         let leader = h.observe().await.1.expect("a leader after a change");
-                        let again = admin::change_membership(&Target::plain(leader), change, id)
+                        let again = admin::change_membership(&h.target_at(&leader), change, id)
                             .await
                             .expect("a repeated change is answered");
                         assert!(again.already_done, "{change:?} {id} repeated: {again:?}");
