@@ -18,7 +18,11 @@
 #     --bin synod --bin synod-bench); then A_DIR=/tmp/base-target/release,
 #    B_DIR=target/release after `cargo build --release --bin synod --bin synod-bench`).
 # Environment (all optional): ROUNDS=3, DURATION=10, WARMUP=3, SESSIONS=16,
-# DEPTH=8, OPS="set get get-linearizable", TMPDIR=/tmp (a real disk).
+# DEPTH=8, OPS="set get get-linearizable", TMPDIR=/tmp (a real disk),
+# A_TLS=0, B_TLS=0: 1 runs that side as `synod dev --tls` (TLS on the
+# client and peer ports, a throwaway CA) and loads it over TLS, so
+#   B_TLS=1 bench/synod-ab.sh target/release target/release
+# measures what TLS costs, the same build with TLS off (A) and on (B).
 # Traffic goes to 127.0.0.1 only; the script stops what it started (trap).
 set -euo pipefail
 
@@ -30,6 +34,8 @@ WARMUP=${WARMUP:-3}
 SESSIONS=${SESSIONS:-16}
 DEPTH=${DEPTH:-8}
 OPS=${OPS:-set get get-linearizable}
+A_TLS=${A_TLS:-0}
+B_TLS=${B_TLS:-0}
 BENCH=${BENCH:-$B_DIR/synod-bench}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-ab.XXXXXX")
 ENDPOINTS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
@@ -52,7 +58,7 @@ for dir in "$A_DIR" "$B_DIR"; do
     [ -x "$dir/synod" ] || die "$dir lacks a synod binary"
 done
 [ -x "$BENCH" ] || die "no load generator at $BENCH"
-for port in 7001 7002 7003 7101 7102 7103 7201 7202 7203; do
+for port in 7001 7002 7003 7101 7102 7103 7201 7202 7203 7301 7302 7303 2181 2182 2183 2281 2282 2283; do
     if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
         die "port $port is in use; stop what uses it first"
     fi
@@ -64,11 +70,17 @@ readyz() {
         awk '{print $2}'
 }
 
-# run BUILD DIR ROUND: one round of every op against a fresh synod dev.
+# run BUILD DIR ROUND TLS: one round of every op against a fresh synod dev
+# (with --tls when TLS is 1).
 run() {
-    local build=$1 dir=$2 round=$3 data="$WORK/$1-$3"
+    local build=$1 dir=$2 round=$3 tls=$4 data="$WORK/$1-$3"
+    local dev=(dev --data-dir "$data") load_tls=()
+    if [ "$tls" = 1 ]; then
+        dev+=(--tls)
+        load_tls=(--tls-ca "$data/tls/ca.crt")
+    fi
     mkdir -p "$data"
-    SYNOD_LOG=warn "$dir/synod" dev --data-dir "$data" >"$WORK/$build-$round.log" 2>&1 </dev/null &
+    SYNOD_LOG=warn "$dir/synod" "${dev[@]}" >"$WORK/$build-$round.log" 2>&1 </dev/null &
     PID=$!
     local ready=0
     for _ in $(seq 1 600); do
@@ -82,7 +94,7 @@ run() {
     done
     [ "$ready" = 3 ] || die "$build: not ready within 60 s"
     for op in $OPS; do
-        local args=(--endpoints "$ENDPOINTS" --sessions "$SESSIONS" --depth "$DEPTH")
+        local args=(--endpoints "$ENDPOINTS" --sessions "$SESSIONS" --depth "$DEPTH" "${load_tls[@]}")
         case $op in
             get-linearizable) args+=(--op get --linearizable) ;;
             *) args+=(--op "$op") ;;
@@ -98,8 +110,8 @@ run() {
 }
 
 for round in $(seq 1 "$ROUNDS"); do
-    run A "$A_DIR" "$round"
-    run B "$B_DIR" "$round"
+    run A "$A_DIR" "$round" "$A_TLS"
+    run B "$B_DIR" "$round" "$B_TLS"
 done
 
 python3 - "$WORK/results" <<'PY'

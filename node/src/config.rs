@@ -44,6 +44,34 @@ impl From<ClientCertMode> for synod_tls::ClientCerts {
     }
 }
 
+/// What names a TLS client for the `x509` ACL scheme
+/// (`--tls-client-identity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientIdentityMode {
+    /// The certificate's subject, RFC 2253 (`CN=app,O=Example`).
+    Subject,
+    /// Its first DNS subject alternative name.
+    SanDns,
+    /// Its first email (rfc822Name) subject alternative name.
+    SanEmail,
+    /// Its first URI subject alternative name (a SPIFFE id, say).
+    SanUri,
+    /// Its first IP address subject alternative name.
+    SanIp,
+}
+
+impl From<ClientIdentityMode> for synod_tls::ClientIdentity {
+    fn from(mode: ClientIdentityMode) -> Self {
+        match mode {
+            ClientIdentityMode::Subject => synod_tls::ClientIdentity::Subject,
+            ClientIdentityMode::SanDns => synod_tls::ClientIdentity::SanDns,
+            ClientIdentityMode::SanEmail => synod_tls::ClientIdentity::SanEmail,
+            ClientIdentityMode::SanUri => synod_tls::ClientIdentity::SanUri,
+            ClientIdentityMode::SanIp => synod_tls::ClientIdentity::SanIp,
+        }
+    }
+}
+
 /// Settings of one node.
 #[derive(Debug, Clone, Args)]
 pub struct NodeConfig {
@@ -349,6 +377,18 @@ pub struct NodeConfig {
         default_value_t = ClientCertMode::Optional
     )]
     pub tls_client_certs: ClientCertMode,
+
+    /// What a client certificate names for the `x509` ACL scheme and
+    /// `whoAmI`: its subject, or its first SAN of one kind (ZooKeeper's
+    /// X509AuthenticationProvider clientCertIdType and
+    /// clientCertIdSanMatchType).
+    #[arg(
+        long,
+        env = "SYNOD_TLS_CLIENT_IDENTITY",
+        value_enum,
+        default_value_t = ClientIdentityMode::Subject
+    )]
+    pub tls_client_identity: ClientIdentityMode,
 
     /// How often the TLS files are read again, in seconds.
     #[arg(long, env = "SYNOD_TLS_RELOAD_SECS", default_value_t = 10)]

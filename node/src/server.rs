@@ -152,6 +152,7 @@ pub async fn run(
         None => None,
     };
     let handshake_timeout = Duration::from_millis(config.tls_handshake_timeout_ms);
+    let x509_identity = synod_tls::ClientIdentity::from(config.tls_client_identity);
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -312,6 +313,7 @@ pub async fn run(
                         tls.server_config(synod_tls::ClientCerts::Required, H2)?,
                         handshake_timeout,
                         "peer",
+                        x509_identity,
                     ),
                     stopped(),
                 )),
@@ -345,6 +347,7 @@ pub async fn run(
                         tls.server_config(synod_tls::ClientCerts::Required, H2)?,
                         handshake_timeout,
                         "admin",
+                        x509_identity,
                     ),
                     stopped(),
                 )),
@@ -371,6 +374,7 @@ pub async fn run(
                 tls.server_config(config.tls_client_certs.into(), &[])?,
                 handshake_timeout,
                 "zookeeper-secure",
+                x509_identity,
             );
             Some(tokio::spawn(
                 zookeeper_front.clone().serve_tls(connections, stopped()),
@@ -412,6 +416,7 @@ pub async fn run(
                 tls.server_config(config.tls_client_certs.into(), H2)?,
                 handshake_timeout,
                 "client",
+                x509_identity,
             ),
             signal,
         )),

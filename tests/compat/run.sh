@@ -5,7 +5,8 @@
 # Curator 5 recipes (tests/compat/curator) and zkCli (tests/compat/zkcli),
 # both from Debian's packages, which they install when missing, and the
 # README's kazoo quickstart against `synod dev`
-# (tests/compat/readme-quickstart.sh). Stops what it started, always.
+# (tests/compat/readme-quickstart.sh), and kazoo's TLS options against
+# `synod dev --tls` (tests/compat/kazoo-tls). Stops what it started, always.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,3 +32,6 @@ tests/compat/zkcli/run.sh
 
 echo "== the README's kazoo quickstart against synod dev"
 tests/compat/readme-quickstart.sh
+
+echo "== kazoo over TLS against synod dev --tls (ZooKeeper secure ports)"
+tests/compat/kazoo-tls/run.sh

@@ -348,3 +348,68 @@ async fn an_x509_acl_admits_the_certificate_it_names_and_no_other() {
         "no certificate is refused: {refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_san_identity_the_x509_acl_names_the_dns_san_not_the_subject() {
+    let temp = TempDir::new("tls-x509-san").expect("temp dir");
+    let here = synod_tests::test_loopback().to_string();
+    let ca = DevCa::new("test ca").expect("ca");
+    let node_files = issue(&ca, temp.path(), "node", std::slice::from_ref(&here));
+    let mut flags = tls_flags(&node_files);
+    flags.extend([
+        "--zookeeper-secure-addr".into(),
+        "off".into(),
+        "--tls-client-identity".into(),
+        "san-dns".into(),
+    ]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let node = TestNode::start(&flags).expect("node");
+    let endpoint = node.endpoint();
+    let as_client = |stem: &str, dns: &str| {
+        let mut files = ca
+            .write(temp.path(), stem, stem, &[here.clone(), dns.to_owned()])
+            .expect("certificate");
+        files.ca = node_files.ca.clone();
+        Tls::load(files).expect("client tls")
+    };
+    let alice = Client::connect(client_config(
+        &endpoint,
+        Some(as_client("alice", "alice.apps.example")),
+    ))
+    .await
+    .expect("alice");
+    let acl = |id: &str| CreateOptions {
+        acl: vec![synod_client::Acl {
+            perms: 31,
+            scheme: "x509".into(),
+            id: id.into(),
+        }],
+        ..CreateOptions::default()
+    };
+    alice
+        .create("/by-san", b"mine", &acl("alice.apps.example"))
+        .await
+        .expect("create with an x509 ACL naming the SAN");
+    assert_eq!(alice.get_data("/by-san").await.expect("read").0, b"mine");
+    // The subject is not the identity in this mode.
+    alice
+        .create("/by-subject", b"x", &acl("CN=alice"))
+        .await
+        .expect("create");
+    let refused = alice.get_data("/by-subject").await;
+    assert!(
+        matches!(refused, Err(synod_client::Error::NoAuth { .. })),
+        "the subject does not name the client: {refused:?}"
+    );
+    let bob = Client::connect(client_config(
+        &endpoint,
+        Some(as_client("bob", "bob.apps.example")),
+    ))
+    .await
+    .expect("bob");
+    let refused = bob.get_data("/by-san").await;
+    assert!(
+        matches!(refused, Err(synod_client::Error::NoAuth { .. })),
+        "another SAN is refused: {refused:?}"
+    );
+}

@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 pub struct TlsConn {
     inner: tokio_rustls::server::TlsStream<TcpStream>,
     /// Worked out once, at the handshake: tonic hands a copy to every
-    /// request, and the subject takes parsing the certificate.
+    /// request, and the identity takes parsing the certificate.
     info: TlsConnInfo,
 }
 
@@ -36,29 +36,34 @@ pub struct TlsConnInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The client's certificate chain (its own first), if it sent one.
     pub peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
-    /// The subject of the client's certificate, as the `x509` ACL scheme
-    /// names it ([`crate::subject`]).
-    pub subject: Option<Arc<str>>,
+    /// The client's identity for the `x509` ACL scheme: its certificate's
+    /// subject or one of its SANs, as the listener's
+    /// [`crate::ClientIdentity`] says.
+    pub x509_id: Option<Arc<str>>,
 }
 
 impl TlsConn {
-    fn new(inner: tokio_rustls::server::TlsStream<TcpStream>, remote_addr: SocketAddr) -> Self {
+    fn new(
+        inner: tokio_rustls::server::TlsStream<TcpStream>,
+        remote_addr: SocketAddr,
+        identity: crate::ClientIdentity,
+    ) -> Self {
         let peer_certificates: Option<Arc<[CertificateDer<'static>]>> = inner
             .get_ref()
             .1
             .peer_certificates()
             .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
-        let subject = peer_certificates
+        let x509_id = peer_certificates
             .as_deref()
             .and_then(<[_]>::first)
-            .and_then(crate::subject)
+            .and_then(|cert| identity.of(cert))
             .map(Arc::from);
         TlsConn {
             inner,
             info: TlsConnInfo {
                 remote_addr: Some(remote_addr),
                 peer_certificates,
-                subject,
+                x509_id,
             },
         }
     }
@@ -121,13 +126,15 @@ impl AsyncWrite for TlsConn {
 }
 
 /// Accepts connections on `listener` and yields those whose handshake
-/// completes within `handshake_timeout`. `port` names the listener in
-/// log lines. The accepting task ends when the stream is dropped.
+/// completes within `handshake_timeout`, each knowing its client's
+/// `identity`. `port` names the listener in log lines. The accepting task
+/// ends when the stream is dropped.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     handshake_timeout: Duration,
     port: &'static str,
+    identity: crate::ClientIdentity,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
@@ -154,7 +161,7 @@ pub fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(inner)) => {
-                        let _ = tx.send(Ok(TlsConn::new(inner, remote))).await;
+                        let _ = tx.send(Ok(TlsConn::new(inner, remote, identity))).await;
                     }
                     // Closed before a byte: a TCP health probe, not a client.
                     Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {

@@ -363,6 +363,58 @@ pub fn subject(cert: &CertificateDer<'_>) -> Option<String> {
     Some(rdns.join(","))
 }
 
+/// What names a client for the `x509` ACL scheme (ZooKeeper's
+/// `X509AuthenticationProvider.clientCertIdType` and
+/// `clientCertIdSanMatchType`): the certificate's subject, or its first
+/// subject alternative name of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientIdentity {
+    #[default]
+    Subject,
+    SanDns,
+    SanEmail,
+    SanUri,
+    SanIp,
+}
+
+impl ClientIdentity {
+    /// The identity `cert` carries, if it carries one of this kind.
+    pub fn of(self, cert: &CertificateDer<'_>) -> Option<String> {
+        match self {
+            ClientIdentity::Subject => subject(cert),
+            kind => first_san(cert, kind),
+        }
+    }
+}
+
+/// The first subject alternative name of `kind` in `cert`: a DNS name, an
+/// email address, a URI as written, or an IP address in its usual text
+/// form (`10.0.0.1`, `2001:db8::1`).
+fn first_san(cert: &CertificateDer<'_>, kind: ClientIdentity) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let names = parsed.subject_alternative_name().ok()??;
+    names
+        .value
+        .general_names
+        .iter()
+        .find_map(|name| match (kind, name) {
+            (ClientIdentity::SanDns, GeneralName::DNSName(dns)) => Some((*dns).to_owned()),
+            (ClientIdentity::SanEmail, GeneralName::RFC822Name(email)) => Some((*email).to_owned()),
+            (ClientIdentity::SanUri, GeneralName::URI(uri)) => Some((*uri).to_owned()),
+            (ClientIdentity::SanIp, GeneralName::IPAddress(bytes)) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::Ipv4Addr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| std::net::Ipv6Addr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+}
+
 /// RFC 2253's escaping of an attribute value.
 fn escape_dn_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());

@@ -29,7 +29,13 @@ async fn echo_server(
     let listener = TcpListener::bind((LOCAL, 0)).await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (seen, seen_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut conns = accept::incoming(listener, config, Duration::from_millis(500), "test");
+    let mut conns = accept::incoming(
+        listener,
+        config,
+        Duration::from_millis(500),
+        "test",
+        ClientIdentity::Subject,
+    );
     tokio::spawn(async move {
         while let Some(Ok(mut conn)) = conns.next().await {
             let _ = seen.send(conn.info().peer_certificates.map_or(0, |c| c.len()));
@@ -355,6 +361,40 @@ fn a_subject_reads_as_zookeeper_names_it() {
     );
 }
 
+#[test]
+fn a_san_identity_is_the_first_name_of_its_kind() {
+    let ca = DevCa::new("test ca").expect("ca");
+    let issued = ca
+        .issue(
+            "client",
+            &[
+                "10.1.2.3".to_owned(),
+                "app.example".to_owned(),
+                "other.example".to_owned(),
+                "2001:db8::7".to_owned(),
+            ],
+        )
+        .expect("issue");
+    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("pem");
+    assert_eq!(
+        ClientIdentity::Subject.of(&der).as_deref(),
+        Some("CN=client")
+    );
+    assert_eq!(
+        ClientIdentity::SanDns.of(&der).as_deref(),
+        Some("app.example")
+    );
+    assert_eq!(ClientIdentity::SanIp.of(&der).as_deref(), Some("10.1.2.3"));
+    assert_eq!(ClientIdentity::SanEmail.of(&der), None, "no email SAN");
+    assert_eq!(ClientIdentity::SanUri.of(&der), None, "no URI SAN");
+    let v6_only = ca.issue("v6", &["2001:db8::7".to_owned()]).expect("issue");
+    let der = CertificateDer::from_pem_slice(v6_only.cert_pem.as_bytes()).expect("pem");
+    assert_eq!(
+        ClientIdentity::SanIp.of(&der).as_deref(),
+        Some("2001:db8::7")
+    );
+}
+
 proptest::proptest! {
     /// Fuzz: any bytes, and any certificate with bytes changed, give a
     /// subject or none, never a panic.
@@ -373,6 +413,9 @@ proptest::proptest! {
         let i = at.index(der.len());
         der[i] = value;
         let _ = subject(&CertificateDer::from(der.clone()));
+        for kind in [ClientIdentity::SanDns, ClientIdentity::SanEmail, ClientIdentity::SanUri, ClientIdentity::SanIp] {
+            let _ = kind.of(&CertificateDer::from(der.clone()));
+        }
         let _ = valid_for(&CertificateDer::from(der), "fuzz.test");
     }
 }

@@ -104,14 +104,15 @@ impl CoordinationService {
 }
 
 /// Where the request comes from: the client's address (the `ip` scheme)
-/// and, over TLS, its certificate's subject (the `x509` scheme).
+/// and, over TLS, the identity its certificate carries (the `x509`
+/// scheme: subject or SAN, per --tls-client-identity).
 fn peer<T>(request: &Request<T>) -> crate::driver::Origin {
     let tls = request.extensions().get::<synod_tls::accept::TlsConnInfo>();
     let ip = request
         .remote_addr()
         .or_else(|| tls.and_then(|info| info.remote_addr))
         .map(|a| a.ip());
-    let x509 = tls.and_then(|info| info.subject.clone());
+    let x509 = tls.and_then(|info| info.x509_id.clone());
     crate::driver::Origin { ip, x509 }
 }
 

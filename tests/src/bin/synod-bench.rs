@@ -118,6 +118,47 @@ struct Args {
     /// plain reads are).
     #[arg(long)]
     linearizable: bool,
+    /// CA bundle (PEM) that signed Synod's certificates: speak gRPC over
+    /// TLS (`--protocol grpc` and `grpc-unary` only).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to present, with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    /// The TLS material, when --tls-ca turns TLS on.
+    fn tls(&self) -> anyhow::Result<Option<Arc<synod_tls::Tls>>> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            matches!(self.protocol, Protocol::Grpc | Protocol::GrpcUnary),
+            "--tls-ca works with --protocol grpc and grpc-unary only"
+        );
+        Ok(Some(synod_tls::Tls::load(synod_tls::TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: Some(ca.clone()),
+        })?))
+    }
+}
+
+/// One connection to a Synod node's gRPC port, over TLS with `tls`.
+async fn grpc_channel(
+    endpoint: &str,
+    tls: Option<&Arc<synod_tls::Tls>>,
+) -> anyhow::Result<Channel> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let dial =
+        Channel::from_shared(format!("{scheme}://{endpoint}"))?.connect_timeout(CONNECT_TIMEOUT);
+    synod_client::connect::channel(dial, tls)
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))
 }
 
 /// How long connecting a session may take before the run is abandoned.
@@ -276,15 +317,14 @@ async fn zk_connect(endpoint: &str) -> anyhow::Result<zk::Client> {
 /// the ZooKeeper setup session's state watcher, to wait for its close.
 async fn setup(
     args: &Args,
+    tls: Option<&Arc<synod_tls::Tls>>,
     endpoint: &str,
     prefix: &str,
     value: &[u8],
 ) -> anyhow::Result<Option<zk::StateWatcher>> {
     match args.protocol {
         Protocol::Grpc | Protocol::GrpcUnary => {
-            let mut setup = CoordinationClient::connect(format!("http://{endpoint}"))
-                .await
-                .context("cannot connect")?;
+            let mut setup = CoordinationClient::new(grpc_channel(endpoint, tls).await?);
             setup
                 .create(create_req(prefix, vec![]))
                 .await
@@ -365,7 +405,8 @@ async fn main() -> anyhow::Result<()> {
     let prefix = format!("/bench-{}", std::process::id());
     let value = vec![b'x'; args.value_size];
     let mut zk_sessions: Vec<zk::StateWatcher> = Vec::new();
-    zk_sessions.extend(setup(&args, &args.endpoints[0], &prefix, &value).await?);
+    let tls = args.tls()?;
+    zk_sessions.extend(setup(&args, tls.as_ref(), &args.endpoints[0], &prefix, &value).await?);
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -376,11 +417,7 @@ async fn main() -> anyhow::Result<()> {
         let endpoint = &args.endpoints[s % args.endpoints.len()];
         let session = match args.protocol {
             Protocol::Grpc | Protocol::GrpcUnary => {
-                let mut api = CoordinationClient::new(
-                    Channel::from_shared(format!("http://{endpoint}"))?
-                        .connect()
-                        .await?,
-                );
+                let mut api = CoordinationClient::new(grpc_channel(endpoint, tls.as_ref()).await?);
                 // Another server may not have applied the keys yet: a sync
                 // brings it up to date before the run reads them.
                 api.sync(pb::SyncRequest {

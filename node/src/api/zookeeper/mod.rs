@@ -301,7 +301,7 @@ impl ZooKeeperFrontEnd {
                             );
                             continue;
                         };
-                        let x509 = conn.info().subject;
+                        let x509 = conn.info().x509_id;
                         let (rd, wr) = tokio::io::split(conn);
                         let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
                         tasks.spawn(conn::serve(halves, x509, shared.clone(), registration, stats));
