@@ -62,7 +62,24 @@ impl Children {
     /// already here.
     pub(super) fn insert<'a>(&mut self, slot: u32, name_of: impl Fn(u32) -> &'a [u8]) -> bool {
         let name = name_of(slot);
-        let Place { block, at, found } = self.locate(name, &name_of);
+        // Sequential nodes (locks, queues, elections) arrive in ascending
+        // order: one comparison with the last name places them, where a
+        // search would look at a score of names in cold memory.
+        let past_the_end = self
+            .blocks
+            .last()
+            .and_then(|b| b.last())
+            .is_some_and(|&last| name_of(last) < name);
+        let Place { block, at, found } = if past_the_end {
+            let block = self.blocks.len() - 1;
+            Place {
+                block,
+                at: self.blocks[block].len(),
+                found: false,
+            }
+        } else {
+            self.locate(name, &name_of)
+        };
         if found {
             return false;
         }
