@@ -11,7 +11,9 @@
 #
 # Usage: bench/footprint.sh            (N=1000000)
 # Needs target/release/synod and target/release/synod-bench
-# (`cargo build --release --bin synod --bin synod-bench`) and curl or python3.
+# (`cargo build --release --bin synod --bin synod-bench`; under
+# $CARGO_TARGET_DIR when that is set, or wherever SYNOD and BENCH point)
+# and python3.
 # Environment: N=1000000 znodes, VALUE_SIZE=100, PORT_BASE=7650 (client
 # PORT_BASE, HTTP PORT_BASE+1), TMPDIR (a real disk), KEEP=1 keeps the
 # directory. Every wait is bounded; the node is stopped on exit.
@@ -23,8 +25,8 @@ PORT_BASE=${PORT_BASE:-7650}
 CLIENT="127.0.0.1:${PORT_BASE}"
 HTTP="127.0.0.1:$((PORT_BASE + 1))"
 cd "$(dirname "$0")/.."
-SYNOD=target/release/synod
-BENCH=target/release/synod-bench
+SYNOD=${SYNOD:-${CARGO_TARGET_DIR:-target}/release/synod}
+BENCH=${BENCH:-${CARGO_TARGET_DIR:-target}/release/synod-bench}
 for bin in "$SYNOD" "$BENCH"; do
   [[ -x $bin ]] || { echo "missing $bin: cargo build --release --bin synod --bin synod-bench" >&2; exit 1; }
 done
