@@ -26,10 +26,11 @@
 //!   counts: the log is cut back to where the previous batch ended and the
 //!   same indexes can be appended again once the cause is gone.
 //!   [`StorageError::is_disk_full`] tells ENOSPC apart.
-//! * `write_snapshot` (or a [`SnapshotWriter`] on another thread, whose
+//! * `write_snapshot` (or a [`SnapshotWriter`] on another thread, which
+//!   can write the payload a piece at a time, and whose
 //!   [`WrittenSnapshot::reader`] keeps the file open to read) writes
-//!   `snap-<index>.snap.tmp`, fsyncs it, renames it
-//!   into place and fsyncs the directory; then it purges: only the newest
+//!   `snap-writing-<n>.tmp`, fsyncs it, renames it to `snap-<index>.snap`
+//!   and fsyncs the directory; then it purges: only the newest
 //!   `keep_snapshots` snapshots stay, and log segments that hold nothing
 //!   above the oldest kept snapshot's index are deleted. A snapshot may be
 //!   ahead of the log (one installed from a peer); the log then continues at
@@ -111,7 +112,7 @@ use std::time::Instant;
 
 pub use fault::FaultFs;
 pub use fs::{DirEntry, FileLock, FileSystem, RealFs, StorageFile};
-pub use snapshot::{SnapshotReader, SnapshotWriter, WrittenSnapshot};
+pub use snapshot::{PartialSnapshot, SnapshotReader, SnapshotWriter, WrittenSnapshot};
 
 /// The largest record payload: the frame's length field is 32 bits.
 pub const MAX_RECORD_BYTES: usize = u32::MAX as usize;

@@ -7,9 +7,12 @@
 //!
 //! The header is 40 bytes, little-endian; `header_crc` is CRC32C of its first
 //! 36 bytes and `payload_crc` CRC32C of the payload. The file is named
-//! `snap-<index, 20 digits>.snap` and is written as `<name>.tmp`, fsynced and
-//! renamed, so a file with the final name was complete when it was written:
-//! any mismatch on read is damage, never a torn write.
+//! `snap-<index, 20 digits>.snap`. It is written under a temporary name
+//! (`snap-writing-<n>.tmp`, the payload a piece at a time as it is encoded,
+//! then the header), fsynced, renamed and its directory fsynced, so a file
+//! with the final name was complete when it was written: any mismatch on
+//! read is damage, never a torn write. The writer never holds more than a
+//! piece of the payload in memory.
 //!
 //! A [`SnapshotReader`] keeps a snapshot file open, so that the node can send
 //! its bytes to lagging peers without holding them in memory. The writer
@@ -18,9 +21,10 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::fs::{FileSystem, StorageFile};
-use super::{StorageError, io_err, tmp_path};
+use super::{StorageError, io_err};
 
 pub(crate) const SNAPSHOT_PREFIX: &str = "snap-";
 pub(crate) const SNAPSHOT_SUFFIX: &str = ".snap";
@@ -45,16 +49,23 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
 }
 
 /// The header of a snapshot whose payload is `parts`, one after another.
+#[cfg(test)]
 pub(crate) fn encode_header(index: u64, parts: &[&[u8]]) -> [u8; HEADER_LEN] {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let payload_crc = parts
         .iter()
         .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
+    header(index, len as u64, payload_crc)
+}
+
+/// The header of a snapshot at `index` whose payload of `len` bytes has
+/// the CRC32C `payload_crc`.
+fn header(index: u64, len: u64, payload_crc: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[16..24].copy_from_slice(&index.to_le_bytes());
-    h[24..32].copy_from_slice(&(len as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&len.to_le_bytes());
     h[32..36].copy_from_slice(&payload_crc.to_le_bytes());
     let crc = crc32c::crc32c(&h[..36]);
     h[36..40].copy_from_slice(&crc.to_le_bytes());
@@ -134,50 +145,125 @@ impl WrittenSnapshot {
     }
 }
 
+/// Numbers the temporary files of snapshots being written: a data
+/// directory is locked to one process, and several snapshots can be
+/// written at once (one superseded by a snapshot installed from a peer).
+static NEXT_FILE: AtomicU64 = AtomicU64::new(1);
+
 impl SnapshotWriter {
     /// Writes the snapshot whose payload is `parts`, one after another, so
     /// that a caller never has to join a large payload into one buffer.
     /// The file stays open for its [`WrittenSnapshot::reader`].
     pub fn write(&self, index: u64, parts: &[&[u8]]) -> Result<WrittenSnapshot, StorageError> {
-        let dir = &self.dir;
+        let mut file = self.begin()?;
+        for part in parts {
+            file.append(part)?;
+        }
+        file.finish(index)
+    }
+
+    /// Starts a snapshot file whose payload is appended a piece at a time
+    /// ([`PartialSnapshot::append`]), under a temporary name until it is
+    /// finished.
+    pub fn begin(&self) -> Result<PartialSnapshot, StorageError> {
+        let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!(
+            "{SNAPSHOT_PREFIX}writing-{n:020}{}",
+            super::TMP_SUFFIX
+        ));
+        let file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
+        Ok(PartialSnapshot {
+            writer: self.clone(),
+            tmp,
+            file: Some(file),
+            len: 0,
+            crc: 0,
+        })
+    }
+}
+
+/// A snapshot file being written: its payload so far, under a temporary
+/// name. Dropped unfinished, it is removed.
+#[derive(Debug)]
+pub struct PartialSnapshot {
+    writer: SnapshotWriter,
+    tmp: PathBuf,
+    /// `None` once finished.
+    file: Option<Box<dyn StorageFile>>,
+    /// Payload bytes written, and their CRC32C.
+    len: u64,
+    crc: u32,
+}
+
+impl PartialSnapshot {
+    /// Appends `bytes` to the payload.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        let tmp = &self.tmp;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io_err("write", tmp)(io::Error::other("the file is finished")))?;
+        file.write_all_at(HEADER_LEN as u64 + self.len, bytes)
+            .map_err(io_err("write", tmp))?;
+        self.len += bytes.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        Ok(())
+    }
+
+    /// The payload bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes the file the snapshot at log position `index`: writes the
+    /// header, fsyncs, renames it to its final name and fsyncs the
+    /// directory. The file stays open for its [`WrittenSnapshot::reader`];
+    /// on failure it is removed.
+    pub fn finish(mut self, index: u64) -> Result<WrittenSnapshot, StorageError> {
+        let dir = &self.writer.dir;
+        let fs = &self.writer.fs;
         let path = dir.join(snapshot_name(index));
-        let tmp = tmp_path(&path);
+        let tmp = &self.tmp;
+        let Some(mut file) = self.file.take() else {
+            return Err(io_err("write", tmp)(io::Error::other(
+                "the file is finished",
+            )));
+        };
         let written = (|| {
-            let mut file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
-            let header = encode_header(index, parts);
-            file.write_all_at(0, &header)
-                .map_err(io_err("write", &tmp))?;
-            let mut offset = header.len() as u64;
-            for part in parts {
-                file.write_all_at(offset, part)
-                    .map_err(io_err("write", &tmp))?;
-                offset += part.len() as u64;
-            }
-            file.sync_all().map_err(io_err("fsync", &tmp))?;
+            file.write_all_at(0, &header(index, self.len, self.crc))
+                .map_err(io_err("write", tmp))?;
+            file.sync_all().map_err(io_err("fsync", tmp))?;
             // Renaming keeps the open file: it is the one now in place.
-            self.fs
-                .rename(&tmp, &path)
-                .map_err(io_err("rename", &tmp))?;
-            self.fs
-                .sync_dir(dir)
-                .map_err(io_err("fsync directory", dir))?;
-            Ok((offset, file))
+            fs.rename(tmp, &path).map_err(io_err("rename", tmp))?;
+            fs.sync_dir(dir).map_err(io_err("fsync directory", dir))?;
+            Ok(())
         })();
         match written {
-            Ok((bytes, file)) => {
-                let reader =
-                    SnapshotReader::new(file, path.clone(), index, bytes - HEADER_LEN as u64);
+            Ok(()) => {
+                let reader = SnapshotReader::new(file, path.clone(), index, self.len);
                 Ok(WrittenSnapshot {
                     index,
                     path,
-                    bytes,
+                    bytes: HEADER_LEN as u64 + self.len,
                     reader,
                 })
             }
             Err(e) => {
-                let _ = self.fs.remove(&tmp);
+                let _ = fs.remove(tmp);
                 Err(e)
             }
+        }
+    }
+}
+
+impl Drop for PartialSnapshot {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = self.writer.fs.remove(&self.tmp);
         }
     }
 }
