@@ -13,9 +13,9 @@
 //! appends them to a temporary file ([`PartialSnapshot`]) and gives the
 //! file its name once the snapshot's checkpoint is durable. The replica
 //! gets a [`SnapshotState`], which reads them from the file (held open)
-//! when a chunk is sent to a lagging peer. Recovery decodes the snapshot
-//! into the state machine, drops the bytes it read and hands the replica
-//! the file the same way.
+//! when a chunk is sent to a lagging peer. Recovery checks the file and
+//! decodes the state machine from it through a window of about a megabyte,
+//! and hands the replica the file the same way.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,8 +24,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use synod_core::codec::CodecError;
 use synod_core::node::apply::{AppliedValue, apply_value};
-use synod_core::paxos::{Durable, Slot, Snapshot, SnapshotBytes, SnapshotSource, Value};
+use synod_core::paxos::{
+    Durable, Membership, Slot, Snapshot, SnapshotBytes, SnapshotSource, Value,
+};
 use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -172,6 +175,25 @@ pub enum RecoveryError {
     },
 }
 
+/// The slot, the membership and where the state starts in the payload of
+/// snapshot `file`, from as much of its start as that takes.
+fn read_file_header(file: &SnapshotReader) -> Result<(Slot, Membership, u64), CodecError> {
+    let mut want = 4096u64;
+    loop {
+        let len = want.min(file.payload_len());
+        let mut head = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        file.read_payload_at(0, &mut head)
+            .map_err(|e| CodecError::Corrupt(format!("cannot read the snapshot: {e}")))?;
+        match decode_snapshot_file_header(&head) {
+            Ok((slot, membership, at)) => return Ok((slot, membership, at as u64)),
+            Err(CodecError::Truncated { .. }) if len < file.payload_len() => {
+                want = want.saturating_mul(4);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Applies a committed value during recovery, reporting one that does not
 /// decode (the node core decides how every value applies).
 fn replay_value(machine: &mut StateMachine, slot: Slot, value: &Value<Vec<u8>>) {
@@ -204,18 +226,19 @@ impl DurableLog {
         }
         let mut durable = Durable::default();
         let (mut machine, snapshot_slot) = match found.snapshot.take() {
-            Some(RecoveredSnapshot {
-                index,
-                payload: bytes,
-                file,
-            }) => {
+            Some(RecoveredSnapshot { index, file }) => {
                 let bad = |source| RecoveryError::Snapshot { index, source };
-                let (slot, membership, at) = decode_snapshot_file_header(&bytes).map_err(bad)?;
-                let state = &bytes[at..];
-                let machine = StateMachine::decode_snapshot(state_config, state).map_err(bad)?;
-                // The replica serves the state from the file: the bytes
-                // read here go once decoded.
-                let state = SnapshotState::new(file, at as u64, state.len() as u64);
+                let (slot, membership, at) = read_file_header(&file).map_err(bad)?;
+                let state_len = file.payload_len() - at;
+                // Through a window of about a megabyte, not the whole file.
+                let machine = StateMachine::decode_snapshot_reader(
+                    state_config,
+                    &mut file.payload_from(at),
+                    state_len,
+                )
+                .map_err(bad)?;
+                // The replica serves the state from the file.
+                let state = SnapshotState::new(file, at, state_len);
                 durable.snapshot = Some(Snapshot {
                     index: slot,
                     membership,

@@ -40,7 +40,9 @@ fn append_each(s: &mut Storage, first: u64, last: u64, len: usize) {
 
 /// The index and payload of the snapshot recovery chose.
 fn snapshot_of(r: &Recovered) -> Option<(u64, Vec<u8>)> {
-    r.snapshot.as_ref().map(|s| (s.index, s.payload.clone()))
+    r.snapshot
+        .as_ref()
+        .map(|s| (s.index, read_payload(&s.file).expect("readable")))
 }
 
 fn expect_entries(r: &Recovered, first: u64, last: u64, len: usize) {
@@ -847,10 +849,7 @@ fn a_snapshot_written_in_pieces_counts_only_once_finished() {
     fs.flip_bit(&path, snapshot::HEADER_LEN as u64 + 3_500, 2)
         .unwrap();
     match open(&fs, &cfg) {
-        Err(StorageError::CorruptSnapshot {
-            path: named,
-            reason,
-        }) => {
+        Err(StorageError::CorruptSnapshot { path: named, reason }) => {
             assert_eq!(named, path);
             assert!(reason.contains("checksum"), "{reason}");
         }
