@@ -86,6 +86,7 @@ impl NodeState {
         self.snapshots
             .replaced(u64::try_from(self.machine.applied()).unwrap_or(0));
         self.fire_skipped_changes(&old);
+        drop(old);
         let now = self.mono_now();
         self.sessions.restart(self.machine.sessions(), now);
         // Compacted already inside the replica; only the file is owed. The
@@ -106,6 +107,8 @@ impl NodeState {
             }
             None => self.snapshot_encoded(snapshot.index, snapshot.membership, Some(bytes)),
         }
+        // The old state machine is gone: return its memory.
+        crate::memory::release_freed();
     }
 
     /// After a jump from `old` to the installed state: fires the watches the
