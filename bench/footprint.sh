@@ -15,8 +15,8 @@
 # $CARGO_TARGET_DIR when that is set, or wherever SYNOD and BENCH point)
 # and python3.
 # Environment: N=1000000 znodes, VALUE_SIZE=100, PORT_BASE=7650 (client
-# PORT_BASE, HTTP PORT_BASE+1), TMPDIR (a real disk), KEEP=1 keeps the
-# directory. Every wait is bounded; the node is stopped on exit.
+# PORT_BASE, HTTP PORT_BASE+1, ZooKeeper protocol PORT_BASE+2), TMPDIR (a
+# real disk), KEEP=1 keeps the directory. Every wait is bounded; the node is stopped on exit.
 set -euo pipefail
 
 N=${N:-1000000}
@@ -24,6 +24,7 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 PORT_BASE=${PORT_BASE:-7650}
 CLIENT="127.0.0.1:${PORT_BASE}"
 HTTP="127.0.0.1:$((PORT_BASE + 1))"
+ZOOKEEPER="127.0.0.1:$((PORT_BASE + 2))"
 cd "$(dirname "$0")/.."
 SYNOD=${SYNOD:-${CARGO_TARGET_DIR:-target}/release/synod}
 BENCH=${BENCH:-${CARGO_TARGET_DIR:-target}/release/synod-bench}
@@ -52,7 +53,7 @@ EOF
 # that took.
 start() {
   SYNOD_LOG=${SYNOD_LOG:-info} "$SYNOD" serve --client-addr "$CLIENT" --http-addr "$HTTP" \
-    --data-dir "$DIR/data" >>"$DIR/node.log" 2>&1 &
+    --zookeeper-addr "$ZOOKEEPER" --data-dir "$DIR/data" >>"$DIR/node.log" 2>&1 &
   PID=$!
   local started=$EPOCHREALTIME
   for _ in $(seq 1 1200); do
