@@ -849,7 +849,10 @@ fn a_snapshot_written_in_pieces_counts_only_once_finished() {
     fs.flip_bit(&path, snapshot::HEADER_LEN as u64 + 3_500, 2)
         .unwrap();
     match open(&fs, &cfg) {
-        Err(StorageError::CorruptSnapshot { path: named, reason }) => {
+        Err(StorageError::CorruptSnapshot {
+            path: named,
+            reason,
+        }) => {
             assert_eq!(named, path);
             assert!(reason.contains("checksum"), "{reason}");
         }
