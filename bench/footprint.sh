@@ -11,10 +11,12 @@
 #
 # Usage: bench/footprint.sh            (N=1000000)
 # Needs target/release/synod and target/release/synod-bench
-# (`cargo build --release --bin synod --bin synod-bench`) and curl or python3.
+# (`cargo build --release --bin synod --bin synod-bench`; under
+# $CARGO_TARGET_DIR when that is set, or wherever SYNOD and BENCH point)
+# and python3.
 # Environment: N=1000000 znodes, VALUE_SIZE=100, PORT_BASE=7650 (client
-# PORT_BASE, HTTP PORT_BASE+1), TMPDIR (a real disk), KEEP=1 keeps the
-# directory. Every wait is bounded; the node is stopped on exit.
+# PORT_BASE, HTTP PORT_BASE+1, ZooKeeper protocol PORT_BASE+2), TMPDIR (a
+# real disk), KEEP=1 keeps the directory. Every wait is bounded; the node is stopped on exit.
 set -euo pipefail
 
 N=${N:-1000000}
@@ -22,9 +24,10 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 PORT_BASE=${PORT_BASE:-7650}
 CLIENT="127.0.0.1:${PORT_BASE}"
 HTTP="127.0.0.1:$((PORT_BASE + 1))"
+ZOOKEEPER="127.0.0.1:$((PORT_BASE + 2))"
 cd "$(dirname "$0")/.."
-SYNOD=target/release/synod
-BENCH=target/release/synod-bench
+SYNOD=${SYNOD:-${CARGO_TARGET_DIR:-target}/release/synod}
+BENCH=${BENCH:-${CARGO_TARGET_DIR:-target}/release/synod-bench}
 for bin in "$SYNOD" "$BENCH"; do
   [[ -x $bin ]] || { echo "missing $bin: cargo build --release --bin synod --bin synod-bench" >&2; exit 1; }
 done
@@ -49,8 +52,8 @@ EOF
 # Starts the node (PID) and waits until it is ready; READY_SECS is how long
 # that took.
 start() {
-  SYNOD_LOG=${SYNOD_LOG:-info} "$SYNOD" serve --client-addr "$CLIENT" --http-addr "$HTTP" --admin-addr off \
-    --data-dir "$DIR/data" >>"$DIR/node.log" 2>&1 &
+  SYNOD_LOG=${SYNOD_LOG:-info} "$SYNOD" serve --client-addr "$CLIENT" --http-addr "$HTTP" \
+    --zookeeper-addr "$ZOOKEEPER" --admin-addr off --data-dir "$DIR/data" >>"$DIR/node.log" 2>&1 &
   PID=$!
   local started=$EPOCHREALTIME
   for _ in $(seq 1 1200); do

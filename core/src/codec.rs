@@ -97,14 +97,29 @@ impl Encoder {
 pub struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Where `buf` starts in the whole input, for positions and errors:
+    /// 0 unless the slice is a window of a longer input.
+    base: usize,
 }
 
 impl<'a> Decoder<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Decoder { buf, pos: 0 }
+        Decoder::at(buf, 0)
     }
 
+    /// Decodes `buf`, which starts at byte `base` of a longer input:
+    /// positions (and those in errors) count from that input's start.
+    pub fn at(buf: &'a [u8], base: usize) -> Self {
+        Decoder { buf, pos: 0, base }
+    }
+
+    /// The position in the whole input.
     pub fn position(&self) -> usize {
+        self.base + self.pos
+    }
+
+    /// The bytes of `buf` decoded so far.
+    pub fn consumed(&self) -> usize {
         self.pos
     }
 
@@ -114,7 +129,10 @@ impl<'a> Decoder<'a> {
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
         if self.remaining() < n {
-            return Err(CodecError::Truncated { what, at: self.pos });
+            return Err(CodecError::Truncated {
+                what,
+                at: self.position(),
+            });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -138,7 +156,7 @@ impl<'a> Decoder<'a> {
 
     /// A number written by [`Encoder::uvar`]; more than 64 bits is corrupt.
     pub fn uvar(&mut self, what: &'static str) -> Result<u64, CodecError> {
-        let at = self.pos;
+        let at = self.position();
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.u8(what)?;
@@ -186,7 +204,7 @@ impl<'a> Decoder<'a> {
         self.take(n as usize, what).map(Some)
     }
     pub fn string(&mut self, what: &'static str) -> Result<String, CodecError> {
-        let at = self.pos;
+        let at = self.position();
         let raw = self.bytes(what)?;
         std::str::from_utf8(raw)
             .map(str::to_owned)
@@ -195,7 +213,7 @@ impl<'a> Decoder<'a> {
     /// A collection length, checked against the bytes left assuming each
     /// item takes at least `min_item_bytes`.
     pub fn len(&mut self, what: &'static str, min_item_bytes: usize) -> Result<usize, CodecError> {
-        let at = self.pos;
+        let at = self.position();
         let n = self.u32(what)? as usize;
         if n.saturating_mul(min_item_bytes.max(1)) > self.remaining() {
             return Err(CodecError::Truncated { what, at });

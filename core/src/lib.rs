@@ -17,6 +17,7 @@ pub mod paxos;
 pub mod session;
 pub mod sim;
 pub mod state;
+pub mod stream;
 pub mod tree;
 pub mod txn;
 pub mod watch;

@@ -2,9 +2,12 @@
 //! advanced by committed txns in log order. Given the same log, every replica
 //! reaches the same state and reports the same outcomes and triggers.
 
-use crate::codec::{CodecError, Decoder, Encoder, decode_config, encode_config};
+use std::io::Read;
+
+use crate::codec::{CodecError, Encoder, decode_config, encode_config};
 use crate::error::Error;
 use crate::session::{SessionLimits, SessionPassword, SessionTable};
+use crate::stream::{DEFAULT_WINDOW, Input};
 use crate::tree::{DataTree, NodeEncoding, TreeConfig, WriteCtx};
 use crate::txn::{Txn, TxnOutcome};
 use crate::watch::Trigger;
@@ -17,7 +20,9 @@ use crate::{Millis, Zxid};
 /// 4: the cluster id (0 for none), after the config; 1-3 load as "no
 /// cluster id yet".
 /// 5: nodes in the compact encoding ([`NodeEncoding::Compact`]).
-const SNAPSHOT_FORMAT: u32 = 5;
+/// 6: the node count after the nodes ([`NodeEncoding::Streamed`]), so a
+/// snapshot can be written out as it is encoded.
+const SNAPSHOT_FORMAT: u32 = 6;
 
 /// Settings every replica must share.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,8 +53,44 @@ pub struct PendingSnapshot {
     pub index: Zxid,
     encoder: Encoder,
     cursor: crate::tree::SnapshotCursor,
-    /// The encoded snapshot, once complete.
+    /// The bytes encoded and taken out by [`PendingSnapshot::take_encoded`].
+    taken: usize,
+    /// The encoded snapshot, once complete: all of it, or what was not
+    /// taken out yet.
     pub bytes: Vec<u8>,
+}
+
+/// Where a snapshot's bytes go while it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotBuffer {
+    /// All of them stay in one buffer, sized up front from the last
+    /// snapshot (growing a buffer of hundreds of megabytes copies it,
+    /// inside one slice of the walk).
+    Whole,
+    /// The caller takes them out as they come
+    /// ([`PendingSnapshot::take_encoded`]), to write them to a file.
+    Slices,
+}
+
+impl PendingSnapshot {
+    /// The bytes encoded since the last call: the snapshot is these, one
+    /// call's after another's, then [`PendingSnapshot::bytes`].
+    pub fn take_encoded(&mut self) -> Vec<u8> {
+        let capacity = self.encoder.buf.capacity();
+        let taken = std::mem::replace(&mut self.encoder.buf, Vec::with_capacity(capacity));
+        self.taken += taken.len();
+        taken
+    }
+
+    /// The bytes encoded and not taken out yet.
+    pub fn pending_bytes(&self) -> usize {
+        self.encoder.buf.len()
+    }
+
+    /// The length of the snapshot so far, taken out or not.
+    pub fn encoded_bytes(&self) -> usize {
+        self.taken + self.encoder.buf.len() + self.bytes.len()
+    }
 }
 
 /// What applying one txn produced.
@@ -105,7 +146,7 @@ impl StateMachine {
     /// The whole state as bytes: sessions, tree and the applied zxid, in
     /// one go.
     pub fn encode_snapshot(&mut self) -> Vec<u8> {
-        let mut snapshot = self.begin_snapshot();
+        let mut snapshot = self.begin_snapshot(SnapshotBuffer::Whole);
         while self.snapshot_step(&mut snapshot, usize::MAX).is_none() {}
         snapshot.bytes
     }
@@ -113,15 +154,17 @@ impl StateMachine {
     /// Starts a snapshot of the state at the applied zxid that is encoded
     /// a slice at a time by [`StateMachine::snapshot_step`], while txns keep
     /// applying in between: the node is not paused for the whole encoding.
-    pub fn begin_snapshot(&mut self) -> PendingSnapshot {
+    pub fn begin_snapshot(&mut self, buffer: SnapshotBuffer) -> PendingSnapshot {
         let mut e = Encoder::default();
-        // About 190 bytes per znode with 100-byte values, and more than the
-        // last snapshot: growing a buffer of hundreds of megabytes copies it
-        // in one slice, while reserving too much costs only address space
-        // (pages are touched when written).
-        let estimate = (self.last_snapshot_bytes + self.last_snapshot_bytes / 4)
-            .max(self.tree.len().saturating_mul(256));
-        e.buf.reserve(estimate);
+        if buffer == SnapshotBuffer::Whole {
+            // About 120 bytes per znode with 100-byte values, and more than
+            // the last snapshot: growing a buffer of hundreds of megabytes
+            // copies it in one slice, while reserving too much costs only
+            // address space (pages are touched when written).
+            let estimate = (self.last_snapshot_bytes + self.last_snapshot_bytes / 4)
+                .max(self.tree.len().saturating_mul(256));
+            e.buf.reserve(estimate);
+        }
         e.u32(SNAPSHOT_FORMAT);
         e.i64(self.applied);
         encode_config(&mut e, &self.config());
@@ -138,6 +181,7 @@ impl StateMachine {
             index: self.applied,
             encoder: e,
             cursor,
+            taken: 0,
             bytes: Vec::new(),
         }
     }
@@ -152,55 +196,76 @@ impl StateMachine {
             return None;
         }
         snapshot.bytes = std::mem::take(&mut snapshot.encoder.buf);
-        self.last_snapshot_bytes = snapshot.bytes.len();
+        self.last_snapshot_bytes = snapshot.encoded_bytes();
         Some(snapshot.index)
     }
 
     /// Restores a state from [`StateMachine::encode_snapshot`] output.
     pub fn decode_snapshot(config: StateConfig, bytes: &[u8]) -> Result<StateMachine, CodecError> {
-        let mut d = Decoder::new(bytes);
-        let format = d.u32("snapshot format")?;
-        if !(1..=SNAPSHOT_FORMAT).contains(&format) {
-            return Err(CodecError::Corrupt(format!(
-                "snapshot format {format} is not the supported format {SNAPSHOT_FORMAT}"
-            )));
-        }
-        let applied = d.i64("applied zxid")?;
-        let config = if format >= 2 {
-            decode_config(&mut d)?
-        } else {
-            config
-        };
-        let cluster_id = if format >= 4 {
-            Some(d.u64("cluster id")?).filter(|id| *id != 0)
-        } else {
-            None
-        };
-        let mut sessions = SessionTable::default();
-        for _ in 0..d.len("sessions", 16)? {
-            let id = d.i64("session id")?;
-            let timeout_ms = d.i64("session timeout")?;
-            let password = if format >= 3 {
-                d.array::<16>("session password")?
+        Self::decode_snapshot_from(config, &mut Input::from_slice(bytes))
+    }
+
+    /// Restores a state from the `len` bytes of a snapshot that `reader`
+    /// gives, read a window of about a megabyte at a time: a snapshot in a
+    /// file is decoded without being read into memory whole.
+    pub fn decode_snapshot_reader(
+        config: StateConfig,
+        reader: &mut dyn Read,
+        len: u64,
+    ) -> Result<StateMachine, CodecError> {
+        Self::decode_snapshot_from(config, &mut Input::from_reader(reader, len, DEFAULT_WINDOW))
+    }
+
+    /// Restores a state from the snapshot `input` holds, all of it.
+    pub fn decode_snapshot_from(
+        config: StateConfig,
+        input: &mut Input<'_>,
+    ) -> Result<StateMachine, CodecError> {
+        let (format, applied, config, cluster_id, sessions) = input.decode(|d| {
+            let format = d.u32("snapshot format")?;
+            if !(1..=SNAPSHOT_FORMAT).contains(&format) {
+                return Err(CodecError::Corrupt(format!(
+                    "snapshot format {format} is not a supported format (1 to {SNAPSHOT_FORMAT})"
+                )));
+            }
+            let applied = d.i64("applied zxid")?;
+            let config = if format >= 2 {
+                decode_config(d)?
             } else {
-                SessionPassword::default()
+                config.clone()
             };
-            sessions.open_with_password(id, timeout_ms, password);
-        }
-        let encoding = if format >= 5 {
-            NodeEncoding::Compact
-        } else {
-            NodeEncoding::Fixed
+            let cluster_id = if format >= 4 {
+                Some(d.u64("cluster id")?).filter(|id| *id != 0)
+            } else {
+                None
+            };
+            let mut sessions = SessionTable::default();
+            for _ in 0..d.len("sessions", 16)? {
+                let id = d.i64("session id")?;
+                let timeout_ms = d.i64("session timeout")?;
+                let password = if format >= 3 {
+                    d.array::<16>("session password")?
+                } else {
+                    SessionPassword::default()
+                };
+                sessions.open_with_password(id, timeout_ms, password);
+            }
+            Ok((format, applied, config, cluster_id, sessions))
+        })?;
+        let encoding = match format {
+            6.. => NodeEncoding::Streamed,
+            5 => NodeEncoding::Compact,
+            _ => NodeEncoding::Fixed,
         };
-        let tree = DataTree::decode_snapshot(config.tree, &mut d, encoding)?;
-        d.finish("snapshot")?;
+        let tree = DataTree::decode_snapshot(config.tree, input, encoding)?;
+        input.finish("snapshot")?;
         Ok(StateMachine {
             tree,
             sessions,
             applied,
             session_limits: config.sessions,
             cluster_id,
-            last_snapshot_bytes: bytes.len(),
+            last_snapshot_bytes: usize::try_from(input.position()).unwrap_or(usize::MAX),
         })
     }
 

@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use synod_core::acl::{Acl, Id, Identity};
 use synod_core::codec::LogEntry;
-use synod_core::state::{StateConfig, StateMachine};
+use synod_core::state::{SnapshotBuffer, StateConfig, StateMachine};
+use synod_core::stream::Input;
 use synod_core::tree::{TreeConfig, TreeLimits};
 use synod_core::txn::{CloseReason, CreateMode, Txn, WriteOp};
 
@@ -145,12 +146,15 @@ proptest! {
             live.apply(entry.zxid, entry.time, &entry.txn);
         }
         let expected_at_index = live.tree().dump();
-        let mut snapshot = live.begin_snapshot();
+        // Taken out a slice at a time, as the node writes them to a file.
+        let mut snapshot = live.begin_snapshot(SnapshotBuffer::Slices);
+        let mut slices = Vec::new();
         let mut rest = log[split..].iter();
         let index = loop {
             if let Some(index) = live.snapshot_step(&mut snapshot, budget) {
                 break index;
             }
+            slices.extend(snapshot.take_encoded());
             for entry in rest.by_ref().take(txns_per_step) {
                 live.apply(entry.zxid, entry.time, &entry.txn);
             }
@@ -159,7 +163,13 @@ proptest! {
             live.apply(entry.zxid, entry.time, &entry.txn);
         }
         prop_assert_eq!(index, split as i64);
-        let mut restored = StateMachine::decode_snapshot(StateConfig::default(), &snapshot.bytes).expect("decode");
+        slices.extend(&snapshot.bytes);
+        prop_assert_eq!(snapshot.encoded_bytes(), slices.len());
+        // Decoded from a reader with a window smaller than most nodes.
+        let mut restored = StateMachine::decode_snapshot_from(
+            StateConfig::default(),
+            &mut Input::from_reader(&mut &slices[..], slices.len() as u64, 16),
+        ).expect("decode");
         prop_assert_eq!(restored.tree().dump(), expected_at_index);
         for entry in &log[split..] {
             restored.apply(entry.zxid, entry.time, &entry.txn);
@@ -178,12 +188,24 @@ proptest! {
         }
         let mut bytes = state.encode_snapshot();
         let i = at.index(bytes.len());
+        // Through a reader with a small window, the same verdict.
+        let through_reader = |bytes: &[u8]| StateMachine::decode_snapshot_from(
+            StateConfig::default(),
+            &mut Input::from_reader(&mut &bytes[..], bytes.len() as u64, 32),
+        );
         if cut {
             bytes.truncate(i);
             prop_assert!(StateMachine::decode_snapshot(StateConfig::default(), &bytes).is_err());
+            prop_assert!(through_reader(&bytes).is_err());
         } else {
             bytes[i] = value;
-            let _ = StateMachine::decode_snapshot(StateConfig::default(), &bytes);
+            let in_memory = StateMachine::decode_snapshot(StateConfig::default(), &bytes);
+            let read = through_reader(&bytes);
+            match (in_memory, read) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a.tree().dump(), b.tree().dump()),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "in memory {:?}, read {:?}", a.is_ok(), b.is_ok()),
+            }
         }
     }
 }
@@ -224,7 +246,7 @@ fn incremental_snapshot_pins_changes_around_the_walk() {
         apply(&mut state, create(p, b"old"));
     }
     let expected = state.tree().dump();
-    let mut snapshot = state.begin_snapshot();
+    let mut snapshot = state.begin_snapshot(SnapshotBuffer::Whole);
     // Visits /a only.
     assert!(state.snapshot_step(&mut snapshot, 1).is_none());
     apply(

@@ -5,11 +5,13 @@
 //! Its rooms: `api` (the gRPC front ends), `peer` (the transport between
 //! nodes and the frame envelope), `storage` (log segments, snapshot files,
 //! the storage thread and recovery), `driver` (the task that runs the core),
-//! `config`, `metrics` and `server` (process start and stop).
+//! `config`, `metrics`, `memory` (returning freed memory) and `server`
+//! (process start and stop).
 
 pub mod api;
 pub mod config;
 pub mod driver;
+pub mod memory;
 pub mod metrics;
 pub mod peer;
 pub mod server;

@@ -163,6 +163,9 @@ pub async fn run(
         Some(storage) => {
             let (log, recovered) =
                 crate::storage::durable::DurableLog::recover(storage, config.state_config())?;
+            // The log segments and the snapshot window read to recover
+            // are freed: return that memory before serving.
+            crate::memory::release_freed();
             (recovered, Some(log))
         }
         None => {

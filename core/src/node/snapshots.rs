@@ -15,10 +15,11 @@
 //! S, the replica's log is dropped up to S. A crash at any point leaves
 //! either the old snapshot and the whole log, or the new one and the log
 //! from its checkpoint. Without a disk a snapshot is "written" at once.
-//! The encoded bytes are held only until the file is written: from then on
-//! the snapshot is the shell's durable copy ([`SnapshotBytes`], a file the
-//! node reads on demand), which is what the replica keeps to serve lagging
-//! peers.
+//! The encoded bytes are the shell's until the file is written (the node
+//! writes them to a temporary file as they are encoded, and gives it its
+//! name once the checkpoint is durable): from then on the snapshot is the
+//! shell's durable copy ([`SnapshotBytes`], a file the node reads on
+//! demand), which is what the replica keeps to serve lagging peers.
 //!
 //! This module decides; the shell encodes the state, appends the
 //! checkpoint record, writes the file and compacts the replica as the
@@ -33,8 +34,8 @@ use crate::paxos::{Membership, Slot, SnapshotBytes};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
     /// Waiting for the checkpoint record at this log index to be durable;
-    /// the encoded bytes wait here for the file.
-    Checkpoint { record: u64, state: Bytes },
+    /// the shell holds the encoded bytes for the file.
+    Checkpoint { record: u64 },
     /// The file at this log index is being written (the writer has the
     /// bytes).
     Writing(u64),
@@ -52,13 +53,13 @@ pub struct Snapshot {
 }
 
 /// The file to write: the snapshot at `slot`, recorded at log position
-/// `log_index` (the record before its checkpoint).
+/// `log_index` (the record before its checkpoint), from the bytes the shell
+/// holds for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteFile {
     pub log_index: u64,
     pub slot: Slot,
     pub membership: Membership,
-    pub state: Bytes,
 }
 
 /// When snapshots are due, and the one in progress.
@@ -133,34 +134,32 @@ impl Snapshots {
         self.in_progress.as_ref()
     }
 
-    /// A snapshot at `slot` is encoded (or installed from the leader). With
-    /// a disk, `checkpoint` is the index of the checkpoint record the shell
-    /// appended for it; without one it is `None` and the snapshot counts as
-    /// written, in memory.
-    pub fn encoded(
-        &mut self,
-        slot: Slot,
-        membership: Membership,
-        state: Bytes,
-        checkpoint: Option<u64>,
-    ) {
-        let stage = match checkpoint {
-            Some(record) => Stage::Checkpoint { record, state },
-            None => Stage::Written(SnapshotBytes::Memory(state)),
-        };
+    /// A snapshot at `slot` is encoded (or installed from the leader), and
+    /// `checkpoint` is the index of the checkpoint record the shell appended
+    /// for it; the shell keeps the bytes for its file.
+    pub fn encoded(&mut self, slot: Slot, membership: Membership, checkpoint: u64) {
         self.in_progress = Some(Snapshot {
             slot,
             membership,
-            stage,
+            stage: Stage::Checkpoint { record: checkpoint },
+        });
+    }
+
+    /// Without a disk: a snapshot at `slot` is encoded (or installed from
+    /// the leader) as `state`, and counts as written, in memory.
+    pub fn encoded_in_memory(&mut self, slot: Slot, membership: Membership, state: Bytes) {
+        self.in_progress = Some(Snapshot {
+            slot,
+            membership,
+            stage: Stage::Written(SnapshotBytes::Memory(state)),
         });
     }
 
     /// Log records up to `last_record` are durable: if the checkpoint of
-    /// the snapshot in progress is among them, its file is to be written
-    /// (the bytes go with it, not kept here).
+    /// the snapshot in progress is among them, its file is to be written.
     pub fn checkpoint_durable(&mut self, last_record: u64) -> Option<WriteFile> {
         let snapshot = self.in_progress.as_mut()?;
-        let Stage::Checkpoint { record, state } = &snapshot.stage else {
+        let Stage::Checkpoint { record } = &snapshot.stage else {
             return None;
         };
         if *record > last_record {
@@ -170,7 +169,6 @@ impl Snapshots {
             log_index: record - 1,
             slot: snapshot.slot,
             membership: snapshot.membership.clone(),
-            state: state.clone(),
         };
         snapshot.stage = Stage::Writing(file.log_index);
         Some(file)
@@ -244,18 +242,12 @@ mod tests {
     fn the_file_is_written_after_its_checkpoint_and_the_log_dropped_after_the_file() {
         let mut s = snapshots();
         s.started(10);
-        s.encoded(
-            10,
-            Membership::new(vec![1], vec![]),
-            Bytes::from_static(b"state"),
-            Some(42),
-        );
+        s.encoded(10, Membership::new(vec![1], vec![]), 42);
         assert!(!s.due(5_000, 0, false), "one at a time");
         assert_eq!(s.checkpoint_durable(41), None);
         let file = s.checkpoint_durable(42).expect("the checkpoint is durable");
         assert_eq!((file.log_index, file.slot), (41, 10));
         assert_eq!(s.compactable(100), None, "the file is not durable yet");
-        assert_eq!(file.state, Bytes::from_static(b"state"));
         assert_eq!(s.in_progress().map(|s| &s.stage), Some(&Stage::Writing(41)));
         let stored = SnapshotBytes::from(vec![7u8]);
         s.file_written(40, Some(stored.clone()));
@@ -277,21 +269,11 @@ mod tests {
     #[test]
     fn a_superseded_file_does_not_stand_for_the_snapshot_installed_since() {
         let mut s = snapshots();
-        s.encoded(
-            10,
-            Membership::default(),
-            Bytes::from_static(b"old"),
-            Some(5),
-        );
+        s.encoded(10, Membership::default(), 5);
         let old = s.checkpoint_durable(5).expect("written next");
         // The leader's snapshot replaces the state while the file is written.
         s.replaced(30);
-        s.encoded(
-            30,
-            Membership::default(),
-            Bytes::from_static(b"new"),
-            Some(9),
-        );
+        s.encoded(30, Membership::default(), 9);
         s.file_written(old.log_index, Some(SnapshotBytes::from(b"old".to_vec())));
         assert_eq!(
             s.compactable(30),
@@ -307,11 +289,11 @@ mod tests {
     #[test]
     fn a_failed_file_drops_the_snapshot_and_in_memory_needs_no_file() {
         let mut s = snapshots();
-        s.encoded(10, Membership::default(), Bytes::new(), Some(1));
+        s.encoded(10, Membership::default(), 1);
         s.checkpoint_durable(1);
         s.file_written(0, None);
         assert!(s.in_progress().is_none());
-        s.encoded(20, Membership::default(), Bytes::from_static(b"x"), None);
+        s.encoded_in_memory(20, Membership::default(), Bytes::from_static(b"x"));
         s.file_written(0, None);
         assert_eq!(
             s.compactable(20),

@@ -14,6 +14,7 @@ use super::node::DiskBatch;
 use super::{Cluster, invariants};
 use crate::node::group_commit::Completion;
 use crate::paxos::{Membership, Slot, Snapshot, SnapshotBytes, Write};
+use crate::state::SnapshotBuffer;
 
 /// Znodes encoded per slice of a running snapshot: small, so that an
 /// encoding spans ticks and txns apply in between.
@@ -105,22 +106,28 @@ impl Cluster {
                     r.persisted(batch.token);
                 }
                 if let Some(file) = node.snapshots.checkpoint_durable(batch.last_record) {
-                    let delay = self.rng.range(0, self.nodes[i].disk_delay * 2 + 1);
-                    self.nodes[i].snapshot_file = Some((self.now + delay, file));
+                    match node.snapshot_bytes.take() {
+                        Some(bytes) => {
+                            let delay = self.rng.range(0, self.nodes[i].disk_delay * 2 + 1);
+                            self.nodes[i].snapshot_file = Some((self.now + delay, file, bytes));
+                        }
+                        // Never: the bytes wait from the checkpoint on.
+                        None => node.snapshots.file_written(file.log_index, None),
+                    }
                 }
             }
         }
         if self.nodes[i]
             .snapshot_file
             .as_ref()
-            .is_some_and(|(due, _)| *due <= self.now)
-            && let Some((_, file)) = self.nodes[i].snapshot_file.take()
+            .is_some_and(|(due, ..)| *due <= self.now)
+            && let Some((_, file, bytes)) = self.nodes[i].snapshot_file.take()
         {
             done = true;
             let fails = self.rng.chance(self.cfg.disk_failures);
             self.coverage.disk_failures += u64::from(fails);
             let node = &mut self.nodes[i];
-            let stored = (!fails).then(|| SnapshotBytes::Memory(file.state));
+            let stored = (!fails).then_some(SnapshotBytes::Memory(bytes));
             if let Some(data) = &stored {
                 node.disk.set_snapshot(Snapshot {
                     index: file.slot,
@@ -143,7 +150,7 @@ impl Cluster {
             .snapshots
             .due(applied, znodes, node.snapshotting.is_some())
         {
-            node.snapshotting = Some(node.machine.begin_snapshot());
+            node.snapshotting = Some(node.machine.begin_snapshot(SnapshotBuffer::Whole));
             node.snapshots.started(applied);
         }
     }
@@ -206,7 +213,8 @@ impl Cluster {
             entries: r.accepted_after(slot),
         };
         let index = node.wal.push(checkpoint, 0);
-        node.snapshots.encoded(slot, membership, state, Some(index));
+        node.snapshot_bytes = Some(state);
+        node.snapshots.encoded(slot, membership, index);
     }
 
     /// Drops node `i`'s log up to its snapshot once the file is durable and

@@ -149,8 +149,12 @@ pub(super) struct Node {
     pub snapshots: Snapshots,
     /// The snapshot being encoded, a slice at a time.
     pub snapshotting: Option<PendingSnapshot>,
-    /// The snapshot file being written, and when it is done.
-    pub snapshot_file: Option<(u64, WriteFile)>,
+    /// The bytes of the encoded snapshot waiting for its checkpoint, as
+    /// the node keeps them in a temporary file.
+    pub snapshot_bytes: Option<bytes::Bytes>,
+    /// The snapshot file being written (with its bytes), and when it is
+    /// done.
+    pub snapshot_file: Option<(u64, WriteFile, bytes::Bytes)>,
 }
 
 impl Node {
@@ -190,6 +194,7 @@ impl Node {
             commit_at: Default::default(),
             snapshots: snapshots(cfg, 0, id),
             snapshotting: None,
+            snapshot_bytes: None,
             snapshot_file: None,
         }
     }
@@ -280,6 +285,7 @@ impl Cluster {
         node.batch = None;
         node.snapshots = snapshots(&sim, applied, node.id ^ (node.incarnation << 16));
         node.snapshotting = None;
+        node.snapshot_bytes = None;
         node.snapshot_file = None;
     }
 
@@ -291,6 +297,7 @@ impl Cluster {
         node.batch = None;
         node.commit_at.clear();
         node.snapshot_file = None;
+        node.snapshot_bytes = None;
         node.snapshotting = None;
         node.completions.clear();
         node.deferred = DeferredReads::new();

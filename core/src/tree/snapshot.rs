@@ -1,6 +1,13 @@
 //! Snapshot encoding of the tree: ACL lists once, then every node with its
 //! full Stat and data. Child sets and the ephemeral/container/TTL indexes
 //! are derived on restore, so a snapshot cannot contradict itself about them.
+//!
+//! Since format 6 the node count follows the nodes (after an end marker),
+//! so that a snapshot can be written out a slice at a time as it is
+//! encoded, with nothing to patch once the count is known; the count before
+//! the nodes is then only the tree's size when the snapshot began, a hint
+//! to size the tree that is decoded. Decoding reads through an [`Input`],
+//! so a snapshot can be decoded from its file a window at a time.
 
 use std::collections::BTreeSet;
 
@@ -13,6 +20,7 @@ use crate::Zxid;
 use crate::acl::{Acl, AclCache, AclRef};
 use crate::codec::{CodecError, Decoder, Encoder, decode_acl, encode_acl};
 use crate::path;
+use crate::stream::Input;
 
 /// A node as it was when a snapshot began, saved just before its first
 /// change while the snapshot is being encoded.
@@ -72,7 +80,6 @@ pub struct SnapshotCursor {
     /// reference (for unchanged nodes) and by content (for preimages).
     by_ref: FxHashMap<AclRef, u32>,
     by_content: FxHashMap<Arc<[Acl]>, u32>,
-    count_at: usize,
     written: u64,
     /// The path encoded last: the next one is written as what it shares
     /// with it and the rest.
@@ -85,10 +92,14 @@ pub enum NodeEncoding {
     /// Snapshot formats 1-4: the full path, then every Stat field at its
     /// full width (about 87 bytes per node beside the data).
     Fixed,
-    /// Format 5 on: the path as the length it shares with the previous
+    /// Format 5: the path as the length it shares with the previous
     /// node's path plus the rest, and the Stat as varints, zxids and
     /// times relative to the node's creation (about 25 bytes per node).
     Compact,
+    /// Format 6 on: as [`NodeEncoding::Compact`], but each node starts
+    /// with the shared length plus one, a 0 ends the nodes, and the node
+    /// count follows; the count before the nodes is a hint.
+    Streamed,
 }
 
 impl DataTree {
@@ -107,8 +118,8 @@ impl DataTree {
             by_ref.insert(r, id);
             by_content.insert(list, id);
         }
-        let count_at = e.buf.len();
-        e.u64(0);
+        // A hint for the decoder: the snapshot holds the tree as it is now.
+        e.u64(self.len() as u64);
         self.capture = Some(Capture {
             changed: FxHashMap::default(),
             position: "/".to_owned(),
@@ -119,7 +130,6 @@ impl DataTree {
             stack: vec![("/".to_owned(), None)],
             by_ref,
             by_content,
-            count_at,
             written: 0,
             previous_path: Vec::new(),
         };
@@ -240,7 +250,9 @@ impl DataTree {
                 cursor.written += 1;
             }
         }
-        e.buf[cursor.count_at..cursor.count_at + 8].copy_from_slice(&cursor.written.to_le_bytes());
+        // The end of the nodes, and how many there were.
+        e.uvar(0);
+        e.u64(cursor.written);
         true
     }
 
@@ -285,29 +297,38 @@ impl DataTree {
         while !self.snapshot_step(&mut cursor, e, usize::MAX) {}
     }
 
-    /// Rebuilds a tree from [`DataTree::encode_snapshot`] output.
+    /// Rebuilds a tree from [`DataTree::encode_snapshot`] output, or from
+    /// an older format's.
     pub fn decode_snapshot(
         config: TreeConfig,
-        d: &mut Decoder<'_>,
+        input: &mut Input<'_>,
         encoding: NodeEncoding,
     ) -> Result<DataTree, CodecError> {
-        let list_count = d.len("acl lists", 4)?;
-        let mut acls = AclCache::default();
-        let mut lists = Vec::with_capacity(list_count);
-        for _ in 0..list_count {
-            lists.push(decode_acl(d)?);
-        }
-        let at = d.position();
-        let count = d.u64("node count")?;
+        let (lists, count, at) = input.decode(|d| {
+            let list_count = d.len("acl lists", 4)?;
+            let mut lists = Vec::with_capacity(list_count);
+            for _ in 0..list_count {
+                lists.push(decode_acl(d)?);
+            }
+            let at = d.position();
+            Ok((lists, d.u64("node count")?, at))
+        })?;
         let least = match encoding {
             // 4 + 5*8 + 3*4 + 8 + 4 + 4 bytes.
             NodeEncoding::Fixed => 72,
             // One byte for each of the 13 fields.
-            NodeEncoding::Compact => 13,
+            NodeEncoding::Compact | NodeEncoding::Streamed => 13,
         };
-        if count.saturating_mul(least) > d.remaining() as u64 {
-            return Err(CodecError::Truncated { what: "nodes", at });
-        }
+        let reserve = if count.saturating_mul(least) > input.remaining() {
+            if encoding != NodeEncoding::Streamed {
+                return Err(CodecError::Truncated { what: "nodes", at });
+            }
+            // Only a hint, and a wrong one: no more than the bytes allow.
+            input.remaining() / least
+        } else {
+            count
+        };
+        let mut acls = AclCache::default();
         let mut tree = DataTree {
             nodes: super::store::NodeStore::default(),
             acls: AclCache::default(),
@@ -318,46 +339,79 @@ impl DataTree {
             journal: Journal::default(),
             capture: None,
         };
-        tree.nodes.reserve(count as usize);
+        tree.nodes.reserve(usize::try_from(reserve).unwrap_or(0));
         let mut orphans: Vec<(String, Znode)> = Vec::new();
         let mut previous_path = Vec::new();
-        for _ in 0..count {
-            let at = d.position();
-            let (p, record) = match encoding {
-                NodeEncoding::Fixed => NodeRecord::decode_fixed(d)?,
-                NodeEncoding::Compact => NodeRecord::decode_compact(d, &mut previous_path)?,
+        let mut decoded = 0u64;
+        while encoding == NodeEncoding::Streamed || decoded < count {
+            // One node: decoded again from its start, after a refill, when
+            // it runs past the window.
+            let next = loop {
+                let mut d = input.decoder();
+                let at = d.position();
+                let record = match encoding {
+                    NodeEncoding::Fixed => NodeRecord::decode_fixed(&mut d).map(Some),
+                    NodeEncoding::Compact => {
+                        NodeRecord::decode_compact(&mut d, &previous_path, false)
+                    }
+                    NodeEncoding::Streamed => {
+                        NodeRecord::decode_compact(&mut d, &previous_path, true)
+                    }
+                };
+                let (p, record) = match record {
+                    Ok(Some(decoded)) => decoded,
+                    Ok(None) => {
+                        let used = d.consumed();
+                        input.consume(used);
+                        break None;
+                    }
+                    Err(e) => {
+                        if matches!(e, CodecError::Truncated { .. }) && input.refill()? {
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                };
+                if path::validate(&p).is_err() {
+                    return Err(CodecError::Corrupt(format!(
+                        "invalid node path {p:?} at byte {at}"
+                    )));
+                }
+                let list = record.acl as usize;
+                let Some(acl) = lists.get(list) else {
+                    return Err(CodecError::Corrupt(format!(
+                        "node {p} names ACL list {list} of {}",
+                        lists.len()
+                    )));
+                };
+                let node = record.into_znode(&p, acls.acquire(acl));
+                let used = d.consumed();
+                input.consume(used);
+                break Some((p, node));
             };
-            if path::validate(&p).is_err() {
-                return Err(CodecError::Corrupt(format!(
-                    "invalid node path {p:?} at byte {at}"
-                )));
-            }
-            let [czxid, mzxid, pzxid, ctime, mtime, ephemeral_owner] = record.stat;
-            let [version, cversion, aversion] = record.versions;
-            let list = record.acl as usize;
-            let Some(acl) = lists.get(list) else {
-                return Err(CodecError::Corrupt(format!(
-                    "node {p} names ACL list {list} of {list_count}"
-                )));
+            let Some((p, node)) = next else {
+                break;
             };
-            let acl = acls.acquire(acl);
-            let data = record.data;
-            let name = if p == "/" { "" } else { path::name(&p) };
-            let mut node = Znode::fresh(name, acl, data, ephemeral_owner, czxid, ctime);
-            node.mzxid = mzxid;
-            node.mtime = mtime;
-            node.version = version;
-            node.aversion = aversion;
-            if (cversion, pzxid) != (0, czxid) {
-                node.set_child_stat(cversion, pzxid);
-            }
+            decoded += 1;
+            previous_path.clear();
+            previous_path.extend_from_slice(p.as_bytes());
             if tree.nodes.contains_key(&p) {
                 return Err(CodecError::Corrupt(format!("node {p} appears twice")));
             }
+            let ephemeral_owner = node.ephemeral_owner;
             match tree.nodes.insert(&p, node) {
                 Ok(()) => tree.index(&p, ephemeral_owner),
                 // Written parents first; any other order still decodes.
                 Err(node) => orphans.push((p, node)),
+            }
+        }
+        if encoding == NodeEncoding::Streamed {
+            let at = input.position();
+            let count = input.decode(|d| d.u64("node count"))?;
+            if count != decoded {
+                return Err(CodecError::Corrupt(format!(
+                    "the snapshot says {count} nodes at byte {at}, and holds {decoded}"
+                )));
             }
         }
         tree.acls = acls;
@@ -475,6 +529,22 @@ struct NodeRecord<'a> {
 }
 
 impl<'a> NodeRecord<'a> {
+    /// The znode at `path` this record describes, with ACL `acl`.
+    fn into_znode(self, path: &str, acl: AclRef) -> Znode {
+        let [czxid, mzxid, pzxid, ctime, mtime, ephemeral_owner] = self.stat;
+        let [version, cversion, aversion] = self.versions;
+        let name = if path == "/" { "" } else { path::name(path) };
+        let mut node = Znode::fresh(name, acl, self.data, ephemeral_owner, czxid, ctime);
+        node.mzxid = mzxid;
+        node.mtime = mtime;
+        node.version = version;
+        node.aversion = aversion;
+        if (cversion, pzxid) != (0, czxid) {
+            node.set_child_stat(cversion, pzxid);
+        }
+        node
+    }
+
     /// Writes the node at `path` in the compact encoding; `previous` is
     /// the path written before, and becomes `path`.
     fn encode(&self, e: &mut Encoder, previous: &mut Vec<u8>, path: &str) {
@@ -484,7 +554,8 @@ impl<'a> NodeRecord<'a> {
             .zip(path)
             .take_while(|(a, b)| a == b)
             .count();
-        e.uvar(shared as u64);
+        // Plus one: 0 ends the nodes.
+        e.uvar(shared as u64 + 1);
         e.uvar((path.len() - shared) as u64);
         e.raw(&path[shared..]);
         previous.truncate(shared);
@@ -509,22 +580,40 @@ impl<'a> NodeRecord<'a> {
         }
     }
 
+    /// Reads a node in the compact encoding after the node at `previous`;
+    /// in the streamed one (`streamed`), `None` at the end of the nodes.
+    /// `previous` is the caller's to update: a node cut short by the end of
+    /// the window is decoded again.
     fn decode_compact(
         d: &mut Decoder<'a>,
-        previous: &mut Vec<u8>,
-    ) -> Result<(String, Self), CodecError> {
+        previous: &[u8],
+        streamed: bool,
+    ) -> Result<Option<(String, Self)>, CodecError> {
         let at = d.position();
-        let shared = d.uvar("shared path length")?;
+        let mut shared = d.uvar("shared path length")?;
+        if streamed {
+            if shared == 0 {
+                return Ok(None);
+            }
+            shared -= 1;
+        }
         let rest = d.uvar("path length")?;
         if shared > previous.len() as u64 || rest > d.remaining() as u64 {
+            if shared <= previous.len() as u64 {
+                return Err(CodecError::Truncated {
+                    what: "node path",
+                    at: d.position(),
+                });
+            }
             return Err(CodecError::Corrupt(format!(
                 "node path at byte {at} shares {shared} bytes of a {}-byte path and adds {rest}",
                 previous.len()
             )));
         }
-        previous.truncate(shared as usize);
-        previous.extend_from_slice(d.raw(rest as usize, "node path")?);
-        let path = String::from_utf8(previous.clone()).map_err(|_| CodecError::BadUtf8 {
+        let mut path = Vec::with_capacity(shared as usize + rest as usize);
+        path.extend_from_slice(&previous[..shared as usize]);
+        path.extend_from_slice(d.raw(rest as usize, "node path")?);
+        let path = String::from_utf8(path).map_err(|_| CodecError::BadUtf8 {
             what: "node path",
             at,
         })?;
@@ -545,13 +634,7 @@ impl<'a> NodeRecord<'a> {
             .map_err(|_| CodecError::Corrupt(format!("acl ref {acl} of {path} is not a u32")))?;
         let data = match d.uvar("data length")? {
             0 => None,
-            n if n - 1 > d.remaining() as u64 => {
-                return Err(CodecError::Truncated {
-                    what: "node data",
-                    at: d.position(),
-                });
-            }
-            n => Some(d.raw((n - 1) as usize, "node data")?),
+            n => Some(d.raw(usize::try_from(n - 1).unwrap_or(usize::MAX), "node data")?),
         };
         let record = NodeRecord {
             stat: [czxid, mzxid, pzxid, ctime, mtime, owner],
@@ -559,7 +642,7 @@ impl<'a> NodeRecord<'a> {
             acl,
             data,
         };
-        Ok((path, record))
+        Ok(Some((path, record)))
     }
 
     fn decode_fixed(d: &mut Decoder<'a>) -> Result<(String, Self), CodecError> {

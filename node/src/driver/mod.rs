@@ -49,7 +49,7 @@ use synod_core::paxos::{
     Replica, Role, Slot, Snapshot, Value, Write,
 };
 use synod_core::session::SessionPassword;
-use synod_core::state::{Applied, PendingSnapshot, StateConfig, StateMachine};
+use synod_core::state::{Applied, PendingSnapshot, SnapshotBuffer, StateConfig, StateMachine};
 use synod_core::txn::{CloseReason, OpOutcome, Txn, TxnOutcome, WriteOp};
 use synod_core::watch::{Trigger, WatchEvent, WatchKind, WatchRegistry, WatcherType};
 use synod_core::{Error, Millis, SessionId, Zxid};
@@ -204,6 +204,7 @@ pub fn spawn(
     let wal = log.map(|log| Wal {
         writer: log.start(persisted_tx),
         commit: GroupCommit::new(next_record, WAL_RETRY_MS),
+        snapshot_file: None,
     });
     let mut state = NodeState::new(
         config, ensemble, started, machine, replica, wal, sender, metrics, identity,
@@ -259,14 +260,14 @@ pub fn spawn(
                     state.replica.tick(now);
                 }
                 _ = ticker.tick() => state.tick(),
-                () = std::future::ready(()), if state.snapshotting() => state.snapshot_work(),
+                () = std::future::ready(()), if state.snapshot_ready() => state.snapshot_work(),
             }
             state.turn();
             if let Some(why) = state.identity_failure().map(str::to_owned) {
                 state.fail_all(&why);
                 return Err(DriverFailed(why));
             }
-            if state.snapshotting() {
+            if state.snapshot_ready() {
                 // The snapshot branch is always ready, so without this the
                 // driver would keep its worker thread until the snapshot is
                 // encoded, and the network tasks queued on that worker
@@ -322,6 +323,9 @@ impl std::fmt::Debug for Completions {
 struct Wal {
     writer: LogWriter,
     commit: GroupCommit<Vec<u8>>,
+    /// The snapshot thread's file for the snapshot being encoded (or
+    /// installed) and waiting for its checkpoint.
+    snapshot_file: Option<u64>,
 }
 
 /// Who waits for a read barrier.
@@ -415,6 +419,15 @@ pub struct NodeState {
 /// Znodes encoded per slice of a running snapshot: a few milliseconds of
 /// work between two jobs of the driver.
 const SNAPSHOT_SLICE: usize = 1_000;
+
+/// Encoded snapshot bytes gathered before they go to the snapshot thread
+/// (one write of its file).
+const SNAPSHOT_PIECE: usize = 1 << 20;
+
+/// Encoded snapshot bytes the snapshot thread may have queued: beyond
+/// this, encoding waits for the next event of the driver, so a slow disk
+/// holds the encoding back rather than piling the snapshot up in memory.
+const SNAPSHOT_BACKLOG: usize = 8 << 20;
 
 /// Bounds the reaps one tick submits, so a mass expiry of TTL nodes is
 /// spread over ticks instead of flooding one batch.

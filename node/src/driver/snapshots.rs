@@ -2,26 +2,44 @@
 //! at a time, the checkpoint record, the file, compacting the replica's
 //! log, and installing a snapshot from the leader (with the watches its
 //! skipped changes fire).
+//!
+//! With a disk, the encoded bytes go to the snapshot thread a megabyte at
+//! a time as they come, into a temporary file begun with the snapshot
+//! (its slot and membership first); once the checkpoint record is durable
+//! the file is finished (header, fsync, rename, directory fsync). The
+//! snapshot is never whole in memory, and encoding waits while the
+//! snapshot thread is behind ([`SNAPSHOT_BACKLOG`]). Without a disk the
+//! snapshot is kept whole, in memory: it is what the replica serves.
 
 use super::*;
 
 impl NodeState {
     /// Records up to `last_record` are durable: if the running snapshot's
-    /// checkpoint is among them, its file can be written.
+    /// checkpoint is among them, its file can be finished.
     pub(super) fn checkpoint_durable(&mut self, last_record: u64) {
         let Some(file) = self.snapshots.checkpoint_durable(last_record) else {
             return;
         };
-        let prefix = snapshot_file_prefix(file.slot, &file.membership);
         tracing::debug!(
             slot = file.slot,
             log_index = file.log_index,
             "writing snapshot file"
         );
-        if let Some(wal) = &self.wal
-            && !wal.writer.snapshot(file.log_index, prefix, file.state)
-        {
-            tracing::error!("the snapshot thread has stopped");
+        let Some(wal) = &mut self.wal else {
+            return;
+        };
+        match wal.snapshot_file.take() {
+            Some(id) => {
+                if !wal.writer.finish_snapshot(id, file.log_index) {
+                    tracing::error!("the snapshot thread has stopped");
+                }
+            }
+            None => {
+                // Never: the file is begun with the snapshot. Dropping the
+                // snapshot lets the next one be taken.
+                tracing::error!(slot = file.slot, "a snapshot without its file; dropped");
+                self.snapshots.file_written(file.log_index, None);
+            }
         }
     }
 
@@ -68,12 +86,29 @@ impl NodeState {
         self.snapshots
             .replaced(u64::try_from(self.machine.applied()).unwrap_or(0));
         self.fire_skipped_changes(&old);
+        drop(old);
         let now = self.mono_now();
         self.sessions.restart(self.machine.sessions(), now);
-        if self.wal.is_some() {
-            // Compacted already inside the replica; only the file is owed.
-            self.begin_snapshot_file(snapshot.index, snapshot.membership, bytes);
+        // Compacted already inside the replica; only the file is owed. The
+        // snapshot being encoded or waiting for its checkpoint is moot.
+        match &mut self.wal {
+            Some(wal) => {
+                if let Some(moot) = wal.snapshot_file.take() {
+                    wal.writer.abandon_snapshot(moot);
+                }
+                let prefix = snapshot_file_prefix(snapshot.index, &snapshot.membership);
+                wal.snapshot_file = wal.writer.begin_snapshot(prefix);
+                if let Some(id) = wal.snapshot_file
+                    && !wal.writer.append_snapshot(id, bytes)
+                {
+                    tracing::error!("the snapshot thread has stopped");
+                }
+                self.snapshot_encoded(snapshot.index, snapshot.membership, None);
+            }
+            None => self.snapshot_encoded(snapshot.index, snapshot.membership, Some(bytes)),
         }
+        // The old state machine is gone: return its memory.
+        crate::memory::release_freed();
     }
 
     /// After a jump from `old` to the installed state: fires the watches the
@@ -100,25 +135,34 @@ impl NodeState {
         }
     }
 
-    /// Appends the checkpoint for a snapshot at `slot`; its file is written
-    /// once the checkpoint is durable.
-    pub(super) fn begin_snapshot_file(&mut self, slot: Slot, membership: Membership, state: Bytes) {
-        let checkpoint = || {
-            LogRecord {
-                commit: self.replica.commit_index(),
-                write: Write {
-                    token: 0,
-                    promised: Some(self.replica.promised()),
-                    entries: self.replica.accepted_after(slot),
-                },
-            }
-            .encode()
+    /// A snapshot at `slot` is encoded (or installed): with a disk, its
+    /// bytes are in its file and the checkpoint is appended (the file is
+    /// finished once the checkpoint is durable); without one, `in_memory`
+    /// holds them and the snapshot counts as written.
+    pub(super) fn snapshot_encoded(
+        &mut self,
+        slot: Slot,
+        membership: Membership,
+        in_memory: Option<Bytes>,
+    ) {
+        let checkpoint = LogRecord {
+            commit: self.replica.commit_index(),
+            write: Write {
+                token: 0,
+                promised: Some(self.replica.promised()),
+                entries: self.replica.accepted_after(slot),
+            },
         };
-        let checkpoint = self
-            .wal
-            .as_mut()
-            .map(|wal| wal.commit.push(checkpoint(), 0));
-        self.snapshots.encoded(slot, membership, state, checkpoint);
+        match &mut self.wal {
+            Some(wal) => {
+                let record = wal.commit.push(checkpoint.encode(), 0);
+                self.snapshots.encoded(slot, membership, record);
+            }
+            None => {
+                let state = in_memory.unwrap_or_default();
+                self.snapshots.encoded_in_memory(slot, membership, state);
+            }
+        }
     }
 
     pub(super) fn maybe_snapshot(&mut self) {
@@ -133,11 +177,27 @@ impl NodeState {
     }
 
     /// Starts encoding a snapshot of the applied state; returns its index.
+    /// With a disk its file is begun at once, with the slot and the
+    /// membership in force there (fixed once the slot is applied).
     pub(super) fn start_snapshot(&mut self) -> Zxid {
         let applied = self.machine.applied();
+        let slot = u64::try_from(applied).unwrap_or(0);
         let started = self.mono_now();
-        self.snapshotting = Some(self.machine.begin_snapshot());
-        self.snapshots.started(u64::try_from(applied).unwrap_or(0));
+        let buffer = match &mut self.wal {
+            Some(wal) => {
+                if let Some(moot) = wal.snapshot_file.take() {
+                    wal.writer.abandon_snapshot(moot);
+                }
+                let membership = self.replica.membership_at(slot);
+                wal.snapshot_file = wal
+                    .writer
+                    .begin_snapshot(snapshot_file_prefix(slot, &membership));
+                SnapshotBuffer::Slices
+            }
+            None => SnapshotBuffer::Whole,
+        };
+        self.snapshotting = Some(self.machine.begin_snapshot(buffer));
+        self.snapshots.started(slot);
         tracing::info!(
             index = applied,
             begin_ms = self.mono_now().saturating_sub(started),
@@ -151,21 +211,48 @@ impl NodeState {
         self.snapshotting.is_some()
     }
 
+    /// Whether a snapshot is being encoded and its next slice can be: not
+    /// while the snapshot thread has more than [`SNAPSHOT_BACKLOG`] bytes
+    /// of it to write.
+    pub fn snapshot_ready(&self) -> bool {
+        self.snapshotting.is_some()
+            && self
+                .wal
+                .as_ref()
+                .is_none_or(|wal| wal.writer.snapshot_backlog() < SNAPSHOT_BACKLOG)
+    }
+
     /// Encodes the next slice of the running snapshot; the driver calls it
     /// between jobs, so requests are served while a large tree is encoded.
+    /// With a disk, the bytes go to the snapshot's file a piece at a time.
     pub fn snapshot_work(&mut self) {
         let Some(snapshot) = &mut self.snapshotting else {
             return;
         };
-        let Some(index) = self.machine.snapshot_step(snapshot, SNAPSHOT_SLICE) else {
+        let done = self.machine.snapshot_step(snapshot, SNAPSHOT_SLICE);
+        if let Some(wal) = &self.wal
+            && (done.is_some() || snapshot.pending_bytes() >= SNAPSHOT_PIECE)
+        {
+            let mut piece = snapshot.take_encoded();
+            if done.is_some() {
+                piece.append(&mut snapshot.bytes);
+            }
+            if let Some(id) = wal.snapshot_file
+                && !wal.writer.append_snapshot(id, piece.into())
+            {
+                tracing::error!("the snapshot thread has stopped");
+            }
+        }
+        let Some(index) = done else {
             return;
         };
         let Some(finished) = self.snapshotting.take() else {
             return;
         };
         let slot = u64::try_from(index).unwrap_or(0);
-        tracing::debug!(slot, bytes = finished.bytes.len(), "snapshot encoded");
+        tracing::debug!(slot, bytes = finished.encoded_bytes(), "snapshot encoded");
         let membership = self.replica.membership_at(slot);
-        self.begin_snapshot_file(slot, membership, finished.bytes.into());
+        let in_memory = self.wal.is_none().then(|| Bytes::from(finished.bytes));
+        self.snapshot_encoded(slot, membership, in_memory);
     }
 }

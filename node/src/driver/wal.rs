@@ -87,6 +87,9 @@ impl NodeState {
                         // replica serves lagging peers from it.
                         self.snapshots.file_written(index, Some(stored));
                         self.try_compact();
+                        // The log up to the snapshot, and the snapshot's
+                        // pieces, were freed: return that memory.
+                        crate::memory::release_freed();
                     }
                     Err(message) => {
                         tracing::error!(log_index = index, %message, "snapshot failed; will retry");

@@ -8,26 +8,34 @@
 //! snapshot never delays an append; the storage thread registers each
 //! finished file and purges.
 //!
-//! A snapshot's state bytes are not kept in memory once they are on disk:
-//! the replica gets a [`SnapshotState`], which reads them from the file
-//! (held open) when a chunk is sent to a lagging peer. Recovery decodes the
-//! snapshot into the state machine, drops the bytes it read and hands the
-//! replica the file the same way.
+//! A snapshot's state bytes are not kept in memory: the driver hands them
+//! to the snapshot thread a piece at a time as it encodes them, which
+//! appends them to a temporary file ([`PartialSnapshot`]) and gives the
+//! file its name once the snapshot's checkpoint is durable. The replica
+//! gets a [`SnapshotState`], which reads them from the file (held open)
+//! when a chunk is sent to a lagging peer. Recovery checks the file and
+//! decodes the state machine from it through a window of about a megabyte,
+//! and hands the replica the file the same way.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use synod_core::codec::CodecError;
 use synod_core::node::apply::{AppliedValue, apply_value};
-use synod_core::paxos::{Durable, Slot, Snapshot, SnapshotBytes, SnapshotSource, Value};
+use synod_core::paxos::{
+    Durable, Membership, Slot, Snapshot, SnapshotBytes, SnapshotSource, Value,
+};
 use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::storage::record::{LogRecord, decode_snapshot_file_header};
 use crate::storage::{
-    FileSystem, RealFs, RecoveredSnapshot, SnapshotReader, Storage, StorageConfig, StorageError,
-    StorageStats, WrittenSnapshot,
+    FileSystem, PartialSnapshot, RealFs, RecoveredSnapshot, SnapshotReader, SnapshotWriter,
+    Storage, StorageConfig, StorageError, StorageStats, WrittenSnapshot,
 };
 
 /// The state machine's bytes in a snapshot file (the payload after the
@@ -80,10 +88,7 @@ enum StorageJob {
     },
     /// A snapshot file the snapshot thread wrote (or failed to write),
     /// with its state bytes to serve from it.
-    SnapshotWritten {
-        index: u64,
-        written: Result<(WrittenSnapshot, SnapshotState), String>,
-    },
+    SnapshotWritten { index: u64, written: FileOutcome },
 }
 
 /// Log records as the storage thread takes them: index and payload.
@@ -170,6 +175,25 @@ pub enum RecoveryError {
     },
 }
 
+/// The slot, the membership and where the state starts in the payload of
+/// snapshot `file`, from as much of its start as that takes.
+fn read_file_header(file: &SnapshotReader) -> Result<(Slot, Membership, u64), CodecError> {
+    let mut want = 4096u64;
+    loop {
+        let len = want.min(file.payload_len());
+        let mut head = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        file.read_payload_at(0, &mut head)
+            .map_err(|e| CodecError::Corrupt(format!("cannot read the snapshot: {e}")))?;
+        match decode_snapshot_file_header(&head) {
+            Ok((slot, membership, at)) => return Ok((slot, membership, at as u64)),
+            Err(CodecError::Truncated { .. }) if len < file.payload_len() => {
+                want = want.saturating_mul(4);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Applies a committed value during recovery, reporting one that does not
 /// decode (the node core decides how every value applies).
 fn replay_value(machine: &mut StateMachine, slot: Slot, value: &Value<Vec<u8>>) {
@@ -202,18 +226,19 @@ impl DurableLog {
         }
         let mut durable = Durable::default();
         let (mut machine, snapshot_slot) = match found.snapshot.take() {
-            Some(RecoveredSnapshot {
-                index,
-                payload: bytes,
-                file,
-            }) => {
+            Some(RecoveredSnapshot { index, file }) => {
                 let bad = |source| RecoveryError::Snapshot { index, source };
-                let (slot, membership, at) = decode_snapshot_file_header(&bytes).map_err(bad)?;
-                let state = &bytes[at..];
-                let machine = StateMachine::decode_snapshot(state_config, state).map_err(bad)?;
-                // The replica serves the state from the file: the bytes
-                // read here go once decoded.
-                let state = SnapshotState::new(file, at as u64, state.len() as u64);
+                let (slot, membership, at) = read_file_header(&file).map_err(bad)?;
+                let state_len = file.payload_len() - at;
+                // Through a window of about a megabyte, not the whole file.
+                let machine = StateMachine::decode_snapshot_reader(
+                    state_config,
+                    &mut file.payload_from(at),
+                    state_len,
+                )
+                .map_err(bad)?;
+                // The replica serves the state from the file.
+                let state = SnapshotState::new(file, at, state_len);
                 durable.snapshot = Some(Snapshot {
                     index: slot,
                     membership,
@@ -284,30 +309,20 @@ impl DurableLog {
         let mut storage = self.storage;
         let writer = storage.snapshot_writer();
         let (snapshots, snapshot_inbox) = std::sync::mpsc::channel::<SnapshotJob>();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let written_back = Arc::clone(&backlog);
         let registrar = jobs.clone();
         let snapshot_thread = std::thread::Builder::new()
             .name("synod-snapshot".into())
             .spawn(move || {
-                while let Ok(SnapshotJob {
-                    index,
-                    prefix,
-                    state,
-                }) = snapshot_inbox.recv()
-                {
-                    // Only once the file is durable does the replica
-                    // get the bytes from it (through the storage thread,
-                    // which registers the file first).
-                    let written = writer
-                        .write(index, &[&prefix, &state])
-                        .map(|written| {
-                            let at = prefix.len() as u64;
-                            let state =
-                                SnapshotState::new(written.reader(), at, state.len() as u64);
-                            (written, state)
-                        })
-                        .map_err(|e| e.to_string());
-                    // The encoded bytes are not needed any more.
-                    drop(state);
+                let mut files = SnapshotFiles::default();
+                while let Ok(job) = snapshot_inbox.recv() {
+                    let Some((index, written)) = files.run(&writer, job, &written_back) else {
+                        continue;
+                    };
+                    // Only once the file is durable does the replica get
+                    // the bytes from it (through the storage thread, which
+                    // registers the file first).
                     if registrar
                         .send(StorageJob::SnapshotWritten { index, written })
                         .is_err()
@@ -359,7 +374,79 @@ impl DurableLog {
         if let Err(error) = &spawned {
             tracing::error!(%error, "cannot start the storage thread; writes will fail");
         }
-        LogWriter { jobs, snapshots }
+        LogWriter {
+            jobs,
+            snapshots,
+            backlog,
+            next_file: 0,
+        }
+    }
+}
+
+/// A snapshot file written, with its state bytes to serve from it, or why
+/// it could not be.
+type FileOutcome = Result<(WrittenSnapshot, SnapshotState), String>;
+
+/// The snapshot thread's files being written, by the driver's number: each
+/// with the length of its prefix (where the state starts), or why it
+/// failed (reported when it is finished).
+#[derive(Debug, Default)]
+struct SnapshotFiles {
+    open: HashMap<u64, (Result<PartialSnapshot, String>, u64)>,
+}
+
+impl SnapshotFiles {
+    /// Does `job`; a finished file's index and outcome, to register.
+    fn run(
+        &mut self,
+        writer: &SnapshotWriter,
+        job: SnapshotJob,
+        backlog: &AtomicUsize,
+    ) -> Option<(u64, FileOutcome)> {
+        match job {
+            SnapshotJob::Begin { file, prefix } => {
+                let mut partial = writer.begin().map_err(|e| e.to_string());
+                if let Ok(p) = &mut partial
+                    && let Err(e) = p.append(&prefix)
+                {
+                    partial = Err(e.to_string());
+                }
+                self.open.insert(file, (partial, prefix.len() as u64));
+                None
+            }
+            SnapshotJob::Append { file, bytes } => {
+                if let Some((partial, _)) = self.open.get_mut(&file)
+                    && let Ok(p) = partial
+                    && let Err(e) = p.append(&bytes)
+                {
+                    *partial = Err(e.to_string());
+                }
+                backlog.fetch_sub(bytes.len(), Ordering::Relaxed);
+                None
+            }
+            SnapshotJob::Finish { file, index } => {
+                let written = match self.open.remove(&file) {
+                    Some((Ok(partial), at)) => {
+                        let state_len = partial.len() - at;
+                        partial
+                            .finish(index)
+                            .map(|written| {
+                                let state = SnapshotState::new(written.reader(), at, state_len);
+                                (written, state)
+                            })
+                            .map_err(|e| e.to_string())
+                    }
+                    Some((Err(why), _)) => Err(why),
+                    None => Err(format!("snapshot file {file} was never begun")),
+                };
+                Some((index, written))
+            }
+            SnapshotJob::Abandon { file } => {
+                // Dropping an unfinished file removes it.
+                self.open.remove(&file);
+                None
+            }
+        }
     }
 }
 
@@ -368,15 +455,23 @@ impl DurableLog {
 pub struct LogWriter {
     jobs: std::sync::mpsc::Sender<StorageJob>,
     snapshots: std::sync::mpsc::Sender<SnapshotJob>,
+    /// Snapshot bytes handed to the snapshot thread and not written yet.
+    backlog: Arc<AtomicUsize>,
+    next_file: u64,
 }
 
-/// A snapshot file for the snapshot thread: `prefix` then `state`, the
-/// encoded bytes (shared, not copied), dropped once written.
+/// Work for the snapshot thread, on the file the driver numbered `file`.
 #[derive(Debug)]
-struct SnapshotJob {
-    index: u64,
-    prefix: Vec<u8>,
-    state: Bytes,
+enum SnapshotJob {
+    /// Start a temporary file with `prefix` (the slot and membership).
+    Begin { file: u64, prefix: Vec<u8> },
+    /// Append state bytes (shared, not copied, when they are a snapshot
+    /// received whole).
+    Append { file: u64, bytes: Bytes },
+    /// Make it the snapshot at log position `index`.
+    Finish { file: u64, index: u64 },
+    /// Remove it: its snapshot was superseded.
+    Abandon { file: u64 },
 }
 
 impl LogWriter {
@@ -387,15 +482,51 @@ impl LogWriter {
             .is_ok()
     }
 
-    /// Queues a snapshot file at log position `index`: `prefix`, then
-    /// `state`; false when the snapshot thread is gone.
-    pub fn snapshot(&self, index: u64, prefix: Vec<u8>, state: Bytes) -> bool {
+    /// Starts a snapshot file whose payload begins with `prefix`; its
+    /// number, for the calls that follow, or `None` when the snapshot
+    /// thread is gone.
+    pub fn begin_snapshot(&mut self, prefix: Vec<u8>) -> Option<u64> {
+        self.next_file += 1;
+        let file = self.next_file;
         self.snapshots
-            .send(SnapshotJob {
-                index,
-                prefix,
-                state,
-            })
+            .send(SnapshotJob::Begin { file, prefix })
+            .ok()
+            .map(|()| file)
+    }
+
+    /// Appends `bytes` to snapshot file `file`; false when the snapshot
+    /// thread is gone. They count in [`LogWriter::snapshot_backlog`] until
+    /// written.
+    pub fn append_snapshot(&self, file: u64, bytes: Bytes) -> bool {
+        let len = bytes.len();
+        self.backlog.fetch_add(len, Ordering::Relaxed);
+        let sent = self
+            .snapshots
+            .send(SnapshotJob::Append { file, bytes })
+            .is_ok();
+        if !sent {
+            self.backlog.fetch_sub(len, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Snapshot file `file` is complete: it becomes the snapshot at log
+    /// position `index` (reported as [`Persisted::Snapshot`]); false when
+    /// the snapshot thread is gone.
+    pub fn finish_snapshot(&self, file: u64, index: u64) -> bool {
+        self.snapshots
+            .send(SnapshotJob::Finish { file, index })
             .is_ok()
+    }
+
+    /// Snapshot file `file` is not needed: it is removed.
+    pub fn abandon_snapshot(&self, file: u64) {
+        let _ = self.snapshots.send(SnapshotJob::Abandon { file });
+    }
+
+    /// Snapshot bytes queued and not written yet: what the driver holds
+    /// back encoding on, so they stay few.
+    pub fn snapshot_backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 }

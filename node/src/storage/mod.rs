@@ -16,9 +16,9 @@
 //! * `open` locks `<log_dir>/LOCK` and `<snapshot_dir>/LOCK` (one lock when
 //!   both are the same directory) and fails with [`StorageError::Locked`]
 //!   if another process (or another `Storage`) holds either. It then
-//!   recovers: [`Recovered`] has the newest valid snapshot (its payload,
-//!   and its file held open to be read again after the payload is dropped)
-//!   and every log record after its index, in order.
+//!   recovers: [`Recovered`] has the newest valid snapshot (its file, held
+//!   open, its payload checked a piece at a time, never read whole) and
+//!   every log record after its index, in order.
 //! * `append` takes records whose indexes continue `last_index()` by one
 //!   each (the first ever record is index 1, or the successor of a snapshot
 //!   index), writes them with one write and makes them durable with one
@@ -26,10 +26,11 @@
 //!   counts: the log is cut back to where the previous batch ended and the
 //!   same indexes can be appended again once the cause is gone.
 //!   [`StorageError::is_disk_full`] tells ENOSPC apart.
-//! * `write_snapshot` (or a [`SnapshotWriter`] on another thread, whose
+//! * `write_snapshot` (or a [`SnapshotWriter`] on another thread, which
+//!   can write the payload a piece at a time, and whose
 //!   [`WrittenSnapshot::reader`] keeps the file open to read) writes
-//!   `snap-<index>.snap.tmp`, fsyncs it, renames it
-//!   into place and fsyncs the directory; then it purges: only the newest
+//!   `snap-writing-<n>.tmp`, fsyncs it, renames it to `snap-<index>.snap`
+//!   and fsyncs the directory; then it purges: only the newest
 //!   `keep_snapshots` snapshots stay, and log segments that hold nothing
 //!   above the oldest kept snapshot's index are deleted. A snapshot may be
 //!   ahead of the log (one installed from a peer); the log then continues at
@@ -111,7 +112,9 @@ use std::time::Instant;
 
 pub use fault::FaultFs;
 pub use fs::{DirEntry, FileLock, FileSystem, RealFs, StorageFile};
-pub use snapshot::{SnapshotReader, SnapshotWriter, WrittenSnapshot};
+pub use snapshot::{
+    PartialSnapshot, PayloadReader, SnapshotReader, SnapshotWriter, WrittenSnapshot,
+};
 
 /// The largest record payload: the frame's length field is 32 bits.
 pub const MAX_RECORD_BYTES: usize = u32::MAX as usize;
@@ -171,10 +174,8 @@ pub struct Recovered {
 #[derive(Debug, PartialEq, Eq)]
 pub struct RecoveredSnapshot {
     pub index: u64,
-    /// The payload, as read and checked.
-    pub payload: Vec<u8>,
-    /// The file, held open: what serves the payload again once it has
-    /// been decoded and dropped.
+    /// The file, held open, its payload checked: what the state is
+    /// decoded from, and what serves the payload to peers.
     pub file: SnapshotReader,
 }
 
@@ -675,25 +676,18 @@ impl Storage {
         }
         segments.sort_by_key(|s| s.first_index);
 
-        // The newest snapshot that reads back intact, read through the
-        // handle that is kept to serve it: the bytes served are the bytes
-        // checked.
+        // The newest snapshot that reads back intact, checked (a piece at
+        // a time) through the handle that is kept to decode and serve it:
+        // the bytes used are the bytes checked.
         let mut chosen: Option<RecoveredSnapshot> = None;
         let mut damaged: Vec<(u64, PathBuf, String)> = Vec::new();
         for (index, path, len) in snaps.iter().rev() {
             let file = fs.open_read(path).map_err(io_err("open", path))?;
-            let len = usize::try_from(*len)
-                .map_err(|_| io_err("read", path)(io::Error::other("too large to read")))?;
-            let mut bytes = vec![0; len];
-            file.read_exact_at(0, &mut bytes)
-                .map_err(io_err("read", path))?;
-            match snapshot::decode(bytes, *index) {
-                Ok(payload) => {
-                    let file =
-                        SnapshotReader::new(file, path.clone(), *index, payload.len() as u64);
+            match snapshot::check(file.as_ref(), *len, *index).map_err(io_err("read", path))? {
+                Ok(payload_len) => {
+                    let file = SnapshotReader::new(file, path.clone(), *index, payload_len);
                     chosen = Some(RecoveredSnapshot {
                         index: *index,
-                        payload,
                         file,
                     });
                     break;
