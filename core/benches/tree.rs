@@ -13,6 +13,9 @@
 //!   before. Creates run in chunks of 10,000; after each chunk the clock is
 //!   stopped and the chunk is deleted again, so the tree stays between 100k
 //!   and 110k znodes however many iterations criterion asks for.
+//! * `tree/create-scattered`: the same, each new node named after an
+//!   existing one picked at random (`/bench/n0031337-<counter>`), so that
+//!   every insert lands somewhere else in `/bench`'s 100,000 children.
 //! * `tree/delete`: the mirror image: a chunk of fresh nodes is created with
 //!   the clock stopped, then deleted with the clock running.
 //!
@@ -238,7 +241,11 @@ fn bench_tree(c: &mut Criterion) {
 
     // create and delete: chunks of fresh nodes, one phase timed and the
     // other not, so the tree returns to its size after every chunk.
-    for (name, timed_phase) in [("create", Phase::Create), ("delete", Phase::Delete)] {
+    for (name, timed_phase, scattered) in [
+        ("create", Phase::Create, false),
+        ("create-scattered", Phase::Create, true),
+        ("delete", Phase::Delete, false),
+    ] {
         let mut state = None;
         let mut counter = 0u64;
         group.bench_function(name, |b| {
@@ -250,7 +257,17 @@ fn bench_tree(c: &mut Criterion) {
                 while remaining > 0 {
                     let chunk = remaining.min(CHUNK);
                     remaining -= chunk;
-                    let paths = (counter..counter + chunk).map(|i| format!("/bench/c{i:010}"));
+                    let paths = (counter..counter + chunk).map(|i| {
+                        if scattered {
+                            // Right after an existing node picked at
+                            // random: every insert searches the whole
+                            // child list.
+                            let next = (i as usize).wrapping_mul(7919) % n;
+                            format!("{}-{i}", node_path(next))
+                        } else {
+                            format!("/bench/c{i:010}")
+                        }
+                    });
                     let creates: Vec<WriteOp> =
                         paths.clone().map(|p| create_op(p, counter as u8)).collect();
                     let deletes: Vec<WriteOp> = paths
