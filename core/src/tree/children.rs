@@ -7,7 +7,9 @@
 //! with random ones. A sorted `Vec` would move megabytes on every insert
 //! or delete at its front; a `BTreeSet<Box<str>>` costs a heap allocation
 //! and ~50 bytes per child. Sorted blocks of at most [`BLOCK`] slots give
-//! 4-8 bytes per child and bound every move to one block.
+//! 4-8 bytes per child and bound every move to one block. Each block also
+//! keeps the first bytes of its last name, so that finding the block for a
+//! name reads no child's name from the slab unless those bytes tie.
 
 use std::cmp::Ordering;
 
@@ -18,8 +20,50 @@ const BLOCK: usize = 512;
 pub(super) struct Children {
     /// Non-empty sorted blocks; every name in a block sorts before every
     /// name in the next one.
-    blocks: Vec<Vec<u32>>,
+    blocks: Vec<Block>,
     len: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    slots: Vec<u32>,
+    /// [`key`] of the name of the last slot.
+    last_key: u64,
+}
+
+impl Block {
+    fn new(slot: u32, name: &[u8]) -> Block {
+        Block {
+            slots: vec![slot],
+            last_key: key(name),
+        }
+    }
+}
+
+/// The first eight bytes of `name`, big-endian, zero-padded. Where two
+/// keys differ, they order their names as the names order themselves (a
+/// shorter name padded with zeros is a prefix of the other up to where
+/// they differ); where they are equal, the names must be compared.
+fn key(name: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = name.len().min(8);
+    bytes[..n].copy_from_slice(&name[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+/// Whether the last name of `block` sorts below `name` (whose key is
+/// `name_key`).
+fn last_below<'a>(
+    block: &Block,
+    name: &[u8],
+    name_key: u64,
+    name_of: &impl Fn(u32) -> &'a [u8],
+) -> bool {
+    match block.last_key.cmp(&name_key) {
+        Ordering::Less => true,
+        Ordering::Greater => false,
+        Ordering::Equal => block.slots.last().is_some_and(|&last| name_of(last) < name),
+    }
 }
 
 /// Where a name is, or would go: block and position in it.
@@ -36,21 +80,21 @@ impl Children {
 
     fn locate<'a>(&self, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) -> Place {
         // The first block whose last name is not below `name`.
-        let block = self.blocks.partition_point(|b| match b.last() {
-            Some(&last) => name_of(last) < name,
-            None => true,
-        });
+        let name_key = key(name);
+        let block = self
+            .blocks
+            .partition_point(|b| last_below(b, name, name_key, name_of));
         if block == self.blocks.len() {
             // Past every name: the end of the last block.
             let block = block.saturating_sub(1);
-            let at = self.blocks.get(block).map_or(0, Vec::len);
+            let at = self.blocks.get(block).map_or(0, |b| b.slots.len());
             return Place {
                 block,
                 at,
                 found: false,
             };
         }
-        let slots = &self.blocks[block];
+        let slots = &self.blocks[block].slots;
         let at = slots.partition_point(|&s| name_of(s) < name);
         let found = slots
             .get(at)
@@ -68,13 +112,12 @@ impl Children {
         let past_the_end = self
             .blocks
             .last()
-            .and_then(|b| b.last())
-            .is_some_and(|&last| name_of(last) < name);
+            .is_some_and(|b| last_below(b, name, key(name), &name_of));
         let Place { block, at, found } = if past_the_end {
             let block = self.blocks.len() - 1;
             Place {
                 block,
-                at: self.blocks[block].len(),
+                at: self.blocks[block].slots.len(),
                 found: false,
             }
         } else {
@@ -85,25 +128,37 @@ impl Children {
         }
         self.len += 1;
         let last_block = block + 1 == self.blocks.len();
-        let Some(slots) = self.blocks.get_mut(block) else {
-            self.blocks.push(vec![slot]);
+        let Some(target) = self.blocks.get_mut(block) else {
+            self.blocks.push(Block::new(slot, name));
             return true;
         };
-        if slots.len() < BLOCK {
-            slots.insert(at, slot);
+        if target.slots.len() < BLOCK {
+            if at == target.slots.len() {
+                target.last_key = key(name);
+            }
+            target.slots.insert(at, slot);
             return true;
         }
-        if at == slots.len() && last_block {
+        if at == target.slots.len() && last_block {
             // Appending past the last name (sequential nodes): a new block,
             // so that the full one stays full instead of half empty.
-            self.blocks.push(vec![slot]);
+            self.blocks.push(Block::new(slot, name));
             return true;
         }
-        let mut upper = slots.split_off(BLOCK / 2);
+        let mut upper = Block {
+            slots: target.slots.split_off(BLOCK / 2),
+            last_key: target.last_key,
+        };
         if at <= BLOCK / 2 {
-            slots.insert(at, slot);
+            target.slots.insert(at, slot);
         } else {
-            upper.insert(at - BLOCK / 2, slot);
+            if at == BLOCK {
+                upper.last_key = key(name);
+            }
+            upper.slots.insert(at - BLOCK / 2, slot);
+        }
+        if let Some(&last) = target.slots.last() {
+            target.last_key = key(name_of(last));
         }
         self.blocks.insert(block + 1, upper);
         true
@@ -119,12 +174,19 @@ impl Children {
         if !found {
             return None;
         }
-        let slots = &mut self.blocks[block];
-        let slot = slots.remove(at);
-        if slots.is_empty() {
+        let target = &mut self.blocks[block];
+        let slot = target.slots.remove(at);
+        if target.slots.is_empty() {
             self.blocks.remove(block);
-        } else if slots.len() < BLOCK / 8 && slots.capacity() > BLOCK {
-            slots.shrink_to(BLOCK / 4);
+        } else {
+            if at == target.slots.len()
+                && let Some(&last) = target.slots.last()
+            {
+                target.last_key = key(name_of(last));
+            }
+            if target.slots.len() < BLOCK / 8 && target.slots.capacity() > BLOCK {
+                target.slots.shrink_to(BLOCK / 4);
+            }
         }
         self.len -= 1;
         Some(slot)
@@ -132,7 +194,7 @@ impl Children {
 
     /// Every child's slot, by name.
     pub(super) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.blocks.iter().flatten().copied()
+        self.blocks.iter().flat_map(|b| &b.slots).copied()
     }
 
     /// The children named after `after` (all of them for `None`), by name.
@@ -152,7 +214,7 @@ impl Children {
             .iter()
             .skip(block)
             .enumerate()
-            .flat_map(move |(i, b)| b.iter().skip(if i == 0 { at } else { 0 }))
+            .flat_map(move |(i, b)| b.slots.iter().skip(if i == 0 { at } else { 0 }))
             .copied()
     }
 }
@@ -167,8 +229,18 @@ mod tests {
 
     /// Names by slot; slot `s` is named `names[s]`.
     fn names() -> Vec<Vec<u8>> {
+        // Half the names share their first eight bytes, so that block keys
+        // tie and names must be compared.
         (0..3000u32)
-            .map(|s| format!("n{:05}", (s * 7919) % 3000).into_bytes())
+            .map(|s| {
+                let n = (s * 7919) % 3000;
+                if n % 2 == 0 {
+                    format!("n{n:05}")
+                } else {
+                    format!("sharedpfx{n:05}")
+                }
+                .into_bytes()
+            })
             .collect()
     }
 
@@ -218,7 +290,8 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(set.len(), model.len());
-                prop_assert!(set.blocks.iter().all(|b| !b.is_empty() && b.len() <= BLOCK));
+                prop_assert!(set.blocks.iter().all(|b| !b.slots.is_empty() && b.slots.len() <= BLOCK));
+                prop_assert!(set.blocks.iter().all(|b| b.slots.last().is_some_and(|&l| b.last_key == key(name_of(l)))), "every block knows its last name's key");
             }
             let listed: Vec<&[u8]> = set.iter().map(name_of).collect();
             let expected: Vec<&[u8]> = model.iter().map(Vec::as_slice).collect();
@@ -244,7 +317,7 @@ mod tests {
         for s in 0..10_000 {
             assert!(set.insert(s, |s| names[s as usize].as_slice()));
         }
-        let full = set.blocks.iter().filter(|b| b.len() == BLOCK).count();
+        let full = set.blocks.iter().filter(|b| b.slots.len() == BLOCK).count();
         assert_eq!(full, 10_000 / BLOCK, "every block but the last is full");
     }
 }
