@@ -23,6 +23,8 @@
 # client and peer ports, a throwaway CA) and loads it over TLS, so
 #   B_TLS=1 bench/synod-ab.sh target/release target/release
 # measures what TLS costs, the same build with TLS off (A) and on (B).
+# PROTOCOL=grpc (default) or zookeeper: how synod-bench loads both builds
+# (the ZooKeeper protocol on synod dev's 127.0.0.1:2181-2183; not with TLS).
 # Traffic goes to 127.0.0.1 only; the script stops what it started (trap).
 set -euo pipefail
 
@@ -38,7 +40,12 @@ A_TLS=${A_TLS:-0}
 B_TLS=${B_TLS:-0}
 BENCH=${BENCH:-$B_DIR/synod-bench}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/synod-ab.XXXXXX")
-ENDPOINTS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+PROTOCOL=${PROTOCOL:-grpc}
+case $PROTOCOL in
+    grpc) ENDPOINTS=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 ;;
+    zookeeper) ENDPOINTS=127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183 ;;
+    *) echo "PROTOCOL must be grpc or zookeeper" >&2; exit 1 ;;
+esac
 PID=""
 
 log() { echo "[synod-ab] $*" >&2; }
@@ -94,7 +101,7 @@ run() {
     done
     [ "$ready" = 3 ] || die "$build: not ready within 60 s"
     for op in $OPS; do
-        local args=(--endpoints "$ENDPOINTS" --sessions "$SESSIONS" --depth "$DEPTH" "${load_tls[@]}")
+        local args=(--protocol "$PROTOCOL" --endpoints "$ENDPOINTS" --sessions "$SESSIONS" --depth "$DEPTH" "${load_tls[@]}")
         case $op in
             get-linearizable) args+=(--op get --linearizable) ;;
             *) args+=(--op "$op") ;;

@@ -113,6 +113,17 @@ impl DriverHandle {
         self.jobs.send(job).await.map_err(|_| DriverGone)?;
         rx.await.map_err(|_| DriverGone)
     }
+
+    /// Queues `f` to run on the driver task without waiting for it: jobs
+    /// run in the order they are queued, so a caller that hands results
+    /// on from inside `f` keeps its order without a round trip per job.
+    /// Waits only while the job queue is full.
+    pub async fn submit<F>(&self, f: F) -> Result<(), DriverGone>
+    where
+        F: FnOnce(&mut NodeState) + Send + 'static,
+    {
+        self.jobs.send(Box::new(f)).await.map_err(|_| DriverGone)
+    }
 }
 
 /// The peer transport, for a node with peers.

@@ -310,7 +310,12 @@ fn decode(frame: &[u8]) -> Result<(i32, i32, Request), Closed> {
 /// goes silent, sends something malformed, or its session moves to a
 /// newer connection. The requests that arrived together (already in the
 /// read buffer) go to the driver in one job: one wake-up of the driver
-/// for a burst of pipelined requests instead of one each.
+/// for a burst of pipelined requests instead of one each. The job hands
+/// its replies to the writer itself, so the reader goes back to the socket
+/// at once instead of waiting for the driver's turn: the driver runs one
+/// connection's jobs in the order they were queued, which keeps the
+/// replies in request order. The writer's queue bounds what is in flight:
+/// a batch is submitted only once the queue has room for all of it.
 async fn read_loop(
     rd: &mut BufReader<ReadHalf>,
     caller: &Caller,
@@ -356,25 +361,32 @@ async fn read_loop(
             }
         }
         let xids: Vec<i32> = batch.iter().map(|(xid, _)| *xid).collect();
-        let steps: Vec<Prepared> = batch.into_iter().map(|(_, step)| step).collect();
-        let pendings: Vec<Pending> = match caller
+        let mut places = Vec::with_capacity(batch.len());
+        for _ in 0..batch.len() {
+            match replies.clone().reserve_owned().await {
+                Ok(place) => places.push(place),
+                // The writer has stopped: nobody would read the replies.
+                Err(_) => return Ok(()),
+            }
+        }
+        let count = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+        shared.counters.outstanding.fetch_add(count, Ordering::Relaxed);
+        stats.outstanding.fetch_add(count, Ordering::Relaxed);
+        let submitted = caller
             .driver
-            .call(move |state| steps.into_iter().map(|step| step.run(state)).collect())
-            .await
-        {
-            Ok(pendings) => pendings,
-            Err(_) => xids
-                .iter()
-                .map(|&xid| -> Pending {
-                    Box::pin(std::future::ready(Prepared::without_driver(xid)))
-                })
-                .collect(),
-        };
-        for pending in pendings {
-            shared.counters.outstanding.fetch_add(1, Ordering::Relaxed);
-            stats.outstanding.fetch_add(1, Ordering::Relaxed);
-            if replies.send((pending, started)).await.is_err() {
-                return Ok(());
+            .submit(move |state| {
+                for ((_, step), place) in batch.into_iter().zip(places) {
+                    place.send((step.run(state), started));
+                }
+            })
+            .await;
+        if submitted.is_err() {
+            // The job, and the places it held, were dropped unrun.
+            for xid in xids {
+                let pending: Pending = Box::pin(std::future::ready(Prepared::without_driver(xid)));
+                if replies.send((pending, started)).await.is_err() {
+                    return Ok(());
+                }
             }
         }
         match outcome {
