@@ -370,7 +370,10 @@ async fn read_loop(
             }
         }
         let count = i64::try_from(batch.len()).unwrap_or(i64::MAX);
-        shared.counters.outstanding.fetch_add(count, Ordering::Relaxed);
+        shared
+            .counters
+            .outstanding
+            .fetch_add(count, Ordering::Relaxed);
         stats.outstanding.fetch_add(count, Ordering::Relaxed);
         let submitted = caller
             .driver
