@@ -13,7 +13,8 @@ use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use tonic::transport::Channel;
 
-use super::{Cli, Out, admin_endpoint_list};
+use super::admin::endpoint_list;
+use super::{Cli, Out};
 
 #[derive(Debug, Subcommand)]
 pub enum Action {
@@ -56,7 +57,7 @@ const CALL_MARGIN: Duration = Duration::from_secs(5);
 const CATCH_UP_POLL: Duration = Duration::from_millis(200);
 
 pub async fn run(cli: &Cli, action: &Action) -> Result<()> {
-    let endpoints = admin_endpoint_list(cli)?;
+    let endpoints = endpoint_list(cli)?;
     let mut out = Out::new(cli.json);
     match *action {
         Action::List => list(cli, &endpoints, &mut out).await,
@@ -375,7 +376,7 @@ async fn list(cli: &Cli, endpoints: &[String], out: &mut Out) -> Result<()> {
                     "commit_index": from_leader.then_some(m.commit_index),
                     "lag": from_leader.then_some(m.lag),
                     "last_heard_ms": from_leader.then_some(m.last_heard_ms),
-                    "incarnation_id": crate::hex_id(m.incarnation_id),
+                    "incarnation_id": crate::admin::hex_id(m.incarnation_id),
                     "foreign_incarnation": from_leader.then_some(m.foreign_incarnation),
                 })
             })
