@@ -47,6 +47,12 @@ pub(crate) async fn run(cli: &Cli) -> Result<()> {
     let mut reached = 0;
     let mut last_error = None;
     for endpoint in endpoints {
+        // As the user would write it: the CA turns TLS on, not the scheme.
+        let shown = if tls.is_some() {
+            endpoint.replacen("http://", "https://", 1)
+        } else {
+            endpoint.clone()
+        };
         let dial = tonic::transport::Endpoint::from_shared(endpoint.clone())?
             .connect_timeout(cli.timeout.min(Duration::from_secs(2)))
             .timeout(cli.timeout);
@@ -54,7 +60,7 @@ pub(crate) async fn run(cli: &Cli) -> Result<()> {
             Ok(channel) => channel,
             Err(err) => {
                 tracing::debug!(endpoint, "unreachable: {err}");
-                last_error = Some(anyhow::anyhow!("{endpoint}: {err}"));
+                last_error = Some(anyhow::anyhow!("{shown}: {err}"));
                 continue;
             }
         };
@@ -65,9 +71,9 @@ pub(crate) async fn run(cli: &Cli) -> Result<()> {
                 let status = api
                     .status(synod_proto::v1::StatusRequest {})
                     .await
-                    .with_context(|| format!("status of {endpoint}"))?
+                    .with_context(|| format!("status of {shown}"))?
                     .into_inner();
-                print_status(&mut out, &endpoint, &status)?;
+                print_status(&mut out, &shown, &status)?;
             }
             Command::TransferLeader { node_id } => {
                 match api
@@ -77,11 +83,11 @@ pub(crate) async fn run(cli: &Cli) -> Result<()> {
                     .await
                 {
                     Ok(_) => {
-                        out.line(&format!("{endpoint}: leadership handed to node {node_id}"))?;
+                        out.line(&format!("{shown}: leadership handed to node {node_id}"))?;
                         return Ok(());
                     }
                     Err(status) => {
-                        last_error = Some(anyhow::anyhow!("{endpoint}: {}", status.message()))
+                        last_error = Some(anyhow::anyhow!("{shown}: {}", status.message()))
                     }
                 }
             }
@@ -89,12 +95,12 @@ pub(crate) async fn run(cli: &Cli) -> Result<()> {
                 let taken = api
                     .take_snapshot(synod_proto::v1::TakeSnapshotRequest {})
                     .await
-                    .with_context(|| format!("snapshot on {endpoint}"))?
+                    .with_context(|| format!("snapshot on {shown}"))?
                     .into_inner();
                 if out.json {
-                    out.json(&json!({ "endpoint": endpoint, "index": taken.index }))?;
+                    out.json(&json!({ "endpoint": shown, "index": taken.index }))?;
                 } else {
-                    out.line(&format!("{endpoint}: snapshot at index {}", taken.index))?;
+                    out.line(&format!("{shown}: snapshot at index {}", taken.index))?;
                 }
             }
             _ => unreachable!("only admin commands reach here"),
