@@ -11,9 +11,10 @@ use synod_core::acl::Identity;
 use synod_core::txn::{CreateMode, OpOutcome, WriteOp};
 use synod_core::{Error, ErrorCode};
 use synod_node::NodeConfig;
-use synod_node::driver::{self, DriverHandle};
-use synod_node::storage::durable::DurableLog;
+use synod_node::driver::DriverHandle;
 use synod_node::storage::{FaultFs, StorageConfig};
+
+mod common;
 
 fn storage_config() -> StorageConfig {
     let mut config = StorageConfig::new(&PathBuf::from("/data"));
@@ -24,43 +25,16 @@ fn storage_config() -> StorageConfig {
     config
 }
 
-/// Starts a driver over `fs` and waits until it serves: a restarted node
-/// re-commits the tail of its log before it answers clients.
+/// Starts a driver over `fs` and waits until it serves.
 async fn start(fs: &Arc<FaultFs>) -> DriverHandle {
-    let driver = spawn(fs);
-    for _ in 0..200 {
-        if driver
-            .call(|state| state.readiness())
-            .await
-            .expect("driver alive")
-            .is_ok()
-        {
-            return driver;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the node did not become ready");
+    common::serving(spawn(fs)).await
 }
 
 fn spawn(fs: &Arc<FaultFs>) -> DriverHandle {
     let mut config = NodeConfig::parse_defaults();
     // A write stuck behind a dead disk is answered within a second.
     config.request_timeout_ms = 1_000;
-    let (log, recovered) =
-        DurableLog::recover_with(storage_config(), config.state_config(), fs.clone())
-            .expect("recover");
-    let ensemble = config.ensemble().expect("ensemble");
-    driver::spawn(
-        &config,
-        &ensemble,
-        recovered,
-        Some(log),
-        synod_node::storage::identity::IdentityFile::in_memory("synod", 1),
-        Default::default(),
-        None,
-    )
-    .expect("driver")
-    .0
+    common::spawn_on(fs, &config, storage_config())
 }
 
 async fn create(driver: &DriverHandle, path: &str) -> Result<OpOutcome, Error> {

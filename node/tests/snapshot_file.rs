@@ -19,51 +19,27 @@ use synod_core::paxos::{
 use synod_core::state::StateMachine;
 use synod_core::txn::{CreateMode, WriteOp};
 use synod_node::NodeConfig;
-use synod_node::driver::{self, DriverHandle};
+use synod_node::driver::DriverHandle;
 use synod_node::peer::frame::PeerMessage;
 use synod_node::storage::durable::{DurableLog, SnapshotState};
+
+mod common;
 use synod_node::storage::record::snapshot_file_prefix;
 use synod_node::storage::{FaultFs, FileSystem, RealFs, Storage, StorageConfig};
 
 // ---- One node over a fault-injecting filesystem. ----
 
 fn spawn(fs: &Arc<FaultFs>) -> DriverHandle {
-    let config = NodeConfig::parse_defaults();
-    let (log, recovered) = DurableLog::recover_with(
+    common::spawn_on(
+        fs,
+        &NodeConfig::parse_defaults(),
         StorageConfig::new(&PathBuf::from("/data")),
-        config.state_config(),
-        fs.clone(),
     )
-    .expect("recover");
-    let ensemble = config.ensemble().expect("ensemble");
-    driver::spawn(
-        &config,
-        &ensemble,
-        recovered,
-        Some(log),
-        synod_node::storage::identity::IdentityFile::in_memory("synod", 1),
-        Default::default(),
-        None,
-    )
-    .expect("driver")
-    .0
 }
 
 /// Starts a driver over `fs` and waits until it serves.
 async fn start(fs: &Arc<FaultFs>) -> DriverHandle {
-    let driver = spawn(fs);
-    for _ in 0..200 {
-        if driver
-            .call(|state| state.readiness())
-            .await
-            .expect("driver alive")
-            .is_ok()
-        {
-            return driver;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the node did not become ready");
+    common::serving(spawn(fs)).await
 }
 
 async fn create(driver: &DriverHandle, path: String) {

@@ -167,6 +167,26 @@ impl Drop for Registration {
 }
 
 impl Shared {
+    /// Serves a new connection from `peer` in `tasks`, unless its address
+    /// is at the limit (then the connection is dropped, closing it).
+    fn start(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        halves: (conn::ReadHalf, conn::WriteHalf),
+        x509: Option<Arc<str>>,
+        peer: SocketAddr,
+    ) {
+        let Some((registration, stats)) = self.register(peer) else {
+            tracing::warn!(
+                %peer,
+                limit = self.config.max_connections_per_ip,
+                "too many ZooKeeper connections from this address; closing the new one"
+            );
+            return;
+        };
+        tasks.spawn(conn::serve(halves, x509, self.clone(), registration, stats));
+    }
+
     /// Registers a new connection, or refuses it when its address is at
     /// the limit.
     fn register(self: &Arc<Self>, peer: SocketAddr) -> Option<(Registration, Arc<ConnStats>)> {
@@ -246,20 +266,11 @@ impl ZooKeeperFrontEnd {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let Some((registration, stats)) = shared.register(peer) else {
-                            tracing::warn!(
-                                %peer,
-                                limit = shared.config.max_connections_per_ip,
-                                "too many ZooKeeper connections from this address; closing the new one"
-                            );
-                            continue;
-                        };
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::debug!(%error, "cannot disable Nagle's algorithm");
                         }
                         let (rd, wr) = stream.into_split();
-                        let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
-                        connections.spawn(conn::serve(halves, None, shared.clone(), registration, stats));
+                        shared.start(&mut connections, (Box::new(rd), Box::new(wr)), None, peer);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accepting a ZooKeeper connection failed; retrying");
@@ -293,18 +304,9 @@ impl ZooKeeperFrontEnd {
                         let Some(peer) = conn.remote_addr() else {
                             continue;
                         };
-                        let Some((registration, stats)) = shared.register(peer) else {
-                            tracing::warn!(
-                                %peer,
-                                limit = shared.config.max_connections_per_ip,
-                                "too many ZooKeeper connections from this address; closing the new one"
-                            );
-                            continue;
-                        };
                         let x509 = conn.info().x509_id;
                         let (rd, wr) = tokio::io::split(conn);
-                        let halves: (conn::ReadHalf, conn::WriteHalf) = (Box::new(rd), Box::new(wr));
-                        tasks.spawn(conn::serve(halves, x509, shared.clone(), registration, stats));
+                        shared.start(&mut tasks, (Box::new(rd), Box::new(wr)), x509, peer);
                     }
                     Some(Err(error)) => tracing::warn!(%error, "a secure ZooKeeper connection failed"),
                     None => break,
