@@ -6,14 +6,29 @@
 //! such directories with sequential nodes (ascending names) as often as
 //! with random ones. A sorted `Vec` would move megabytes on every insert
 //! or delete at its front; a `BTreeSet<Box<str>>` costs a heap allocation
-//! and ~50 bytes per child. Sorted blocks of at most [`BLOCK`] slots give
-//! 4-8 bytes per child and bound every move to one block. Each block also
-//! keeps the first bytes of its last name, so that finding the block for a
-//! name reads no child's name from the slab unless those bytes tie.
+//! and ~50 bytes per child. Sorted blocks of at most [`BLOCK`] children
+//! bound every move to one block.
+//!
+//! Searching must not read the children's names: each name is two
+//! dependent cache misses away (slot, then the node's name and data), and
+//! a search that compared names read ~20 of them per insert into a large
+//! directory, most of the cost of a create there. So each block keeps the
+//! bytes all its names begin with (its prefix), and each child the four
+//! bytes of its name that follow the prefix (its key). Names that share a
+//! long prefix (`lock-0000001234`, `c12-3-45678`) differ in their keys,
+//! where the first bytes of the name would tie. Two keys that differ order
+//! their names; only equal keys need the names. Memory: 8 bytes per child,
+//! plus each block's prefix.
+//!
+//! Invariants, checked by the property test: every name in a block begins
+//! with the block's prefix, and every child's key is [`key_at`] its name
+//! and the prefix's length. A name that does not share a block's prefix
+//! shortens it when it joins (rekeying the block); a split lengthens each
+//! half's prefix to what its first and last names share.
 
 use std::cmp::Ordering;
 
-/// Most slots a block holds before it splits.
+/// Most children a block holds before it splits.
 const BLOCK: usize = 512;
 
 #[derive(Debug, Clone, Default)]
@@ -24,45 +39,158 @@ pub(super) struct Children {
     len: usize,
 }
 
+/// One child: its slot, and the four bytes of its name after its block's
+/// prefix.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: u32,
+    slot: u32,
+}
+
 #[derive(Debug, Clone)]
 struct Block {
-    slots: Vec<u32>,
-    /// [`key`] of the name of the last slot.
-    last_key: u64,
+    /// Sorted by name.
+    entries: Vec<Entry>,
+    /// The bytes every name in the block begins with.
+    prefix: Box<[u8]>,
+}
+
+/// The four bytes of `name` from `at`, big-endian, zero-padded. Where two
+/// names share their first `at` bytes and their keys differ, the keys order
+/// the names (a name that ends early reads as zeros, and is a prefix of the
+/// other up to where they differ); where keys are equal, the names must be
+/// compared.
+fn key_at(name: &[u8], at: usize) -> u32 {
+    let rest = name.get(at..).unwrap_or_default();
+    let mut bytes = [0u8; 4];
+    let n = rest.len().min(4);
+    bytes[..n].copy_from_slice(&rest[..n]);
+    u32::from_be_bytes(bytes)
+}
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl Block {
     fn new(slot: u32, name: &[u8]) -> Block {
+        // A lone name is its own prefix (and its key is all padding).
         Block {
-            slots: vec![slot],
-            last_key: key(name),
+            entries: vec![Entry { key: 0, slot }],
+            prefix: name.into(),
         }
     }
-}
 
-/// The first eight bytes of `name`, big-endian, zero-padded. Where two
-/// keys differ, they order their names as the names order themselves (a
-/// shorter name padded with zeros is a prefix of the other up to where
-/// they differ); where they are equal, the names must be compared.
-fn key(name: &[u8]) -> u64 {
-    let mut bytes = [0u8; 8];
-    let n = name.len().min(8);
-    bytes[..n].copy_from_slice(&name[..n]);
-    u64::from_be_bytes(bytes)
-}
+    /// The key of `name` in this block, if it begins with the prefix.
+    fn key_of(&self, name: &[u8]) -> Option<u32> {
+        name.starts_with(&self.prefix)
+            .then(|| key_at(name, self.prefix.len()))
+    }
 
-/// Whether the last name of `block` sorts below `name` (whose key is
-/// `name_key`).
-fn last_below<'a>(
-    block: &Block,
-    name: &[u8],
-    name_key: u64,
-    name_of: &impl Fn(u32) -> &'a [u8],
-) -> bool {
-    match block.last_key.cmp(&name_key) {
-        Ordering::Less => true,
-        Ordering::Greater => false,
-        Ordering::Equal => block.slots.last().is_some_and(|&last| name_of(last) < name),
+    /// How `name` (whose key here is `name_key`) orders against the name of
+    /// `entry`. A name without the prefix orders against every name here as
+    /// it orders against the prefix: it differs from the prefix at some
+    /// byte, or it is a shorter prefix of it.
+    fn cmp_entry<'a>(
+        &self,
+        name: &[u8],
+        name_key: Option<u32>,
+        entry: Entry,
+        name_of: &impl Fn(u32) -> &'a [u8],
+    ) -> Ordering {
+        match name_key {
+            Some(key) => key
+                .cmp(&entry.key)
+                .then_with(|| name.cmp(name_of(entry.slot))),
+            None => name.cmp(&self.prefix),
+        }
+    }
+
+    /// Whether the last name of the block sorts below `name`.
+    fn last_below<'a>(&self, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) -> bool {
+        self.entries.last().is_some_and(|&last| {
+            self.cmp_entry(name, self.key_of(name), last, name_of) == Ordering::Greater
+        })
+    }
+
+    /// Where `name` is, or would go, in this block.
+    fn position<'a>(&self, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) -> (usize, bool) {
+        let Some(key) = self.key_of(name) else {
+            // Before or after every name here.
+            let at = if name < &self.prefix[..] {
+                0
+            } else {
+                self.entries.len()
+            };
+            return (at, false);
+        };
+        let below = self.entries.partition_point(|e| e.key < key);
+        let ties = self.entries[below..].partition_point(|e| e.key == key);
+        let run = &self.entries[below..below + ties];
+        let within = run.partition_point(|e| name_of(e.slot) < name);
+        let found = run.get(within).is_some_and(|e| name_of(e.slot) == name);
+        (below + within, found)
+    }
+
+    /// Puts `slot`, named `name`, at `at`; shortens the prefix first if
+    /// `name` does not begin with it.
+    fn put<'a>(&mut self, at: usize, slot: u32, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) {
+        if !name.starts_with(&self.prefix) {
+            let shared = common_prefix(&self.prefix, name);
+            self.prefix = name[..shared].into();
+            self.rekey(name_of);
+        }
+        let key = key_at(name, self.prefix.len());
+        self.entries.insert(at, Entry { key, slot });
+    }
+
+    /// Splits a full block in two and returns the upper half. The split
+    /// falls in the middle half of the block where neighbouring names share
+    /// the least (where one family of names ends and another begins), so
+    /// that each half's names share a long prefix; each half's prefix then
+    /// lengthens to what its first and last names share, and is rekeyed.
+    fn split<'a>(&mut self, name_of: &impl Fn(u32) -> &'a [u8]) -> Block {
+        let names: Vec<&'a [u8]> = self.entries.iter().map(|e| name_of(e.slot)).collect();
+        let middle = names.len() / 2;
+        let (from, to) = (names.len() / 4, names.len() * 3 / 4);
+        let at = (from.max(1)..to.max(2))
+            .min_by_key(|&i| {
+                let shared = names
+                    .get(i - 1)
+                    .zip(names.get(i))
+                    .map_or(0, |(a, b)| common_prefix(a, b));
+                (shared, i.abs_diff(middle))
+            })
+            .unwrap_or(middle);
+        let upper = self.entries.split_off(at);
+        let mut upper = Block {
+            entries: upper,
+            prefix: Box::default(),
+        };
+        let (lower_names, upper_names) = names.split_at(at);
+        self.rekey_from(lower_names);
+        upper.rekey_from(upper_names);
+        upper
+    }
+
+    /// Sets the prefix to what the first and last of `names` (the block's
+    /// names, in order) share, and every key from it.
+    fn rekey_from(&mut self, names: &[&[u8]]) {
+        let (Some(first), Some(last)) = (names.first(), names.last()) else {
+            return;
+        };
+        let shared = common_prefix(first, last);
+        self.prefix = first[..shared].into();
+        for (entry, name) in self.entries.iter_mut().zip(names) {
+            entry.key = key_at(name, shared);
+        }
+    }
+
+    fn rekey<'a>(&mut self, name_of: &impl Fn(u32) -> &'a [u8]) {
+        let at = self.prefix.len();
+        for entry in &mut self.entries {
+            entry.key = key_at(name_of(entry.slot), at);
+        }
     }
 }
 
@@ -80,25 +208,18 @@ impl Children {
 
     fn locate<'a>(&self, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) -> Place {
         // The first block whose last name is not below `name`.
-        let name_key = key(name);
-        let block = self
-            .blocks
-            .partition_point(|b| last_below(b, name, name_key, name_of));
-        if block == self.blocks.len() {
+        let block = self.blocks.partition_point(|b| b.last_below(name, name_of));
+        let Some(target) = self.blocks.get(block) else {
             // Past every name: the end of the last block.
             let block = block.saturating_sub(1);
-            let at = self.blocks.get(block).map_or(0, |b| b.slots.len());
+            let at = self.blocks.get(block).map_or(0, |b| b.entries.len());
             return Place {
                 block,
                 at,
                 found: false,
             };
-        }
-        let slots = &self.blocks[block].slots;
-        let at = slots.partition_point(|&s| name_of(s) < name);
-        let found = slots
-            .get(at)
-            .is_some_and(|&s| name_of(s).cmp(name) == Ordering::Equal);
+        };
+        let (at, found) = target.position(name, name_of);
         Place { block, at, found }
     }
 
@@ -107,17 +228,16 @@ impl Children {
     pub(super) fn insert<'a>(&mut self, slot: u32, name_of: impl Fn(u32) -> &'a [u8]) -> bool {
         let name = name_of(slot);
         // Sequential nodes (locks, queues, elections) arrive in ascending
-        // order: one comparison with the last name places them, where a
-        // search would look at a score of names in cold memory.
+        // order: one comparison with the last name places them.
         let past_the_end = self
             .blocks
             .last()
-            .is_some_and(|b| last_below(b, name, key(name), &name_of));
+            .is_some_and(|b| b.last_below(name, &name_of));
         let Place { block, at, found } = if past_the_end {
             let block = self.blocks.len() - 1;
             Place {
                 block,
-                at: self.blocks[block].slots.len(),
+                at: self.blocks[block].entries.len(),
                 found: false,
             }
         } else {
@@ -126,39 +246,44 @@ impl Children {
         if found {
             return false;
         }
+        // A name between two blocks (the end of one, the start of the next)
+        // joins the one whose prefix it shares more of, so that a run of
+        // ascending names in the middle of a directory (one lock's
+        // sequential nodes beside another's) keeps to its own block and
+        // keeps that block's prefix long.
+        let (block, at) = match block.checked_sub(1) {
+            Some(before) if at == 0 => {
+                let shared = |b: &Block| common_prefix(&b.prefix, name);
+                if shared(&self.blocks[before]) > shared(&self.blocks[block]) {
+                    (before, self.blocks[before].entries.len())
+                } else {
+                    (block, at)
+                }
+            }
+            _ => (block, at),
+        };
         self.len += 1;
         let last_block = block + 1 == self.blocks.len();
         let Some(target) = self.blocks.get_mut(block) else {
             self.blocks.push(Block::new(slot, name));
             return true;
         };
-        if target.slots.len() < BLOCK {
-            if at == target.slots.len() {
-                target.last_key = key(name);
-            }
-            target.slots.insert(at, slot);
+        if target.entries.len() < BLOCK {
+            target.put(at, slot, name, &name_of);
             return true;
         }
-        if at == target.slots.len() && last_block {
+        if at == target.entries.len() && last_block {
             // Appending past the last name (sequential nodes): a new block,
             // so that the full one stays full instead of half empty.
             self.blocks.push(Block::new(slot, name));
             return true;
         }
-        let mut upper = Block {
-            slots: target.slots.split_off(BLOCK / 2),
-            last_key: target.last_key,
-        };
-        if at <= BLOCK / 2 {
-            target.slots.insert(at, slot);
+        let mut upper = target.split(&name_of);
+        let lower_len = target.entries.len();
+        if at <= lower_len {
+            target.put(at, slot, name, &name_of);
         } else {
-            if at == BLOCK {
-                upper.last_key = key(name);
-            }
-            upper.slots.insert(at - BLOCK / 2, slot);
-        }
-        if let Some(&last) = target.slots.last() {
-            target.last_key = key(name_of(last));
+            upper.put(at - lower_len, slot, name, &name_of);
         }
         self.blocks.insert(block + 1, upper);
         true
@@ -175,18 +300,12 @@ impl Children {
             return None;
         }
         let target = &mut self.blocks[block];
-        let slot = target.slots.remove(at);
-        if target.slots.is_empty() {
+        // The prefix stays true of the names that remain.
+        let slot = target.entries.remove(at).slot;
+        if target.entries.is_empty() {
             self.blocks.remove(block);
-        } else {
-            if at == target.slots.len()
-                && let Some(&last) = target.slots.last()
-            {
-                target.last_key = key(name_of(last));
-            }
-            if target.slots.len() < BLOCK / 8 && target.slots.capacity() > BLOCK {
-                target.slots.shrink_to(BLOCK / 4);
-            }
+        } else if target.entries.len() < BLOCK / 8 && target.entries.capacity() > BLOCK {
+            target.entries.shrink_to(BLOCK / 4);
         }
         self.len -= 1;
         Some(slot)
@@ -194,7 +313,7 @@ impl Children {
 
     /// Every child's slot, by name.
     pub(super) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.blocks.iter().flat_map(|b| &b.slots).copied()
+        self.blocks.iter().flat_map(|b| &b.entries).map(|e| e.slot)
     }
 
     /// The children named after `after` (all of them for `None`), by name.
@@ -214,8 +333,8 @@ impl Children {
             .iter()
             .skip(block)
             .enumerate()
-            .flat_map(move |(i, b)| b.slots.iter().skip(if i == 0 { at } else { 0 }))
-            .copied()
+            .flat_map(move |(i, b)| b.entries.iter().skip(if i == 0 { at } else { 0 }))
+            .map(|e| e.slot)
     }
 }
 
@@ -229,15 +348,17 @@ mod tests {
 
     /// Names by slot; slot `s` is named `names[s]`.
     fn names() -> Vec<Vec<u8>> {
-        // Half the names share their first eight bytes, so that block keys
-        // tie and names must be compared.
+        // A third of the names share their first nine bytes, and a third
+        // are long names of uneven length that share all but their last
+        // few digits, so that prefixes shorten and lengthen and keys tie
+        // (one name a prefix of another) as well as differ.
         (0..3000u32)
             .map(|s| {
                 let n = (s * 7919) % 3000;
-                if n % 2 == 0 {
-                    format!("n{n:05}")
-                } else {
-                    format!("sharedpfx{n:05}")
+                match n % 3 {
+                    0 => format!("n{n:05}"),
+                    1 => format!("sharedpfx{n:05}"),
+                    _ => format!("c12-3-4{}", n / 3),
                 }
                 .into_bytes()
             })
@@ -290,13 +411,19 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(set.len(), model.len());
-                prop_assert!(set.blocks.iter().all(|b| !b.slots.is_empty() && b.slots.len() <= BLOCK));
-                prop_assert!(set.blocks.iter().all(|b| b.slots.last().is_some_and(|&l| b.last_key == key(name_of(l)))), "every block knows its last name's key");
+                prop_assert!(set.blocks.iter().all(|b| !b.entries.is_empty() && b.entries.len() <= BLOCK));
+                for b in &set.blocks {
+                    for e in &b.entries {
+                        let name = name_of(e.slot);
+                        prop_assert!(name.starts_with(&b.prefix), "every name begins with its block's prefix");
+                        prop_assert_eq!(e.key, key_at(name, b.prefix.len()), "every key is its name's");
+                    }
+                }
             }
             let listed: Vec<&[u8]> = set.iter().map(name_of).collect();
             let expected: Vec<&[u8]> = model.iter().map(Vec::as_slice).collect();
             prop_assert_eq!(&listed, &expected);
-            for probe in [0u32, 1, 1499, 2999] {
+            for probe in [0u32, 1, 2, 1499, 2999] {
                 let after = names[probe as usize].as_slice();
                 let got: Vec<&[u8]> = set.iter_after(Some(after), name_of).map(name_of).collect();
                 let want: Vec<&[u8]> = model
@@ -317,7 +444,45 @@ mod tests {
         for s in 0..10_000 {
             assert!(set.insert(s, |s| names[s as usize].as_slice()));
         }
-        let full = set.blocks.iter().filter(|b| b.slots.len() == BLOCK).count();
+        let full = set
+            .blocks
+            .iter()
+            .filter(|b| b.entries.len() == BLOCK)
+            .count();
         assert_eq!(full, 10_000 / BLOCK, "every block but the last is full");
+    }
+
+    #[test]
+    fn a_search_reads_few_names_where_names_share_long_prefixes() {
+        // Names that share their first nine bytes, inserted in a scattered
+        // order, as `tree/create-scattered` makes them: 100,000, then
+        // 2,000 more whose reads are counted (splits and rekeying
+        // included).
+        let (count, more) = (100_000u32, 2_000u32);
+        let names: Vec<Vec<u8>> = (0..count + more)
+            .map(|s| format!("n0031337-{}", (s * 7919) % (count + more)).into_bytes())
+            .collect();
+        let reads = std::cell::Cell::new(0usize);
+        let name_of = |s: u32| {
+            reads.set(reads.get() + 1);
+            names[s as usize].as_slice()
+        };
+        let mut set = Children::default();
+        for s in 0..count {
+            assert!(set.insert(s, name_of));
+        }
+        reads.set(0);
+        for s in count..count + more {
+            assert!(set.insert(s, name_of));
+        }
+        let per_insert = reads.get() as f64 / f64::from(more);
+        // Comparing names, a search read ~20 of them (two cache misses each).
+        assert!(per_insert < 3.0, "an insert read {per_insert} names");
+        reads.set(0);
+        for s in 0..more {
+            assert_eq!(set.remove(&names[s as usize], name_of), Some(s));
+        }
+        let per_removal = reads.get() as f64 / f64::from(more);
+        assert!(per_removal < 3.0, "a removal read {per_removal} names");
     }
 }
