@@ -139,6 +139,15 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_MAX_PENDING_TXNS", default_value_t = 100_000)]
     pub max_pending_txns: usize,
 
+    /// Most proposals (batches of writes) the leader has uncommitted at
+    /// once. Writes that arrive while that many wait for their quorum are
+    /// proposed together in the next one, so under load each proposal
+    /// (an fsync on every member, a message to each) carries more writes;
+    /// a write on a quiet ensemble is proposed at once. Raise it where the
+    /// round trip between members is long compared with an fsync.
+    #[arg(long, env = "SYNOD_MAX_PROPOSALS_IN_FLIGHT", default_value_t = 1)]
+    pub max_proposals_in_flight: usize,
+
     /// Most txns made durable by one fsync.
     #[arg(long, env = "SYNOD_MAX_BATCH_TXNS", default_value_t = 4096)]
     pub max_batch_txns: usize,
@@ -527,6 +536,7 @@ impl NodeConfig {
             ("keep-snapshots", self.keep_snapshots),
             ("max-batch-txns", self.max_batch_txns),
             ("max-pending-txns", self.max_pending_txns),
+            ("max-proposals-in-flight", self.max_proposals_in_flight),
             ("zookeeper-max-outstanding", self.zookeeper_max_outstanding),
         ];
         for (name, value) in positive {

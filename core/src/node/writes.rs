@@ -13,10 +13,12 @@
 //! `now` (the node's monotonic clock) and, at the leader, `stamp` (the wall
 //! clock the leader writes into each proposal for znode times).
 
+use std::collections::VecDeque;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::codec::Proposal;
-use crate::paxos::{MonoMs, NodeId, PaxosError, Replica, Role};
+use crate::paxos::{Ballot, MonoMs, NodeId, PaxosError, Replica, Role, Slot};
 use crate::txn::{CloseReason, Txn};
 use crate::{Error, Millis, SessionId};
 
@@ -70,6 +72,15 @@ pub struct WritePath {
     me: NodeId,
     next_request: u64,
     max_pending: usize,
+    /// At the leader: proposals (batches of writes) uncommitted at once, at
+    /// most, before new writes wait for the next proposal.
+    max_proposals_in_flight: usize,
+    /// At the leader: the ballot it leads with, and the last slot of each
+    /// of its proposals not known committed. Another ballot empties it: a
+    /// slot proposed under an earlier one may never be filled (a leader
+    /// that lost and won again may hold a shorter log), and waiting for it
+    /// would stop every write.
+    in_flight: Option<(Ballot, VecDeque<Slot>)>,
     waiting: FxHashMap<u64, Waiting>,
     /// This node's txns waiting for a leader to take them.
     queued: Vec<Queued>,
@@ -92,6 +103,8 @@ impl WritePath {
             me,
             next_request: first_request,
             max_pending,
+            max_proposals_in_flight: usize::MAX,
+            in_flight: None,
             waiting: FxHashMap::default(),
             queued: Vec::new(),
             held: Vec::new(),
@@ -99,6 +112,18 @@ impl WritePath {
             known_leader: None,
             outstanding: FxHashMap::default(),
         }
+    }
+
+    /// Lets the leader have at most `proposals` batches of writes
+    /// uncommitted at once (at least one). Writes that arrive while that many wait for their
+    /// quorum gather here and go out together in the next proposal, so
+    /// under load each proposal, and the fsync on every member and the
+    /// peer messages it costs, carries more writes; a write that finds no
+    /// proposal in flight (a quiet ensemble) is proposed at once.
+    #[must_use]
+    pub fn with_max_proposals_in_flight(mut self, proposals: usize) -> Self {
+        self.max_proposals_in_flight = proposals.max(1);
+        self
     }
 
     /// Requests waiting for their slot.
@@ -242,9 +267,26 @@ impl WritePath {
         let mut actions = Vec::new();
         match replica.leader() {
             Some(_) if replica.role() == Role::Leader => {
-                self.propose(replica, stamp, budget_bytes, &mut actions);
+                let commit = replica.commit_index();
+                let ballot = replica.ballot();
+                let in_flight = match &mut self.in_flight {
+                    Some((led, slots)) if Some(*led) == ballot => {
+                        while slots.front().is_some_and(|&last| last <= commit) {
+                            slots.pop_front();
+                        }
+                        slots.len()
+                    }
+                    _ => {
+                        self.in_flight = None;
+                        0
+                    }
+                };
+                if in_flight < self.max_proposals_in_flight {
+                    self.propose(replica, stamp, budget_bytes, &mut actions);
+                }
             }
             Some(leader) if leader != self.me => {
+                self.in_flight = None;
                 let queued = std::mem::take(&mut self.queued);
                 let mut txns = Vec::with_capacity(queued.len());
                 for q in queued {
@@ -281,7 +323,10 @@ impl WritePath {
                 self.refuse_others(&mut actions);
             }
             // Our own wait for a leader (or time out); others' go back.
-            _ => self.refuse_others(&mut actions),
+            _ => {
+                self.in_flight = None;
+                self.refuse_others(&mut actions);
+            }
         }
         actions
     }
@@ -336,8 +381,15 @@ impl WritePath {
                 values.push(T::from(value));
                 batch.push(q);
             }
+            let count = values.len() as Slot;
             match replica.propose(values) {
-                Ok(_) => {
+                Ok(first) => {
+                    if let Some(ballot) = replica.ballot() {
+                        let (_, slots) = self
+                            .in_flight
+                            .get_or_insert_with(|| (ballot, VecDeque::new()));
+                        slots.push_back(first + count.saturating_sub(1));
+                    }
                     for q in batch {
                         if q.origin == self.me
                             && let Some(w) = self.waiting.get_mut(&q.request)
@@ -634,5 +686,60 @@ mod tests {
         assert!(w.admit().is_ok());
         w.submit(noop_write(), 0);
         assert!(matches!(w.admit(), Err(Error::Throttled(_))));
+    }
+
+    /// The persists `r` asked for since the last call, by the writes each
+    /// holds (a proposal is persisted in one).
+    fn proposed(r: &mut Replica<Vec<u8>>) -> Vec<usize> {
+        r.take_commands()
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::Persist(write) => Some(
+                    write
+                        .entries
+                        .iter()
+                        .filter(|(_, e)| matches!(e.value, crate::paxos::Value::Data(_)))
+                        .count(),
+                ),
+                _ => None,
+            })
+            .filter(|&writes| writes > 0)
+            .collect()
+    }
+
+    #[test]
+    fn writes_wait_while_the_proposals_in_flight_are_at_the_limit_then_go_together() {
+        let mut r = leader();
+        let mut w = WritePath::new(1, 1, 10).with_max_proposals_in_flight(1);
+        w.submit(noop_write(), 0);
+        assert_eq!(w.route(&mut r, 0, 1 << 20), vec![]);
+        assert_eq!(proposed(&mut r), vec![1], "nothing in flight: at once");
+        w.submit(noop_write(), 0);
+        w.submit(noop_write(), 0);
+        assert_eq!(w.route(&mut r, 0, 1 << 20), vec![]);
+        assert_eq!(
+            proposed(&mut r),
+            Vec::<usize>::new(),
+            "one proposal in flight: they wait"
+        );
+        assert_eq!(w.queued.len(), 2);
+        // The proposal in flight commits (this single voter's write is
+        // durable).
+        r.persisted(3);
+        r.take_commands();
+        assert_eq!(r.commit_index(), r.log_last());
+        assert_eq!(w.route(&mut r, 0, 1 << 20), vec![]);
+        assert_eq!(proposed(&mut r), vec![2], "both in the next proposal");
+    }
+
+    #[test]
+    fn without_a_limit_every_route_proposes() {
+        let mut r = leader();
+        let mut w = WritePath::new(1, 1, 10);
+        for _ in 0..3 {
+            w.submit(noop_write(), 0);
+            assert_eq!(w.route(&mut r, 0, 1 << 20), vec![]);
+        }
+        assert_eq!(proposed(&mut r), vec![1, 1, 1]);
     }
 }

@@ -181,7 +181,8 @@ impl Node {
             machine,
             watches: WatchRegistry::new(MAX_WATCHES),
             watchers: BTreeSet::new(),
-            writes: WritePath::new(id, 1, MAX_PENDING),
+            writes: WritePath::new(id, 1, MAX_PENDING)
+                .with_max_proposals_in_flight(proposals_in_flight(id)),
             completions: BTreeMap::new(),
             reads: ReadBarriers::new(1),
             read_ids: BTreeMap::new(),
@@ -273,7 +274,8 @@ impl Cluster {
         node.machine = machine;
         node.watches = WatchRegistry::new(MAX_WATCHES);
         node.watchers.clear();
-        node.writes = WritePath::new(node.id, first_id, MAX_PENDING);
+        node.writes = WritePath::new(node.id, first_id, MAX_PENDING)
+            .with_max_proposals_in_flight(proposals_in_flight(node.id));
         node.completions.clear();
         node.reads = ReadBarriers::new(first_id);
         node.read_ids.clear();
@@ -320,4 +322,11 @@ impl Cluster {
         self.nodes[i].seen.commit = 0;
         self.start(i);
     }
+}
+
+/// How many proposals a simulated node may lead uncommitted at once: one,
+/// as a real node does by default, on odd ids, and a pipeline of three on
+/// even ones, so that every run has leaders of both kinds.
+fn proposals_in_flight(id: NodeId) -> usize {
+    if id % 2 == 1 { 1 } else { 3 }
 }

@@ -504,7 +504,8 @@ impl NodeState {
                 ensemble.id,
                 u64::try_from(wall_clock_nanos()).unwrap_or(u64::MAX / 2),
                 config.max_pending_txns,
-            ),
+            )
+            .with_max_proposals_in_flight(config.max_proposals_in_flight),
             completions: Completions::default(),
             leader_silence_limit: config.election_timeout_ms,
             // Read ids, like request numbers, differ between runs.
