@@ -387,6 +387,22 @@ fn pinned_regressions() {
     }
 }
 
+/// Seeds, wipes on, that replay their failure without the wipe gate's check
+/// for membership changes pending at any node: 207464, 210056, 218810 (a
+/// demotion to two voters, accepted but committed nowhere, then one of the
+/// two wiped: no candidate could win, and the run ended without a leader).
+#[test]
+fn pinned_wipe_regressions() {
+    for seed in [207_464, 210_056, 218_810] {
+        let out = run(seed, SimConfig::for_seed(seed, 3));
+        assert!(
+            out.violations.is_empty(),
+            "seed {seed}: {:?}",
+            out.violations
+        );
+    }
+}
+
 /// Replays one seed with state dumps: `SEED=n NODES=k cargo test -p
 /// synod-core --lib debug_seed -- --ignored --nocapture`.
 #[test]

@@ -48,6 +48,20 @@ impl Cluster {
             if !bound || m.voters.len() < 3 || *pending {
                 return;
             }
+            // Nor while any node holds a membership change above its commit
+            // index: it may have been chosen, so phase 1 needs a majority
+            // of its voters too, and the disk lost may be one of too few
+            // of them (simulator seed 207464: a demotion to voters [2, 3],
+            // accepted by 1 and 3 but pending at no leader, then 3 wiped;
+            // no candidate could ever win). An operator checks the same
+            // before it takes a member down.
+            if self.nodes.iter().any(|n| {
+                n.replica
+                    .as_ref()
+                    .is_some_and(|r| r.pending_membership().is_some())
+            }) {
+                return;
+            }
         }
         let i = self.rng.range(0, self.nodes.len() as u64) as usize;
         if let (false, Some((m, settled, _))) = (ungated, &membership) {
