@@ -186,10 +186,15 @@ async fn a_zookeeper_client_works_across_the_ensemble() {
         owner.list_ephemerals("/").await.expect("getEphemerals"),
         vec!["/app/lock"]
     );
-    let (_, gone) = reader
+    // The reader's session is on another member, which may not have
+    // applied the create yet: as with ZooKeeper, a sync orders the read
+    // after it (without one the watch can fire NodeCreated instead).
+    reader.sync("/app").await.expect("sync");
+    let (stat, gone) = reader
         .check_and_watch_stat("/app/lock")
         .await
         .expect("exists");
+    assert!(stat.is_some(), "the reader sees the ephemeral after a sync");
     drop(owner);
     assert_eq!(
         event(gone.changed()).await.event_type,
