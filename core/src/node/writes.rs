@@ -286,7 +286,6 @@ impl WritePath {
                 }
             }
             Some(leader) if leader != self.me => {
-                self.in_flight = None;
                 let queued = std::mem::take(&mut self.queued);
                 let mut txns = Vec::with_capacity(queued.len());
                 for q in queued {
@@ -323,10 +322,7 @@ impl WritePath {
                 self.refuse_others(&mut actions);
             }
             // Our own wait for a leader (or time out); others' go back.
-            _ => {
-                self.in_flight = None;
-                self.refuse_others(&mut actions);
-            }
+            _ => self.refuse_others(&mut actions),
         }
         actions
     }

@@ -25,19 +25,13 @@ impl Cluster {
             .leaders()
             .first()
             .and_then(|&l| self.nodes[l].replica.as_ref())
-            .map(|r| {
-                (
-                    r.membership().clone(),
-                    r.membership_slot(),
-                    r.pending_membership().is_some(),
-                )
-            });
+            .map(|r| (r.membership().clone(), r.membership_slot()));
         if !ungated {
             // Only once the ensemble has bound every member (before that a
             // wiped member cannot be told from a new one:
             // docs/consensus.md), and only where one lost disk leaves a
             // majority of voters.
-            let Some((m, _, pending)) = &membership else {
+            let Some((m, _)) = &membership else {
                 return;
             };
             let bound = m
@@ -45,11 +39,11 @@ impl Cluster {
                 .iter()
                 .chain(&m.observers)
                 .all(|&id| m.incarnation(id) != 0);
-            if !bound || m.voters.len() < 3 || *pending {
+            if !bound || m.voters.len() < 3 {
                 return;
             }
-            // Nor while any node holds a membership change above its commit
-            // index: it may have been chosen, so phase 1 needs a majority
+            // Nor while any node (the leader included) holds a membership
+            // change above its commit index: it may have been chosen, so phase 1 needs a majority
             // of its voters too, and the disk lost may be one of too few
             // of them (simulator seed 207464: a demotion to voters [2, 3],
             // accepted by 1 and 3 but pending at no leader, then 3 wiped;
@@ -64,7 +58,7 @@ impl Cluster {
             }
         }
         let i = self.rng.range(0, self.nodes.len() as u64) as usize;
-        if let (false, Some((m, settled, _))) = (ungated, &membership) {
+        if let (false, Some((m, settled))) = (ungated, &membership) {
             // And only when every other node runs and knows the membership
             // in force committed: the health an operator checks before it
             // takes a member down. A disk may of course die at any time,
@@ -81,7 +75,7 @@ impl Cluster {
                 return;
             }
         }
-        let m = membership.map(|(m, _, _)| m).unwrap_or_default();
+        let m = membership.map(|(m, _)| m).unwrap_or_default();
         let id = self.nodes[i].id;
         let was_voter = m.is_voter(id) || !m.contains(id);
         self.crash(i);
