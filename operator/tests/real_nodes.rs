@@ -317,31 +317,9 @@ fn mocked_cluster(
     mocked_cluster_with_secrets(statefulset, pods, Vec::new())
 }
 
-/// A `kubernetes.io/tls` Secret as the API server returns it.
+/// A `kubernetes.io/tls` Secret as the API server returns it, with its path.
 fn secret(name: &str, data: &[(&str, &str)]) -> (String, serde_json::Value) {
-    let secret = k8s_openapi::api::core::v1::Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("ns".into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(
-            data.iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    let mut value = serde_json::to_value(secret).expect("json");
-    value["apiVersion"] = "v1".into();
-    value["kind"] = "Secret".into();
-    (format!("/secrets/{name}"), value)
+    (format!("/secrets/{name}"), common::tls_secret(name, data))
 }
 
 fn mocked_cluster_with_secrets(

@@ -421,27 +421,7 @@ async fn a_tls_ensemble_gets_its_certificates_and_network_policy_before_its_pods
 async fn with_its_secrets_written_a_tls_ensemble_is_observed_as_usual() {
     let ca = synod_tls::generate::DevCa::new("test CA").expect("CA");
     let admin = ca.issue("synod-operator", &[]).expect("admin cert");
-    let secret = |name: &str, data: &[(&str, &str)]| {
-        use k8s_openapi::ByteString;
-        let secret = k8s_openapi::api::core::v1::Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("ns".into()),
-                ..Default::default()
-            },
-            type_: Some("kubernetes.io/tls".into()),
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
-                    .collect(),
-            ),
-            ..Default::default()
-        };
-        let mut value = serde_json::to_value(secret).expect("json");
-        value["apiVersion"] = "v1".into();
-        value["kind"] = "Secret".into();
-        value
-    };
+    let secret = common::tls_secret;
     let ca_pem = ca.cert_pem();
     let server_secret = secret("demo-tls", &[("ca.crt", &ca_pem)]);
     let admin_secret = secret(

@@ -137,3 +137,31 @@ pub async fn finish(task: tokio::task::JoinHandle<()>) {
         .expect("mock server stops when the client is dropped")
         .expect("mock server task");
 }
+
+/// A `kubernetes.io/tls` Secret `name` in namespace `ns` holding `data`
+/// (key, PEM text), as the API server returns it.
+pub fn tls_secret(name: &str, data: &[(&str, &str)]) -> Value {
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let mut value = serde_json::to_value(secret).expect("json");
+    value["apiVersion"] = "v1".into();
+    value["kind"] = "Secret".into();
+    value
+}
