@@ -24,6 +24,16 @@ fn ensemble() -> CoordinationEnsemble {
     .expect("valid resource")
 }
 
+/// The reconciler's context over `client`, with fresh metrics and the
+/// default build settings.
+fn context(client: kube::Client) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        BuildContext::default(),
+    ))
+}
+
 #[tokio::test]
 async fn the_statefulset_is_applied_server_side_with_the_field_manager() {
     let (client, handle) = mock();
@@ -105,11 +115,7 @@ async fn pods_and_claims_are_deleted_only_with_their_uid() {
 async fn a_new_resource_is_built_applied_given_a_status_and_events() {
     let (client, handle) = mock();
     let (task, seen) = serve(handle);
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        BuildContext::default(),
-    ));
+    let ctx = context(client);
     let requeue = reconcile(Arc::new(ensemble()), ctx.clone())
         .await
         .expect("reconciled");
@@ -211,11 +217,7 @@ async fn a_new_resource_is_built_applied_given_a_status_and_events() {
 async fn an_unbuildable_spec_is_refused_in_the_status_and_nothing_is_applied() {
     let (client, handle) = mock();
     let (task, seen) = serve(handle);
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        BuildContext::default(),
-    ));
+    let ctx = context(client);
     let mut ce = ensemble();
     ce.spec
         .config
@@ -258,11 +260,7 @@ async fn an_unbuildable_spec_is_refused_in_the_status_and_nothing_is_applied() {
 async fn a_paused_ensemble_gets_its_status_and_no_other_write() {
     let (client, handle) = mock();
     let (task, seen) = serve(handle);
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        BuildContext::default(),
-    ));
+    let ctx = context(client);
     let mut ce = ensemble();
     ce.spec.paused = true;
     reconcile(Arc::new(ce), ctx.clone())
@@ -291,11 +289,7 @@ async fn a_paused_ensemble_gets_its_status_and_no_other_write() {
 async fn a_refused_apply_is_reported_in_the_status_and_nothing_is_planned() {
     let (client, handle) = mock();
     let (task, seen) = serve_failing(handle, Some("/statefulsets/demo"));
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        BuildContext::default(),
-    ));
+    let ctx = context(client);
     let result = reconcile(Arc::new(ensemble()), ctx.clone()).await;
     assert!(result.is_err(), "the error goes to the error policy");
     let metrics = ctx.metrics.render();
@@ -354,11 +348,7 @@ fn progressing(seen: &[Seen]) -> Value {
 async fn a_tls_ensemble_gets_its_certificates_and_network_policy_before_its_pods() {
     let (client, handle) = mock();
     let (task, seen) = serve(handle);
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        BuildContext::default(),
-    ));
+    let ctx = context(client);
     reconcile(Arc::new(tls_ensemble()), ctx.clone())
         .await
         .expect("reconciled");
@@ -443,11 +433,7 @@ async fn with_its_secrets_written_a_tls_ensemble_is_observed_as_usual() {
         path.ends_with("/secrets/demo-admin-tls")
             .then(|| (http::StatusCode::OK, admin_secret.clone()))
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        BuildContext::default(),
-    ));
+    let ctx = context(client);
     reconcile(Arc::new(tls_ensemble()), ctx.clone())
         .await
         .expect("reconciled");
@@ -472,11 +458,7 @@ async fn without_cert_manager_a_tls_ensemble_is_not_started() {
             )
         })
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Arc::new(Metrics::default()),
-        BuildContext::default(),
-    ));
+    let ctx = context(client);
     let result = reconcile(Arc::new(tls_ensemble()), ctx.clone()).await;
     assert!(result.is_err());
     drop(ctx);
