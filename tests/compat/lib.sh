@@ -58,3 +58,11 @@ stop_synod_dev() {
   kill -9 "$dev_pid" 2>/dev/null || true
   dev_pid=
 }
+
+# The python of the kazoo virtualenv that tests/compat/kazoo/run.sh builds,
+# in `$python`, for the suites that run kazoo against `synod dev`; fails
+# when it has not been built.
+kazoo_python() {
+  python=${SYNOD_CACHE:-target}/kazoo-venv/bin/python
+  [ -x "$python" ] || { echo "no kazoo virtualenv at $python (run tests/compat/kazoo/run.sh first)" >&2; return 1; }
+}

@@ -9,8 +9,7 @@ cd "$(dirname "$0")/../.."
 
 bin=${SYNOD_BIN:-target/debug/synod}
 . tests/compat/lib.sh
-python=${SYNOD_CACHE:-target}/kazoo-venv/bin/python
-[ -x "$python" ] || { echo "no kazoo virtualenv at $python (run tests/compat/kazoo/run.sh first)" >&2; exit 1; }
+kazoo_python
 
 example=$(mktemp "${TMPDIR:-/tmp}/readme-quickstart.XXXXXX.py")
 data=$(mktemp -d "${TMPDIR:-/tmp}/readme-dev.XXXXXX")
