@@ -317,6 +317,15 @@ fn mocked_cluster(
     mocked_cluster_with_secrets(statefulset, pods, Vec::new())
 }
 
+/// Waits (bounded) for the mocked API server to stop once its client is
+/// dropped.
+async fn mock_stops(task: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("mock stops")
+        .expect("task");
+}
+
 /// A `kubernetes.io/tls` Secret as the API server returns it, with its path.
 fn secret(name: &str, data: &[(&str, &str)]) -> (String, serde_json::Value) {
     (format!("/secrets/{name}"), common::tls_secret(name, data))
@@ -376,10 +385,7 @@ async fn the_reconciler_reads_real_nodes_records_the_bootstrap_and_reports_them(
         kube::runtime::controller::Action::requeue(Duration::from_secs(60))
     );
     drop(ctx);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("mock stops")
-        .expect("task");
+    mock_stops(task).await;
     let seen = seen.lock().expect("lock").clone();
     // The leader had bound every voter: pods start `existing` from now on.
     let states: Vec<&serde_json::Value> = seen
@@ -446,10 +452,7 @@ async fn the_reconciler_adds_a_new_pod_through_the_real_leader() {
     );
     let metrics = ctx.metrics.render();
     drop(ctx);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("mock stops")
-        .expect("task");
+    mock_stops(task).await;
     // The change reached the real ensemble, committed.
     let view = h.observe().await.0.leader.expect("leader");
     assert_eq!(
@@ -504,10 +507,7 @@ async fn the_reconciler_reads_real_tls_nodes_with_its_admin_certificate_from_the
         kube::runtime::controller::Action::requeue(Duration::from_secs(60))
     );
     drop(ctx);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("mock stops")
-        .expect("task");
+    mock_stops(task).await;
     let seen = seen.lock().expect("lock").clone();
     // The nodes' admin ports take only TLS with a certificate from the
     // admin CA: the leader and members were read through the Secrets.
