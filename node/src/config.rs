@@ -289,6 +289,13 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_MAX_PEER_FRAME_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_peer_frame_bytes: usize,
 
+    /// How often a connection to a peer is checked with an HTTP/2 ping, in
+    /// milliseconds; one whose ping is not answered within the same time
+    /// is closed and dialed again. A stream that has frames waiting and
+    /// takes none for five times this is dialed again too.
+    #[arg(long, env = "SYNOD_PEER_KEEPALIVE_MS", default_value_t = 2_000)]
+    pub peer_keepalive_ms: u64,
+
     /// Address of the ZooKeeper-protocol listener (ZooKeeper clients and
     /// four-letter words), or `off`.
     #[arg(long, env = "SYNOD_ZOOKEEPER_ADDR", default_value = "127.0.0.1:2181")]
@@ -609,6 +616,12 @@ impl NodeConfig {
             return Err(ConfigError(format!(
                 "--max-clock-drift-ppm ({}) must be below 500000: the lease would be gone",
                 self.max_clock_drift_ppm
+            )));
+        }
+        if self.peer_keepalive_ms < 10 {
+            return Err(ConfigError(format!(
+                "--peer-keepalive-ms ({}) must be at least 10",
+                self.peer_keepalive_ms
             )));
         }
         if self.max_peer_frame_bytes <= self.max_request_bytes {

@@ -143,6 +143,57 @@ pub struct Gauges {
     pub awaiting_readd: bool,
     /// Peer messages dropped for their sender's incarnation.
     pub refused_claims: u64,
+    /// What each outbound peer link has done.
+    pub peer_links: Vec<crate::peer::LinkStats>,
+}
+
+/// A per-link counter: its name, its help and how to read it.
+type LinkSeries = (
+    &'static str,
+    &'static str,
+    fn(&crate::peer::LinkStats) -> u64,
+);
+
+/// The outbound peer links' counters, one series per peer.
+fn render_peer_links(out: &mut String, links: &[crate::peer::LinkStats]) {
+    let series: [LinkSeries; 4] = [
+        (
+            "synod_peer_frames_sent_total",
+            "Frames handed to the stream to a peer.",
+            |link| link.sent,
+        ),
+        (
+            "synod_peer_frames_dropped_total",
+            "Frames to a peer dropped because its queue was full (the peer is unreachable or \
+             slower than this node).",
+            |link| link.dropped,
+        ),
+        (
+            "synod_peer_streams_total",
+            "Streams opened to a peer, one per connection.",
+            |link| link.streams,
+        ),
+        (
+            "synod_peer_frames_received_total",
+            "Frames received from a peer.",
+            |link| link.received,
+        ),
+    ];
+    for (name, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for link in links {
+            let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", link.peer, value(link));
+        }
+    }
+    let name = "synod_peer_link_state";
+    let _ = writeln!(
+        out,
+        "# HELP {name} What the link to a peer is doing: 0 idle, 1 connecting, 2 backing off, \
+         3 streaming, 4 stalled (the peer does not read).\n# TYPE {name} gauge"
+    );
+    for link in links {
+        let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", link.peer, link.state);
+    }
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
@@ -372,6 +423,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        render_peer_links(&mut out, &gauges.peer_links);
         // Ids are 64-bit and a float cannot hold them: an info metric
         // carries them as labels (hex, as Status and the logs show them).
         let _ = writeln!(
@@ -477,8 +529,32 @@ mod tests {
             incarnation: 7,
             foreign_members: 1,
             awaiting_readd: true,
+            peer_links: vec![crate::peer::LinkStats {
+                peer: 3,
+                sent: 10,
+                dropped: 2,
+                streams: 1,
+                received: 12,
+                state: 3,
+            }],
             ..Gauges::default()
         });
+        assert!(
+            text.contains("\nsynod_peer_frames_sent_total{peer=\"3\"} 10\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsynod_peer_frames_dropped_total{peer=\"3\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsynod_peer_streams_total{peer=\"3\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsynod_peer_frames_received_total{peer=\"3\"} 12\n"),
+            "{text}"
+        );
         assert!(text.contains("\nsynod_foreign_members 1\n"), "{text}");
         assert!(text.contains("\nsynod_awaiting_readd 1\n"), "{text}");
         assert!(

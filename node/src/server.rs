@@ -247,6 +247,8 @@ pub async fn run(
                 queue: 4096,
                 backoff_min: Duration::from_millis(50),
                 backoff_max: Duration::from_secs(2),
+                keepalive: Duration::from_millis(config.peer_keepalive_ms),
+                stall_timeout: Duration::from_millis(config.peer_keepalive_ms.saturating_mul(5)),
                 address_template: config.peer_address_template.clone(),
                 tls: tls.clone(),
             },
@@ -307,7 +309,13 @@ pub async fn run(
     };
     let peers = match (peer_listener, peer_service) {
         (Some(listener), Some(service)) => {
-            let server = tonic::transport::Server::builder().add_service(service);
+            // Pings close inbound connections whose sender vanished, so
+            // their streams do not linger.
+            let keepalive = Duration::from_millis(config.peer_keepalive_ms);
+            let server = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(keepalive))
+                .http2_keepalive_timeout(Some(keepalive))
+                .add_service(service);
             let serving: Serving<'static> = match &tls {
                 // Peers always present a certificate from the CA.
                 Some(tls) => Box::pin(server.serve_with_incoming_shutdown(

@@ -1,14 +1,20 @@
 //! The peer transport on loopback: frames flow between two nodes, a peer
 //! that starts late is reached once it is up, a name that does not resolve
-//! is retried without harm, and frames from outside the configuration, for
-//! another node or another ensemble, or over the size limit are refused.
+//! is retried without harm, a connection that stops answering is given up
+//! for a new one, and frames from outside the
+//! configuration, for another node or another ensemble, or over the size
+//! limit are refused.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use synod_node::peer::{self, Inbound, PeerConfig, PeerSender, SendError};
+use synod_proto::v1::peer_server::{Peer, PeerServer};
+use synod_proto::v1::{PeerExchangeEnd, PeerFrame};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::StreamExt as _;
 
 fn config(node_id: u64, peers: &[(u64, String)]) -> PeerConfig {
     PeerConfig {
@@ -22,6 +28,8 @@ fn config(node_id: u64, peers: &[(u64, String)]) -> PeerConfig {
         queue: 64,
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
+        keepalive: Duration::from_millis(500),
+        stall_timeout: Duration::from_secs(2),
         address_template: None,
         tls: None,
     }
@@ -102,6 +110,88 @@ async fn frames_flow_both_ways_and_a_late_peer_is_reached() {
             "in order"
         );
     }
+}
+
+/// Sends `payload` to node 2 every 100 ms until `inbound` receives it;
+/// false if that does not happen within `limit`.
+async fn reaches(
+    sender: &PeerSender,
+    inbound: &mut mpsc::Receiver<Vec<u8>>,
+    payload: &[u8],
+    limit: Duration,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        // A full queue is fine: the link is what is being waited for.
+        let _ = sender.send(2, payload.to_vec());
+        if let Ok(Some(frame)) =
+            tokio::time::timeout(Duration::from_millis(100), inbound.recv()).await
+            && frame == payload
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// A peer that takes connections and never reads them (a host that froze,
+/// a middlebox that lost the flow) holds the link until pings find it out;
+/// once the peer answers at the same address, frames reach it.
+#[tokio::test]
+async fn a_connection_that_never_answers_is_given_up() {
+    let (a, b) = (free_addr().await, free_addr().await);
+    let (to_b, _at_a) = node(config(1, &[(2, b.to_string())]), a).await;
+    let hole = tokio::net::TcpListener::bind(b).await.expect("bind");
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        let until = Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok((connection, _))) = tokio::time::timeout_at(until, hole.accept()).await {
+            held.push(connection);
+        }
+        // The listener closes here; the connections stay open, unread.
+        held
+    });
+    for _ in 0..50 {
+        let _ = to_b.send(2, vec![7; 1000]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = holding.await.expect("holder");
+    assert!(!held.is_empty(), "the link connected to the silent peer");
+    let (tx, mut at_b) = mpsc::channel(1024);
+    serve(b, Recording { tx }).await;
+    assert!(
+        reaches(&to_b, &mut at_b, b"after", Duration::from_secs(10)).await,
+        "frames reach the peer once it answers"
+    );
+    drop(held);
+}
+
+/// A peer service that records the payloads it receives.
+struct Recording {
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+#[tonic::async_trait]
+impl Peer for Recording {
+    async fn exchange(
+        &self,
+        request: tonic::Request<tonic::Streaming<PeerFrame>>,
+    ) -> Result<tonic::Response<PeerExchangeEnd>, tonic::Status> {
+        let mut frames = request.into_inner();
+        while let Some(frame) = frames.next().await {
+            let _ = self.tx.send(frame?.payload.to_vec()).await;
+        }
+        Ok(tonic::Response::new(PeerExchangeEnd {}))
+    }
+}
+
+async fn serve(addr: SocketAddr, service: Recording) {
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(PeerServer::new(service))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
 }
 
 #[tokio::test]

@@ -581,6 +581,11 @@ impl NodeState {
             foreign_members: self.claim_seen.1.len() as u64,
             awaiting_readd: self.replica.awaiting_readd(),
             refused_claims: self.replica.refused_claims(),
+            peer_links: self
+                .peers
+                .as_ref()
+                .map(PeerSender::link_stats)
+                .unwrap_or_default(),
         }
     }
 

@@ -1,11 +1,12 @@
 //! Peer transport: carries opaque consensus frames between the nodes of an
-//! ensemble over gRPC client streams. One task per peer dials it, resolving
-//! its name again on every attempt (a StatefulSet pod that is not scheduled
-//! yet has no DNS record; that is retried with backoff, never fatal), and
-//! forwards queued frames until the stream breaks. Inbound streams are
-//! checked before a single frame is accepted: the sender must be a member,
-//! the frame addressed to this node, in this ensemble, and within the size
-//! limit. Delivery is best effort: consensus tolerates loss and retransmits.
+//! ensemble over gRPC client streams. One task per peer (`link`) dials it,
+//! resolving its name again on every attempt (a StatefulSet pod that is not
+//! scheduled yet has no DNS record; that is retried with backoff, never
+//! fatal), and forwards queued frames until the stream breaks or stops
+//! moving. Inbound streams are checked before a single frame is accepted:
+//! the sender must be a member, the frame addressed to this node, in this
+//! ensemble, and within the size limit. Delivery is best effort: consensus
+//! tolerates loss and retransmits.
 //!
 //! With TLS, peers dial and accept mutual TLS against the ensemble's CA,
 //! and a stream is refused unless the sender's certificate is valid for
@@ -13,17 +14,19 @@
 //! certificate from the CA does not let one member speak for another.
 
 pub mod frame;
+mod link;
+
+use link::Link;
+pub use link::{LinkState, LinkStats};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use synod_proto::v1::peer_client::PeerClient;
 use synod_proto::v1::peer_server::{Peer, PeerServer};
 use synod_proto::v1::{PeerExchangeEnd, PeerFrame};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// A node id as the consensus core numbers members.
@@ -50,6 +53,12 @@ pub struct PeerConfig {
     pub queue: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// How often an HTTP/2 ping checks a connection to a peer, and how long
+    /// its answer may take before the connection is closed.
+    pub keepalive: Duration,
+    /// A stream with frames waiting that takes none for this long is
+    /// closed and dialed again.
+    pub stall_timeout: Duration,
     /// Where a node not in `peers` listens, with `{id}` or `{ordinal}`
     /// (id - 1) standing for its number: `synod-{ordinal}.synod-peers:7100`
     /// for a StatefulSet. With it, members added later (Admin API) are
@@ -78,15 +87,20 @@ pub struct Inbound {
     pub payload: bytes::Bytes,
 }
 
+/// Frames received from each peer, counted as they pass the checks.
+type Received = Arc<Mutex<BTreeMap<NodeId, u64>>>;
+
 /// Sends frames to peers; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PeerSender {
-    queues: Arc<Mutex<BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>>>,
+    links: Arc<Mutex<BTreeMap<NodeId, Link>>>,
     max_frame_bytes: usize,
     /// Set with an address template: how to dial a node first met later.
     dial_new: Option<Arc<PeerConfig>>,
     /// Shared with every dialing task, which stamps it on each frame.
     abstaining: Arc<std::sync::atomic::AtomicBool>,
+    /// Shared with the service that receives frames.
+    received: Received,
 }
 
 /// Why a frame was not queued.
@@ -123,6 +137,19 @@ impl PeerSender {
         self.lock().contains_key(&id) || self.templated(id).is_some()
     }
 
+    /// Every link's counters, by peer.
+    pub fn link_stats(&self) -> Vec<LinkStats> {
+        let received = self
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.lock()
+            .iter()
+            .map(|(&peer, link)| link.stats(peer, received.get(&peer).copied().unwrap_or(0)))
+            .collect()
+    }
+
     /// Whether members may join without a restart (an address template is
     /// set), so that frames are taken from any node id and the driver must
     /// drop those of non-members itself.
@@ -137,9 +164,9 @@ impl PeerSender {
             .filter(|config| id != 0 && id != config.node_id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Link>> {
         // Every update is one insert: a panicked holder leaves it whole.
-        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `payload` for `to`. Never waits: a full queue drops the frame.
@@ -152,22 +179,18 @@ impl PeerSender {
                 limit: self.max_frame_bytes,
             });
         }
-        let mut queues = self.lock();
-        let queue = match queues.entry(to) {
+        let mut links = self.lock();
+        let link = match links.entry(to) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::btree_map::Entry::Vacant(entry) => {
                 let config = self.templated(to).ok_or(SendError::UnknownPeer(to))?;
                 let template = config.address_template.as_deref().unwrap_or_default();
                 let address = templated_address(template, to);
                 tracing::info!(peer = to, %address, "dialing a node first met after start");
-                let (tx, rx) = mpsc::channel(config.queue.max(1));
-                tokio::spawn(dial(config.as_ref().clone(), to, address, rx));
-                entry.insert(tx)
+                entry.insert(Link::dial(config, to, address))
             }
         };
-        queue
-            .try_send(payload)
-            .map_err(|_| SendError::QueueFull(to))
+        link.send(payload).map_err(|()| SendError::QueueFull(to))
     }
 }
 
@@ -177,13 +200,14 @@ pub fn start(
     config: PeerConfig,
     inbound: mpsc::Sender<Inbound>,
 ) -> (PeerSender, PeerServer<PeerService>) {
-    let mut queues = BTreeMap::new();
-    for (&id, address) in &config.peers {
-        let (tx, rx) = mpsc::channel(config.queue.max(1));
-        queues.insert(id, tx);
-        tokio::spawn(dial(config.clone(), id, address.clone(), rx));
-    }
+    let links: BTreeMap<NodeId, Link> = config
+        .peers
+        .iter()
+        .map(|(&id, address)| (id, Link::dial(&config, id, address.clone())))
+        .collect();
+    let received = Received::default();
     let service = PeerService {
+        received: Arc::clone(&received),
         identities: config.tls.is_some().then(|| Identities {
             peers: config.peers.clone(),
             template: config.address_template.clone(),
@@ -201,9 +225,10 @@ pub fn start(
     let server = PeerServer::new(service).max_decoding_message_size(limit);
     (
         PeerSender {
-            queues: Arc::new(Mutex::new(queues)),
+            links: Arc::new(Mutex::new(links)),
             max_frame_bytes: config.max_frame_bytes,
             abstaining: config.abstaining.clone(),
+            received,
             dial_new: config
                 .address_template
                 .is_some()
@@ -211,100 +236,6 @@ pub fn start(
         },
         server,
     )
-}
-
-/// Keeps a stream open to one peer, reconnecting with backoff, and forwards
-/// its queue into it. Ends when every sender is dropped.
-async fn dial(config: PeerConfig, to: NodeId, address: String, mut queue: mpsc::Receiver<Vec<u8>>) {
-    let mut backoff = config.backoff_min;
-    let uri = format!("http://{address}");
-    // The frame that triggered a connection attempt, kept across retries.
-    let mut held = None;
-    loop {
-        // A connection is made only when there is something to send, so an
-        // idle or absent peer costs nothing.
-        let first = match held.take() {
-            Some(first) => first,
-            None => match queue.recv().await {
-                Some(first) => first,
-                None => return,
-            },
-        };
-        let channel = match tonic::transport::Endpoint::from_shared(uri.clone()) {
-            Ok(endpoint) => {
-                let endpoint = endpoint
-                    .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true);
-                match &config.tls {
-                    None => endpoint.connect().await,
-                    Some(tls) => match tls.client_config(&[b"h2"]) {
-                        Ok(client) => {
-                            endpoint
-                                .connect_with_connector(synod_tls::connect::Connector::new(client))
-                                .await
-                        }
-                        Err(error) => {
-                            tracing::error!(peer = to, %error, "cannot dial peers over TLS; frames to it are dropped");
-                            while queue.recv().await.is_some() {}
-                            return;
-                        }
-                    },
-                }
-            }
-            Err(error) => {
-                tracing::error!(peer = to, %address, %error, "peer address is not a valid URI; frames to it are dropped");
-                while queue.recv().await.is_some() {}
-                return;
-            }
-        };
-        let channel = match channel {
-            Ok(channel) => channel,
-            Err(error) => {
-                tracing::debug!(peer = to, %address, %error, ?backoff, "peer unreachable; retrying");
-                held = Some(first);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(config.backoff_max);
-                continue;
-            }
-        };
-        backoff = config.backoff_min;
-        tracing::debug!(peer = to, %address, "connected to peer");
-        let (tx, rx) = mpsc::channel::<PeerFrame>(config.queue.max(1));
-        let frame = |payload: Vec<u8>| PeerFrame {
-            cluster: config.cluster.clone(),
-            from: config.node_id,
-            to,
-            payload: payload.into(),
-            cluster_id: config.cluster_id.load(std::sync::atomic::Ordering::Acquire),
-            incarnation: config.incarnation,
-            abstaining: config.abstaining.load(std::sync::atomic::Ordering::Acquire),
-        };
-        if tx.send(frame(first)).await.is_err() {
-            continue;
-        }
-        let mut client = PeerClient::new(channel)
-            .max_encoding_message_size(config.max_frame_bytes.saturating_add(1024));
-        let mut call = Box::pin(client.exchange(ReceiverStream::new(rx)));
-        loop {
-            tokio::select! {
-                ended = &mut call => {
-                    match ended {
-                        Ok(_) => tracing::debug!(peer = to, "peer closed the stream"),
-                        Err(status) => tracing::warn!(peer = to, %address, %status, "peer stream ended"),
-                    }
-                    break;
-                }
-                next = queue.recv() => match next {
-                    Some(payload) => {
-                        if tx.send(frame(payload)).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => return,
-                },
-            }
-        }
-    }
 }
 
 /// Where each member is, to check that a peer's certificate is its own.
@@ -373,6 +304,7 @@ pub struct PeerService {
     any_member: bool,
     max_frame_bytes: usize,
     inbound: mpsc::Sender<Inbound>,
+    received: Received,
 }
 
 impl PeerService {
@@ -457,6 +389,12 @@ impl Peer for PeerService {
                     "a peer stream carries frames of one sender",
                 ));
             }
+            *self
+                .received
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(frame.from)
+                .or_default() += 1;
             let inbound = Inbound {
                 from: frame.from,
                 incarnation: frame.incarnation,
@@ -496,6 +434,8 @@ mod tests {
             queue: 16,
             backoff_min: Duration::from_millis(20),
             backoff_max: Duration::from_millis(200),
+            keepalive: Duration::from_millis(500),
+            stall_timeout: Duration::from_secs(2),
             address_template,
             tls: None,
         }
@@ -560,6 +500,7 @@ mod tests {
         let mine = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (inbound, _unused) = mpsc::channel(1);
         let service = PeerService {
+            received: Received::default(),
             identities: None,
             cluster: "blue".into(),
             cluster_id: mine.clone(),
