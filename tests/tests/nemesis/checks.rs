@@ -1,6 +1,7 @@
 //! The end of the mixed run: a summary of what it did, the checks of the
-//! members' views and of the sequential names, and the report written
-//! when something failed.
+//! members' views and of the sequential names, each node's account of
+//! itself (role, ballot, indexes, peer links), and the report written when
+//! something failed.
 
 use super::*;
 
@@ -53,6 +54,39 @@ pub(super) fn summary(book: &Book) -> String {
         book.seq.len(),
         book.faults
     )
+}
+
+/// What each node says of itself, for a report: its role, leader, ballot
+/// and indexes, and what its links to the other nodes have done.
+pub(super) async fn node_states(ensemble: &Ensemble) -> Vec<String> {
+    let mut states = Vec::new();
+    for id in ensemble.ids() {
+        let status = match status(ensemble, id).await {
+            Ok(s) => format!(
+                "role {:?}, leader {}, ballot ({}, {}), commit {}, applied {}, log {}..={}",
+                pb::Role::try_from(s.role).unwrap_or(pb::Role::Unspecified),
+                s.leader_id,
+                s.ballot_round,
+                s.ballot_node,
+                s.commit_index,
+                s.applied_index,
+                s.log_start,
+                s.log_last
+            ),
+            Err(error) => format!("{error:#}"),
+        };
+        let links = match blocking(|| ensemble.node(id).http_get_within("/metrics", CALL)) {
+            Ok((_, body)) => body
+                .lines()
+                .filter(|line| line.starts_with("synod_peer_"))
+                .map(|line| line.trim_start_matches("synod_peer_"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(error) => format!("no metrics: {error:#}"),
+        };
+        states.push(format!("node {id}: {status}; links: {links}"));
+    }
+    states
 }
 
 /// Every node must hold the same data, `Stat` and sequential children.

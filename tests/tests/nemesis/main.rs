@@ -85,7 +85,7 @@ use synod_core::lincheck::{self, Budget, History, Op, OpId, Ret, Verdict, Znode}
 use synod_proto::v1 as pb;
 use synod_proto::v1::coordination_client::CoordinationClient;
 use synod_tests::nemesis::{
-    Faults, coordination, leader_now, links_between, wait_converged, wait_leader,
+    Faults, coordination, leader_now, links_between, status, wait_converged, wait_leader,
 };
 use synod_tests::{Ensemble, TempDir};
 use tonic::transport::Channel;
@@ -93,7 +93,7 @@ use tonic::transport::Channel;
 mod checks;
 mod faults;
 
-use checks::{check_sequential, check_views, fail, summary};
+use checks::{check_sequential, check_views, fail, node_states, summary};
 use faults::nemesis;
 
 type Api = CoordinationClient<Channel>;
@@ -725,7 +725,7 @@ async fn read_until_answered(
     node: usize,
     key: &str,
     process: Option<u64>,
-) -> Option<Znode> {
+) -> Result<Option<Znode>, String> {
     let deadline = Instant::now() + RETRY;
     loop {
         let id = process.map(|p| shared.invoke(p, node, key, Op::Read));
@@ -734,18 +734,15 @@ async fn read_until_answered(
             shared.end(id, &outcome);
         }
         let why = match outcome {
-            Outcome::Done(Ret::Read(state)) => return state,
-            Outcome::Done(Ret::NoNode) => return None,
+            Outcome::Done(Ret::Read(state)) => return Ok(state),
+            Outcome::Done(Ret::NoNode) => return Ok(None),
             other => format!("{other:?}"),
         };
         if Instant::now() >= deadline {
-            fail(
-                shared,
-                &[format!(
-                    "node {node} did not answer a linearizable read of {key} within \
-                     {RETRY:?} of healing; last: {why}"
-                )],
-            );
+            return Err(format!(
+                "node {node} did not answer a linearizable read of {key} within {RETRY:?} of \
+                 healing; last: {why}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -804,6 +801,17 @@ async fn run(seed: u64, secs: u64) {
     blocking(|| ensemble.wait_ready(READY))
         .unwrap_or_else(|error| fail(&shared, &[format!("the ensemble is not ready: {error:#}")]));
     let ids = ensemble.ids();
+    // The nodes' logs name a link by its proxy's address.
+    let links: Vec<String> = ids
+        .iter()
+        .flat_map(|&from| ids.iter().map(move |&to| (from, to)))
+        .filter(|(from, to)| from != to)
+        .map(|(from, to)| {
+            let proxy = ensemble.link(from, to);
+            format!("{from}->{to} at {} (to {})", proxy.addr(), proxy.target())
+        })
+        .collect();
+    shared.event(format!("peer links: {}", links.join(", ")));
     let addrs: Vec<SocketAddr> = ids.iter().map(|&id| ensemble.client_addr(id)).collect();
     let mut apis: Vec<Api> = addrs
         .iter()
@@ -822,7 +830,9 @@ async fn run(seed: u64, secs: u64) {
         for key in &keys[..REGISTERS] {
             let value = shared.value();
             create_on_any(&shared, &mut apis, key, value.to_string().as_bytes()).await;
-            let initial = read_until_answered(&shared, &mut apis[0], 1, key, None).await;
+            let initial = read_until_answered(&shared, &mut apis[0], 1, key, None)
+                .await
+                .unwrap_or_else(|why| fail(&shared, &[why]));
             shared.book().history.set_initial(key, initial);
         }
         shared.book().history.set_initial(&keys[REGISTERS], None);
@@ -839,7 +849,9 @@ async fn run(seed: u64, secs: u64) {
     nemesis(&mut ensemble, &shared, secs).await;
 
     if let Err(error) = wait_leader(&ensemble, &ids, ELECTION).await {
-        fail(&shared, &[format!("after healing: {error:#}")]);
+        let mut problems = vec![format!("after healing: {error:#}")];
+        problems.extend(node_states(&ensemble).await);
+        fail(&shared, &problems);
     }
     tokio::time::sleep(CALM).await;
     shared.stop.store(true, Ordering::SeqCst);
@@ -854,16 +866,25 @@ async fn run(seed: u64, secs: u64) {
     }
     shared.event("clients stopped".into());
     if let Err(error) = wait_converged(&ensemble, CONVERGE).await {
-        fail(&shared, &[format!("after healing: {error:#}")]);
+        let mut problems = vec![format!("after healing: {error:#}")];
+        problems.extend(node_states(&ensemble).await);
+        fail(&shared, &problems);
     }
-    shared.event("nodes converged".into());
+    shared.event(format!(
+        "nodes converged: {}",
+        node_states(&ensemble).await.join("; ")
+    ));
 
     // Final reads: linearizable on every node (part of the history), then
     // every node's local state.
     for (i, &id) in ids.iter().enumerate() {
         for key in shared.keys.iter().flatten() {
             let process = Some(FINAL_PROCESS + id as u64);
-            read_until_answered(&shared, &mut apis[i], id, key, process).await;
+            if let Err(why) = read_until_answered(&shared, &mut apis[i], id, key, process).await {
+                let mut problems = vec![why];
+                problems.extend(node_states(&ensemble).await);
+                fail(&shared, &problems);
+            }
         }
     }
     let mut views = Vec::new();
