@@ -130,7 +130,8 @@ pub struct NodeConfig {
     #[arg(long, env = "SYNOD_KEEP_SNAPSHOTS", default_value_t = 3)]
     pub keep_snapshots: usize,
 
-    /// Size of a write-ahead log segment in bytes (preallocated).
+    /// Size of a write-ahead log segment in bytes (its blocks are reserved
+    /// ahead of the appends, 4 MiB at a time).
     #[arg(long, env = "SYNOD_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,
 
@@ -784,6 +785,7 @@ impl NodeConfig {
                 .unwrap_or_else(|| data.join("snapshot")),
             segment_bytes: self.wal_segment_bytes,
             preallocate: true,
+            preallocate_step: crate::storage::StorageConfig::DEFAULT_PREALLOCATE_STEP,
             keep_snapshots: self.keep_snapshots,
         })
     }

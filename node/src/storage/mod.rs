@@ -42,8 +42,10 @@
 //! `log_dir` holds segments `wal-<first index, 20 digits>.log`, see
 //! [`wal`] for the format (versioned header, records framed as CRC32C +
 //! length + type + index + payload). A segment is created as `.tmp`,
-//! preallocated (when `preallocate`), fsynced and renamed, so a segment
-//! with its final name always has a valid header. A batch always goes into
+//! preallocated (when `preallocate`: its first `preallocate_step`, then a
+//! step more whenever appends reach the end of what is reserved), fsynced
+//! and renamed, so a segment with its final name always has a valid
+//! header. A batch always goes into
 //! one segment; a new segment starts when the batch would not fit below
 //! `segment_bytes` (a single larger batch makes a larger segment), or when
 //! the next index does not follow the segment's last record (after a
@@ -128,17 +130,23 @@ const CORRUPT_SUFFIX: &str = ".corrupt";
 pub struct StorageConfig {
     pub log_dir: PathBuf,
     pub snapshot_dir: PathBuf,
-    /// Size at which a new log segment starts (preallocated up front).
+    /// Size at which a new log segment starts.
     pub segment_bytes: u64,
-    /// Reserve each segment's blocks when it is created, so appends never
-    /// allocate and each fdatasync flushes only data.
+    /// Reserve a segment's blocks ahead of the appends, a step at a time,
+    /// so that most fdatasyncs flush only data (the step that reserves
+    /// more also flushes the file's new size).
     pub preallocate: bool,
+    /// How much is reserved at a time, up to `segment_bytes`. Smaller
+    /// steps leave less reserved but unwritten space on disk; each step
+    /// costs one fdatasync that also flushes metadata.
+    pub preallocate_step: u64,
     /// Snapshots kept by the purge; at least 1.
     pub keep_snapshots: usize,
 }
 
 impl StorageConfig {
     pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+    pub const DEFAULT_PREALLOCATE_STEP: u64 = 4 << 20;
     pub const DEFAULT_KEEP_SNAPSHOTS: usize = 3;
     /// Segments smaller than this are refused: they would roll constantly.
     pub const MIN_SEGMENT_BYTES: u64 = 256;
@@ -150,6 +158,7 @@ impl StorageConfig {
             snapshot_dir: data_dir.join("snapshot"),
             segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
             preallocate: true,
+            preallocate_step: Self::DEFAULT_PREALLOCATE_STEP,
             keep_snapshots: Self::DEFAULT_KEEP_SNAPSHOTS,
         }
     }
@@ -434,6 +443,18 @@ impl Storage {
             return Err(StorageError::Config("no active segment after roll".into()));
         };
         let path = &segment.path;
+        let end = active.offset + buf.len() as u64;
+        if self.config.preallocate && end > active.allocated {
+            let target = Self::step_end(&self.config, end);
+            // Best effort: if the disk cannot reserve it, the write below
+            // still tries (and says why it fails, if it does).
+            match active.file.allocate(target) {
+                Ok(()) => active.allocated = active.allocated.max(target),
+                Err(error) => {
+                    tracing::debug!(path = %path.display(), %error, "cannot reserve the next step of the segment");
+                }
+            }
+        }
         let written = active
             .file
             .write_all_at(active.offset, buf)
@@ -480,6 +501,17 @@ impl Storage {
         Ok(())
     }
 
+    /// What to reserve so that a segment holds `end` bytes: the next step
+    /// boundary at or past it, no further than the segment size (a batch
+    /// larger than the rest of the segment is written without reserving).
+    fn step_end(config: &StorageConfig, end: u64) -> u64 {
+        let step = config.preallocate_step.max(1);
+        end.div_ceil(step)
+            .saturating_mul(step)
+            .min(config.segment_bytes)
+            .max(end.min(config.segment_bytes))
+    }
+
     /// Starts a new segment whose first record will be `first_index`.
     fn roll(&mut self, first_index: u64) -> Result<(), StorageError> {
         let dir = &self.config.log_dir;
@@ -509,14 +541,15 @@ impl Storage {
         let tmp = tmp_path(&path);
         let header = wal::encode_header(first_index);
         let mut allocated = header.len() as u64;
+        let first_step = Self::step_end(&self.config, allocated + 1);
         let made = (|| {
             let mut file = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
             file.write_all_at(0, &header)
                 .map_err(io_err("write", &tmp))?;
             if self.config.preallocate {
-                file.allocate(self.config.segment_bytes)
+                file.allocate(first_step)
                     .map_err(io_err("preallocate", &tmp))?;
-                allocated = allocated.max(self.config.segment_bytes);
+                allocated = allocated.max(first_step);
             }
             file.sync_all().map_err(io_err("fsync", &tmp))?;
             drop(file);

@@ -10,6 +10,8 @@ fn config(segment_bytes: u64, preallocate: bool, keep_snapshots: usize) -> Stora
         snapshot_dir: PathBuf::from("/data/snapshot"),
         segment_bytes,
         preallocate,
+        // Small, so that segments here are reserved in several steps.
+        preallocate_step: 128,
         keep_snapshots,
     }
 }
@@ -370,6 +372,38 @@ fn real_fs_lock_round_trip_and_recovery() {
     same.snapshot_dir = same.log_dir.clone();
     let (_s, r) = Storage::open(same, Arc::new(RealFs)).unwrap();
     expect_entries(&r, 1, 100, 100);
+}
+
+#[test]
+fn real_fs_segments_are_reserved_a_step_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StorageConfig::new(dir.path());
+    cfg.segment_bytes = 1 << 20;
+    cfg.preallocate_step = 64 << 10;
+    let (mut s, _) = Storage::open(cfg.clone(), Arc::new(RealFs)).unwrap();
+    append_each(&mut s, 1, 10, 100);
+    let seg = cfg.log_dir.join(wal::segment_name(1));
+    let on_disk = |path: &Path| std::fs::metadata(path).unwrap().len();
+    assert_eq!(
+        on_disk(&seg),
+        64 << 10,
+        "one step reserved, not the segment"
+    );
+    assert_eq!(s.stats().log_bytes, 64 << 10);
+    // Past the first step: reserved up to the next boundary.
+    append_each(&mut s, 11, 1000, 100);
+    let written = (wal::HEADER_LEN + 1000 * (wal::FRAME_HEADER_LEN + 100)) as u64;
+    let reserved = on_disk(&seg);
+    assert!(
+        reserved >= written && reserved % (64 << 10) == 0,
+        "{reserved} for {written}"
+    );
+    assert!(reserved < written + (64 << 10), "{reserved} for {written}");
+    drop(s);
+    // The reserved zeros after the last record are not records.
+    let (_, r) = Storage::open(cfg, Arc::new(RealFs)).unwrap();
+    expect_entries(&r, 1, 1000, 100);
+    assert_eq!(r.truncated_tail, None);
 }
 
 #[test]
