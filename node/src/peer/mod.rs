@@ -20,6 +20,7 @@ use link::Link;
 pub use link::{LinkState, LinkStats};
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -87,8 +88,9 @@ pub struct Inbound {
     pub payload: bytes::Bytes,
 }
 
-/// Frames received from each peer, counted as they pass the checks.
-type Received = Arc<Mutex<BTreeMap<NodeId, u64>>>;
+/// Frames received from each peer, counted as they pass the checks. A
+/// stream looks its sender's counter up once, not per frame.
+type Received = Arc<Mutex<BTreeMap<NodeId, Arc<AtomicU64>>>>;
 
 /// Sends frames to peers; cheap to clone.
 #[derive(Debug, Clone)]
@@ -139,14 +141,15 @@ impl PeerSender {
 
     /// Every link's counters, by peer.
     pub fn link_stats(&self) -> Vec<LinkStats> {
-        let received = self
-            .received
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        let received_from = |peer| {
+            received
+                .get(&peer)
+                .map_or(0, |count| count.load(Ordering::Relaxed))
+        };
         self.lock()
             .iter()
-            .map(|(&peer, link)| link.stats(peer, received.get(&peer).copied().unwrap_or(0)))
+            .map(|(&peer, link)| link.stats(peer, received_from(peer)))
             .collect()
     }
 
@@ -366,6 +369,8 @@ impl Peer for PeerService {
             .or_else(|| tls.as_ref().and_then(|info| info.remote_addr));
         let mut frames = request.into_inner();
         let mut sender = None;
+        // The count of frames from this stream's sender, once it is known.
+        let mut received: Option<Arc<AtomicU64>> = None;
         while let Some(frame) = frames.next().await {
             let frame = frame?;
             if let Err(status) = self.check(&frame) {
@@ -389,12 +394,12 @@ impl Peer for PeerService {
                     "a peer stream carries frames of one sender",
                 ));
             }
-            *self
-                .received
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(frame.from)
-                .or_default() += 1;
+            received
+                .get_or_insert_with(|| {
+                    let mut counts = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+                    Arc::clone(counts.entry(frame.from).or_default())
+                })
+                .fetch_add(1, Ordering::Relaxed);
             let inbound = Inbound {
                 from: frame.from,
                 incarnation: frame.incarnation,
