@@ -6,7 +6,7 @@
 //! Its counters are what `/metrics` shows of it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use synod_proto::v1::PeerFrame;
@@ -28,7 +28,7 @@ pub(super) struct LinkCounters {
     /// Streams opened to the peer (one per connection).
     streams: AtomicU64,
     /// What the dialing task is doing now (a [`LinkState`]).
-    state: std::sync::atomic::AtomicU8,
+    state: AtomicU8,
 }
 
 /// What the task that keeps the link to one peer is doing.
@@ -134,9 +134,7 @@ async fn dial(
             Some(Err(error)) => {
                 tracing::debug!(peer = to, %address, %error, ?backoff, "peer unreachable; retrying");
                 held = Some(first);
-                counters.set(LinkState::BackingOff);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(config.backoff_max);
+                back_off(&counters, &mut backoff, config.backoff_max).await;
                 continue;
             }
             None => {
@@ -158,13 +156,18 @@ async fn dial(
         // not at once: that would spin and flood the log. A stream that
         // lived long was a working link; its successor is tried at once.
         if opened.elapsed() < config.backoff_max {
-            counters.set(LinkState::BackingOff);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(config.backoff_max);
+            back_off(&counters, &mut backoff, config.backoff_max).await;
         } else {
             backoff = config.backoff_min;
         }
     }
+}
+
+/// Waits `backoff`, then doubles it up to `max`.
+async fn back_off(counters: &LinkCounters, backoff: &mut Duration, max: Duration) {
+    counters.set(LinkState::BackingOff);
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(max);
 }
 
 /// Opens a channel to the peer: `None` when it never can be (a bad address,
