@@ -45,11 +45,11 @@
 //! preallocated (when `preallocate`: its first `preallocate_step`, then a
 //! step more whenever appends reach the end of what is reserved), fsynced
 //! and renamed, so a segment with its final name always has a valid
-//! header. A batch always goes into
-//! one segment; a new segment starts when the batch would not fit below
-//! `segment_bytes` (a single larger batch makes a larger segment), or when
-//! the next index does not follow the segment's last record (after a
-//! snapshot installed ahead of the log). `snapshot_dir` holds
+//! header. A batch always goes into one segment; a new segment starts
+//! when the batch would not fit below `segment_bytes` (a single larger
+//! batch makes a larger segment), or when the next index does not follow
+//! the segment's last record (after a snapshot installed ahead of the
+//! log). `snapshot_dir` holds
 //! `snap-<index, 20 digits>.snap`, see [`snapshot`] for the format.
 //!
 //! # Recovery rules
@@ -502,14 +502,13 @@ impl Storage {
     }
 
     /// What to reserve so that a segment holds `end` bytes: the next step
-    /// boundary at or past it, no further than the segment size (a batch
-    /// larger than the rest of the segment is written without reserving).
+    /// boundary at or past it, no further than the segment size (what a
+    /// batch writes past that is not reserved ahead).
     fn step_end(config: &StorageConfig, end: u64) -> u64 {
         let step = config.preallocate_step.max(1);
         end.div_ceil(step)
             .saturating_mul(step)
             .min(config.segment_bytes)
-            .max(end.min(config.segment_bytes))
     }
 
     /// Starts a new segment whose first record will be `first_index`.
