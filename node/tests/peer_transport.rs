@@ -1,9 +1,8 @@
 //! The peer transport on loopback: frames flow between two nodes, a peer
 //! that starts late is reached once it is up, a name that does not resolve
 //! is retried without harm, a connection that stops answering is given up
-//! for a new one, and frames from outside the
-//! configuration, for another node or another ensemble, or over the size
-//! limit are refused.
+//! for a new one, and frames from outside the configuration, for another
+//! node or another ensemble, or over the size limit are refused.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,14 +45,7 @@ async fn free_addr() -> SocketAddr {
 async fn node(config: PeerConfig, addr: SocketAddr) -> (PeerSender, mpsc::Receiver<Inbound>) {
     let (tx, rx) = mpsc::channel(64);
     let (sender, service) = peer::start(config, tx);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind peer port");
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    serve(addr, service).await;
     (sender, rx)
 }
 
@@ -158,7 +150,7 @@ async fn a_connection_that_never_answers_is_given_up() {
     let held = holding.await.expect("holder");
     assert!(!held.is_empty(), "the link connected to the silent peer");
     let (tx, mut at_b) = mpsc::channel(1024);
-    serve(b, Recording { tx }).await;
+    serve(b, PeerServer::new(Recording { tx })).await;
     assert!(
         reaches(&to_b, &mut at_b, b"after", Duration::from_secs(10)).await,
         "frames reach the peer once it answers"
@@ -185,11 +177,14 @@ impl Peer for Recording {
     }
 }
 
-async fn serve(addr: SocketAddr, service: Recording) {
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+/// Serves `service` on `addr`.
+async fn serve<S: Peer>(addr: SocketAddr, service: PeerServer<S>) {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind peer port");
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(PeerServer::new(service))
+            .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
 }
