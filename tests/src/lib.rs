@@ -113,6 +113,38 @@ pub fn admin(
     synod_proto::v1::admin_client::AdminClient::new(channel(addr, Duration::from_secs(5)))
 }
 
+/// Polls the Status of the node whose admin port is `addr` (an
+/// unanswered call counts as not yet) until `done` holds, and returns it;
+/// panics with `what` and the last status after `limit`.
+pub async fn status_until(
+    addr: SocketAddr,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&synod_proto::v1::StatusResponse) -> bool,
+) -> synod_proto::v1::StatusResponse {
+    let deadline = Instant::now() + limit;
+    loop {
+        let view = admin(addr)
+            .status(synod_proto::v1::StatusRequest {})
+            .await
+            .ok()
+            .map(tonic::Response::into_inner);
+        if let Some(view) = &view
+            && done(view)
+        {
+            return view.clone();
+        }
+        assert!(Instant::now() < deadline, "{what}: last status {view:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the leader's Status binds every one of its `members` members
+/// to an incarnation (a new leader does that with a change of its own).
+pub fn every_member_bound(status: &synod_proto::v1::StatusResponse, members: usize) -> bool {
+    status.members.len() == members && status.members.iter().all(|m| m.incarnation_id != 0)
+}
+
 /// `synodctl --json --admin-endpoints <endpoints> member <args>`: whether it
 /// succeeded, and its JSON answer (the last line when it prints several;
 /// null when there is none).

@@ -301,20 +301,13 @@ async fn a_change_that_cannot_commit_times_out_clearly() {
     // its own; killed while that is in flight, the followers would leave
     // it pending, and the call below would be refused for it instead
     // (BindingInFlight). Ready does not wait for the binding; this does.
-    let bound = Instant::now() + Duration::from_secs(20);
-    loop {
-        let view = status(&mut api).await;
-        let all_bound =
-            view.members.len() == 3 && view.members.iter().all(|m| m.incarnation_id != 0);
-        if all_bound && !view.membership_change_pending {
-            break;
-        }
-        assert!(
-            Instant::now() < bound,
-            "the leader never bound every member: {view:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    synod_tests::status_until(
+        ensemble.admin_addr(leader),
+        Duration::from_secs(20),
+        "the leader never bound every member",
+        |s| synod_tests::every_member_bound(s, 3) && !s.membership_change_pending,
+    )
+    .await;
     for id in &followers {
         ensemble.kill(*id).expect("kill a follower");
     }

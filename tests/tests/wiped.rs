@@ -15,7 +15,7 @@ use serde_json::Value;
 use synod_proto::v1 as pb;
 use synod_proto::v1::admin_client::AdminClient;
 use synod_proto::v1::coordination_client::CoordinationClient;
-use synod_tests::{Ensemble, TempDir};
+use synod_tests::{Ensemble, TempDir, every_member_bound, status_until};
 use tonic::transport::Channel;
 
 fn channel(addr: SocketAddr) -> Channel {
@@ -28,27 +28,6 @@ async fn status(addr: SocketAddr) -> Option<pb::StatusResponse> {
         .await
         .ok()
         .map(tonic::Response::into_inner)
-}
-
-/// Polls the Status of the node whose admin port is `addr` until `done`
-/// holds.
-async fn status_until(
-    addr: SocketAddr,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&pb::StatusResponse) -> bool,
-) -> pb::StatusResponse {
-    let deadline = Instant::now() + limit;
-    loop {
-        let view = status(addr).await;
-        if let Some(view) = &view
-            && done(view)
-        {
-            return view.clone();
-        }
-        assert!(Instant::now() < deadline, "{what}: last status {view:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn create(addr: SocketAddr, path: &str) -> Result<(), tonic::Status> {
@@ -105,7 +84,7 @@ async fn a_wiped_follower_votes_in_nothing_until_it_is_removed_and_re_added() {
         leader_admin,
         Duration::from_secs(20),
         "every member bound",
-        |s| s.members.len() == 3 && s.members.iter().all(|m| m.incarnation_id != 0),
+        |s| every_member_bound(s, 3),
     )
     .await;
 
