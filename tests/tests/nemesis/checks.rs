@@ -89,6 +89,13 @@ pub(super) async fn node_states(ensemble: &Ensemble) -> Vec<String> {
     states
 }
 
+/// Fails the run with `problem` and each node's account of itself.
+pub(super) async fn fail_with_states(shared: &Shared, ensemble: &Ensemble, problem: String) -> ! {
+    let mut problems = vec![problem];
+    problems.extend(node_states(ensemble).await);
+    fail(shared, &problems)
+}
+
 /// Every node must hold the same data, `Stat` and sequential children.
 pub(super) fn check_views(views: &[(usize, NodeView)], problems: &mut Vec<String>) {
     let Some((first_id, first)) = views.first() else {

@@ -93,7 +93,7 @@ use tonic::transport::Channel;
 mod checks;
 mod faults;
 
-use checks::{check_sequential, check_views, fail, node_states, summary};
+use checks::{check_sequential, check_views, fail, fail_with_states, node_states, summary};
 use faults::nemesis;
 
 type Api = CoordinationClient<Channel>;
@@ -849,9 +849,7 @@ async fn run(seed: u64, secs: u64) {
     nemesis(&mut ensemble, &shared, secs).await;
 
     if let Err(error) = wait_leader(&ensemble, &ids, ELECTION).await {
-        let mut problems = vec![format!("after healing: {error:#}")];
-        problems.extend(node_states(&ensemble).await);
-        fail(&shared, &problems);
+        fail_with_states(&shared, &ensemble, format!("after healing: {error:#}")).await;
     }
     tokio::time::sleep(CALM).await;
     shared.stop.store(true, Ordering::SeqCst);
@@ -866,9 +864,7 @@ async fn run(seed: u64, secs: u64) {
     }
     shared.event("clients stopped".into());
     if let Err(error) = wait_converged(&ensemble, CONVERGE).await {
-        let mut problems = vec![format!("after healing: {error:#}")];
-        problems.extend(node_states(&ensemble).await);
-        fail(&shared, &problems);
+        fail_with_states(&shared, &ensemble, format!("after healing: {error:#}")).await;
     }
     shared.event(format!(
         "nodes converged: {}",
@@ -881,9 +877,7 @@ async fn run(seed: u64, secs: u64) {
         for key in shared.keys.iter().flatten() {
             let process = Some(FINAL_PROCESS + id as u64);
             if let Err(why) = read_until_answered(&shared, &mut apis[i], id, key, process).await {
-                let mut problems = vec![why];
-                problems.extend(node_states(&ensemble).await);
-                fail(&shared, &problems);
+                fail_with_states(&shared, &ensemble, why).await;
             }
         }
     }
