@@ -6,6 +6,7 @@
 mod ensemble;
 pub mod nemesis;
 mod proxy;
+pub mod zkload;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

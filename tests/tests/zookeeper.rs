@@ -607,3 +607,91 @@ async fn zookeeper_config_lists_the_members_client_addresses() {
         "{text}"
     );
 }
+
+/// The bench's lean ZooKeeper client (`synod_tests::zkload`) against a real
+/// node: pipelined requests are answered in order and matched to the right
+/// request, error replies are counted without ending the loop, a request
+/// of several calls (sync, then get) runs them in turn, and the session
+/// closes cleanly. What the bench measures is only as good as this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_load_client_pipelines_and_matches_replies() {
+    use synod_tests::zkload::{Call, ZkLoadSession, get_data_payload};
+    let (_node, addr) = blocking(|| zookeeper_node(&[]));
+    let endpoint = addr.to_string();
+    let mut session = ZkLoadSession::connect(&endpoint, Duration::from_secs(10))
+        .await
+        .expect("session");
+    assert_ne!(session.id(), 0);
+    let root = session
+        .call(&Call::create("/load", b""))
+        .await
+        .expect("create");
+    assert_eq!(root.err, 0);
+
+    // 200 creates, 16 outstanding; every fourth path twice, so 50 of them
+    // fail with NODEEXISTS (-110) in the middle of the pipeline.
+    let made = session
+        .closed_loop(16, false, |place, n| {
+            let k = n * 16 + place as u64;
+            (k < 200).then(|| {
+                let name = if k % 4 == 3 { k - 1 } else { k };
+                vec![Call::create(
+                    &format!("/load/n{name}"),
+                    format!("v{name}").as_bytes(),
+                )]
+            })
+        })
+        .await
+        .expect("creates");
+    assert_eq!(made.latencies_us.len(), 200);
+    assert_eq!(made.errors, 50);
+    assert_eq!(
+        made.first_error.as_deref(),
+        Some("ZooKeeper error code -110")
+    );
+
+    // Set every one, then read each back through sync + get: each body is
+    // the data its own path was given, so no reply went to another request.
+    let set = session
+        .closed_loop(8, false, |place, n| {
+            let k = n * 8 + place as u64;
+            (k < 200 && k % 4 != 3).then(|| {
+                vec![Call::set_data(
+                    &format!("/load/n{k}"),
+                    format!("w{k}").as_bytes(),
+                )]
+            })
+        })
+        .await
+        .expect("sets");
+    assert_eq!((set.latencies_us.len(), set.errors), (150, 0));
+    let read = session
+        .closed_loop(8, true, |place, n| {
+            let k = n * 8 + place as u64;
+            (k < 200 && k % 4 != 3).then(|| {
+                let path = format!("/load/n{k}");
+                vec![Call::sync(&path), Call::get_data(&path)]
+            })
+        })
+        .await
+        .expect("reads");
+    assert_eq!((read.bodies.len(), read.errors), (150, 0));
+    for (place, n, body) in &read.bodies {
+        let k = n * 8 + *place as u64;
+        let data = get_data_payload(body).expect("data");
+        assert_eq!(data, format!("w{k}").as_bytes(), "the read of /load/n{k}");
+    }
+
+    // A read of a missing node is an error reply (NONODE, -101).
+    let missing = session
+        .closed_loop(1, false, |_, n| {
+            (n == 0).then(|| vec![Call::get_data("/load/none")])
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        missing.first_error.as_deref(),
+        Some("ZooKeeper error code -101")
+    );
+    session.close().await.expect("closes");
+}

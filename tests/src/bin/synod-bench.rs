@@ -8,9 +8,10 @@
 //! connection. `--protocol grpc-unary` makes one unary call per request
 //! instead (one HTTP/2 stream each), to measure what the pipeline saves.
 //! `--protocol
-//! zookeeper` speaks the ZooKeeper wire protocol through the `zookeeper-client`
-//! crate: one ZooKeeper session per bench session, whose D tasks share (clone)
-//! one client and so pipeline their requests on that session's connection.
+//! zookeeper` speaks the ZooKeeper wire protocol through a lean client
+//! (`synod_tests::zkload`, which says why not a general-purpose client
+//! crate): one ZooKeeper session per bench session, on whose connection one
+//! task keeps D requests outstanding.
 //! `--protocol etcd` speaks etcd's v3 KV gRPC API (tests/proto/etcd): one
 //! HTTP/2 connection per session, its D tasks' unary calls multiplexed on it
 //! as etcd's own Go client does; set is `Put`, get is `Range` (serializable,
@@ -30,8 +31,8 @@ use synod_client::Pipeline;
 use synod_proto::v1 as pb;
 use synod_proto::v1::coordination_client::CoordinationClient;
 use synod_proto::v1::pipeline_request::Call;
+use synod_tests::zkload::{self, ZkLoadSession};
 use tonic::transport::Channel;
-use zookeeper_client as zk;
 
 use etcd::etcdserverpb as etcdpb;
 use etcd::etcdserverpb::kv_client::KvClient;
@@ -171,18 +172,16 @@ const ZK_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_GRACE: Duration = Duration::from_secs(60);
 /// How long to wait for ZooKeeper sessions to close at the end.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Persistent znodes readable and writable by anyone, as the gRPC path creates
-/// them (empty ACL list = Synod's open default).
-const ZK_CREATE: zk::CreateOptions<'static> =
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+/// Outstanding creates while the ZooKeeper setup makes the keys.
+const ZK_SETUP_DEPTH: usize = 64;
 
 /// What one load task holds to issue requests: a gRPC stub over its
-/// session's channel, or a clone of its session's ZooKeeper client.
+/// session's channel, or an etcd one. (A ZooKeeper session is one task's:
+/// [`ZkLoadSession::closed_loop`].)
 #[derive(Debug, Clone)]
 enum Api {
     Grpc(Arc<Pipeline>),
     GrpcUnary(CoordinationClient<Channel>),
-    Zk(zk::Client),
     Etcd(KvClient<Channel>),
 }
 
@@ -197,9 +196,6 @@ impl Api {
             Api::GrpcUnary(api) => {
                 api.create(create_req(&path, data.to_vec())).await?;
             }
-            Api::Zk(client) => {
-                client.create(&path, data, &ZK_CREATE).await?;
-            }
             Api::Etcd(kv) => etcd_create(kv, path, data).await?,
         }
         Ok(())
@@ -212,9 +208,6 @@ impl Api {
             }
             Api::GrpcUnary(api) => {
                 api.set_data(set_req(path, data)).await?;
-            }
-            Api::Zk(client) => {
-                client.set_data(&path, data, None).await?;
             }
             Api::Etcd(kv) => {
                 kv.put(etcd_put(path, data)).await?;
@@ -232,12 +225,6 @@ impl Api {
             }
             Api::GrpcUnary(api) => {
                 api.get_data(get_req(path, linearizable)).await?;
-            }
-            Api::Zk(client) => {
-                if linearizable {
-                    client.sync(&path).await?;
-                }
-                client.get_data(&path).await?;
             }
             Api::Etcd(kv) => {
                 let reply = kv
@@ -300,28 +287,44 @@ async fn etcd_connect(endpoint: &str) -> anyhow::Result<KvClient<Channel>> {
     Ok(KvClient::new(channel))
 }
 
-/// Opens one ZooKeeper session on `endpoint` (a ZooKeeper connect string).
-async fn zk_connect(endpoint: &str) -> anyhow::Result<zk::Client> {
-    let connect = zk::Client::connector()
-        .with_session_timeout(ZK_SESSION_TIMEOUT)
-        .with_connection_timeout(CONNECT_TIMEOUT)
-        .connect(endpoint);
+/// Opens one ZooKeeper session on `endpoint` (host:port).
+async fn zk_connect(endpoint: &str) -> anyhow::Result<ZkLoadSession> {
+    let connect = ZkLoadSession::connect(endpoint, ZK_SESSION_TIMEOUT);
     tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .with_context(|| format!("timed out connecting to ZooKeeper at {endpoint}"))?
         .with_context(|| format!("cannot connect to ZooKeeper at {endpoint}"))
 }
 
+/// The request a load task makes: what and where.
+enum Request {
+    Set(String),
+    Get(String),
+    Create(String),
+}
+
+/// The `i`th request of place `d` of session `s`: the same sequence of
+/// keys for every protocol.
+fn request(op: Op, prefix: &str, keys: usize, s: usize, d: usize, i: u64) -> Request {
+    let key = || format!("{prefix}/k{}", (i as usize * 7919 + s * 131 + d) % keys);
+    match op {
+        Op::Set => Request::Set(key()),
+        Op::Get => Request::Get(key()),
+        Op::Mixed if i.is_multiple_of(10) => Request::Set(key()),
+        Op::Mixed => Request::Get(key()),
+        Op::Create => Request::Create(format!("{prefix}/c{s}-{d}-{i}")),
+    }
+}
+
 /// Creates the bench root and, unless the op creates its own nodes, the
-/// `keys` nodes that set/get touch. Same layout for both protocols. Returns
-/// the ZooKeeper setup session's state watcher, to wait for its close.
+/// `keys` nodes that set/get touch. Same layout for every protocol.
 async fn setup(
     args: &Args,
     tls: Option<&Arc<synod_tls::Tls>>,
     endpoint: &str,
     prefix: &str,
     value: &[u8],
-) -> anyhow::Result<Option<zk::StateWatcher>> {
+) -> anyhow::Result<()> {
     match args.protocol {
         Protocol::Grpc | Protocol::GrpcUnary => {
             let mut setup = CoordinationClient::new(grpc_channel(endpoint, tls).await?);
@@ -336,24 +339,35 @@ async fn setup(
                         .await?;
                 }
             }
-            Ok(None)
+            Ok(())
         }
         Protocol::Zookeeper => {
-            let client = zk_connect(endpoint).await?;
-            client
-                .create(prefix, &[], &ZK_CREATE)
+            let mut session = zk_connect(endpoint).await?;
+            session
+                .call(&zkload::Call::create(prefix, &[]))
                 .await
+                .and_then(|reply| reply.ok())
                 .context("cannot create the bench root")?;
             if args.op != Op::Create {
-                // Pipelined on the one session: requests are sent in the
-                // order the futures are created.
-                let paths: Vec<String> = (0..args.keys).map(|k| format!("{prefix}/k{k}")).collect();
-                let creates = paths.iter().map(|p| client.create(p, value, &ZK_CREATE));
-                for result in futures::future::join_all(creates).await {
-                    result.context("cannot create a bench key")?;
+                // Pipelined on the one session.
+                let keys = args.keys as u64;
+                let depth = ZK_SETUP_DEPTH as u64;
+                let made = session
+                    .closed_loop(ZK_SETUP_DEPTH, false, |place, n| {
+                        let k = n * depth + place as u64;
+                        (k < keys)
+                            .then(|| vec![zkload::Call::create(&format!("{prefix}/k{k}"), value)])
+                    })
+                    .await?;
+                if let Some(error) = made.first_error {
+                    anyhow::bail!("cannot create a bench key: {error}");
                 }
             }
-            Ok(Some(client.state_watcher()))
+            session
+                .close()
+                .await
+                .context("cannot close the setup session")?;
+            Ok(())
         }
         Protocol::Etcd => {
             // etcd's keyspace is flat: there is no root to create, only the
@@ -371,21 +385,36 @@ async fn setup(
                     result.context("cannot put a bench key")?;
                 }
             }
-            Ok(None)
+            Ok(())
         }
     }
 }
 
-/// Waits (bounded) until every ZooKeeper session whose clients have all been
-/// dropped has sent its CloseSession and seen the answer, so that the server
-/// does not keep them until they expire.
-async fn close_zk_sessions(watchers: Vec<zk::StateWatcher>) {
-    let all = futures::future::join_all(watchers.into_iter().map(|mut w| async move {
-        while !w.state().is_terminated() {
-            w.changed().await;
-        }
-    }));
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, all).await;
+/// Runs one ZooKeeper session's share of the load with `depth`
+/// outstanding, then closes it (bounded), so that the server does not keep
+/// it until it expires. Error replies are counted; a lost connection fails
+/// the run.
+async fn zk_load(
+    mut session: ZkLoadSession,
+    depth: usize,
+    linearizable: bool,
+    value: &[u8],
+    mut request: impl FnMut(usize, u64) -> Option<Request>,
+) -> anyhow::Result<(Vec<u64>, u64, Option<String>)> {
+    let outcome = session
+        .closed_loop(depth, false, |d, i| {
+            Some(match request(d, i)? {
+                Request::Set(key) => vec![zkload::Call::set_data(&key, value)],
+                Request::Get(key) if linearizable => {
+                    vec![zkload::Call::sync(&key), zkload::Call::get_data(&key)]
+                }
+                Request::Get(key) => vec![zkload::Call::get_data(&key)],
+                Request::Create(path) => vec![zkload::Call::create(&path, value)],
+            })
+        })
+        .await?;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close()).await;
+    Ok((outcome.latencies_us, outcome.errors, outcome.first_error))
 }
 
 #[tokio::main]
@@ -404,15 +433,14 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.keys > 0, "--keys must be at least 1");
     let prefix = format!("/bench-{}", std::process::id());
     let value = vec![b'x'; args.value_size];
-    let mut zk_sessions: Vec<zk::StateWatcher> = Vec::new();
     let tls = args.tls()?;
-    zk_sessions.extend(setup(&args, tls.as_ref(), &args.endpoints[0], &prefix, &value).await?);
+    setup(&args, tls.as_ref(), &args.endpoints[0], &prefix, &value).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(OnceLock::<String>::new());
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    let mut tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<u64>>>> = Vec::new();
     for s in 0..args.sessions {
         let endpoint = &args.endpoints[s % args.endpoints.len()];
         let session = match args.protocol {
@@ -436,9 +464,28 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             Protocol::Zookeeper => {
-                let client = zk_connect(endpoint).await?;
-                zk_sessions.push(client.state_watcher());
-                Api::Zk(client)
+                let session = zk_connect(endpoint).await?;
+                let issued = issued.clone();
+                let errors = errors.clone();
+                let first_error = first_error.clone();
+                let prefix = prefix.clone();
+                let value = value.clone();
+                let (op, keys, max, depth) = (args.op, args.keys, args.max_requests, args.depth);
+                let linearizable = args.linearizable;
+                let go = move |d, i| {
+                    (Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max)
+                        .then(|| request(op, &prefix, keys, s, d, i))
+                };
+                tasks.push(tokio::spawn(async move {
+                    let (latencies, failed, first) =
+                        zk_load(session, depth, linearizable, &value, go).await?;
+                    errors.fetch_add(failed, Ordering::Relaxed);
+                    if let Some(first) = first {
+                        first_error.get_or_init(|| first);
+                    }
+                    Ok(latencies)
+                }));
+                continue;
             }
             Protocol::Etcd => {
                 let mut kv = etcd_connect(endpoint).await?;
@@ -467,19 +514,11 @@ async fn main() -> anyhow::Result<()> {
                 let mut latencies = Vec::new();
                 let mut i: u64 = 0;
                 while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
-                    let key = format!("{prefix}/k{}", (i as usize * 7919 + s * 131 + d) % keys);
-                    let this = match op {
-                        Op::Mixed if i.is_multiple_of(10) => Op::Set,
-                        Op::Mixed => Op::Get,
-                        other => other,
-                    };
                     let t = Instant::now();
-                    let result = match this {
-                        Op::Set => api.set_data(key, &value).await,
-                        Op::Get => api.get_data(key, linearizable).await,
-                        Op::Create | Op::Mixed => {
-                            api.create(format!("{prefix}/c{s}-{d}-{i}"), &value).await
-                        }
+                    let result = match request(op, &prefix, keys, s, d, i) {
+                        Request::Set(key) => api.set_data(key, &value).await,
+                        Request::Get(key) => api.get_data(key, linearizable).await,
+                        Request::Create(path) => api.create(path, &value).await,
                     };
                     latencies.push(t.elapsed().as_micros() as u64);
                     if let Err(e) = result {
@@ -488,7 +527,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                     i += 1;
                 }
-                latencies
+                Ok(latencies)
             }));
         }
         drop(session);
@@ -504,7 +543,7 @@ async fn main() -> anyhow::Result<()> {
                     DRAIN_GRACE.as_secs()
                 )
             })?;
-        all.extend(latencies?);
+        all.extend(latencies??);
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
@@ -549,7 +588,6 @@ async fn main() -> anyhow::Result<()> {
             "synod-bench: {errors} requests failed; the first: {e}"
         ));
     }
-    close_zk_sessions(zk_sessions).await;
     Ok(())
 }
 
