@@ -20,9 +20,18 @@
 //! their names; only equal keys need the names. Memory: 8 bytes per child,
 //! plus each block's prefix.
 //!
+//! Finding the block must not read the blocks either: a search through a
+//! directory of 600,000 children visits ~11 of its ~1,500 blocks, and
+//! each visit read the block's entries and prefix (two more allocations,
+//! two cache misses). So the directory keeps, in one array beside the
+//! blocks, each block's fence: the first bytes of its last name and that
+//! name's slot; the search reads the fences only, and a name only where
+//! its first [`FENCE_HEAD`] bytes are those of a fence.
+//!
 //! Invariants, checked by the property test: every name in a block begins
-//! with the block's prefix, and every child's key is [`key_at`] its name
-//! and the prefix's length. A name that does not share a block's prefix
+//! with the block's prefix, every child's key is [`key_at`] its name and
+//! the prefix's length, and every block's fence is [`Fence::of`] its last
+//! child. A name that does not share a block's prefix
 //! shortens it when it joins (rekeying the block); a split lengthens each
 //! half's prefix to what its first and last names share.
 
@@ -31,12 +40,55 @@ use std::cmp::Ordering;
 /// Most children a block holds before it splits.
 const BLOCK: usize = 512;
 
+/// Bytes of a block's last name its fence holds: enough for most names
+/// (`lock-0000001234`, `c12-3-456789`, a host and port) to be held whole.
+const FENCE_HEAD: usize = 19;
+
 #[derive(Debug, Clone, Default)]
 pub(super) struct Children {
     /// Non-empty sorted blocks; every name in a block sorts before every
     /// name in the next one.
     blocks: Vec<Block>,
+    /// `fences[i]` is the fence of `blocks[i]`.
+    fences: Vec<Fence>,
     len: usize,
+}
+
+/// The last child of a block: the first [`FENCE_HEAD`] bytes of its name
+/// (zero-padded), and its slot for when those bytes cannot decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fence {
+    head: [u8; FENCE_HEAD],
+    /// The name's length, or `FENCE_HEAD + 1` for any longer name (its
+    /// head is then a proper prefix of it).
+    len: u8,
+    slot: u32,
+}
+
+impl Fence {
+    fn of(slot: u32, name: &[u8]) -> Fence {
+        let n = name.len().min(FENCE_HEAD);
+        let mut head = [0u8; FENCE_HEAD];
+        head[..n].copy_from_slice(&name[..n]);
+        let len = u8::try_from(name.len().min(FENCE_HEAD + 1)).expect("FENCE_HEAD < 255");
+        Fence { head, len, slot }
+    }
+
+    /// Whether the fence's name sorts below `name`.
+    fn below<'a>(&self, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) -> bool {
+        let len = usize::from(self.len);
+        if len <= FENCE_HEAD {
+            // The whole name is here.
+            return &self.head[..len] < name;
+        }
+        // A longer name: the head decides unless `name` begins with it.
+        let n = name.len().min(FENCE_HEAD);
+        match name[..n].cmp(&self.head[..]) {
+            Ordering::Equal => name_of(self.slot) < name,
+            // `name` is a prefix of the head or differs within it.
+            other => other == Ordering::Greater,
+        }
+    }
 }
 
 /// One child: its slot, and the four bytes of its name after its block's
@@ -87,30 +139,10 @@ impl Block {
             .then(|| key_at(name, self.prefix.len()))
     }
 
-    /// How `name` (whose key here is `name_key`) orders against the name of
-    /// `entry`. A name without the prefix orders against every name here as
-    /// it orders against the prefix: it differs from the prefix at some
-    /// byte, or it is a shorter prefix of it.
-    fn cmp_entry<'a>(
-        &self,
-        name: &[u8],
-        name_key: Option<u32>,
-        entry: Entry,
-        name_of: &impl Fn(u32) -> &'a [u8],
-    ) -> Ordering {
-        match name_key {
-            Some(key) => key
-                .cmp(&entry.key)
-                .then_with(|| name.cmp(name_of(entry.slot))),
-            None => name.cmp(&self.prefix),
-        }
-    }
-
-    /// Whether the last name of the block sorts below `name`.
-    fn last_below<'a>(&self, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) -> bool {
-        self.entries.last().is_some_and(|&last| {
-            self.cmp_entry(name, self.key_of(name), last, name_of) == Ordering::Greater
-        })
+    /// The fence of this block: its last child's.
+    fn fence<'a>(&self, name_of: &impl Fn(u32) -> &'a [u8]) -> Fence {
+        let slot = self.entries.last().map_or(0, |e| e.slot);
+        Fence::of(slot, name_of(slot))
     }
 
     /// Where `name` is, or would go, in this block.
@@ -208,7 +240,7 @@ impl Children {
 
     fn locate<'a>(&self, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) -> Place {
         // The first block whose last name is not below `name`.
-        let block = self.blocks.partition_point(|b| b.last_below(name, name_of));
+        let block = self.fences.partition_point(|f| f.below(name, name_of));
         let Some(target) = self.blocks.get(block) else {
             // Past every name: the end of the last block.
             let block = block.saturating_sub(1);
@@ -229,10 +261,7 @@ impl Children {
         let name = name_of(slot);
         // Sequential nodes (locks, queues, elections) arrive in ascending
         // order: one comparison with the last name places them.
-        let past_the_end = self
-            .blocks
-            .last()
-            .is_some_and(|b| b.last_below(name, &name_of));
+        let past_the_end = self.fences.last().is_some_and(|f| f.below(name, &name_of));
         let Place { block, at, found } = if past_the_end {
             let block = self.blocks.len() - 1;
             Place {
@@ -266,16 +295,22 @@ impl Children {
         let last_block = block + 1 == self.blocks.len();
         let Some(target) = self.blocks.get_mut(block) else {
             self.blocks.push(Block::new(slot, name));
+            self.fences.push(Fence::of(slot, name));
             return true;
         };
         if target.entries.len() < BLOCK {
+            let last = at == target.entries.len();
             target.put(at, slot, name, &name_of);
+            if last {
+                self.fences[block] = Fence::of(slot, name);
+            }
             return true;
         }
         if at == target.entries.len() && last_block {
             // Appending past the last name (sequential nodes): a new block,
             // so that the full one stays full instead of half empty.
             self.blocks.push(Block::new(slot, name));
+            self.fences.push(Fence::of(slot, name));
             return true;
         }
         let mut upper = target.split(&name_of);
@@ -285,7 +320,11 @@ impl Children {
         } else {
             upper.put(at - lower_len, slot, name, &name_of);
         }
+        let lower_fence = target.fence(&name_of);
+        let upper_fence = upper.fence(&name_of);
         self.blocks.insert(block + 1, upper);
+        self.fences[block] = lower_fence;
+        self.fences.insert(block + 1, upper_fence);
         true
     }
 
@@ -304,8 +343,14 @@ impl Children {
         let slot = target.entries.remove(at).slot;
         if target.entries.is_empty() {
             self.blocks.remove(block);
-        } else if target.entries.len() < BLOCK / 8 && target.entries.capacity() > BLOCK {
-            target.entries.shrink_to(BLOCK / 4);
+            self.fences.remove(block);
+        } else {
+            if at == target.entries.len() {
+                self.fences[block] = target.fence(&name_of);
+            }
+            if target.entries.len() < BLOCK / 8 && target.entries.capacity() > BLOCK {
+                target.entries.shrink_to(BLOCK / 4);
+            }
         }
         self.len -= 1;
         Some(slot)
@@ -348,17 +393,20 @@ mod tests {
 
     /// Names by slot; slot `s` is named `names[s]`.
     fn names() -> Vec<Vec<u8>> {
-        // A third of the names share their first nine bytes, and a third
-        // are long names of uneven length that share all but their last
-        // few digits, so that prefixes shorten and lengthen and keys tie
-        // (one name a prefix of another) as well as differ.
+        // A quarter of the names share their first nine bytes, a quarter
+        // are names of uneven length that share all but their last few
+        // digits, so that prefixes shorten and lengthen and keys tie (one
+        // name a prefix of another) as well as differ; and a quarter are
+        // longer than a fence's head and share it, or end within a byte
+        // of it, so that fences must read names.
         (0..3000u32)
             .map(|s| {
                 let n = (s * 7919) % 3000;
-                match n % 3 {
+                match n % 4 {
                     0 => format!("n{n:05}"),
                     1 => format!("sharedpfx{n:05}"),
-                    _ => format!("c12-3-4{}", n / 3),
+                    2 => format!("c12-3-4{}", n / 4),
+                    _ => format!("{}{}", "x".repeat(FENCE_HEAD - 1), n / 4),
                 }
                 .into_bytes()
             })
@@ -412,6 +460,10 @@ mod tests {
                 }
                 prop_assert_eq!(set.len(), model.len());
                 prop_assert!(set.blocks.iter().all(|b| !b.entries.is_empty() && b.entries.len() <= BLOCK));
+                prop_assert_eq!(set.fences.len(), set.blocks.len());
+                for (b, f) in set.blocks.iter().zip(&set.fences) {
+                    prop_assert_eq!(*f, b.fence(&name_of), "every fence is its block's last child");
+                }
                 for b in &set.blocks {
                     for e in &b.entries {
                         let name = name_of(e.slot);
