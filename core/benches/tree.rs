@@ -18,6 +18,10 @@
 //!   every insert lands somewhere else in `/bench`'s 100,000 children.
 //! * `tree/delete`: the mirror image: a chunk of fresh nodes is created with
 //!   the clock stopped, then deleted with the clock running.
+//! * `tree/snapshot`: `DataTree::encode_snapshot` of a tree whose nodes were
+//!   created in the shuffled order, as clients create them, so that the
+//!   walk (by name) visits them in no order of their memory; printed per
+//!   node encoded.
 //!
 //! Timed work includes what `apply` does for a real txn: path validation,
 //! the ACL check, copying the data into the node, the `Trigger`s it reports
@@ -50,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
 use synod_core::acl::{Acl, Identity};
+use synod_core::codec::Encoder;
 use synod_core::tree::{DataTree, TreeConfig, WriteCtx};
 use synod_core::txn::{CreateMode, WriteOp};
 use synod_core::watch::Trigger;
@@ -291,6 +296,28 @@ fn bench_tree(c: &mut Criterion) {
             assert_eq!(tree.len(), n + 5, "{name} left the tree as it found it");
         }
     }
+
+    group.throughput(Throughput::Elements(n as u64));
+    let mut state = None;
+    group.bench_function("snapshot", |b| {
+        let (tree, zxid, out) = state.get_or_insert_with(|| {
+            let mut tree = DataTree::new(TreeConfig::default());
+            let (mut zxid, mut triggers) = (0, Vec::new());
+            let root = create_op("/bench".to_owned(), 0);
+            apply(&mut tree, &mut zxid, &identity, &root, &mut triggers);
+            for &i in &order {
+                let op = create_op(node_path(i), i as u8);
+                apply(&mut tree, &mut zxid, &identity, &op, &mut triggers);
+            }
+            (tree, zxid, Encoder::default())
+        });
+        b.iter(|| {
+            out.buf.clear();
+            tree.encode_snapshot(*zxid, out);
+            black_box(out.buf.len());
+        })
+    });
+    drop(state);
 
     group.finish();
 }

@@ -174,6 +174,7 @@ impl DataTree {
                 cursor.stack.pop();
                 continue;
             }
+            self.nodes.warm(&slots);
             let dir = dir.clone();
             let mut child = String::with_capacity(dir.len() + 32);
             let mut last_visited = None;
