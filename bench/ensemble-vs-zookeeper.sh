@@ -247,6 +247,13 @@ zk_round() {
     fi
     while IFS= read -r line; do
         [[ -n $line ]] || continue
+        # Twice (2026-12-01 and -02) a line here was not JSON and the run
+        # died in `record`; the line was not kept. Show it, and count only
+        # the JSON lines: a result missing still fails below.
+        if [[ $line != \{* ]]; then
+            log "round $round: bench/zookeeper-baseline.sh printed a line that is not a result: $line"
+            continue
+        fi
         record zookeeper "$round" "$line"
         n=$((n + 1))
     done <"$out"
