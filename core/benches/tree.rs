@@ -162,12 +162,17 @@ fn apply(
 /// A tree holding `/bench` and `n` children with `DATA_LEN` bytes each, and
 /// the zxid it was built up to.
 fn build_tree(n: usize, identity: &Identity) -> (DataTree, i64) {
+    build_tree_in(0..n, identity)
+}
+
+/// As [`build_tree`], the children created in the order `order` gives.
+fn build_tree_in(order: impl IntoIterator<Item = usize>, identity: &Identity) -> (DataTree, i64) {
     let mut tree = DataTree::new(TreeConfig::default());
     let mut zxid = 0;
     let mut triggers = Vec::new();
     let root = create_op("/bench".to_owned(), 0);
     apply(&mut tree, &mut zxid, identity, &root, &mut triggers);
-    for i in 0..n {
+    for i in order {
         let op = create_op(node_path(i), i as u8);
         apply(&mut tree, &mut zxid, identity, &op, &mut triggers);
     }
@@ -301,14 +306,7 @@ fn bench_tree(c: &mut Criterion) {
     let mut state = None;
     group.bench_function("snapshot", |b| {
         let (tree, zxid, out) = state.get_or_insert_with(|| {
-            let mut tree = DataTree::new(TreeConfig::default());
-            let (mut zxid, mut triggers) = (0, Vec::new());
-            let root = create_op("/bench".to_owned(), 0);
-            apply(&mut tree, &mut zxid, &identity, &root, &mut triggers);
-            for &i in &order {
-                let op = create_op(node_path(i), i as u8);
-                apply(&mut tree, &mut zxid, &identity, &op, &mut triggers);
-            }
+            let (tree, zxid) = build_tree_in(order.iter().copied(), &identity);
             (tree, zxid, Encoder::default())
         });
         b.iter(|| {
