@@ -69,6 +69,9 @@
 #   OPS="set get get-linearizable create"
 #   SYSTEMS="synod-grpc synod-zookeeper zookeeper etcd"
 #   MILLION=1000000   keys loaded for the memory / restart / disk table (0 skips it)
+#   MILLION_FILL=repeated   their values: `x` repeated, or random (different,
+#                     incompressible bytes per key: a disk figure that no
+#                     compression flatters)
 #   CHART=docs/benchmarks-all-peers.png   where the PNG goes (relative to the repo)
 #   JSON_OUT=<CHART without .png>.json    where the JSON goes
 #   NO_CHART=1        write the JSON but draw no chart (no virtualenv)
@@ -88,6 +91,7 @@ KEYS=${KEYS:-1000}
 OPS=${OPS:-set get get-linearizable create}
 SYSTEMS=${SYSTEMS:-synod-grpc synod-zookeeper zookeeper etcd}
 MILLION=${MILLION:-1000000}
+MILLION_FILL=${MILLION_FILL:-repeated}
 export TMPDIR=${TMPDIR:-/tmp}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -430,7 +434,7 @@ load_keys() { # protocol endpoint
     # not a target; the run stops at MILLION requests.
     local secs=$((MILLION / 1000 > 300 ? MILLION / 1000 : 300))
     timeout --foreground $((secs + 300)) "$BENCH_BIN" --protocol "$1" --endpoints "$2" --op create \
-        --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" \
+        --sessions "$SESSIONS" --depth "$DEPTH" --value-size "$VALUE_SIZE" --value-fill "$MILLION_FILL" \
         --max-requests "$MILLION" --duration "$secs" --json
 }
 # One memory row: system pid load-json keys-after rss-after-load heap-kb du-kb restart-ms rss-after-restart
@@ -591,7 +595,7 @@ memory_etcd() {
     rm -rf "$dir"
 }
 if ((MILLION > 0)); then
-    echo "# memory / restart / disk: $MILLION keys of $VALUE_SIZE B created through synod-bench ($SESSIONS x $DEPTH), ONE member of each system, fsync on; $(probe)"
+    echo "# memory / restart / disk: $MILLION keys of $VALUE_SIZE B ($MILLION_FILL) created through synod-bench ($SESSIONS x $DEPTH), ONE member of each system, fsync on; $(probe)"
     memory_synod
     memory_zookeeper
     memory_etcd
@@ -603,7 +607,7 @@ mkdir -p "$(dirname "$JSON_OUT")" "$(dirname "$CHART")"
 python3 "$REPORT" report --results "$RESULTS" --memory "$MEMORY" --ops "$OPS" --systems "$SYSTEMS" \
     --json-out "$JSON_OUT" --setting "rounds=$ROUNDS" --setting "duration_s=$DURATION" \
     --setting "warmup_s=$WARMUP" --setting "sessions=$SESSIONS" --setting "depth=$DEPTH" \
-    --setting "value_size=$VALUE_SIZE" --setting "keys=$KEYS" --setting "million=$MILLION" \
+    --setting "value_size=$VALUE_SIZE" --setting "keys=$KEYS" --setting "million=$MILLION" --setting "million_fill=$MILLION_FILL" \
     --setting "cores=$(nproc)" --setting "started=$STARTED_AT" \
     --setting "finished=$(date -u '+%Y-%m-%d %H:%M:%S UTC')" \
     --setting "synod_commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \

@@ -14,13 +14,15 @@
 # (`cargo build --release --bin synod --bin synod-bench`; under
 # $CARGO_TARGET_DIR when that is set, or wherever SYNOD and BENCH point)
 # and python3.
-# Environment: N=1000000 znodes, VALUE_SIZE=100, PORT_BASE=7650 (client
+# Environment: N=1000000 znodes, VALUE_SIZE=100, VALUE_FILL=repeated
+# (or random: different incompressible bytes per znode), PORT_BASE=7650 (client
 # PORT_BASE, HTTP PORT_BASE+1, ZooKeeper protocol PORT_BASE+2), TMPDIR (a
 # real disk), KEEP=1 keeps the directory. Every wait is bounded; the node is stopped on exit.
 set -euo pipefail
 
 N=${N:-1000000}
 VALUE_SIZE=${VALUE_SIZE:-100}
+VALUE_FILL=${VALUE_FILL:-repeated}
 PORT_BASE=${PORT_BASE:-7650}
 CLIENT="127.0.0.1:${PORT_BASE}"
 HTTP="127.0.0.1:$((PORT_BASE + 1))"
@@ -73,14 +75,14 @@ per_znode() { python3 -c "print(f'{$1 * 1024 / $N:.0f}')"; }
 
 start
 "$BENCH" --endpoints "$CLIENT" --op create --max-requests "$N" --duration 3600 \
-  --value-size "$VALUE_SIZE" >"$DIR/load.txt"
+  --value-size "$VALUE_SIZE" --value-fill "$VALUE_FILL" >"$DIR/load.txt"
 sleep 2
 rss=$(rss_kb)
 hwm=$(hwm_kb)
 du_log=$(du -sk "$DIR/data/log" 2>/dev/null | cut -f1 || echo 0)
 du_snap=$(du -sk "$DIR/data/snapshot" 2>/dev/null | cut -f1 || echo 0)
 du_all=$(du -sk "$DIR/data" | cut -f1)
-echo "footprint: znodes=$N value_size=$VALUE_SIZE"
+echo "footprint: znodes=$N value_size=$VALUE_SIZE value_fill=$VALUE_FILL"
 echo "footprint: load: $(grep -m1 -E 'ops/s|throughput' "$DIR/load.txt" || head -1 "$DIR/load.txt")"
 echo "footprint: steady RSS $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $((hwm / 1024)) MB)"
 echo "footprint: data dir $((du_all / 1024)) MB = $(per_znode "$du_all") bytes per znode (log $((du_log / 1024)) MB, snapshots $((du_snap / 1024)) MB)"
@@ -88,7 +90,7 @@ echo "footprint: data dir $((du_all / 1024)) MB = $(per_znode "$du_all") bytes p
 # the allocator has had frees to purge what the load and the last
 # snapshot left resident.
 "$BENCH" --endpoints "$CLIENT" --op set --keys 100 --sessions 1 --depth 1 \
-  --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" >/dev/null
+  --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" --value-fill "$VALUE_FILL" >/dev/null
 rss=$(rss_kb)
 echo "footprint: settled RSS (after ${SETTLE_SECS:-10} s of light sets) $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode"
 kill -9 "$PID"
@@ -101,6 +103,6 @@ rss=$(rss_kb)
 echo "footprint: restart to ready ${restart} s; RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $(( $(hwm_kb) / 1024)) MB)"
 grep 'recovered state' "$DIR/node.log" | tail -1 | sed 's/^/footprint: /'
 "$BENCH" --endpoints "$CLIENT" --op set --keys 100 --sessions 1 --depth 1 \
-  --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" >/dev/null
+  --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" --value-fill "$VALUE_FILL" >/dev/null
 rss=$(rss_kb)
 echo "footprint: settled RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode"

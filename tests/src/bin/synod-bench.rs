@@ -100,6 +100,11 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// What the values hold: `x` repeated (one value for every request),
+    /// or random bytes, different for every request, which no compressor
+    /// makes smaller (to measure a footprint without flattering it).
+    #[arg(long, value_enum, default_value_t = ValueFill::Repeated)]
+    value_fill: ValueFill,
     /// Nodes that set/get touch (created before the run).
     #[arg(long, default_value_t = 1000)]
     keys: usize,
@@ -305,6 +310,63 @@ enum Request {
 
 /// The `i`th request of place `d` of session `s`: the same sequence of
 /// keys for every protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ValueFill {
+    Repeated,
+    Random,
+}
+
+/// The values requests write: one value, or windows of a pool of random
+/// bytes (seeded, so runs repeat) picked per request.
+#[derive(Clone)]
+struct Values {
+    pool: Arc<[u8]>,
+    size: usize,
+    random: bool,
+}
+
+/// Random bytes in the pool: windows of it picked per request rarely
+/// overlap within a compressor's window.
+const RANDOM_POOL: usize = 8 << 20;
+
+impl Values {
+    fn new(fill: ValueFill, size: usize) -> Self {
+        let random = fill == ValueFill::Random;
+        let pool: Vec<u8> = if random {
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            (0..RANDOM_POOL + size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 32) as u8
+                })
+                .collect()
+        } else {
+            vec![b'x'; size]
+        };
+        Values {
+            pool: pool.into(),
+            size,
+            random,
+        }
+    }
+
+    /// The value of request `n` (any number that differs per request).
+    fn at(&self, n: u64) -> &[u8] {
+        if !self.random {
+            return &self.pool[..self.size];
+        }
+        let at = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 24) as usize % RANDOM_POOL;
+        &self.pool[at..at + self.size]
+    }
+}
+
+/// A number unique to request `i` of place `d` of session `s`.
+fn request_number(s: usize, d: usize, i: u64) -> u64 {
+    ((s as u64) << 48) ^ ((d as u64) << 40) ^ i
+}
+
 fn request(op: Op, prefix: &str, keys: usize, s: usize, d: usize, i: u64) -> Request {
     let key = || format!("{prefix}/k{}", (i as usize * 7919 + s * 131 + d) % keys);
     match op {
@@ -323,7 +385,7 @@ async fn setup(
     tls: Option<&Arc<synod_tls::Tls>>,
     endpoint: &str,
     prefix: &str,
-    value: &[u8],
+    values: &Values,
 ) -> anyhow::Result<()> {
     match args.protocol {
         Protocol::Grpc | Protocol::GrpcUnary => {
@@ -335,7 +397,10 @@ async fn setup(
             if args.op != Op::Create {
                 for k in 0..args.keys {
                     setup
-                        .create(create_req(&format!("{prefix}/k{k}"), value.to_vec()))
+                        .create(create_req(
+                            &format!("{prefix}/k{k}"),
+                            values.at(k as u64).to_vec(),
+                        ))
                         .await?;
                 }
             }
@@ -355,8 +420,12 @@ async fn setup(
                 let made = session
                     .closed_loop(ZK_SETUP_DEPTH, false, |place, n| {
                         let k = n * depth + place as u64;
-                        (k < keys)
-                            .then(|| vec![zkload::Call::create(&format!("{prefix}/k{k}"), value)])
+                        (k < keys).then(|| {
+                            vec![zkload::Call::create(
+                                &format!("{prefix}/k{k}"),
+                                values.at(k),
+                            )]
+                        })
                     })
                     .await?;
                 if let Some(error) = made.first_error {
@@ -376,7 +445,7 @@ async fn setup(
             if args.op != Op::Create {
                 let puts = (0..args.keys).map(|k| {
                     let mut kv = kv.clone();
-                    let put = etcd_put(format!("{prefix}/k{k}"), value);
+                    let put = etcd_put(format!("{prefix}/k{k}"), values.at(k as u64));
                     async move { kv.put(put).await }
                 });
                 // Multiplexed on the one connection, as the ZooKeeper path
@@ -398,11 +467,13 @@ async fn zk_load(
     mut session: ZkLoadSession,
     depth: usize,
     linearizable: bool,
-    value: &[u8],
+    values: &Values,
+    s: usize,
     mut request: impl FnMut(usize, u64) -> Option<Request>,
 ) -> anyhow::Result<(Vec<u64>, u64, Option<String>)> {
     let outcome = session
         .closed_loop(depth, false, |d, i| {
+            let value = values.at(request_number(s, d, i));
             Some(match request(d, i)? {
                 Request::Set(key) => vec![zkload::Call::set_data(&key, value)],
                 Request::Get(key) if linearizable => {
@@ -432,9 +503,9 @@ async fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(args.keys > 0, "--keys must be at least 1");
     let prefix = format!("/bench-{}", std::process::id());
-    let value = vec![b'x'; args.value_size];
+    let values = Values::new(args.value_fill, args.value_size);
     let tls = args.tls()?;
-    setup(&args, tls.as_ref(), &args.endpoints[0], &prefix, &value).await?;
+    setup(&args, tls.as_ref(), &args.endpoints[0], &prefix, &values).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.duration);
     let issued = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -469,7 +540,7 @@ async fn main() -> anyhow::Result<()> {
                 let errors = errors.clone();
                 let first_error = first_error.clone();
                 let prefix = prefix.clone();
-                let value = value.clone();
+                let values = values.clone();
                 let (op, keys, max, depth) = (args.op, args.keys, args.max_requests, args.depth);
                 let linearizable = args.linearizable;
                 let go = move |d, i| {
@@ -478,7 +549,7 @@ async fn main() -> anyhow::Result<()> {
                 };
                 tasks.push(tokio::spawn(async move {
                     let (latencies, failed, first) =
-                        zk_load(session, depth, linearizable, &value, go).await?;
+                        zk_load(session, depth, linearizable, &values, s, go).await?;
                     errors.fetch_add(failed, Ordering::Relaxed);
                     if let Some(first) = first {
                         first_error.get_or_init(|| first);
@@ -507,7 +578,7 @@ async fn main() -> anyhow::Result<()> {
             let errors = errors.clone();
             let first_error = first_error.clone();
             let prefix = prefix.clone();
-            let value = value.clone();
+            let values = values.clone();
             let (op, keys, max) = (args.op, args.keys, args.max_requests);
             let linearizable = args.linearizable;
             tasks.push(tokio::spawn(async move {
@@ -515,10 +586,11 @@ async fn main() -> anyhow::Result<()> {
                 let mut i: u64 = 0;
                 while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max {
                     let t = Instant::now();
+                    let value = values.at(request_number(s, d, i));
                     let result = match request(op, &prefix, keys, s, d, i) {
-                        Request::Set(key) => api.set_data(key, &value).await,
+                        Request::Set(key) => api.set_data(key, value).await,
                         Request::Get(key) => api.get_data(key, linearizable).await,
-                        Request::Create(path) => api.create(path, &value).await,
+                        Request::Create(path) => api.create(path, value).await,
                     };
                     latencies.push(t.elapsed().as_micros() as u64);
                     if let Err(e) = result {
@@ -563,17 +635,22 @@ async fn main() -> anyhow::Result<()> {
         .protocol
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_owned());
+    let fill = args
+        .value_fill
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned());
     if args.json {
         let line = serde_json::json!({
             "protocol": protocol,
             "op": op, "sessions": args.sessions, "depth": args.depth, "value_size": args.value_size,
+            "value_fill": fill,
             "requests": all.len(), "errors": errors, "seconds": elapsed, "ops_per_sec": ops,
             "p50_ms": p50 as f64 / 1000.0, "p99_ms": p99 as f64 / 1000.0, "p999_ms": p999 as f64 / 1000.0,
         });
         writeln_stdout(&line.to_string());
     } else {
         writeln_stdout(&format!(
-            "protocol={protocol} op={op} sessions={} depth={} value={}B requests={} errors={errors} seconds={elapsed:.2} ops/s={ops:.0} p50={:.2}ms p99={:.2}ms p999={:.2}ms",
+            "protocol={protocol} op={op} sessions={} depth={} value={}B ({fill}) requests={} errors={errors} seconds={elapsed:.2} ops/s={ops:.0} p50={:.2}ms p99={:.2}ms p999={:.2}ms",
             args.sessions,
             args.depth,
             args.value_size,
