@@ -11,6 +11,8 @@ use synod_core::session::SessionLimits;
 use synod_core::state::StateConfig;
 use synod_core::tree::{TreeConfig, TreeLimits};
 
+use crate::storage::packed::SnapshotCompression;
+
 /// What an empty data directory means (`--initial-cluster-state`, as
 /// etcd's flag of the same name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,6 +131,13 @@ pub struct NodeConfig {
     /// Snapshots to keep; older ones and the log they cover are purged.
     #[arg(long, env = "SYNOD_KEEP_SNAPSHOTS", default_value_t = 3)]
     pub keep_snapshots: usize,
+
+    /// How the snapshots this node writes (and sends to lagging peers) are
+    /// stored: lz4 (compressed blocks) or none (raw). Every version reads
+    /// both; none keeps a snapshot readable by nodes that predate
+    /// compression, for the length of a rolling upgrade.
+    #[arg(long, env = "SYNOD_SNAPSHOT_COMPRESSION", value_enum, default_value_t = SnapshotCompression::Lz4)]
+    pub snapshot_compression: SnapshotCompression,
 
     /// Size of a write-ahead log segment in bytes (its blocks are reserved
     /// ahead of the appends, 4 MiB at a time).

@@ -24,6 +24,7 @@ use synod_node::peer::frame::PeerMessage;
 use synod_node::storage::durable::{DurableLog, SnapshotState};
 
 mod common;
+use synod_node::storage::packed;
 use synod_node::storage::record::snapshot_file_prefix;
 use synod_node::storage::{FaultFs, FileSystem, RealFs, Storage, StorageConfig};
 
@@ -86,7 +87,7 @@ async fn replica_snapshot(driver: &DriverHandle, index: Slot) -> Held {
 
 /// The znodes a snapshot's bytes decode to.
 fn znodes(bytes: &[u8]) -> usize {
-    StateMachine::decode_snapshot(NodeConfig::parse_defaults().state_config(), bytes)
+    packed::decode_state(NodeConfig::parse_defaults().state_config(), bytes)
         .expect("the bytes are a snapshot")
         .tree()
         .len()
@@ -459,9 +460,10 @@ fn write_snapshot_file(fs: Arc<dyn FileSystem>, index: u64, state: &[u8]) {
         .expect("register");
 }
 
-/// A state several times larger than the decode window, and a state in
-/// the previous snapshot format, recover from their files to the state
-/// they were taken of; the replica then serves the file's own bytes.
+/// A state several times larger than the decode window, a state in the
+/// previous snapshot format, and the large state packed, recover from
+/// their files to the state they were taken of; the replica then serves
+/// the file's own bytes.
 #[test]
 fn recovery_decodes_large_and_older_states_from_the_file() {
     let config = NodeConfig::parse_defaults().state_config();
@@ -486,9 +488,16 @@ fn recovery_decodes_large_and_older_states_from_the_file() {
     let state = machine.encode_snapshot();
     assert!(state.len() > 4 << 20, "{} bytes", state.len());
     let format_5: &[u8] = include_bytes!("../../core/tests/fixtures/snapshot-format5.bin");
-    for (index, state) in [(40_000u64, &state[..]), (67, format_5)] {
+    // Raw state, as nodes wrote it before compression (and with
+    // --snapshot-compression none), and packed.
+    let packed_state = packed::pack(&state);
+    for (index, file_state, state) in [
+        (40_000u64, &state[..], &state[..]),
+        (67, format_5, format_5),
+        (40_001, &packed_state[..], &state[..]),
+    ] {
         let fs = Arc::new(FaultFs::new());
-        write_snapshot_file(fs.clone(), index, state);
+        write_snapshot_file(fs.clone(), index, file_state);
         let (_, recovered) = DurableLog::recover_with(
             StorageConfig::new(Path::new("/data")),
             config.clone(),
@@ -504,7 +513,7 @@ fn recovery_decodes_large_and_older_states_from_the_file() {
         assert!(!served.data.in_memory(), "served from the file");
         assert_eq!(
             served.data.read_all().expect("readable").as_ref(),
-            state,
+            file_state,
             "the state part of the file, at the right offset"
         );
     }

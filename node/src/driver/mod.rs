@@ -63,6 +63,7 @@ use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
 use crate::storage::durable::{DurableLog, LogWriter, Persisted, Recovered};
 use crate::storage::identity::IdentityFile;
+use crate::storage::packed::{self, SnapshotCompression};
 use crate::storage::record::{LogRecord, snapshot_file_prefix};
 use synod_core::node::apply::{AppliedValue, apply_value};
 use synod_core::node::serving::{Change, Serving};
@@ -362,6 +363,8 @@ pub struct NodeState {
     peers: Option<PeerSender>,
     machine: StateMachine,
     state_config: StateConfig,
+    /// How this node stores the snapshots it encodes.
+    snapshot_compression: SnapshotCompression,
     watches: WatchRegistry,
     /// Session liveness: expiry at the leader, reports and vouches at a
     /// follower (decided in `synod_core::node::sessions`).
@@ -489,6 +492,7 @@ impl NodeState {
             peers,
             machine,
             state_config: config.state_config(),
+            snapshot_compression: config.snapshot_compression,
             watches: WatchRegistry::new(config.max_watches_per_session),
             sessions,
             ping_replies: FxHashMap::default(),

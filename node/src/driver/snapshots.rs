@@ -8,8 +8,10 @@
 //! (its slot and membership first); once the checkpoint record is durable
 //! the file is finished (header, fsync, rename, directory fsync). The
 //! snapshot is never whole in memory, and encoding waits while the
-//! snapshot thread is behind ([`SNAPSHOT_BACKLOG`]). Without a disk the
-//! snapshot is kept whole, in memory: it is what the replica serves.
+//! snapshot thread is behind ([`SNAPSHOT_BACKLOG`]); that thread packs
+//! them into LZ4 blocks unless --snapshot-compression is none (see
+//! [`packed`]). Without a disk the snapshot is kept whole, in memory,
+//! packed the same way: it is what the replica serves.
 
 use super::*;
 
@@ -69,7 +71,7 @@ impl NodeState {
                 return;
             }
         };
-        let machine = match StateMachine::decode_snapshot(self.state_config.clone(), &bytes) {
+        let machine = match packed::decode_state(self.state_config.clone(), &bytes) {
             Ok(machine) => machine,
             Err(error) => {
                 tracing::error!(index = snapshot.index, %error, "snapshot from the leader does not decode; ignored");
@@ -97,7 +99,8 @@ impl NodeState {
                     wal.writer.abandon_snapshot(moot);
                 }
                 let prefix = snapshot_file_prefix(snapshot.index, &snapshot.membership);
-                wal.snapshot_file = wal.writer.begin_snapshot(prefix);
+                // The bytes as the leader sent them, packed or not.
+                wal.snapshot_file = wal.writer.begin_snapshot(prefix, false);
                 if let Some(id) = wal.snapshot_file
                     && !wal.writer.append_snapshot(id, bytes)
                 {
@@ -189,9 +192,10 @@ impl NodeState {
                     wal.writer.abandon_snapshot(moot);
                 }
                 let membership = self.replica.membership_at(slot);
-                wal.snapshot_file = wal
-                    .writer
-                    .begin_snapshot(snapshot_file_prefix(slot, &membership));
+                wal.snapshot_file = wal.writer.begin_snapshot(
+                    snapshot_file_prefix(slot, &membership),
+                    self.snapshot_compression == SnapshotCompression::Lz4,
+                );
                 SnapshotBuffer::Slices
             }
             None => SnapshotBuffer::Whole,
@@ -252,7 +256,10 @@ impl NodeState {
         let slot = u64::try_from(index).unwrap_or(0);
         tracing::debug!(slot, bytes = finished.encoded_bytes(), "snapshot encoded");
         let membership = self.replica.membership_at(slot);
-        let in_memory = self.wal.is_none().then(|| Bytes::from(finished.bytes));
+        let in_memory = self.wal.is_none().then(|| match self.snapshot_compression {
+            SnapshotCompression::Lz4 => Bytes::from(packed::pack(&finished.bytes)),
+            SnapshotCompression::None => Bytes::from(finished.bytes),
+        });
         self.snapshot_encoded(slot, membership, in_memory);
     }
 }

@@ -32,6 +32,7 @@ use synod_core::paxos::{
 use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::storage::packed;
 use crate::storage::record::{LogRecord, decode_snapshot_file_header};
 use crate::storage::{
     FileSystem, PartialSnapshot, RealFs, RecoveredSnapshot, SnapshotReader, SnapshotWriter,
@@ -231,14 +232,9 @@ impl DurableLog {
                 let (slot, membership, at) = read_file_header(&file).map_err(bad)?;
                 let state_len = file.payload_len() - at;
                 // Through a window of about a megabyte, not the whole file.
-                let machine = StateMachine::decode_snapshot_reader(
-                    state_config,
-                    &mut file.payload_from(at),
-                    state_len,
-                )
-                .map_err(bad)?;
-                // The replica serves the state from the file.
                 let state = SnapshotState::new(file, at, state_len);
+                let machine = packed::decode_state_source(state_config, &state).map_err(bad)?;
+                // The replica serves the state from the file.
                 durable.snapshot = Some(Snapshot {
                     index: slot,
                     membership,
@@ -387,12 +383,23 @@ impl DurableLog {
 /// it could not be.
 type FileOutcome = Result<(WrittenSnapshot, SnapshotState), String>;
 
-/// The snapshot thread's files being written, by the driver's number: each
-/// with the length of its prefix (where the state starts), or why it
-/// failed (reported when it is finished).
+/// The snapshot thread's files being written, by the driver's number.
 #[derive(Debug, Default)]
 struct SnapshotFiles {
-    open: HashMap<u64, (Result<PartialSnapshot, String>, u64)>,
+    open: HashMap<u64, OpenFile>,
+    /// The frames of the piece being packed, reused from piece to piece.
+    packed: Vec<u8>,
+}
+
+/// A snapshot file being written.
+#[derive(Debug)]
+struct OpenFile {
+    /// The file, or why it failed (reported when it is finished).
+    partial: Result<PartialSnapshot, String>,
+    /// The length of its prefix: where the state starts.
+    state_at: u64,
+    /// Whether the state appended is packed as it is written.
+    pack: bool,
 }
 
 impl SnapshotFiles {
@@ -404,28 +411,47 @@ impl SnapshotFiles {
         backlog: &AtomicUsize,
     ) -> Option<(u64, FileOutcome)> {
         match job {
-            SnapshotJob::Begin { file, prefix } => {
+            SnapshotJob::Begin { file, prefix, pack } => {
                 let mut partial = writer.begin().map_err(|e| e.to_string());
-                if let Ok(p) = &mut partial
-                    && let Err(e) = p.append(&prefix)
-                {
-                    partial = Err(e.to_string());
+                if let Ok(p) = &mut partial {
+                    let mut head = prefix.clone();
+                    if pack {
+                        head.extend_from_slice(packed::MAGIC);
+                    }
+                    if let Err(e) = p.append(&head) {
+                        partial = Err(e.to_string());
+                    }
                 }
-                self.open.insert(file, (partial, prefix.len() as u64));
+                self.open.insert(
+                    file,
+                    OpenFile {
+                        partial,
+                        state_at: prefix.len() as u64,
+                        pack,
+                    },
+                );
                 None
             }
             SnapshotJob::Append { file, bytes } => {
-                if let Some((partial, _)) = self.open.get_mut(&file)
-                    && let Ok(p) = partial
-                    && let Err(e) = p.append(&bytes)
+                if let Some(open) = self.open.get_mut(&file)
+                    && let Ok(p) = &mut open.partial
                 {
-                    *partial = Err(e.to_string());
+                    let written = if open.pack {
+                        self.packed.clear();
+                        packed::pack_into(&mut self.packed, &bytes);
+                        p.append(&self.packed)
+                    } else {
+                        p.append(&bytes)
+                    };
+                    if let Err(e) = written {
+                        open.partial = Err(e.to_string());
+                    }
                 }
                 backlog.fetch_sub(bytes.len(), Ordering::Relaxed);
                 None
             }
             SnapshotJob::Finish { file, index } => {
-                let written = match self.open.remove(&file) {
+                let written = match self.open.remove(&file).map(|o| (o.partial, o.state_at)) {
                     Some((Ok(partial), at)) => {
                         let state_len = partial.len() - at;
                         partial
@@ -463,8 +489,13 @@ pub struct LogWriter {
 /// Work for the snapshot thread, on the file the driver numbered `file`.
 #[derive(Debug)]
 enum SnapshotJob {
-    /// Start a temporary file with `prefix` (the slot and membership).
-    Begin { file: u64, prefix: Vec<u8> },
+    /// Start a temporary file with `prefix` (the slot and membership);
+    /// with `pack`, the state appended to it is written packed.
+    Begin {
+        file: u64,
+        prefix: Vec<u8>,
+        pack: bool,
+    },
     /// Append state bytes (shared, not copied, when they are a snapshot
     /// received whole).
     Append { file: u64, bytes: Bytes },
@@ -484,12 +515,13 @@ impl LogWriter {
 
     /// Starts a snapshot file whose payload begins with `prefix`; its
     /// number, for the calls that follow, or `None` when the snapshot
-    /// thread is gone.
-    pub fn begin_snapshot(&mut self, prefix: Vec<u8>) -> Option<u64> {
+    /// thread is gone. With `pack` the thread packs the state appended
+    /// ([`packed`]); without, it writes it as given.
+    pub fn begin_snapshot(&mut self, prefix: Vec<u8>, pack: bool) -> Option<u64> {
         self.next_file += 1;
         let file = self.next_file;
         self.snapshots
-            .send(SnapshotJob::Begin { file, prefix })
+            .send(SnapshotJob::Begin { file, prefix, pack })
             .ok()
             .map(|()| file)
     }

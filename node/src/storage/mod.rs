@@ -103,6 +103,7 @@ pub mod durable;
 mod fault;
 mod fs;
 pub mod identity;
+pub mod packed;
 pub mod record;
 pub mod snapshot;
 pub mod wal;
