@@ -63,6 +63,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before the heap grows; logged once the log is set up.
+    let huge_pages_off = synod_node::memory::avoid_transparent_huge_pages();
     let args = match synod_node::config::expand_config_file(
         std::env::args().collect(),
         std::env::var("SYNOD_CONFIG").ok(),
@@ -79,7 +81,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(Cli::parse_from(args)).await {
+    match run(Cli::parse_from(args), huge_pages_off).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One readable line for the operator; the log has the context.
@@ -95,7 +97,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, huge_pages_off: std::io::Result<bool>) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_new(&cli.log).with_context(|| format!("bad --log filter {:?}", cli.log))?;
     // Colour codes only for a person at a terminal: in a file or a
@@ -108,6 +110,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         subscriber.json().init();
     } else {
         subscriber.init();
+    }
+    match huge_pages_off {
+        Ok(true) => tracing::debug!("transparent huge pages off for this process"),
+        Ok(false) => tracing::info!(
+            variable = synod_node::memory::ALLOW_THP_VARIABLE,
+            "transparent huge pages left to the allocator, as the variable asks"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot turn transparent huge pages off"),
     }
     match cli.command {
         Command::Serve(config) => {

@@ -1,4 +1,5 @@
-//! Giving memory the process has freed back to the operating system.
+//! Giving memory the process has freed back to the operating system, and
+//! keeping transparent huge pages out of the node's heap.
 //!
 //! The `synod` binary allocates with mimalloc, which keeps freed pages
 //! resident and purges them (by default a second later) only when later
@@ -34,4 +35,42 @@ mod ffi {
 /// documentation); cheap enough after each snapshot, not per request.
 pub fn release_freed() {
     ffi::collect();
+}
+
+/// The variable with which an operator hands the choice of transparent
+/// huge pages back to mimalloc (which asks for them by default).
+pub const ALLOW_THP_VARIABLE: &str = "MIMALLOC_ALLOW_THP";
+
+/// Turns transparent huge pages off for the whole process, unless
+/// [`ALLOW_THP_VARIABLE`] is set; whether they are now off.
+///
+/// mimalloc asks the kernel for huge pages on its arenas (`MADV_HUGEPAGE`),
+/// so a fault anywhere in an arena's 2 MiB region makes the whole region
+/// resident and zeroes it. A node's heap is a large tree that grows a
+/// little at a time and buffers freed and purged between snapshots: with
+/// huge pages, a node holding 1M znodes kept 25-60 MB more resident, spent
+/// about 9% of its CPU zeroing pages under a create load, and its p99 was
+/// 15-25% higher (docs/benchmarks.md). Called first thing in `main`; the
+/// flag is the process's (every thread, and children).
+pub fn avoid_transparent_huge_pages() -> std::io::Result<bool> {
+    if std::env::var_os(ALLOW_THP_VARIABLE).is_some() {
+        return Ok(false);
+    }
+    rustix::thread::disable_transparent_huge_pages(true)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_pages_end_up_off_for_the_process() {
+        // Only when the operator did not hand the choice to mimalloc.
+        if std::env::var_os(ALLOW_THP_VARIABLE).is_some() {
+            return;
+        }
+        assert!(avoid_transparent_huge_pages().expect("prctl"));
+        assert!(rustix::thread::transparent_huge_pages_are_disabled().expect("prctl"));
+    }
 }
