@@ -28,7 +28,7 @@
 use bytes::Bytes;
 
 use crate::paxos::rng::Rng;
-use crate::paxos::{Membership, Slot, SnapshotBytes};
+use crate::paxos::{Entry, Membership, Slot, SnapshotBytes, Value};
 
 /// Where a snapshot is in its protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,18 @@ pub struct WriteFile {
     pub log_index: u64,
     pub slot: Slot,
     pub membership: Membership,
+}
+
+/// About the log bytes that held `entries` (their values and a little
+/// framing each), for [`Snapshots::resume`].
+pub fn logged_bytes<'a>(entries: impl IntoIterator<Item = &'a (Slot, Entry<Vec<u8>>)>) -> u64 {
+    entries
+        .into_iter()
+        .map(|(_, e)| match &e.value {
+            Value::Data(d) => d.len() as u64 + 24,
+            _ => 24,
+        })
+        .sum()
 }
 
 /// When snapshots are due, and the one in progress.
@@ -101,6 +113,17 @@ impl Snapshots {
             spacing,
             in_progress: None,
         }
+    }
+
+    /// The node restarted from its snapshot at `snapshot` and a log of
+    /// `logged` bytes after it ([`logged_bytes`]): the schedule goes on
+    /// from there, as it stood before the restart. Counting from the
+    /// recovered state instead would let a restarted node hold the log it
+    /// replayed, and as much again, before its next snapshot: the bound
+    /// `every_bytes` puts on the log held in memory would not hold.
+    pub fn resume(&mut self, snapshot: Slot, logged: u64) {
+        self.last = snapshot;
+        self.logged = logged;
     }
 
     /// `bytes` more were appended to the log.
@@ -217,6 +240,29 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_resumes_the_schedule_from_the_snapshot_it_recovered() {
+        // A snapshot every 50-100 txns; the one recovered is at 100, and
+        // the log replayed after it brought the node to 300.
+        let mut s = Snapshots::new(100, u64::MAX, 0.0, 300, 7);
+        assert!(!s.due(300, 0, false), "counting from the recovered state");
+        s.resume(100, 0);
+        assert!(s.due(300, 0, false), "200 txns since the snapshot");
+        // The bytes of the log replayed count towards the byte threshold.
+        let entries = vec![(
+            301,
+            Entry {
+                ballot: crate::paxos::Ballot::new(1, 1),
+                value: Value::Data(vec![0; 976]),
+            },
+        )];
+        assert_eq!(logged_bytes(&entries), 1000);
+        let mut s = Snapshots::new(u64::MAX, 1000, 0.0, 301, 7);
+        assert!(!s.due(301, 0, false));
+        s.resume(300, logged_bytes(&entries));
+        assert!(s.due(301, 0, false), "a log as large as the threshold");
+    }
 
     fn snapshots() -> Snapshots {
         // A fixed seed: the share drawn is deterministic.

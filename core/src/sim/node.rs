@@ -15,7 +15,7 @@ use crate::node::reads::{ReadBarriers, ReadId};
 use crate::node::reaping::Reaping;
 use crate::node::serving::Serving;
 use crate::node::sessions::SessionLiveness;
-use crate::node::snapshots::{Snapshots, WriteFile};
+use crate::node::snapshots::{Snapshots, WriteFile, logged_bytes};
 use crate::node::writes::WritePath;
 use crate::paxos::{Durable, MonoMs, NodeId, Replica, Slot, Write};
 use crate::session::SessionLimits;
@@ -286,6 +286,8 @@ impl Cluster {
         node.wal = GroupCommit::new(1, WAL_RETRY_MS);
         node.batch = None;
         node.snapshots = snapshots(&sim, applied, node.id ^ (node.incarnation << 16));
+        let replayed = node.disk.entries.iter().filter(|(slot, _)| *slot > base);
+        node.snapshots.resume(base, logged_bytes(replayed));
         node.snapshotting = None;
         node.snapshot_bytes = None;
         node.snapshot_file = None;

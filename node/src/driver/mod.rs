@@ -42,7 +42,7 @@ use synod_core::node::group_commit::{Completion, GroupCommit};
 use synod_core::node::reads::{ReadAction, ReadBarriers, ReadError, ReadId, ReadIndex};
 use synod_core::node::reaping::Reaping;
 use synod_core::node::sessions::{PingAnswer, PingId, PingRefusal, SessionLiveness, Settled};
-use synod_core::node::snapshots::Snapshots;
+use synod_core::node::snapshots::{Snapshots, logged_bytes};
 use synod_core::node::writes::{WriteAction, WritePath};
 use synod_core::paxos::{
     self, Ballot, Claim, Command, Membership, Message, MonoMs, NodeId, PaxosError, ReadMode,
@@ -201,6 +201,10 @@ pub fn spawn(
         ..
     } = recovered;
     let single = replica_config.voters == [ensemble.id];
+    // The snapshot schedule goes on from the snapshot recovered, counting
+    // the log replayed after it.
+    let snapshot_slot = durable_state.snapshot.as_ref().map_or(0, |s| s.index);
+    let logged_since = logged_bytes(&durable_state.entries);
     // The origin of the monotonic clock the replica and the session
     // tracker read; the replica starts at its 0.
     let started = Instant::now();
@@ -222,6 +226,7 @@ pub fn spawn(
         config, ensemble, started, machine, replica, wal, sender, metrics, identity,
     );
     state.storage_stats = storage_stats;
+    state.snapshots.resume(snapshot_slot, logged_since);
     state.record_limits(config.state_config());
     state.turn();
     let tick = config.tick();
