@@ -412,21 +412,22 @@ impl SnapshotFiles {
     ) -> Option<(u64, FileOutcome)> {
         match job {
             SnapshotJob::Begin { file, prefix, pack } => {
+                let state_at = prefix.len() as u64;
+                let mut head = prefix;
+                if pack {
+                    head.extend_from_slice(packed::MAGIC);
+                }
                 let mut partial = writer.begin().map_err(|e| e.to_string());
-                if let Ok(p) = &mut partial {
-                    let mut head = prefix.clone();
-                    if pack {
-                        head.extend_from_slice(packed::MAGIC);
-                    }
-                    if let Err(e) = p.append(&head) {
-                        partial = Err(e.to_string());
-                    }
+                if let Ok(p) = &mut partial
+                    && let Err(e) = p.append(&head)
+                {
+                    partial = Err(e.to_string());
                 }
                 self.open.insert(
                     file,
                     OpenFile {
                         partial,
-                        state_at: prefix.len() as u64,
+                        state_at,
                         pack,
                     },
                 );

@@ -422,12 +422,7 @@ impl StorageFile for FaultFile {
             .get(&self.id)
             .ok_or_else(|| io::Error::other("FaultFs: stale file handle"))?
             .data;
-        let bytes = usize::try_from(offset)
-            .ok()
-            .and_then(|at| data.get(at..at.checked_add(buf.len())?))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(bytes);
-        Ok(())
+        super::fs::read_slice_at(data, offset, buf)
     }
 
     fn write_all_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {

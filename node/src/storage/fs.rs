@@ -201,3 +201,15 @@ impl StorageFile for RealFile {
         self.0.sync_all()
     }
 }
+
+/// Fills `buf` with `data`'s bytes from `offset`, failing with
+/// `UnexpectedEof` when they run past its end: `read_exact_at` over bytes
+/// in memory.
+pub(crate) fn read_slice_at(data: &[u8], offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let bytes = usize::try_from(offset)
+        .ok()
+        .and_then(|at| data.get(at..at.checked_add(buf.len())?))
+        .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+    buf.copy_from_slice(bytes);
+    Ok(())
+}

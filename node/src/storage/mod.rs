@@ -115,9 +115,7 @@ use std::time::Instant;
 
 pub use fault::FaultFs;
 pub use fs::{DirEntry, FileLock, FileSystem, RealFs, StorageFile};
-pub use snapshot::{
-    PartialSnapshot, PayloadReader, SnapshotReader, SnapshotWriter, WrittenSnapshot,
-};
+pub use snapshot::{PartialSnapshot, SnapshotReader, SnapshotWriter, WrittenSnapshot};
 
 /// The largest record payload: the frame's length field is 32 bits.
 pub const MAX_RECORD_BYTES: usize = u32::MAX as usize;

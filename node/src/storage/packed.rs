@@ -33,6 +33,8 @@ use synod_core::paxos::SnapshotSource;
 use synod_core::state::{StateConfig, StateMachine};
 use synod_core::stream::DEFAULT_WINDOW;
 
+use super::fs::read_slice_at;
+
 /// What marks a packed stream.
 pub const MAGIC: &[u8; 8] = b"SYNODLZ4";
 /// Raw bytes per frame at most when packing.
@@ -246,12 +248,7 @@ pub fn decode_state(config: StateConfig, bytes: &[u8]) -> Result<StateMachine, C
         return StateMachine::decode_snapshot(config, bytes);
     }
     decode_state_at(config, bytes.len() as u64, &|at, buf| {
-        let slice = usize::try_from(at)
-            .ok()
-            .and_then(|at| bytes.get(at..at.checked_add(buf.len())?))
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.copy_from_slice(slice);
-        Ok(())
+        read_slice_at(bytes, at, buf)
     })
 }
 
@@ -332,10 +329,7 @@ mod tests {
         let packed = pack(&noise);
         // Three frames, each stored as it was.
         assert_eq!(packed.len(), MAGIC.len() + 3 * FRAME_HEADER + noise.len());
-        let read_at = |at: u64, buf: &mut [u8]| {
-            buf.copy_from_slice(&packed[at as usize..at as usize + buf.len()]);
-            Ok(())
-        };
+        let read_at = |at: u64, buf: &mut [u8]| read_slice_at(&packed, at, buf);
         assert_eq!(
             raw_len(packed.len() as u64, &read_at).expect("frames"),
             noise.len() as u64

@@ -349,34 +349,6 @@ impl SnapshotReader {
     }
 }
 
-impl SnapshotReader {
-    /// The payload from `offset` on, as a [`io::Read`]: for decoding a
-    /// snapshot from its file through a buffer of a bounded size.
-    pub fn payload_from(&self, offset: u64) -> PayloadReader<'_> {
-        PayloadReader {
-            file: self,
-            at: offset.min(self.payload_len),
-        }
-    }
-}
-
-/// Reads a snapshot's payload in order; see [`SnapshotReader::payload_from`].
-#[derive(Debug)]
-pub struct PayloadReader<'a> {
-    file: &'a SnapshotReader,
-    at: u64,
-}
-
-impl io::Read for PayloadReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.file.payload_len - self.at;
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        self.file.read_payload_at(self.at, &mut buf[..n])?;
-        self.at += n as u64;
-        Ok(n)
-    }
-}
-
 /// The same open file, not the same contents: a reader is compared only in
 /// tests of what recovery found.
 impl PartialEq for SnapshotReader {
