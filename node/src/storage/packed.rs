@@ -318,13 +318,10 @@ mod tests {
 
     #[test]
     fn incompressible_pieces_are_stored_and_frames_split_large_pieces() {
-        let mut noise = Vec::with_capacity(FRAME_RAW * 2 + 10);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = synod_core::paxos::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut noise = Vec::with_capacity(FRAME_RAW * 2 + 16);
         while noise.len() < FRAME_RAW * 2 + 10 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            noise.extend_from_slice(&x.to_le_bytes());
+            noise.extend_from_slice(&rng.next_u64().to_le_bytes());
         }
         let packed = pack(&noise);
         // Three frames, each stored as it was.

@@ -308,8 +308,6 @@ enum Request {
     Create(String),
 }
 
-/// The `i`th request of place `d` of session `s`: the same sequence of
-/// keys for every protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ValueFill {
     Repeated,
@@ -333,14 +331,9 @@ impl Values {
     fn new(fill: ValueFill, size: usize) -> Self {
         let random = fill == ValueFill::Random;
         let pool: Vec<u8> = if random {
-            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut rng = synod_core::paxos::rng::Rng::new(0x2545_f491_4f6c_dd1d);
             (0..RANDOM_POOL + size)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 32) as u8
-                })
+                .map(|_| (rng.next_u64() >> 32) as u8)
                 .collect()
         } else {
             vec![b'x'; size]
@@ -367,6 +360,8 @@ fn request_number(s: usize, d: usize, i: u64) -> u64 {
     ((s as u64) << 48) ^ ((d as u64) << 40) ^ i
 }
 
+/// The `i`th request of place `d` of session `s`: the same sequence of
+/// keys for every protocol.
 fn request(op: Op, prefix: &str, keys: usize, s: usize, d: usize, i: u64) -> Request {
     let key = || format!("{prefix}/k{}", (i as usize * 7919 + s * 131 + d) % keys);
     match op {
