@@ -24,15 +24,8 @@ impl Cluster {
     /// The replica asks node `i` to make `write` durable.
     pub(super) fn persist(&mut self, i: usize, write: Write<Vec<u8>>) {
         let node = &mut self.nodes[i];
-        let bytes: usize = write
-            .entries
-            .iter()
-            .map(|(_, e)| match &e.value {
-                crate::paxos::Value::Data(d) => d.len() + 24,
-                _ => 24,
-            })
-            .sum();
-        node.snapshots.logged(bytes as u64 + 16);
+        let bytes = crate::node::snapshots::logged_bytes(&write.entries);
+        node.snapshots.logged(bytes + 16);
         let token = write.token;
         let commit = node.replica.as_ref().map_or(0, |r| r.commit_index());
         node.commit_at.push_back((token, commit));
