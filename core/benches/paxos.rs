@@ -71,6 +71,7 @@ impl<T: Clone> Cluster<T> {
                             }
                             Command::ReadReady { .. }
                             | Command::ReadFailed { .. }
+                            | Command::SendLogged { .. }
                             | Command::InstallSnapshot(_) => {}
                         }
                     }

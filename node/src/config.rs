@@ -113,11 +113,18 @@ pub struct NodeConfig {
     pub snapshot_every_txns: u64,
 
     /// Also take a snapshot once at most this many bytes were logged since
-    /// the last one (spread the same way). The replica keeps the log since
-    /// its last snapshot in memory (about 1.2 bytes per byte logged), so
-    /// this bounds that memory whatever the tree's size.
+    /// the last one (spread the same way). This bounds the log on disk, and
+    /// what a restart replays, whatever the tree's size.
     #[arg(long, env = "SYNOD_SNAPSHOT_EVERY_BYTES", default_value_t = 64 << 20)]
     pub snapshot_every_bytes: u64,
+
+    /// Committed log entries the replica keeps in memory behind what it
+    /// applied, to send a peer that is a little behind without reading
+    /// the disk; older ones are read back from the write-ahead log when a
+    /// peer needs them. Without a data directory everything stays in
+    /// memory.
+    #[arg(long, env = "SYNOD_LOG_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub log_cache_entries: u64,
 
     /// A snapshot due by --snapshot-every-txns waits until the txns since
     /// the last one number at least this share of the znodes. A snapshot

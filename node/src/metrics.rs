@@ -213,6 +213,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub sessions_expired: AtomicU64,
     pub leader_changes: AtomicU64,
+    /// Catch-ups sent to a peer from values read back from the log.
+    pub log_reads: AtomicU64,
     started: Instant,
 }
 
@@ -236,6 +238,7 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(&LATENCY_BUCKETS),
             sessions_expired: AtomicU64::new(0),
             leader_changes: AtomicU64::new(0),
+            log_reads: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -307,6 +310,11 @@ impl Metrics {
                 "synod_leader_changes_total",
                 "Times this node saw a new leader.",
                 self.leader_changes.load(Ordering::Relaxed),
+            ),
+            (
+                "synod_log_reads_total",
+                "Catch-ups sent to a peer with committed values read back from the write-ahead log (the replica keeps only --log-cache-entries in memory).",
+                self.log_reads.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in counters {

@@ -174,6 +174,7 @@ pub async fn run(
                 crate::storage::durable::Recovered {
                     machine: synod_core::state::StateMachine::new(config.state_config()),
                     durable: Default::default(),
+                    slot_records: Default::default(),
                     timings: Default::default(),
                 },
                 None,

@@ -320,3 +320,92 @@ async fn a_second_process_cannot_share_the_data_directory() {
         "clear message: {stderr}"
     );
 }
+
+/// A follower that was down catches up from values the leader keeps only
+/// in its write-ahead log: with `--log-cache-entries 0` the leader holds no
+/// committed value in memory, and with snapshots far off it has no
+/// snapshot to send instead, so every value the follower missed is read
+/// back from the leader's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_from_the_leaders_log() {
+    let root = synod_tests::TempDir::new("logged").expect("temp dir");
+    let mut ensemble = tokio::task::block_in_place(|| {
+        synod_tests::Ensemble::start(
+            3,
+            &[
+                "--cluster",
+                "logged",
+                "--log-cache-entries",
+                "0",
+                "--snapshot-every-txns",
+                "1000000",
+            ],
+            Some(root.path()),
+        )
+    })
+    .expect("ensemble");
+    ensemble
+        .wait_ready(Duration::from_secs(30))
+        .expect("ensemble ready");
+    let leader = ensemble.leader(Duration::from_secs(30)).expect("a leader");
+    let follower = ensemble
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
+    tokio::task::block_in_place(|| ensemble.kill(follower)).expect("kill the follower");
+
+    let mut api = CoordinationClient::connect(format!("http://{}", ensemble.endpoint(leader)))
+        .await
+        .expect("connect");
+    for i in 0..300 {
+        api.create(create(format!("/n{i}"), vec![i as u8; 50]))
+            .await
+            .expect("create");
+    }
+    tokio::task::block_in_place(|| ensemble.restart(follower)).expect("restart the follower");
+    let mut at_follower =
+        CoordinationClient::connect(format!("http://{}", ensemble.endpoint(follower)))
+            .await
+            .expect("connect to the follower");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Not serving yet, or not there yet: both mean wait.
+        let caught_up = at_follower
+            .get_data(pb::GetDataRequest {
+                session_id: 0,
+                path: "/n299".into(),
+                watch: false,
+                linearizable: false,
+            })
+            .await
+            .is_ok();
+        if caught_up {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in [0usize, 150, 299] {
+        assert_eq!(
+            get(&mut at_follower, &format!("/n{i}")).await,
+            Some(vec![i as u8; 50])
+        );
+    }
+    let reads =
+        tokio::task::block_in_place(|| ensemble.node(leader).metric("synod_log_reads_total"))
+            .expect("metrics");
+    assert!(
+        reads.is_some_and(|n| n >= 1.0),
+        "the leader read no catch-up from its log: {reads:?}"
+    );
+    let snapshots = tokio::task::block_in_place(|| ensemble.node(leader).metric("synod_snapshots"))
+        .expect("metrics");
+    assert!(
+        snapshots.is_none_or(|n| n == 0.0),
+        "the leader took a snapshot: {snapshots:?}"
+    );
+}

@@ -152,6 +152,21 @@ impl Snapshots {
         self.share = self.spacing.range(500, 1000);
     }
 
+    /// The highest slot the shell may let the replica drop from memory
+    /// ([`crate::paxos::Replica::release_log`]): `keep` slots behind
+    /// `applied`, so that peers a little behind are served from memory,
+    /// and never past a snapshot being encoded (`encoding`): its checkpoint
+    /// record lists the values the replica holds above its slot, and the
+    /// log before the checkpoint goes once the snapshot is written.
+    pub fn release_bound(&self, applied: Slot, encoding: bool, keep: u64) -> Slot {
+        let behind = applied.saturating_sub(keep);
+        if encoding {
+            behind.min(self.last)
+        } else {
+            behind
+        }
+    }
+
     /// The snapshot in progress, if any.
     pub fn in_progress(&self) -> Option<&Snapshot> {
         self.in_progress.as_ref()

@@ -48,8 +48,10 @@
 //! index), [`Replica::compact`] (the shell made a snapshot durable; the log
 //! before it is dropped and lagging peers get the snapshot in chunks,
 //! answered by [`Command::InstallSnapshot`]),
-//! [`Replica::propose_membership`] (one voter at a time, observers first)
-//! and [`Replica::transfer_leadership`].
+//! [`Replica::propose_membership`] (one voter at a time, observers first),
+//! [`Replica::transfer_leadership`], and [`Replica::release_log`] (the shell
+//! keeps committed values on its disk only; a peer that needs them is sent
+//! them through [`Command::SendLogged`]).
 //!
 //! See `docs/consensus.md` for the protocol and the safety argument.
 
@@ -394,6 +396,19 @@ pub enum Command<T> {
     /// Send a message. May be sent at once: the replica has already waited
     /// for whatever durable state the message relies on.
     Send { to: NodeId, msg: Message<T> },
+    /// Send `to` the chosen values at `first..=last`, which the shell let
+    /// go of ([`Replica::release_log`]): read them from the durable log
+    /// and send [`Message::Learn`] with `ballot`, `first` and `commit`. If
+    /// the log no longer has them all (a snapshot purged it since), send
+    /// those held from `first` on, or nothing: the peer asks again and is
+    /// then sent the snapshot.
+    SendLogged {
+        to: NodeId,
+        ballot: Ballot,
+        first: Slot,
+        last: Slot,
+        commit: Slot,
+    },
     /// Apply the committed values at `first..first+values.len()`, in order.
     Apply { first: Slot, values: Vec<Value<T>> },
     /// The linearizable read `id` may be served once the state machine has

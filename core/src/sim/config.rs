@@ -93,6 +93,11 @@ pub struct SimConfig {
     /// heal is not demanded, since losing a majority's disks may rightly
     /// stop the ensemble.
     pub wipes_anytime: bool,
+    /// A node lets its replica drop committed values from memory once
+    /// they are this many slots behind what it applied (the node's
+    /// `--log-cache-entries`); peers that need them are served from the
+    /// disk. `None`: never.
+    pub log_keep: Option<u64>,
 }
 
 impl SimConfig {
@@ -129,6 +134,7 @@ impl SimConfig {
             reconfigure: false,
             wipes: false,
             wipes_anytime: false,
+            log_keep: None,
         }
     }
 }
@@ -157,6 +163,8 @@ impl SimConfig {
         cfg.disk_failures = [0.0, 0.0, 0.05][rng.range(0, 3) as usize];
         // Drawn last, so that every earlier choice of a seed is as it was.
         cfg.wipes = nodes >= 3 && rng.chance(0.3);
+        // From the seed, not the generator, for the same reason.
+        cfg.log_keep = [None, Some(0), Some(3), Some(40)][(seed % 4) as usize];
         cfg
     }
 }

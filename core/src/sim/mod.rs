@@ -74,6 +74,8 @@ pub struct Coverage {
     pub ttl_reaped: u64,
     /// Reads a node held behind their session's outstanding writes.
     pub reads_held: u64,
+    /// Catch-up a node served from its disk: values its replica had let go.
+    pub logged_sends: u64,
 }
 
 impl Coverage {
@@ -90,6 +92,7 @@ impl Coverage {
         self.containers_reaped += other.containers_reaped;
         self.ttl_reaped += other.ttl_reaped;
         self.reads_held += other.reads_held;
+        self.logged_sends += other.logged_sends;
     }
 }
 

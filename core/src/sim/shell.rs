@@ -4,7 +4,8 @@
 //! serves), the frames between nodes, applying committed slots to the
 //! state machine and firing watches, installing a snapshot from the
 //! leader, the periodic tick (with the leader's reaps), and answering
-//! requests (running the reads held behind them). Each step calls the
+//! requests (running the reads held behind them), and letting the replica
+//! drop from memory what the node's disk holds. Each step calls the
 //! same node-core piece `synod`'s driver (`node/src/driver/`) calls, in
 //! the same order; the checks run at the event that could break them.
 
@@ -15,7 +16,7 @@ use super::{Cluster, Frame, invariants};
 use crate::node::apply::{AppliedValue, apply_value};
 use crate::node::reads::ReadIndex;
 use crate::node::writes::WriteAction;
-use crate::paxos::{Command, Durable, NodeId, Role, Slot, Snapshot, Value};
+use crate::paxos::{Command, Durable, Message, NodeId, Role, Slot, Snapshot, Value};
 use crate::state::{Applied, StateMachine};
 use crate::txn::{OpOutcome, Txn, TxnOutcome};
 use crate::watch::Trigger;
@@ -71,6 +72,22 @@ impl Cluster {
         }
     }
 
+    /// Lets node `i`'s replica drop from memory what the node's rule
+    /// allows ([`crate::node::snapshots::Snapshots::release_bound`]).
+    fn release_log(&mut self, i: usize) {
+        let Some(keep) = self.cfg.log_keep else {
+            return;
+        };
+        let node = &mut self.nodes[i];
+        let applied = node.applied();
+        let upto = node
+            .snapshots
+            .release_bound(applied, node.snapshotting.is_some(), keep);
+        if let Some(r) = node.replica.as_mut() {
+            r.release_log(upto);
+        }
+    }
+
     /// Executes the replica's commands, in order, until it has none.
     fn run_commands(&mut self, i: usize) {
         loop {
@@ -79,6 +96,7 @@ impl Cluster {
             };
             let commands = r.take_commands();
             if commands.is_empty() {
+                self.release_log(i);
                 return;
             }
             for command in commands {
@@ -104,6 +122,25 @@ impl Cluster {
                     self.violation(v);
                 }
                 self.send_frame(i, to, Frame::Paxos(msg, claim));
+            }
+            Command::SendLogged {
+                to,
+                ballot,
+                first,
+                last,
+                commit,
+            } => {
+                let values = logged_values(&self.nodes[i].disk, first, last);
+                if !values.is_empty() {
+                    self.coverage.logged_sends += 1;
+                    let msg = Message::Learn {
+                        ballot,
+                        first,
+                        values,
+                        commit,
+                    };
+                    self.execute(i, Command::Send { to, msg });
+                }
             }
             Command::Apply { first, values } => self.apply_committed(i, first, values),
             Command::ReadReady {
@@ -598,4 +635,16 @@ impl Cluster {
             Pending::Probe => {}
         }
     }
+}
+
+/// The values node's `disk` holds at `first..=last`, as far as they are
+/// contiguous from `first`: what the node reads from its log for a peer.
+fn logged_values(disk: &Durable<Vec<u8>>, first: Slot, last: Slot) -> Vec<Value<Vec<u8>>> {
+    let from = disk.entries.partition_point(|(s, _)| *s < first);
+    disk.entries[from..]
+        .iter()
+        .zip(first..=last)
+        .take_while(|((s, _), want)| s == want)
+        .map(|((_, e), _)| e.value.clone())
+        .collect()
 }

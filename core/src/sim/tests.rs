@@ -38,6 +38,7 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         containers_reaped,
         ttl_reaped,
         reads_held,
+        logged_sends,
     } = coverage;
     for (what, n) in [
         ("snapshots encoded", snapshots_encoded),
@@ -51,6 +52,7 @@ fn run_seeds(start: u64, seeds: u64) -> (u64, u64) {
         ("containers reaped", containers_reaped),
         ("TTL nodes reaped", ttl_reaped),
         ("reads held behind their session's writes", reads_held),
+        ("catch-ups served from the disk", logged_sends),
     ] {
         assert!(n > 0, "seeds {start}..{}: no {what}", start + seeds);
     }

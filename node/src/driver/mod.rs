@@ -63,6 +63,7 @@ use crate::peer::{Inbound, PeerSender};
 use crate::storage::StorageStats;
 use crate::storage::durable::{DurableLog, LogWriter, Persisted, Recovered};
 use crate::storage::identity::IdentityFile;
+use crate::storage::logged::{LoggedRequest, SlotRecords};
 use crate::storage::packed::{self, SnapshotCompression};
 use crate::storage::record::{LogRecord, snapshot_file_prefix};
 use synod_core::node::apply::{AppliedValue, apply_value};
@@ -198,6 +199,7 @@ pub fn spawn(
     let Recovered {
         machine,
         durable: durable_state,
+        slot_records,
         ..
     } = recovered;
     let single = replica_config.voters == [ensemble.id];
@@ -221,6 +223,8 @@ pub fn spawn(
         writer: log.start(persisted_tx),
         commit: GroupCommit::new(next_record, WAL_RETRY_MS),
         snapshot_file: None,
+        slots: slot_records,
+        cache_entries: config.log_cache_entries,
     });
     let mut state = NodeState::new(
         config, ensemble, started, machine, replica, wal, sender, metrics, identity,
@@ -229,6 +233,9 @@ pub fn spawn(
     state.snapshots.resume(snapshot_slot, logged_since);
     state.record_limits(config.state_config());
     state.turn();
+    // The first turn let the replica drop the log tail recovery replayed
+    // (all but `--log-cache-entries`): return that memory before serving.
+    crate::memory::release_freed();
     let tick = config.tick();
     let task = async move {
         let mut ticker = tokio::time::interval(tick);
@@ -343,6 +350,12 @@ struct Wal {
     /// The snapshot thread's file for the snapshot being encoded (or
     /// installed) and waiting for its checkpoint.
     snapshot_file: Option<u64>,
+    /// Which record last wrote each slot above the snapshot, to read the
+    /// values the replica let go of back for a peer.
+    slots: SlotRecords,
+    /// Committed entries the replica keeps in memory behind what is
+    /// applied (`--log-cache-entries`).
+    cache_entries: u64,
 }
 
 /// Who waits for a read barrier.
@@ -716,12 +729,27 @@ impl NodeState {
         loop {
             let commands = self.replica.take_commands();
             if commands.is_empty() {
+                self.release_log();
                 return;
             }
             for command in commands {
                 match command {
                     Command::Persist(write) => self.persist(write),
                     Command::Send { to, msg } => self.send_paxos(to, msg),
+                    Command::SendLogged {
+                        to,
+                        ballot,
+                        first,
+                        last,
+                        commit,
+                    } => self.send_logged(LoggedRequest {
+                        to,
+                        ballot,
+                        first,
+                        last,
+                        commit,
+                        records: Vec::new(),
+                    }),
                     Command::Apply { first, values } => self.apply_committed(first, values),
                     Command::ReadReady {
                         id,

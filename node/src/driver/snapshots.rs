@@ -58,6 +58,10 @@ impl NodeState {
         if let Err(error) = self.replica.compact(slot, state) {
             tracing::warn!(%error, "cannot compact the log");
         }
+        if let Some(wal) = &mut self.wal {
+            wal.slots
+                .forget_through(self.replica.log_start().saturating_sub(1));
+        }
     }
 
     /// The leader sent a snapshot: it replaces the state machine. The
@@ -159,6 +163,10 @@ impl NodeState {
         match &mut self.wal {
             Some(wal) => {
                 let record = wal.commit.push(checkpoint.encode(), 0);
+                wal.slots.wrote(
+                    checkpoint.write.entries.iter().map(|(slot, _)| *slot),
+                    record,
+                );
                 self.snapshots.encoded(slot, membership, record);
             }
             None => {

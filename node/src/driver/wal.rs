@@ -15,10 +15,41 @@ impl NodeState {
         let record = LogRecord {
             commit: self.replica.commit_index(),
             write,
+        };
+        let bytes = record.encode();
+        self.snapshots.logged(bytes.len() as u64);
+        let index = wal.commit.push(bytes, token);
+        wal.slots
+            .wrote(record.write.entries.iter().map(|(slot, _)| *slot), index);
+    }
+
+    /// Lets the replica drop from memory the committed values the log
+    /// holds, all but the last `--log-cache-entries` applied
+    /// (`Snapshots::release_bound`). Without a log nothing is let go.
+    pub(super) fn release_log(&mut self) {
+        let Some(wal) = &self.wal else {
+            return;
+        };
+        let applied = u64::try_from(self.machine.applied()).unwrap_or(0);
+        let upto =
+            self.snapshots
+                .release_bound(applied, self.snapshotting.is_some(), wal.cache_entries);
+        self.replica.release_log(upto);
+    }
+
+    /// The replica asked for committed values it let go of to be sent to a
+    /// peer: the storage thread reads them from the log.
+    pub(super) fn send_logged(&mut self, mut request: LoggedRequest) {
+        let Some(wal) = &self.wal else {
+            return;
+        };
+        request.records = wal.slots.records_for(request.first, request.last);
+        if request.records.is_empty() {
+            return;
         }
-        .encode();
-        self.snapshots.logged(record.len() as u64);
-        wal.commit.push(record, token);
+        if !wal.writer.read_logged(request) {
+            self.fail_all("the storage thread has stopped");
+        }
     }
 
     /// Starts the next log batch when none is in flight: everything
@@ -73,6 +104,12 @@ impl NodeState {
                         tracing::error!(batch, "storage reported a batch that is not in flight");
                     }
                 }
+            }
+            Persisted::Logged { to, msg } => {
+                self.metrics
+                    .log_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.send_paxos(to, msg);
             }
             Persisted::Snapshot {
                 index,

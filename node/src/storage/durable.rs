@@ -27,11 +27,12 @@ use bytes::Bytes;
 use synod_core::codec::CodecError;
 use synod_core::node::apply::{AppliedValue, apply_value};
 use synod_core::paxos::{
-    Durable, Membership, Slot, Snapshot, SnapshotBytes, SnapshotSource, Value,
+    Durable, Membership, Message, NodeId, Slot, Snapshot, SnapshotBytes, SnapshotSource, Value,
 };
 use synod_core::state::{StateConfig, StateMachine};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::storage::logged::{LoggedRequest, SlotRecords, read_logged};
 use crate::storage::packed;
 use crate::storage::record::{LogRecord, decode_snapshot_file_header};
 use crate::storage::{
@@ -90,6 +91,8 @@ enum StorageJob {
     /// A snapshot file the snapshot thread wrote (or failed to write),
     /// with its state bytes to serve from it.
     SnapshotWritten { index: u64, written: FileOutcome },
+    /// Committed values to read back from the log for a peer.
+    ReadLogged(LoggedRequest),
 }
 
 /// Log records as the storage thread takes them: index and payload.
@@ -113,6 +116,8 @@ pub enum Persisted {
         result: Result<SnapshotBytes, String>,
         stats: StorageStats,
     },
+    /// Committed values read back from the log, to send to peer `to`.
+    Logged { to: NodeId, msg: Message<Vec<u8>> },
 }
 
 /// Storage opened and recovered, not yet running on its thread.
@@ -141,6 +146,8 @@ pub struct Recovered {
     /// What the replica restarts from: the promised ballot, the accepted
     /// entries after the snapshot, and the snapshot.
     pub durable: Durable<Vec<u8>>,
+    /// Which record last wrote each slot after the snapshot.
+    pub slot_records: SlotRecords,
     /// Where the time to recover went.
     pub timings: RecoveryTimings,
 }
@@ -246,6 +253,7 @@ impl DurableLog {
         };
         let snapshot_decoded = started.elapsed();
         let mut commit = snapshot_slot;
+        let mut slot_records = SlotRecords::default();
         for (index, bytes) in &found.entries {
             let record = LogRecord::decode(bytes).map_err(|source| RecoveryError::Record {
                 index: *index,
@@ -254,6 +262,7 @@ impl DurableLog {
             commit = commit.max(record.commit);
             let mut write = record.write;
             write.entries.retain(|(slot, _)| *slot > snapshot_slot);
+            slot_records.wrote(write.entries.iter().map(|(slot, _)| *slot), *index);
             durable.apply(&write);
         }
         // Apply the committed prefix the log holds, so the node serves its
@@ -291,6 +300,7 @@ impl DurableLog {
             Recovered {
                 machine,
                 durable,
+                slot_records,
                 timings,
             },
         ))
@@ -359,6 +369,15 @@ impl DurableLog {
                                 index,
                                 result,
                                 stats: storage.stats(),
+                            }
+                        }
+                        StorageJob::ReadLogged(request) => {
+                            // Reads of recent records come from the page
+                            // cache; an append waits behind them at most a
+                            // few hundred microseconds.
+                            match read_logged(&storage, request) {
+                                Some((to, msg)) => Persisted::Logged { to, msg },
+                                None => continue,
                             }
                         }
                     };
@@ -550,6 +569,13 @@ impl LogWriter {
         self.snapshots
             .send(SnapshotJob::Finish { file, index })
             .is_ok()
+    }
+
+    /// Reads committed values back from the log for a peer (reported as
+    /// [`Persisted::Logged`], or not at all when the log no longer has
+    /// them); false when the storage thread is gone.
+    pub fn read_logged(&self, request: LoggedRequest) -> bool {
+        self.jobs.send(StorageJob::ReadLogged(request)).is_ok()
     }
 
     /// Snapshot file `file` is not needed: it is removed.

@@ -103,6 +103,7 @@ pub mod durable;
 mod fault;
 mod fs;
 pub mod identity;
+pub mod logged;
 pub mod packed;
 pub mod record;
 pub mod snapshot;
@@ -279,6 +280,10 @@ struct Segment {
     path: PathBuf,
     /// File size, preallocation included.
     bytes: u64,
+    /// Where each record from `first_index` on starts, for
+    /// [`Storage::read_record`]: known for the segments recovery read and
+    /// those written since (older segments are never read back).
+    offsets: Vec<u64>,
 }
 
 /// The segment appends go to.
@@ -416,10 +421,12 @@ impl Storage {
         self.clean_active()?;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
+        let mut starts = Vec::with_capacity(records.len());
         for &(index, payload) in records {
+            starts.push(buf.len() as u64);
             wal::encode_record(&mut buf, index, payload);
         }
-        let result = self.write_batch(first, records.len() as u64, &buf);
+        let result = self.write_batch(first, &starts, &buf);
         // Keep the buffer for the next batch unless one huge batch bloated it.
         if buf.capacity() <= 4 * self.config.segment_bytes as usize {
             self.buf = buf;
@@ -427,7 +434,10 @@ impl Storage {
         result
     }
 
-    fn write_batch(&mut self, first: u64, count: u64, buf: &[u8]) -> Result<(), StorageError> {
+    /// Writes `buf`, the records from `first` on (each starting at its
+    /// offset in `starts`), at the end of the log, and makes it durable.
+    fn write_batch(&mut self, first: u64, starts: &[u64], buf: &[u8]) -> Result<(), StorageError> {
+        let count = starts.len() as u64;
         let roll = match &self.active {
             None => true,
             Some(a) => {
@@ -468,6 +478,9 @@ impl Storage {
             segment.bytes = active.allocated;
             return Err(e);
         }
+        segment
+            .offsets
+            .extend(starts.iter().map(|start| active.offset + start));
         active.offset += buf.len() as u64;
         active.allocated = active.allocated.max(active.offset);
         segment.bytes = active.allocated;
@@ -574,6 +587,7 @@ impl Storage {
             first_index,
             path,
             bytes: allocated,
+            offsets: Vec::new(),
         });
         self.active = Some(Active {
             file,
@@ -584,6 +598,52 @@ impl Storage {
             dirty: false,
         });
         Ok(())
+    }
+
+    /// The payload of the durable record at `index`, read back from its
+    /// segment and checked; `None` when the log does not have it (purged,
+    /// not written yet, or before what recovery read).
+    pub fn read_record(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        if index == 0 || index > self.last_index {
+            return Ok(None);
+        }
+        let at = self.segments.partition_point(|s| s.first_index <= index);
+        let Some(segment) = at.checked_sub(1).map(|i| &self.segments[i]) else {
+            return Ok(None);
+        };
+        let Some(&offset) = segment
+            .offsets
+            .get(usize::try_from(index - segment.first_index).unwrap_or(usize::MAX))
+        else {
+            return Ok(None);
+        };
+        let path = &segment.path;
+        let file = self.fs.open_read(path).map_err(io_err("open", path))?;
+        let mut header = [0u8; wal::FRAME_HEADER_LEN];
+        file.read_exact_at(offset, &mut header)
+            .map_err(io_err("read", path))?;
+        let len = wal::frame_payload_len(&header);
+        if len > MAX_RECORD_BYTES {
+            return Err(StorageError::CorruptLog {
+                path: path.clone(),
+                offset,
+                reason: format!("a record read back claims {len} bytes"),
+            });
+        }
+        let mut frame = header.to_vec();
+        frame.resize(wal::FRAME_HEADER_LEN + len, 0);
+        file.read_exact_at(
+            offset + wal::FRAME_HEADER_LEN as u64,
+            &mut frame[wal::FRAME_HEADER_LEN..],
+        )
+        .map_err(io_err("read", path))?;
+        wal::check_read_back(&frame, index).map_err(|reason| StorageError::CorruptLog {
+            path: path.clone(),
+            offset,
+            reason,
+        })?;
+        frame.drain(..wal::FRAME_HEADER_LEN);
+        Ok(Some(frame))
     }
 
     /// Writes a snapshot of the state at `index`, then purges.
@@ -700,6 +760,7 @@ impl Storage {
                     first_index,
                     path: log_dir.join(&e.name),
                     bytes: e.len,
+                    offsets: Vec::new(),
                 });
             } else if e.name.ends_with(TMP_SUFFIX) && e.name.starts_with(wal::SEGMENT_PREFIX) {
                 leftovers.push(log_dir.join(&e.name));
@@ -746,6 +807,7 @@ impl Storage {
         let mut torn: Option<(PathBuf, u64)> = None;
         let mut active_end: Option<(u64, u64, bool)> = None; // offset, next index, has records
         let count = segments.len();
+        let mut offsets: Vec<(usize, Vec<u64>)> = Vec::new();
         for (i, seg) in segments.iter().enumerate() {
             let is_last = i + 1 == count;
             if !is_last && segments[i + 1].first_index <= base + 1 {
@@ -760,6 +822,13 @@ impl Storage {
                 }
             })?;
             let next_after = seg.first_index + scan.records.len() as u64;
+            offsets.push((
+                i,
+                scan.records
+                    .iter()
+                    .map(|(_, range)| (range.start - wal::FRAME_HEADER_LEN) as u64)
+                    .collect(),
+            ));
             if !is_last && !scan.records.is_empty() && next_after != segments[i + 1].first_index {
                 return Err(missing(
                     &segments[i + 1].path,
@@ -806,6 +875,9 @@ impl Storage {
             if is_last {
                 active_end = Some((scan.end_offset, next_after, !scan.records.is_empty()));
             }
+        }
+        for (i, found) in offsets {
+            segments[i].offsets = found;
         }
         let last_entry = entries.last().map_or(base, |(i, _)| *i);
 

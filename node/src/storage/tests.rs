@@ -893,3 +893,33 @@ fn a_snapshot_written_in_pieces_counts_only_once_finished() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn records_read_back_by_index_across_segments_and_a_restart() {
+    let fs = FaultFs::new();
+    // Small segments: the records span several.
+    let cfg = config(256, true, 3);
+    let (mut s, _) = open(&fs, &cfg).unwrap();
+    append_each(&mut s, 1, 30, 40);
+    let batch: Vec<(u64, Vec<u8>)> = (31..=34).map(|i| (i, payload(i, 0, 40))).collect();
+    let refs: Vec<(u64, &[u8])> = batch.iter().map(|(i, p)| (*i, p.as_slice())).collect();
+    s.append(&refs).unwrap();
+    assert!(fs.file_names(&log_dir()).len() > 2, "several segments");
+    for i in 1..=34 {
+        assert_eq!(s.read_record(i).unwrap(), Some(payload(i, 0, 40)), "{i}");
+    }
+    assert_eq!(s.read_record(0).unwrap(), None);
+    assert_eq!(s.read_record(35).unwrap(), None);
+    drop(s);
+    fs.crash();
+    let (mut s, _) = open(&fs, &cfg).unwrap();
+    append_each(&mut s, 35, 36, 40);
+    for i in 1..=36 {
+        assert_eq!(s.read_record(i).unwrap(), Some(payload(i, 0, 40)), "{i}");
+    }
+    // A damaged record is refused, not returned.
+    let first_segment = segment_path(1);
+    fs.flip_bit(&first_segment, wal::HEADER_LEN as u64 + 20, 3)
+        .unwrap();
+    assert!(s.read_record(1).is_err());
+}

@@ -198,6 +198,24 @@ fn valid_record_after(bytes: &[u8], from: usize, to: usize, next_index: u64) -> 
     false
 }
 
+/// The payload length a frame header claims.
+pub(crate) fn frame_payload_len(header: &[u8; FRAME_HEADER_LEN]) -> usize {
+    u32_at(header, 4) as usize
+}
+
+/// Checks a whole frame read back by itself: its checksum, type and
+/// index.
+pub(crate) fn check_read_back(frame: &[u8], index: u64) -> Result<(), String> {
+    match check_frame(frame, 0, index) {
+        Ok(total) if total == frame.len() => Ok(()),
+        Ok(total) => Err(format!(
+            "the record is {total} bytes where {} were read",
+            frame.len()
+        )),
+        Err(BadFrame::Damaged(reason) | BadFrame::OutOfOrder(reason)) => Err(reason),
+    }
+}
+
 /// Scans a whole segment. `is_last` allows a torn tail; anywhere else every
 /// byte after the last record must be zero.
 pub(crate) fn scan(bytes: &[u8], first_index: u64, is_last: bool) -> Result<Scan, Corrupt> {

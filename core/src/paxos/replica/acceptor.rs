@@ -16,17 +16,19 @@ impl<T: Clone> Replica<T> {
             );
             return;
         }
+        if ballot > self.promised && !self.would_promise(from) {
+            return;
+        }
+        // We compacted, or hold only on disk, slots the candidate has not
+        // committed: a promise could not report what we accepted there, so
+        // we must not promise (nor repeat a promise made before we let them
+        // go). The candidate is caught up instead, and campaigns again from
+        // further along, or a replica that is further along is elected.
+        if slot < self.log.held_from() {
+            self.on_catch_up(from, slot - 1);
+            return;
+        }
         if ballot > self.promised {
-            if !self.would_promise(from) {
-                return;
-            }
-            // We compacted slots the candidate has not committed: we could
-            // not report what we accepted there, so we must not promise. A
-            // replica that is further along will be elected instead.
-            if slot < self.log.base {
-                self.on_catch_up(from, slot - 1);
-                return;
-            }
             match &self.state {
                 State::Candidate(c) if c.ballot < ballot => self.state = State::Follower,
                 State::PreCandidate { .. } => self.state = State::Follower,
@@ -52,7 +54,7 @@ impl<T: Clone> Replica<T> {
     }
 
     pub(super) fn accepted_from(&self, from: Slot) -> Vec<(Slot, Entry<T>)> {
-        (from.max(self.log.base)..=self.log.last())
+        (from.max(self.log.held_from())..=self.log.last())
             .filter_map(|s| self.log.get(s).map(|e| (s, e.clone())))
             .collect()
     }
@@ -94,7 +96,7 @@ impl<T: Clone> Replica<T> {
             }
             let entry = Entry { ballot, value };
             entries.push((slot, entry.clone()));
-            self.log.set(slot, entry);
+            self.log.set(slot, entry, self.next_token());
         }
         if raise || !entries.is_empty() {
             self.persist(raise.then_some(ballot), entries);
@@ -166,7 +168,7 @@ impl<T: Clone> Replica<T> {
             // is safe: any later phase 1 that sees it must propose it anyway.
             let entry = Entry { ballot, value };
             entries.push((slot, entry.clone()));
-            self.log.set(slot, entry);
+            self.log.set(slot, entry, self.next_token());
             self.commit = slot;
         }
         if !entries.is_empty() {

@@ -14,20 +14,41 @@ impl<T: Clone> Replica<T> {
         if commit + 1 >= self.log.base {
             let first = commit + 1;
             let last = self.commit.min(commit + self.cfg.max_batch as Slot);
-            let values: Vec<Value<T>> = (first..=last)
-                .map_while(|s| self.log.get(s).map(|e| e.value.clone()))
-                .collect();
-            if !values.is_empty() {
-                let msg = Message::Learn {
-                    ballot: Ballot::ZERO,
-                    first,
-                    values,
-                    commit: self.commit,
-                };
-                self.send(from, msg);
+            if let Some(chosen) = self.log.chosen(first, last) {
+                self.send_chosen(from, Ballot::ZERO, first, chosen);
             }
         } else if let Some(snap) = self.snapshot_for(from, None) {
             self.serve_snapshot_chunk(from, &snap, 0);
+        }
+    }
+
+    /// Sends `to` the chosen values `chosen`, from `first` on: from
+    /// memory, or through the shell's log.
+    pub(super) fn send_chosen(
+        &mut self,
+        to: NodeId,
+        ballot: Ballot,
+        first: Slot,
+        chosen: log::Chosen<T>,
+    ) {
+        let commit = self.commit;
+        match chosen {
+            log::Chosen::Held(values) => self.send(
+                to,
+                Message::Learn {
+                    ballot,
+                    first,
+                    values,
+                    commit,
+                },
+            ),
+            log::Chosen::Logged { last } => self.out.push(Command::SendLogged {
+                to,
+                ballot,
+                first,
+                last,
+                commit,
+            }),
         }
     }
 

@@ -80,6 +80,8 @@ impl<T: Clone> Replica<T> {
 
     pub(super) fn start_phase2(&mut self, first: Slot, values: Vec<Value<T>>) {
         let commit = self.commit;
+        // The entries are written by the persist at the end of this call.
+        let next_token = self.next_token();
         let State::Leader(l) = &mut self.state else {
             return;
         };
@@ -93,7 +95,7 @@ impl<T: Clone> Replica<T> {
                 value: v.clone(),
             };
             entries.push((slot, entry.clone()));
-            self.log.set(slot, entry);
+            self.log.set(slot, entry, next_token);
             if slot > commit {
                 l.acks.push_back(0);
             }
@@ -270,21 +272,10 @@ impl<T: Clone> Replica<T> {
         {
             let first = commit + 1;
             let last = my_commit.min(commit + max_batch as Slot);
-            let values: Vec<Value<T>> = (first..=last)
-                .map_while(|s| self.log.get(s).map(|e| e.value.clone()))
-                .collect();
-            if !values.is_empty() {
-                p.learn_sent_to = first + values.len() as Slot - 1;
+            if let Some(chosen) = self.log.chosen(first, last) {
+                p.learn_sent_to = chosen.last(first);
                 p.learn_sent_at = self.now;
-                self.send(
-                    from,
-                    Message::Learn {
-                        ballot,
-                        first,
-                        values,
-                        commit: my_commit,
-                    },
-                );
+                self.send_chosen(from, ballot, first, chosen);
             }
         }
         // Retransmit uncommitted slots the peer has not acknowledged, from

@@ -292,7 +292,7 @@ impl<T: Clone> Replica<T> {
             membership = (snap.index, snap.membership.clone());
         }
         for (slot, entry) in durable.entries {
-            log.set(slot, entry);
+            log.set(slot, entry, 0);
         }
         // The entries held up to the durable commit index are committed:
         // knowing so now tells the replica the membership in force after a
@@ -498,6 +498,24 @@ impl<T: Clone> Replica<T> {
         self.log.base
     }
 
+    /// First slot whose value is in memory: from [`Replica::log_start`] up
+    /// to here the values are only in the shell's durable log.
+    pub fn log_held_from(&self) -> Slot {
+        self.log.held_from()
+    }
+
+    /// The shell lets the replica drop the values at slots up to `upto`
+    /// from memory, keeping them only in its durable log: those committed
+    /// here whose writes are durable (the rest stay until a later call).
+    /// A peer that needs them is served through [`Command::SendLogged`].
+    /// The shell must still be able to read them: it may not pass a slot
+    /// above a snapshot it has begun but not yet followed with the
+    /// checkpoint of [`Replica::accepted_after`], which lists only values
+    /// held in memory.
+    pub fn release_log(&mut self, upto: Slot) {
+        self.log.release(upto.min(self.commit), self.durable_token);
+    }
+
     /// Highest slot holding an accepted value (or the log start - 1).
     pub fn log_last(&self) -> Slot {
         self.log.last()
@@ -506,7 +524,8 @@ impl<T: Clone> Replica<T> {
     /// Every accepted entry above `slot`, as written so far (durable or
     /// not). A shell that starts its write-ahead log afresh after a
     /// snapshot at `slot` writes these first, so the new log holds all
-    /// that the old one held above the snapshot.
+    /// that the old one held above the snapshot. Only values held in
+    /// memory are listed: see [`Replica::release_log`].
     pub fn accepted_after(&self, slot: Slot) -> Vec<(Slot, Entry<T>)> {
         let first = (slot + 1).max(self.log.base);
         (first..=self.log.last())
@@ -769,6 +788,12 @@ impl<T: Clone> Replica<T> {
 
     fn reset_election_timer(&mut self) {
         self.election_deadline = self.now + draw_timeout(&mut self.rng, self.cfg.election_ms);
+    }
+
+    /// The token the next [`Replica::persist`] will carry: what an entry
+    /// stored in the log now, and written by that persist, is durable at.
+    fn next_token(&self) -> u64 {
+        self.last_token + 1
     }
 
     fn persist(&mut self, promised: Option<Ballot>, entries: Vec<(Slot, Entry<T>)>) {

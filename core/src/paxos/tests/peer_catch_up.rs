@@ -233,3 +233,91 @@ fn an_older_snapshot_offered_mid_transfer_does_not_restart_it() {
         "the newer transfer completed"
     );
 }
+
+/// Node 2 of three with slots 1 and 2 learned (committed) and written by
+/// the write with token 1, made durable.
+fn follower_with_two_committed() -> Replica<&'static str> {
+    let mut a = replica(2, 3);
+    a.step(
+        1,
+        Message::Learn {
+            ballot: b(1, 1),
+            first: 1,
+            values: vec![data("a"), data("b")],
+            commit: 2,
+        },
+        a.now(),
+    );
+    a.take_commands();
+    a
+}
+
+#[test]
+fn released_values_wait_for_their_write_and_are_then_served_from_the_log() {
+    let mut a = follower_with_two_committed();
+    // The write holding them is not durable yet: nothing is let go.
+    a.release_log(2);
+    assert_eq!(a.log_held_from(), 1);
+    a.persisted(1);
+    // Not past the commit index, whatever the shell asks.
+    a.release_log(10);
+    assert_eq!((a.log_start(), a.log_held_from()), (1, 3));
+    assert_eq!(a.log_last(), 2);
+    a.step(3, Message::CatchUp { commit: 0 }, a.now());
+    assert_eq!(
+        a.take_commands(),
+        vec![Command::SendLogged {
+            to: 3,
+            ballot: Ballot::ZERO,
+            first: 1,
+            last: 2,
+            commit: 2,
+        }]
+    );
+    // What the log holds above a snapshot excludes what was let go.
+    assert_eq!(a.accepted_after(0), vec![]);
+}
+
+#[test]
+fn a_replica_does_not_promise_below_what_it_holds_in_memory() {
+    let mut a = follower_with_two_committed();
+    a.persisted(1);
+    a.release_log(1);
+    // Past the lease a crashed leader may hold.
+    let later = a.now() + 1_000;
+    a.tick(later);
+    a.take_commands();
+    // A candidate that has committed nothing asks from slot 1: this
+    // replica cannot report slot 1, so it catches the candidate up instead
+    // of promising.
+    a.step(
+        3,
+        Message::Prepare {
+            ballot: b(5, 3),
+            from: 1,
+        },
+        later,
+    );
+    let cmds = a.take_commands();
+    assert_eq!(
+        cmds,
+        vec![Command::SendLogged {
+            to: 3,
+            ballot: Ballot::ZERO,
+            first: 1,
+            last: 1,
+            commit: 2,
+        }]
+    );
+    assert_eq!(a.promised(), Ballot::ZERO);
+    // From slot 2 on it holds everything: it promises.
+    a.step(
+        3,
+        Message::Prepare {
+            ballot: b(5, 3),
+            from: 2,
+        },
+        later,
+    );
+    assert_eq!(a.promised(), b(5, 3));
+}
