@@ -45,10 +45,29 @@ impl NodeState {
         };
         request.records = wal.slots.records_for(request.first, request.last);
         if request.records.is_empty() {
+            let why = format!("no log record is known for slot {}", request.first);
+            self.logged_unavailable(request.to, &why);
             return;
         }
         if !wal.writer.read_logged(request) {
             self.fail_all("the storage thread has stopped");
+        }
+    }
+
+    /// Values the replica let go of cannot be read back for peer `to` (a
+    /// record damaged or gone): take a snapshot, so that the replica's log
+    /// starts after them and the peer is sent the snapshot instead of
+    /// asking for them again and again.
+    fn logged_unavailable(&mut self, to: NodeId, why: &str) {
+        let encoding = self.snapshotting.is_some() || self.snapshots.in_progress().is_some();
+        tracing::warn!(
+            peer = to,
+            reason = why,
+            snapshot_under_way = encoding,
+            "cannot send a peer committed values from the log; a snapshot will serve it"
+        );
+        if !encoding {
+            self.start_snapshot();
         }
     }
 
@@ -105,12 +124,15 @@ impl NodeState {
                     }
                 }
             }
-            Persisted::Logged { to, msg } => {
-                self.metrics
-                    .log_reads
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.send_paxos(to, msg);
-            }
+            Persisted::Logged { to, result } => match result {
+                Ok(msg) => {
+                    self.metrics
+                        .log_reads
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.send_paxos(to, msg);
+                }
+                Err(why) => self.logged_unavailable(to, &why),
+            },
             Persisted::Snapshot {
                 index,
                 result,

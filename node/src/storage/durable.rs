@@ -116,8 +116,12 @@ pub enum Persisted {
         result: Result<SnapshotBytes, String>,
         stats: StorageStats,
     },
-    /// Committed values read back from the log, to send to peer `to`.
-    Logged { to: NodeId, msg: Message<Vec<u8>> },
+    /// Committed values read back from the log, to send to peer `to`, or
+    /// why they could not be.
+    Logged {
+        to: NodeId,
+        result: Result<Message<Vec<u8>>, String>,
+    },
 }
 
 /// Storage opened and recovered, not yet running on its thread.
@@ -253,7 +257,7 @@ impl DurableLog {
         };
         let snapshot_decoded = started.elapsed();
         let mut commit = snapshot_slot;
-        let mut slot_records = SlotRecords::default();
+        let mut slot_records = SlotRecords::after(snapshot_slot);
         for (index, bytes) in &found.entries {
             let record = LogRecord::decode(bytes).map_err(|source| RecoveryError::Record {
                 index: *index,
@@ -375,9 +379,10 @@ impl DurableLog {
                             // Reads of recent records come from the page
                             // cache; an append waits behind them at most a
                             // few hundred microseconds.
-                            match read_logged(&storage, request) {
-                                Some((to, msg)) => Persisted::Logged { to, msg },
-                                None => continue,
+                            let to = request.to;
+                            Persisted::Logged {
+                                to,
+                                result: read_logged(&storage, request).map(|(_, msg)| msg),
                             }
                         }
                     };
@@ -572,8 +577,7 @@ impl LogWriter {
     }
 
     /// Reads committed values back from the log for a peer (reported as
-    /// [`Persisted::Logged`], or not at all when the log no longer has
-    /// them); false when the storage thread is gone.
+    /// [`Persisted::Logged`]); false when the storage thread is gone.
     pub fn read_logged(&self, request: LoggedRequest) -> bool {
         self.jobs.send(StorageJob::ReadLogged(request)).is_ok()
     }

@@ -14,28 +14,37 @@ use synod_core::paxos::{Ballot, Message, NodeId, Slot, Value};
 use super::Storage;
 use super::record::LogRecord;
 
-/// The record index that last wrote each slot from `first` on (0: none).
-/// A committed slot's last write holds its chosen value: once a value is
-/// chosen, any later ballot that writes the slot writes that value.
+/// The record index that last wrote each slot above `forgotten` (0: none
+/// yet). A committed slot's last write holds its chosen value: once a value
+/// is chosen, any later ballot that writes the slot writes that value. An
+/// earlier record may hold an older value for it (a snapshot's checkpoint
+/// lists what was accepted above its slot, chosen or not), so a slot's
+/// value is only ever taken from the record named here.
 #[derive(Debug, Default)]
 pub struct SlotRecords {
-    first: Slot,
+    /// The slots up to here are covered by a snapshot.
+    forgotten: Slot,
+    /// `records[i]` is for slot `forgotten + 1 + i`.
     records: VecDeque<u64>,
 }
 
 impl SlotRecords {
+    /// An index of the slots after a snapshot at `slot` (0: none).
+    pub fn after(slot: Slot) -> Self {
+        SlotRecords {
+            forgotten: slot,
+            records: VecDeque::new(),
+        }
+    }
+
     /// Record `record` wrote `slots`.
     pub fn wrote(&mut self, slots: impl IntoIterator<Item = Slot>, record: u64) {
         for slot in slots {
-            if self.records.is_empty() {
-                self.first = slot;
-            }
-            if slot < self.first {
-                // Below what is tracked: older than the snapshot the log
-                // restarted from, never read back.
+            // At or below the snapshot: never read back.
+            let Some(i) = slot.checked_sub(self.forgotten + 1) else {
                 continue;
-            }
-            let i = usize::try_from(slot - self.first).unwrap_or(usize::MAX);
+            };
+            let i = usize::try_from(i).unwrap_or(usize::MAX);
             if i >= self.records.len() {
                 self.records.resize(i + 1, 0);
             }
@@ -45,33 +54,28 @@ impl SlotRecords {
 
     /// Forgets the slots up to `slot` (a snapshot covers them).
     pub fn forget_through(&mut self, slot: Slot) {
-        while self.first <= slot && !self.records.is_empty() {
-            self.records.pop_front();
-            self.first += 1;
+        while self.forgotten < slot {
+            if self.records.pop_front().is_none() {
+                self.forgotten = slot;
+                break;
+            }
+            self.forgotten += 1;
         }
         if self.records.capacity() > 4 * self.records.len() + 1024 {
             self.records.shrink_to(2 * self.records.len());
         }
     }
 
-    /// The records to read for `first..=last`, in order of first need,
-    /// each once; they stop at the first slot with no record.
+    /// The record that last wrote each slot of `first..=last`, as far as
+    /// every slot from `first` on has one.
     pub fn records_for(&self, first: Slot, last: Slot) -> Vec<u64> {
-        let mut out: Vec<u64> = Vec::new();
-        for slot in first..=last {
-            let record = slot
-                .checked_sub(self.first)
-                .and_then(|i| self.records.get(usize::try_from(i).ok()?))
-                .copied()
-                .unwrap_or(0);
-            if record == 0 {
-                break;
-            }
-            if !out.contains(&record) {
-                out.push(record);
-            }
-        }
-        out
+        (first..=last)
+            .map_while(|slot| {
+                let i = slot.checked_sub(self.forgotten + 1)?;
+                let record = *self.records.get(usize::try_from(i).ok()?)?;
+                (record != 0).then_some(record)
+            })
+            .collect()
     }
 }
 
@@ -83,46 +87,44 @@ pub struct LoggedRequest {
     pub first: Slot,
     pub last: Slot,
     pub commit: Slot,
-    /// The records holding them ([`SlotRecords::records_for`]).
+    /// The record that last wrote each slot from `first` on
+    /// ([`SlotRecords::records_for`]).
     pub records: Vec<u64>,
 }
 
-/// Reads the request's records and builds the `Learn` of the values at
-/// `first..=last` they hold contiguously from `first`; `None` when they
-/// hold none (the log was purged meanwhile, or a record is unreadable:
-/// the peer asks again and gets the snapshot).
+/// Reads the request's records and builds the `Learn` of the values they
+/// hold, or says why it cannot (a record gone or damaged: the driver then
+/// takes a snapshot, which the peer is sent instead).
 pub fn read_logged(
     storage: &Storage,
     request: LoggedRequest,
-) -> Option<(NodeId, Message<Vec<u8>>)> {
+) -> Result<(NodeId, Message<Vec<u8>>), String> {
     let LoggedRequest {
         to,
         ballot,
         first,
-        last,
+        last: _,
         commit,
         records,
     } = request;
+    let mut distinct = records.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
     let mut found: BTreeMap<Slot, Value<Vec<u8>>> = BTreeMap::new();
-    for index in records {
+    for index in distinct {
         let payload = match storage.read_record(index) {
             Ok(Some(payload)) => payload,
-            Ok(None) => break,
-            Err(error) => {
-                tracing::warn!(%error, index, "cannot read a log record back for a peer");
-                break;
-            }
+            Ok(None) => return Err(format!("log record {index} is no longer in the log")),
+            Err(error) => return Err(format!("cannot read log record {index} back: {error}")),
         };
-        let record = match LogRecord::decode(&payload) {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::warn!(%error, index, "a log record read back does not decode");
-                break;
-            }
-        };
-        // A later record wins: it is the slot's last write.
+        let record = LogRecord::decode(&payload)
+            .map_err(|error| format!("log record {index} read back does not decode: {error}"))?;
+        // Only the values this record is the last write of.
         for (slot, entry) in record.write.entries {
-            if (first..=last).contains(&slot) {
+            let wanted = slot
+                .checked_sub(first)
+                .and_then(|i| records.get(usize::try_from(i).ok()?));
+            if wanted == Some(&index) {
                 found.insert(slot, entry.value);
             }
         }
@@ -133,36 +135,125 @@ pub fn read_logged(
         .take_while(|((slot, _), want)| slot == want)
         .map(|((_, value), _)| value)
         .collect();
-    (!values.is_empty()).then(|| {
-        (
-            to,
-            Message::Learn {
-                ballot,
-                first,
-                values,
-                commit,
-            },
-        )
-    })
+    if values.len() != records.len() {
+        return Err(format!(
+            "the log holds {} of the {} values from slot {first} on",
+            values.len(),
+            records.len()
+        ));
+    }
+    Ok((
+        to,
+        Message::Learn {
+            ballot,
+            first,
+            values,
+            commit,
+        },
+    ))
 }
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use synod_core::paxos::{Entry, Write};
+
     use super::*;
+    use crate::storage::{FaultFs, StorageConfig};
 
     #[test]
     fn slot_records_track_the_last_write_and_forget_what_a_snapshot_covers() {
-        let mut slots = SlotRecords::default();
-        slots.wrote(5..=7, 1);
-        slots.wrote(7..=9, 2);
-        assert_eq!(slots.records_for(5, 9), vec![1, 2]);
-        assert_eq!(slots.records_for(8, 12), vec![2]);
-        assert_eq!(slots.records_for(1, 9), Vec::<u64>::new());
+        let mut slots = SlotRecords::after(4);
+        // A write above a slot not written yet leaves a gap, filled later.
+        slots.wrote(7..=8, 1);
+        assert_eq!(slots.records_for(5, 8), Vec::<u64>::new());
+        assert_eq!(slots.records_for(7, 9), vec![1, 1]);
+        slots.wrote(5..=7, 2);
+        assert_eq!(slots.records_for(5, 9), vec![2, 2, 2, 1]);
+        // Below the snapshot: ignored.
+        slots.wrote(3..=4, 3);
+        assert_eq!(slots.records_for(3, 5), Vec::<u64>::new());
         slots.forget_through(6);
         assert_eq!(slots.records_for(5, 9), Vec::<u64>::new());
-        assert_eq!(slots.records_for(7, 9), vec![2]);
-        // A checkpoint rewrites what is above a snapshot.
-        slots.wrote(8..=9, 3);
-        assert_eq!(slots.records_for(7, 9), vec![2, 3]);
+        assert_eq!(slots.records_for(7, 9), vec![2, 1]);
+        // Forgetting everything keeps the floor: slot 10 is not the start.
+        slots.forget_through(9);
+        slots.wrote([11], 4);
+        slots.wrote([10], 5);
+        assert_eq!(slots.records_for(10, 11), vec![5, 4]);
+    }
+
+    fn record(commit: Slot, entries: &[(Slot, &str)]) -> Vec<u8> {
+        LogRecord {
+            commit,
+            write: Write {
+                token: 1,
+                promised: None,
+                entries: entries
+                    .iter()
+                    .map(|(slot, v)| {
+                        (
+                            *slot,
+                            Entry {
+                                ballot: Ballot::new(1, 1),
+                                value: Value::Data(v.as_bytes().to_vec()),
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+        }
+        .encode()
+    }
+
+    fn storage() -> Storage {
+        let config = StorageConfig {
+            log_dir: PathBuf::from("/data/log"),
+            snapshot_dir: PathBuf::from("/data/snapshot"),
+            segment_bytes: 4096,
+            preallocate: false,
+            preallocate_step: 4096,
+            keep_snapshots: 2,
+        };
+        Storage::open(config, Arc::new(FaultFs::new()))
+            .expect("open")
+            .0
+    }
+
+    #[test]
+    fn each_value_comes_from_the_record_that_last_wrote_its_slot() {
+        let mut storage = storage();
+        let mut slots = SlotRecords::after(0);
+        // Record 1 (a checkpoint, say) holds an old value at slots 1 and 2
+        // and the chosen one at 3; record 2 rewrites 1 and 2 as chosen.
+        let first = record(0, &[(1, "old1"), (2, "old2"), (3, "chosen3")]);
+        let second = record(3, &[(1, "chosen1"), (2, "chosen2")]);
+        storage
+            .append(&[(1, &first), (2, &second)])
+            .expect("append");
+        slots.wrote(1..=3, 1);
+        slots.wrote(1..=2, 2);
+        let request = |records| LoggedRequest {
+            to: 7,
+            ballot: Ballot::ZERO,
+            first: 1,
+            last: 3,
+            commit: 3,
+            records,
+        };
+        let (to, msg) = read_logged(&storage, request(slots.records_for(1, 3))).expect("read");
+        assert_eq!(to, 7);
+        let Message::Learn { first, values, .. } = msg else {
+            panic!("not a Learn: {msg:?}");
+        };
+        assert_eq!(first, 1);
+        let want: Vec<Value<Vec<u8>>> = ["chosen1", "chosen2", "chosen3"]
+            .iter()
+            .map(|v| Value::Data(v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(values, want);
+        // A record the log does not have is an error, not a short answer.
+        assert!(read_logged(&storage, request(vec![1, 2, 3])).is_err());
     }
 }

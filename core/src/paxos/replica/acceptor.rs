@@ -25,7 +25,7 @@ impl<T: Clone> Replica<T> {
         // go). The candidate is caught up instead, and campaigns again from
         // further along, or a replica that is further along is elected.
         if slot < self.log.held_from() {
-            self.on_catch_up(from, slot - 1);
+            self.on_catch_up(from, slot.saturating_sub(1));
             return;
         }
         if ballot > self.promised {

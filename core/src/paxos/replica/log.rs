@@ -19,14 +19,12 @@ struct Held<T> {
 /// The accepted values from `base` on. Slots above the commit index may
 /// have holes (accepts can arrive out of order). Slots from `base` up to
 /// `held_from` are logged only: committed, durable here, and no longer in
-/// memory (membership changes excepted, they stay).
+/// memory.
 #[derive(Debug)]
 pub(super) struct Log<T> {
     pub(super) base: Slot,
+    /// The slot of `slots[0]`.
     held_from: Slot,
-    /// The slot of `slots[0]`: `base`, or later once released slots at the
-    /// front were dropped.
-    start: Slot,
     slots: VecDeque<Option<Held<T>>>,
     /// The slots that hold a membership change, so that the changes in
     /// flight are found without scanning the log.
@@ -38,7 +36,6 @@ impl<T> Log<T> {
         Log {
             base: 1,
             held_from: 1,
-            start: 1,
             slots: VecDeque::new(),
             configs: BTreeSet::new(),
         }
@@ -47,11 +44,11 @@ impl<T> Log<T> {
     /// The entry at `slot` if it is in memory; `None` for a slot that is
     /// empty, compacted, or only logged (see [`Log::held_from`]).
     pub(super) fn get(&self, slot: Slot) -> Option<&Entry<T>> {
-        if slot < self.start {
+        if slot < self.held_from {
             return None;
         }
         self.slots
-            .get((slot - self.start) as usize)
+            .get((slot - self.held_from) as usize)
             .and_then(Option::as_ref)
             .map(|h| &h.entry)
     }
@@ -68,7 +65,7 @@ impl<T> Log<T> {
         } else {
             self.configs.remove(&slot);
         }
-        let i = (slot - self.start) as usize;
+        let i = (slot - self.held_from) as usize;
         while self.slots.len() <= i {
             self.slots.push_back(None);
         }
@@ -78,14 +75,13 @@ impl<T> Log<T> {
     /// Drops every slot up to `upto`.
     pub(super) fn compact(&mut self, upto: Slot) {
         self.base = self.base.max(upto + 1);
-        while self.start < self.base {
+        while self.held_from < self.base {
             if self.slots.pop_front().is_none() {
-                self.start = self.base;
+                self.held_from = self.base;
                 break;
             }
-            self.start += 1;
+            self.held_from += 1;
         }
-        self.held_from = self.held_from.max(self.base);
         self.configs = self.configs.split_off(&(upto + 1));
     }
 
@@ -98,27 +94,24 @@ impl<T> Log<T> {
     /// Lets go of the values at `held_from..=upto` (the caller has made
     /// sure they are committed) whose writes are durable (token at most
     /// `durable`), stopping at the first that is not. Membership changes
-    /// stay, so that the changes in flight are always found in memory.
+    /// go too: only those after the commit index are ever looked up
+    /// (`configs_after`), and the replica installs a committed one as its
+    /// slot commits, before the shell can release it.
     pub(super) fn release(&mut self, upto: Slot, durable: u64) {
+        let from = self.held_from;
         while self.held_from <= upto {
-            let i = (self.held_from - self.start) as usize;
-            match self.slots.get_mut(i) {
-                Some(Some(h)) if h.token <= durable => {
-                    if !matches!(h.entry.value, Value::Config(_)) {
-                        self.slots[i] = None;
-                    }
-                }
+            match self.slots.front() {
+                Some(Some(h)) if h.token <= durable => {}
                 _ => break,
             }
+            self.slots.pop_front();
             self.held_from += 1;
         }
-        // Before `held_from` the deque holds nothing but membership
-        // changes: drop its empty front, and its spare room once it is
-        // mostly empty (a restart or a long gap between snapshots grew it).
-        while self.start < self.held_from && matches!(self.slots.front(), Some(None)) {
-            self.slots.pop_front();
-            self.start += 1;
+        if self.held_from > from {
+            self.configs = self.configs.split_off(&self.held_from);
         }
+        // Spare room goes once the deque is mostly empty (a restart or a
+        // long gap between snapshots grew it).
         if self.slots.capacity() > 4 * self.slots.len() + 1024 {
             self.slots.shrink_to(2 * self.slots.len());
         }
@@ -126,7 +119,7 @@ impl<T> Log<T> {
 
     /// Highest slot that holds anything (or `base - 1`).
     pub(super) fn last(&self) -> Slot {
-        self.start + self.slots.len() as Slot - 1
+        self.held_from + self.slots.len() as Slot - 1
     }
 
     /// The membership changes held after `slot`, oldest first.
