@@ -258,15 +258,17 @@ impl DurableLog {
         let snapshot_decoded = started.elapsed();
         let mut commit = snapshot_slot;
         let mut slot_records = SlotRecords::after(snapshot_slot);
-        for (index, bytes) in &found.entries {
-            let record = LogRecord::decode(bytes).map_err(|source| RecoveryError::Record {
-                index: *index,
-                source,
-            })?;
+        let records = found.entries.len();
+        // Each record's bytes go as soon as it is decoded, so that the raw
+        // log and its decoded entries are not both held at the peak.
+        for (index, bytes) in std::mem::take(&mut found.entries) {
+            let record = LogRecord::decode(&bytes)
+                .map_err(|source| RecoveryError::Record { index, source })?;
+            drop(bytes);
             commit = commit.max(record.commit);
             let mut write = record.write;
             write.entries.retain(|(slot, _)| *slot > snapshot_slot);
-            slot_records.wrote(write.entries.iter().map(|(slot, _)| *slot), *index);
+            slot_records.wrote(write.entries.iter().map(|(slot, _)| *slot), index);
             durable.apply(&write);
         }
         // Apply the committed prefix the log holds, so the node serves its
@@ -286,7 +288,7 @@ impl DurableLog {
         };
         tracing::info!(
             snapshot_slot,
-            records = found.entries.len(),
+            records,
             promised = ?durable.promised,
             accepted = durable.entries.len(),
             commit,
