@@ -1,21 +1,12 @@
-//! Replica tests: Catch-up served by a peer that is not the leader, and what a leader takes from peers (nothing).
+//! Replica tests: Catch-up served by a peer that is not the leader (from
+//! memory or from the shell's log), and what a leader takes from peers
+//! (nothing).
 
 use super::*;
 
 #[test]
 fn a_peer_serves_catch_up_marked_as_chosen() {
-    let mut a = replica(2, 3);
-    a.step(
-        1,
-        Message::Learn {
-            ballot: b(1, 1),
-            first: 1,
-            values: vec![data("a"), data("b")],
-            commit: 2,
-        },
-        a.now(),
-    );
-    a.take_commands();
+    let mut a = follower_with_two_committed();
     a.step(3, Message::CatchUp { commit: 0 }, a.now());
     let learn = Message::Learn {
         ballot: Ballot::ZERO,
