@@ -398,10 +398,10 @@ pub enum Command<T> {
     Send { to: NodeId, msg: Message<T> },
     /// Send `to` the chosen values at `first..=last`, which the shell let
     /// go of ([`Replica::release_log`]): read them from the durable log
-    /// and send [`Message::Learn`] with `ballot`, `first` and `commit`. If
-    /// the log no longer has them all (a snapshot purged it since), send
-    /// those held from `first` on, or nothing: the peer asks again and is
-    /// then sent the snapshot.
+    /// and send [`Message::Learn`] with `ballot`, `first` and `commit`. A
+    /// shell that cannot read them back sends nothing and takes a
+    /// snapshot: the replica's log then starts after them, and the peer,
+    /// asking again, is sent the snapshot.
     SendLogged {
         to: NodeId,
         ballot: Ballot,

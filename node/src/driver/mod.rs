@@ -742,14 +742,7 @@ impl NodeState {
                         first,
                         last,
                         commit,
-                    } => self.send_logged(LoggedRequest {
-                        to,
-                        ballot,
-                        first,
-                        last,
-                        commit,
-                        records: Vec::new(),
-                    }),
+                    } => self.send_logged(to, ballot, first, last, commit),
                     Command::Apply { first, values } => self.apply_committed(first, values),
                     Command::ReadReady {
                         id,

@@ -1,6 +1,7 @@
 //! The write-ahead log from the driver's side: the replica's durable
 //! writes batched into one append in flight (group commit), the replica
-//! told what is durable, and a failed batch appended again.
+//! told what is durable, a failed batch appended again, and the committed
+//! values the replica let go of read back from the log for a peer.
 
 use super::*;
 
@@ -39,16 +40,30 @@ impl NodeState {
 
     /// The replica asked for committed values it let go of to be sent to a
     /// peer: the storage thread reads them from the log.
-    pub(super) fn send_logged(&mut self, mut request: LoggedRequest) {
+    pub(super) fn send_logged(
+        &mut self,
+        to: NodeId,
+        ballot: Ballot,
+        first: Slot,
+        last: Slot,
+        commit: Slot,
+    ) {
         let Some(wal) = &self.wal else {
             return;
         };
-        request.records = wal.slots.records_for(request.first, request.last);
-        if request.records.is_empty() {
-            let why = format!("no log record is known for slot {}", request.first);
-            self.logged_unavailable(request.to, &why);
+        let records = wal.slots.records_for(first, last);
+        if records.is_empty() {
+            let why = format!("no log record is known for slot {first}");
+            self.logged_unavailable(to, &why);
             return;
         }
+        let request = LoggedRequest {
+            to,
+            ballot,
+            first,
+            commit,
+            records,
+        };
         if !wal.writer.read_logged(request) {
             self.fail_all("the storage thread has stopped");
         }

@@ -7,7 +7,7 @@
 //! older ones is sent them from the disk, as ZooKeeper and etcd serve a
 //! lagging follower from their logs.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use synod_core::paxos::{Ballot, Message, NodeId, Slot, Value};
 
@@ -85,10 +85,9 @@ pub struct LoggedRequest {
     pub to: NodeId,
     pub ballot: Ballot,
     pub first: Slot,
-    pub last: Slot,
     pub commit: Slot,
     /// The record that last wrote each slot from `first` on
-    /// ([`SlotRecords::records_for`]).
+    /// ([`SlotRecords::records_for`]): one value is read per entry.
     pub records: Vec<u64>,
 }
 
@@ -103,14 +102,13 @@ pub fn read_logged(
         to,
         ballot,
         first,
-        last: _,
         commit,
         records,
     } = request;
     let mut distinct = records.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let mut found: BTreeMap<Slot, Value<Vec<u8>>> = BTreeMap::new();
+    let mut found: Vec<Option<Value<Vec<u8>>>> = (0..records.len()).map(|_| None).collect();
     for index in distinct {
         let payload = match storage.read_record(index) {
             Ok(Some(payload)) => payload,
@@ -121,27 +119,24 @@ pub fn read_logged(
             .map_err(|error| format!("log record {index} read back does not decode: {error}"))?;
         // Only the values this record is the last write of.
         for (slot, entry) in record.write.entries {
-            let wanted = slot
+            let Some(i) = slot
                 .checked_sub(first)
-                .and_then(|i| records.get(usize::try_from(i).ok()?));
-            if wanted == Some(&index) {
-                found.insert(slot, entry.value);
+                .and_then(|i| usize::try_from(i).ok())
+            else {
+                continue;
+            };
+            if records.get(i) == Some(&index) {
+                found[i] = Some(entry.value);
             }
         }
     }
-    let values: Vec<Value<Vec<u8>>> = found
-        .into_iter()
-        .zip(first..)
-        .take_while(|((slot, _), want)| slot == want)
-        .map(|((_, value), _)| value)
-        .collect();
-    if values.len() != records.len() {
+    let held = found.iter().flatten().count();
+    let Some(values) = found.into_iter().collect::<Option<Vec<_>>>() else {
         return Err(format!(
-            "the log holds {} of the {} values from slot {first} on",
-            values.len(),
+            "the log holds {held} of the {} values from slot {first} on",
             records.len()
         ));
-    }
+    };
     Ok((
         to,
         Message::Learn {
@@ -238,7 +233,6 @@ mod tests {
             to: 7,
             ballot: Ballot::ZERO,
             first: 1,
-            last: 3,
             commit: 3,
             records,
         };
