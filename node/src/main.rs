@@ -65,6 +65,7 @@ enum Command {
 async fn main() -> ExitCode {
     // Before the heap grows; logged once the log is set up.
     let huge_pages_off = synod_node::memory::avoid_transparent_huge_pages();
+    let purges_promptly = synod_node::memory::purge_freed_pages_promptly();
     let args = match synod_node::config::expand_config_file(
         std::env::args().collect(),
         std::env::var("SYNOD_CONFIG").ok(),
@@ -81,7 +82,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(Cli::parse_from(args), huge_pages_off).await {
+    match run(Cli::parse_from(args), huge_pages_off, purges_promptly).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One readable line for the operator; the log has the context.
@@ -97,7 +98,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, huge_pages_off: std::io::Result<bool>) -> anyhow::Result<()> {
+async fn run(
+    cli: Cli,
+    huge_pages_off: std::io::Result<bool>,
+    purges_promptly: bool,
+) -> anyhow::Result<()> {
     let filter =
         EnvFilter::try_new(&cli.log).with_context(|| format!("bad --log filter {:?}", cli.log))?;
     // Colour codes only for a person at a terminal: in a file or a
@@ -118,6 +123,16 @@ async fn run(cli: Cli, huge_pages_off: std::io::Result<bool>) -> anyhow::Result<
             "transparent huge pages left to the allocator, as the variable asks"
         ),
         Err(error) => tracing::warn!(%error, "cannot turn transparent huge pages off"),
+    }
+    let purge_delay_ms = synod_node::memory::purge_delay_ms();
+    if purges_promptly {
+        tracing::debug!(purge_delay_ms, "freed pages go back to the system at once");
+    } else {
+        tracing::info!(
+            purge_delay_ms,
+            variable = synod_node::memory::PURGE_DELAY_VARIABLE,
+            "the allocator's purge delay left as the environment sets it"
+        );
     }
     match cli.command {
         Command::Serve(config) => {
