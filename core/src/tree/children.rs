@@ -28,6 +28,14 @@
 //! name's slot; the search reads the fences only, and a name only where
 //! its first [`FENCE_HEAD`] bytes are those of a fence.
 //!
+//! Blocks grow their entries a little at a time (an eighth), not by
+//! doubling, and a split gives back the half it moved out: where clients
+//! create in many places at once (a block split in the middle fills from
+//! a half to full), doubling left blocks holding twice the room they used,
+//! and the children of a million-znode directory took 26 MiB instead of 8
+//! (a heap profile of a loaded node, docs/benchmarks.md). Only the last
+//! block, where ascending names append, still doubles: it fills exactly.
+//!
 //! Invariants, checked by the property test: every name in a block begins
 //! with the block's prefix, every child's key is [`key_at`] its name and
 //! the prefix's length, and every block's fence is [`Fence::of`] its last
@@ -165,14 +173,28 @@ impl Block {
     }
 
     /// Puts `slot`, named `name`, at `at`; shortens the prefix first if
-    /// `name` does not begin with it.
-    fn put<'a>(&mut self, at: usize, slot: u32, name: &[u8], name_of: &impl Fn(u32) -> &'a [u8]) {
+    /// `name` does not begin with it. `appending`: ascending names arrive
+    /// at the end of the directory, so this block will fill up.
+    fn put<'a>(
+        &mut self,
+        at: usize,
+        slot: u32,
+        name: &[u8],
+        name_of: &impl Fn(u32) -> &'a [u8],
+        appending: bool,
+    ) {
         if !name.starts_with(&self.prefix) {
             let shared = common_prefix(&self.prefix, name);
             self.prefix = name[..shared].into();
             self.rekey(name_of);
         }
         let key = key_at(name, self.prefix.len());
+        let len = self.entries.len();
+        if len == self.entries.capacity() {
+            let step = if appending { len } else { len / 8 };
+            let room = BLOCK.saturating_sub(len).max(1);
+            self.entries.reserve_exact(step.max(4).min(room));
+        }
         self.entries.insert(at, Entry { key, slot });
     }
 
@@ -194,7 +216,10 @@ impl Block {
                 (shared, i.abs_diff(middle))
             })
             .unwrap_or(middle);
+        // `split_off` sizes the upper half to fit; the lower half gives
+        // back the room the upper one took.
         let upper = self.entries.split_off(at);
+        self.entries.shrink_to(at + at / 8);
         let mut upper = Block {
             entries: upper,
             prefix: Box::default(),
@@ -300,7 +325,7 @@ impl Children {
         };
         if target.entries.len() < BLOCK {
             let last = at == target.entries.len();
-            target.put(at, slot, name, &name_of);
+            target.put(at, slot, name, &name_of, last && last_block);
             if last {
                 self.fences[block] = Fence::of(slot, name);
             }
@@ -316,9 +341,9 @@ impl Children {
         let mut upper = target.split(&name_of);
         let lower_len = target.entries.len();
         if at <= lower_len {
-            target.put(at, slot, name, &name_of);
+            target.put(at, slot, name, &name_of, false);
         } else {
-            upper.put(at - lower_len, slot, name, &name_of);
+            upper.put(at - lower_len, slot, name, &name_of, false);
         }
         let lower_fence = target.fence(&name_of);
         let upper_fence = upper.fence(&name_of);
@@ -502,6 +527,39 @@ mod tests {
             .filter(|b| b.entries.len() == BLOCK)
             .count();
         assert_eq!(full, 10_000 / BLOCK, "every block but the last is full");
+    }
+
+    /// Entries the blocks have room for, per child.
+    fn room_per_child(set: &Children) -> f64 {
+        let room: usize = set.blocks.iter().map(|b| b.entries.capacity()).sum();
+        room as f64 / set.len() as f64
+    }
+
+    #[test]
+    fn blocks_keep_little_unused_room() {
+        // As a load of 128 clients creates: each its own ascending names
+        // (`c{s}-{d}-{i}`, not zero-padded), all interleaved, so most
+        // inserts land in the middle of the directory and split blocks.
+        let names: Vec<Vec<u8>> = (0..40_000u32)
+            .map(|n| format!("c{}-{}", n % 128, n / 128).into_bytes())
+            .collect();
+        let mut set = Children::default();
+        for s in 0..40_000 {
+            assert!(set.insert(s, |s| names[s as usize].as_slice()));
+        }
+        let room = room_per_child(&set);
+        // Doubling held ~1.6 entries of room per child here.
+        assert!(room < 1.2, "{room} entries of room per child");
+        // Ascending names fill their blocks exactly.
+        let names: Vec<Vec<u8>> = (0..10_000u32)
+            .map(|s| format!("n{s:07}").into_bytes())
+            .collect();
+        let mut set = Children::default();
+        for s in 0..10_000 {
+            assert!(set.insert(s, |s| names[s as usize].as_slice()));
+        }
+        let room = room_per_child(&set);
+        assert!(room < 1.06, "{room} entries of room per child");
     }
 
     #[test]
