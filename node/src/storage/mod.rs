@@ -121,6 +121,8 @@ pub use snapshot::{PartialSnapshot, SnapshotReader, SnapshotWriter, WrittenSnaps
 /// The largest record payload: the frame's length field is 32 bits.
 pub const MAX_RECORD_BYTES: usize = u32::MAX as usize;
 
+/// The largest batch buffer a log keeps between appends (see `append`).
+const KEEP_BATCH_BUFFER_BYTES: usize = 1 << 20;
 const LOCK_FILE: &str = "LOCK";
 const TMP_SUFFIX: &str = ".tmp";
 const CORRUPT_SUFFIX: &str = ".corrupt";
@@ -427,8 +429,11 @@ impl Storage {
             wal::encode_record(&mut buf, index, payload);
         }
         let result = self.write_batch(first, &starts, &buf);
-        // Keep the buffer for the next batch unless one huge batch bloated it.
-        if buf.capacity() <= 4 * self.config.segment_bytes as usize {
+        // Keep the buffer for the next batch, but not the room a burst
+        // made: batches are tens of KiB under a steady load, and a burst
+        // (a backlog after a slow fsync) grew it to 4-5 MiB that a loaded
+        // node then held for good (a heap profile, docs/benchmarks.md).
+        if buf.capacity() <= KEEP_BATCH_BUFFER_BYTES {
             self.buf = buf;
         }
         result
