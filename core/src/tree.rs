@@ -459,7 +459,7 @@ impl DataTree {
             } => {
                 if let Some(node) = self.nodes.get_mut(path.as_str()) {
                     let applied = std::mem::replace(&mut node.acl, acl);
-                    node.aversion = aversion;
+                    node.set_aversion(aversion);
                     self.acls.release(applied);
                 }
             }
@@ -740,13 +740,13 @@ impl DataTree {
         self.config
             .acl
             .check(self.acls.get(node.acl), perms::ADMIN, ctx.identity, p)?;
-        Self::check_version(p, version, node.aversion)?;
+        Self::check_version(p, version, node.aversion())?;
         let acl = self.config.acl.fixup(acl, ctx.identity)?;
         let new_ref = self.acls.acquire(&acl);
         let node = self.nodes.get_mut(p).expect("node was found above");
         let old_ref = std::mem::replace(&mut node.acl, new_ref);
-        let old_aversion = node.aversion;
-        node.aversion = node.aversion.wrapping_add(1);
+        let old_aversion = node.aversion();
+        node.set_aversion(old_aversion.wrapping_add(1));
         let stat = node.stat();
         if self.journal.recording {
             self.journal.entries.push(Undo::AclSet {

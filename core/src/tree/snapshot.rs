@@ -279,7 +279,7 @@ impl DataTree {
         {
             let preimage = Preimage {
                 stat: stat_of(n),
-                versions: [n.version, n.cversion(), n.aversion],
+                versions: [n.version, n.cversion(), n.aversion()],
                 acl: self
                     .acls
                     .get_shared(n.acl)
@@ -508,7 +508,7 @@ fn visit(
                 let acl = cursor.by_ref.get(&n.acl).copied().unwrap_or_default();
                 let node = NodeRecord {
                     stat: stat_of(n),
-                    versions: [n.version, n.cversion(), n.aversion],
+                    versions: [n.version, n.cversion(), n.aversion()],
                     acl,
                     data: n.data(),
                 };
@@ -539,7 +539,7 @@ impl<'a> NodeRecord<'a> {
         node.mzxid = mzxid;
         node.mtime = mtime;
         node.version = version;
-        node.aversion = aversion;
+        node.set_aversion(aversion);
         if (cversion, pzxid) != (0, czxid) {
             node.set_child_stat(cversion, pzxid);
         }

@@ -24,25 +24,29 @@ use crate::path;
 use crate::tree::Stat;
 use crate::{Millis, Zxid};
 
-/// Slots per chunk of the slab: 4,096 slots of 88 bytes, ~360 KiB.
+/// Slots per chunk of the slab: 4,096 slots of 80 bytes, 320 KiB.
 const CHUNK: usize = 4096;
 /// The parent of the root.
 const NO_PARENT: u32 = u32::MAX;
 /// In `name_len`: the data is null (ZooKeeper tells null from empty).
 const NULL_DATA: u32 = 1 << 31;
 
-/// The child bookkeeping of a node that has or had children. A node that
-/// never had one (most nodes) has none, and reads as ZooKeeper's fresh
-/// node: `cversion` 0 and `pzxid` equal to its `czxid`.
+/// What most znodes never need: the child bookkeeping of a node that has
+/// or had children, and the ACL version of one whose ACL was set. A node
+/// without it (most nodes) reads as ZooKeeper's fresh node: `cversion`
+/// and `aversion` 0, `pzxid` equal to its `czxid`. Keeping `aversion`
+/// here rather than in every slot is what brings a slot from 88 bytes to
+/// 80 (8 MB at a million znodes).
 #[derive(Debug, Clone)]
 pub(super) struct Dir {
     pzxid: Zxid,
     cversion: i32,
+    aversion: i32,
     children: Children,
 }
 
 /// One znode: Stat fields, ACL reference, and its name and data in one
-/// allocation.
+/// allocation (80 bytes and the allocation; see [`Dir`]).
 #[derive(Debug, Clone)]
 pub(super) struct Znode {
     pub(super) czxid: Zxid,
@@ -51,7 +55,6 @@ pub(super) struct Znode {
     pub(super) mtime: Millis,
     pub(super) ephemeral_owner: i64,
     pub(super) version: i32,
-    pub(super) aversion: i32,
     pub(super) acl: AclRef,
     parent: u32,
     /// Length of the name at the front of `blob`, and [`NULL_DATA`].
@@ -78,7 +81,6 @@ impl Znode {
             mtime: time,
             ephemeral_owner: owner,
             version: 0,
-            aversion: 0,
             acl,
             parent: NO_PARENT,
             name_len: 0,
@@ -129,6 +131,17 @@ impl Znode {
         self.dir.as_ref().map_or(0, |d| d.cversion)
     }
 
+    pub(super) fn aversion(&self) -> i32 {
+        self.dir.as_ref().map_or(0, |d| d.aversion)
+    }
+
+    /// Sets the ACL version; a node whose version stays 0 needs no [`Dir`].
+    pub(super) fn set_aversion(&mut self, aversion: i32) {
+        if aversion != 0 || self.dir.is_some() {
+            self.dir_mut().aversion = aversion;
+        }
+    }
+
     /// Records a change of the child list (or its undo).
     pub(super) fn set_child_stat(&mut self, cversion: i32, pzxid: Zxid) {
         let dir = self.dir_mut();
@@ -142,6 +155,7 @@ impl Znode {
             Box::new(Dir {
                 pzxid: czxid,
                 cversion: 0,
+                aversion: 0,
                 children: Children::default(),
             })
         })
@@ -168,7 +182,7 @@ impl Znode {
             mtime: self.mtime,
             version: self.version,
             cversion: self.cversion(),
-            aversion: self.aversion,
+            aversion: self.aversion(),
             ephemeral_owner: self.ephemeral_owner,
             data_length: i32::try_from(self.bytes().len()).unwrap_or(i32::MAX),
             num_children: i32::try_from(self.num_children()).unwrap_or(i32::MAX),
@@ -176,6 +190,9 @@ impl Znode {
         }
     }
 }
+
+// Every slot of the slab is this size (docs/architecture.md).
+const _: () = assert!(size_of::<Option<Znode>>() == 80);
 
 /// Every znode, by slot and by path.
 #[derive(Debug, Default)]
