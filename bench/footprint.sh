@@ -72,6 +72,8 @@ start() {
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
 per_znode() { python3 -c "print(f'{$1 * 1024 / $N:.0f}')"; }
+# KiB as "X MiB (Y MB)": the issue's targets are in MB (10^6 bytes).
+size() { python3 -c "print(f'{$1 / 1024:.0f} MiB ({$1 * 1024 / 1e6:.0f} MB)')"; }
 
 start
 "$BENCH" --endpoints "$CLIENT" --op create --max-requests "$N" --duration 3600 \
@@ -84,15 +86,15 @@ du_snap=$(du -sk "$DIR/data/snapshot" 2>/dev/null | cut -f1 || echo 0)
 du_all=$(du -sk "$DIR/data" | cut -f1)
 echo "footprint: znodes=$N value_size=$VALUE_SIZE value_fill=$VALUE_FILL"
 echo "footprint: load: $(grep -m1 -E 'ops/s|throughput' "$DIR/load.txt" || head -1 "$DIR/load.txt")"
-echo "footprint: steady RSS $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $((hwm / 1024)) MB)"
-echo "footprint: data dir $((du_all / 1024)) MB = $(per_znode "$du_all") bytes per znode (log $((du_log / 1024)) MB, snapshots $((du_snap / 1024)) MB)"
+echo "footprint: steady RSS $(size "$rss") = $(per_znode "$rss") bytes per znode (peak $(size "$hwm"))"
+echo "footprint: data dir $(size "$du_all") = $(per_znode "$du_all") bytes per znode (log $(size "$du_log"), snapshots $(size "$du_snap"))"
 # Settled: after SETTLE_SECS of light traffic (sets on 100 keys at depth 1)
 # the allocator has had frees to purge what the load and the last
 # snapshot left resident.
 "$BENCH" --endpoints "$CLIENT" --op set --keys 100 --sessions 1 --depth 1 \
   --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" --value-fill "$VALUE_FILL" >/dev/null
 rss=$(rss_kb)
-echo "footprint: settled RSS (after ${SETTLE_SECS:-10} s of light sets) $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode"
+echo "footprint: settled RSS (after ${SETTLE_SECS:-10} s of light sets) $(size "$rss") = $(per_znode "$rss") bytes per znode"
 kill -9 "$PID"
 wait "$PID" 2>/dev/null || true
 PID=
@@ -100,9 +102,9 @@ start
 restart=$READY_SECS
 sleep 1
 rss=$(rss_kb)
-echo "footprint: restart to ready ${restart} s; RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode (peak $(( $(hwm_kb) / 1024)) MB)"
+echo "footprint: restart to ready ${restart} s; RSS after restart $(size "$rss") = $(per_znode "$rss") bytes per znode (peak $(size "$(hwm_kb)"))"
 grep 'recovered state' "$DIR/node.log" | tail -1 | sed 's/^/footprint: /'
 "$BENCH" --endpoints "$CLIENT" --op set --keys 100 --sessions 1 --depth 1 \
   --duration "${SETTLE_SECS:-10}" --value-size "$VALUE_SIZE" --value-fill "$VALUE_FILL" >/dev/null
 rss=$(rss_kb)
-echo "footprint: settled RSS after restart $((rss / 1024)) MB = $(per_znode "$rss") bytes per znode"
+echo "footprint: settled RSS after restart $(size "$rss") = $(per_znode "$rss") bytes per znode"
